@@ -1,0 +1,31 @@
+# make demo: set up .venv and run the main demo.  make test: set up and run every test.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema -type f -not -path '*/__pycache__/*')
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' is not Python >= 3.11 (found: $$($(PYTHON) --version 2>&1)); run make PYTHON=python3.11 ..." >&2; exit 1; }
+	@command -v c++ >/dev/null 2>&1 || { \
+	  echo "error: no C++ compiler found (c++); install one, e.g. apt-get install g++" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet ".[dev]"
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/python examples/demo.py
+
+# -P: import the installed package (with its compiled kernels), not the source tree.
+test: $(STAMP)
+	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema
+	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema
+	$(VENV)/bin/python -P -m pytest
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,64 @@
+#include "../tt_blob.h"
+
+#include <string.h>
+
+namespace {
+
+uint32_t ReadU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+uint16_t ReadU16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+
+}  // namespace
+
+extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 0; i < length; ++i) {
+    crc ^= data[i];
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+  }
+  return ~crc;
+}
+
+extern "C" tt_status tt_blob_open(tt_blob_reader* reader, const uint8_t* blob, size_t length,
+                                  uint32_t magic, uint16_t version, uint16_t kind) {
+  if (reader == nullptr || (blob == nullptr && length != 0)) return TT_ARG_ERROR;
+  if (length < TT_BLOB_HEADER_BYTES) return TT_BLOB_TRUNCATED;
+  if (ReadU32(blob) != magic) return TT_BLOB_BAD_MAGIC;
+  if (ReadU16(blob + 4) != version) return TT_BLOB_BAD_VERSION;
+  if (ReadU16(blob + 6) != kind) return TT_BLOB_WRONG_KIND;
+  const uint32_t payload_length = ReadU32(blob + 8);
+  // Compared as a subtraction so a huge declared length cannot overflow.
+  if (payload_length > length - TT_BLOB_HEADER_BYTES) return TT_BLOB_TRUNCATED;
+  if (payload_length != length - TT_BLOB_HEADER_BYTES) return TT_BLOB_BAD_LENGTH;
+  const uint8_t* payload = blob + TT_BLOB_HEADER_BYTES;
+  if (tt_crc32(payload, payload_length) != ReadU32(blob + 12)) return TT_BLOB_BAD_CHECKSUM;
+  reader->cursor = payload;
+  reader->end = payload + payload_length;
+  return TT_SUCCESS;
+}
+
+extern "C" tt_status tt_blob_read_i32(tt_blob_reader* reader, int32_t* value) {
+  if (reader->end - reader->cursor < 4) return TT_BLOB_BAD_LENGTH;
+  *value = static_cast<int32_t>(ReadU32(reader->cursor));
+  reader->cursor += 4;
+  return TT_SUCCESS;
+}
+
+extern "C" tt_status tt_blob_read_f32(tt_blob_reader* reader, float* value) {
+  if (reader->end - reader->cursor < 4) return TT_BLOB_BAD_LENGTH;
+  const uint32_t bits = ReadU32(reader->cursor);
+  memcpy(value, &bits, sizeof(*value));
+  reader->cursor += 4;
+  return TT_SUCCESS;
+}
+
+extern "C" tt_status tt_blob_finish(const tt_blob_reader* reader) {
+  return reader->cursor == reader->end ? TT_SUCCESS : TT_BLOB_BAD_LENGTH;
+}

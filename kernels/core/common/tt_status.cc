@@ -1,0 +1,16 @@
+#include "../tt_types.h"
+
+extern "C" const char* tt_status_message(tt_status status) {
+  switch (status) {
+    case TT_SUCCESS: return "success";
+    case TT_ARG_ERROR: return "invalid argument (null pointer or shape out of range)";
+    case TT_LABEL_OUT_OF_RANGE: return "label out of range";
+    case TT_BLOB_TRUNCATED: return "options blob is truncated";
+    case TT_BLOB_BAD_MAGIC: return "options blob has no tinytrain magic (not written by tinytrain_tflm?)";
+    case TT_BLOB_BAD_VERSION: return "options blob was written for another schema version; recompile the model";
+    case TT_BLOB_WRONG_KIND: return "options blob belongs to another op";
+    case TT_BLOB_BAD_CHECKSUM: return "options blob is corrupt (CRC-32 mismatch)";
+    case TT_BLOB_BAD_LENGTH: return "options blob has the wrong payload length for its kind";
+  }
+  return "unknown status";
+}

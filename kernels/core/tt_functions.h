@@ -1,0 +1,69 @@
+/* Public API of the tinytrain kernel core, in the shape of CMSIS-NN's
+ * arm_nnfunctions.h: functions named tt_<op>[_variant]_<dtype>, arguments
+ * ordered op params, quant params, then (dims, data) pairs with outputs last,
+ * a tt_status result, no allocation, no printing, no TFLM type. */
+#ifndef TINYTRAIN_KERNELS_CORE_TT_FUNCTIONS_H_
+#define TINYTRAIN_KERNELS_CORE_TT_FUNCTIONS_H_
+
+#include <stdint.h>
+
+#include "tt_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Options of the softmax cross-entropy loss. */
+typedef struct {
+  float label_smoothing; /**< e in [0, 1): target = (1 - e) * onehot + e / classes. */
+} tt_softmax_cross_entropy_params;
+
+/**
+ * Index of the first label outside [0, num_classes), or -1 when all are valid.
+ * The loss functions call it before writing anything; glue code calls it again
+ * after TT_LABEL_OUT_OF_RANGE to name the offending label.
+ */
+int32_t tt_first_label_out_of_range(const int32_t* labels, int32_t count, int32_t num_classes);
+
+/**
+ * Mean softmax cross-entropy of int8 logits and its float32 gradient.
+ *
+ * loss = mean_n( logsumexp(x_n) - sum_c t_nc x_nc ), x = scale * (q - zero_point);
+ * grad_nc = (softmax(x_n)_c - t_nc) / batch, the derivative of loss w.r.t. x.
+ * Softmax is taken on integer differences q - max(q), so it cannot overflow.
+ *
+ * @param[in]  params       label smoothing in [0, 1)
+ * @param[in]  logits_quant per-tensor quantization of the logits, scale > 0
+ * @param[in]  logits_dims  n = batch >= 1, c = classes >= 2, h = w = 1
+ * @param[in]  logits       int8 [n, c]
+ * @param[in]  labels       int32 [n], each in [0, c)
+ * @param[out] loss         one float
+ * @param[out] grad         float32 [n, c]
+ * @return TT_SUCCESS; TT_ARG_ERROR or TT_LABEL_OUT_OF_RANGE with no output written
+ */
+tt_status tt_softmax_cross_entropy_s8(const tt_softmax_cross_entropy_params* params,
+                                      const tt_quant_params* logits_quant,
+                                      const tt_dims* logits_dims, const int8_t* logits,
+                                      const int32_t* labels, float* loss, float* grad);
+
+/**
+ * As tt_softmax_cross_entropy_s8, with the gradient quantized to int8 at a
+ * scale chosen at run time: grad_scale = max|grad| / 127 (1/127 when every
+ * gradient is zero), zero point 0, values in [-127, 127] so the range is
+ * symmetric. Computes the softmax twice (once for the max, once to quantize)
+ * instead of holding a float row: no scratch memory.
+ *
+ * @param[out] grad        int8 [n, c]
+ * @param[out] grad_scale  one float, > 0
+ */
+tt_status tt_softmax_cross_entropy_qgrad_s8(const tt_softmax_cross_entropy_params* params,
+                                            const tt_quant_params* logits_quant,
+                                            const tt_dims* logits_dims, const int8_t* logits,
+                                            const int32_t* labels, float* loss, int8_t* grad,
+                                            float* grad_scale);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // TINYTRAIN_KERNELS_CORE_TT_FUNCTIONS_H_

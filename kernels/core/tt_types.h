@@ -1,0 +1,47 @@
+/* Types shared by every tinytrain kernel core function: status codes, shapes
+ * and quantization parameters. Plain C so the core can be called from C, C++,
+ * or Python through ctypes, with no TFLM type anywhere. */
+#ifndef TINYTRAIN_KERNELS_CORE_TT_TYPES_H_
+#define TINYTRAIN_KERNELS_CORE_TT_TYPES_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Result of every core function. Only TT_SUCCESS means outputs were written. */
+typedef enum {
+  TT_SUCCESS = 0,
+  TT_ARG_ERROR = -1,           /**< NULL pointer or a shape/parameter outside its documented range. */
+  TT_LABEL_OUT_OF_RANGE = -2,  /**< A label is negative or not below the number of classes. */
+  TT_BLOB_TRUNCATED = -3,      /**< A blob ends before its header or its declared payload does. */
+  TT_BLOB_BAD_MAGIC = -4,      /**< A blob does not start with the tinytrain magic. */
+  TT_BLOB_BAD_VERSION = -5,    /**< A blob was written for another schema version. */
+  TT_BLOB_WRONG_KIND = -6,     /**< A blob belongs to another op or metadata record. */
+  TT_BLOB_BAD_CHECKSUM = -7,   /**< A blob's payload does not match its CRC-32. */
+  TT_BLOB_BAD_LENGTH = -8,     /**< A blob's payload length differs from what its kind holds. */
+} tt_status;
+
+/** One line of English for a status, for error reports. Never NULL. */
+const char* tt_status_message(tt_status status);
+
+/** Tensor shape in NHWC order; unused dimensions are 1. */
+typedef struct {
+  int32_t n;
+  int32_t h;
+  int32_t w;
+  int32_t c;
+} tt_dims;
+
+/** Per-tensor affine quantization: real = scale * (q - zero_point). */
+typedef struct {
+  float scale;
+  int32_t zero_point;
+} tt_quant_params;
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // TINYTRAIN_KERNELS_CORE_TT_TYPES_H_

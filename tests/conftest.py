@@ -1,0 +1,57 @@
+"""Shared helpers: one-op loss models built directly in the IR, and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinytrain_tflm import emit, ir, schema, schema_generated
+
+
+def loss_options(num_classes: int, label_smoothing: float = 0.0) -> bytes:
+    return schema.encode_blob("SOFTMAX_CROSS_ENTROPY", num_classes=num_classes, label_smoothing=label_smoothing)
+
+
+def loss_model(
+    batch: int,
+    classes: int,
+    scale: float = 0.1,
+    zero_point: int = 0,
+    gradient: str = "float32",
+    label_smoothing: float = 0.0,
+    options: bytes | None | str = "default",
+    logits_dtype=np.int8,
+    labels_dtype=np.int32,
+    grad_scale_output: bool | None = None,
+) -> bytes:
+    """A model whose only op is TT_SOFTMAX_CROSS_ENTROPY on its two inputs (logits, labels)."""
+    graph = ir.Graph()
+    quant = ir.Quantization(np.array([scale], np.float32), np.array([zero_point], np.int64))
+    logits = graph.add_tensor(ir.Tensor("logits", (batch, classes), np.dtype(logits_dtype), quant))
+    labels = graph.add_tensor(ir.Tensor("labels", (batch,), np.dtype(labels_dtype)))
+    loss = graph.add_tensor(ir.Tensor("loss", (1,), np.dtype(np.float32)))
+    grad = graph.add_tensor(ir.Tensor("grad", (batch, classes), np.dtype(gradient)))
+    outputs = [loss, grad]
+    if grad_scale_output if grad_scale_output is not None else gradient == "int8":
+        outputs.append(graph.add_tensor(ir.Tensor("grad_scale", (1,), np.dtype(np.float32))))
+    blob = loss_options(classes, label_smoothing) if options == "default" else options
+    graph.ops.append(ir.Op(schema_generated.SOFTMAX_CROSS_ENTROPY, [logits, labels], outputs, custom=True, custom_options=blob))
+    graph.inputs, graph.outputs = [logits, labels], outputs
+    return emit.emit_model(graph)
+
+
+def reference_loss(q: np.ndarray, labels: np.ndarray, scale: float, zero_point: int, smoothing: float = 0.0):
+    """Mean softmax cross-entropy and its gradient w.r.t. the dequantized logits, in float64."""
+    x = scale * (q.astype(np.float64) - zero_point)
+    x = x - x.max(axis=1, keepdims=True)
+    log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    batch, classes = q.shape
+    target = (1 - smoothing) * np.eye(classes)[labels] + smoothing / classes
+    loss = -(target * log_p).sum(axis=1).mean()
+    grad = (np.exp(log_p) - target) / batch
+    return loss, grad
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,216 @@
+"""Run models on the TFLM x86 reference runtime with tinytrain's ops registered.
+
+The runtime is the pinned tflite-micro wheel (shared BRIEF section 2). Its
+interpreter reports errors by printing to file descriptor 2 and raising a bare
+RuntimeError; `Interpreter` captures that output so every failure becomes a
+TFLMError carrying TFLM's own words. An arena below a few hundred bytes makes
+the wheel crash rather than fail, so sizes under MIN_ARENA_BYTES are refused
+here, and `minimum_arena_size` probes each candidate in a forked child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from . import read, schema_generated
+from .capture import capture_fds
+from .errors import TFLMError, TinyTrainError
+
+PINNED_TFLM_VERSION = "0.dev20261002031052"
+# What that wheel reports as tflite_micro.__version__: the pip version and TFLM's commit.
+PINNED_TFLM_BUILD = PINNED_TFLM_VERSION + "-g1fae604"
+REGISTERER = "TinyTrainRegisterOps"
+PLUGIN_PATH = Path(__file__).resolve().parent / "_tinytrain_kernels.so"
+# The wheel segfaults below ~470 bytes (its allocator's own objects do not
+# fit, whatever the model); a real model never fits in 1 KiB anyway.
+MIN_ARENA_BYTES = 1024
+# Largest arena minimum_arena_size will try before giving up.
+MAX_ARENA_BYTES = 1 << 30
+
+T = TypeVar("T")
+
+
+@functools.cache
+def load_plugin() -> ctypes.CDLL:
+    """Loads the kernel library so the wheel's dlsym finds REGISTERER; checks versions."""
+    try:
+        import tflite_micro
+    except ImportError as error:
+        raise TinyTrainError(
+            f"tflite-micro is not installed ({error}); pip install tflite-micro=={PINNED_TFLM_VERSION}"
+        ) from None
+    if tflite_micro.__version__ != PINNED_TFLM_BUILD:
+        raise TinyTrainError(
+            f"tflite-micro {tflite_micro.__version__} is installed but tinytrain_tflm's kernels are built for "
+            f"{PINNED_TFLM_BUILD} (other builds have another ABI); pip install tflite-micro=={PINNED_TFLM_VERSION}"
+        )
+    if not PLUGIN_PATH.exists():
+        raise TinyTrainError(f"kernel library {PLUGIN_PATH} is missing; reinstall with `pip install .` (it builds the kernels)")
+    # RTLD_GLOBAL: the wheel resolves registerers with dlsym(RTLD_DEFAULT).
+    library = ctypes.CDLL(str(PLUGIN_PATH), mode=ctypes.RTLD_GLOBAL)
+    built_for = library.TinyTrainSchemaVersion()
+    if built_for != schema_generated.SCHEMA_VERSION:
+        raise TinyTrainError(
+            f"kernel library speaks schema version {built_for}, the Python package {schema_generated.SCHEMA_VERSION}; reinstall"
+        )
+    return library
+
+
+def _one_line(log: str) -> str:
+    return "; ".join(line.strip() for line in log.splitlines() if line.strip())
+
+
+def _call_tflm(what: str, call: Callable[[], T]) -> tuple[T, str]:
+    """Runs `call`, returning its result and TFLM's log; failures raise TFLMError."""
+    with capture_fds(2) as captured:
+        try:
+            result = call()
+            error = None
+        except (RuntimeError, ValueError) as raised:
+            error = raised
+    if error is not None:
+        details = _one_line(captured.text)
+        raise TFLMError(f"{what} failed: {error}" + (f" TFLM says: {details}" if details else ""))
+    return result, captured.text
+
+
+@dataclasses.dataclass(frozen=True)
+class ArenaReport:
+    """What TFLM's recording allocator says of one interpreter's arena."""
+
+    total: int  # bytes in use: head + tail
+    head: int  # non-persistent: planned tensors and scratch
+    tail: int  # persistent: kernel data, TFLM bookkeeping, variables
+    categories: dict[str, int]  # per-category bytes of the tail, TFLM's names
+
+    @classmethod
+    def parse(cls, log: str) -> ArenaReport:
+        totals = dict(re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", log))
+        if set(totals) != {"total", "head", "tail"}:
+            raise TinyTrainError(f"no arena report in TFLM's output: {_one_line(log)[:200]!r}")
+        categories = {name: int(used) for name, used in re.findall(r"'([^']+)' used (\d+) bytes", log)}
+        return cls(int(totals["total"]), int(totals["head"]), int(totals["tail"]), categories)
+
+
+class Interpreter:
+    """A TFLM interpreter on the pinned wheel with every tinytrain op registered."""
+
+    def __init__(self, model: bytes, arena_size: int):
+        load_plugin()
+        # A malformed model must not reach TFLM's unchecked flatbuffer reader.
+        subgraph = read.parse_flatbuffer(model).subgraphs[0]
+        # The wheel does not bounds-check input/output indices: we do.
+        self.num_inputs, self.num_outputs = len(subgraph.inputs), len(subgraph.outputs)
+        if arena_size < MIN_ARENA_BYTES:
+            raise TinyTrainError(f"arena of {arena_size} bytes is below the {MIN_ARENA_BYTES}-byte minimum the runtime handles")
+        from tflite_micro import runtime as tflm_runtime
+
+        self._model = bytes(model)  # TFLM reads the flatbuffer in place: keep it alive.
+        self.arena_size = arena_size
+        self._interpreter, _ = _call_tflm(
+            f"creating a TFLM interpreter with a {arena_size}-byte arena",
+            lambda: tflm_runtime.Interpreter.from_bytes(self._model, custom_op_registerers=[REGISTERER], arena_size=arena_size),
+        )
+
+    def _check_index(self, kind: str, index: int, count: int) -> None:
+        if not 0 <= index < count:
+            raise TinyTrainError(f"{kind} index {index} is out of range: the model has {count} {kind}s")
+
+    def input_details(self, index: int) -> dict:
+        self._check_index("input", index, self.num_inputs)
+        return self._interpreter.get_input_details(index)
+
+    def output_details(self, index: int) -> dict:
+        self._check_index("output", index, self.num_outputs)
+        return self._interpreter.get_output_details(index)
+
+    def set_input(self, index: int, value: np.ndarray) -> None:
+        details = self.input_details(index)
+        value = np.asarray(value)
+        if value.dtype != details["dtype"] or tuple(value.shape) != tuple(details["shape"]):
+            raise TinyTrainError(
+                f"input {index} must be {np.dtype(details['dtype']).name} {tuple(details['shape'])}, "
+                f"got {value.dtype.name} {tuple(value.shape)}"
+            )
+        _call_tflm(f"setting input {index}", lambda: self._interpreter.set_input(value, index))
+
+    def get_output(self, index: int) -> np.ndarray:
+        self._check_index("output", index, self.num_outputs)
+        return _call_tflm(f"reading output {index}", lambda: self._interpreter.get_output(index))[0]
+
+    def invoke(self) -> None:
+        _call_tflm("invoke", self._interpreter.invoke)
+
+    def reset(self) -> None:
+        _call_tflm("reset", self._interpreter.reset)
+
+    def arena_report(self) -> ArenaReport:
+        """Arena use as the recording allocator saw it (after the first invoke)."""
+        _, log = _call_tflm("printing allocations", self._interpreter.print_allocations)
+        return ArenaReport.parse(log)
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Sets every input, invokes once and returns every output."""
+        if len(inputs) != self.num_inputs:
+            raise TinyTrainError(f"the model takes {self.num_inputs} inputs, got {len(inputs)}")
+        for index, value in enumerate(inputs):
+            self.set_input(index, value)
+        self.invoke()
+        return [self.get_output(i) for i in range(self.num_outputs)]
+
+
+def zero_inputs(model: bytes) -> list[np.ndarray]:
+    """Inputs of the right dtype and shape, all zero (zero is a valid label)."""
+    subgraph = read.read_graph(model)
+    return [np.zeros(subgraph.tensors[i].shape, subgraph.tensors[i].dtype) for i in subgraph.inputs]
+
+
+def _fits(model: bytes, arena_size: int, inputs: Sequence[np.ndarray]) -> bool:
+    """Whether one invoke succeeds with this arena, tried in a forked child so a crash is just a no."""
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        status = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            Interpreter(model, arena_size).run(inputs)
+            status = 0
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status) == 0
+
+
+def minimum_arena_size(
+    model: bytes, inputs: Sequence[np.ndarray] | None = None, progress: Callable[[str], None] | None = None
+) -> int:
+    """Smallest arena, in bytes, with which the model initializes and invokes once (bisection)."""
+    load_plugin()
+    read.parse_flatbuffer(model)
+    inputs = zero_inputs(model) if inputs is None else list(inputs)
+    high = max(MIN_ARENA_BYTES, 4 * len(model))
+    while not _fits(model, high, inputs):
+        if high >= MAX_ARENA_BYTES:
+            # Too small is not the problem: rerun in-process to get TFLM's message.
+            Interpreter(model, MAX_ARENA_BYTES).run(inputs)
+            raise TinyTrainError(f"model does not run even with a {MAX_ARENA_BYTES}-byte arena")
+        high *= 2
+    low = MIN_ARENA_BYTES - 1  # treated as failing: smaller arenas are refused
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _fits(model, middle, inputs):
+            high = middle
+        else:
+            low = middle
+        if progress:
+            progress(f"arena bisection: between {low + 1} and {high} bytes")
+    return high
