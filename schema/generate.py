@@ -52,6 +52,9 @@ def _c_header(schema: dict) -> str:
         f"#define TT_BLOB_MAGIC 0x{magic_word:08X}u",
         "",
     ]
+    for name, constant in schema["constants"].items():
+        lines.append(f"#define TT_{name} {constant['value']} /* {constant['doc']} */")
+    lines.append("")
     for blob in schema["blobs"]:
         lines.append(f"#define TT_BLOB_{blob['name']} {blob['id']}")
     ops = [b for b in schema["blobs"] if b["kind"] == "op"]
@@ -64,6 +67,8 @@ def _c_header(schema: dict) -> str:
         lines += ["", f"/** {blob['doc']} */", "typedef struct {"]
         for field in blob["fields"]:
             lines.append(f"  {C_TYPES[field['type']][0]} {field['name']}; /**< {field['doc']} */")
+        if not blob["fields"]:
+            lines.append("  char unused; /**< No fields: the blob is only its checked header. */")
         lines += [
             f"}} {struct};",
             "",
@@ -73,6 +78,8 @@ def _c_header(schema: dict) -> str:
             "  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,",
             f"                                  TT_BLOB_{blob['name']});",
         ]
+        if not blob["fields"]:
+            lines.append("  (void)out;")
         for field in blob["fields"]:
             suffix = C_TYPES[field["type"]][1]
             lines.append(f"  if (status == TT_SUCCESS) status = tt_blob_read_{suffix}(&reader, &out->{field['name']});")
@@ -97,6 +104,10 @@ def _py_module(schema: dict) -> str:
         "",
         f"SCHEMA_VERSION = {schema['schema_version']}",
         f"MAGIC = {schema['magic'].encode('ascii')!r}",
+        "",
+    ]
+    lines += [f"{name} = {constant['value']}  # {constant['doc']}" for name, constant in schema["constants"].items()]
+    lines += [
         "",
         "# Custom op names, as the kernels register them.",
     ]

@@ -52,6 +52,53 @@ def reference_loss(q: np.ndarray, labels: np.ndarray, scale: float, zero_point: 
     return loss, grad
 
 
+def op_model(kind: str, inputs: list[ir.Tensor | None], outputs: list[ir.Tensor], options: bytes | None) -> bytes:
+    """A model running one custom op. Inputs with data become constants, None becomes an omitted (-1)
+    input, the rest are graph inputs in order; every output is a graph output."""
+    graph = ir.Graph()
+    indices = []
+    for tensor in inputs:
+        indices.append(-1 if tensor is None else graph.add_tensor(tensor))
+    graph.inputs = [i for i, t in zip(indices, inputs, strict=True) if t is not None and t.data is None]
+    graph.outputs = [graph.add_tensor(t) for t in outputs]
+    graph.ops.append(ir.Op(kind, indices, graph.outputs, custom=True, custom_options=options))
+    return emit.emit_model(graph)
+
+
+def grad_tensors(name: str, shape: tuple[int, ...], mode: str) -> list[ir.Tensor | None]:
+    """A gradient operand (data, scale) as op inputs: float32 with no scale, or int8 with a float32 [1] scale."""
+    if mode == "float32":
+        return [ir.Tensor(name, shape, np.dtype(np.float32)), None]
+    return [ir.Tensor(name, shape, np.dtype(np.int8)), ir.Tensor(name + "_scale", (1,), np.dtype(np.float32))]
+
+
+def grad_outputs(name: str, shape: tuple[int, ...], mode: str) -> list[ir.Tensor]:
+    """A gradient output: float32, or int8 followed by its float32 [1] scale output."""
+    return [t for t in grad_tensors(name, shape, mode) if t is not None]
+
+
+def grad_values(rng: np.random.Generator, shape: tuple[int, ...], mode: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Random gradient feed for an operand and the real values it stands for."""
+    real = rng.normal(0, 0.01, shape).astype(np.float32)
+    if mode == "float32":
+        return [real], real
+    scale = np.abs(real).max() / 127
+    q = np.round(real / scale).astype(np.int8)
+    return [q, np.array([scale], np.float32)], q * np.float32(scale)
+
+
+def read_grad(outputs: list[np.ndarray], mode: str) -> np.ndarray:
+    """The real values of a gradient output (and its scale output in int8 mode)."""
+    return outputs[0].astype(np.float64) if mode == "float32" else outputs[0] * np.float64(outputs[1][0])
+
+
+CONTROL = ir.Tensor("control", (1,), np.dtype(np.int32))
+
+
+def control(bits: int) -> np.ndarray:
+    return np.array([bits], np.int32)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

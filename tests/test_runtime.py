@@ -12,7 +12,7 @@ import pytest
 from conftest import loss_model
 
 import tinytrain_tflm
-from tinytrain_tflm import Interpreter, TFLMError, TinyTrainError, runtime
+from tinytrain_tflm import Interpreter, TFLMError, TinyTrainError, runtime, schema_generated
 
 # --- the registerer's resolver check, on resolvers laid out by hand ------------------------------
 
@@ -44,10 +44,11 @@ def test_registerer_appends_like_addcustom():
     assert ctypes.sizeof(Registration) == 56 and Resolver.length.offset == 11208
     resolver = _resolver([3, 9, 4])  # CONV_2D, FULLY_CONNECTED, DEPTHWISE_CONV_2D
     assert _register(resolver)
-    assert resolver.length == 4
-    added = resolver.registrations[3]
-    assert added.builtin_code == 32 and added.custom_name == b"TT_SOFTMAX_CROSS_ENTROPY"
-    assert added.functions[0] and added.functions[2] and added.functions[3]  # init, prepare, invoke
+    ops = [blob["custom_name"] for blob in schema_generated.BLOBS.values() if blob["kind"] == "op"]
+    assert resolver.length == 3 + len(ops)
+    added = resolver.registrations[3 : 3 + len(ops)]
+    assert [r.custom_name.decode() for r in added] == sorted(ops, key=lambda name: schema_generated.BLOBS[name[3:]]["id"])
+    assert all(r.builtin_code == 32 and r.functions[2] and r.functions[3] for r in added)  # CUSTOM, prepare, invoke
 
 
 @pytest.mark.parametrize(

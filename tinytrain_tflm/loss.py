@@ -62,6 +62,7 @@ def attach_loss(graph: ir.Graph, label_smoothing: float = 0.0, gradient: str = "
         "TRAINING_METADATA",
         input_tensor=g.inputs[0],
         label_tensor=label,
+        control_tensor=-1,
         loss_tensor=loss,
         logits_tensor=logits,
         num_classes=classes,

@@ -4,10 +4,510 @@
 SCHEMA_VERSION = 1
 MAGIC = b'TTRN'
 
+CONTROL_BACKWARD = 1  # Control bit: run the loss and every backward op.
+CONTROL_UPDATE = 2  # Control bit: apply the optimizer updates.
+ROUND_TRUNCATE = 0  # SGD rounding: toward zero.
+ROUND_NEAREST = 1  # SGD rounding: to nearest, ties away from zero.
+ROUND_STOCHASTIC = 2  # SGD rounding: up with probability equal to the fractional part.
+
 # Custom op names, as the kernels register them.
 SOFTMAX_CROSS_ENTROPY = 'TT_SOFTMAX_CROSS_ENTROPY'
+INIT_VARIABLES = 'TT_INIT_VARIABLES'
+ACTIVATION_MASK = 'TT_ACTIVATION_MASK'
+ACTIVATION_GRAD = 'TT_ACTIVATION_GRAD'
+CONV_2D_INPUT_GRAD = 'TT_CONV_2D_INPUT_GRAD'
+CONV_2D_FILTER_GRAD = 'TT_CONV_2D_FILTER_GRAD'
+DEPTHWISE_CONV_2D_INPUT_GRAD = 'TT_DEPTHWISE_CONV_2D_INPUT_GRAD'
+DEPTHWISE_CONV_2D_FILTER_GRAD = 'TT_DEPTHWISE_CONV_2D_FILTER_GRAD'
+FULLY_CONNECTED_INPUT_GRAD = 'TT_FULLY_CONNECTED_INPUT_GRAD'
+FULLY_CONNECTED_FILTER_GRAD = 'TT_FULLY_CONNECTED_FILTER_GRAD'
+BIAS_GRAD = 'TT_BIAS_GRAD'
+AVERAGE_POOL_2D_GRAD = 'TT_AVERAGE_POOL_2D_GRAD'
+MAX_POOL_2D_GRAD = 'TT_MAX_POOL_2D_GRAD'
+MEAN_GRAD = 'TT_MEAN_GRAD'
+GRAD_ADD = 'TT_GRAD_ADD'
+SGD = 'TT_SGD'
 
 BLOBS = {
+    "ACTIVATION_GRAD": {
+        "custom_name": "TT_ACTIVATION_GRAD",
+        "doc": "Backward of a fused ReLU/ReLU6 (or clamp): passes the gradient where the forward output was inside its clamp range, zero elsewhere.",
+        "fields": [
+            {
+                "doc": "Gradient passes only where y > lower_q (the activation's quantized lower clamp); -129 for none.",
+                "name": "lower_q",
+                "type": "int32"
+            },
+            {
+                "doc": "Gradient passes only where y < upper_q (the activation's quantized upper clamp); 128 for none.",
+                "name": "upper_q",
+                "type": "int32"
+            }
+        ],
+        "id": 4,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "grad_output_scale",
+            "activation: int8 y (compared with lower_q/upper_q) or uint8 mask from ACTIVATION_MASK",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127); int8 reuses the input scale"
+        ]
+    },
+    "ACTIVATION_MASK": {
+        "custom_name": "TT_ACTIVATION_MASK",
+        "doc": "Packs the forward output's pass/clamp pattern into one bit per element, so backward keeps 1 bit instead of the int8 activation.",
+        "fields": [
+            {
+                "doc": "Gradient passes only where y > lower_q (the activation's quantized lower clamp); -129 for none.",
+                "name": "lower_q",
+                "type": "int32"
+            },
+            {
+                "doc": "Gradient passes only where y < upper_q (the activation's quantized upper clamp); 128 for none.",
+                "name": "upper_q",
+                "type": "int32"
+            }
+        ],
+        "id": 3,
+        "inputs": [
+            "y: int8, the output of the fused activation"
+        ],
+        "kind": "op",
+        "outputs": [
+            "mask: uint8 [ceil(elements / 8)], bit i%8 of byte i/8 set where lower_q < y[i] < upper_q"
+        ]
+    },
+    "AVERAGE_POOL_2D_GRAD": {
+        "custom_name": "TT_AVERAGE_POOL_2D_GRAD",
+        "doc": "d loss / d input of AVERAGE_POOL_2D: each output gradient spread evenly over the in-bounds elements of its window.",
+        "fields": [
+            {
+                "doc": "Pooling window height, >= 1.",
+                "name": "filter_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Pooling window width, >= 1.",
+                "name": "filter_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit padding above the input (not counted in averages, never a max), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            }
+        ],
+        "id": 12,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
+            "grad_output_scale",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+        ]
+    },
+    "BIAS_GRAD": {
+        "custom_name": "TT_BIAS_GRAD",
+        "doc": "d loss / d bias of CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED for the first c_update channels: the output gradient summed over every dimension but the last.",
+        "fields": [],
+        "id": 11,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [..., c]",
+            "grad_output_scale",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_bias: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update], c_update <= c"
+        ]
+    },
+    "CONV_2D_FILTER_GRAD": {
+        "custom_name": "TT_CONV_2D_FILTER_GRAD",
+        "doc": "d loss / d filter of CONV_2D for the first c_update output channels: the correlation of the saved input with the output gradient.",
+        "fields": [
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit zero padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            }
+        ],
+        "id": 6,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
+            "grad_output_scale",
+            "input: int8 [n, ih, iw, cin], per-tensor quantized (the forward input)",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update, kh, kw, cin], c_update <= cout"
+        ]
+    },
+    "CONV_2D_INPUT_GRAD": {
+        "custom_name": "TT_CONV_2D_INPUT_GRAD",
+        "doc": "d loss / d input of CONV_2D: the transposed convolution of the output gradient with the int8 per-channel filter.",
+        "fields": [
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit zero padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            }
+        ],
+        "id": 5,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
+            "grad_output_scale",
+            "filter: int8 [cout, kh, kw, cin], per-channel quantized on axis 0",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, cin]"
+        ]
+    },
+    "DEPTHWISE_CONV_2D_FILTER_GRAD": {
+        "custom_name": "TT_DEPTHWISE_CONV_2D_FILTER_GRAD",
+        "doc": "d loss / d filter of DEPTHWISE_CONV_2D for the first c_update output channels.",
+        "fields": [
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit zero padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            },
+            {
+                "doc": "Output channels per input channel, >= 1.",
+                "name": "depth_multiplier",
+                "type": "int32"
+            }
+        ],
+        "id": 8,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
+            "grad_output_scale",
+            "input: int8 [n, ih, iw, cin], per-tensor quantized",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [1, kh, kw, c_update], c_update <= cin * depth_multiplier"
+        ]
+    },
+    "DEPTHWISE_CONV_2D_INPUT_GRAD": {
+        "custom_name": "TT_DEPTHWISE_CONV_2D_INPUT_GRAD",
+        "doc": "d loss / d input of DEPTHWISE_CONV_2D.",
+        "fields": [
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit zero padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            },
+            {
+                "doc": "Output channels per input channel, >= 1.",
+                "name": "depth_multiplier",
+                "type": "int32"
+            }
+        ],
+        "id": 7,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
+            "grad_output_scale",
+            "filter: int8 [1, kh, kw, cin * depth_multiplier], per-channel quantized on axis 3",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, cin]"
+        ]
+    },
+    "FULLY_CONNECTED_FILTER_GRAD": {
+        "custom_name": "TT_FULLY_CONNECTED_FILTER_GRAD",
+        "doc": "d loss / d filter of FULLY_CONNECTED for the first c_update output rows: grad_output^T times the saved input.",
+        "fields": [],
+        "id": 10,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, out]",
+            "grad_output_scale",
+            "input: int8, n * in elements, per-tensor quantized",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update, in], c_update <= out"
+        ]
+    },
+    "FULLY_CONNECTED_INPUT_GRAD": {
+        "custom_name": "TT_FULLY_CONNECTED_INPUT_GRAD",
+        "doc": "d loss / d input of FULLY_CONNECTED: grad_output [n, out] times the int8 filter [out, in].",
+        "fields": [],
+        "id": 9,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, out]",
+            "grad_output_scale",
+            "filter: int8 [out, in], per-tensor or per-channel (axis 0) quantized",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), the forward input's shape (n * in elements)"
+        ]
+    },
+    "GRAD_ADD": {
+        "custom_name": "TT_GRAD_ADD",
+        "doc": "Sum of two gradients of one tensor (a tensor read by two ops, e.g. a residual branch).",
+        "fields": [],
+        "id": 15,
+        "inputs": [
+            "a: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "a_scale",
+            "b: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, same shape as a",
+            "b_scale",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "sum: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127)"
+        ]
+    },
+    "INIT_VARIABLES": {
+        "custom_name": "TT_INIT_VARIABLES",
+        "doc": "Copies each constant source into its variable tensor on the first invoke after init or reset(), then never again: trainable parameters start from the model's values and live in RAM.",
+        "fields": [
+            {
+                "doc": "Number of (source, variable) input pairs, >= 1.",
+                "name": "num_pairs",
+                "type": "int32"
+            }
+        ],
+        "id": 2,
+        "inputs": [
+            "pairs: (source, variable) repeated num_pairs times; source is constant, variable is_variable, same type and shape"
+        ],
+        "kind": "op",
+        "outputs": []
+    },
+    "MAX_POOL_2D_GRAD": {
+        "custom_name": "TT_MAX_POOL_2D_GRAD",
+        "doc": "d loss / d input of MAX_POOL_2D: each output gradient routed to the first maximum of its window (row-major), as TensorFlow does.",
+        "fields": [
+            {
+                "doc": "Pooling window height, >= 1.",
+                "name": "filter_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Pooling window width, >= 1.",
+                "name": "filter_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Forward stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Rows of implicit padding above the input (not counted in averages, never a max), >= 0.",
+                "name": "pad_top",
+                "type": "int32"
+            },
+            {
+                "doc": "Columns of implicit padding left of the input, >= 0.",
+                "name": "pad_left",
+                "type": "int32"
+            }
+        ],
+        "id": 13,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
+            "grad_output_scale",
+            "input: int8 [n, ih, iw, c], the forward input",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+        ]
+    },
+    "MEAN_GRAD": {
+        "custom_name": "TT_MEAN_GRAD",
+        "doc": "d loss / d input of MEAN over height and width (global average pooling): the output gradient divided by ih * iw, broadcast.",
+        "fields": [],
+        "id": 14,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, c] or [n, 1, 1, c]",
+            "grad_output_scale",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+        ]
+    },
+    "SGD": {
+        "custom_name": "TT_SGD",
+        "doc": "Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range.",
+        "fields": [
+            {
+                "doc": "Step size in real units, > 0.",
+                "name": "learning_rate",
+                "type": "float32"
+            },
+            {
+                "doc": "Momentum coefficient in [0, 1); the momentum input must be present iff > 0.",
+                "name": "momentum",
+                "type": "float32"
+            },
+            {
+                "doc": "1: quantization-aware scaling, the integer step is lr * g / s (the float SGD step in real units); 0: naive int8 SGD, lr * s * g (the gradient w.r.t. the integer).",
+                "name": "qas",
+                "type": "int32"
+            },
+            {
+                "doc": "How a fractional integer step is rounded: ROUND_TRUNCATE (toward zero, as the paper's MCU code), ROUND_NEAREST or ROUND_STOCHASTIC.",
+                "name": "rounding",
+                "type": "int32"
+            },
+            {
+                "doc": "Seed of the stochastic-rounding generator (xorshift32), restarted on reset(); nonzero.",
+                "name": "seed",
+                "type": "int32"
+            }
+        ],
+        "id": 16,
+        "inputs": [
+            "parameter: int8 or int32 variable tensor, per-channel or per-tensor quantized; updated in place",
+            "grad: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, the parameter's shape except c_update <= c along the quantized dimension (the first channels are updated)",
+            "grad_scale",
+            "momentum: float32 variable tensor of grad's shape, or -1 when momentum is 0",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_UPDATE)"
+        ],
+        "kind": "op",
+        "outputs": []
+    },
     "SOFTMAX_CROSS_ENTROPY": {
         "custom_name": "TT_SOFTMAX_CROSS_ENTROPY",
         "doc": "Mean softmax cross-entropy of int8 logits against integer labels, and its gradient w.r.t. the logits.",
@@ -26,7 +526,8 @@ BLOBS = {
         "id": 1,
         "inputs": [
             "logits: int8 [batch, num_classes], per-tensor quantized",
-            "labels: int32 [batch], each in [0, num_classes)"
+            "labels: int32 [batch], each in [0, num_classes)",
+            "control (optional): int32 [1]; when present the op does nothing unless (control & CONTROL_BACKWARD), so predict-only invokes need no valid label"
         ],
         "kind": "op",
         "outputs": [
@@ -36,7 +537,7 @@ BLOBS = {
         ]
     },
     "TRAINING_METADATA": {
-        "doc": "Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, loss and logits.",
+        "doc": "Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, control, loss and logits.",
         "fields": [
             {
                 "doc": "Index of the sample input tensor.",
@@ -46,6 +547,11 @@ BLOBS = {
             {
                 "doc": "Index of the int32 label tensor.",
                 "name": "label_tensor",
+                "type": "int32"
+            },
+            {
+                "doc": "Index of the int32 control tensor (CONTROL_* bits), or -1 when the model has none.",
+                "name": "control_tensor",
                 "type": "int32"
             },
             {

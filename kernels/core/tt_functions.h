@@ -62,6 +62,19 @@ tt_status tt_softmax_cross_entropy_qgrad_s8(const tt_softmax_cross_entropy_param
                                             const int32_t* labels, float* loss, int8_t* grad,
                                             float* grad_scale);
 
+/**
+ * d loss / d bias of a convolution or fully connected layer: the output
+ * gradient summed over every dimension but the channels.
+ *
+ * @param[in]  grad_dims          shape of grad_output; rows = n * h * w, c channels
+ * @param[in]  grad_output        d loss / d layer output (after the activation's backward)
+ * @param[in]  channels_to_update c_update in [1, c]: only the first channels are computed
+ * @param[out] grad_bias          [c_update]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_bias_grad(const tt_dims* grad_dims, const tt_grad_in* grad_output, int32_t channels_to_update,
+                       tt_grad_out* grad_bias);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -15,13 +15,49 @@ extern "C" {
 /* 'TTRN' read as a little-endian uint32. */
 #define TT_BLOB_MAGIC 0x4E525454u
 
+#define TT_CONTROL_BACKWARD 1 /* Control bit: run the loss and every backward op. */
+#define TT_CONTROL_UPDATE 2 /* Control bit: apply the optimizer updates. */
+#define TT_ROUND_TRUNCATE 0 /* SGD rounding: toward zero. */
+#define TT_ROUND_NEAREST 1 /* SGD rounding: to nearest, ties away from zero. */
+#define TT_ROUND_STOCHASTIC 2 /* SGD rounding: up with probability equal to the fractional part. */
+
 #define TT_BLOB_SOFTMAX_CROSS_ENTROPY 1
+#define TT_BLOB_INIT_VARIABLES 2
+#define TT_BLOB_ACTIVATION_MASK 3
+#define TT_BLOB_ACTIVATION_GRAD 4
+#define TT_BLOB_CONV_2D_INPUT_GRAD 5
+#define TT_BLOB_CONV_2D_FILTER_GRAD 6
+#define TT_BLOB_DEPTHWISE_CONV_2D_INPUT_GRAD 7
+#define TT_BLOB_DEPTHWISE_CONV_2D_FILTER_GRAD 8
+#define TT_BLOB_FULLY_CONNECTED_INPUT_GRAD 9
+#define TT_BLOB_FULLY_CONNECTED_FILTER_GRAD 10
+#define TT_BLOB_BIAS_GRAD 11
+#define TT_BLOB_AVERAGE_POOL_2D_GRAD 12
+#define TT_BLOB_MAX_POOL_2D_GRAD 13
+#define TT_BLOB_MEAN_GRAD 14
+#define TT_BLOB_GRAD_ADD 15
+#define TT_BLOB_SGD 16
 #define TT_BLOB_TRAINING_METADATA 100
 
 /* Every custom op as X(NAME, "CUSTOM_NAME"). */
 #define TT_FOR_EACH_OP(X) \
-  X(SOFTMAX_CROSS_ENTROPY, "TT_SOFTMAX_CROSS_ENTROPY")
-#define TT_NUM_OPS 1
+  X(SOFTMAX_CROSS_ENTROPY, "TT_SOFTMAX_CROSS_ENTROPY") \
+  X(INIT_VARIABLES, "TT_INIT_VARIABLES") \
+  X(ACTIVATION_MASK, "TT_ACTIVATION_MASK") \
+  X(ACTIVATION_GRAD, "TT_ACTIVATION_GRAD") \
+  X(CONV_2D_INPUT_GRAD, "TT_CONV_2D_INPUT_GRAD") \
+  X(CONV_2D_FILTER_GRAD, "TT_CONV_2D_FILTER_GRAD") \
+  X(DEPTHWISE_CONV_2D_INPUT_GRAD, "TT_DEPTHWISE_CONV_2D_INPUT_GRAD") \
+  X(DEPTHWISE_CONV_2D_FILTER_GRAD, "TT_DEPTHWISE_CONV_2D_FILTER_GRAD") \
+  X(FULLY_CONNECTED_INPUT_GRAD, "TT_FULLY_CONNECTED_INPUT_GRAD") \
+  X(FULLY_CONNECTED_FILTER_GRAD, "TT_FULLY_CONNECTED_FILTER_GRAD") \
+  X(BIAS_GRAD, "TT_BIAS_GRAD") \
+  X(AVERAGE_POOL_2D_GRAD, "TT_AVERAGE_POOL_2D_GRAD") \
+  X(MAX_POOL_2D_GRAD, "TT_MAX_POOL_2D_GRAD") \
+  X(MEAN_GRAD, "TT_MEAN_GRAD") \
+  X(GRAD_ADD, "TT_GRAD_ADD") \
+  X(SGD, "TT_SGD")
+#define TT_NUM_OPS 16
 
 /** Mean softmax cross-entropy of int8 logits against integer labels, and its gradient w.r.t. the logits. */
 typedef struct {
@@ -40,10 +76,312 @@ static inline tt_status tt_parse_softmax_cross_entropy(const uint8_t* blob, size
   return status;
 }
 
-/** Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, loss and logits. */
+/** Copies each constant source into its variable tensor on the first invoke after init or reset(), then never again: trainable parameters start from the model's values and live in RAM. */
+typedef struct {
+  int32_t num_pairs; /**< Number of (source, variable) input pairs, >= 1. */
+} tt_init_variables_options;
+
+/** Parses a TT_BLOB_INIT_VARIABLES blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_init_variables(const uint8_t* blob, size_t length, tt_init_variables_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_INIT_VARIABLES);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->num_pairs);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Packs the forward output's pass/clamp pattern into one bit per element, so backward keeps 1 bit instead of the int8 activation. */
+typedef struct {
+  int32_t lower_q; /**< Gradient passes only where y > lower_q (the activation's quantized lower clamp); -129 for none. */
+  int32_t upper_q; /**< Gradient passes only where y < upper_q (the activation's quantized upper clamp); 128 for none. */
+} tt_activation_mask_options;
+
+/** Parses a TT_BLOB_ACTIVATION_MASK blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_activation_mask(const uint8_t* blob, size_t length, tt_activation_mask_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_ACTIVATION_MASK);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->lower_q);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->upper_q);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Backward of a fused ReLU/ReLU6 (or clamp): passes the gradient where the forward output was inside its clamp range, zero elsewhere. */
+typedef struct {
+  int32_t lower_q; /**< Gradient passes only where y > lower_q (the activation's quantized lower clamp); -129 for none. */
+  int32_t upper_q; /**< Gradient passes only where y < upper_q (the activation's quantized upper clamp); 128 for none. */
+} tt_activation_grad_options;
+
+/** Parses a TT_BLOB_ACTIVATION_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_activation_grad(const uint8_t* blob, size_t length, tt_activation_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_ACTIVATION_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->lower_q);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->upper_q);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of CONV_2D: the transposed convolution of the output gradient with the int8 per-channel filter. */
+typedef struct {
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t dilation_h; /**< Forward dilation along height, >= 1. */
+  int32_t dilation_w; /**< Forward dilation along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0. */
+  int32_t pad_left; /**< Columns of implicit zero padding left of the input, >= 0. */
+} tt_conv_2d_input_grad_options;
+
+/** Parses a TT_BLOB_CONV_2D_INPUT_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_conv_2d_input_grad(const uint8_t* blob, size_t length, tt_conv_2d_input_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_CONV_2D_INPUT_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d filter of CONV_2D for the first c_update output channels: the correlation of the saved input with the output gradient. */
+typedef struct {
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t dilation_h; /**< Forward dilation along height, >= 1. */
+  int32_t dilation_w; /**< Forward dilation along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0. */
+  int32_t pad_left; /**< Columns of implicit zero padding left of the input, >= 0. */
+} tt_conv_2d_filter_grad_options;
+
+/** Parses a TT_BLOB_CONV_2D_FILTER_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_conv_2d_filter_grad(const uint8_t* blob, size_t length, tt_conv_2d_filter_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_CONV_2D_FILTER_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of DEPTHWISE_CONV_2D. */
+typedef struct {
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t dilation_h; /**< Forward dilation along height, >= 1. */
+  int32_t dilation_w; /**< Forward dilation along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0. */
+  int32_t pad_left; /**< Columns of implicit zero padding left of the input, >= 0. */
+  int32_t depth_multiplier; /**< Output channels per input channel, >= 1. */
+} tt_depthwise_conv_2d_input_grad_options;
+
+/** Parses a TT_BLOB_DEPTHWISE_CONV_2D_INPUT_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_depthwise_conv_2d_input_grad(const uint8_t* blob, size_t length, tt_depthwise_conv_2d_input_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_DEPTHWISE_CONV_2D_INPUT_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->depth_multiplier);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d filter of DEPTHWISE_CONV_2D for the first c_update output channels. */
+typedef struct {
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t dilation_h; /**< Forward dilation along height, >= 1. */
+  int32_t dilation_w; /**< Forward dilation along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit zero padding above the input (SAME/VALID resolved by the compiler), >= 0. */
+  int32_t pad_left; /**< Columns of implicit zero padding left of the input, >= 0. */
+  int32_t depth_multiplier; /**< Output channels per input channel, >= 1. */
+} tt_depthwise_conv_2d_filter_grad_options;
+
+/** Parses a TT_BLOB_DEPTHWISE_CONV_2D_FILTER_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_depthwise_conv_2d_filter_grad(const uint8_t* blob, size_t length, tt_depthwise_conv_2d_filter_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_DEPTHWISE_CONV_2D_FILTER_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->depth_multiplier);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of FULLY_CONNECTED: grad_output [n, out] times the int8 filter [out, in]. */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_fully_connected_input_grad_options;
+
+/** Parses a TT_BLOB_FULLY_CONNECTED_INPUT_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_fully_connected_input_grad(const uint8_t* blob, size_t length, tt_fully_connected_input_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_FULLY_CONNECTED_INPUT_GRAD);
+  (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d filter of FULLY_CONNECTED for the first c_update output rows: grad_output^T times the saved input. */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_fully_connected_filter_grad_options;
+
+/** Parses a TT_BLOB_FULLY_CONNECTED_FILTER_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_fully_connected_filter_grad(const uint8_t* blob, size_t length, tt_fully_connected_filter_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_FULLY_CONNECTED_FILTER_GRAD);
+  (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d bias of CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED for the first c_update channels: the output gradient summed over every dimension but the last. */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_bias_grad_options;
+
+/** Parses a TT_BLOB_BIAS_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_bias_grad(const uint8_t* blob, size_t length, tt_bias_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_BIAS_GRAD);
+  (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of AVERAGE_POOL_2D: each output gradient spread evenly over the in-bounds elements of its window. */
+typedef struct {
+  int32_t filter_h; /**< Pooling window height, >= 1. */
+  int32_t filter_w; /**< Pooling window width, >= 1. */
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit padding above the input (not counted in averages, never a max), >= 0. */
+  int32_t pad_left; /**< Columns of implicit padding left of the input, >= 0. */
+} tt_average_pool_2d_grad_options;
+
+/** Parses a TT_BLOB_AVERAGE_POOL_2D_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_average_pool_2d_grad(const uint8_t* blob, size_t length, tt_average_pool_2d_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_AVERAGE_POOL_2D_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->filter_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->filter_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of MAX_POOL_2D: each output gradient routed to the first maximum of its window (row-major), as TensorFlow does. */
+typedef struct {
+  int32_t filter_h; /**< Pooling window height, >= 1. */
+  int32_t filter_w; /**< Pooling window width, >= 1. */
+  int32_t stride_h; /**< Forward stride along height, >= 1. */
+  int32_t stride_w; /**< Forward stride along width, >= 1. */
+  int32_t pad_top; /**< Rows of implicit padding above the input (not counted in averages, never a max), >= 0. */
+  int32_t pad_left; /**< Columns of implicit padding left of the input, >= 0. */
+} tt_max_pool_2d_grad_options;
+
+/** Parses a TT_BLOB_MAX_POOL_2D_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_max_pool_2d_grad(const uint8_t* blob, size_t length, tt_max_pool_2d_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_MAX_POOL_2D_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->filter_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->filter_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_top);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->pad_left);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d input of MEAN over height and width (global average pooling): the output gradient divided by ih * iw, broadcast. */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_mean_grad_options;
+
+/** Parses a TT_BLOB_MEAN_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_mean_grad(const uint8_t* blob, size_t length, tt_mean_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_MEAN_GRAD);
+  (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Sum of two gradients of one tensor (a tensor read by two ops, e.g. a residual branch). */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_grad_add_options;
+
+/** Parses a TT_BLOB_GRAD_ADD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_grad_add(const uint8_t* blob, size_t length, tt_grad_add_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_GRAD_ADD);
+  (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range. */
+typedef struct {
+  float learning_rate; /**< Step size in real units, > 0. */
+  float momentum; /**< Momentum coefficient in [0, 1); the momentum input must be present iff > 0. */
+  int32_t qas; /**< 1: quantization-aware scaling, the integer step is lr * g / s (the float SGD step in real units); 0: naive int8 SGD, lr * s * g (the gradient w.r.t. the integer). */
+  int32_t rounding; /**< How a fractional integer step is rounded: ROUND_TRUNCATE (toward zero, as the paper's MCU code), ROUND_NEAREST or ROUND_STOCHASTIC. */
+  int32_t seed; /**< Seed of the stochastic-rounding generator (xorshift32), restarted on reset(); nonzero. */
+} tt_sgd_options;
+
+/** Parses a TT_BLOB_SGD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_sgd(const uint8_t* blob, size_t length, tt_sgd_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_SGD);
+  if (status == TT_SUCCESS) status = tt_blob_read_f32(&reader, &out->learning_rate);
+  if (status == TT_SUCCESS) status = tt_blob_read_f32(&reader, &out->momentum);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->qas);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->rounding);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->seed);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, control, loss and logits. */
 typedef struct {
   int32_t input_tensor; /**< Index of the sample input tensor. */
   int32_t label_tensor; /**< Index of the int32 label tensor. */
+  int32_t control_tensor; /**< Index of the int32 control tensor (CONTROL_* bits), or -1 when the model has none. */
   int32_t loss_tensor; /**< Index of the float32 loss tensor. */
   int32_t logits_tensor; /**< Index of the int8 logits tensor. */
   int32_t num_classes; /**< Number of classes of the head. */
@@ -56,6 +394,7 @@ static inline tt_status tt_parse_training_metadata(const uint8_t* blob, size_t l
                                   TT_BLOB_TRAINING_METADATA);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->input_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->label_tensor);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->control_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->loss_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->logits_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->num_classes);

@@ -40,6 +40,30 @@ typedef struct {
   int32_t zero_point;
 } tt_quant_params;
 
+/** How a gradient tensor is stored: one representation per training model. */
+typedef enum {
+  TT_GRAD_F32 = 0, /**< float32 values: the reference. */
+  TT_GRAD_S8 = 1,  /**< int8 values times one run-time scale, zero point 0: 4x less memory. */
+} tt_grad_type;
+
+/** A gradient a kernel reads: value i is data[i] (F32) or scale * data[i] (S8). */
+typedef struct {
+  tt_grad_type type;
+  const void* data;
+  float scale; /**< S8 only, > 0. */
+} tt_grad_in;
+
+/**
+ * A gradient a kernel writes. For S8 the kernel picks the scale, max|g| / 127
+ * (1 when every value is 0), stores it in *scale, and writes values in
+ * [-127, 127] rounded to nearest.
+ */
+typedef struct {
+  tt_grad_type type;
+  void* data;
+  float* scale; /**< S8 only. */
+} tt_grad_out;
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

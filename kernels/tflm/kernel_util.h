@@ -4,6 +4,10 @@
 #ifndef TINYTRAIN_KERNELS_TFLM_KERNEL_UTIL_H_
 #define TINYTRAIN_KERNELS_TFLM_KERNEL_UTIL_H_
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/tt_schema_generated.h"
 #include "../core/tt_types.h"
 #include "tflm_api.h"
 
@@ -24,6 +28,12 @@
     const tt_status tt_status_value_ = (status);                                   \
     TT_ENSURE_MSG(context, tt_status_value_ == TT_SUCCESS, op_name, "%s: %s", what, \
                   tt_status_message(tt_status_value_));                           \
+  } while (0)
+
+// Fails the calling function when a helper returning TfLiteStatus failed (it has reported why).
+#define TT_ENSURE_OK(expression)                       \
+  do {                                                 \
+    if ((expression) != kTfLiteOk) return kTfLiteError; \
   } while (0)
 
 namespace tinytrain {
@@ -85,6 +95,112 @@ inline bool IsPerTensorQuantized(const TfLiteTensor* tensor) {
 
 inline tt_quant_params QuantParams(const TfLiteTensor* tensor) {
   return tt_quant_params{tensor->params.scale, tensor->params.zero_point};
+}
+
+// NHWC view of a shape: the last dimension is c, the first n (rank >= 2), the
+// ones between h then w. Ranks above 4 are rejected in Prepare before use.
+inline tt_dims DimsNHWC(const TfLiteIntArray* dims) {
+  const int rank = dims->size;
+  tt_dims out{1, 1, 1, rank > 0 ? dims->data[rank - 1] : 1};
+  if (rank >= 2) out.n = dims->data[0];
+  if (rank >= 3) out.h = dims->data[1];
+  if (rank == 4) out.w = dims->data[2];
+  return out;
+}
+
+// Init of every op: persistent OpData with the options parsed once. Init
+// cannot report, so the parse status is kept for CheckOpData in Prepare.
+// OpData needs members `tt_status options_status` and `Options options`.
+template <typename OpData, typename Options>
+void* InitWithOptions(TfLiteContext* context, const char* buffer, size_t length,
+                      tt_status (*parse)(const uint8_t*, size_t, Options*)) {
+  auto* data = static_cast<OpData*>(context->AllocatePersistentBuffer(context, sizeof(OpData)));
+  if (data == nullptr) return nullptr;
+  data->options_status = parse(reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
+  return data;
+}
+
+// First check of every Prepare: the op data exists and its options parsed.
+template <typename OpData>
+TfLiteStatus CheckOpData(TfLiteContext* context, const TfLiteNode* node, const char* op_name) {
+  TT_ENSURE_MSG(context, node->user_data != nullptr, op_name, "arena too small for op data");
+  TT_ENSURE_STATUS(context, static_cast<const OpData*>(node->user_data)->options_status, op_name, "custom options");
+  return kTfLiteOk;
+}
+
+inline TfLiteStatus CheckIoCounts(TfLiteContext* context, const TfLiteNode* node, const char* op_name, int inputs,
+                                  int min_outputs, int max_outputs) {
+  TT_ENSURE_MSG(context, node->inputs->size == inputs, op_name, "expects %d inputs, got %d", inputs, node->inputs->size);
+  TT_ENSURE_MSG(context, node->outputs->size >= min_outputs && node->outputs->size <= max_outputs, op_name,
+                "expects %d to %d outputs, got %d", min_outputs, max_outputs, node->outputs->size);
+  return kTfLiteOk;
+}
+
+// Gradient operands. A gradient input is a (data, scale) pair of node inputs,
+// the scale input being -1 for float32; a gradient output is its data output,
+// followed by a float32 [1] scale output only when it is int8.
+
+inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                                     int data_input, tt_grad_type* type) {
+  TempTensor grad(context, node->inputs->data[data_input]);
+  TT_ENSURE_MSG(context, grad.get() != nullptr, op_name, "gradient input %d is missing", data_input);
+  const int scale_index = node->inputs->data[data_input + 1];
+  if (grad->type == kTfLiteFloat32) {
+    TT_ENSURE_MSG(context, scale_index < 0, op_name, "float32 gradient input %d takes no scale (input %d must be -1)",
+                  data_input, data_input + 1);
+    *type = TT_GRAD_F32;
+    return kTfLiteOk;
+  }
+  TT_ENSURE_MSG(context, grad->type == kTfLiteInt8, op_name, "gradient input %d must be float32 or int8, got %s",
+                data_input, TypeName(grad->type));
+  TempTensor scale(context, scale_index);
+  TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
+                op_name, "int8 gradient input %d needs a float32 [1] scale as input %d", data_input, data_input + 1);
+  *type = TT_GRAD_S8;
+  return kTfLiteOk;
+}
+
+inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                                      int data_output, tt_grad_type type) {
+  TempTensor grad(context, node->outputs->data[data_output]);
+  const TfLiteType expected = type == TT_GRAD_S8 ? kTfLiteInt8 : kTfLiteFloat32;
+  TT_ENSURE_MSG(context, grad.get() != nullptr && grad->type == expected, op_name,
+                "gradient output %d must be %s like the input gradient", data_output, TypeName(expected));
+  const int outputs = data_output + (type == TT_GRAD_S8 ? 2 : 1);
+  TT_ENSURE_MSG(context, node->outputs->size == outputs, op_name,
+                "a %s gradient output %d needs %d outputs in all, got %d", TypeName(expected), data_output, outputs,
+                node->outputs->size);
+  if (type == TT_GRAD_S8) {
+    TempTensor scale(context, node->outputs->data[data_output + 1]);
+    TT_ENSURE_MSG(context, scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1, op_name,
+                  "the scale of int8 gradient output %d must be float32 [1]", data_output);
+  }
+  return kTfLiteOk;
+}
+
+inline TfLiteStatus PrepareControl(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                                   int control_input) {
+  TempTensor control(context, node->inputs->data[control_input]);
+  TT_ENSURE_MSG(context, control.get() != nullptr && control->type == kTfLiteInt32 && NumElements(control->dims) == 1,
+                op_name, "control input %d must be int32 [1]", control_input);
+  return kTfLiteOk;
+}
+
+inline tt_grad_in EvalGradInput(const TfLiteContext* context, const TfLiteNode* node, int data_input,
+                                tt_grad_type type) {
+  const float scale = type == TT_GRAD_S8 ? EvalInput(context, node, data_input + 1)->data.f[0] : 1.0f;
+  return tt_grad_in{type, EvalInput(context, node, data_input)->data.data, scale};
+}
+
+inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode* node, int data_output,
+                                  tt_grad_type type) {
+  float* scale = type == TT_GRAD_S8 ? EvalOutput(context, node, data_output + 1)->data.f : nullptr;
+  return tt_grad_out{type, EvalOutput(context, node, data_output)->data.data, scale};
+}
+
+// Whether this invoke asked for `bit` (TT_CONTROL_BACKWARD or TT_CONTROL_UPDATE).
+inline bool ControlBitSet(const TfLiteContext* context, const TfLiteNode* node, int control_input, int32_t bit) {
+  return (EvalInput(context, node, control_input)->data.i32[0] & bit) != 0;
 }
 
 }  // namespace tinytrain

@@ -1,6 +1,8 @@
 // TFLM glue of TT_SOFTMAX_CROSS_ENTROPY over tt_softmax_cross_entropy_*_s8.
 #include "softmax_cross_entropy.h"
 
+#include "tinytrain_ops.h"
+
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
@@ -11,21 +13,16 @@ namespace {
 constexpr const char* kOpName = "TT_SOFTMAX_CROSS_ENTROPY";
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
-  auto* data = static_cast<SoftmaxCrossEntropyOpData*>(
-      context->AllocatePersistentBuffer(context, sizeof(SoftmaxCrossEntropyOpData)));
-  if (data == nullptr) return nullptr;  // Prepare reports it.
-  // Init cannot fail with a message; keep the parse result for Prepare.
-  data->options_status = tt_parse_softmax_cross_entropy(
-      reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
-  return data;
+  return InitWithOptions<SoftmaxCrossEntropyOpData>(context, buffer, length, tt_parse_softmax_cross_entropy);
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_MSG(context, node->user_data != nullptr, kOpName, "arena too small for op data");
+  TT_ENSURE_OK(CheckOpData<SoftmaxCrossEntropyOpData>(context, node, kOpName));
   auto* data = static_cast<SoftmaxCrossEntropyOpData*>(node->user_data);
-  TT_ENSURE_STATUS(context, data->options_status, kOpName, "custom options");
-  TT_ENSURE_MSG(context, node->inputs->size == 2, kOpName,
-                "expects 2 inputs (logits, labels), got %d", node->inputs->size);
+  TT_ENSURE_MSG(context, node->inputs->size == 2 || node->inputs->size == 3, kOpName,
+                "expects 2 or 3 inputs (logits, labels[, control]), got %d", node->inputs->size);
+  data->has_control = node->inputs->size == 3;
+  if (data->has_control) TT_ENSURE_OK(PrepareControl(context, node, kOpName, kSoftmaxCrossEntropyControl));
   TT_ENSURE_MSG(context, node->outputs->size == 2 || node->outputs->size == 3, kOpName,
                 "expects 2 or 3 outputs (loss, grad_logits[, grad_scale]), got %d",
                 node->outputs->size);
@@ -87,6 +84,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const auto* data = static_cast<const SoftmaxCrossEntropyOpData*>(node->user_data);
+  if (data->has_control && !ControlBitSet(context, node, kSoftmaxCrossEntropyControl, TT_CONTROL_BACKWARD)) {
+    return kTfLiteOk;  // A predict-only invoke: the label may be anything.
+  }
   const TfLiteEvalTensor* logits = EvalInput(context, node, kSoftmaxCrossEntropyLogits);
   const TfLiteEvalTensor* labels = EvalInput(context, node, kSoftmaxCrossEntropyLabels);
   TfLiteEvalTensor* loss = EvalOutput(context, node, kSoftmaxCrossEntropyLoss);

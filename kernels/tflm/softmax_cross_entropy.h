@@ -11,6 +11,7 @@ namespace tinytrain {
 
 constexpr int kSoftmaxCrossEntropyLogits = 0;     // int8 [batch, classes]
 constexpr int kSoftmaxCrossEntropyLabels = 1;     // int32 [batch]
+constexpr int kSoftmaxCrossEntropyControl = 2;    // optional int32 [1]
 constexpr int kSoftmaxCrossEntropyLoss = 0;       // float32 [1]
 constexpr int kSoftmaxCrossEntropyGrad = 1;       // float32 or int8 [batch, classes]
 constexpr int kSoftmaxCrossEntropyGradScale = 2;  // float32 [1], int8 gradient only
@@ -22,6 +23,7 @@ struct SoftmaxCrossEntropyOpData {
   tt_quant_params logits_quant;               // Per-tensor, scale > 0.
   tt_dims logits_dims;                        // n = batch, c = classes.
   bool quantized_grad;                        // int8 gradient plus a scale output.
+  bool has_control;                           // Skips unless the control asks for backward.
 };
 
 }  // namespace tinytrain

@@ -1,0 +1,72 @@
+/* Internal to the kernel core: reading and writing gradients in either
+ * representation (tt_grad_type) with loops compiled once per representation. */
+#ifndef TINYTRAIN_KERNELS_CORE_COMMON_GRAD_IO_H_
+#define TINYTRAIN_KERNELS_CORE_COMMON_GRAD_IO_H_
+
+#include <math.h>
+#include <stdint.h>
+
+#include "../tt_types.h"
+
+namespace tinytrain_core {
+
+struct F32GradReader {
+  const float* data;
+  float operator[](int32_t i) const { return data[i]; }
+};
+
+struct S8GradReader {
+  const int8_t* data;
+  float scale;
+  float operator[](int32_t i) const { return scale * static_cast<float>(data[i]); }
+};
+
+// Calls body(reader) with the reader for g's representation, so a kernel's
+// loops are instantiated per representation with no per-element branch.
+template <typename Body>
+void WithGradReader(const tt_grad_in& g, Body&& body) {
+  if (g.type == TT_GRAD_S8) {
+    body(S8GradReader{static_cast<const int8_t*>(g.data), g.scale});
+  } else {
+    body(F32GradReader{static_cast<const float*>(g.data)});
+  }
+}
+
+// Writes a gradient described in gather form: produce(sink) calls
+// sink(value) once per output element, in output order. For S8 output produce()
+// runs twice, once to find max|g| and once to quantize, so no float scratch
+// buffer of the output's size is ever needed: memory over compute, as an MCU
+// wants.
+template <typename Produce>
+void WriteGrad(const tt_grad_out& out, Produce&& produce) {
+  if (out.type == TT_GRAD_F32) {
+    float* data = static_cast<float*>(out.data);
+    int32_t i = 0;
+    produce([&](float value) { data[i++] = value; });
+    return;
+  }
+  float max_abs = 0.0f;
+  produce([&](float value) { max_abs = fmaxf(max_abs, fabsf(value)); });
+  const float scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
+  const float inv_scale = 1.0f / scale;
+  *out.scale = scale;
+  int8_t* data = static_cast<int8_t*>(out.data);
+  int32_t i = 0;
+  produce([&](float value) {
+    // |value| <= max_abs, so the rounded level is within [-127, 127].
+    data[i++] = static_cast<int8_t>(lroundf(value * inv_scale));
+  });
+}
+
+// Argument checks every gradient kernel makes on its gradient operands.
+inline bool ValidGradIn(const tt_grad_in* g) {
+  return g != nullptr && g->data != nullptr && (g->type == TT_GRAD_F32 || (g->type == TT_GRAD_S8 && g->scale > 0.0f));
+}
+
+inline bool ValidGradOut(const tt_grad_out* g) {
+  return g != nullptr && g->data != nullptr && (g->type == TT_GRAD_F32 || (g->type == TT_GRAD_S8 && g->scale != nullptr));
+}
+
+}  // namespace tinytrain_core
+
+#endif  // TINYTRAIN_KERNELS_CORE_COMMON_GRAD_IO_H_
