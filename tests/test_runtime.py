@@ -163,3 +163,17 @@ def test_random_corruption_never_crashes():
             [sys.executable, "-P", "-c", FUZZ_SCRIPT, str(seed)], capture_output=True, text=True, env=env, timeout=300
         )
         assert result.returncode == 0 and "survived" in result.stdout, f"seed {seed}: {result.stderr[-2000:]}"
+
+
+def test_tensor_reads_intermediates_only_when_preserved():
+    model = loss_model(2, 10)
+    labels = np.array([3, 4], np.int32)
+    logits = np.arange(20, dtype=np.int8).reshape(2, 10)
+    preserved = Interpreter(model, 64 * 1024, preserve_all_tensors=True)
+    loss, grad = preserved.run([logits, labels])
+    np.testing.assert_array_equal(preserved.tensor(0), logits)
+    np.testing.assert_array_equal(preserved.tensor(3), grad)
+    with pytest.raises(TinyTrainError, match="tensor index 4 is out of range"):
+        preserved.tensor(4)
+    with pytest.raises(TinyTrainError, match="preserve_all_tensors"):
+        Interpreter(model, 16 * 1024).tensor(0)

@@ -104,7 +104,9 @@ class ArenaReport:
 class Interpreter:
     """A TFLM interpreter on the pinned wheel with every tinytrain op registered."""
 
-    def __init__(self, model: bytes, arena_size: int):
+    def __init__(self, model: bytes, arena_size: int, preserve_all_tensors: bool = False):
+        """preserve_all_tensors gives every tensor its own memory so tensor() can read any of them after
+        invoke (host inspection: needs a larger arena); the default plans memory as a device would."""
         load_plugin()
         # A malformed model must not reach TFLM's unchecked flatbuffer reader.
         subgraph = read.parse_flatbuffer(model).subgraphs[0]
@@ -116,9 +118,17 @@ class Interpreter:
 
         self._model = bytes(model)  # TFLM reads the flatbuffer in place: keep it alive.
         self.arena_size = arena_size
+        self.preserve_all_tensors = preserve_all_tensors
+        self.num_tensors = len(subgraph.tensors)
+        config = tflm_runtime.InterpreterConfig
         self._interpreter, _ = _call_tflm(
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
-            lambda: tflm_runtime.Interpreter.from_bytes(self._model, custom_op_registerers=[REGISTERER], arena_size=arena_size),
+            lambda: tflm_runtime.Interpreter.from_bytes(
+                self._model,
+                custom_op_registerers=[REGISTERER],
+                arena_size=arena_size,
+                intrepreter_config=config.kPreserveAllTensors if preserve_all_tensors else config.kAllocationRecording,
+            ),
         )
 
     def _check_index(self, kind: str, index: int, count: int) -> None:
@@ -147,6 +157,14 @@ class Interpreter:
         self._check_index("output", index, self.num_outputs)
         return _call_tflm(f"reading output {index}", lambda: self._interpreter.get_output(index))[0]
 
+    def tensor(self, index: int) -> np.ndarray:
+        """A copy of any tensor of subgraph 0 as of the last invoke; needs preserve_all_tensors."""
+        if not self.preserve_all_tensors:
+            raise TinyTrainError("reading intermediate tensors needs Interpreter(..., preserve_all_tensors=True)")
+        self._check_index("tensor", index, self.num_tensors)
+        details, _ = _call_tflm(f"reading tensor {index}", lambda: self._interpreter.GetTensor(index, 0))
+        return np.array(details["tensor_data"], copy=True)
+
     def invoke(self) -> None:
         _call_tflm("invoke", self._interpreter.invoke)
 
@@ -155,6 +173,8 @@ class Interpreter:
 
     def arena_report(self) -> ArenaReport:
         """Arena use as the recording allocator saw it (after the first invoke)."""
+        if self.preserve_all_tensors:
+            raise TinyTrainError("arena reports need the default interpreter, not preserve_all_tensors")
         _, log = _call_tflm("printing allocations", self._interpreter.print_allocations)
         return ArenaReport.parse(log)
 

@@ -75,6 +75,7 @@ inline const char* TypeName(TfLiteType type) {
   switch (type) {
     case kTfLiteFloat32: return "float32";
     case kTfLiteInt32: return "int32";
+    case kTfLiteUInt8: return "uint8";
     case kTfLiteInt8: return "int8";
     default: return "an unsupported type";
   }

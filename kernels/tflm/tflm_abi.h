@@ -14,7 +14,13 @@ extern "C" {
 typedef enum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
 
 // Only the element types the kernels accept; the values are TFLite's.
-typedef enum { kTfLiteNoType = 0, kTfLiteFloat32 = 1, kTfLiteInt32 = 2, kTfLiteInt8 = 9 } TfLiteType;
+typedef enum {
+  kTfLiteNoType = 0,
+  kTfLiteFloat32 = 1,
+  kTfLiteInt32 = 2,
+  kTfLiteUInt8 = 3,
+  kTfLiteInt8 = 9,
+} TfLiteType;
 
 typedef enum { kTfLiteNoQuantization = 0, kTfLiteAffineQuantization = 1 } TfLiteQuantizationType;
 
@@ -47,6 +53,7 @@ typedef struct TfLiteAffineQuantization {
 typedef union TfLitePtrUnion {
   int32_t* i32;
   float* f;
+  uint8_t* uint8;
   int8_t* int8;
   void* data;
 } TfLitePtrUnion;
