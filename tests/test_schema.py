@@ -24,9 +24,17 @@ def test_installed_schema_is_the_checked_in_one():
 
 def test_round_trip():
     blob = schema.encode_blob(
-        "TRAINING_METADATA", input_tensor=0, label_tensor=7, control_tensor=9, loss_tensor=8, logits_tensor=5, num_classes=10
+        "TRAINING_METADATA",
+        input_tensor=0,
+        label_tensor=7,
+        control_tensor=9,
+        loss_tensor=8,
+        logits_tensor=5,
+        num_classes=10,
+        softmax_tensor=-1,
+        softmax_beta=1.0,
     )
-    assert len(blob) == 16 + 6 * 4
+    assert len(blob) == 16 + 8 * 4
     assert schema.decode_blob("TRAINING_METADATA", blob)["label_tensor"] == 7
 
 

@@ -120,6 +120,7 @@ class Interpreter:
         self.arena_size = arena_size
         self.preserve_all_tensors = preserve_all_tensors
         self.num_tensors = len(subgraph.tensors)
+        self.invoked = False  # since creation or the last reset()
         config = tflm_runtime.InterpreterConfig
         self._interpreter, _ = _call_tflm(
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
@@ -167,9 +168,12 @@ class Interpreter:
 
     def invoke(self) -> None:
         _call_tflm("invoke", self._interpreter.invoke)
+        self.invoked = True
 
     def reset(self) -> None:
+        """Back to the state after creation: TFLM zeroes variables and calls every op's reset."""
         _call_tflm("reset", self._interpreter.reset)
+        self.invoked = False
 
     def arena_report(self) -> ArenaReport:
         """Arena use as the recording allocator saw it (after the first invoke)."""

@@ -568,6 +568,16 @@ BLOBS = {
                 "doc": "Number of classes of the head.",
                 "name": "num_classes",
                 "type": "int32"
+            },
+            {
+                "doc": "Output tensor of the trailing SOFTMAX the compiler dropped (export puts it back), or -1.",
+                "name": "softmax_tensor",
+                "type": "int32"
+            },
+            {
+                "doc": "Beta of that SOFTMAX (1 when there is none).",
+                "name": "softmax_beta",
+                "type": "float32"
             }
         ],
         "id": 100,

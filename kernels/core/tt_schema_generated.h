@@ -385,6 +385,8 @@ typedef struct {
   int32_t loss_tensor; /**< Index of the float32 loss tensor. */
   int32_t logits_tensor; /**< Index of the int8 logits tensor. */
   int32_t num_classes; /**< Number of classes of the head. */
+  int32_t softmax_tensor; /**< Output tensor of the trailing SOFTMAX the compiler dropped (export puts it back), or -1. */
+  float softmax_beta; /**< Beta of that SOFTMAX (1 when there is none). */
 } tt_training_metadata_blob;
 
 /** Parses a TT_BLOB_TRAINING_METADATA blob; any status but TT_SUCCESS leaves *out unspecified. */
@@ -398,6 +400,8 @@ static inline tt_status tt_parse_training_metadata(const uint8_t* blob, size_t l
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->loss_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->logits_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->num_classes);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->softmax_tensor);
+  if (status == TT_SUCCESS) status = tt_blob_read_f32(&reader, &out->softmax_beta);
   if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
   return status;
 }

@@ -1,0 +1,76 @@
+"""Small Keras models of the architectures tinytrain must train, converted to int8."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
+
+
+def _keras():
+    import tensorflow as tf
+
+    return tf.keras
+
+
+def mobilenet_v2_blocks(classes: int = 5):
+    """MobileNetV2 style: a VALID stem, an inverted residual with ZeroPadding + stride-2 depthwise (as Keras'
+    MobileNetV2 does), a stride-1 inverted residual with a residual ADD, ReLU6 throughout, global pooling."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, padding="valid", activation="relu6")(inputs)
+    x = layers.Conv2D(16, 1, activation="relu6")(x)
+    x = layers.ZeroPadding2D(2)(x)  # 2 pixels: not expressible as SAME, so it stays a PAD op
+    x = layers.DepthwiseConv2D(3, strides=2, padding="valid", activation="relu6")(x)
+    x = layers.Conv2D(8, 1)(x)
+    y = layers.Conv2D(16, 1, activation="relu6")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+    y = layers.Conv2D(8, 1)(y)
+    x = layers.Add()([x, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
+def ds_cnn(classes: int = 4):
+    """DS-CNN keyword spotting style: strided conv, depthwise-separable blocks, average pooling, FC."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((20, 10, 1))
+    x = layers.Conv2D(8, (5, 3), strides=2, padding="same", activation="relu")(inputs)
+    for _ in range(2):
+        x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(8, 1, activation="relu")(x)
+    x = layers.AveragePooling2D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
+def small_cnn(classes: int = 3):
+    """Conv, max-pool (VALID and SAME), flatten, FC."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((12, 12, 1))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(8, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
+BUILDERS = {"mobilenet_v2_blocks": mobilenet_v2_blocks, "ds_cnn": ds_cnn, "small_cnn": small_cnn}
+
+
+@functools.cache
+def int8_model(name: str, seed: int = 0) -> bytes:
+    """The named model with seeded random weights, converted to int8 (cached per test session)."""
+    _keras().utils.set_random_seed(seed)
+    model = BUILDERS[name]()
+    samples = np.random.default_rng(seed).uniform(-1, 1, (64, *model.input_shape[1:])).astype(np.float32)
+    return keras_to_int8(model, samples)

@@ -1,0 +1,126 @@
+"""compile(): an int8 .tflite in, a training model out (forward, loss, backward, optimizer).
+
+Op order in the training model:
+  TT_INIT_VARIABLES (copies trainable parameters to RAM once)
+  forward ops, reading trainable parameters from their variables, each
+    followed by the ACTIVATION_MASKs backward needs of its output
+  TT_SOFTMAX_CROSS_ENTROPY
+  backward ops in reverse forward order, each TT_SGD right after the last op
+    that reads its parameter's gradient or old value
+Inputs: sample, int32 label, int32 control (CONTROL_* bits: 0 predicts,
+CONTROL_BACKWARD computes gradients, both bits train). Outputs: loss, logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from . import emit, ir, loss, read, schema, schema_generated
+from .autodiff import BackwardBuilder, Grad, build_backward
+from .autodiff.masks import use_activation_masks
+from .errors import TinyTrainError
+from .optimizer import SGD
+from .scheme import UpdateScheme, conv_like_layers
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingModel:
+    """A compiled training model: a .tflite that stock TFLM runs with tinytrain's ops registered."""
+
+    bytes: bytes
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.bytes)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingModel:
+        data = Path(path).read_bytes()
+        graph = read.read_graph(data)
+        if loss.TRAINING_METADATA not in graph.metadata:
+            raise TinyTrainError(
+                f"{path} is not a tinytrain training model (no {loss.TRAINING_METADATA} metadata); compile it first"
+            )
+        return cls(data)
+
+
+def _check_int8(graph: ir.Graph) -> None:
+    for position, op in enumerate(graph.ops):
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and graph.tensors[op.inputs[1]].dtype != np.int8:
+            weights = graph.tensors[op.inputs[1]]
+            raise TinyTrainError(
+                f"op {position} ({op.kind}) has {weights.dtype.name} weights {weights.name!r}: "
+                "tinytrain trains full-integer (int8) models; convert with tinytrain_tflm.convert.keras_to_int8"
+            )
+
+
+def _add_missing_biases(graph: ir.Graph) -> None:
+    """A conv-like layer without bias gets a zero int32 one (scale s_x * s_w), so its bias can train."""
+    for layer in conv_like_layers(graph):
+        if layer.bias >= 0:
+            continue
+        op = graph.ops[layer.op]
+        x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        scale = (x.quantization.scale[0] * w.quantization.scale).astype(np.float32)
+        quant = ir.Quantization(scale, np.zeros(len(scale), np.int64), 0)
+        bias = ir.Tensor(f"{w.name}/bias", (layer.channels,), np.dtype(np.int32), quant, np.zeros(layer.channels, np.int32))
+        op.inputs = op.inputs[:2] + [graph.add_tensor(bias)]
+
+
+def _move_to_variables(graph: ir.Graph, forward: list[int], trainable: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """Forward ops read each trainable parameter from a RAM variable; returns the variables' trainable
+    map and the (source, variable) pairs for TT_INIT_VARIABLES."""
+    variables, pairs = {}, []
+    for source, channels in trainable.items():
+        tensor = graph.tensors[source]
+        variable = graph.add_tensor(dataclasses.replace(tensor, name=f"{tensor.name}/trainable", data=None, is_variable=True))
+        for position in forward:
+            graph.ops[position].inputs = [variable if t == source else t for t in graph.ops[position].inputs]
+        variables[variable] = channels
+        pairs += [source, variable]
+    return variables, pairs
+
+
+def compile(
+    model: bytes,
+    update: str | dict | UpdateScheme = "last",
+    optimizer: SGD | None = None,
+    gradient: str = "float32",
+    label_smoothing: float = 0.0,
+    activation_masks: bool = True,
+) -> TrainingModel:
+    """Compiles an int8 classifier into a training model.
+
+    update: which parameters train (see tinytrain_tflm.scheme). gradient:
+    "float32" (the reference) or "int8" (each gradient int8 with a run-time
+    scale: a quarter of the memory). activation_masks: keep 1 bit per
+    element for ReLU backward where the activation itself is not needed.
+    """
+    optimizer = optimizer or SGD()
+    graph = read.read_graph(model)
+    _check_int8(graph)
+    _add_missing_biases(graph)
+    trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
+    graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
+    metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    loss_op = graph.ops[-1]
+    forward = list(range(len(graph.ops) - 1))
+    trainable, pairs = _move_to_variables(graph, forward, trainable)
+
+    control = metadata["control_tensor"]
+    b = BackwardBuilder(graph, gradient, control, trainable)
+    logits_grad = Grad(loss_op.outputs[1], loss_op.outputs[2] if gradient == "int8" else None)
+    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update)
+    masks = use_activation_masks(graph, forward, b.ops) if activation_masks else {}
+
+    init = ir.Op(
+        schema_generated.INIT_VARIABLES, pairs, [], True, None, schema.encode_blob("INIT_VARIABLES", num_pairs=len(pairs) // 2)
+    )
+    ops = [init]
+    for position in forward:
+        ops += [graph.ops[position], *masks.get(position, [])]
+    graph.ops = ops + [loss_op] + b.ops
+    graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
+    return TrainingModel(emit.emit_model(graph))
