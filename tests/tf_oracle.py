@@ -53,7 +53,8 @@ def float_gradients(model: bytes, x: np.ndarray, label: int) -> tuple[float, dic
             act = ACTIVATIONS[o.fusedActivationFunction] if hasattr(o, "fusedActivationFunction") else None
             if op.kind == "CONV_2D":
                 w = tf.transpose(const(op.inputs[1]), (1, 2, 3, 0))
-                y = tf.nn.conv2d(a, w, (1, o.strideH, o.strideW, 1), PADDING[o.padding], dilations=(1, o.dilationHFactor, o.dilationWFactor, 1))
+                dilations = (1, o.dilationHFactor, o.dilationWFactor, 1)
+                y = tf.nn.conv2d(a, w, (1, o.strideH, o.strideW, 1), PADDING[o.padding], dilations=dilations)
                 y = act(y + const(op.inputs[2]))
             elif op.kind == "DEPTHWISE_CONV_2D":
                 w = const(op.inputs[1])
