@@ -6,8 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import emit, loss, read, runtime
+from .compiler import compile
 from .errors import TinyTrainError
+from .optimizer import ROUNDINGS, SGD
+from .trainer import Trainer
 
 
 def _read_model(path: str) -> bytes:
@@ -58,10 +63,105 @@ def _attach_loss(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: loss and {args.gradient} logit gradient attached")
 
 
+def _compile(args: argparse.Namespace) -> None:
+    optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
+    training = compile(
+        _read_model(args.model),
+        update=args.update,
+        optimizer=optimizer,
+        gradient=args.gradient,
+        label_smoothing=args.label_smoothing,
+        activation_masks=not args.no_masks,
+    )
+    _write_output(args.output, training.bytes, [args.model])
+    trainer = Trainer(training)
+    trained = sum(int(np.prod(trainer.graph.tensors[p.grad].shape)) for p in trainer.parameters)
+    tensors = len(trainer.parameters)
+    print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
+
+
+def _load_data(path: str, trainer: Trainer) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError) as error:
+        raise TinyTrainError(f"cannot read {path}: {error}") from None
+    except KeyError:
+        raise TinyTrainError(f"{path} must hold arrays 'x' (samples) and 'y' (integer labels)") from None
+    if len(x) != len(y) or len(x) == 0:
+        raise TinyTrainError(f"{path}: 'x' has {len(x)} samples and 'y' {len(y)} labels; they must match and be non-empty")
+    if y.dtype.kind not in "iu":
+        raise TinyTrainError(f"{path}: labels 'y' must be integers, got {y.dtype.name}")
+    classes = trainer.metadata["num_classes"]
+    if y.min() < 0 or y.max() >= classes:
+        raise TinyTrainError(f"{path}: labels must be in [0, {classes}), found {y.min()}..{y.max()}")
+    return x, y
+
+
+def _progress(done: int, total: int, text: str) -> None:
+    if not sys.stderr.isatty() and done not in (total, total // 2):
+        return
+    width = 30
+    bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+    end = "\n" if done == total or not sys.stderr.isatty() else ""
+    print(f"\r[{bar}] {done}/{total} {text}", end=end, file=sys.stderr, flush=True)
+
+
+def _accuracy(trainer: Trainer, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean([np.argmax(trainer.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
+
+
+def _train(args: argparse.Namespace) -> None:
+    trainer = Trainer(_read_model(args.model))
+    x, y = _load_data(args.data, trainer)
+    output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
+    print(f"accuracy before: {_accuracy(trainer, x, y):.1%} on {len(x)} samples")
+    order = np.random.default_rng(args.seed)
+    for epoch in range(1, args.epochs + 1):
+        losses = []
+        for count, i in enumerate(order.permutation(len(x)), 1):
+            losses.append(trainer.step(x[i], int(y[i])))
+            _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
+        print(f"epoch {epoch}: mean loss {np.mean(losses):.4f}, accuracy {_accuracy(trainer, x, y):.1%}")
+    _write_output(output, trainer.training_model().bytes, [args.model, args.data])
+    print(f"wrote {output} (the training model, starting from the trained weights)")
+
+
+def _export(args: argparse.Namespace) -> None:
+    exported = Trainer(_read_model(args.model)).export()
+    _write_output(args.output, exported, [args.model])
+    print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinytrain-tflm", description="On-device training for TensorFlow Lite Micro.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="check the TFLM runtime and the kernel library").set_defaults(run=_doctor)
+    compile_ = commands.add_parser("compile", help="compile an int8 .tflite into a training model")
+    compile_.add_argument("model", help="int8 .tflite classifier (full-integer quantized)")
+    compile_.add_argument("-o", "--output", required=True, help="training model to write (never the input)")
+    scheme_help = '"all", "last" or JSON like \'{"bias_last": 4, "weights": {"7": 0.5}}\''
+    compile_.add_argument("--update", default="last", help=scheme_help)
+    compile_.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    compile_.add_argument("--momentum", type=float, default=0.0)
+    compile_.add_argument("--no-qas", action="store_true", help="naive int8 SGD instead of quantization-aware scaling")
+    compile_.add_argument("--rounding", choices=sorted(ROUNDINGS), default="stochastic")
+    compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
+    compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="float32", help="gradient representation")
+    compile_.add_argument("--label-smoothing", type=float, default=0.0)
+    compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
+    compile_.set_defaults(run=_compile)
+    train = commands.add_parser("train", help="train a training model on the TFLM runtime")
+    train.add_argument("model", help="training model from `compile`")
+    train.add_argument("--data", required=True, help=".npz with 'x' (samples) and 'y' (labels)")
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0, help="shuffling seed")
+    train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
+    train.set_defaults(run=_train)
+    export = commands.add_parser("export", help="write the inference model with the training model's weights")
+    export.add_argument("model", help="training model")
+    export.add_argument("-o", "--output", required=True, help="inference .tflite to write (never the input)")
+    export.set_defaults(run=_export)
     arena = commands.add_parser("arena", help="measure a model's minimum TFLM arena by bisection")
     arena.add_argument("model", help=".tflite file")
     arena.set_defaults(run=_arena)

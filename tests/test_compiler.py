@@ -1,0 +1,129 @@
+"""The compiled graph's structure: pruning, update placement, masks, schemes, and refused models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from models import int8_model
+
+import tinytrain_tflm as tt
+from tinytrain_tflm import schema_generated as names
+from tinytrain_tflm.convert import keras_to_int8
+
+
+def _ops(training: tt.TrainingModel) -> tuple[tt.Graph, list[tt.Op]]:
+    graph = tt.read_graph(training.bytes)
+    return graph, graph.ops
+
+
+def _backward(ops: list[tt.Op]) -> list[tt.Op]:
+    loss = next(i for i, op in enumerate(ops) if op.kind == names.SOFTMAX_CROSS_ENTROPY)
+    return ops[loss + 1 :]
+
+
+def test_last_layer_scheme_emits_only_the_classifier_gradients():
+    _, ops = _ops(tt.compile(int8_model("mobilenet_v2_blocks"), update="last"))
+    kinds = [op.kind for op in _backward(ops)]
+    assert kinds == [names.FULLY_CONNECTED_FILTER_GRAD, names.SGD, names.BIAS_GRAD, names.SGD]
+
+
+@pytest.mark.parametrize("model", ["mobilenet_v2_blocks", "ds_cnn", "small_cnn"])
+@pytest.mark.parametrize("update", ["all", {"bias_last": 3, "weights": {"2": 0.5}}])
+def test_each_update_follows_its_gradient_and_the_last_read_of_the_old_value(model, update):
+    graph, ops = _ops(tt.compile(int8_model(model), update=update))
+    for position, op in enumerate(ops):
+        if op.kind != names.SGD:
+            continue
+        parameter, grad = op.inputs[0], op.inputs[1]
+        producer = max(i for i, o in enumerate(ops) if grad in o.outputs)
+        name = graph.tensors[parameter].name
+        assert producer == position - 1, f"{name}: update is {position - producer} ops after its gradient"
+        assert not any(parameter in o.inputs or grad in o.inputs for o in ops[position + 1 :])
+
+
+def test_pruning_stops_at_the_first_trained_layer():
+    graph, ops = _ops(tt.compile(int8_model("mobilenet_v2_blocks"), update={"weights": {"4": 1}}))
+    backward = _backward(ops)
+    # Layers 0-3 train nothing and nothing before them does: no backward op reads their tensors.
+    assert sum(op.kind == names.SGD for op in backward) == 1
+    assert not any(op.kind == names.CONV_2D_INPUT_GRAD and graph.tensors[op.outputs[0]].shape[-1] == 3 for op in backward)
+    assert [op.kind for op in backward][-2:] == [names.CONV_2D_FILTER_GRAD, names.SGD]
+
+
+def test_partial_channel_update_computes_only_those_channels():
+    graph, ops = _ops(tt.compile(int8_model("mobilenet_v2_blocks"), update={"weights": {"0": 0.25, "2": 0.5}}))
+    shapes = {op.kind: graph.tensors[op.outputs[0]].shape for op in ops if op.kind.endswith("FILTER_GRAD")}
+    assert shapes[names.CONV_2D_FILTER_GRAD] == (2, 3, 3, 3)  # 8 output channels / 4
+    assert shapes[names.DEPTHWISE_CONV_2D_FILTER_GRAD] == (1, 3, 3, 8)  # 16 channels / 2
+
+
+@pytest.mark.parametrize("masks", [True, False])
+def test_masks_replace_activations_only_nothing_else_reads(masks):
+    graph, ops = _ops(tt.compile(int8_model("ds_cnn"), update="all", activation_masks=masks))
+    backward = _backward(ops)
+    readers = [t for op in backward for t in op.inputs]
+    for op in backward:
+        if op.kind == names.ACTIVATION_GRAD and graph.tensors[op.inputs[2]].dtype == np.int8:
+            assert not masks or readers.count(op.inputs[2]) > 1
+    assert any(op.kind == names.ACTIVATION_MASK for op in ops) == masks
+
+
+def test_gradient_tensors_follow_the_mode():
+    for gradient, dtype in (("float32", np.float32), ("int8", np.int8)):
+        graph, ops = _ops(tt.compile(int8_model("small_cnn"), update="all", gradient=gradient))
+        grads = [graph.tensors[op.outputs[0]] for op in _backward(ops) if op.kind.endswith("_GRAD")]
+        assert grads and all(t.dtype == dtype for t in grads)
+
+
+def _keras_int8(build) -> bytes:
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = build(tf.keras)
+    return keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (16, *model.input_shape[1:])).astype(np.float32))
+
+
+def test_unsupported_op_on_the_gradient_path_is_named():
+    def build(keras):
+        inputs = keras.Input((6, 6, 1))
+        x = keras.layers.Conv2D(4, 3)(inputs)
+        x = keras.layers.Activation("tanh")(x)
+        return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+
+    model = _keras_int8(build)
+    with pytest.raises(tt.TinyTrainError, match=r"op \d+ \(TANH\) is on the path to a trainable parameter.*supported: ADD"):
+        tt.compile(model, update="all")
+    tt.compile(model, update="last")  # nothing needs a gradient through TANH
+
+
+def test_float_model_is_refused():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(inputs))
+    float_model = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    with pytest.raises(tt.TinyTrainError, match=r"op 0 \(FULLY_CONNECTED\) has float32 weights .*full-integer"):
+        tt.compile(float_model)
+
+
+@pytest.mark.parametrize(
+    "update,message",
+    [
+        ({"weights": {"8": 1}}, r"names layer 8, but the model has 8 conv-like layers \(0 to 7\)"),
+        ({"weights": {"0": 0.3}}, "channel ratio 0.3 of layer 0 must be one of"),
+        ({"bias_last": 9}, "bias_last is 9, but the model has only 8"),
+        ({"biases": 1}, "unknown keys"),
+        ("sometimes", 'not "all", "last" or JSON'),
+        ({}, "trains nothing"),
+    ],
+)
+def test_bad_schemes(update, message):
+    with pytest.raises(tt.TinyTrainError, match=message):
+        tt.compile(int8_model("mobilenet_v2_blocks"), update=update)
+
+
+def test_json_scheme_equals_the_dict():
+    model = int8_model("ds_cnn")
+    as_json = tt.compile(model, update='{"bias_last": 2, "weights": {"1": 0.5}}')
+    assert as_json.bytes == tt.compile(model, update={"bias_last": 2, "weights": {1: 0.5}}).bytes
