@@ -23,8 +23,8 @@ demo: $(STAMP)
 
 # -P: import the installed package (with its compiled kernels), not the source tree.
 test: $(STAMP)
-	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema
-	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema
+	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks
+	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks
 	$(VENV)/bin/python -P -m pytest
 
 clean:

@@ -1,111 +1,95 @@
-"""tinytrain-tflm demo: the training loss and its gradient, computed inside TFLM.
+"""tinytrain-tflm demo: train an int8 CNN on device, inside the TFLM runtime.
 
-1. trains a small CNN on scikit-learn's 8x8 digits in TensorFlow (float);
-2. converts it to int8 with the TensorFlow converter, as a user's script would;
-3. attaches tinytrain's loss op: int8 logits + label -> loss and d loss / d logits;
-4. runs that training model in the TFLM x86 reference runtime over the held-out
-   digits and checks loss and gradient against NumPy;
-5. measures the model's minimum arena in TFLM.
+The task (tinytrain_tflm.tasks): a CNN pretrained in TensorFlow on digits 0-5
+must learn 6-9 from samples seen only on the device.
 
-Later stages (gradient kernels, optimizer, compiler) turn step 3 into full
-on-device training; this demo grows with them.
+1. pretrain the float CNN on digits 0-5 and convert it to int8;
+2. compile training models (forward, loss, backward, SGD in one .tflite);
+3. train each on device in the TFLM x86 reference runtime, one sample per step;
+4. report test accuracy before and after, against float fine-tuning in TensorFlow;
+5. export the tuned inference model and check it in TFLM.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+import time
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
 import tinytrain_tflm as tt
+from tinytrain_tflm import tasks
 from tinytrain_tflm.convert import keras_to_int8
 
 OUT = Path("build/demo")
+EPOCHS = 3
+LR = 0.02
+SPARSE = {"bias_last": 3, "weights": {"1": 0.5, "2": 1}}
 
 
-def step(number: int, text: str) -> None:
-    print(f"[{number}/5] {text}", flush=True)
+def accuracy(trainer: tt.Trainer, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean([np.argmax(trainer.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
 
 
-def load_digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[..., None]  # [n, 8, 8, 1] in [0, 1]
-    return train_test_split(images, digits.target.astype(np.int32), test_size=0.2, random_state=0)
-
-
-def train_float_cnn(x_train, y_train, x_test, y_test):
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    model = tf.keras.Sequential(
-        [
-            tf.keras.Input((8, 8, 1)),
-            tf.keras.layers.Conv2D(8, 3, activation="relu"),
-            tf.keras.layers.Flatten(),
-            tf.keras.layers.Dense(10),
-        ]
-    )
-    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=15, batch_size=32, verbose=0)
-    return model, model.evaluate(x_test, y_test, verbose=0)[1]
+def train_on_device(int8_model: bytes, task, order: np.ndarray, update, optimizer: tt.SGD) -> tuple[tt.Trainer, float, float]:
+    trainer = tt.Trainer(tt.compile(int8_model, update=update, optimizer=optimizer))
+    before = accuracy(trainer, task.test_x, task.test_y)
+    per_epoch = len(order) // EPOCHS
+    for step, i in enumerate(order, 1):
+        trainer.step(task.train_x[i], int(task.train_y[i]))
+        if step % per_epoch == 0:
+            print(f"        epoch {step // per_epoch}/{EPOCHS}: test accuracy {accuracy(trainer, task.test_x, task.test_y):.1%}", flush=True)
+    return trainer, before, accuracy(trainer, task.test_x, task.test_y)
 
 
 def main() -> int:
-    print("tinytrain-tflm demo: the training loss, computed on the TFLM runtime\n")
-    x_train, x_test, y_train, y_test = load_digits()
-
-    step(1, f"training a float CNN on {len(x_train)} 8x8 digits in TensorFlow")
-    keras_model, float_accuracy = train_float_cnn(x_train, y_train, x_test, y_test)
-    print(f"      float test accuracy: {float_accuracy:.1%}")
-
-    step(2, "converting to int8 with the TensorFlow converter")
-    int8_model = keras_to_int8(keras_model, x_train[:200])
-    print(f"      {len(int8_model):,} bytes")
-
-    step(3, "attaching the tinytrain loss op (softmax cross-entropy + gradient)")
-    graph = tt.read_graph(int8_model)
-    training_model = tt.emit_model(tt.attach_loss(graph))
+    print("tinytrain-tflm demo: on-device training of an int8 CNN in the TFLM runtime\n")
+    task = tasks.digits_new_classes()
+    print(f"[1/5] pretraining a float CNN on digits 0-5 ({len(task.pretrain_x)} samples) and converting it to int8")
+    float_model = tasks.pretrained_cnn(task)
+    int8_model = keras_to_int8(float_model, task.pretrain_x[:200])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "digits_int8.tflite").write_bytes(int8_model)
-    (OUT / "digits_train.tflite").write_bytes(training_model)
-    print(f"      {len(training_model):,} bytes -> {OUT / 'digits_train.tflite'}")
+    print(f"      {len(int8_model):,} bytes -> {OUT / 'digits_int8.tflite'}")
 
-    step(4, f"running {len(x_test)} held-out digits through TFLM")
-    input_quant = graph.tensors[graph.inputs[0]].quantization
-    logits_quant = graph.tensors[graph.outputs[0]].quantization
-    arena = tt.minimum_arena_size(training_model)
-    interpreter = tt.Interpreter(training_model, arena)
-    losses, correct, grad_error = [], 0, 0.0
-    for image, label in zip(x_test, y_test, strict=True):
-        x = input_quant.quantize(image[None], np.int8)
-        loss, logits, grad = interpreter.run([x, np.array([label], np.int32)])
-        # Independent reference: float64 softmax cross-entropy of the dequantized logits.
-        z = logits_quant.dequantize(logits)[0]
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        reference_grad = p - np.eye(10)[label]
-        losses.append((loss[0], -np.log(p[label])))
-        grad_error = max(grad_error, float(np.abs(grad[0] - reference_grad).max()))
-        correct += int(np.argmax(logits) == label)
-    tflm_loss, numpy_loss = np.mean(losses, axis=0)
-    print(f"      int8 accuracy in TFLM        {correct / len(x_test):.1%}")
-    print(f"      mean cross-entropy, TFLM     {tflm_loss:.4f}")
-    print(f"      mean cross-entropy, NumPy    {numpy_loss:.4f}")
-    print(f"      max |gradient - NumPy|       {grad_error:.1e}")
+    order = np.concatenate([np.random.default_rng(epoch).permutation(len(task.train_x)) for epoch in range(EPOCHS)])
+    runs = [
+        ("last layer, int8 SGD + QAS", "last", tt.SGD(lr=LR)),
+        ("last layer, naive int8 SGD (no QAS)", "last", tt.SGD(lr=LR, qas=False)),
+        (f"sparse {SPARSE}", SPARSE, tt.SGD(lr=LR)),
+    ]
+    results = []
+    print(f"[2/5] + [3/5] compiling and training on device, {EPOCHS} epochs of {len(task.train_x)} samples, batch 1")
+    for name, update, optimizer in runs:
+        print(f"      {name}", flush=True)
+        start = time.perf_counter()
+        trainer, before, after = train_on_device(int8_model, task, order, update, optimizer)
+        results.append((name, before, after, time.perf_counter() - start, trainer))
 
-    step(5, "arena")
-    report = interpreter.arena_report()
-    print(f"      minimum arena {arena:,} bytes, measured in TFLM by bisection")
-    print(f"      ({report.head:,} planned tensors + {report.tail:,} persistent, x86-64 bookkeeping)")
-    ok = abs(tflm_loss - numpy_loss) < 1e-4 and grad_error < 1e-5
-    print("\nloss and gradient agree with NumPy" if ok else "\nMISMATCH against NumPy")
+    print("[4/5] float fine-tuning of the last layer in TensorFlow, same samples in the same order")
+    float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=1, lr=LR, order=order)
+    print(f"\n      test accuracy on all ten digits ({len(task.test_x)} held-out samples)")
+    print(f"      {'training':44} {'before':>7} {'after':>7} {'time':>7}")
+    for name, before, after, seconds, _ in results:
+        print(f"      {name:44} {before:7.1%} {after:7.1%} {seconds:6.1f}s")
+    print(f"      {'float fine-tuning, last layer (TensorFlow)':44} {results[0][1]:7.1%} {float_after:7.1%}")
+
+    print("\n[5/5] exporting the tuned model (last layer, QAS)")
+    trainer = results[0][4]
+    tuned = trainer.export()
+    (OUT / "digits_tuned.tflite").write_bytes(tuned)
+    graph = tt.read_graph(tuned)
+    interpreter = tt.Interpreter(tuned, tt.minimum_arena_size(tuned))
+    quant = graph.tensors[graph.inputs[0]].quantization
+    exported = np.mean(
+        [np.argmax(interpreter.run([quant.quantize(x[None], np.int8)])[0]) == y for x, y in zip(task.test_x, task.test_y, strict=True)]
+    )
+    arena = tt.minimum_arena_size(trainer.model)
+    print(f"      {OUT / 'digits_tuned.tflite'}: {len(tuned):,} bytes, stock TFLM ops only, test accuracy {exported:.1%}")
+    print(f"      training model: {len(trainer.model):,} bytes, minimum TFLM arena {arena:,} bytes (x86-64, measured)")
+    ok = results[0][2] > results[0][1] + 0.2 and abs(exported - results[0][2]) < 1e-9
+    print("\ndone: on-device training learned the new classes" if ok else "\nunexpected result")
     return 0 if ok else 1
 
 
