@@ -39,7 +39,8 @@ def main() -> None:
             for i in order:
                 trainer.step(task.train_x[i], int(task.train_y[i]))
             accuracy = np.mean([np.argmax(trainer.predict(x)) == y for x, y in zip(task.test_x, task.test_y, strict=True)])
-            print(f"{lr:7.3f} {'on' if qas else 'off':>5} {rounding:>11} {accuracy:9.1%} {time.perf_counter() - start:6.1f}s", flush=True)
+            seconds = time.perf_counter() - start
+            print(f"{lr:7.3f} {'on' if qas else 'off':>5} {rounding:>11} {accuracy:9.1%} {seconds:6.1f}s", flush=True)
         print(f"{lr:7.3f} {'float fine-tuning (TensorFlow)':>26} {float_accuracy:.1%}")
 
 

@@ -39,7 +39,8 @@ def train_on_device(int8_model: bytes, task, order: np.ndarray, update, optimize
     for step, i in enumerate(order, 1):
         trainer.step(task.train_x[i], int(task.train_y[i]))
         if step % per_epoch == 0:
-            print(f"        epoch {step // per_epoch}/{EPOCHS}: test accuracy {accuracy(trainer, task.test_x, task.test_y):.1%}", flush=True)
+            test_accuracy = accuracy(trainer, task.test_x, task.test_y)
+            print(f"        epoch {step // per_epoch}/{EPOCHS}: test accuracy {test_accuracy:.1%}", flush=True)
     return trainer, before, accuracy(trainer, task.test_x, task.test_y)
 
 
@@ -82,9 +83,8 @@ def main() -> int:
     graph = tt.read_graph(tuned)
     interpreter = tt.Interpreter(tuned, tt.minimum_arena_size(tuned))
     quant = graph.tensors[graph.inputs[0]].quantization
-    exported = np.mean(
-        [np.argmax(interpreter.run([quant.quantize(x[None], np.int8)])[0]) == y for x, y in zip(task.test_x, task.test_y, strict=True)]
-    )
+    predictions = [np.argmax(interpreter.run([quant.quantize(x[None], np.int8)])[0]) for x in task.test_x]
+    exported = float(np.mean(np.array(predictions) == task.test_y))
     arena = tt.minimum_arena_size(trainer.model)
     print(f"      {OUT / 'digits_tuned.tflite'}: {len(tuned):,} bytes, stock TFLM ops only, test accuracy {exported:.1%}")
     print(f"      training model: {len(trainer.model):,} bytes, minimum TFLM arena {arena:,} bytes (x86-64, measured)")
