@@ -198,6 +198,45 @@ tt_status tt_depthwise_conv2d_filter_grad_s8(const tt_depthwise_conv_grad_params
                                              const int8_t* input, const tt_dims* grad_filter_dims,
                                              tt_grad_out* grad_filter);
 
+/**
+ * d loss / d input of FULLY_CONNECTED: gx[n, i] = sum over o of gz[n, o] * scale[o] * filter[o, i].
+ * Computed as the CONV_2D input gradient of a 1x1 convolution over [n, 1, 1, in].
+ * Matrices are tt_dims with h = w = 1: n rows, c columns.
+ *
+ * @param[in]  filter_quant     1 or out scales, each > 0
+ * @param[in]  grad_output_dims [n, 1, 1, out], n and out >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  filter_dims      [out, 1, 1, in], in >= 1
+ * @param[in]  filter           int8 [out, in]
+ * @param[in]  grad_input_dims  [n, 1, 1, in]
+ * @param[out] grad_input       d loss / d real input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_fully_connected_input_grad_s8(const tt_filter_quant_params* filter_quant, const tt_dims* grad_output_dims,
+                                           const tt_grad_in* grad_output, const tt_dims* filter_dims,
+                                           const int8_t* filter, const tt_dims* grad_input_dims,
+                                           tt_grad_out* grad_input);
+
+/**
+ * d loss / d filter of FULLY_CONNECTED for the first c_update output rows:
+ * gw[o, i] = sum over n of gz[n, o] * x[n, i]. Computed as the CONV_2D filter
+ * gradient of a 1x1 convolution over [n, 1, 1, in]. Matrices are tt_dims
+ * with h = w = 1: n rows, c columns.
+ *
+ * @param[in]  input_quant      per-tensor quantization of the input, scale > 0
+ * @param[in]  grad_output_dims [n, 1, 1, out], n and out >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  input_dims       [n, 1, 1, in], in >= 1
+ * @param[in]  input            int8 forward input [n, in]
+ * @param[in]  grad_filter_dims [c_update, 1, 1, in]: c_update in [1, out]
+ * @param[out] grad_filter      d loss / d real filter, first c_update rows
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_fully_connected_filter_grad_s8(const tt_quant_params* input_quant, const tt_dims* grad_output_dims,
+                                            const tt_grad_in* grad_output, const tt_dims* input_dims,
+                                            const int8_t* input, const tt_dims* grad_filter_dims,
+                                            tt_grad_out* grad_filter);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -1,6 +1,6 @@
 /* Internal to the kernel core: the index arithmetic and loop nests of the
- * convolution gradients, shared by the conv and depthwise conv functions, plus
- * their common argument checks.
+ * convolution gradients, shared by the conv and depthwise conv functions (and,
+ * through conv, by fully connected), plus their common argument checks.
  *
  * Sums are accumulated in float32. An input-gradient element sums
  * kh * kw * cout terms (kh * kw * m for depthwise), a filter-gradient element
@@ -127,7 +127,14 @@ class FilterScales {
   int32_t step_;
 };
 
+// A fully connected layer is a 1x1 convolution, stride 1, no padding, over
+// [n, 1, 1, in]: its gradients are that convolution's.
+constexpr tt_conv_grad_params kFullyConnectedAsConv = {1, 1, 1, 1, 0, 0};
+
 // Argument checks the gradient functions share.
+
+// A fully connected operand: n rows, c columns, h = w = 1.
+inline bool IsMatrix(const tt_dims* dims) { return dims != nullptr && dims->h == 1 && dims->w == 1; }
 
 inline bool ValidConvParams(const tt_conv_grad_params* params) {
   return params != nullptr && params->stride_h >= 1 && params->stride_w >= 1 && params->dilation_h >= 1 &&
