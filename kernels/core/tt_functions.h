@@ -75,6 +75,168 @@ tt_status tt_softmax_cross_entropy_qgrad_s8(const tt_softmax_cross_entropy_param
 tt_status tt_bias_grad(const tt_dims* grad_dims, const tt_grad_in* grad_output, int32_t channels_to_update,
                        tt_grad_out* grad_bias);
 
+/**
+ * Geometry of a forward CONV_2D, and the spatial part of DEPTHWISE_CONV_2D, as
+ * TFLite defines it: output (oy, ox) with kernel tap (ky, kx) reads input row
+ * oy * stride_h + ky * dilation_h - pad_top and column
+ * ox * stride_w + kx * dilation_w - pad_left; rows and columns outside the
+ * input are zero padding. The gradient functions accept any output size >= 1
+ * and compute the exact gradient of the convolution these numbers describe;
+ * the TFLM glue restricts them to TFLite's SAME and VALID padding.
+ */
+typedef struct {
+  int32_t stride_h;   /**< >= 1. */
+  int32_t stride_w;   /**< >= 1. */
+  int32_t dilation_h; /**< >= 1. */
+  int32_t dilation_w; /**< >= 1. */
+  int32_t pad_top;    /**< >= 0: zero rows above the input. */
+  int32_t pad_left;   /**< >= 0: zero columns left of the input. */
+} tt_conv_grad_params;
+
+/** Geometry of a forward DEPTHWISE_CONV_2D: output channel c * depth_multiplier + j reads input channel c. */
+typedef struct {
+  tt_conv_grad_params conv; /**< Strides, dilations and pads, as for CONV_2D. */
+  int32_t depth_multiplier; /**< >= 1: output channels per input channel. */
+} tt_depthwise_conv_grad_params;
+
+/**
+ * Quantization of an int8 filter, symmetric as TFLite requires (zero points 0):
+ * real = scale[c] * q for output channel c when per-channel, scale[0] * q for
+ * every channel when per-tensor.
+ */
+typedef struct {
+  const float* scale; /**< count values, each > 0. */
+  int32_t count;      /**< 1 (per-tensor) or the filter's number of output channels (per-channel). */
+} tt_filter_quant_params;
+
+/**
+ * d loss / d input of CONV_2D, the transposed convolution of the output
+ * gradient with the real filter:
+ * gx[n, iy, ix, ci] = sum of gz[n, oy, ox, co] * scale[co] * filter[co, ky, kx, ci]
+ * over every (co, ky, kx) and output (oy, ox) whose tap (ky, kx) reads (iy, ix).
+ * Needs no forward input.
+ *
+ * @param[in]  params           strides and dilations >= 1, pads >= 0
+ * @param[in]  filter_quant     1 or cout scales, each > 0
+ * @param[in]  grad_output_dims [n, oh, ow, cout], every dimension >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  filter_dims      [cout, kh, kw, cin], every dimension >= 1
+ * @param[in]  filter           int8 [cout, kh, kw, cin]
+ * @param[in]  grad_input_dims  [n, ih, iw, cin]: n and cin as above, ih and iw >= 1
+ * @param[out] grad_input       d loss / d real input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params, const tt_filter_quant_params* filter_quant,
+                                  const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                  const tt_dims* filter_dims, const int8_t* filter, const tt_dims* grad_input_dims,
+                                  tt_grad_out* grad_input);
+
+/**
+ * d loss / d filter of CONV_2D for the first c_update output channels, the
+ * correlation of the real forward input with the output gradient:
+ * gw[co, ky, kx, ci] = sum over (n, oy, ox) of gz[n, oy, ox, co] * x[n, iy, ix, ci],
+ * (iy, ix) being what tap (ky, kx) of output (oy, ox) reads (x = 0 in the
+ * padding). Needs no filter.
+ *
+ * @param[in]  params           strides and dilations >= 1, pads >= 0
+ * @param[in]  input_quant      per-tensor quantization of the input, scale > 0
+ * @param[in]  grad_output_dims [n, oh, ow, cout], every dimension >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  input_dims       [n, ih, iw, cin]: n as above, every dimension >= 1
+ * @param[in]  input            int8 forward input
+ * @param[in]  grad_filter_dims [c_update, kh, kw, cin]: c_update in [1, cout], kh and kw >= 1
+ * @param[out] grad_filter      d loss / d real filter, first c_update output channels
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_conv2d_filter_grad_s8(const tt_conv_grad_params* params, const tt_quant_params* input_quant,
+                                   const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                   const tt_dims* input_dims, const int8_t* input, const tt_dims* grad_filter_dims,
+                                   tt_grad_out* grad_filter);
+
+/**
+ * d loss / d input of DEPTHWISE_CONV_2D (m = depth_multiplier):
+ * gx[n, iy, ix, ci] = sum of gz[n, oy, ox, oc] * scale[oc] * filter[0, ky, kx, oc]
+ * over oc = ci * m + j for j < m, every (ky, kx), and every output (oy, ox)
+ * whose tap (ky, kx) reads (iy, ix). Needs no forward input.
+ *
+ * @param[in]  params           strides and dilations >= 1, pads >= 0, depth_multiplier >= 1
+ * @param[in]  filter_quant     1 or cin * m scales, each > 0
+ * @param[in]  grad_output_dims [n, oh, ow, cin * m], every dimension >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  filter_dims      [1, kh, kw, cin * m], kh and kw >= 1
+ * @param[in]  filter           int8 [1, kh, kw, cin * m]
+ * @param[in]  grad_input_dims  [n, ih, iw, cin]: n as above, every dimension >= 1
+ * @param[out] grad_input       d loss / d real input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_depthwise_conv2d_input_grad_s8(const tt_depthwise_conv_grad_params* params,
+                                            const tt_filter_quant_params* filter_quant,
+                                            const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                            const tt_dims* filter_dims, const int8_t* filter,
+                                            const tt_dims* grad_input_dims, tt_grad_out* grad_input);
+
+/**
+ * d loss / d filter of DEPTHWISE_CONV_2D for the first c_update output
+ * channels (m = depth_multiplier):
+ * gw[0, ky, kx, oc] = sum over (n, oy, ox) of gz[n, oy, ox, oc] * x[n, iy, ix, oc / m],
+ * (iy, ix) being what tap (ky, kx) of output (oy, ox) reads (x = 0 in the
+ * padding). Needs no filter.
+ *
+ * @param[in]  params           strides and dilations >= 1, pads >= 0, depth_multiplier >= 1
+ * @param[in]  input_quant      per-tensor quantization of the input, scale > 0
+ * @param[in]  grad_output_dims [n, oh, ow, cin * m], every dimension >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  input_dims       [n, ih, iw, cin]: n as above, every dimension >= 1
+ * @param[in]  input            int8 forward input
+ * @param[in]  grad_filter_dims [1, kh, kw, c_update]: c_update in [1, cin * m], kh and kw >= 1
+ * @param[out] grad_filter      d loss / d real filter, first c_update output channels
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_depthwise_conv2d_filter_grad_s8(const tt_depthwise_conv_grad_params* params,
+                                             const tt_quant_params* input_quant, const tt_dims* grad_output_dims,
+                                             const tt_grad_in* grad_output, const tt_dims* input_dims,
+                                             const int8_t* input, const tt_dims* grad_filter_dims,
+                                             tt_grad_out* grad_filter);
+
+/**
+ * d loss / d input of FULLY_CONNECTED: gx[n, i] = sum over o of gz[n, o] * scale[o] * filter[o, i].
+ * Computed as the CONV_2D input gradient of a 1x1 convolution over [n, 1, 1, in].
+ * Matrices are tt_dims with h = w = 1: n rows, c columns.
+ *
+ * @param[in]  filter_quant     1 or out scales, each > 0
+ * @param[in]  grad_output_dims [n, 1, 1, out], n and out >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  filter_dims      [out, 1, 1, in], in >= 1
+ * @param[in]  filter           int8 [out, in]
+ * @param[in]  grad_input_dims  [n, 1, 1, in]
+ * @param[out] grad_input       d loss / d real input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_fully_connected_input_grad_s8(const tt_filter_quant_params* filter_quant, const tt_dims* grad_output_dims,
+                                           const tt_grad_in* grad_output, const tt_dims* filter_dims,
+                                           const int8_t* filter, const tt_dims* grad_input_dims,
+                                           tt_grad_out* grad_input);
+
+/**
+ * d loss / d filter of FULLY_CONNECTED for the first c_update output rows:
+ * gw[o, i] = sum over n of gz[n, o] * x[n, i]. Computed as the CONV_2D filter
+ * gradient of a 1x1 convolution over [n, 1, 1, in]. Matrices are tt_dims
+ * with h = w = 1: n rows, c columns.
+ *
+ * @param[in]  input_quant      per-tensor quantization of the input, scale > 0
+ * @param[in]  grad_output_dims [n, 1, 1, out], n and out >= 1
+ * @param[in]  grad_output      d loss / d real output
+ * @param[in]  input_dims       [n, 1, 1, in], in >= 1
+ * @param[in]  input            int8 forward input [n, in]
+ * @param[in]  grad_filter_dims [c_update, 1, 1, in]: c_update in [1, out]
+ * @param[out] grad_filter      d loss / d real filter, first c_update rows
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_fully_connected_filter_grad_s8(const tt_quant_params* input_quant, const tt_dims* grad_output_dims,
+                                            const tt_grad_in* grad_output, const tt_dims* input_dims,
+                                            const int8_t* input, const tt_dims* grad_filter_dims,
+                                            tt_grad_out* grad_filter);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -1,0 +1,42 @@
+#include "../common/conv_grad_loops.h"
+#include "../common/grad_io.h"
+#include "../tt_functions.h"
+
+namespace core = tinytrain_core;
+
+extern "C" tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params,
+                                             const tt_filter_quant_params* filter_quant,
+                                             const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                             const tt_dims* filter_dims, const int8_t* filter,
+                                             const tt_dims* grad_input_dims, tt_grad_out* grad_input) {
+  if (!core::ValidConvParams(params) || !core::ValidDims(grad_output_dims) || !core::ValidDims(filter_dims) ||
+      !core::ValidDims(grad_input_dims) || filter == nullptr || !core::ValidGradIn(grad_output) ||
+      !core::ValidGradOut(grad_input)) {
+    return TT_ARG_ERROR;
+  }
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& filter_shape = *filter_dims;
+  const tt_dims& input_shape = *grad_input_dims;
+  if (input_shape.n != output_shape.n || filter_shape.n != output_shape.c || filter_shape.c != input_shape.c ||
+      !core::ValidFilterQuant(filter_quant, output_shape.c)) {
+    return TT_ARG_ERROR;
+  }
+
+  const core::ConvGeometry geometry = core::MakeConvGeometry(*params, input_shape, filter_shape, output_shape);
+  const core::FilterScales scales(*filter_quant);
+  core::WithGradReader(*grad_output, [&](auto grad) {
+    core::WriteGrad(*grad_input, [&](auto sink) {
+      core::GatherInputGrad(geometry, input_shape, sink,
+                            [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
+                              const int32_t grad_row = core::Offset(output_shape, n, oy, ox, 0);
+                              float sum = 0.0f;
+                              for (int32_t co = 0; co < output_shape.c; ++co) {
+                                const int8_t weight = filter[core::Offset(filter_shape, co, ky, kx, ci)];
+                                sum += grad[grad_row + co] * scales[co] * static_cast<float>(weight);
+                              }
+                              return sum;
+                            });
+    });
+  });
+  return TT_SUCCESS;
+}

@@ -1,0 +1,124 @@
+// TFLM glue of TT_DEPTHWISE_CONV_2D_INPUT_GRAD and
+// TT_DEPTHWISE_CONV_2D_FILTER_GRAD over tt_depthwise_conv2d_input_grad_s8 and
+// tt_depthwise_conv2d_filter_grad_s8.
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+#include "layer_grad_util.h"
+#include "tinytrain_ops.h"
+
+namespace tinytrain {
+namespace {
+
+// Conv params plus the depth multiplier, range-checked; the input and filter
+// gradient options share the field names.
+template <typename Options>
+TfLiteStatus PrepareDepthwiseParams(TfLiteContext* context, const char* op_name, const Options& options,
+                                    tt_depthwise_conv_grad_params* params) {
+  TT_ENSURE_OK(PrepareConvParams(context, op_name, options, &params->conv));
+  TT_ENSURE_MSG(context, options.depth_multiplier >= 1, op_name, "depth_multiplier must be >= 1, got %d",
+                static_cast<int>(options.depth_multiplier));
+  params->depth_multiplier = options.depth_multiplier;
+  return kTfLiteOk;
+}
+
+// grad_output's channels must be the input's times the depth multiplier
+// (compared by division, which cannot overflow).
+TfLiteStatus CheckDepthwiseChannels(TfLiteContext* context, const char* op_name, const tt_dims& grad_output,
+                                    const tt_dims& input, int32_t depth_multiplier) {
+  TT_ENSURE_MSG(context, grad_output.c % depth_multiplier == 0 && grad_output.c / depth_multiplier == input.c,
+                op_name, "grad_output has %d channels but the input has %d with depth_multiplier %d",
+                static_cast<int>(grad_output.c), static_cast<int>(input.c), static_cast<int>(depth_multiplier));
+  return kTfLiteOk;
+}
+
+// Input gradient: operand = filter [1, kh, kw, cin * m], result = grad_input [n, ih, iw, cin].
+
+constexpr const char* kInputGradName = "TT_DEPTHWISE_CONV_2D_INPUT_GRAD";
+
+using InputGradOpData =
+    ConvGradOpData<tt_depthwise_conv_2d_input_grad_options, tt_filter_quant_params, tt_depthwise_conv_grad_params>;
+
+void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<InputGradOpData>(context, buffer, length, tt_parse_depthwise_conv_2d_input_grad);
+}
+
+TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareLayerGradIo<InputGradOpData>(context, node, kInputGradName));
+  auto* data = static_cast<InputGradOpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareDepthwiseParams(context, kInputGradName, data->options, &data->params));
+  const LayerGradTensors tensors(context, node);
+  TT_ENSURE_OK(CheckShapes(context, kInputGradName, tensors,
+                           {{"grad_output", 4, "[n, oh, ow, cin * m]"},
+                            {"filter", 4, "[1, kh, kw, cin * m]"},
+                            {"grad_input", 4, "[n, ih, iw, cin]"}}));
+  data->dims = NhwcDims(tensors);
+  const tt_dims& grad_output = data->dims.grad_output;
+  const tt_dims& filter = data->dims.operand;
+  const tt_dims& grad_input = data->dims.result;
+  TT_ENSURE_OK(CheckDepthwiseChannels(context, kInputGradName, grad_output, grad_input, data->params.depth_multiplier));
+  TT_ENSURE_MSG(context, filter.n == 1 && filter.c == grad_output.c, kInputGradName,
+                "filter must be [1, kh, kw, %d] for grad_output, got [%d, %d, %d, %d]",
+                static_cast<int>(grad_output.c), static_cast<int>(filter.n), static_cast<int>(filter.h),
+                static_cast<int>(filter.w), static_cast<int>(filter.c));
+  TT_ENSURE_OK(CheckConvGeometry(context, kInputGradName, data->params.conv, grad_output, grad_input, filter));
+  return PrepareFilterQuant(context, kInputGradName, tensors.operand.get(), 3, grad_output.c, &data->quant);
+}
+
+TfLiteStatus EvalInputGrad(TfLiteContext* context, TfLiteNode* node) {
+  return EvalConvGrad<InputGradOpData>(context, node, kInputGradName, tt_depthwise_conv2d_input_grad_s8);
+}
+
+// Filter gradient: operand = forward input [n, ih, iw, cin], result = grad_filter [1, kh, kw, c_update].
+
+constexpr const char* kFilterGradName = "TT_DEPTHWISE_CONV_2D_FILTER_GRAD";
+
+using FilterGradOpData =
+    ConvGradOpData<tt_depthwise_conv_2d_filter_grad_options, tt_quant_params, tt_depthwise_conv_grad_params>;
+
+void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<FilterGradOpData>(context, buffer, length, tt_parse_depthwise_conv_2d_filter_grad);
+}
+
+TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareLayerGradIo<FilterGradOpData>(context, node, kFilterGradName));
+  auto* data = static_cast<FilterGradOpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareDepthwiseParams(context, kFilterGradName, data->options, &data->params));
+  const LayerGradTensors tensors(context, node);
+  TT_ENSURE_OK(CheckShapes(context, kFilterGradName, tensors,
+                           {{"grad_output", 4, "[n, oh, ow, cin * m]"},
+                            {"input", 4, "[n, ih, iw, cin]"},
+                            {"grad_filter", 4, "[1, kh, kw, c_update]"}}));
+  TT_ENSURE_OK(PrepareInputQuant(context, kFilterGradName, tensors.operand.get(), &data->quant));
+  data->dims = NhwcDims(tensors);
+  const tt_dims& grad_output = data->dims.grad_output;
+  const tt_dims& input = data->dims.operand;
+  const tt_dims& grad_filter = data->dims.result;
+  TT_ENSURE_OK(CheckDepthwiseChannels(context, kFilterGradName, grad_output, input, data->params.depth_multiplier));
+  TT_ENSURE_MSG(context, grad_filter.n == 1 && grad_filter.c <= grad_output.c, kFilterGradName,
+                "grad_filter must be [1, kh, kw, c_update] with c_update 1 to %d (grad_output's channels), "
+                "got [%d, %d, %d, %d]",
+                static_cast<int>(grad_output.c), static_cast<int>(grad_filter.n), static_cast<int>(grad_filter.h),
+                static_cast<int>(grad_filter.w), static_cast<int>(grad_filter.c));
+  return CheckConvGeometry(context, kFilterGradName, data->params.conv, grad_output, input, grad_filter);
+}
+
+TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
+  return EvalConvGrad<FilterGradOpData>(context, node, kFilterGradName, tt_depthwise_conv2d_filter_grad_s8);
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_DEPTHWISE_CONV_2D_INPUT_GRAD() {
+  static const TFLMRegistration registration = {InitInputGrad, nullptr, PrepareInputGrad, EvalInputGrad,
+                                                nullptr,       0,       nullptr};
+  return &registration;
+}
+
+const TFLMRegistration* Register_DEPTHWISE_CONV_2D_FILTER_GRAD() {
+  static const TFLMRegistration registration = {InitFilterGrad, nullptr, PrepareFilterGrad, EvalFilterGrad,
+                                                nullptr,        0,       nullptr};
+  return &registration;
+}
+
+}  // namespace tinytrain

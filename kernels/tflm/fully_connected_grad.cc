@@ -1,0 +1,117 @@
+// TFLM glue of TT_FULLY_CONNECTED_INPUT_GRAD and
+// TT_FULLY_CONNECTED_FILTER_GRAD over tt_fully_connected_input_grad_s8 and
+// tt_fully_connected_filter_grad_s8.
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+#include "layer_grad_util.h"
+#include "tinytrain_ops.h"
+
+namespace tinytrain {
+namespace {
+
+// A matrix as the core takes it: rows in n, columns in c.
+tt_dims Matrix(int rows, int columns) { return tt_dims{rows, 1, 1, columns}; }
+
+// The forward input of FULLY_CONNECTED may have any rank: TFLite flattens it
+// to [n, in], n being grad_output's rows.
+TfLiteStatus CheckFlattenedInput(TfLiteContext* context, const char* op_name, const TfLiteTensor* tensor,
+                                 const char* name, int rows, int columns) {
+  // 64-bit: a wrong shape must not overflow into a matching count.
+  TT_ENSURE_MSG(context, NumElements(tensor->dims) == static_cast<int64_t>(rows) * columns, op_name,
+                "%s has %d elements; it must have %d rows of %d", name, NumElements(tensor->dims), rows, columns);
+  return kTfLiteOk;
+}
+
+// Input gradient: operand = filter [out, in], result = grad_input (n * in elements).
+
+constexpr const char* kInputGradName = "TT_FULLY_CONNECTED_INPUT_GRAD";
+
+using InputGradOpData = LayerGradOpData<tt_fully_connected_input_grad_options, tt_filter_quant_params>;
+
+void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<InputGradOpData>(context, buffer, length, tt_parse_fully_connected_input_grad);
+}
+
+TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareLayerGradIo<InputGradOpData>(context, node, kInputGradName));
+  auto* data = static_cast<InputGradOpData*>(node->user_data);
+  const LayerGradTensors tensors(context, node);
+  TT_ENSURE_OK(CheckShapes(
+      context, kInputGradName, tensors,
+      {{"grad_output", 2, "[n, out]"}, {"filter", 2, "[out, in]"}, {"grad_input", kAnyRank, "(n * in elements)"}}));
+  const int batch = tensors.grad_output->dims->data[0];
+  const int outputs = tensors.grad_output->dims->data[1];
+  const int inputs = tensors.operand->dims->data[1];
+  TT_ENSURE_MSG(context, tensors.operand->dims->data[0] == outputs, kInputGradName,
+                "filter has %d rows but grad_output has %d columns", tensors.operand->dims->data[0], outputs);
+  TT_ENSURE_OK(CheckFlattenedInput(context, kInputGradName, tensors.result.get(), "grad_input", batch, inputs));
+  data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(outputs, inputs), Matrix(batch, inputs)};
+  return PrepareFilterQuant(context, kInputGradName, tensors.operand.get(), 0, outputs, &data->quant);
+}
+
+TfLiteStatus EvalInputGrad(TfLiteContext* context, TfLiteNode* node) {
+  const auto* data = static_cast<const InputGradOpData*>(node->user_data);
+  return EvalLayerGrad(context, node, kInputGradName, data->grad_type,
+                       [&](const tt_grad_in& grad_output, const int8_t* filter, tt_grad_out* grad_input) {
+                         return tt_fully_connected_input_grad_s8(&data->quant, &data->dims.grad_output, &grad_output,
+                                                                 &data->dims.operand, filter, &data->dims.result,
+                                                                 grad_input);
+                       });
+}
+
+// Filter gradient: operand = forward input (n * in elements), result = grad_filter [c_update, in].
+
+constexpr const char* kFilterGradName = "TT_FULLY_CONNECTED_FILTER_GRAD";
+
+using FilterGradOpData = LayerGradOpData<tt_fully_connected_filter_grad_options, tt_quant_params>;
+
+void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<FilterGradOpData>(context, buffer, length, tt_parse_fully_connected_filter_grad);
+}
+
+TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareLayerGradIo<FilterGradOpData>(context, node, kFilterGradName));
+  auto* data = static_cast<FilterGradOpData*>(node->user_data);
+  const LayerGradTensors tensors(context, node);
+  TT_ENSURE_OK(CheckShapes(
+      context, kFilterGradName, tensors,
+      {{"grad_output", 2, "[n, out]"}, {"input", kAnyRank, "(n * in elements)"}, {"grad_filter", 2, "[c_update, in]"}}));
+  TT_ENSURE_OK(PrepareInputQuant(context, kFilterGradName, tensors.operand.get(), &data->quant));
+  const int batch = tensors.grad_output->dims->data[0];
+  const int outputs = tensors.grad_output->dims->data[1];
+  const int channels_to_update = tensors.result->dims->data[0];
+  const int inputs = tensors.result->dims->data[1];
+  TT_ENSURE_MSG(context, channels_to_update <= outputs, kFilterGradName,
+                "grad_filter updates %d rows; it must update 1 to %d (grad_output's columns)", channels_to_update,
+                outputs);
+  TT_ENSURE_OK(CheckFlattenedInput(context, kFilterGradName, tensors.operand.get(), "input", batch, inputs));
+  data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(batch, inputs), Matrix(channels_to_update, inputs)};
+  return kTfLiteOk;
+}
+
+TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
+  const auto* data = static_cast<const FilterGradOpData*>(node->user_data);
+  return EvalLayerGrad(context, node, kFilterGradName, data->grad_type,
+                       [&](const tt_grad_in& grad_output, const int8_t* input, tt_grad_out* grad_filter) {
+                         return tt_fully_connected_filter_grad_s8(&data->quant, &data->dims.grad_output, &grad_output,
+                                                                  &data->dims.operand, input, &data->dims.result,
+                                                                  grad_filter);
+                       });
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_FULLY_CONNECTED_INPUT_GRAD() {
+  static const TFLMRegistration registration = {InitInputGrad, nullptr, PrepareInputGrad, EvalInputGrad,
+                                                nullptr,       0,       nullptr};
+  return &registration;
+}
+
+const TFLMRegistration* Register_FULLY_CONNECTED_FILTER_GRAD() {
+  static const TFLMRegistration registration = {InitFilterGrad, nullptr, PrepareFilterGrad, EvalFilterGrad,
+                                                nullptr,        0,       nullptr};
+  return &registration;
+}
+
+}  // namespace tinytrain

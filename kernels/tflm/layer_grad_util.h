@@ -1,0 +1,222 @@
+// Glue shared by the gradient ops of the layers with an int8 filter: CONV_2D,
+// DEPTHWISE_CONV_2D and FULLY_CONNECTED, each with an input-gradient and a
+// filter-gradient op. All six have the same operands:
+//   inputs  (grad_output, grad_output_scale, operand, control), the operand
+//           being the filter (input gradient) or the forward input (filter gradient);
+//   outputs (gradient[, its scale]).
+#ifndef TINYTRAIN_KERNELS_TFLM_LAYER_GRAD_UTIL_H_
+#define TINYTRAIN_KERNELS_TFLM_LAYER_GRAD_UTIL_H_
+
+#include <stdint.h>
+
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+
+namespace tinytrain {
+
+constexpr int kLayerGradOutput = 0;  // followed by its scale input
+constexpr int kLayerGradOperand = 2;
+constexpr int kLayerGradControl = 3;
+constexpr int kLayerGradResult = 0;  // followed by its scale output when int8
+
+// Shapes of an op's three tensors as the core takes them: NHWC for conv and
+// depthwise, matrices (rows in n, columns in c) for fully connected.
+struct LayerGradDims {
+  tt_dims grad_output;
+  tt_dims operand;  // filter or forward input
+  tt_dims result;   // grad_input or grad_filter
+};
+
+// What Prepare records for Eval, in every op here.
+template <typename Options, typename Quant>
+struct LayerGradOpData {
+  tt_status options_status;  // Of parsing the options in Init.
+  Options options;
+  tt_grad_type grad_type;  // Representation of every gradient operand.
+  Quant quant;             // Filter scales (in a persistent buffer) or the forward input's quantization.
+  LayerGradDims dims;
+};
+
+// Conv and depthwise ops also keep their geometry.
+template <typename Options, typename Quant, typename Params>
+struct ConvGradOpData : LayerGradOpData<Options, Quant> {
+  Params params;  // From the options, range-checked.
+};
+
+// First step of every Prepare here: the options parsed, then the counts and
+// types of the gradient operands and the control input.
+template <typename OpData>
+TfLiteStatus PrepareLayerGradIo(TfLiteContext* context, TfLiteNode* node, const char* op_name) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, op_name));
+  TT_ENSURE_OK(CheckIoCounts(context, node, op_name, 4, 1, 2));
+  tt_grad_type* grad_type = &static_cast<OpData*>(node->user_data)->grad_type;
+  TT_ENSURE_OK(PrepareGradInput(context, node, op_name, kLayerGradOutput, grad_type));
+  TT_ENSURE_OK(PrepareControl(context, node, op_name, kLayerGradControl));
+  return PrepareGradOutput(context, node, op_name, kLayerGradResult, *grad_type);
+}
+
+// An op's three tensors for the length of one Prepare.
+struct LayerGradTensors {
+  LayerGradTensors(TfLiteContext* context, const TfLiteNode* node)
+      : grad_output(context, node->inputs->data[kLayerGradOutput]),
+        operand(context, node->inputs->data[kLayerGradOperand]),
+        result(context, node->outputs->data[kLayerGradResult]) {}
+
+  TempTensor grad_output;
+  TempTensor operand;  // filter or forward input
+  TempTensor result;   // grad_input or grad_filter
+};
+
+constexpr int kAnyRank = -1;
+
+// The rank a tensor must have (or kAnyRank), with names for messages.
+struct TensorSpec {
+  const char* name;
+  int rank;
+  const char* layout;  // e.g. "[n, oh, ow, cout]"
+};
+
+// Checks each tensor's rank against its spec (in grad_output, operand,
+// result order), and that no dimension is empty.
+inline TfLiteStatus CheckShapes(TfLiteContext* context, const char* op_name, const LayerGradTensors& tensors,
+                                const TensorSpec (&specs)[3]) {
+  const TfLiteTensor* ordered[3] = {tensors.grad_output.get(), tensors.operand.get(), tensors.result.get()};
+  for (int t = 0; t < 3; ++t) {
+    const TensorSpec& spec = specs[t];
+    const TfLiteIntArray* dims = ordered[t]->dims;
+    TT_ENSURE_MSG(context, spec.rank == kAnyRank || dims->size == spec.rank, op_name, "%s must be %d-D %s, got rank %d",
+                  spec.name, spec.rank, spec.layout, dims->size);
+    for (int i = 0; i < dims->size; ++i) {
+      TT_ENSURE_MSG(context, dims->data[i] >= 1, op_name, "%s has an empty dimension %d", spec.name, i);
+    }
+  }
+  return kTfLiteOk;
+}
+
+inline LayerGradDims NhwcDims(const LayerGradTensors& tensors) {
+  return LayerGradDims{DimsNHWC(tensors.grad_output->dims), DimsNHWC(tensors.operand->dims),
+                       DimsNHWC(tensors.result->dims)};
+}
+
+// Eval of every op here: nothing unless the backward bit is set, then
+// compute(grad_output, operand data, gradient output) runs the core function,
+// whose status is reported.
+template <typename Compute>
+TfLiteStatus EvalLayerGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, tt_grad_type grad_type,
+                           Compute&& compute) {
+  if (!ControlBitSet(context, node, kLayerGradControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
+  const tt_grad_in grad_output = EvalGradInput(context, node, kLayerGradOutput, grad_type);
+  tt_grad_out result = EvalGradOutput(context, node, kLayerGradResult, grad_type);
+  const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
+  TT_ENSURE_STATUS(context, compute(grad_output, operand, &result), op_name, "eval");
+  return kTfLiteOk;
+}
+
+// Eval of a conv or depthwise op: their core functions all take
+// (params, quant, grad_output, operand, result) in that order.
+template <typename OpData, typename Core>
+TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, Core core) {
+  const auto* data = static_cast<const OpData*>(node->user_data);
+  const LayerGradDims& dims = data->dims;
+  return EvalLayerGrad(context, node, op_name, data->grad_type,
+                       [&](const tt_grad_in& grad_output, const int8_t* operand, tt_grad_out* result) {
+                         return core(&data->params, &data->quant, &dims.grad_output, &grad_output, &dims.operand,
+                                     operand, &dims.result, result);
+                       });
+}
+
+// The forward input of a filter-gradient op: int8, per-tensor quantized.
+inline TfLiteStatus PrepareInputQuant(TfLiteContext* context, const char* op_name, const TfLiteTensor* input,
+                                      tt_quant_params* quant) {
+  TT_ENSURE_MSG(context, input->type == kTfLiteInt8, op_name, "input must be int8, got %s", TypeName(input->type));
+  TT_ENSURE_MSG(context, IsPerTensorQuantized(input) && input->params.scale > 0.0f, op_name,
+                "input needs per-tensor quantization with a positive scale");
+  *quant = QuantParams(input);
+  return kTfLiteOk;
+}
+
+// The filter of an input-gradient op: int8, symmetric, one scale or one per
+// output channel along `axis`. The scales are copied to a persistent buffer:
+// a temp tensor's quantization must not be used once Prepare returns.
+inline TfLiteStatus PrepareFilterQuant(TfLiteContext* context, const char* op_name, const TfLiteTensor* filter,
+                                       int axis, int channels, tt_filter_quant_params* quant) {
+  TT_ENSURE_MSG(context, filter->type == kTfLiteInt8, op_name, "filter must be int8, got %s", TypeName(filter->type));
+  const auto* affine = filter->quantization.type == kTfLiteAffineQuantization
+                           ? static_cast<const TfLiteAffineQuantization*>(filter->quantization.params)
+                           : nullptr;
+  TT_ENSURE_MSG(context, affine != nullptr && affine->scale != nullptr && affine->zero_point != nullptr, op_name,
+                "filter must be quantized");
+  const int count = affine->scale->size;
+  TT_ENSURE_MSG(context, count == 1 || (count == channels && affine->quantized_dimension == axis), op_name,
+                "filter needs 1 scale or %d on axis %d, got %d on axis %d", channels, axis, count,
+                static_cast<int>(affine->quantized_dimension));
+  TT_ENSURE_MSG(context, affine->zero_point->size == count, op_name, "filter has %d scales but %d zero points", count,
+                affine->zero_point->size);
+  for (int c = 0; c < count; ++c) {
+    TT_ENSURE_MSG(context, affine->scale->data[c] > 0.0f && affine->zero_point->data[c] == 0, op_name,
+                  "filter channel %d needs a positive scale and zero point 0", c);
+  }
+  auto* scales = static_cast<float*>(context->AllocatePersistentBuffer(context, count * sizeof(float)));
+  TT_ENSURE_MSG(context, scales != nullptr, op_name, "arena too small for the filter scales");
+  for (int c = 0; c < count; ++c) scales[c] = affine->scale->data[c];
+  *quant = tt_filter_quant_params{scales, count};
+  return kTfLiteOk;
+}
+
+// Strides, dilations and pads of conv and depthwise options (their structs
+// share these field names), range-checked.
+template <typename Options>
+TfLiteStatus PrepareConvParams(TfLiteContext* context, const char* op_name, const Options& options,
+                               tt_conv_grad_params* params) {
+  TT_ENSURE_MSG(context, options.stride_h >= 1 && options.stride_w >= 1, op_name, "strides must be >= 1, got %d, %d",
+                static_cast<int>(options.stride_h), static_cast<int>(options.stride_w));
+  TT_ENSURE_MSG(context, options.dilation_h >= 1 && options.dilation_w >= 1, op_name,
+                "dilations must be >= 1, got %d, %d", static_cast<int>(options.dilation_h),
+                static_cast<int>(options.dilation_w));
+  TT_ENSURE_MSG(context, options.pad_top >= 0 && options.pad_left >= 0, op_name, "pads must be >= 0, got %d, %d",
+                static_cast<int>(options.pad_top), static_cast<int>(options.pad_left));
+  *params = tt_conv_grad_params{options.stride_h,   options.stride_w, options.dilation_h,
+                                options.dilation_w, options.pad_top,  options.pad_left};
+  return kTfLiteOk;
+}
+
+// TFLite pads each axis of CONV_2D and DEPTHWISE_CONV_2D as SAME
+// (out = ceil(in / stride)) or VALID (out = (in - effective kernel) / stride + 1),
+// then pads (out - 1) * stride + effective kernel - in in total (none if
+// negative), the smaller half first. Any other output size or pad means the
+// options and shapes do not describe one TFLite convolution.
+inline TfLiteStatus CheckConvAxis(TfLiteContext* context, const char* op_name, const char* axis, const char* pad_name,
+                                  int in, int out, int kernel, int stride, int dilation, int pad) {
+  // 64-bit: options come from the model and may be anything >= 1.
+  const int64_t effective_kernel = static_cast<int64_t>(kernel - 1) * dilation + 1;
+  TT_ENSURE_MSG(context, effective_kernel <= INT32_MAX, op_name, "%s: kernel %d with dilation %d is too large", axis,
+                kernel, dilation);
+  const int same_out = static_cast<int>((static_cast<int64_t>(in) + stride - 1) / stride);
+  const int valid_out = in >= effective_kernel ? static_cast<int>((in - effective_kernel) / stride + 1) : 0;
+  TT_ENSURE_MSG(context, out == same_out || out == valid_out, op_name,
+                "%s: output %d is neither SAME (%d) nor VALID (%d) for input %d, kernel %d, stride %d, dilation %d",
+                axis, out, same_out, valid_out, in, kernel, stride, dilation);
+  // (out - 1) * stride < in here, so the pad is below INT32_MAX.
+  const int64_t total_pad = static_cast<int64_t>(out - 1) * stride + effective_kernel - in;
+  const int tflite_pad = total_pad > 0 ? static_cast<int>(total_pad / 2) : 0;
+  TT_ENSURE_MSG(context, pad == tflite_pad, op_name, "%s is %d but TFLite pads %d for %s output %d", pad_name, pad,
+                tflite_pad, axis, out);
+  return kTfLiteOk;
+}
+
+// grad_output [n, oh, ow, *] against the forward input [n, ih, iw, *] and the
+// kernel's taps (h, w of `kernel`).
+inline TfLiteStatus CheckConvGeometry(TfLiteContext* context, const char* op_name, const tt_conv_grad_params& params,
+                                      const tt_dims& grad_output, const tt_dims& input, const tt_dims& kernel) {
+  TT_ENSURE_MSG(context, grad_output.n == input.n, op_name, "grad_output has batch %d but the input has %d",
+                static_cast<int>(grad_output.n), static_cast<int>(input.n));
+  TT_ENSURE_OK(CheckConvAxis(context, op_name, "height", "pad_top", input.h, grad_output.h, kernel.h, params.stride_h,
+                             params.dilation_h, params.pad_top));
+  return CheckConvAxis(context, op_name, "width", "pad_left", input.w, grad_output.w, kernel.w, params.stride_w,
+                       params.dilation_w, params.pad_left);
+}
+
+}  // namespace tinytrain
+
+#endif  // TINYTRAIN_KERNELS_TFLM_LAYER_GRAD_UTIL_H_
