@@ -173,8 +173,8 @@ inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* 
                 node->outputs->size);
   if (type == TT_GRAD_S8) {
     TempTensor scale(context, node->outputs->data[data_output + 1]);
-    TT_ENSURE_MSG(context, scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1, op_name,
-                  "the scale of int8 gradient output %d must be float32 [1]", data_output);
+    TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
+                  op_name, "the scale of int8 gradient output %d must be float32 [1]", data_output);
   }
   return kTfLiteOk;
 }
