@@ -75,6 +75,57 @@ tt_status tt_softmax_cross_entropy_qgrad_s8(const tt_softmax_cross_entropy_param
 tt_status tt_bias_grad(const tt_dims* grad_dims, const tt_grad_in* grad_output, int32_t channels_to_update,
                        tt_grad_out* grad_bias);
 
+/** Clamp range of a fused activation (ReLU, ReLU6, clamp) in its int8 output's quantized domain. */
+typedef struct {
+  int32_t lower_q; /**< Gradient passes only where y > lower_q; in [-129, upper_q), -129 for no lower clamp. */
+  int32_t upper_q; /**< Gradient passes only where y < upper_q; in (lower_q, 128], 128 for no upper clamp. */
+} tt_activation_params;
+
+/** Bytes of the 1-bit mask of `count` elements. */
+#define TT_ACTIVATION_MASK_BYTES(count) (((count) + 7) / 8)
+
+/**
+ * Packs where a fused activation's gradient passes into one bit per element:
+ * bit i % 8 of byte i / 8 (least significant first) is set iff
+ * lower_q < y[i] < upper_q. Backward then keeps 1 bit instead of 8.
+ *
+ * @param[in]  params clamp range
+ * @param[in]  count  number of elements, >= 1
+ * @param[in]  y      int8 [count], the activation's output
+ * @param[out] mask   uint8 [TT_ACTIVATION_MASK_BYTES(count)]; unused bits of the last byte are 0
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_mask_s8(const tt_activation_params* params, int32_t count, const int8_t* y, uint8_t* mask);
+
+/**
+ * Backward of a fused activation from its saved int8 output:
+ * grad_input[i] = grad_output[i] where lower_q < y[i] < upper_q, else 0.
+ * An int8 gradient keeps grad_output's scale (*grad_input->scale is set to it)
+ * and its values are copied exactly.
+ *
+ * @param[in]  params      clamp range
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  y           int8 [count], the activation's output
+ * @param[in]  grad_output [count], d loss / d y
+ * @param[out] grad_input  [count], same representation as grad_output
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_grad_s8(const tt_activation_params* params, int32_t count, const int8_t* y,
+                                const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
+/**
+ * As tt_activation_grad_s8, reading the pass pattern from the mask written by
+ * tt_activation_mask_s8 instead of the activation.
+ *
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  mask        uint8 [TT_ACTIVATION_MASK_BYTES(count)]
+ * @param[in]  grad_output [count]
+ * @param[out] grad_input  [count], same representation as grad_output
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_grad_in* grad_output,
+                                  tt_grad_out* grad_input);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
