@@ -126,6 +126,19 @@ tt_status tt_activation_grad_s8(const tt_activation_params* params, int32_t coun
 tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_grad_in* grad_output,
                                   tt_grad_out* grad_input);
 
+/**
+ * Sum of two gradients of one tensor, e.g. a tensor read by two ops such as
+ * the input of a residual block: sum[i] = a[i] + b[i]. The operands may be in
+ * either representation; an int8 sum gets its own run-time scale.
+ *
+ * @param[in]  count number of elements of each operand, >= 1
+ * @param[in]  a     [count]
+ * @param[in]  b     [count]
+ * @param[out] sum   [count]; may not alias a or b when it is int8 (the values are read twice)
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
