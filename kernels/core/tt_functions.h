@@ -139,6 +139,67 @@ tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_g
  */
 tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
 
+/**
+ * Geometry of a TFLite 2-D pooling: output (oy, ox) pools input rows
+ * oy * stride_h - pad_top .. + filter_h - 1 and the columns likewise, over the
+ * rows and columns inside the input only (padding is never averaged, never a
+ * maximum). Every window must hold at least one input element.
+ */
+typedef struct {
+  int32_t filter_h; /**< Window height, >= 1. */
+  int32_t filter_w; /**< Window width, >= 1. */
+  int32_t stride_h; /**< >= 1. */
+  int32_t stride_w; /**< >= 1. */
+  int32_t pad_top;  /**< In [0, filter_h), and (oh - 1) * stride_h - pad_top < ih. */
+  int32_t pad_left; /**< In [0, filter_w), and (ow - 1) * stride_w - pad_left < iw. */
+} tt_pool_params;
+
+/**
+ * d loss / d input of AVERAGE_POOL_2D: each window's output gradient divided
+ * by the number of its in-bounds elements and given to each of them,
+ *   grad_input[n,iy,ix,c] = sum over windows (oy,ox) containing (iy,ix) of grad_output[n,oy,ox,c] / count(oy,ox).
+ *
+ * @param[in]  params           pooling geometry
+ * @param[in]  grad_output_dims [n, oh, ow, c], all >= 1
+ * @param[in]  grad_output      d loss / d pooled output
+ * @param[in]  grad_input_dims  [n, ih, iw, c]: the forward input's shape, same n and c
+ * @param[out] grad_input       d loss / d forward input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_avg_pool2d_grad(const tt_pool_params* params, const tt_dims* grad_output_dims,
+                             const tt_grad_in* grad_output, const tt_dims* grad_input_dims, tt_grad_out* grad_input);
+
+/**
+ * d loss / d input of MAX_POOL_2D: each window's output gradient goes to the
+ * first maximum of its in-bounds elements in row-major order (TensorFlow's
+ * choice on ties),
+ *   grad_input[n,iy,ix,c] = sum over windows (oy,ox) whose first maximum is (iy,ix) of grad_output[n,oy,ox,c].
+ * Uses no scratch memory: a window's maximum is found again for each element
+ * it contains, about filter_h * filter_w / (stride_h * stride_w) scans.
+ *
+ * @param[in]  params           pooling geometry
+ * @param[in]  grad_output_dims [n, oh, ow, c], all >= 1
+ * @param[in]  grad_output      d loss / d pooled output
+ * @param[in]  input_dims       [n, ih, iw, c], same n and c
+ * @param[in]  input            int8, the forward input (any quantization: only its order matters)
+ * @param[out] grad_input       [n, ih, iw, c], d loss / d forward input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_max_pool2d_grad_s8(const tt_pool_params* params, const tt_dims* grad_output_dims,
+                                const tt_grad_in* grad_output, const tt_dims* input_dims, const int8_t* input,
+                                tt_grad_out* grad_input);
+
+/**
+ * d loss / d input of MEAN over height and width (global average pooling):
+ * grad_input[n,iy,ix,c] = grad_output[n,c] / (ih * iw).
+ *
+ * @param[in]  grad_input_dims [n, ih, iw, c], all >= 1: the forward input's shape
+ * @param[in]  grad_output     [n, c], d loss / d mean
+ * @param[out] grad_input      [n, ih, iw, c]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mean_grad(const tt_dims* grad_input_dims, const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
