@@ -75,6 +75,17 @@ tt_status tt_softmax_cross_entropy_qgrad_s8(const tt_softmax_cross_entropy_param
 tt_status tt_bias_grad(const tt_dims* grad_dims, const tt_grad_in* grad_output, int32_t channels_to_update,
                        tt_grad_out* grad_bias);
 
+/**
+ * Copies a constant tensor's bytes into a variable tensor: trainable
+ * parameters start from the model's values (in flash) and live in RAM.
+ *
+ * @param[in]  bytes       number of bytes, >= 1
+ * @param[in]  source      `bytes` bytes
+ * @param[out] destination `bytes` bytes, not overlapping source
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_copy(int32_t bytes, const void* source, void* destination);
+
 /** Clamp range of a fused activation (ReLU, ReLU6, clamp) in its int8 output's quantized domain. */
 typedef struct {
   int32_t lower_q; /**< Gradient passes only where y > lower_q; in [-129, upper_q), -129 for no lower clamp. */
