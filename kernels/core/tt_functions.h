@@ -211,6 +211,74 @@ tt_status tt_max_pool2d_grad_s8(const tt_pool_params* params, const tt_dims* gra
  */
 tt_status tt_mean_grad(const tt_dims* grad_input_dims, const tt_grad_in* grad_output, tt_grad_out* grad_input);
 
+/** Options of an SGD update (schema op SGD). */
+typedef struct {
+  float learning_rate; /**< Step size in real units, > 0. */
+  float momentum;      /**< Coefficient in [0, 1); 0 means plain SGD with no momentum buffer. */
+  int32_t qas;         /**< 1: quantization-aware scaling (integer step lr * g / s); 0: naive (lr * s * g). */
+  int32_t rounding;    /**< TT_ROUND_TRUNCATE, TT_ROUND_NEAREST or TT_ROUND_STOCHASTIC (tt_schema_generated.h). */
+} tt_sgd_params;
+
+/**
+ * A parameter tensor seen along its quantized dimension as [outer, channels,
+ * inner]; its gradient is [outer, channels_to_update, inner]: the first
+ * channels are updated (e.g. a conv filter [cout, kh, kw, cin] on axis 0 is
+ * [1, cout, kh * kw * cin]; a depthwise filter [1, kh, kw, c] on axis 3 is
+ * [kh * kw, c, 1]).
+ */
+typedef struct {
+  int32_t outer;              /**< Product of the dimensions before the quantized one, >= 1. */
+  int32_t channels;           /**< The parameter's size along the quantized dimension, >= 1. */
+  int32_t channels_to_update; /**< The gradient's size along it, in [1, channels]. */
+  int32_t inner;              /**< Product of the dimensions after the quantized one, >= 1. */
+} tt_sgd_dims;
+
+/**
+ * The per-channel factor that turns a real gradient into an integer step,
+ * computed once (in Prepare) for tt_sgd_update_s8 / _s32:
+ * learning_rate / s_c with QAS, learning_rate * s_c without.
+ *
+ * @param[in]  params             learning_rate > 0, qas 0 or 1 (the other fields are not read)
+ * @param[in]  num_scales         1 (per-tensor: every channel uses scales[0]) or >= channels_to_update
+ * @param[in]  scales             the parameter's quantization scales, each > 0
+ * @param[in]  channels_to_update number of factors, >= 1
+ * @param[out] step_factors       [channels_to_update]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_step_factors(const tt_sgd_params* params, int32_t num_scales, const float* scales,
+                              int32_t channels_to_update, float* step_factors);
+
+/**
+ * One SGD step on an int8 weight tensor, in place. For each element of the
+ * first channels_to_update channels, with g its gradient w.r.t. the real
+ * (dequantized) weight and f_c = step_factors[c]:
+ *   v = g, or with momentum m = momentum * m + g and v = m;
+ *   q = saturate(q + round(-f_c * v)) to [-127, 127].
+ * Float arithmetic is single precision in exactly this order.
+ *
+ * @param[in,out] rng_state    xorshift32 state of ROUND_STOCHASTIC, nonzero, advanced once per updated
+ *                             element; not read with the other roundings (may then be NULL)
+ * @param[in]     params       momentum and rounding (learning_rate and qas are in step_factors)
+ * @param[in]     step_factors [channels_to_update], from tt_sgd_step_factors
+ * @param[in]     dims         the parameter as [outer, channels, inner]
+ * @param[in]     grad         [outer, channels_to_update, inner]
+ * @param[in,out] momentum     float32 [outer, channels_to_update, inner] iff params->momentum > 0, else NULL
+ * @param[in,out] parameter    int8 [outer, channels, inner]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int8_t* parameter);
+
+/**
+ * As tt_sgd_update_s8 for an int32 bias (scale s_weight * s_input per
+ * channel), saturating to the int32 range. The sum is formed in int64, so it
+ * cannot overflow before saturating.
+ *
+ * @param[in,out] parameter int32 [outer, channels, inner]
+ */
+tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+                            const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
