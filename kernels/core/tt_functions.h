@@ -236,6 +236,208 @@ tt_status tt_fully_connected_filter_grad_s8(const tt_quant_params* input_quant, 
                                             const tt_grad_in* grad_output, const tt_dims* input_dims,
                                             const int8_t* input, const tt_dims* grad_filter_dims,
                                             tt_grad_out* grad_filter);
+ * Copies a constant tensor's bytes into a variable tensor: trainable
+ * parameters start from the model's values (in flash) and live in RAM.
+ *
+ * @param[in]  bytes       number of bytes, >= 1
+ * @param[in]  source      `bytes` bytes
+ * @param[out] destination `bytes` bytes, not overlapping source
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_copy(int32_t bytes, const void* source, void* destination);
+
+/** Clamp range of a fused activation (ReLU, ReLU6, clamp) in its int8 output's quantized domain. */
+typedef struct {
+  int32_t lower_q; /**< Gradient passes only where y > lower_q; in [-129, upper_q), -129 for no lower clamp. */
+  int32_t upper_q; /**< Gradient passes only where y < upper_q; in (lower_q, 128], 128 for no upper clamp. */
+} tt_activation_params;
+
+/** Bytes of the 1-bit mask of `count` elements. */
+#define TT_ACTIVATION_MASK_BYTES(count) (((count) + 7) / 8)
+
+/**
+ * Packs where a fused activation's gradient passes into one bit per element:
+ * bit i % 8 of byte i / 8 (least significant first) is set iff
+ * lower_q < y[i] < upper_q. Backward then keeps 1 bit instead of 8.
+ *
+ * @param[in]  params clamp range
+ * @param[in]  count  number of elements, >= 1
+ * @param[in]  y      int8 [count], the activation's output
+ * @param[out] mask   uint8 [TT_ACTIVATION_MASK_BYTES(count)]; unused bits of the last byte are 0
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_mask_s8(const tt_activation_params* params, int32_t count, const int8_t* y, uint8_t* mask);
+
+/**
+ * Backward of a fused activation from its saved int8 output:
+ * grad_input[i] = grad_output[i] where lower_q < y[i] < upper_q, else 0.
+ * An int8 gradient keeps grad_output's scale (*grad_input->scale is set to it)
+ * and its values are copied exactly.
+ *
+ * @param[in]  params      clamp range
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  y           int8 [count], the activation's output
+ * @param[in]  grad_output [count], d loss / d y
+ * @param[out] grad_input  [count], same representation as grad_output
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_grad_s8(const tt_activation_params* params, int32_t count, const int8_t* y,
+                                const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
+/**
+ * As tt_activation_grad_s8, reading the pass pattern from the mask written by
+ * tt_activation_mask_s8 instead of the activation.
+ *
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  mask        uint8 [TT_ACTIVATION_MASK_BYTES(count)]
+ * @param[in]  grad_output [count]
+ * @param[out] grad_input  [count], same representation as grad_output
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_grad_in* grad_output,
+                                  tt_grad_out* grad_input);
+
+/**
+ * Sum of two gradients of one tensor, e.g. a tensor read by two ops such as
+ * the input of a residual block: sum[i] = a[i] + b[i]. The operands may be in
+ * either representation; an int8 sum gets its own run-time scale.
+ *
+ * @param[in]  count number of elements of each operand, >= 1
+ * @param[in]  a     [count]
+ * @param[in]  b     [count]
+ * @param[out] sum   [count]; may not alias a or b when it is int8 (the values are read twice)
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
+
+/**
+ * Geometry of a TFLite 2-D pooling: output (oy, ox) pools input rows
+ * oy * stride_h - pad_top .. + filter_h - 1 and the columns likewise, over the
+ * rows and columns inside the input only (padding is never averaged, never a
+ * maximum). Every window must hold at least one input element.
+ */
+typedef struct {
+  int32_t filter_h; /**< Window height, >= 1. */
+  int32_t filter_w; /**< Window width, >= 1. */
+  int32_t stride_h; /**< >= 1. */
+  int32_t stride_w; /**< >= 1. */
+  int32_t pad_top;  /**< In [0, filter_h), and (oh - 1) * stride_h - pad_top < ih. */
+  int32_t pad_left; /**< In [0, filter_w), and (ow - 1) * stride_w - pad_left < iw. */
+} tt_pool_params;
+
+/**
+ * d loss / d input of AVERAGE_POOL_2D: each window's output gradient divided
+ * by the number of its in-bounds elements and given to each of them,
+ *   grad_input[n,iy,ix,c] = sum over windows (oy,ox) containing (iy,ix) of grad_output[n,oy,ox,c] / count(oy,ox).
+ *
+ * @param[in]  params           pooling geometry
+ * @param[in]  grad_output_dims [n, oh, ow, c], all >= 1
+ * @param[in]  grad_output      d loss / d pooled output
+ * @param[in]  grad_input_dims  [n, ih, iw, c]: the forward input's shape, same n and c
+ * @param[out] grad_input       d loss / d forward input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_avg_pool2d_grad(const tt_pool_params* params, const tt_dims* grad_output_dims,
+                             const tt_grad_in* grad_output, const tt_dims* grad_input_dims, tt_grad_out* grad_input);
+
+/**
+ * d loss / d input of MAX_POOL_2D: each window's output gradient goes to the
+ * first maximum of its in-bounds elements in row-major order (TensorFlow's
+ * choice on ties),
+ *   grad_input[n,iy,ix,c] = sum over windows (oy,ox) whose first maximum is (iy,ix) of grad_output[n,oy,ox,c].
+ * Uses no scratch memory: a window's maximum is found again for each element
+ * it contains, about filter_h * filter_w / (stride_h * stride_w) scans.
+ *
+ * @param[in]  params           pooling geometry
+ * @param[in]  grad_output_dims [n, oh, ow, c], all >= 1
+ * @param[in]  grad_output      d loss / d pooled output
+ * @param[in]  input_dims       [n, ih, iw, c], same n and c
+ * @param[in]  input            int8, the forward input (any quantization: only its order matters)
+ * @param[out] grad_input       [n, ih, iw, c], d loss / d forward input
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_max_pool2d_grad_s8(const tt_pool_params* params, const tt_dims* grad_output_dims,
+                                const tt_grad_in* grad_output, const tt_dims* input_dims, const int8_t* input,
+                                tt_grad_out* grad_input);
+
+/**
+ * d loss / d input of MEAN over height and width (global average pooling):
+ * grad_input[n,iy,ix,c] = grad_output[n,c] / (ih * iw).
+ *
+ * @param[in]  grad_input_dims [n, ih, iw, c], all >= 1: the forward input's shape
+ * @param[in]  grad_output     [n, c], d loss / d mean
+ * @param[out] grad_input      [n, ih, iw, c]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mean_grad(const tt_dims* grad_input_dims, const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
+/** Options of an SGD update (schema op SGD). */
+typedef struct {
+  float learning_rate; /**< Step size in real units, > 0. */
+  float momentum;      /**< Coefficient in [0, 1); 0 means plain SGD with no momentum buffer. */
+  int32_t qas;         /**< 1: quantization-aware scaling (integer step lr * g / s); 0: naive (lr * s * g). */
+  int32_t rounding;    /**< TT_ROUND_TRUNCATE, TT_ROUND_NEAREST or TT_ROUND_STOCHASTIC (tt_schema_generated.h). */
+} tt_sgd_params;
+
+/**
+ * A parameter tensor seen along its quantized dimension as [outer, channels,
+ * inner]; its gradient is [outer, channels_to_update, inner]: the first
+ * channels are updated (e.g. a conv filter [cout, kh, kw, cin] on axis 0 is
+ * [1, cout, kh * kw * cin]; a depthwise filter [1, kh, kw, c] on axis 3 is
+ * [kh * kw, c, 1]).
+ */
+typedef struct {
+  int32_t outer;              /**< Product of the dimensions before the quantized one, >= 1. */
+  int32_t channels;           /**< The parameter's size along the quantized dimension, >= 1. */
+  int32_t channels_to_update; /**< The gradient's size along it, in [1, channels]. */
+  int32_t inner;              /**< Product of the dimensions after the quantized one, >= 1. */
+} tt_sgd_dims;
+
+/**
+ * The per-channel factor that turns a real gradient into an integer step,
+ * computed once (in Prepare) for tt_sgd_update_s8 / _s32:
+ * learning_rate / s_c with QAS, learning_rate * s_c without.
+ *
+ * @param[in]  params             learning_rate > 0, qas 0 or 1 (the other fields are not read)
+ * @param[in]  num_scales         1 (per-tensor: every channel uses scales[0]) or >= channels_to_update
+ * @param[in]  scales             the parameter's quantization scales, each > 0
+ * @param[in]  channels_to_update number of factors, >= 1
+ * @param[out] step_factors       [channels_to_update]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_step_factors(const tt_sgd_params* params, int32_t num_scales, const float* scales,
+                              int32_t channels_to_update, float* step_factors);
+
+/**
+ * One SGD step on an int8 weight tensor, in place. For each element of the
+ * first channels_to_update channels, with g its gradient w.r.t. the real
+ * (dequantized) weight and f_c = step_factors[c]:
+ *   v = g, or with momentum m = momentum * m + g and v = m;
+ *   q = saturate(q + round(-f_c * v)) to [-127, 127].
+ * Float arithmetic is single precision in exactly this order.
+ *
+ * @param[in,out] rng_state    xorshift32 state of ROUND_STOCHASTIC, nonzero, advanced once per updated
+ *                             element; not read with the other roundings (may then be NULL)
+ * @param[in]     params       momentum and rounding (learning_rate and qas are in step_factors)
+ * @param[in]     step_factors [channels_to_update], from tt_sgd_step_factors
+ * @param[in]     dims         the parameter as [outer, channels, inner]
+ * @param[in]     grad         [outer, channels_to_update, inner]
+ * @param[in,out] momentum     float32 [outer, channels_to_update, inner] iff params->momentum > 0, else NULL
+ * @param[in,out] parameter    int8 [outer, channels, inner]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int8_t* parameter);
+
+/**
+ * As tt_sgd_update_s8 for an int32 bias (scale s_weight * s_input per
+ * channel), saturating to the int32 range. The sum is formed in int64, so it
+ * cannot overflow before saturating.
+ *
+ * @param[in,out] parameter int32 [outer, channels, inner]
+ */
+tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+                            const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,0 +1,66 @@
+// TFLM glue of TT_GRAD_ADD over tt_grad_add.
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+#include "tinytrain_ops.h"
+
+namespace tinytrain {
+namespace {
+
+constexpr const char* kOpName = "TT_GRAD_ADD";
+constexpr int kA = 0;  // followed by its scale input
+constexpr int kB = 2;  // followed by its scale input
+constexpr int kControl = 4;
+constexpr int kSum = 0;
+
+struct OpData {
+  tt_status options_status;
+  tt_grad_add_options options;
+  tt_grad_type grad_type;  // Representation of every gradient operand.
+  int32_t count;           // Elements of each operand.
+};
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_grad_add);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 5, 1, 2));
+  auto* data = static_cast<OpData*>(node->user_data);
+  tt_grad_type b_type;
+  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kA, &data->grad_type));
+  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kB, &b_type));
+  TT_ENSURE_MSG(context, b_type == data->grad_type, kOpName, "a and b must both be float32 or both int8");
+  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
+  TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kSum, data->grad_type));
+
+  TempTensor a(context, node->inputs->data[kA]);
+  TempTensor b(context, node->inputs->data[kB]);
+  TempTensor sum(context, node->outputs->data[kSum]);
+  data->count = NumElements(a->dims);
+  TT_ENSURE_MSG(context, data->count >= 1, kOpName, "a is empty");
+  TT_ENSURE_MSG(context, NumElements(b->dims) == data->count && NumElements(sum->dims) == data->count, kOpName,
+                "a, b and sum must have equal element counts, got %d, %d and %d", static_cast<int>(data->count),
+                NumElements(b->dims), NumElements(sum->dims));
+  return kTfLiteOk;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  if (!ControlBitSet(context, node, kControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
+  const auto* data = static_cast<const OpData*>(node->user_data);
+  const tt_grad_in a = EvalGradInput(context, node, kA, data->grad_type);
+  const tt_grad_in b = EvalGradInput(context, node, kB, data->grad_type);
+  tt_grad_out sum = EvalGradOutput(context, node, kSum, data->grad_type);
+  TT_ENSURE_STATUS(context, tt_grad_add(data->count, &a, &b, &sum), kOpName, "eval");
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_GRAD_ADD() {
+  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, nullptr, 0, nullptr};
+  return &registration;
+}
+
+}  // namespace tinytrain

@@ -1,0 +1,212 @@
+// TFLM glue of TT_AVERAGE_POOL_2D_GRAD, TT_MAX_POOL_2D_GRAD and TT_MEAN_GRAD
+// over tt_avg_pool2d_grad, tt_max_pool2d_grad_s8 and tt_mean_grad.
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+#include "tinytrain_ops.h"
+
+namespace tinytrain {
+namespace {
+
+constexpr int kGradOutput = 0;  // followed by its scale input, in all three ops
+constexpr int kGradInput = 0;
+
+// Eval of all three ops: nothing unless this invoke runs backward, else
+// core(data, grad_output, grad_input) on the node's gradient operands.
+template <typename OpData, typename Core>
+TfLiteStatus EvalGradOp(TfLiteContext* context, TfLiteNode* node, const char* op_name, int control_input, Core core) {
+  if (!ControlBitSet(context, node, control_input, TT_CONTROL_BACKWARD)) return kTfLiteOk;
+  const auto& data = *static_cast<const OpData*>(node->user_data);
+  const tt_grad_in grad_output = EvalGradInput(context, node, kGradOutput, data.grad_type);
+  tt_grad_out grad_input = EvalGradOutput(context, node, kGradInput, data.grad_type);
+  TT_ENSURE_STATUS(context, core(data, &grad_output, &grad_input), op_name, "eval");
+  return kTfLiteOk;
+}
+
+// The average and max pooling ops differ only in the max pool's saved input,
+// and their options have the same fields.
+template <typename Options>
+struct PoolOpData {
+  tt_status options_status;
+  Options options;
+  tt_pool_params params;
+  tt_grad_type grad_type;    // Representation of both gradients.
+  tt_dims grad_output_dims;  // [n, oh, ow, c]
+  tt_dims grad_input_dims;   // [n, ih, iw, c], also the shape of the max pool's saved input
+};
+
+// One axis of TFLite pooling: every window must overlap the input, or its
+// average would divide by zero.
+TfLiteStatus CheckWindowsOverlapInput(TfLiteContext* context, const char* op_name, const char* axis, int outputs,
+                                      int inputs, int filter, int stride, int pad) {
+  TT_ENSURE_MSG(context, pad < filter && (outputs - 1) * stride - pad < inputs, op_name,
+                "%d output %s with filter %d, stride %d and pad %d have windows outside the %d input %s", outputs, axis,
+                filter, stride, pad, inputs, axis);
+  return kTfLiteOk;
+}
+
+// Prepare of both pooling ops: inputs (grad_output, scale, [input,] control).
+template <typename Options>
+TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, int control_input) {
+  using OpData = PoolOpData<Options>;
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, op_name));
+  TT_ENSURE_OK(CheckIoCounts(context, node, op_name, control_input + 1, 1, 2));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareGradInput(context, node, op_name, kGradOutput, &data->grad_type));
+  TT_ENSURE_OK(PrepareControl(context, node, op_name, control_input));
+  TT_ENSURE_OK(PrepareGradOutput(context, node, op_name, kGradInput, data->grad_type));
+
+  const Options& o = data->options;
+  TT_ENSURE_MSG(context, o.filter_h >= 1 && o.filter_w >= 1 && o.stride_h >= 1 && o.stride_w >= 1, op_name,
+                "filter and stride must be >= 1, got filter %dx%d and stride %dx%d", static_cast<int>(o.filter_h),
+                static_cast<int>(o.filter_w), static_cast<int>(o.stride_h), static_cast<int>(o.stride_w));
+  TT_ENSURE_MSG(context, o.pad_top >= 0 && o.pad_left >= 0, op_name,
+                "pads must be >= 0, got pad_top %d and pad_left %d", static_cast<int>(o.pad_top),
+                static_cast<int>(o.pad_left));
+  data->params = tt_pool_params{o.filter_h, o.filter_w, o.stride_h, o.stride_w, o.pad_top, o.pad_left};
+
+  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
+  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_ENSURE_MSG(context, grad_output->dims->size == 4 && grad_input->dims->size == 4, op_name,
+                "grad_output and grad_input must be 4-D (NHWC)");
+  const tt_dims out = DimsNHWC(grad_output->dims);
+  const tt_dims in = DimsNHWC(grad_input->dims);
+  TT_ENSURE_MSG(context, NumElements(grad_output->dims) >= 1 && NumElements(grad_input->dims) >= 1, op_name,
+                "grad_output and grad_input must not be empty");
+  TT_ENSURE_MSG(context, out.n == in.n && out.c == in.c, op_name,
+                "grad_output [%d, %d, %d, %d] and grad_input [%d, %d, %d, %d] differ in batch or channels",
+                static_cast<int>(out.n), static_cast<int>(out.h), static_cast<int>(out.w), static_cast<int>(out.c),
+                static_cast<int>(in.n), static_cast<int>(in.h), static_cast<int>(in.w), static_cast<int>(in.c));
+  TT_ENSURE_OK(CheckWindowsOverlapInput(context, op_name, "rows", out.h, in.h, o.filter_h, o.stride_h, o.pad_top));
+  TT_ENSURE_OK(CheckWindowsOverlapInput(context, op_name, "columns", out.w, in.w, o.filter_w, o.stride_w, o.pad_left));
+  data->grad_output_dims = out;
+  data->grad_input_dims = in;
+  return kTfLiteOk;
+}
+
+namespace average_pool {
+
+constexpr const char* kOpName = "TT_AVERAGE_POOL_2D_GRAD";
+constexpr int kControl = 2;
+using OpData = PoolOpData<tt_average_pool_2d_grad_options>;
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_average_pool_2d_grad);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  return PreparePoolGrad<tt_average_pool_2d_grad_options>(context, node, kOpName, kControl);
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+                            [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+                              return tt_avg_pool2d_grad(&data.params, &data.grad_output_dims, grad_output,
+                                                        &data.grad_input_dims, grad_input);
+                            });
+}
+
+}  // namespace average_pool
+
+namespace max_pool {
+
+constexpr const char* kOpName = "TT_MAX_POOL_2D_GRAD";
+constexpr int kInput = 2;
+constexpr int kControl = 3;
+using OpData = PoolOpData<tt_max_pool_2d_grad_options>;
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_max_pool_2d_grad);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PreparePoolGrad<tt_max_pool_2d_grad_options>(context, node, kOpName, kControl));
+  TempTensor input(context, node->inputs->data[kInput]);
+  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  bool same_shape = input.get() != nullptr && input->dims->size == grad_input->dims->size;
+  for (int i = 0; same_shape && i < input->dims->size; ++i) {
+    same_shape = input->dims->data[i] == grad_input->dims->data[i];
+  }
+  TT_ENSURE_MSG(context, same_shape && input->type == kTfLiteInt8, kOpName,
+                "input must be the int8 forward input, of grad_input's shape");
+  return kTfLiteOk;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  const int8_t* input = EvalInput(context, node, kInput)->data.int8;
+  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+                            [input](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+                              return tt_max_pool2d_grad_s8(&data.params, &data.grad_output_dims, grad_output,
+                                                           &data.grad_input_dims, input, grad_input);
+                            });
+}
+
+}  // namespace max_pool
+
+namespace mean {
+
+constexpr const char* kOpName = "TT_MEAN_GRAD";
+constexpr int kControl = 2;
+
+struct OpData {
+  tt_status options_status;
+  tt_mean_grad_options options;
+  tt_grad_type grad_type;   // Representation of both gradients.
+  tt_dims grad_input_dims;  // [n, ih, iw, c]; grad_output is [n, c]
+};
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_mean_grad);
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 3, 1, 2));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGradOutput, &data->grad_type));
+  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
+  TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kGradInput, data->grad_type));
+
+  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
+  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_ENSURE_MSG(context, grad_input->dims->size == 4 && NumElements(grad_input->dims) >= 1, kOpName,
+                "grad_input must be 4-D (NHWC) and not empty");
+  const tt_dims in = DimsNHWC(grad_input->dims);
+  const tt_dims out = DimsNHWC(grad_output->dims);  // [n, c] and [n, 1, 1, c] alike
+  const int rank = grad_output->dims->size;
+  TT_ENSURE_MSG(context, (rank == 2 || rank == 4) && out.h == 1 && out.w == 1 && out.n == in.n && out.c == in.c,
+                kOpName, "grad_output must be [%d, %d] or [%d, 1, 1, %d] for grad_input [%d, %d, %d, %d]",
+                static_cast<int>(in.n), static_cast<int>(in.c), static_cast<int>(in.n), static_cast<int>(in.c),
+                static_cast<int>(in.n), static_cast<int>(in.h), static_cast<int>(in.w), static_cast<int>(in.c));
+  data->grad_input_dims = in;
+  return kTfLiteOk;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+                            [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+                              return tt_mean_grad(&data.grad_input_dims, grad_output, grad_input);
+                            });
+}
+
+}  // namespace mean
+}  // namespace
+
+const TFLMRegistration* Register_AVERAGE_POOL_2D_GRAD() {
+  static const TFLMRegistration registration = {
+      average_pool::Init, nullptr, average_pool::Prepare, average_pool::Eval, nullptr, 0, nullptr};
+  return &registration;
+}
+
+const TFLMRegistration* Register_MAX_POOL_2D_GRAD() {
+  static const TFLMRegistration registration = {
+      max_pool::Init, nullptr, max_pool::Prepare, max_pool::Eval, nullptr, 0, nullptr};
+  return &registration;
+}
+
+const TFLMRegistration* Register_MEAN_GRAD() {
+  static const TFLMRegistration registration = {mean::Init, nullptr, mean::Prepare, mean::Eval, nullptr, 0, nullptr};
+  return &registration;
+}
+
+}  // namespace tinytrain

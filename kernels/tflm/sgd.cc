@@ -1,0 +1,157 @@
+// TFLM glue of TT_SGD over tt_sgd_step_factors and tt_sgd_update_s8 / _s32.
+#include <float.h>
+
+#include "../core/tt_functions.h"
+#include "../core/tt_schema_generated.h"
+#include "kernel_util.h"
+#include "tinytrain_ops.h"
+
+namespace tinytrain {
+namespace {
+
+constexpr const char* kOpName = "TT_SGD";
+constexpr int kParameter = 0;
+constexpr int kGrad = 1;  // followed by its scale input
+constexpr int kMomentum = 3;
+constexpr int kControl = 4;
+
+struct OpData {
+  tt_status options_status;
+  tt_sgd_options options;
+  tt_sgd_params params;
+  tt_grad_type grad_type;
+  tt_sgd_dims dims;
+  float* step_factors;     // [dims.channels_to_update], persistent: lr / s_c or lr * s_c.
+  uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
+  bool parameter_is_int8;  // An int8 weight, else an int32 bias.
+};
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  auto* data = static_cast<OpData*>(InitWithOptions<OpData>(context, buffer, length, tt_parse_sgd));
+  if (data != nullptr) data->rng_state = static_cast<uint32_t>(data->options.seed);
+  return data;
+}
+
+// reset() restarts training, so the rounding noise restarts too: runs repeat exactly.
+void Reset(TfLiteContext*, void* buffer) {
+  auto* data = static_cast<OpData*>(buffer);
+  data->rng_state = static_cast<uint32_t>(data->options.seed);
+}
+
+TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
+  const tt_sgd_options& o = data->options;
+  // Written so that NaN fails too.
+  TT_ENSURE_MSG(context, o.learning_rate > 0.0f && o.learning_rate <= FLT_MAX, kOpName,
+                "learning_rate must be > 0, got %g", static_cast<double>(o.learning_rate));
+  TT_ENSURE_MSG(context, o.momentum >= 0.0f && o.momentum < 1.0f, kOpName, "momentum must be in [0, 1), got %g",
+                static_cast<double>(o.momentum));
+  TT_ENSURE_MSG(context, o.qas == 0 || o.qas == 1, kOpName, "qas must be 0 or 1, got %d", static_cast<int>(o.qas));
+  TT_ENSURE_MSG(context,
+                o.rounding == TT_ROUND_TRUNCATE || o.rounding == TT_ROUND_NEAREST || o.rounding == TT_ROUND_STOCHASTIC,
+                kOpName, "rounding must be ROUND_TRUNCATE (%d), ROUND_NEAREST (%d) or ROUND_STOCHASTIC (%d), got %d",
+                TT_ROUND_TRUNCATE, TT_ROUND_NEAREST, TT_ROUND_STOCHASTIC, static_cast<int>(o.rounding));
+  TT_ENSURE_MSG(context, o.seed != 0, kOpName, "seed must be nonzero (xorshift32 stays at 0)");
+  data->params = tt_sgd_params{o.learning_rate, o.momentum, o.qas, o.rounding};
+  return kTfLiteOk;
+}
+
+// Whether a and b have one rank and equal sizes on every dimension but `except` (-1: on all).
+bool SameShapeExcept(const TfLiteIntArray* a, const TfLiteIntArray* b, int except) {
+  if (a->size != b->size) return false;
+  for (int i = 0; i < a->size; ++i) {
+    if (i != except && a->data[i] != b->data[i]) return false;
+  }
+  return true;
+}
+
+int Product(const TfLiteIntArray* dims, int begin, int end) {
+  int product = 1;
+  for (int i = begin; i < end; ++i) product *= dims->data[i];
+  return product;
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 5, 0, 0));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareOptions(context, data));
+  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGrad, &data->grad_type));
+  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
+
+  TempTensor parameter(context, node->inputs->data[kParameter]);
+  TT_ENSURE_MSG(context, parameter.get() != nullptr && parameter->is_variable, kOpName,
+                "parameter must be a variable tensor");
+  TT_ENSURE_MSG(context, parameter->type == kTfLiteInt8 || parameter->type == kTfLiteInt32, kOpName,
+                "parameter must be int8 or int32, got %s", TypeName(parameter->type));
+  data->parameter_is_int8 = parameter->type == kTfLiteInt8;
+  const auto* quantization = static_cast<const TfLiteAffineQuantization*>(parameter->quantization.params);
+  TT_ENSURE_MSG(context,
+                parameter->quantization.type == kTfLiteAffineQuantization && quantization != nullptr &&
+                    quantization->scale != nullptr && quantization->scale->size >= 1,
+                kOpName, "parameter must be affine quantized");
+  const TfLiteIntArray* parameter_dims = parameter->dims;
+  const int rank = parameter_dims->size;
+  const int axis = quantization->quantized_dimension;
+  TT_ENSURE_MSG(context, rank >= 1 && axis >= 0 && axis < rank, kOpName,
+                "quantized_dimension %d is outside the parameter's %d dimensions", axis, rank);
+  const int channels = parameter_dims->data[axis];
+  const int num_scales = quantization->scale->size;
+  TT_ENSURE_MSG(context, num_scales == 1 || num_scales == channels, kOpName,
+                "parameter has %d scales; it needs 1 or %d (its size along quantized_dimension %d)", num_scales,
+                channels, axis);
+
+  TempTensor grad(context, node->inputs->data[kGrad]);
+  const int channels_to_update = SameShapeExcept(grad->dims, parameter_dims, axis) ? grad->dims->data[axis] : 0;
+  TT_ENSURE_MSG(context, channels_to_update >= 1 && channels_to_update <= channels, kOpName,
+                "grad must have the parameter's shape except along quantized_dimension %d, where it needs 1 to %d "
+                "entries",
+                axis, channels);
+  data->dims = tt_sgd_dims{Product(parameter_dims, 0, axis), channels, channels_to_update,
+                           Product(parameter_dims, axis + 1, rank)};
+
+  TempTensor momentum(context, node->inputs->data[kMomentum]);
+  if (data->params.momentum > 0.0f) {
+    TT_ENSURE_MSG(context,
+                  momentum.get() != nullptr && momentum->type == kTfLiteFloat32 && momentum->is_variable &&
+                      SameShapeExcept(momentum->dims, grad->dims, -1),
+                  kOpName, "momentum %g needs a float32 variable momentum input of grad's shape",
+                  static_cast<double>(data->params.momentum));
+  } else {
+    TT_ENSURE_MSG(context, momentum.get() == nullptr, kOpName, "the momentum input must be -1 when momentum is 0");
+  }
+
+  data->step_factors = static_cast<float*>(
+      context->AllocatePersistentBuffer(context, sizeof(float) * static_cast<size_t>(channels_to_update)));
+  TT_ENSURE_MSG(context, data->step_factors != nullptr, kOpName, "arena too small for %d step factors",
+                channels_to_update);
+  TT_ENSURE_STATUS(context,
+                   tt_sgd_step_factors(&data->params, num_scales, quantization->scale->data, channels_to_update,
+                                       data->step_factors),
+                   kOpName, "parameter scales must be > 0");
+  return kTfLiteOk;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  if (!ControlBitSet(context, node, kControl, TT_CONTROL_UPDATE)) return kTfLiteOk;
+  auto* data = static_cast<OpData*>(node->user_data);
+  const tt_grad_in grad = EvalGradInput(context, node, kGrad, data->grad_type);
+  float* momentum = data->params.momentum > 0.0f ? EvalInput(context, node, kMomentum)->data.f : nullptr;
+  TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
+  const tt_status status =
+      data->parameter_is_int8
+          ? tt_sgd_update_s8(&data->rng_state, &data->params, data->step_factors, &data->dims, &grad, momentum,
+                             parameter->data.int8)
+          : tt_sgd_update_s32(&data->rng_state, &data->params, data->step_factors, &data->dims, &grad, momentum,
+                              parameter->data.i32);
+  TT_ENSURE_STATUS(context, status, kOpName, "eval");
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+const TFLMRegistration* Register_SGD() {
+  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, Reset, 0, nullptr};
+  return &registration;
+}
+
+}  // namespace tinytrain
