@@ -236,6 +236,8 @@ tt_status tt_fully_connected_filter_grad_s8(const tt_quant_params* input_quant, 
                                             const tt_grad_in* grad_output, const tt_dims* input_dims,
                                             const int8_t* input, const tt_dims* grad_filter_dims,
                                             tt_grad_out* grad_filter);
+
+/**
  * Copies a constant tensor's bytes into a variable tensor: trainable
  * parameters start from the model's values (in flash) and live in RAM.
  *
