@@ -4,9 +4,12 @@ Every weight and bias is dequantized and becomes a tf.Variable; the forward pass
 is rebuilt op by op from the flatbuffer with tf.nn ops, and GradientTape gives
 d loss / d (real) parameter. Nothing here runs tinytrain's kernels or rules.
 
-What it does not emulate: activation quantization (activations stay float, so
-rounding and int8 saturation of intermediate tensors are absent) and the
-straight-through estimator; the tests' cosine tolerances absorb that difference.
+By default activations stay float: that is the float model the int8 one
+approximates, and the tests' cosine tolerances absorb the difference. With
+quantize_activations=True every op output is rounded to its int8 grid in the
+forward pass, with the straight-through estimator backward and ReLU clamps
+decided on the rounded value, as the int8 graph computes; what remains then is
+only the int32-accumulator rounding of TFLM's kernels, which is not emulated.
 """
 
 from __future__ import annotations
@@ -29,14 +32,40 @@ def _real(tensor: tt.Tensor) -> np.ndarray:
     return tensor.quantization.dequantize(tensor.data).astype(np.float32)
 
 
-def float_gradients(model: bytes, x: np.ndarray, label: int) -> tuple[float, dict[str, np.ndarray]]:
+CLAMPS = {
+    tfl.ActivationFunctionType.NONE: (-np.inf, np.inf),
+    tfl.ActivationFunctionType.RELU: (0.0, np.inf),
+    tfl.ActivationFunctionType.RELU6: (0.0, 6.0),
+}
+
+
+def _to_int8_grid(z, activation: int, tensor: tt.Tensor):
+    """Forward: act(z) rounded to the tensor's int8 grid. Backward: identity where the rounded
+    value lies strictly inside the activation's clamp range, zero elsewhere."""
+    scale, zero_point = float(tensor.quantization.scale[0]), float(tensor.quantization.zero_point[0])
+    low, high = CLAMPS[activation]
+    q = tf.clip_by_value(tf.round(tf.clip_by_value(z, low, high) / scale) + zero_point, -128.0, 127.0)
+    lower_q = zero_point + round(low / scale) if np.isfinite(low) else -129.0
+    upper_q = zero_point + round(high / scale) if np.isfinite(high) else 128.0
+    passes = tf.cast((q > lower_q) & (q < upper_q), z.dtype)
+    return tf.stop_gradient(scale * (q - zero_point)) + tf.stop_gradient(passes) * (z - tf.stop_gradient(z))
+
+
+def float_gradients(model: bytes, x: np.ndarray, label: int, quantize_activations: bool = False) -> tuple[float, dict[str, np.ndarray]]:
     """(loss, {parameter name: d loss / d real parameter}) for every conv-like weight and bias."""
     graph = tt.read_graph(model)
     params = {}
     for op in graph.ops:
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            if len(op.inputs) < 3 or op.inputs[2] < 0:
+                # The compiler gives a bias-less layer a zero bias so it can train; so does the oracle.
+                weight = graph.tensors[op.inputs[1]]
+                channels = weight.shape[3 if op.kind == "DEPTHWISE_CONV_2D" else 0]
+                bias = tt.Tensor(f"{weight.name}/bias", (channels,), np.dtype(np.int32))
+                op.inputs = op.inputs[:2] + [graph.add_tensor(bias)]
+                params[op.inputs[2]] = tf.Variable(np.zeros(channels, np.float32))
             for t in op.inputs[1:3]:
-                if t >= 0:
+                if t not in params:
                     params[t] = tf.Variable(_real(graph.tensors[t]))
     x_tensor = graph.tensors[graph.inputs[0]]
     values = {graph.inputs[0]: tf.constant(x_tensor.quantization.dequantize(x).astype(np.float32))}
@@ -48,9 +77,18 @@ def float_gradients(model: bytes, x: np.ndarray, label: int) -> tuple[float, dic
         for op in graph.ops:
             if op.kind == "SOFTMAX":  # the loss takes the logits
                 continue
+            if graph.tensors[op.outputs[0]].dtype == np.int32:  # shape arithmetic (Keras' Flatten); RESHAPE uses static shapes
+                continue
             o = op.builtin_options
             a = values[op.inputs[0]]
-            act = ACTIVATIONS[o.fusedActivationFunction] if hasattr(o, "fusedActivationFunction") else None
+            activation = getattr(o, "fusedActivationFunction", tfl.ActivationFunctionType.NONE)
+            output = graph.tensors[op.outputs[0]]
+
+            def act(z, activation=activation, output=output):
+                if quantize_activations and output.dtype == np.int8:
+                    return _to_int8_grid(z, activation, output)
+                return ACTIVATIONS[activation](z)
+
             if op.kind == "CONV_2D":
                 w = tf.transpose(const(op.inputs[1]), (1, 2, 3, 0))
                 dilations = (1, o.dilationHFactor, o.dilationWFactor, 1)
@@ -65,17 +103,16 @@ def float_gradients(model: bytes, x: np.ndarray, label: int) -> tuple[float, dic
                 y = act(y + const(op.inputs[2]))
             elif op.kind == "FULLY_CONNECTED":
                 w = const(op.inputs[1])
-                y = tf.matmul(tf.reshape(a, (-1, w.shape[1])), w, transpose_b=True)
-                y = act(y + const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else y)
+                y = act(tf.matmul(tf.reshape(a, (-1, w.shape[1])), w, transpose_b=True) + const(op.inputs[2]))
             elif op.kind == "ADD":
                 y = act(a + values[op.inputs[1]])
             elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
                 pool = tf.nn.avg_pool2d if op.kind == "AVERAGE_POOL_2D" else tf.nn.max_pool2d
                 y = act(pool(a, (o.filterHeight, o.filterWidth), (o.strideH, o.strideW), PADDING[o.padding]))
             elif op.kind == "MEAN":
-                y = tf.reduce_mean(a, axis=graph.tensors[op.inputs[1]].data.tolist(), keepdims=bool(o.keepDims))
+                y = act(tf.reduce_mean(a, axis=graph.tensors[op.inputs[1]].data.tolist(), keepdims=bool(o.keepDims)))
             elif op.kind == "RESHAPE":
-                y = tf.reshape(a, graph.tensors[op.outputs[0]].shape)
+                y = tf.reshape(a, output.shape)
             elif op.kind == "PAD":
                 y = tf.pad(a, graph.tensors[op.inputs[1]].data)
             elif op.kind == "QUANTIZE":
