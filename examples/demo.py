@@ -24,7 +24,9 @@ from tinytrain_tflm.convert import keras_to_int8
 
 OUT = Path("build/demo")
 EPOCHS = 3
-LR = 0.02
+# Int8 weights keep the converter's scales, so their range is fixed: a modest rate keeps them off the limits.
+LR = 0.005
+LAST_TWO = {"bias_last": 2, "weights": {"1": 1, "2": 1}}
 SPARSE = {"bias_last": 3, "weights": {"1": 0.5, "2": 1}}
 
 
@@ -56,9 +58,9 @@ def main() -> int:
 
     order = np.concatenate([np.random.default_rng(epoch).permutation(len(task.train_x)) for epoch in range(EPOCHS)])
     runs = [
-        ("last layer, int8 SGD + QAS", "last", tt.SGD(lr=LR)),
-        ("last layer, naive int8 SGD (no QAS)", "last", tt.SGD(lr=LR, qas=False)),
-        (f"sparse {SPARSE}", SPARSE, tt.SGD(lr=LR)),
+        ("last two layers, int8 SGD + QAS", LAST_TWO, tt.SGD(lr=LR)),
+        ("last two layers, naive int8 SGD (no QAS)", LAST_TWO, tt.SGD(lr=LR, qas=False)),
+        ("sparse: all biases, layer 2, half of layer 1", SPARSE, tt.SGD(lr=LR)),
     ]
     results = []
     print(f"[2/5] + [3/5] compiling and training on device, {EPOCHS} epochs of {len(task.train_x)} samples, batch 1")
@@ -68,15 +70,15 @@ def main() -> int:
         trainer, before, after = train_on_device(int8_model, task, order, update, optimizer)
         results.append((name, before, after, time.perf_counter() - start, trainer))
 
-    print("[4/5] float fine-tuning of the last layer in TensorFlow, same samples in the same order")
-    float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=1, lr=LR, order=order)
+    print("[4/5] float fine-tuning of the same two layers in TensorFlow, same samples in the same order")
+    float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=2, lr=LR, order=order)
     print(f"\n      test accuracy on all ten digits ({len(task.test_x)} held-out samples)")
-    print(f"      {'training':44} {'before':>7} {'after':>7} {'time':>7}")
+    print(f"      {'training':48} {'before':>7} {'after':>7} {'time':>7}")
     for name, before, after, seconds, _ in results:
-        print(f"      {name:44} {before:7.1%} {after:7.1%} {seconds:6.1f}s")
-    print(f"      {'float fine-tuning, last layer (TensorFlow)':44} {results[0][1]:7.1%} {float_after:7.1%}")
+        print(f"      {name:48} {before:7.1%} {after:7.1%} {seconds:6.1f}s")
+    print(f"      {'float fine-tuning, last two layers (TensorFlow)':48} {results[0][1]:7.1%} {float_after:7.1%}")
 
-    print("\n[5/5] exporting the tuned model (last layer, QAS)")
+    print("\n[5/5] exporting the tuned model (last two layers, QAS)")
     trainer = results[0][4]
     tuned = trainer.export()
     (OUT / "digits_tuned.tflite").write_bytes(tuned)

@@ -87,14 +87,17 @@ def _accuracy(trainer: tt.Trainer, x: np.ndarray, y: np.ndarray) -> float:
 
 def test_on_device_training_learns_new_classes_like_float_finetuning(transfer):
     task, float_model, int8 = transfer
-    epochs, lr = 3, 0.02
+    # The last two layers (conv 2 and the classifier), weights and biases. Int8 weights keep the
+    # converter's scales, so their range is fixed: a modest learning rate keeps them off the limits.
+    epochs, lr = 3, 0.005
     order = np.concatenate([np.random.default_rng(epoch).permutation(len(task.train_x)) for epoch in range(epochs)])
-    trainer = tt.Trainer(tt.compile(int8, update="last", optimizer=tt.SGD(lr=lr)))
+    update = {"bias_last": 2, "weights": {"1": 1, "2": 1}}
+    trainer = tt.Trainer(tt.compile(int8, update=update, optimizer=tt.SGD(lr=lr)))
     before = _accuracy(trainer, task.test_x, task.test_y)
     for i in order:
         trainer.step(task.train_x[i], int(task.train_y[i]))
     after = _accuracy(trainer, task.test_x, task.test_y)
-    float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=1, lr=lr, order=order)
-    print(f"int8 on device: {before:.1%} -> {after:.1%}; float fine-tuning of the same layer: {float_after:.1%}")
+    float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=2, lr=lr, order=order)
+    print(f"int8 on device: {before:.1%} -> {after:.1%}; float fine-tuning of the same layers: {float_after:.1%}")
     assert after >= before + 0.2
     assert after >= float_after - 0.02

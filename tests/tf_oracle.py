@@ -45,13 +45,15 @@ def _to_int8_grid(z, activation: int, tensor: tt.Tensor):
     scale, zero_point = float(tensor.quantization.scale[0]), float(tensor.quantization.zero_point[0])
     low, high = CLAMPS[activation]
     q = tf.clip_by_value(tf.round(tf.clip_by_value(z, low, high) / scale) + zero_point, -128.0, 127.0)
-    lower_q = zero_point + round(low / scale) if np.isfinite(low) else -129.0
-    upper_q = zero_point + round(high / scale) if np.isfinite(high) else 128.0
+    lower_q = max(-128.0, zero_point + round(low / scale)) if np.isfinite(low) else -129.0
+    upper_q = min(127.0, zero_point + round(high / scale)) if np.isfinite(high) else 128.0
     passes = tf.cast((q > lower_q) & (q < upper_q), z.dtype)
     return tf.stop_gradient(scale * (q - zero_point)) + tf.stop_gradient(passes) * (z - tf.stop_gradient(z))
 
 
-def float_gradients(model: bytes, x: np.ndarray, label: int, quantize_activations: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+def float_gradients(
+    model: bytes, x: np.ndarray, label: int, quantize_activations: bool = False
+) -> tuple[float, dict[str, np.ndarray]]:
     """(loss, {parameter name: d loss / d real parameter}) for every conv-like weight and bias."""
     graph = tt.read_graph(model)
     params = {}

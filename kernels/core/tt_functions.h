@@ -29,7 +29,9 @@ int32_t tt_first_label_out_of_range(const int32_t* labels, int32_t count, int32_
  * Mean softmax cross-entropy of int8 logits and its float32 gradient.
  *
  * loss = mean_n( logsumexp(x_n) - sum_c t_nc x_nc ), x = scale * (q - zero_point);
- * grad_nc = (softmax(x_n)_c - t_nc) / batch, the derivative of loss w.r.t. x.
+ * grad_nc = (softmax(x_n)_c - t_nc) / batch, the derivative of loss w.r.t. x,
+ * except 0 where a logit at 127 (-128) would be pushed up (down): saturated
+ * logits cannot move, and chasing them only grows weights (clipped STE).
  * Softmax is taken on integer differences q - max(q), so it cannot overflow.
  *
  * @param[in]  params       label smoothing in [0, 1)

@@ -103,14 +103,15 @@ ACTIVATION_RANGES = {
 
 
 def activation_bounds(activation: int, y: ir.Tensor) -> tuple[int, int]:
-    """Quantized clamp bounds (exclusive) of an activation on int8 y; -129 / 128 mean no bound."""
+    """Quantized clamp bounds of an activation on int8 y: the gradient passes where lower_q < y < upper_q."""
     if activation not in ACTIVATION_RANGES:
         names = {v: k for k, v in vars(tfl.ActivationFunctionType).items() if not k.startswith("_")}
         raise TinyTrainError(f"fused activation {names.get(activation, activation)} of {y.name!r} has no gradient rule")
     scale, zero_point = float(y.quantization.scale[0]), int(y.quantization.zero_point[0])
     low, high = ACTIVATION_RANGES[activation]
-    lower_q = max(-129, zero_point + round(low / scale))
-    upper_q = 128 if high is None else min(128, zero_point + round(high / scale))
+    # The int8 limits clamp too: a saturated output passes no gradient (clipped straight-through).
+    lower_q = max(-128, zero_point + round(low / scale))
+    upper_q = 127 if high is None else min(127, zero_point + round(high / scale))
     return lower_q, upper_q
 
 

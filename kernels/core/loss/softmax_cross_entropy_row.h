@@ -41,9 +41,14 @@ class SoftmaxRow {
     return log_sum_ - weighted_shift;
   }
 
-  // d loss_row / d x_c before the batch mean.
+  // d loss_row / d x_c before the batch mean, except that a logit saturated at
+  // an int8 limit gets no gradient pushing it further out: its value cannot
+  // follow, and weights chasing it would grow without bound (the logits'
+  // scale is fixed during training), saturating every class.
   float Gradient(int32_t c, int32_t label, float smoothing) const {
-    return Probability(c) - Target(c, label, smoothing);
+    const float gradient = Probability(c) - Target(c, label, smoothing);
+    const bool pushed_out = (logits_[c] == 127 && gradient < 0.0f) || (logits_[c] == -128 && gradient > 0.0f);
+    return pushed_out ? 0.0f : gradient;
   }
 
  private:
