@@ -41,7 +41,7 @@ def main() -> None:
             accuracy = np.mean([np.argmax(trainer.predict(x)) == y for x, y in zip(task.test_x, task.test_y, strict=True)])
             seconds = time.perf_counter() - start
             print(f"{lr:7.3f} {'on' if qas else 'off':>5} {rounding:>11} {accuracy:9.1%} {seconds:6.1f}s", flush=True)
-        print(f"{lr:7.3f} {'float fine-tuning (TensorFlow)':>26} {float_accuracy:.1%}")
+        print(f"{lr:7.3f} {'float fine-tuning':>17} {float_accuracy:9.1%}")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,42 @@ def test_on_device_training_learns_new_classes_like_float_finetuning(transfer):
     print(f"int8 on device: {before:.1%} -> {after:.1%}; float fine-tuning of the same layers: {float_after:.1%}")
     assert after >= before + 0.2
     assert after >= float_after - 0.02
+
+
+def _convert(keras_model, samples, input_type, output_type) -> bytes:
+    import tensorflow as tf
+
+    def representative_dataset():
+        for x in samples:
+            yield [x[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type, converter.inference_output_type = input_type, output_type
+    return converter.convert()
+
+
+def test_float_input_model_trains_through_its_input_quantize(transfer):
+    import tensorflow as tf
+
+    task, float_model, _ = transfer
+    model = _convert(float_model, task.pretrain_x[:100], tf.float32, tf.int8)
+    assert tt.read_graph(model).ops[0].kind == "QUANTIZE"
+    trainer = tt.Trainer(tt.compile(model, update="last", optimizer=tt.SGD(lr=0.005)))
+    assert trainer.input.dtype == np.float32
+    before = trainer.weights()
+    losses = [trainer.step(task.train_x[i], int(task.train_y[i])) for i in range(20)]
+    assert np.isfinite(losses).all() and any(not np.array_equal(trainer.weights()[k], v) for k, v in before.items())
+    exported = tt.read_graph(trainer.export())
+    assert exported.ops[0].kind == "QUANTIZE" and exported.tensors[exported.inputs[0]].dtype == np.float32
+
+
+def test_float_output_model_is_refused_with_the_fix(transfer):
+    import tensorflow as tf
+
+    task, float_model, _ = transfer
+    model = _convert(float_model, task.pretrain_x[:100], tf.int8, tf.float32)
+    with pytest.raises(tt.TinyTrainError, match="ends in DEQUANTIZE.*inference_output_type=tf.int8"):
+        tt.compile(model)

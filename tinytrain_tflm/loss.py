@@ -43,6 +43,10 @@ def attach_loss(graph: ir.Graph, label_smoothing: float = 0.0, gradient: str = "
         softmax_tensor, softmax_beta = logits, float(producer.builtin_options.beta)
         logits = producer.inputs[0]
     tensor = g.tensors[logits]
+    if producer is not None and producer.kind == "DEQUANTIZE":
+        raise TinyTrainError(
+            "model output is float (it ends in DEQUANTIZE); convert with inference_output_type=tf.int8 so the logits stay int8"
+        )
     if tensor.dtype != np.int8:
         raise TinyTrainError(
             f"logits tensor {tensor.name!r} is {tensor.dtype.name}; training needs an int8 (full-integer quantized) model"
