@@ -67,10 +67,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 namespace grad {
 
 constexpr const char* kOpName = "TT_ACTIVATION_GRAD";
-constexpr int kGradOutput = 0;  // followed by its scale input
+constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
 constexpr int kActivation = 2;
-constexpr int kControl = 3;
-constexpr int kGradInput = 0;
+constexpr int kInputs = 4;  // grad_output, its scale, activation, control
+constexpr int kGradInput = kGradOpGradOutput;
 
 struct OpData {
   tt_status options_status;
@@ -86,13 +86,9 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 4, 1, 2));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareClampRange(context, kOpName, data->options, &data->params));
-  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGradOutput, &data->grad_type));
-  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
-  TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kGradInput, data->grad_type));
 
   TempTensor grad_output(context, node->inputs->data[kGradOutput]);
   TempTensor activation(context, node->inputs->data[kActivation]);
@@ -121,29 +117,25 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  if (!ControlBitSet(context, node, kControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
-  const auto* data = static_cast<const OpData*>(node->user_data);
-  const tt_grad_in grad_output = EvalGradInput(context, node, kGradOutput, data->grad_type);
-  tt_grad_out grad_input = EvalGradOutput(context, node, kGradInput, data->grad_type);
   const TfLiteEvalTensor* activation = EvalInput(context, node, kActivation);
-  const tt_status status =
-      data->activation_is_mask
-          ? tt_activation_grad_mask(data->count, activation->data.uint8, &grad_output, &grad_input)
-          : tt_activation_grad_s8(&data->params, data->count, activation->data.int8, &grad_output, &grad_input);
-  TT_ENSURE_STATUS(context, status, kOpName, "eval");
-  return kTfLiteOk;
+  return EvalGradOp<OpData>(
+      context, node, kOpName, [activation](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+        return data.activation_is_mask
+                   ? tt_activation_grad_mask(data.count, activation->data.uint8, grad_output, grad_input)
+                   : tt_activation_grad_s8(&data.params, data.count, activation->data.int8, grad_output, grad_input);
+      });
 }
 
 }  // namespace grad
 }  // namespace
 
 const TFLMRegistration* Register_ACTIVATION_MASK() {
-  static const TFLMRegistration registration = {mask::Init, nullptr, mask::Prepare, mask::Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(mask::Init, mask::Prepare, mask::Eval);
   return &registration;
 }
 
 const TFLMRegistration* Register_ACTIVATION_GRAD() {
-  static const TFLMRegistration registration = {grad::Init, nullptr, grad::Prepare, grad::Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(grad::Init, grad::Prepare, grad::Eval);
   return &registration;
 }
 

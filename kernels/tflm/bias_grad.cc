@@ -8,9 +8,9 @@ namespace tinytrain {
 namespace {
 
 constexpr const char* kOpName = "TT_BIAS_GRAD";
-constexpr int kGradOutput = 0;  // followed by its scale input
-constexpr int kControl = 2;
-constexpr int kGradBias = 0;
+constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
+constexpr int kInputs = 3;                      // grad_output, its scale, control
+constexpr int kGradBias = kGradOpGradOutput;
 
 struct OpData {
   tt_status options_status;
@@ -25,12 +25,8 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 3, 1, 2));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGradOutput, &data->grad_type));
-  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
-  TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kGradBias, data->grad_type));
 
   TempTensor grad_output(context, node->inputs->data[kGradOutput]);
   TempTensor grad_bias(context, node->outputs->data[kGradBias]);
@@ -46,19 +42,16 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  if (!ControlBitSet(context, node, kControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
-  const auto* data = static_cast<const OpData*>(node->user_data);
-  const tt_grad_in grad_output = EvalGradInput(context, node, kGradOutput, data->grad_type);
-  tt_grad_out grad_bias = EvalGradOutput(context, node, kGradBias, data->grad_type);
-  TT_ENSURE_STATUS(context, tt_bias_grad(&data->grad_dims, &grad_output, data->channels_to_update, &grad_bias), kOpName,
-                   "eval");
-  return kTfLiteOk;
+  return EvalGradOp<OpData>(context, node, kOpName,
+                            [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_bias) {
+                              return tt_bias_grad(&data.grad_dims, grad_output, data.channels_to_update, grad_bias);
+                            });
 }
 
 }  // namespace
 
 const TFLMRegistration* Register_BIAS_GRAD() {
-  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval);
   return &registration;
 }
 

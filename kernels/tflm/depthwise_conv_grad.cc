@@ -44,7 +44,7 @@ void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareLayerGradIo<InputGradOpData>(context, node, kInputGradName));
+  TT_ENSURE_OK(PrepareGradOp<InputGradOpData>(context, node, kInputGradName, kLayerGradInputs));
   auto* data = static_cast<InputGradOpData*>(node->user_data);
   TT_ENSURE_OK(PrepareDepthwiseParams(context, kInputGradName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
@@ -81,7 +81,7 @@ void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) 
 }
 
 TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareLayerGradIo<FilterGradOpData>(context, node, kFilterGradName));
+  TT_ENSURE_OK(PrepareGradOp<FilterGradOpData>(context, node, kFilterGradName, kLayerGradInputs));
   auto* data = static_cast<FilterGradOpData*>(node->user_data);
   TT_ENSURE_OK(PrepareDepthwiseParams(context, kFilterGradName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
@@ -110,14 +110,12 @@ TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D_INPUT_GRAD() {
-  static const TFLMRegistration registration = {InitInputGrad, nullptr, PrepareInputGrad, EvalInputGrad,
-                                                nullptr,       0,       nullptr};
+  static const TFLMRegistration registration = RegisterOp(InitInputGrad, PrepareInputGrad, EvalInputGrad);
   return &registration;
 }
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D_FILTER_GRAD() {
-  static const TFLMRegistration registration = {InitFilterGrad, nullptr, PrepareFilterGrad, EvalFilterGrad,
-                                                nullptr,        0,       nullptr};
+  static const TFLMRegistration registration = RegisterOp(InitFilterGrad, PrepareFilterGrad, EvalFilterGrad);
   return &registration;
 }
 

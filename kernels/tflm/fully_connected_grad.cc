@@ -34,7 +34,7 @@ void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareLayerGradIo<InputGradOpData>(context, node, kInputGradName));
+  TT_ENSURE_OK(PrepareGradOp<InputGradOpData>(context, node, kInputGradName, kLayerGradInputs));
   auto* data = static_cast<InputGradOpData*>(node->user_data);
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(
@@ -51,13 +51,13 @@ TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus EvalInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  const auto* data = static_cast<const InputGradOpData*>(node->user_data);
-  return EvalLayerGrad(context, node, kInputGradName, data->grad_type,
-                       [&](const tt_grad_in& grad_output, const int8_t* filter, tt_grad_out* grad_input) {
-                         return tt_fully_connected_input_grad_s8(&data->quant, &data->dims.grad_output, &grad_output,
-                                                                 &data->dims.operand, filter, &data->dims.result,
-                                                                 grad_input);
-                       });
+  const int8_t* filter = EvalInput(context, node, kLayerGradOperand)->data.int8;
+  return EvalGradOp<InputGradOpData>(
+      context, node, kInputGradName,
+      [filter](const InputGradOpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+        return tt_fully_connected_input_grad_s8(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
+                                                filter, &data.dims.result, grad_input);
+      });
 }
 
 // Filter gradient: operand = forward input (n * in elements), result = grad_filter [c_update, in].
@@ -71,7 +71,7 @@ void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) 
 }
 
 TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareLayerGradIo<FilterGradOpData>(context, node, kFilterGradName));
+  TT_ENSURE_OK(PrepareGradOp<FilterGradOpData>(context, node, kFilterGradName, kLayerGradInputs));
   auto* data = static_cast<FilterGradOpData*>(node->user_data);
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(
@@ -91,26 +91,24 @@ TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  const auto* data = static_cast<const FilterGradOpData*>(node->user_data);
-  return EvalLayerGrad(context, node, kFilterGradName, data->grad_type,
-                       [&](const tt_grad_in& grad_output, const int8_t* input, tt_grad_out* grad_filter) {
-                         return tt_fully_connected_filter_grad_s8(&data->quant, &data->dims.grad_output, &grad_output,
-                                                                  &data->dims.operand, input, &data->dims.result,
-                                                                  grad_filter);
-                       });
+  const int8_t* input = EvalInput(context, node, kLayerGradOperand)->data.int8;
+  return EvalGradOp<FilterGradOpData>(
+      context, node, kFilterGradName,
+      [input](const FilterGradOpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_filter) {
+        return tt_fully_connected_filter_grad_s8(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
+                                                 input, &data.dims.result, grad_filter);
+      });
 }
 
 }  // namespace
 
 const TFLMRegistration* Register_FULLY_CONNECTED_INPUT_GRAD() {
-  static const TFLMRegistration registration = {InitInputGrad, nullptr, PrepareInputGrad, EvalInputGrad,
-                                                nullptr,       0,       nullptr};
+  static const TFLMRegistration registration = RegisterOp(InitInputGrad, PrepareInputGrad, EvalInputGrad);
   return &registration;
 }
 
 const TFLMRegistration* Register_FULLY_CONNECTED_FILTER_GRAD() {
-  static const TFLMRegistration registration = {InitFilterGrad, nullptr, PrepareFilterGrad, EvalFilterGrad,
-                                                nullptr,        0,       nullptr};
+  static const TFLMRegistration registration = RegisterOp(InitFilterGrad, PrepareFilterGrad, EvalFilterGrad);
   return &registration;
 }
 

@@ -59,7 +59,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_GRAD_ADD() {
-  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval);
   return &registration;
 }
 

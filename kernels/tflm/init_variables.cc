@@ -11,9 +11,6 @@ constexpr const char* kOpName = "TT_INIT_VARIABLES";
 // Inputs are (source, variable) pairs: pair i is inputs 2i and 2i + 1.
 constexpr int kSourceOfPair = 0;
 constexpr int kVariableOfPair = 1;
-// TfLiteAllocationType's kTfLiteMmapRo, the allocation of a tensor whose data
-// is in the model (flash on a device); tflm_abi.h does not declare that enum.
-constexpr int kAllocationConstant = 1;
 
 struct OpData {
   tt_status options_status;
@@ -36,7 +33,7 @@ TfLiteStatus PreparePair(TfLiteContext* context, const TfLiteNode* node, int pai
   TempTensor variable(context, node->inputs->data[2 * pair + kVariableOfPair]);
   TT_ENSURE_MSG(context, source.get() != nullptr && variable.get() != nullptr, kOpName,
                 "pair %d: source and variable must both be present", pair);
-  TT_ENSURE_MSG(context, source->allocation_type == kAllocationConstant, kOpName,
+  TT_ENSURE_MSG(context, IsConstantTensor(source.get()), kOpName,
                 "pair %d: source must be a constant tensor", pair);
   TT_ENSURE_MSG(context, variable->is_variable, kOpName, "pair %d: variable must be a variable tensor", pair);
   TT_ENSURE_MSG(context, source->type == variable->type && source->bytes == variable->bytes && source->bytes > 0,
@@ -79,7 +76,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_INIT_VARIABLES() {
-  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, Reset, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval, Reset);
   return &registration;
 }
 

@@ -1,6 +1,7 @@
 // Helpers every tinytrain op's glue shares: checks that report through the
-// context, a scoped temporary TfLiteTensor for Prepare, and conversions from
-// TFLM tensors to the core's plain structs.
+// context, a scoped temporary TfLiteTensor for Prepare, conversions from TFLM
+// tensors to the core's plain structs, the registration, and the Prepare and
+// Eval steps common to the single-gradient backward ops.
 #ifndef TINYTRAIN_KERNELS_TFLM_KERNEL_UTIL_H_
 #define TINYTRAIN_KERNELS_TFLM_KERNEL_UTIL_H_
 
@@ -70,6 +71,10 @@ inline TfLiteEvalTensor* EvalOutput(const TfLiteContext* context, const TfLiteNo
   return context->GetEvalTensor(context, node->outputs->data[i]);
 }
 
+// True when the tensor's data is in the model (flash on a device). The same
+// test as TFLite's IsConstantTensor, whose header the host build does not have.
+inline bool IsConstantTensor(const TfLiteTensor* tensor) { return tensor->allocation_type == kTfLiteMmapRo; }
+
 // Human-readable names for the types the kernels meet, for error messages.
 inline const char* TypeName(TfLiteType type) {
   switch (type) {
@@ -107,6 +112,18 @@ inline tt_dims DimsNHWC(const TfLiteIntArray* dims) {
   if (rank >= 3) out.h = dims->data[1];
   if (rank == 4) out.w = dims->data[2];
   return out;
+}
+
+// The registration every Register_<NAME>() returns, built as TFLM's
+// tflite::micro::RegisterOp builds it but calling no TFLM symbol (the host
+// build links no TFLM library). No op frees anything: free is null.
+// builtin_code and custom_name stay 0 and null because the resolver fills
+// them when it adds the op (AddCustom, or register_host.cc's copy of it).
+inline constexpr TFLMRegistration RegisterOp(void* (*init)(TfLiteContext* context, const char* buffer, size_t length),
+                                             TfLiteStatus (*prepare)(TfLiteContext* context, TfLiteNode* node),
+                                             TfLiteStatus (*invoke)(TfLiteContext* context, TfLiteNode* node),
+                                             void (*reset)(TfLiteContext* context, void* buffer) = nullptr) {
+  return TFLMRegistration{init, /*free=*/nullptr, prepare, invoke, reset, /*builtin_code=*/0, /*custom_name=*/nullptr};
 }
 
 // Init of every op: persistent OpData with the options parsed once. Init
@@ -202,6 +219,44 @@ inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode
 // Whether this invoke asked for `bit` (TT_CONTROL_BACKWARD or TT_CONTROL_UPDATE).
 inline bool ControlBitSet(const TfLiteContext* context, const TfLiteNode* node, int control_input, int32_t bit) {
   return (EvalInput(context, node, control_input)->data.i32[0] & bit) != 0;
+}
+
+// A single-gradient backward op passes one gradient back through one forward
+// op. Its operands:
+//   inputs  (gradient, its scale, [the op's own inputs,] control): one
+//           gradient input at 0 (its scale at 1) and the control input last;
+//   outputs (gradient[, its scale]): one gradient output at 0.
+// Its OpData has `tt_status options_status`, `Options options` (see
+// InitWithOptions) and `tt_grad_type grad_type`, the representation of both
+// gradients, which PrepareGradOp sets and EvalGradOp reads.
+constexpr int kGradOpGradInput = 0;
+constexpr int kGradOpGradOutput = 0;
+
+// First step of the Prepare of a single-gradient backward op with `inputs`
+// inputs in all: its options parsed, then the counts and types of the
+// gradient operands and the control input. The op's own checks follow it.
+template <typename OpData>
+TfLiteStatus PrepareGradOp(TfLiteContext* context, TfLiteNode* node, const char* op_name, int inputs) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, op_name));
+  TT_ENSURE_OK(CheckIoCounts(context, node, op_name, inputs, 1, 2));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareGradInput(context, node, op_name, kGradOpGradInput, &data->grad_type));
+  TT_ENSURE_OK(PrepareControl(context, node, op_name, inputs - 1));
+  return PrepareGradOutput(context, node, op_name, kGradOpGradOutput, data->grad_type);
+}
+
+// Eval of a single-gradient backward op (after PrepareGradOp): nothing unless
+// this invoke runs backward, else core(data, gradient input, gradient output)
+// runs the core function, whose status is reported.
+template <typename OpData, typename Core>
+TfLiteStatus EvalGradOp(TfLiteContext* context, TfLiteNode* node, const char* op_name, Core core) {
+  // Prepare checked the input count, so the control input is the last one.
+  if (!ControlBitSet(context, node, node->inputs->size - 1, TT_CONTROL_BACKWARD)) return kTfLiteOk;
+  const auto& data = *static_cast<const OpData*>(node->user_data);
+  const tt_grad_in gradient_in = EvalGradInput(context, node, kGradOpGradInput, data.grad_type);
+  tt_grad_out gradient_out = EvalGradOutput(context, node, kGradOpGradOutput, data.grad_type);
+  TT_ENSURE_STATUS(context, core(data, &gradient_in, &gradient_out), op_name, "eval");
+  return kTfLiteOk;
 }
 
 }  // namespace tinytrain

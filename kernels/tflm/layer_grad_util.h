@@ -1,6 +1,7 @@
 // Glue shared by the gradient ops of the layers with an int8 filter: CONV_2D,
 // DEPTHWISE_CONV_2D and FULLY_CONNECTED, each with an input-gradient and a
-// filter-gradient op. All six have the same operands:
+// filter-gradient op. All six are single-gradient backward ops (kernel_util.h)
+// with the same operands:
 //   inputs  (grad_output, grad_output_scale, operand, control), the operand
 //           being the filter (input gradient) or the forward input (filter gradient);
 //   outputs (gradient[, its scale]).
@@ -15,10 +16,10 @@
 
 namespace tinytrain {
 
-constexpr int kLayerGradOutput = 0;  // followed by its scale input
+constexpr int kLayerGradOutput = kGradOpGradInput;  // followed by its scale input
 constexpr int kLayerGradOperand = 2;
-constexpr int kLayerGradControl = 3;
-constexpr int kLayerGradResult = 0;  // followed by its scale output when int8
+constexpr int kLayerGradInputs = 4;                 // the control input last
+constexpr int kLayerGradResult = kGradOpGradOutput;  // followed by its scale output when int8
 
 // Shapes of an op's three tensors as the core takes them: NHWC for conv and
 // depthwise, matrices (rows in n, columns in c) for fully connected.
@@ -43,18 +44,6 @@ template <typename Options, typename Quant, typename Params>
 struct ConvGradOpData : LayerGradOpData<Options, Quant> {
   Params params;  // From the options, range-checked.
 };
-
-// First step of every Prepare here: the options parsed, then the counts and
-// types of the gradient operands and the control input.
-template <typename OpData>
-TfLiteStatus PrepareLayerGradIo(TfLiteContext* context, TfLiteNode* node, const char* op_name) {
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, op_name));
-  TT_ENSURE_OK(CheckIoCounts(context, node, op_name, 4, 1, 2));
-  tt_grad_type* grad_type = &static_cast<OpData*>(node->user_data)->grad_type;
-  TT_ENSURE_OK(PrepareGradInput(context, node, op_name, kLayerGradOutput, grad_type));
-  TT_ENSURE_OK(PrepareControl(context, node, op_name, kLayerGradControl));
-  return PrepareGradOutput(context, node, op_name, kLayerGradResult, *grad_type);
-}
 
 // An op's three tensors for the length of one Prepare.
 struct LayerGradTensors {
@@ -99,31 +88,17 @@ inline LayerGradDims NhwcDims(const LayerGradTensors& tensors) {
                        DimsNHWC(tensors.result->dims)};
 }
 
-// Eval of every op here: nothing unless the backward bit is set, then
-// compute(grad_output, operand data, gradient output) runs the core function,
-// whose status is reported.
-template <typename Compute>
-TfLiteStatus EvalLayerGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, tt_grad_type grad_type,
-                           Compute&& compute) {
-  if (!ControlBitSet(context, node, kLayerGradControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
-  const tt_grad_in grad_output = EvalGradInput(context, node, kLayerGradOutput, grad_type);
-  tt_grad_out result = EvalGradOutput(context, node, kLayerGradResult, grad_type);
-  const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  TT_ENSURE_STATUS(context, compute(grad_output, operand, &result), op_name, "eval");
-  return kTfLiteOk;
-}
-
 // Eval of a conv or depthwise op: their core functions all take
 // (params, quant, grad_output, operand, result) in that order.
 template <typename OpData, typename Core>
 TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, Core core) {
-  const auto* data = static_cast<const OpData*>(node->user_data);
-  const LayerGradDims& dims = data->dims;
-  return EvalLayerGrad(context, node, op_name, data->grad_type,
-                       [&](const tt_grad_in& grad_output, const int8_t* operand, tt_grad_out* result) {
-                         return core(&data->params, &data->quant, &dims.grad_output, &grad_output, &dims.operand,
-                                     operand, &dims.result, result);
-                       });
+  const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
+  return EvalGradOp<OpData>(context, node, op_name,
+                            [operand, core](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
+                              const LayerGradDims& dims = data.dims;
+                              return core(&data.params, &data.quant, &dims.grad_output, grad_output, &dims.operand,
+                                          operand, &dims.result, result);
+                            });
 }
 
 // The forward input of a filter-gradient op: int8, per-tensor quantized.

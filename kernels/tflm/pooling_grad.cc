@@ -8,20 +8,9 @@
 namespace tinytrain {
 namespace {
 
-constexpr int kGradOutput = 0;  // followed by its scale input, in all three ops
-constexpr int kGradInput = 0;
-
-// Eval of all three ops: nothing unless this invoke runs backward, else
-// core(data, grad_output, grad_input) on the node's gradient operands.
-template <typename OpData, typename Core>
-TfLiteStatus EvalGradOp(TfLiteContext* context, TfLiteNode* node, const char* op_name, int control_input, Core core) {
-  if (!ControlBitSet(context, node, control_input, TT_CONTROL_BACKWARD)) return kTfLiteOk;
-  const auto& data = *static_cast<const OpData*>(node->user_data);
-  const tt_grad_in grad_output = EvalGradInput(context, node, kGradOutput, data.grad_type);
-  tt_grad_out grad_input = EvalGradOutput(context, node, kGradInput, data.grad_type);
-  TT_ENSURE_STATUS(context, core(data, &grad_output, &grad_input), op_name, "eval");
-  return kTfLiteOk;
-}
+// All three are single-gradient backward ops (kernel_util.h).
+constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
+constexpr int kGradInput = kGradOpGradOutput;
 
 // The average and max pooling ops differ only in the max pool's saved input,
 // and their options have the same fields.
@@ -45,16 +34,12 @@ TfLiteStatus CheckWindowsOverlapInput(TfLiteContext* context, const char* op_nam
   return kTfLiteOk;
 }
 
-// Prepare of both pooling ops: inputs (grad_output, scale, [input,] control).
+// Prepare of both pooling ops: `inputs` inputs (grad_output, scale, [input,] control).
 template <typename Options>
-TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, int control_input) {
+TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, int inputs) {
   using OpData = PoolOpData<Options>;
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, op_name));
-  TT_ENSURE_OK(CheckIoCounts(context, node, op_name, control_input + 1, 1, 2));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, op_name, inputs));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareGradInput(context, node, op_name, kGradOutput, &data->grad_type));
-  TT_ENSURE_OK(PrepareControl(context, node, op_name, control_input));
-  TT_ENSURE_OK(PrepareGradOutput(context, node, op_name, kGradInput, data->grad_type));
 
   const Options& o = data->options;
   TT_ENSURE_MSG(context, o.filter_h >= 1 && o.filter_w >= 1 && o.stride_h >= 1 && o.stride_w >= 1, op_name,
@@ -87,7 +72,7 @@ TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const cha
 namespace average_pool {
 
 constexpr const char* kOpName = "TT_AVERAGE_POOL_2D_GRAD";
-constexpr int kControl = 2;
+constexpr int kInputs = 3;  // grad_output, its scale, control
 using OpData = PoolOpData<tt_average_pool_2d_grad_options>;
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -95,11 +80,11 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  return PreparePoolGrad<tt_average_pool_2d_grad_options>(context, node, kOpName, kControl);
+  return PreparePoolGrad<tt_average_pool_2d_grad_options>(context, node, kOpName, kInputs);
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+  return EvalGradOp<OpData>(context, node, kOpName,
                             [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
                               return tt_avg_pool2d_grad(&data.params, &data.grad_output_dims, grad_output,
                                                         &data.grad_input_dims, grad_input);
@@ -112,7 +97,7 @@ namespace max_pool {
 
 constexpr const char* kOpName = "TT_MAX_POOL_2D_GRAD";
 constexpr int kInput = 2;
-constexpr int kControl = 3;
+constexpr int kInputs = 4;  // grad_output, its scale, input, control
 using OpData = PoolOpData<tt_max_pool_2d_grad_options>;
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -120,7 +105,7 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PreparePoolGrad<tt_max_pool_2d_grad_options>(context, node, kOpName, kControl));
+  TT_ENSURE_OK(PreparePoolGrad<tt_max_pool_2d_grad_options>(context, node, kOpName, kInputs));
   TempTensor input(context, node->inputs->data[kInput]);
   TempTensor grad_input(context, node->outputs->data[kGradInput]);
   bool same_shape = input.get() != nullptr && input->dims->size == grad_input->dims->size;
@@ -134,7 +119,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* input = EvalInput(context, node, kInput)->data.int8;
-  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+  return EvalGradOp<OpData>(context, node, kOpName,
                             [input](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
                               return tt_max_pool2d_grad_s8(&data.params, &data.grad_output_dims, grad_output,
                                                            &data.grad_input_dims, input, grad_input);
@@ -146,7 +131,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 namespace mean {
 
 constexpr const char* kOpName = "TT_MEAN_GRAD";
-constexpr int kControl = 2;
+constexpr int kInputs = 3;  // grad_output, its scale, control
 
 struct OpData {
   tt_status options_status;
@@ -160,12 +145,8 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 3, 1, 2));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGradOutput, &data->grad_type));
-  TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
-  TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kGradInput, data->grad_type));
 
   TempTensor grad_output(context, node->inputs->data[kGradOutput]);
   TempTensor grad_input(context, node->outputs->data[kGradInput]);
@@ -183,7 +164,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalGradOp<OpData>(context, node, kOpName, kControl,
+  return EvalGradOp<OpData>(context, node, kOpName,
                             [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
                               return tt_mean_grad(&data.grad_input_dims, grad_output, grad_input);
                             });
@@ -193,19 +174,18 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_AVERAGE_POOL_2D_GRAD() {
-  static const TFLMRegistration registration = {
-      average_pool::Init, nullptr, average_pool::Prepare, average_pool::Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration =
+      RegisterOp(average_pool::Init, average_pool::Prepare, average_pool::Eval);
   return &registration;
 }
 
 const TFLMRegistration* Register_MAX_POOL_2D_GRAD() {
-  static const TFLMRegistration registration = {
-      max_pool::Init, nullptr, max_pool::Prepare, max_pool::Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(max_pool::Init, max_pool::Prepare, max_pool::Eval);
   return &registration;
 }
 
 const TFLMRegistration* Register_MEAN_GRAD() {
-  static const TFLMRegistration registration = {mean::Init, nullptr, mean::Prepare, mean::Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(mean::Init, mean::Prepare, mean::Eval);
   return &registration;
 }
 

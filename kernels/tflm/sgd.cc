@@ -150,7 +150,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_SGD() {
-  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, Reset, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval, Reset);
   return &registration;
 }
 

@@ -119,7 +119,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 const TFLMRegistration* Register_SOFTMAX_CROSS_ENTROPY() {
-  static const TFLMRegistration registration = {Init, nullptr, Prepare, Eval, nullptr, 0, nullptr};
+  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval);
   return &registration;
 }
 

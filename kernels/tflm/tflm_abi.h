@@ -24,6 +24,11 @@ typedef enum {
 
 typedef enum { kTfLiteNoQuantization = 0, kTfLiteAffineQuantization = 1 } TfLiteQuantizationType;
 
+// Only the allocation the glue tests for (and "none"); the values are TFLite's.
+// The underlying type is fixed (the one GCC gives TFLite's enum) because the
+// wheel also stores values not declared here, such as kTfLiteArenaRw (2).
+typedef enum TfLiteAllocationType : unsigned int { kTfLiteMemNone = 0, kTfLiteMmapRo = 1 } TfLiteAllocationType;
+
 typedef struct TfLiteIntArray {
   int size;
   int data[];
@@ -65,7 +70,7 @@ typedef struct TfLiteTensor {
   const TfLiteIntArray* dims;
   size_t bytes;
   TfLiteType type;
-  int allocation_type;
+  TfLiteAllocationType allocation_type;
   bool is_variable;
 } TfLiteTensor;
 
@@ -160,6 +165,7 @@ static_assert(offsetof(TfLiteTensor, data) == 24, "TfLiteTensor layout");
 static_assert(offsetof(TfLiteTensor, dims) == 32, "TfLiteTensor layout");
 static_assert(offsetof(TfLiteTensor, bytes) == 40, "TfLiteTensor layout");
 static_assert(offsetof(TfLiteTensor, type) == 48, "TfLiteTensor layout");
+static_assert(offsetof(TfLiteTensor, allocation_type) == 52, "TfLiteTensor layout");
 static_assert(offsetof(TfLiteTensor, is_variable) == 56, "TfLiteTensor layout");
 static_assert(sizeof(TfLiteTensor) == 64, "TfLiteTensor layout");
 static_assert(sizeof(TFLMRegistration) == 56, "TFLMRegistration layout");
