@@ -68,6 +68,17 @@ BUILDERS = {"mobilenet_v2_blocks": mobilenet_v2_blocks, "ds_cnn": ds_cnn, "small
 
 
 @functools.cache
+def mobilenet_v2_035_128() -> bytes:
+    """Keras' MobileNetV2, width 0.35, 128x128, 10 classes, random weights, int8: the paper's memory benchmark."""
+    keras = _keras()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(
+        input_shape=(128, 128, 3), alpha=0.35, weights=None, classes=10, classifier_activation=None
+    )
+    return keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (8, 128, 128, 3)).astype(np.float32))
+
+
+@functools.cache
 def int8_model(name: str, seed: int = 0) -> bytes:
     """The named model with seeded random weights, converted to int8 (cached per test session)."""
     _keras().utils.set_random_seed(seed)

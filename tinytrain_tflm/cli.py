@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import emit, loss, read, runtime
+from . import emit, loss, memory, read, runtime
 from .compiler import compile
 from .errors import TinyTrainError
 from .optimizer import ROUNDINGS, SGD
@@ -127,6 +128,41 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {output} (the training model, starting from the trained weights)")
 
 
+def _plan(args: argparse.Namespace) -> None:
+    model = _read_model(args.model)
+    graph = read.read_graph(model)
+    progress = (lambda message: print(f"\r{message:<60}", end="", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    measured = runtime.minimum_arena_size(model, progress=progress)
+    if progress:
+        print(file=sys.stderr)
+    planned = memory.estimate(graph)
+    report = {
+        "arena_bytes": measured,
+        "arena_bytes_32bit": memory.project_32bit(measured, graph),
+        "estimate_bytes": planned.total,
+        "estimate_error": (planned.total - measured) / measured,
+        "flash_bytes": len(model),
+        "head_bytes": planned.head,
+        "planned_at_peak": planned.planned,
+        "persistent": planned.persistent,
+    }
+    if args.plot:
+        memory.plot(graph, args.plot, title=Path(args.model).name)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"minimum arena: {measured:,} bytes measured in TFLM (x86-64); {report['arena_bytes_32bit']:,} projected for a 32-bit MCU")
+    print(f"planner estimate: {planned.total:,} bytes ({100 * report['estimate_error']:+.1f}%); flash (model): {len(model):,} bytes")
+    print(f"  planned, reused over time: {planned.head:,} bytes; live at the peak:")
+    for name, size in planned.planned.items():
+        print(f"    {name:24} {size:>10,}")
+    print(f"  persistent: {planned.tail:,} bytes")
+    for name, size in planned.persistent.items():
+        print(f"    {name:24} {size:>10,}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+
+
 def _export(args: argparse.Namespace) -> None:
     exported = Trainer(_read_model(args.model)).export()
     _write_output(args.output, exported, [args.model])
@@ -158,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="shuffling seed")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
     train.set_defaults(run=_train)
+    plan = commands.add_parser("plan", help="memory plan: measured minimum arena, estimate by category, 32-bit projection")
+    plan.add_argument("model", help=".tflite (training or inference)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.add_argument("--plot", help="write a PNG of live memory over the op schedule")
+    plan.set_defaults(run=_plan)
     export = commands.add_parser("export", help="write the inference model with the training model's weights")
     export.add_argument("model", help="training model")
     export.add_argument("-o", "--output", required=True, help="inference .tflite to write (never the input)")

@@ -1,0 +1,68 @@
+"""The memory planner against TFLM's own allocator, and the `plan` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from models import int8_model, mobilenet_v2_035_128
+
+import tinytrain_tflm as tt
+from tinytrain_tflm import memory
+
+SPARSE = {"bias_last": 22, "weights": {"52": 1, "50": 1, "47": 0.5}}
+
+
+def _measured_head(model: bytes) -> int:
+    interpreter = tt.Interpreter(model, 32 << 20)
+    interpreter.run(tt.runtime.zero_inputs(model))
+    return interpreter.arena_report().head
+
+
+@pytest.mark.parametrize("name", ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"])
+@pytest.mark.parametrize("update", [None, "last", "all"])
+@pytest.mark.parametrize("gradient", ["float32", "int8"])
+def test_planned_head_is_tflms(name, update, gradient):
+    model = int8_model(name) if update is None else tt.compile(int8_model(name), update=update, gradient=gradient).bytes
+    assert memory.plan_memory(tt.read_graph(model)).head == _measured_head(model)
+
+
+@pytest.mark.parametrize("update", [None, "last", SPARSE])
+def test_estimate_within_5_percent_on_mobilenet_v2(update):
+    source = mobilenet_v2_035_128()
+    model = source if update is None else tt.compile(source, update=update, optimizer=tt.SGD(momentum=0.9)).bytes
+    graph = tt.read_graph(model)
+    measured = tt.minimum_arena_size(model)
+    assert memory.plan_memory(graph).head == _measured_head(model)
+    assert abs(memory.estimate(graph).total - measured) <= 0.05 * measured
+    assert memory.project_32bit(measured, graph) < measured
+
+
+def test_categories_follow_the_training_model():
+    model = tt.compile(int8_model("small_cnn"), update="all", optimizer=tt.SGD(momentum=0.9)).bytes
+    result = memory.estimate(tt.read_graph(model))
+    graph = tt.read_graph(model)
+    variables = [t for t in graph.tensors if t.is_variable]
+    momentum = sum(t.dtype.itemsize * int(__import__("numpy").prod(t.shape)) for t in variables if t.name.endswith("/momentum"))
+    assert result.persistent["optimizer state"] >= momentum > 0
+    assert result.persistent["trainable weights"] > 0
+    assert set(memory.plan_memory(graph).live_bytes()) == {"activations", "saved for backward", "gradients"}
+
+
+def test_plan_command_json_and_plot(tmp_path):
+    path = tmp_path / "train.tflite"
+    path.write_bytes(tt.compile(int8_model("ds_cnn"), update="all").bytes)
+    plot = tmp_path / "plan.png"
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "tinytrain_tflm.cli", "plan", str(path), "--json", "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arena_bytes"] == tt.minimum_arena_size(path.read_bytes())
+    assert 0 < report["arena_bytes_32bit"] < report["arena_bytes"]
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,309 @@
+"""Memory plan: where every arena byte of a (training) model goes, without running TFLM.
+
+The persistent part (the "tail") is estimated from counts TFLM's own data
+structures give (per tensor, per op, per graph input/output), the variables'
+sizes, and a table of what each kernel allocates, measured once per op kind on
+the pinned wheel (x86-64). `project_32bit` turns the x86 bookkeeping into a
+32-bit MCU's (4-byte pointers); kernel data keeps its x86 size, so the
+projection errs high.
+
+The non-persistent part of TFLM's arena (the "head") holds every tensor that is
+neither constant nor a variable, each for its lifetime in op order. This module
+derives those lifetimes exactly as TFLM does (micro_allocation_info.cc: graph
+inputs live from scope 0, op i is scope i + 1, graph outputs live to the end)
+and places them with TFLM's greedy planner (greedy_memory_planner.cc: largest
+first, stable order for equal sizes, each at the first gap among buffers live
+at the same time), so the head it predicts is the one TFLM allocates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import ir, schema_generated
+from .errors import TinyTrainError
+
+ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
+
+ACTIVATION = "activations"
+SAVED = "saved for backward"
+GRADIENT = "gradients"
+
+
+def _aligned(size: int) -> int:
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+@dataclasses.dataclass
+class Buffer:
+    tensor: int
+    size: int  # bytes, aligned as TFLM allocates them
+    first: int  # scope of creation (0 = before the first op)
+    last: int  # scope of last use
+    category: str
+    offset: int = -1
+
+
+def _lifetimes(graph: ir.Graph) -> dict[int, list[int]]:
+    spans: dict[int, list[int]] = {}
+
+    def touch(tensor: int, scope: int) -> None:
+        span = spans.setdefault(tensor, [scope, scope])
+        span[1] = scope
+
+    for tensor in graph.inputs:
+        touch(tensor, 0)
+    for scope, op in enumerate(graph.ops, start=1):
+        for tensor in op.outputs:
+            spans.setdefault(tensor, [scope, scope])
+        for tensor in op.inputs + op.outputs:
+            if tensor >= 0:
+                touch(tensor, scope)
+    for tensor in graph.outputs:
+        spans.setdefault(tensor, [len(graph.ops), len(graph.ops)])[1] = len(graph.ops)
+    return spans
+
+
+def _categories(graph: ir.Graph) -> dict[int, str]:
+    """Role of each planned tensor in a training model (everything is an activation in an inference model)."""
+    loss = next((i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    if loss is None:
+        return {}
+    produced_backward = {t for op in graph.ops[loss:] for t in op.outputs}
+    read_backward = {t for op in graph.ops[loss + 1 :] for t in op.inputs}
+    roles = {}
+    for op in graph.ops[:loss]:
+        for tensor in op.outputs:
+            roles[tensor] = SAVED if tensor in read_backward else ACTIVATION
+    roles.update({t: GRADIENT for t in produced_backward})
+    loss_op = graph.ops[loss]
+    roles[loss_op.outputs[0]] = ACTIVATION  # the loss value itself
+    return roles
+
+
+def planned_buffers(graph: ir.Graph) -> list[Buffer]:
+    """Every tensor TFLM plans in the head, with its lifetime and role, in TFLM's order (tensor index)."""
+    spans = _lifetimes(graph)
+    roles = _categories(graph)
+    buffers = []
+    for index, tensor in enumerate(graph.tensors):
+        if tensor.data is not None or tensor.is_variable or index not in spans:
+            continue
+        size = int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize
+        if size:
+            buffers.append(Buffer(index, _aligned(size), *spans[index], roles.get(index, ACTIVATION)))
+    return buffers
+
+
+def greedy_place(buffers: list[Buffer]) -> int:
+    """Sets each buffer's offset as TFLM's GreedyMemoryPlanner does; returns the head size."""
+    if not buffers:
+        return 0
+    # Largest first. TFLM fills its sort array from the end, then bubble-sorts (stably), so buffers of
+    # equal size are placed in reverse tensor order; the tie order changes the layout.
+    order = sorted(reversed(buffers), key=lambda b: -b.size)
+    placed: list[Buffer] = []  # sorted by offset
+    for buffer in order:
+        offset = 0
+        for other in placed:
+            if other.first > buffer.last or buffer.first > other.last:
+                continue  # not live at the same time
+            if other.offset - offset >= buffer.size:
+                break  # the gap before `other` fits
+            offset = max(offset, other.offset + other.size)
+        buffer.offset = offset
+        placed.append(buffer)
+        placed.sort(key=lambda b: b.offset)
+    return max(b.offset + b.size for b in buffers)
+
+
+@dataclasses.dataclass
+class MemoryPlan:
+    buffers: list[Buffer]
+    head: int  # bytes of the planned (non-persistent) arena section
+    num_ops: int
+
+    def live_bytes(self) -> dict[str, np.ndarray]:
+        """Bytes live at each scope (0 .. num_ops), per category: what the plot shows."""
+        series: dict[str, np.ndarray] = {}
+        for buffer in self.buffers:
+            line = series.setdefault(buffer.category, np.zeros(self.num_ops + 1, np.int64))
+            line[buffer.first : buffer.last + 1] += buffer.size
+        return series
+
+    def at_peak(self) -> dict[str, int]:
+        """Planned bytes per category among the buffers live at the scope where the most bytes are live."""
+        totals = sum(self.live_bytes().values())
+        scope = int(np.argmax(totals))
+        peak: dict[str, int] = {}
+        for buffer in self.buffers:
+            if buffer.first <= scope <= buffer.last:
+                peak[buffer.category] = peak.get(buffer.category, 0) + buffer.size
+        return peak
+
+
+def plan_memory(graph: ir.Graph) -> MemoryPlan:
+    buffers = planned_buffers(graph)
+    return MemoryPlan(buffers, greedy_place(buffers), len(graph.ops))
+
+
+# Persistent bytes a kernel allocates for one op on the pinned wheel (x86-64):
+# base + arrays * align16(4 * channels), channels as _channels() counts them.
+# Measured with one-op models (their per-model overhead of 32 B removed).
+KERNEL_DATA = {
+    "CONV_2D": (92, 2),  # OpDataConv + per-channel output multiplier and shift
+    "DEPTHWISE_CONV_2D": (92, 2),
+    "FULLY_CONNECTED": (108, 0),
+    "ADD": (72, 0),
+    "MEAN": (39, 0),
+    "AVERAGE_POOL_2D": (32, 0),
+    "MAX_POOL_2D": (32, 0),
+    "PAD": (64, 0),
+    "RESHAPE": (12, 0),
+    "SLICE": (0, 0),
+    "SHAPE": (4, 0),
+    "STRIDED_SLICE": (96, 0),
+    "PACK": (0, 0),
+    schema_generated.INIT_VARIABLES: (40, 0),
+    schema_generated.SOFTMAX_CROSS_ENTROPY: (64, 0),
+    schema_generated.ACTIVATION_MASK: (24, 0),
+    schema_generated.ACTIVATION_GRAD: (56, 0),
+    schema_generated.BIAS_GRAD: (32, 0),
+    schema_generated.MEAN_GRAD: (32, 0),
+    schema_generated.GRAD_ADD: (40, 0),
+    schema_generated.AVERAGE_POOL_2D_GRAD: (96, 0),
+    schema_generated.MAX_POOL_2D_GRAD: (104, 0),
+    schema_generated.CONV_2D_FILTER_GRAD: (136, 0),
+    schema_generated.DEPTHWISE_CONV_2D_FILTER_GRAD: (136, 0),
+    schema_generated.FULLY_CONNECTED_FILTER_GRAD: (88, 0),
+    schema_generated.CONV_2D_INPUT_GRAD: (120, 1),  # + a copy of the filter's per-channel scales
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 1),
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (104, 1),
+    schema_generated.SGD: (72, 1),  # + the per-channel step factors
+}
+DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
+
+
+def _channels(graph: ir.Graph, op: ir.Op) -> int:
+    kind = op.kind
+    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return graph.tensors[op.outputs[0]].shape[-1]
+    if kind in (schema_generated.CONV_2D_INPUT_GRAD, schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD, schema_generated.FULLY_CONNECTED_INPUT_GRAD):
+        quant = graph.tensors[op.inputs[2]].quantization
+        return len(quant.scale) if quant is not None else 1
+    if kind == schema_generated.SGD:
+        parameter, grad = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        return grad.shape[parameter.quantization.axis] if parameter.quantization is not None else 1
+    return 0
+
+
+def kernel_data_bytes(graph: ir.Graph) -> int:
+    total = 0
+    for op in graph.ops:
+        base, arrays = KERNEL_DATA.get(op.kind, DEFAULT_KERNEL_DATA)
+        total += base + arrays * _aligned(4 * _channels(graph, op))
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Bookkeeping:
+    """Sizes of TFLM's own records, by pointer size."""
+
+    eval_tensor: int  # TfLiteEvalTensor, one per tensor
+    node: int  # NodeAndRegistration, one per op
+    io_tensor: int  # persistent TfLiteTensor of each graph input and output
+    io_quantization: int  # its quantization record, for a quantized one
+    allocator: int  # the allocator's own objects
+
+
+# The allocator term was measured between 712 and 792 B on small models and
+# 2,068 B on MobileNetV2-w0.35, unexplained yet; on arenas of a few KB, Prepare's
+# temporary tensors can also need up to ~0.5 KB above head + tail.
+X86_64 = Bookkeeping(eval_tensor=24, node=64, io_tensor=64, io_quantization=32, allocator=736)
+CORTEX_M = Bookkeeping(eval_tensor=12, node=32, io_tensor=40, io_quantization=16, allocator=368)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """The arena a model needs, by category, in bytes."""
+
+    planned: dict[str, int]  # head bytes by role at the peak, plus fragmentation
+    persistent: dict[str, int]  # tail bytes by kind
+    head: int
+
+    @property
+    def tail(self) -> int:
+        return sum(self.persistent.values())
+
+    @property
+    def total(self) -> int:
+        return self.head + self.tail
+
+
+def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64) -> MemoryEstimate:
+    """Predicted minimum arena, by category, with `bookkeeping` for the target's pointer size."""
+    plan = plan_memory(graph)
+    planned = plan.at_peak()
+    planned["fragmentation"] = plan.head - sum(planned.values())
+    optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
+    weights = optimizer = 0
+    for index, tensor in enumerate(graph.tensors):
+        if tensor.is_variable:
+            size = _aligned(int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize)
+            if index in optimizer_state:
+                optimizer += size
+            else:
+                weights += size
+    io = graph.inputs + graph.outputs
+    quantized_io = sum(graph.tensors[t].quantization is not None for t in io)
+    persistent = {
+        "trainable weights": weights,
+        "optimizer state": optimizer,
+        "kernel data": kernel_data_bytes(graph),
+        "TFLM bookkeeping": bookkeeping.eval_tensor * len(graph.tensors)
+        + bookkeeping.node * len(graph.ops)
+        + bookkeeping.io_tensor * len(io)
+        + bookkeeping.io_quantization * quantized_io
+        + bookkeeping.allocator,
+    }
+    return MemoryEstimate(planned, persistent, plan.head)
+
+
+def project_32bit(measured_x86: int, graph: ir.Graph) -> int:
+    """A measured x86-64 arena with TFLM's bookkeeping resized for 4-byte pointers."""
+    x86, mcu = estimate(graph, X86_64), estimate(graph, CORTEX_M)
+    return measured_x86 - (x86.persistent["TFLM bookkeeping"] - mcu.persistent["TFLM bookkeeping"])
+
+
+def plot(graph: ir.Graph, path: str, title: str = "") -> None:
+    """Live arena bytes over the op schedule, stacked by category, persistent bytes as the base."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TinyTrainError("plotting needs matplotlib: pip install matplotlib") from None
+    plan = plan_memory(graph)
+    result = estimate(graph)
+    scopes = np.arange(plan.num_ops + 1)
+    persistent = list(result.persistent.items())
+    live = plan.live_bytes()
+    labels = [f"{name} (persistent)" for name, _ in persistent] + list(live)
+    rows = [np.full(len(scopes), size) for _, size in persistent] + [live[name] for name in live]
+    figure, axis = plt.subplots(figsize=(12, 4.5))
+    axis.stackplot(scopes, np.array(rows) / 1024, labels=labels, step="mid")
+    axis.axhline(result.total / 1024, color="black", linestyle="--", linewidth=1, label=f"planned arena {result.total / 1024:.1f} KB")
+    loss = next((i + 1 for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    if loss is not None:
+        axis.axvline(loss, color="grey", linewidth=0.8)
+        axis.text(loss, axis.get_ylim()[1] * 0.9, " loss; backward starts", va="top", fontsize=8, color="grey")
+    axis.set_xlabel("op (schedule order)")
+    axis.set_ylabel("KB")
+    axis.set_title(title or "TFLM arena over the op schedule")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
