@@ -151,8 +151,9 @@ def _plan(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report))
         return
-    print(f"minimum arena: {measured:,} bytes measured in TFLM (x86-64); {report['arena_bytes_32bit']:,} projected for a 32-bit MCU")
-    print(f"planner estimate: {planned.total:,} bytes ({100 * report['estimate_error']:+.1f}%); flash (model): {len(model):,} bytes")
+    projected, error = report["arena_bytes_32bit"], 100 * report["estimate_error"]
+    print(f"minimum arena: {measured:,} bytes measured in TFLM (x86-64); {projected:,} projected for a 32-bit MCU")
+    print(f"planner estimate: {planned.total:,} bytes ({error:+.1f}%); flash (model): {len(model):,} bytes")
     print(f"  planned, reused over time: {planned.head:,} bytes; live at the peak:")
     for name, size in planned.planned.items():
         print(f"    {name:24} {size:>10,}")

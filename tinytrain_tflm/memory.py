@@ -184,13 +184,18 @@ KERNEL_DATA = {
     schema_generated.SGD: (72, 1),  # + the per-channel step factors
 }
 DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
+INPUT_GRAD_OPS = (
+    schema_generated.CONV_2D_INPUT_GRAD,
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD,
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD,
+)
 
 
 def _channels(graph: ir.Graph, op: ir.Op) -> int:
     kind = op.kind
     if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         return graph.tensors[op.outputs[0]].shape[-1]
-    if kind in (schema_generated.CONV_2D_INPUT_GRAD, schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD, schema_generated.FULLY_CONNECTED_INPUT_GRAD):
+    if kind in INPUT_GRAD_OPS:
         quant = graph.tensors[op.inputs[2]].quantization
         return len(quant.scale) if quant is not None else 1
     if kind == schema_generated.SGD:
@@ -295,7 +300,8 @@ def plot(graph: ir.Graph, path: str, title: str = "") -> None:
     rows = [np.full(len(scopes), size) for _, size in persistent] + [live[name] for name in live]
     figure, axis = plt.subplots(figsize=(12, 4.5))
     axis.stackplot(scopes, np.array(rows) / 1024, labels=labels, step="mid")
-    axis.axhline(result.total / 1024, color="black", linestyle="--", linewidth=1, label=f"planned arena {result.total / 1024:.1f} KB")
+    total = result.total / 1024
+    axis.axhline(total, color="black", linestyle="--", linewidth=1, label=f"planned arena {total:.1f} KB")
     loss = next((i + 1 for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
     if loss is not None:
         axis.axvline(loss, color="grey", linewidth=0.8)
