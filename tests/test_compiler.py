@@ -127,3 +127,10 @@ def test_json_scheme_equals_the_dict():
     model = int8_model("ds_cnn")
     as_json = tt.compile(model, update='{"bias_last": 2, "weights": {"1": 0.5}}')
     assert as_json.bytes == tt.compile(model, update={"bias_last": 2, "weights": {1: 0.5}}).bytes
+
+
+def test_deferred_updates_all_follow_the_backward_pass():
+    _, ops = _ops(tt.compile(int8_model("ds_cnn"), update="all", immediate_updates=False))
+    kinds = [op.kind for op in _backward(ops)]
+    first_update = kinds.index(names.SGD)
+    assert set(kinds[first_update:]) == {names.SGD} and kinds.count(names.SGD) == 12

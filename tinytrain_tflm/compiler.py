@@ -90,6 +90,7 @@ def compile(
     gradient: str = "float32",
     label_smoothing: float = 0.0,
     activation_masks: bool = True,
+    immediate_updates: bool = True,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -97,6 +98,8 @@ def compile(
     "float32" (the reference) or "int8" (each gradient int8 with a run-time
     scale: a quarter of the memory). activation_masks: keep 1 bit per
     element for ReLU backward where the activation itself is not needed.
+    immediate_updates: run each update right after its gradient (the default);
+    False defers them all to the end, only to measure what that saves.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
@@ -112,7 +115,7 @@ def compile(
     control = metadata["control_tensor"]
     b = BackwardBuilder(graph, gradient, control, trainable)
     logits_grad = Grad(loss_op.outputs[1], loss_op.outputs[2] if gradient == "int8" else None)
-    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update)
+    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update, immediate_updates)
     masks = use_activation_masks(graph, forward, b.ops) if activation_masks else {}
 
     init = ir.Op(

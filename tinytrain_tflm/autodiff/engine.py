@@ -148,9 +148,13 @@ def build_backward(
     output: int,
     output_grad: Grad,
     emit_update: Callable[[BackwardBuilder, int, Grad], None],
+    immediate_updates: bool = True,
 ) -> None:
     """Emits into b.ops the backward pass of the forward ops `forward` (positions in b.graph.ops)
-    from the gradient of `output`, with emit_update(b, parameter, grad) called once per trainable parameter."""
+    from the gradient of `output`, with emit_update(b, parameter, grad) called once per trainable parameter.
+    Without immediate_updates every update waits for the end of the backward pass, as in an engine
+    without reordering: each parameter gradient then stays live until then (kept to measure the gain)."""
+    deferred: list[tuple[int, Grad]] = []
     graph = b.graph
     needed = requires_grad(graph, forward, b.trainable)
     pending: dict[int, list[Grad]] = {output: [output_grad]}
@@ -184,4 +188,10 @@ def build_backward(
             if tensor in b.trainable:
                 readers[tensor] -= 1
                 if readers[tensor] == 0:
-                    _place_update(b, tensor, _accumulate(b, tensor, pending.pop(tensor)), emit_update)
+                    grad = _accumulate(b, tensor, pending.pop(tensor))
+                    if immediate_updates:
+                        _place_update(b, tensor, grad, emit_update)
+                    else:
+                        deferred.append((tensor, grad))
+    for parameter, grad in deferred:
+        emit_update(b, parameter, grad)
