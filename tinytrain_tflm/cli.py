@@ -73,12 +73,25 @@ def _compile(args: argparse.Namespace) -> None:
         gradient=args.gradient,
         label_smoothing=args.label_smoothing,
         activation_masks=not args.no_masks,
+        tiles=_tiles(args.tile),
     )
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
     trained = sum(int(np.prod(trainer.graph.tensors[p.grad].shape)) for p in trainer.parameters)
     tensors = len(trainer.parameters)
     print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
+
+
+def _tiles(text: str | None) -> tuple[int, int] | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise TinyTrainError(f'--tile takes "auto" or ROWSxCOLS like 3x2, got {text!r}') from None
+    if rows < 1 or cols < 1:
+        raise TinyTrainError(f"--tile needs at least one row and column, got {text!r}")
+    return rows, cols
 
 
 def _load_data(path: str, trainer: Trainer) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="float32", help="gradient representation")
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
+    compile_.add_argument("--tile", help='run the frozen first stage in patches: "auto" or ROWSxCOLS, e.g. 3x2')
     compile_.set_defaults(run=_compile)
     train = commands.add_parser("train", help="train a training model on the TFLM runtime")
     train.add_argument("model", help="training model from `compile`")

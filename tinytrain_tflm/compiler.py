@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, read, schema, schema_generated
+from . import emit, ir, loss, read, schema, schema_generated, tiling
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -91,6 +91,7 @@ def compile(
     label_smoothing: float = 0.0,
     activation_masks: bool = True,
     immediate_updates: bool = True,
+    tiles: tuple[int, int] | str | None = None,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -100,12 +101,19 @@ def compile(
     element for ReLU backward where the activation itself is not needed.
     immediate_updates: run each update right after its gradient (the default);
     False defers them all to the end, only to measure what that saves.
+    tiles: run the frozen first stage in patches (tinytrain_tflm.tiling), e.g.
+    (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
     _check_int8(graph)
     _add_missing_biases(graph)
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
+    if tiles == "auto":
+        tiles = tiling.choose_tiles(graph)
+    if tiles is not None:
+        graph, renumber = tiling.tile_first_stage(graph, tuple(tiles), trained=set(trainable))
+        trainable = {renumber[t]: channels for t, channels in trainable.items()}
     graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
     loss_op = graph.ops[-1]

@@ -69,15 +69,15 @@ class Graph:
         self.tensors.append(tensor)
         return len(self.tensors) - 1
 
-    def compacted(self) -> Graph:
-        """This graph without the tensors no op, input or output refers to, indices renumbered."""
+    def compact(self) -> tuple[Graph, dict[int, int]]:
+        """This graph without the tensors no op, input or output refers to, and the map old index -> new index."""
         used = sorted({t for op in self.ops for t in op.inputs + op.outputs if t >= 0} | set(self.inputs) | set(self.outputs))
         renumber = {old: new for new, old in enumerate(used)}
         ops = [
             dataclasses.replace(op, inputs=[renumber.get(t, -1) for t in op.inputs], outputs=[renumber[t] for t in op.outputs])
             for op in self.ops
         ]
-        return Graph(
+        graph = Graph(
             [self.tensors[t] for t in used],
             ops,
             [renumber[t] for t in self.inputs],
@@ -85,3 +85,4 @@ class Graph:
             dict(self.metadata),
             self.description,
         )
+        return graph, renumber

@@ -142,4 +142,4 @@ class Trainer:
             output = self.metadata["softmax_tensor"]
         graph.inputs, graph.outputs = [self.metadata["input_tensor"]], [output]
         del graph.metadata[loss.TRAINING_METADATA]
-        return emit.emit_model(graph.compacted())
+        return emit.emit_model(graph.compact()[0])
