@@ -177,6 +177,45 @@ def _plan(args: argparse.Namespace) -> None:
         print(f"plot: {args.plot}")
 
 
+def _budget(text: str) -> int:
+    units = {"kb": 1024, "mb": 1024 * 1024, "b": 1}
+    lowered = text.strip().lower()
+    unit = next((u for u in ("kb", "mb", "b") if lowered.endswith(u)), "b")
+    try:
+        value = float(lowered.removesuffix(unit)) * units[unit]
+    except ValueError:
+        raise TinyTrainError(f"--budget takes bytes like 262144, 256KB or 0.25MB (KB = 1024 bytes), got {text!r}") from None
+    if value <= 0:
+        raise TinyTrainError(f"--budget must be positive, got {text!r}")
+    return int(value)
+
+
+def _search(args: argparse.Namespace) -> None:
+    from .search import SchemeSearch, SearchTask
+
+    model = _read_model(args.model)
+    probe = Trainer(compile(model, update="last"))
+    x, y = _load_data(args.data, probe)
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    split = max(1, len(x) // 5)
+    val, train = order[:split], order[split:]
+    task = SearchTask(x[train], y[train], x[val], y[val])
+    tiles = _tiles(args.tile)
+    search = SchemeSearch(
+        model,
+        task,
+        _budget(args.budget),
+        optimizer=SGD(lr=args.lr),
+        gradient=args.gradient,
+        tiles=tiles,
+        steps=args.steps,
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    result = search.run(generations=args.generations, seed=args.seed)
+    _write_output(args.output, (result.to_json() + "\n").encode(), [args.model, args.data])
+    print(f"wrote {args.output}: {result.scheme} ({result.arena_bytes:,} bytes measured, summed gain {result.gain:+.3f})")
+
+
 def _export(args: argparse.Namespace) -> None:
     exported = Trainer(_read_model(args.model)).export()
     _write_output(args.output, exported, [args.model])
@@ -214,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.add_argument("--plot", help="write a PNG of live memory over the op schedule")
     plan.set_defaults(run=_plan)
+    search = commands.add_parser("search", help="search the sparse-update scheme that trains best within a memory budget")
+    search.add_argument("model", help="int8 .tflite classifier")
+    search.add_argument("--budget", required=True, help="arena budget, e.g. 256KB (KB = 1024 bytes)")
+    search.add_argument("--data", required=True, help=".npz with 'x' and 'y' of the transfer task (a fifth is held out)")
+    search.add_argument("-o", "--output", default="scheme.json", help="scheme JSON to write (default scheme.json)")
+    search.add_argument("--steps", type=int, default=300, help="on-device steps per contribution measurement")
+    search.add_argument("--generations", type=int, default=12)
+    search.add_argument("--lr", type=float, default=0.005)
+    search.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="int8")
+    search.add_argument("--tile", help='tile the first stage of every candidate: "auto" or ROWSxCOLS')
+    search.add_argument("--seed", type=int, default=0)
+    search.set_defaults(run=_search)
     export = commands.add_parser("export", help="write the inference model with the training model's weights")
     export.add_argument("model", help="training model")
     export.add_argument("-o", "--output", required=True, help="inference .tflite to write (never the input)")
