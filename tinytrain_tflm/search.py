@@ -124,7 +124,7 @@ class SchemeSearch:
 
     def run(self, population: int = 16, generations: int = 12, seed: int = 0) -> SearchResult:
         if not self.fits(with_classifier({}, self.layers)):
-            raise TinyTrainError(f"no update scheme fits a {self.budget:,}-byte arena: even training the classifier alone needs more")
+            raise TinyTrainError(f"no update scheme fits a {self.budget:,}-byte arena: training the classifier alone needs more")
         bias_gains, weight_gains = self.contributions()
         rng = np.random.default_rng(seed)
         depths = sorted(bias_gains)
