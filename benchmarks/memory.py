@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from models import ds_cnn, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import memory  # noqa: E402
+from tinytrain_tflm import memory, tiling  # noqa: E402
 from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
 
@@ -83,6 +83,13 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
         row(f"{name}, float32 gradients", tt.compile(source, update=update).bytes)
         row(f"{name}, int8 gradients", tt.compile(source, update=update, gradient="int8").bytes)
     # Each optimization switched off alone, on the sparse scheme with int8 gradients.
+    grid = tiling.choose_tiles(tt.read_graph(source))
+    if grid is not None:
+        tiled = tt.emit_model(tiling.tile_first_stage(tt.read_graph(source), grid)[0])
+        row(f"inference, first stage tiled {grid[0]}x{grid[1]}", tiled)
+    row("sparse int8, first stage tiled (auto)", tt.compile(source, update=sparse, gradient="int8", tiles="auto").bytes)
+    lean = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1}}
+    row(f"lean {lean}, int8, tiled", tt.compile(source, update=lean, gradient="int8", tiles="auto").bytes)
     without_masks = tt.compile(source, update=sparse, gradient="int8", activation_masks=False)
     row("sparse int8, without 1-bit masks", without_masks.bytes)
     deferred = tt.compile(source, update=sparse, gradient="int8", immediate_updates=False)

@@ -3,14 +3,20 @@
 The runtime is the pinned tflite-micro wheel (shared BRIEF section 2). Its
 interpreter reports errors by printing to file descriptor 2 and raising a bare
 RuntimeError; `Interpreter` captures that output so every failure becomes a
-TFLMError carrying TFLM's own words. An arena below a few hundred bytes makes
-the wheel crash rather than fail, so sizes under MIN_ARENA_BYTES are refused
-here, and `minimum_arena_size` probes each candidate in a forked child.
+TFLMError carrying TFLM's own words.
+
+An arena that is too small does not always fail cleanly on that build: below
+about 470 bytes, and at scattered sizes below a model's minimum (measured: 101
+of ~1,700 sizes probed across 11 models, builtin-only models included), it
+segfaults. So sizes under MIN_ARENA_BYTES are refused outright, `Interpreter`
+first builds and invokes the model once in a forked child and turns a crash
+there into an error, and `minimum_arena_size` probes each size in a child.
 """
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import dataclasses
 import functools
 import os
@@ -104,9 +110,10 @@ class ArenaReport:
 class Interpreter:
     """A TFLM interpreter on the pinned wheel with every tinytrain op registered."""
 
-    def __init__(self, model: bytes, arena_size: int, preserve_all_tensors: bool = False):
+    def __init__(self, model: bytes, arena_size: int, preserve_all_tensors: bool = False, crash_guard: bool = True):
         """preserve_all_tensors gives every tensor its own memory so tensor() can read any of them after
-        invoke (host inspection: needs a larger arena); the default plans memory as a device would."""
+        invoke (host inspection: needs a larger arena); the default plans memory as a device would.
+        crash_guard: try the arena in a forked child first (see the module docstring)."""
         load_plugin()
         # A malformed model must not reach TFLM's unchecked flatbuffer reader.
         subgraph = read.parse_flatbuffer(model).subgraphs[0]
@@ -121,6 +128,11 @@ class Interpreter:
         self.preserve_all_tensors = preserve_all_tensors
         self.num_tensors = len(subgraph.tensors)
         self.invoked = False  # since creation or the last reset()
+        if crash_guard and _run_in_child(self._model, arena_size, preserve_all_tensors) == _CRASHED:
+            raise TinyTrainError(
+                f"a {arena_size}-byte arena is too small for this model (the TFLM runtime crashes with it); "
+                "`tinytrain-tflm arena MODEL` finds the minimum"
+            )
         config = tflm_runtime.InterpreterConfig
         self._interpreter, _ = _call_tflm(
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
@@ -198,20 +210,30 @@ def zero_inputs(model: bytes) -> list[np.ndarray]:
     return [np.zeros(subgraph.tensors[i].shape, subgraph.tensors[i].dtype) for i in subgraph.inputs]
 
 
-def _fits(model: bytes, arena_size: int, inputs: Sequence[np.ndarray]) -> bool:
-    """Whether one invoke succeeds with this arena, tried in a forked child so a crash is just a no."""
+_FITS, _FAILED, _CRASHED = "fits", "failed", "crashed"
+
+
+def _run_in_child(
+    model: bytes, arena_size: int, preserve_all_tensors: bool = False, inputs: Sequence[np.ndarray] | None = None
+) -> str:
+    """Builds the interpreter and invokes it once in a forked child: _FITS, _FAILED (TFLM refused) or _CRASHED."""
     pid = os.fork()
     if pid == 0:  # child: never returns
         status = 1
         try:
+            faulthandler.disable()  # a crash here is the expected answer, not a report
             devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            Interpreter(model, arena_size).run(inputs)
+            interpreter = Interpreter(model, arena_size, preserve_all_tensors, crash_guard=False)
+            interpreter.run(zero_inputs(model) if inputs is None else inputs)
             status = 0
         finally:
             os._exit(status)
     _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status) == 0
+    if os.WIFSIGNALED(wait_status):
+        return _CRASHED
+    return _FITS if os.waitstatus_to_exitcode(wait_status) == 0 else _FAILED
 
 
 def minimum_arena_size(
@@ -222,7 +244,7 @@ def minimum_arena_size(
     read.parse_flatbuffer(model)
     inputs = zero_inputs(model) if inputs is None else list(inputs)
     high = max(MIN_ARENA_BYTES, 4 * len(model))
-    while not _fits(model, high, inputs):
+    while _run_in_child(model, high, inputs=inputs) != _FITS:
         if high >= MAX_ARENA_BYTES:
             # Too small is not the problem: rerun in-process to get TFLM's message.
             Interpreter(model, MAX_ARENA_BYTES).run(inputs)
@@ -231,7 +253,7 @@ def minimum_arena_size(
     low = MIN_ARENA_BYTES - 1  # treated as failing: smaller arenas are refused
     while high - low > 1:
         middle = (low + high) // 2
-        if _fits(model, middle, inputs):
+        if _run_in_child(model, middle, inputs=inputs) == _FITS:
             high = middle
         else:
             low = middle

@@ -42,8 +42,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareClampRange(context, kOpName, data->options, &data->params));
 
-  TempTensor y(context, node->inputs->data[kY]);
-  TempTensor mask(context, node->outputs->data[kMask]);
+  TT_TEMP_TENSOR(y, context, node->inputs->data[kY], kOpName);
+  TT_TEMP_TENSOR(mask, context, node->outputs->data[kMask], kOpName);
   TT_ENSURE_MSG(context, y.get() != nullptr && y->type == kTfLiteInt8, kOpName, "y must be an int8 tensor");
   data->count = NumElements(y->dims);
   TT_ENSURE_MSG(context, data->count >= 1, kOpName, "y is empty");
@@ -90,9 +90,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareClampRange(context, kOpName, data->options, &data->params));
 
-  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
-  TempTensor activation(context, node->inputs->data[kActivation]);
-  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kOpName);
+  TT_TEMP_TENSOR(activation, context, node->inputs->data[kActivation], kOpName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
   data->count = NumElements(grad_output->dims);
   TT_ENSURE_MSG(context, data->count >= 1, kOpName, "grad_output is empty");
   TT_ENSURE_MSG(context, NumElements(grad_input->dims) == data->count, kOpName,

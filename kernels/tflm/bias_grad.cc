@@ -28,8 +28,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
   auto* data = static_cast<OpData*>(node->user_data);
 
-  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
-  TempTensor grad_bias(context, node->outputs->data[kGradBias]);
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kOpName);
+  TT_TEMP_TENSOR(grad_bias, context, node->outputs->data[kGradBias], kOpName);
   const int rank = grad_output->dims->size;
   TT_ENSURE_MSG(context, rank >= 1 && rank <= 4, kOpName, "grad_output must have rank 1 to 4, got %d", rank);
   data->grad_dims = DimsNHWC(grad_output->dims);

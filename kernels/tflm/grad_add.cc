@@ -35,9 +35,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
   TT_ENSURE_OK(PrepareGradOutput(context, node, kOpName, kSum, data->grad_type));
 
-  TempTensor a(context, node->inputs->data[kA]);
-  TempTensor b(context, node->inputs->data[kB]);
-  TempTensor sum(context, node->outputs->data[kSum]);
+  TT_TEMP_TENSOR(a, context, node->inputs->data[kA], kOpName);
+  TT_TEMP_TENSOR(b, context, node->inputs->data[kB], kOpName);
+  TT_TEMP_TENSOR(sum, context, node->outputs->data[kSum], kOpName);
   data->count = NumElements(a->dims);
   TT_ENSURE_MSG(context, data->count >= 1, kOpName, "a is empty");
   TT_ENSURE_MSG(context, NumElements(b->dims) == data->count && NumElements(sum->dims) == data->count, kOpName,

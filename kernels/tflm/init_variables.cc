@@ -29,8 +29,8 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 void Reset(TfLiteContext*, void* buffer) { static_cast<OpData*>(buffer)->copied = false; }
 
 TfLiteStatus PreparePair(TfLiteContext* context, const TfLiteNode* node, int pair, int32_t* bytes) {
-  TempTensor source(context, node->inputs->data[2 * pair + kSourceOfPair]);
-  TempTensor variable(context, node->inputs->data[2 * pair + kVariableOfPair]);
+  TT_TEMP_TENSOR(source, context, node->inputs->data[2 * pair + kSourceOfPair], kOpName);
+  TT_TEMP_TENSOR(variable, context, node->inputs->data[2 * pair + kVariableOfPair], kOpName);
   TT_ENSURE_MSG(context, source.get() != nullptr && variable.get() != nullptr, kOpName,
                 "pair %d: source and variable must both be present", pair);
   TT_ENSURE_MSG(context, IsConstantTensor(source.get()), kOpName,

@@ -63,6 +63,16 @@ class TempTensor {
   TfLiteTensor* tensor_;
 };
 
+// Declares `name`, the temp TfLiteTensor of tensor `index`, and fails the
+// calling Prepare when TFLM cannot allocate it (the arena is too small):
+// a temp tensor is never dereferenced unchecked. An omitted optional tensor
+// (index -1) gives a null `name` for the caller to handle.
+#define TT_TEMP_TENSOR(name, context, index, op_name)                                         \
+  const int name##_index_ = (index);                                                          \
+  TempTensor name(context, name##_index_);                                                    \
+  TT_ENSURE_MSG(context, name.get() != nullptr || name##_index_ < 0, op_name,                 \
+                "arena too small: no room for temporary tensor %d in Prepare", name##_index_)
+
 inline TfLiteEvalTensor* EvalInput(const TfLiteContext* context, const TfLiteNode* node, int i) {
   return context->GetEvalTensor(context, node->inputs->data[i]);
 }
@@ -160,7 +170,7 @@ inline TfLiteStatus CheckIoCounts(TfLiteContext* context, const TfLiteNode* node
 
 inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
                                      int data_input, tt_grad_type* type) {
-  TempTensor grad(context, node->inputs->data[data_input]);
+  TT_TEMP_TENSOR(grad, context, node->inputs->data[data_input], op_name);
   TT_ENSURE_MSG(context, grad.get() != nullptr, op_name, "gradient input %d is missing", data_input);
   const int scale_index = node->inputs->data[data_input + 1];
   if (grad->type == kTfLiteFloat32) {
@@ -171,7 +181,7 @@ inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* n
   }
   TT_ENSURE_MSG(context, grad->type == kTfLiteInt8, op_name, "gradient input %d must be float32 or int8, got %s",
                 data_input, TypeName(grad->type));
-  TempTensor scale(context, scale_index);
+  TT_TEMP_TENSOR(scale, context, scale_index, op_name);
   TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
                 op_name, "int8 gradient input %d needs a float32 [1] scale as input %d", data_input, data_input + 1);
   *type = TT_GRAD_S8;
@@ -180,7 +190,7 @@ inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* n
 
 inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
                                       int data_output, tt_grad_type type) {
-  TempTensor grad(context, node->outputs->data[data_output]);
+  TT_TEMP_TENSOR(grad, context, node->outputs->data[data_output], op_name);
   const TfLiteType expected = type == TT_GRAD_S8 ? kTfLiteInt8 : kTfLiteFloat32;
   TT_ENSURE_MSG(context, grad.get() != nullptr && grad->type == expected, op_name,
                 "gradient output %d must be %s like the input gradient", data_output, TypeName(expected));
@@ -189,7 +199,7 @@ inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* 
                 "a %s gradient output %d needs %d outputs in all, got %d", TypeName(expected), data_output, outputs,
                 node->outputs->size);
   if (type == TT_GRAD_S8) {
-    TempTensor scale(context, node->outputs->data[data_output + 1]);
+    TT_TEMP_TENSOR(scale, context, node->outputs->data[data_output + 1], op_name);
     TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
                   op_name, "the scale of int8 gradient output %d must be float32 [1]", data_output);
   }
@@ -198,7 +208,7 @@ inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* 
 
 inline TfLiteStatus PrepareControl(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
                                    int control_input) {
-  TempTensor control(context, node->inputs->data[control_input]);
+  TT_TEMP_TENSOR(control, context, node->inputs->data[control_input], op_name);
   TT_ENSURE_MSG(context, control.get() != nullptr && control->type == kTfLiteInt32 && NumElements(control->dims) == 1,
                 op_name, "control input %d must be int32 [1]", control_input);
   return kTfLiteOk;

@@ -66,13 +66,16 @@ struct TensorSpec {
   const char* layout;  // e.g. "[n, oh, ow, cout]"
 };
 
-// Checks each tensor's rank against its spec (in grad_output, operand,
-// result order), and that no dimension is empty.
+// Checks each tensor was allocated and has its spec's rank (in grad_output,
+// operand, result order), and that no dimension is empty. The first check of
+// every Prepare holding a LayerGradTensors.
 inline TfLiteStatus CheckShapes(TfLiteContext* context, const char* op_name, const LayerGradTensors& tensors,
                                 const TensorSpec (&specs)[3]) {
   const TfLiteTensor* ordered[3] = {tensors.grad_output.get(), tensors.operand.get(), tensors.result.get()};
   for (int t = 0; t < 3; ++t) {
     const TensorSpec& spec = specs[t];
+    TT_ENSURE_MSG(context, ordered[t] != nullptr, op_name, "arena too small: no room for temporary tensor %s in Prepare",
+                  spec.name);
     const TfLiteIntArray* dims = ordered[t]->dims;
     TT_ENSURE_MSG(context, spec.rank == kAnyRank || dims->size == spec.rank, op_name, "%s must be %d-D %s, got rank %d",
                   spec.name, spec.rank, spec.layout, dims->size);

@@ -50,8 +50,8 @@ TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const cha
                 static_cast<int>(o.pad_left));
   data->params = tt_pool_params{o.filter_h, o.filter_w, o.stride_h, o.stride_w, o.pad_top, o.pad_left};
 
-  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
-  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], op_name);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], op_name);
   TT_ENSURE_MSG(context, grad_output->dims->size == 4 && grad_input->dims->size == 4, op_name,
                 "grad_output and grad_input must be 4-D (NHWC)");
   const tt_dims out = DimsNHWC(grad_output->dims);
@@ -106,8 +106,8 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PreparePoolGrad<tt_max_pool_2d_grad_options>(context, node, kOpName, kInputs));
-  TempTensor input(context, node->inputs->data[kInput]);
-  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_TEMP_TENSOR(input, context, node->inputs->data[kInput], kOpName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
   bool same_shape = input.get() != nullptr && input->dims->size == grad_input->dims->size;
   for (int i = 0; same_shape && i < input->dims->size; ++i) {
     same_shape = input->dims->data[i] == grad_input->dims->data[i];
@@ -148,8 +148,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
   auto* data = static_cast<OpData*>(node->user_data);
 
-  TempTensor grad_output(context, node->inputs->data[kGradOutput]);
-  TempTensor grad_input(context, node->outputs->data[kGradInput]);
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kOpName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
   TT_ENSURE_MSG(context, grad_input->dims->size == 4 && NumElements(grad_input->dims) >= 1, kOpName,
                 "grad_input must be 4-D (NHWC) and not empty");
   const tt_dims in = DimsNHWC(grad_input->dims);

@@ -78,7 +78,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGrad, &data->grad_type));
   TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
 
-  TempTensor parameter(context, node->inputs->data[kParameter]);
+  TT_TEMP_TENSOR(parameter, context, node->inputs->data[kParameter], kOpName);
   TT_ENSURE_MSG(context, parameter.get() != nullptr && parameter->is_variable, kOpName,
                 "parameter must be a variable tensor");
   TT_ENSURE_MSG(context, parameter->type == kTfLiteInt8 || parameter->type == kTfLiteInt32, kOpName,
@@ -100,7 +100,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 "parameter has %d scales; it needs 1 or %d (its size along quantized_dimension %d)", num_scales,
                 channels, axis);
 
-  TempTensor grad(context, node->inputs->data[kGrad]);
+  TT_TEMP_TENSOR(grad, context, node->inputs->data[kGrad], kOpName);
   const int channels_to_update = SameShapeExcept(grad->dims, parameter_dims, axis) ? grad->dims->data[axis] : 0;
   TT_ENSURE_MSG(context, channels_to_update >= 1 && channels_to_update <= channels, kOpName,
                 "grad must have the parameter's shape except along quantized_dimension %d, where it needs 1 to %d "
@@ -109,7 +109,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   data->dims = tt_sgd_dims{Product(parameter_dims, 0, axis), channels, channels_to_update,
                            Product(parameter_dims, axis + 1, rank)};
 
-  TempTensor momentum(context, node->inputs->data[kMomentum]);
+  TT_TEMP_TENSOR(momentum, context, node->inputs->data[kMomentum], kOpName);
   if (data->params.momentum > 0.0f) {
     TT_ENSURE_MSG(context,
                   momentum.get() != nullptr && momentum->type == kTfLiteFloat32 && momentum->is_variable &&

@@ -27,10 +27,10 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 "expects 2 or 3 outputs (loss, grad_logits[, grad_scale]), got %d",
                 node->outputs->size);
 
-  TempTensor logits(context, node->inputs->data[kSoftmaxCrossEntropyLogits]);
-  TempTensor labels(context, node->inputs->data[kSoftmaxCrossEntropyLabels]);
-  TempTensor loss(context, node->outputs->data[kSoftmaxCrossEntropyLoss]);
-  TempTensor grad(context, node->outputs->data[kSoftmaxCrossEntropyGrad]);
+  TT_TEMP_TENSOR(logits, context, node->inputs->data[kSoftmaxCrossEntropyLogits], kOpName);
+  TT_TEMP_TENSOR(labels, context, node->inputs->data[kSoftmaxCrossEntropyLabels], kOpName);
+  TT_TEMP_TENSOR(loss, context, node->outputs->data[kSoftmaxCrossEntropyLoss], kOpName);
+  TT_TEMP_TENSOR(grad, context, node->outputs->data[kSoftmaxCrossEntropyGrad], kOpName);
   TT_ENSURE_MSG(context, logits.get() && labels.get() && loss.get() && grad.get(), kOpName,
                 "missing input or output tensor");
 
@@ -65,7 +65,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (data->quantized_grad) {
     TT_ENSURE_MSG(context, node->outputs->size == 3, kOpName,
                   "an int8 grad_logits needs a third output for its float32 scale");
-    TempTensor grad_scale(context, node->outputs->data[kSoftmaxCrossEntropyGradScale]);
+    TT_TEMP_TENSOR(grad_scale, context, node->outputs->data[kSoftmaxCrossEntropyGradScale], kOpName);
     TT_ENSURE_MSG(context, grad_scale.get() && grad_scale->type == kTfLiteFloat32 &&
                                NumElements(grad_scale->dims) == 1,
                   kOpName, "grad_scale output must be a single float32");
