@@ -16,8 +16,8 @@ there into an error, and `minimum_arena_size` probes each size in a child.
 from __future__ import annotations
 
 import ctypes
-import faulthandler
 import dataclasses
+import faulthandler
 import functools
 import os
 import re
