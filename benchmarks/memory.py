@@ -90,6 +90,10 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("sparse int8, first stage tiled (auto)", tt.compile(source, update=sparse, gradient="int8", tiles="auto").bytes)
     lean = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1}}
     row(f"lean {lean}, int8, tiled", tt.compile(source, update=lean, gradient="int8", tiles="auto").bytes)
+    partial_scheme = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
+    for split in (False, True):
+        trained = tt.compile(source, update=partial_scheme, gradient="int8", tiles="auto", split_partial=split)
+        row(f"partial {partial_scheme}, int8, tiled, {'split' if split else 'whole layers in RAM'}", trained.bytes)
     without_masks = tt.compile(source, update=sparse, gradient="int8", activation_masks=False)
     row("sparse int8, without 1-bit masks", without_masks.bytes)
     deferred = tt.compile(source, update=sparse, gradient="int8", immediate_updates=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, read, schema, schema_generated, tiling
+from . import emit, ir, loss, partial, read, schema, schema_generated, tiling
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -92,6 +92,7 @@ def compile(
     activation_masks: bool = True,
     immediate_updates: bool = True,
     tiles: tuple[int, int] | str | None = None,
+    split_partial: bool = True,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -103,12 +104,17 @@ def compile(
     False defers them all to the end, only to measure what that saves.
     tiles: run the frozen first stage in patches (tinytrain_tflm.tiling), e.g.
     (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
+    split_partial: keep only the updated channels of a partially trained conv
+    or fully connected layer in RAM (tinytrain_tflm.partial); False keeps the
+    whole weight tensor as a variable, only to measure what that saves.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
     _check_int8(graph)
     _add_missing_biases(graph)
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
+    if split_partial:
+        graph, trainable = partial.split_partial_layers(graph, trainable)
     if tiles == "auto":
         tiles = tiling.choose_tiles(graph)
     if tiles is not None:

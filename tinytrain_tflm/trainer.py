@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
@@ -23,6 +24,17 @@ class Parameter:
     variable: int  # RAM copy the forward pass reads and TT_SGD updates
     grad: int  # gradient tensor TT_SGD reads ([c_update, ...] for a partial update)
     grad_scale: int  # its scale tensor (int8 gradients), or -1
+
+
+def _merge_split_parts(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rejoins the channel parts a partial split made ("name" and "name[k:]", tinytrain_tflm.partial),
+    so results are keyed by the source model's parameter names."""
+    merged = dict(values)
+    for key in list(values):
+        match = re.fullmatch(r"(.*)\[(\d+):\]", key)
+        if match and match.group(1) in merged:
+            merged[match.group(1)] = np.concatenate([merged[match.group(1)], merged.pop(key)])
+    return merged
 
 
 def _parameters(graph: ir.Graph) -> list[Parameter]:
@@ -101,10 +113,14 @@ class Trainer:
             if parameter.grad_scale >= 0:
                 grad *= self._interpreter.tensor(parameter.grad_scale)[0]
             gradients[parameter.name] = grad
-        return gradients
+        return _merge_split_parts(gradients)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Current integer values of every trainable parameter, keyed by source name."""
+        return _merge_split_parts(self._values())
+
+    def _values(self) -> dict[str, np.ndarray]:
+        """Current values of every trainable tensor of the training model, by tensor name."""
         if not self._interpreter.invoked:  # variables are filled on the first invoke after creation or reset
             return {p.name: self.graph.tensors[p.source].data.copy() for p in self.parameters}
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
@@ -115,7 +131,7 @@ class Trainer:
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)
-        for name, values in self.weights().items():
+        for name, values in self._values().items():
             source = next(p.source for p in self.parameters if p.name == name)
             graph.tensors[source].data = values
         return graph

@@ -39,3 +39,29 @@ def pad(b, op, grad, needs):
     dx = b.new_grad(x, scale_from=grad)
     b.emit("SLICE", [grad.data, begin, size], [dx.data], builtin_options=tfl.SliceOptionsT())
     return (dx, None)
+
+
+@grad_rule("CONCATENATION")
+def concatenation(b, op, grad, needs):
+    """y = act(concat(x_0, x_1, ..., axis)); dx_i = slice of act'(y) * dy along axis (builtin SLICE each)."""
+    dz = b.through_activation(op.outputs[0], op.builtin_options.fusedActivationFunction, grad)
+    rank = len(b.graph.tensors[op.outputs[0]].shape)
+    axis = op.builtin_options.axis % rank
+    results, offset = [], 0
+    for x, needed in zip(op.inputs, needs, strict=True):
+        shape = b.graph.tensors[x].shape
+        if needed:
+            name = b.graph.tensors[x].name
+            begin = np.zeros(rank, np.int32)
+            begin[axis] = offset
+            dx = b.new_grad(x, scale_from=dz)
+            begin_tensor, size_tensor = (
+                b.constant(f"{name}/grad_begin", begin),
+                b.constant(f"{name}/grad_size", np.asarray(shape, np.int32)),
+            )
+            b.emit("SLICE", [dz.data, begin_tensor, size_tensor], [dx.data], builtin_options=tfl.SliceOptionsT())
+            results.append(dx)
+        else:
+            results.append(None)
+        offset += shape[axis]
+    return tuple(results)
