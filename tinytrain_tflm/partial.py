@@ -42,10 +42,12 @@ def split_partial_layers(graph: ir.Graph, trainable: dict[int, int]) -> tuple[ir
     trainable = dict(trainable)
     ops = []
     for op in g.ops:
-        weight = op.inputs[1] if len(op.inputs) > 1 else -1
-        total = g.tensors[weight].shape[0] if weight >= 0 else 0
-        kept = trainable.get(weight, total)
-        if op.custom or op.kind not in SPLITTABLE or kept >= total:
+        if op.custom or op.kind not in SPLITTABLE or op.inputs[1] not in trainable:
+            ops.append(op)
+            continue
+        weight = op.inputs[1]
+        total, kept = g.tensors[weight].shape[0], trainable[weight]
+        if kept >= total:
             ops.append(op)
             continue
         bias = op.inputs[2]
