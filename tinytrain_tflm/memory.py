@@ -178,10 +178,10 @@ KERNEL_DATA = {
     schema_generated.CONV_2D_FILTER_GRAD: (136, 0),
     schema_generated.DEPTHWISE_CONV_2D_FILTER_GRAD: (136, 0),
     schema_generated.FULLY_CONNECTED_FILTER_GRAD: (88, 0),
-    schema_generated.CONV_2D_INPUT_GRAD: (120, 1),  # + a copy of the filter's per-channel scales
-    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 1),
-    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (104, 1),
-    schema_generated.SGD: (72, 1),  # + the per-channel step factors
+    schema_generated.CONV_2D_INPUT_GRAD: (120, 0),  # filter scales are read from the model, not copied
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 0),
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (104, 0),
+    schema_generated.SGD: (80, 0),
 }
 DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
 INPUT_GRAD_OPS = (

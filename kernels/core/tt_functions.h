@@ -398,39 +398,26 @@ typedef struct {
 } tt_sgd_dims;
 
 /**
- * The per-channel factor that turns a real gradient into an integer step,
- * computed once (in Prepare) for tt_sgd_update_s8 / _s32:
- * learning_rate / s_c with QAS, learning_rate * s_c without.
- *
- * @param[in]  params             learning_rate > 0, qas 0 or 1 (the other fields are not read)
- * @param[in]  num_scales         1 (per-tensor: every channel uses scales[0]) or >= channels_to_update
- * @param[in]  scales             the parameter's quantization scales, each > 0
- * @param[in]  channels_to_update number of factors, >= 1
- * @param[out] step_factors       [channels_to_update]
- * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
- */
-tt_status tt_sgd_step_factors(const tt_sgd_params* params, int32_t num_scales, const float* scales,
-                              int32_t channels_to_update, float* step_factors);
-
-/**
  * One SGD step on an int8 weight tensor, in place. For each element of the
  * first channels_to_update channels, with g its gradient w.r.t. the real
- * (dequantized) weight and f_c = step_factors[c]:
+ * (dequantized) weight and f_c = learning_rate / s_c with QAS, learning_rate * s_c
+ * without (s_c = scales[c], or scales[0] when num_scales is 1):
  *   v = g, or with momentum m = momentum * m + g and v = m;
  *   q = saturate(q + round(-f_c * v)) to [-127, 127].
  * Float arithmetic is single precision in exactly this order.
  *
  * @param[in,out] rng_state    xorshift32 state of ROUND_STOCHASTIC, nonzero, advanced once per updated
  *                             element; not read with the other roundings (may then be NULL)
- * @param[in]     params       momentum and rounding (learning_rate and qas are in step_factors)
- * @param[in]     step_factors [channels_to_update], from tt_sgd_step_factors
+ * @param[in]     params       learning_rate > 0, qas, momentum and rounding
+ * @param[in]     num_scales   1 (per-tensor) or >= channels_to_update (per-channel)
+ * @param[in]     scales       the parameter's quantization scales, each > 0
  * @param[in]     dims         the parameter as [outer, channels, inner]
  * @param[in]     grad         [outer, channels_to_update, inner]
  * @param[in,out] momentum     float32 [outer, channels_to_update, inner] iff params->momentum > 0, else NULL
  * @param[in,out] parameter    int8 [outer, channels, inner]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
-tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
                            const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int8_t* parameter);
 
 /**
@@ -440,8 +427,8 @@ tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, con
  *
  * @param[in,out] parameter int32 [outer, channels, inner]
  */
-tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
-                            const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
+tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
+                            const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -35,7 +35,7 @@ struct LayerGradOpData {
   tt_status options_status;  // Of parsing the options in Init.
   Options options;
   tt_grad_type grad_type;  // Representation of every gradient operand.
-  Quant quant;             // Filter scales (in a persistent buffer) or the forward input's quantization.
+  Quant quant;             // Filter scales (in the model flatbuffer) or the forward input's quantization.
   LayerGradDims dims;
 };
 
@@ -115,8 +115,8 @@ inline TfLiteStatus PrepareInputQuant(TfLiteContext* context, const char* op_nam
 }
 
 // The filter of an input-gradient op: int8, symmetric, one scale or one per
-// output channel along `axis`. The scales are copied to a persistent buffer:
-// a temp tensor's quantization must not be used once Prepare returns.
+// output channel along `axis`. Only the scale array is kept: TFLM points it
+// into the model flatbuffer, unlike the temp quantization record around it.
 inline TfLiteStatus PrepareFilterQuant(TfLiteContext* context, const char* op_name, const TfLiteTensor* filter,
                                        int axis, int channels, tt_filter_quant_params* quant) {
   TT_ENSURE_MSG(context, filter->type == kTfLiteInt8, op_name, "filter must be int8, got %s", TypeName(filter->type));
@@ -135,10 +135,9 @@ inline TfLiteStatus PrepareFilterQuant(TfLiteContext* context, const char* op_na
     TT_ENSURE_MSG(context, affine->scale->data[c] > 0.0f && affine->zero_point->data[c] == 0, op_name,
                   "filter channel %d needs a positive scale and zero point 0", c);
   }
-  auto* scales = static_cast<float*>(context->AllocatePersistentBuffer(context, count * sizeof(float)));
-  TT_ENSURE_MSG(context, scales != nullptr, op_name, "arena too small for the filter scales");
-  for (int c = 0; c < count; ++c) scales[c] = affine->scale->data[c];
-  *quant = tt_filter_quant_params{scales, count};
+  // TFLM points a tensor's scales into the model flatbuffer (flatbuffer_utils.cc, little-endian
+  // targets), which outlives the interpreter: keep the pointer, copy nothing.
+  *quant = tt_filter_quant_params{affine->scale->data, count};
   return kTfLiteOk;
 }
 

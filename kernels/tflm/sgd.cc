@@ -1,4 +1,4 @@
-// TFLM glue of TT_SGD over tt_sgd_step_factors and tt_sgd_update_s8 / _s32.
+// TFLM glue of TT_SGD over tt_sgd_update_s8 / _s32.
 #include <float.h>
 
 #include "../core/tt_functions.h"
@@ -21,7 +21,8 @@ struct OpData {
   tt_sgd_params params;
   tt_grad_type grad_type;
   tt_sgd_dims dims;
-  float* step_factors;     // [dims.channels_to_update], persistent: lr / s_c or lr * s_c.
+  const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
+  int32_t num_scales;      // 1 (per-tensor) or one per channel.
   uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
   bool parameter_is_int8;  // An int8 weight, else an int32 bias.
 };
@@ -120,14 +121,13 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     TT_ENSURE_MSG(context, momentum.get() == nullptr, kOpName, "the momentum input must be -1 when momentum is 0");
   }
 
-  data->step_factors = static_cast<float*>(
-      context->AllocatePersistentBuffer(context, sizeof(float) * static_cast<size_t>(channels_to_update)));
-  TT_ENSURE_MSG(context, data->step_factors != nullptr, kOpName, "arena too small for %d step factors",
-                channels_to_update);
-  TT_ENSURE_STATUS(context,
-                   tt_sgd_step_factors(&data->params, num_scales, quantization->scale->data, channels_to_update,
-                                       data->step_factors),
-                   kOpName, "parameter scales must be > 0");
+  // TFLM points a tensor's scales into the model flatbuffer (flatbuffer_utils.cc, little-endian
+  // targets), which outlives the interpreter: keep the pointer, copy nothing.
+  data->scales = quantization->scale->data;
+  data->num_scales = num_scales;
+  for (int c = 0; c < (num_scales == 1 ? 1 : channels_to_update); ++c) {
+    TT_ENSURE_MSG(context, data->scales[c] > 0.0f, kOpName, "parameter scales must be > 0");
+  }
   return kTfLiteOk;
 }
 
@@ -139,10 +139,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
   const tt_status status =
       data->parameter_is_int8
-          ? tt_sgd_update_s8(&data->rng_state, &data->params, data->step_factors, &data->dims, &grad, momentum,
-                             parameter->data.int8)
-          : tt_sgd_update_s32(&data->rng_state, &data->params, data->step_factors, &data->dims, &grad, momentum,
-                              parameter->data.i32);
+          ? tt_sgd_update_s8(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+                             momentum, parameter->data.int8)
+          : tt_sgd_update_s32(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+                              momentum, parameter->data.i32);
   TT_ENSURE_STATUS(context, status, kOpName, "eval");
   return kTfLiteOk;
 }

@@ -52,12 +52,13 @@ void WithRounding(int32_t rounding, uint32_t* rng_state, Body&& body) {
 
 // The update of tt_sgd_update_s8 / _s32, saturating to [lowest, highest].
 template <typename T>
-tt_status SgdUpdate(uint32_t* rng_state, const tt_sgd_params* params, const float* step_factors,
+tt_status SgdUpdate(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
                     const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, T* parameter, int64_t lowest,
                     int64_t highest) {
-  if (params == nullptr || step_factors == nullptr || dims == nullptr || !ValidGradIn(grad) || parameter == nullptr) {
+  if (params == nullptr || scales == nullptr || dims == nullptr || !ValidGradIn(grad) || parameter == nullptr) {
     return TT_ARG_ERROR;
   }
+  if (num_scales != 1 && num_scales < dims->channels_to_update) return TT_ARG_ERROR;
   if (dims->outer < 1 || dims->inner < 1 || dims->channels_to_update < 1 ||
       dims->channels_to_update > dims->channels) {
     return TT_ARG_ERROR;
@@ -77,6 +78,10 @@ tt_status SgdUpdate(uint32_t* rng_state, const tt_sgd_params* params, const floa
       int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
       for (int32_t outer = 0; outer < dims->outer; ++outer) {
         for (int32_t c = 0; c < dims->channels_to_update; ++c) {
+          // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
+          // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
+          const float scale = scales[num_scales == 1 ? 0 : c];
+          const float factor = params->qas ? params->learning_rate / scale : params->learning_rate * scale;
           T* values = parameter + (outer * dims->channels + c) * dims->inner;
           for (int32_t inner = 0; inner < dims->inner; ++inner, ++i) {
             float velocity = g[i];
@@ -85,7 +90,7 @@ tt_status SgdUpdate(uint32_t* rng_state, const tt_sgd_params* params, const floa
               velocity = momentum[i];
             }
             // int64: q + delta cannot overflow before the saturation.
-            const int64_t updated = static_cast<int64_t>(values[inner]) + round(-step_factors[c] * velocity);
+            const int64_t updated = static_cast<int64_t>(values[inner]) + round(-factor * velocity);
             values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
           }
         }
