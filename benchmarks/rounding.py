@@ -38,7 +38,7 @@ def main() -> None:
             trainer = tt.Trainer(tt.compile(int8_model, update="last", optimizer=tt.SGD(lr=lr, qas=qas, rounding=rounding)))
             for i in order:
                 trainer.step(task.train_x[i], int(task.train_y[i]))
-            accuracy = np.mean([np.argmax(trainer.predict(x)) == y for x, y in zip(task.test_x, task.test_y, strict=True)])
+            accuracy = trainer.accuracy(task.test_x, task.test_y)
             seconds = time.perf_counter() - start
             print(f"{lr:7.3f} {'on' if qas else 'off':>5} {rounding:>11} {accuracy:9.1%} {seconds:6.1f}s", flush=True)
         print(f"{lr:7.3f} {'float fine-tuning':>17} {float_accuracy:9.1%}")

@@ -30,20 +30,16 @@ LAST_TWO = {"bias_last": 2, "weights": {"1": 1, "2": 1}}
 SPARSE = {"bias_last": 3, "weights": {"1": 0.5, "2": 1}}
 
 
-def accuracy(trainer: tt.Trainer, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([np.argmax(trainer.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
-
-
 def train_on_device(int8_model: bytes, task, order: np.ndarray, update, optimizer: tt.SGD) -> tuple[tt.Trainer, float, float]:
     trainer = tt.Trainer(tt.compile(int8_model, update=update, optimizer=optimizer))
-    before = accuracy(trainer, task.test_x, task.test_y)
+    before = trainer.accuracy(task.test_x, task.test_y)
     per_epoch = len(order) // EPOCHS
     for step, i in enumerate(order, 1):
         trainer.step(task.train_x[i], int(task.train_y[i]))
         if step % per_epoch == 0:
-            test_accuracy = accuracy(trainer, task.test_x, task.test_y)
+            test_accuracy = trainer.accuracy(task.test_x, task.test_y)
             print(f"        epoch {step // per_epoch}/{EPOCHS}: test accuracy {test_accuracy:.1%}", flush=True)
-    return trainer, before, accuracy(trainer, task.test_x, task.test_y)
+    return trainer, before, trainer.accuracy(task.test_x, task.test_y)
 
 
 def main() -> int:

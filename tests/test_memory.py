@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from models import int8_model, mobilenet_v2_035_128
 
@@ -45,7 +46,7 @@ def test_categories_follow_the_training_model():
     result = memory.estimate(tt.read_graph(model))
     graph = tt.read_graph(model)
     variables = [t for t in graph.tensors if t.is_variable]
-    momentum = sum(t.dtype.itemsize * int(__import__("numpy").prod(t.shape)) for t in variables if t.name.endswith("/momentum"))
+    momentum = sum(t.dtype.itemsize * int(np.prod(t.shape)) for t in variables if t.name.endswith("/momentum"))
     assert result.persistent["optimizer state"] >= momentum > 0
     assert result.persistent["trainable weights"] > 0
     assert set(memory.plan_memory(graph).live_bytes()) == {"activations", "saved for backward", "gradients"}

@@ -97,6 +97,7 @@ def test_on_device_training_learns_new_classes_like_float_finetuning(transfer):
     for i in order:
         trainer.step(task.train_x[i], int(task.train_y[i]))
     after = _accuracy(trainer, task.test_x, task.test_y)
+    assert trainer.accuracy(task.test_x, task.test_y) == after
     float_after = tasks.float_finetune_accuracy(float_model, task, trainable_layers=2, lr=lr, order=order)
     print(f"int8 on device: {before:.1%} -> {after:.1%}; float fine-tuning of the same layers: {float_after:.1%}")
     assert after >= before + 0.2

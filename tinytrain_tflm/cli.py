@@ -41,12 +41,18 @@ def _doctor(_: argparse.Namespace) -> None:
     print(f"kernel library {runtime.PLUGIN_PATH}: loaded, schema version matches")
 
 
-def _arena(args: argparse.Namespace) -> None:
-    model = _read_model(args.model)
+def _measure_arena(model: bytes) -> int:
+    """The exact minimum arena by bisection, with a progress line on a terminal."""
     progress = (lambda message: print(f"\r{message:<60}", end="", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
     size = runtime.minimum_arena_size(model, progress=progress)
     if progress:
         print(file=sys.stderr)
+    return size
+
+
+def _arena(args: argparse.Namespace) -> None:
+    model = _read_model(args.model)
+    size = _measure_arena(model)
     interpreter = runtime.Interpreter(model, size)
     interpreter.run(runtime.zero_inputs(model))
     report = interpreter.arena_report()
@@ -94,7 +100,7 @@ def _tiles(text: str | None) -> tuple[int, int] | str | None:
     return rows, cols
 
 
-def _load_data(path: str, trainer: Trainer) -> tuple[np.ndarray, np.ndarray]:
+def _load_data(path: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path) as data:
             x, y = data["x"], data["y"]
@@ -106,7 +112,6 @@ def _load_data(path: str, trainer: Trainer) -> tuple[np.ndarray, np.ndarray]:
         raise TinyTrainError(f"{path}: 'x' has {len(x)} samples and 'y' {len(y)} labels; they must match and be non-empty")
     if y.dtype.kind not in "iu":
         raise TinyTrainError(f"{path}: labels 'y' must be integers, got {y.dtype.name}")
-    classes = trainer.metadata["num_classes"]
     if y.min() < 0 or y.max() >= classes:
         raise TinyTrainError(f"{path}: labels must be in [0, {classes}), found {y.min()}..{y.max()}")
     return x, y
@@ -121,22 +126,18 @@ def _progress(done: int, total: int, text: str) -> None:
     print(f"\r[{bar}] {done}/{total} {text}", end=end, file=sys.stderr, flush=True)
 
 
-def _accuracy(trainer: Trainer, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([np.argmax(trainer.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
-
-
 def _train(args: argparse.Namespace) -> None:
     trainer = Trainer(_read_model(args.model))
-    x, y = _load_data(args.data, trainer)
+    x, y = _load_data(args.data, trainer.metadata["num_classes"])
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
-    print(f"accuracy before: {_accuracy(trainer, x, y):.1%} on {len(x)} samples")
+    print(f"accuracy before: {trainer.accuracy(x, y):.1%} on {len(x)} samples")
     order = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
         losses = []
         for count, i in enumerate(order.permutation(len(x)), 1):
             losses.append(trainer.step(x[i], int(y[i])))
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
-        print(f"epoch {epoch}: mean loss {np.mean(losses):.4f}, accuracy {_accuracy(trainer, x, y):.1%}")
+        print(f"epoch {epoch}: mean loss {np.mean(losses):.4f}, accuracy {trainer.accuracy(x, y):.1%}")
     _write_output(output, trainer.training_model().bytes, [args.model, args.data])
     print(f"wrote {output} (the training model, starting from the trained weights)")
 
@@ -144,10 +145,7 @@ def _train(args: argparse.Namespace) -> None:
 def _plan(args: argparse.Namespace) -> None:
     model = _read_model(args.model)
     graph = read.read_graph(model)
-    progress = (lambda message: print(f"\r{message:<60}", end="", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
-    measured = runtime.minimum_arena_size(model, progress=progress)
-    if progress:
-        print(file=sys.stderr)
+    measured = _measure_arena(model)
     planned = memory.estimate(graph)
     report = {
         "arena_bytes": measured,
@@ -194,8 +192,8 @@ def _search(args: argparse.Namespace) -> None:
     from .search import SchemeSearch, SearchTask
 
     model = _read_model(args.model)
-    probe = Trainer(compile(model, update="last"))
-    x, y = _load_data(args.data, probe)
+    graph = read.read_graph(model)
+    x, y = _load_data(args.data, graph.tensors[graph.outputs[0]].shape[-1])
     order = np.random.default_rng(args.seed).permutation(len(x))
     split = max(1, len(x) // 5)
     val, train = order[:split], order[split:]

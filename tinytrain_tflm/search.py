@@ -85,16 +85,12 @@ class SchemeSearch:
             self._memory[key] = estimate if estimate > 1.1 * self.budget else runtime.minimum_arena_size(model)
         return self._memory[key] <= self.budget
 
-    def _accuracy(self, trainer: Trainer) -> float:
-        predictions = [np.argmax(trainer.predict(x)) for x in self.task.val_x]
-        return float(np.mean(np.array(predictions) == self.task.val_y))
-
     def accuracy_after_training(self, scheme: dict) -> float:
         """Held-out accuracy after `steps` on-device steps with this scheme (same samples for every scheme)."""
         trainer = Trainer(self._compile(scheme))
         for i in np.random.default_rng(0).integers(0, len(self.task.train_x), self.steps):
             trainer.step(self.task.train_x[i], int(self.task.train_y[i]))
-        return self._accuracy(trainer)
+        return trainer.accuracy(self.task.val_x, self.task.val_y)
 
     def contributions(self) -> tuple[dict[int, float], dict[tuple[int, float], float]]:
         base = self.accuracy_after_training(with_classifier({}, self.layers))

@@ -26,6 +26,7 @@ from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 from . import ir
 from .autodiff.rules.geometry import padding_before
 from .errors import TinyTrainError
+from .memory import estimate
 
 TILEABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "PAD")
 
@@ -181,8 +182,6 @@ GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 def choose_tiles(graph: ir.Graph) -> tuple[int, int] | None:
     """The grid with the smallest estimated arena, or None when no grid beats the untiled graph
     (each tile repeats the stage's ops, whose kernel data and bookkeeping cost memory too)."""
-    from .memory import estimate
-
     best, best_bytes = None, estimate(graph).total
     for grid in GRIDS:
         size = estimate(tile_first_stage(graph, grid)[0]).total

@@ -103,6 +103,10 @@ class Trainer:
         logits = self._run(x, 0, 0)[1]
         return self.graph.tensors[self.metadata["logits_tensor"]].quantization.dequantize(logits)
 
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Fraction of samples x whose predicted class is their label y (no update)."""
+        return float(np.mean([np.argmax(self.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
+
     def gradients(self, x: np.ndarray, label: int) -> dict[str, np.ndarray]:
         """d loss / d (real) parameter for every trainable parameter, keyed by its source name; no update.
         A partially updated weight has gradients for its updated channels only."""
@@ -131,9 +135,9 @@ class Trainer:
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)
-        for name, values in self._values().items():
-            source = next(p.source for p in self.parameters if p.name == name)
-            graph.tensors[source].data = values
+        values = self._values()
+        for parameter in self.parameters:
+            graph.tensors[parameter.source].data = values[parameter.name]
         return graph
 
     def training_model(self) -> TrainingModel:
