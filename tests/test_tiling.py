@@ -23,19 +23,33 @@ def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:
 
 
 @pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4)])
-def test_tiled_blocks_are_bit_identical(grid):
-    model = int8_model("mobilenet_v2_blocks")  # stage: VALID conv, conv, PAD, stride-2 depthwise, conv
-    tiled, _ = tiling.tile_first_stage(tt.read_graph(model), grid)
-    assert [op.kind for op in tiled.ops].count("SLICE") == grid[0] * grid[1]
+@pytest.mark.parametrize("length", [5, 9])
+def test_tiled_blocks_are_bit_identical(grid, length):
+    # 5: VALID conv, conv, PAD, stride-2 depthwise, conv.  9: also the inverted residual block with its
+    # ADD, whose skip input is needed over a smaller window than the expand conv reads (one more SLICE).
+    model = int8_model("mobilenet_v2_blocks")
+    tiled, _ = tiling.tile_first_stage(tt.read_graph(model), grid, length=length)
+    slices_per_tile = 0 if grid == (1, 1) else 1 if length == 5 else 2  # one tile reads whole tensors: no SLICE
+    assert [op.kind for op in tiled.ops].count("SLICE") == grid[0] * grid[1] * slices_per_tile
     assert _same_outputs(model, tt.emit_model(tiled))
 
 
-@pytest.mark.parametrize("grid", [(3, 3), (2, 3)])
-def test_tiled_mobilenet_v2_is_bit_identical_and_smaller(grid):
-    model = mobilenet_v2_035_128()
-    tiled = tt.emit_model(tiling.tile_first_stage(tt.read_graph(model), grid)[0])
+def test_stage_lengths_end_where_one_tensor_carries_everything_on():
+    graph = tt.read_graph(int8_model("mobilenet_v2_blocks"))
+    # Not after the PAD (3), nor inside the residual block (6-8), where its skip input is still live.
+    assert tiling.stage_lengths(graph) == [1, 2, 4, 5, 9]
+    trained = {graph.ops[5].inputs[1]}  # the expand conv's filter
+    assert tiling.stage_lengths(graph, trained) == [1, 2, 4, 5]
+    with pytest.raises(tt.TinyTrainError, match="cannot hold 6 ops; possible lengths: \\[1, 2, 4, 5, 9\\]"):
+        tiling.tile_first_stage(graph, (2, 2), length=6)
+
+
+@pytest.mark.parametrize(("grid", "length", "arena_ratio"), [((3, 3), None, 0.75), ((2, 3), 13, 0.85)])
+def test_tiled_mobilenet_v2_is_bit_identical_and_smaller(grid, length, arena_ratio):
+    model = mobilenet_v2_035_128()  # length 13: through the first residual block, down to 16x16; None: the estimate picks
+    tiled = tt.emit_model(tiling.tile_first_stage(tt.read_graph(model), grid, length=length)[0])
     assert _same_outputs(model, tiled, samples=2)
-    assert tt.minimum_arena_size(tiled) < 0.75 * tt.minimum_arena_size(model)
+    assert tt.minimum_arena_size(tiled) < arena_ratio * tt.minimum_arena_size(model)
 
 
 def test_training_a_tiled_model_gives_the_same_gradients():

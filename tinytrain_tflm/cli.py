@@ -175,7 +175,7 @@ def _plan(args: argparse.Namespace) -> None:
         print(f"plot: {args.plot}")
 
 
-def _budget(text: str) -> int:
+def parse_budget(text: str) -> int:
     units = {"kb": 1024, "mb": 1024 * 1024, "b": 1}
     lowered = text.strip().lower()
     unit = next((u for u in ("kb", "mb", "b") if lowered.endswith(u)), "b")
@@ -202,7 +202,7 @@ def _search(args: argparse.Namespace) -> None:
     search = SchemeSearch(
         model,
         task,
-        _budget(args.budget),
+        parse_budget(args.budget),
         optimizer=SGD(lr=args.lr),
         gradient=args.gradient,
         tiles=tiles,

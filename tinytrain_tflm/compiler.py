@@ -116,7 +116,7 @@ def compile(
     if split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
     if tiles == "auto":
-        tiles = tiling.choose_tiles(graph)
+        tiles = tiling.choose_tiles(graph, set(trainable))
     if tiles is not None:
         graph, renumber = tiling.tile_first_stage(graph, tuple(tiles), trained=set(trainable))
         trainable = {renumber[t]: channels for t, channels in trainable.items()}

@@ -93,17 +93,27 @@ class SchemeSearch:
         return trainer.accuracy(self.task.val_x, self.task.val_y)
 
     def contributions(self) -> tuple[dict[int, float], dict[tuple[int, float], float]]:
+        """Gain of each part over the classifier alone. A part that does not fit the budget even
+        alone is skipped (no scheme holding it could fit): on a large model most deep, wide
+        layers are, and measuring them would cost the most time."""
         base = self.accuracy_after_training(with_classifier({}, self.layers))
         self.progress(f"contribution: classifier alone reaches {base:.3f}")
         depths = sorted({k for k in (2, 4, 8, 12, 16, 22, self.layers) if 1 < k <= self.layers})
         bias_gains = {1: 0.0}
         for depth in depths:
-            bias_gains[depth] = self.accuracy_after_training(with_classifier({"bias_last": depth}, self.layers)) - base
-            self.progress(f"contribution: + biases of the last {depth} layers: {bias_gains[depth]:+.3f}")
+            scheme = with_classifier({"bias_last": depth}, self.layers)
+            if self.fits(scheme):
+                bias_gains[depth] = self.accuracy_after_training(scheme) - base
+                self.progress(f"contribution: + biases of the last {depth} layers: {bias_gains[depth]:+.3f}")
+            else:
+                self.progress(f"contribution: + biases of the last {depth} layers: over budget, skipped")
         weight_gains = {}
         for layer in self.candidates:
             for ratio in RATIOS:
                 scheme = with_classifier({"weights": {str(layer): ratio}}, self.layers)
+                if not self.fits(scheme):
+                    self.progress(f"contribution: + layer {layer} weights x{ratio:g}: over budget, skipped")
+                    continue
                 weight_gains[(layer, ratio)] = self.accuracy_after_training(scheme) - base
                 self.progress(f"contribution: + layer {layer} weights x{ratio:g}: {weight_gains[(layer, ratio)]:+.3f}")
         return bias_gains, weight_gains
@@ -124,6 +134,8 @@ class SchemeSearch:
         bias_gains, weight_gains = self.contributions()
         rng = np.random.default_rng(seed)
         depths = sorted(bias_gains)
+        # Per candidate layer, the ratios that fit alone (0.0: the layer's weights stay frozen).
+        choices = [(0.0, *(r for r in RATIOS if (layer, r) in weight_gains)) for layer in self.candidates]
 
         def fitness(genome: tuple) -> float:
             if not self.fits(to_scheme(genome, self.candidates, self.layers)):
@@ -133,7 +145,7 @@ class SchemeSearch:
             return bias_gains[depth] + weights
 
         def random_genome() -> tuple:
-            ratios = tuple(float(rng.choice((0.0, *RATIOS))) if rng.random() < 0.2 else 0.0 for _ in self.candidates)
+            ratios = tuple(float(rng.choice(options)) if rng.random() < 0.2 else 0.0 for options in choices)
             return int(rng.choice(depths)), ratios
 
         def mutate(genome: tuple) -> tuple:
@@ -142,7 +154,8 @@ class SchemeSearch:
             if rng.random() < 0.5:
                 depth = int(rng.choice(depths))
             else:
-                ratios[rng.integers(len(ratios))] = float(rng.choice((0.0, *RATIOS)))
+                index = rng.integers(len(ratios))
+                ratios[index] = float(rng.choice(choices[index]))
             return depth, tuple(ratios)
 
         def crossover(a: tuple, b: tuple) -> tuple:

@@ -45,6 +45,39 @@ def digits_new_classes(known_classes: int = 6, seed: int = 0) -> TransferTask:
     return TransferTask(train_x[known], train_y[known], train_x, train_y, test_x, test_y, 10)
 
 
+def resized(task: TransferTask, size: int, channels: int = 3) -> TransferTask:
+    """The task's images scaled bilinearly to size x size, repeated over `channels` and mapped to
+    [-1, 1]: the input convention of Keras' MobileNets, for a 128x128 model on the same digits."""
+    import tensorflow as tf
+
+    def scale(images: np.ndarray) -> np.ndarray:
+        return (tf.image.resize(np.repeat(images, channels, axis=-1), (size, size)).numpy() * 2 - 1).astype(np.float32)
+
+    return TransferTask(
+        scale(task.pretrain_x), task.pretrain_y, scale(task.train_x), task.train_y, scale(task.test_x), task.test_y, task.classes
+    )
+
+
+def pretrained_mobilenet_v2(task: TransferTask, alpha: float = 0.35, epochs: int = 8, seed: int = 0):
+    """Keras' MobileNetV2 (random initialization) trained with Adam on the pretraining split.
+
+    Batch normalization's moving averages use momentum 0.9 instead of Keras' 0.999: with a few
+    hundred steps the default leaves them near their initial values, and the converter folds those
+    into the int8 model (test accuracy near chance although training accuracy is high)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.applications.MobileNetV2(
+        input_shape=task.train_x.shape[1:], alpha=alpha, weights=None, classes=task.classes, classifier_activation=None
+    )
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    model.compile(tf.keras.optimizers.Adam(1e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(task.pretrain_x, task.pretrain_y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
 def pretrained_cnn(task: TransferTask, epochs: int = 30, seed: int = 0):
     """A small float CNN (conv, max-pool, conv, max-pool, FC) trained with Adam on the pretraining split."""
     import tensorflow as tf
