@@ -39,14 +39,27 @@ def toolchain_missing() -> str | None:
     return ", ".join(missing) or None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toolchain() -> None:
+def require_toolchain() -> None:
+    """Fails in CI (CI=true), which must install the toolchain, and skips elsewhere when it is missing."""
     missing = toolchain_missing()
     if missing:
         message = f"Cortex-M toolchain missing ({missing}): apt-get install {PACKAGES}, or run make test as root"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toolchain() -> None:
+    require_toolchain()
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_toolchain_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=f"apt-get install {PACKAGES}"):
+        require_toolchain()
 
 
 def make(*targets: str) -> str:

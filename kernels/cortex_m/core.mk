@@ -20,7 +20,7 @@ CORE_SOURCES := $(wildcard kernels/core/*/*.cc)
 
 # cortex_m_core_rules(target): objects and static library of the core for one target.
 define cortex_m_core_rules
-$(CORTEX_M_BUILD)/$(1)/core/%.o: kernels/core/%.cc
+$(CORTEX_M_BUILD)/$(1)/core/%.o: kernels/core/%.cc | cortex-m-tools
 	@mkdir -p $$(@D)
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) -c $$< -o $$@
 
@@ -52,5 +52,5 @@ cortex-m-tools:
 	elif [ "$$CI" = true ]; then \
 	  echo "error: the Cortex-M tests need $(CORTEX_M_PACKAGES); run as root or install them (apt-get install $(CORTEX_M_PACKAGES))" >&2; exit 1; \
 	else \
-	  echo "note: Cortex-M tests will be skipped: apt-get install $(CORTEX_M_PACKAGES) (as root) to run them" >&2; \
+	  echo "note: the Cortex-M build and tests need $(CORTEX_M_PACKAGES) (apt-get install, as root); their tests skip" >&2; \
 	fi

@@ -24,7 +24,7 @@ $(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py
 
 # cortex_m_test_rules(target): the bare-metal test program for one target.
 define cortex_m_test_rules
-$(CORTEX_M_BUILD)/$(1)/test/%.o: $(CORTEX_M_TEST_DIR)/%.cc $(CORTEX_M_TEST_HEADERS)
+$(CORTEX_M_BUILD)/$(1)/test/%.o: $(CORTEX_M_TEST_DIR)/%.cc $(CORTEX_M_TEST_HEADERS) | cortex-m-tools
 	@mkdir -p $$(@D)
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) \
 	  -DTT_TEST_TARGET='"$(TARGET_NAME_$(1)) (QEMU $(CORTEX_M_BOARD_$(1)))"' -c $$< -o $$@
