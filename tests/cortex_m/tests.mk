@@ -17,7 +17,7 @@ CORTEX_M_LDFLAGS := -nostartfiles -T $(CORTEX_M_TEST_DIR)/mps2.ld --specs=nano.s
   -u _printf_float -Wl,--gc-sections
 CORTEX_M_TEST_HEADERS := $(wildcard $(CORTEX_M_TEST_DIR)/*.h) $(CORTEX_M_BUILD)/references.h
 
-$(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py
+$(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py tests/conv_geometry.py
 	@mkdir -p $(@D)
 	@test -x $(REFERENCE_PYTHON) || { echo "error: $(REFERENCE_PYTHON) not found: run make setup first (NumPy computes the references)" >&2; exit 1; }
 	$(REFERENCE_PYTHON) $< $@
