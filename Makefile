@@ -1,8 +1,10 @@
 # make demo: set up .venv and run the main demo.  make test: set up and run every test.
+# make cortex-m: the kernel core for Cortex-M4F/M7 and its code size.  make cortex-m-test: its emulated tests.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema -type f -not -path '*/__pycache__/*')
+# kernels/cortex_m is the cross build, not part of the package.
+SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/*')
 
 .PHONY: setup demo test clean
 
@@ -22,10 +24,12 @@ demo: $(STAMP)
 	$(VENV)/bin/python examples/demo.py
 
 # -P: import the installed package (with its compiled kernels), not the source tree.
-test: $(STAMP)
-	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks
-	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks
+test: $(STAMP) cortex-m-tools
+	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
+	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/python -P -m pytest
 
 clean:
 	rm -rf $(VENV) build
+
+include kernels/cortex_m/core.mk tests/cortex_m/tests.mk

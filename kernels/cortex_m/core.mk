@@ -1,0 +1,56 @@
+# Cross-compiles the portable kernel core (kernels/core) for Cortex-M4F and Cortex-M7 with Debian's
+# gcc-arm-none-eabi, checks that it needs no heap, exceptions, RTTI, global state or float64, and
+# prints its code size per op family. Included by the top-level Makefile:
+#   make cortex-m    both libraries, the checks and the size table
+# Outputs: build/cortex-m/<target>/libtinytrain_core.a, target in $(CORTEX_M_TARGETS).
+
+ARM_PREFIX ?= arm-none-eabi-
+CORTEX_M_BUILD := build/cortex-m
+CORTEX_M_TARGETS := m4 m7
+# Hard float: fpv4-sp-d16 is the M4F's single-precision FPU; fpv5-d16 the M7's (it also has
+# float64 instructions, which the check below forbids in the core).
+CORTEX_M_CPU_m4 := -mthumb -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard
+CORTEX_M_CPU_m7 := -mthumb -mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard
+# The host build's warnings and language, plus -ffp-contract=off: no fused multiply-adds, so the
+# target computes the same float32 roundings as the host (the emulated test compares digests).
+CORTEX_M_CXXFLAGS := -std=c++17 -O2 -ffp-contract=off -fno-exceptions -fno-rtti -fno-threadsafe-statics \
+  -ffunction-sections -fdata-sections -Wall -Wextra -Werror -Wdouble-promotion -Wshadow -MMD -MP
+
+CORE_SOURCES := $(wildcard kernels/core/*/*.cc)
+
+# cortex_m_core_rules(target): objects and static library of the core for one target.
+define cortex_m_core_rules
+$(CORTEX_M_BUILD)/$(1)/core/%.o: kernels/core/%.cc | cortex-m-tools
+	@mkdir -p $$(@D)
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) -c $$< -o $$@
+
+CORE_OBJECTS_$(1) := $(patsubst kernels/core/%.cc,$(CORTEX_M_BUILD)/$(1)/core/%.o,$(CORE_SOURCES))
+-include $$(CORE_OBJECTS_$(1):.o=.d)
+
+$(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a: $$(CORE_OBJECTS_$(1))
+	rm -f $$@
+	$(ARM_PREFIX)ar rcs $$@ $$^
+endef
+$(foreach target,$(CORTEX_M_TARGETS),$(eval $(call cortex_m_core_rules,$(target))))
+
+.PHONY: cortex-m cortex-m-tools
+
+cortex-m: $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/libtinytrain_core.a)
+	$(PYTHON) kernels/cortex_m/core_report.py --tool-prefix $(ARM_PREFIX) \
+	  $(foreach target,$(CORTEX_M_TARGETS),$(target)=$(CORTEX_M_BUILD)/$(target)/core)
+
+# Debian's cross compiler, newlib and QEMU. `make test` runs this: as root it installs what is
+# missing; otherwise it says how to, and fails only in CI, where the Cortex-M tests must run.
+CORTEX_M_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+cortex-m-tools:
+	@if command -v $(ARM_PREFIX)g++ >/dev/null && command -v qemu-system-arm >/dev/null && \
+	    test -f "$$($(ARM_PREFIX)gcc -print-file-name=librdimon.a)"; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $(CORTEX_M_PACKAGES) (Cortex-M build and emulated tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(CORTEX_M_PACKAGES) >/dev/null; \
+	elif [ "$$CI" = true ]; then \
+	  echo "error: the Cortex-M tests need $(CORTEX_M_PACKAGES); run as root or install them (apt-get install $(CORTEX_M_PACKAGES))" >&2; exit 1; \
+	else \
+	  echo "note: the Cortex-M build and tests need $(CORTEX_M_PACKAGES) (apt-get install, as root); their tests skip" >&2; \
+	fi

@@ -1,0 +1,612 @@
+"""Writes references.h: the kernel test cases of tests/cortex_m/kernel_test.cc with reference outputs
+computed here, in NumPy, from the definitions in kernels/core/tt_functions.h (not from the kernels).
+
+The cases are declared in the tables below (LAYER_CASES, POOL_CASES, ...); random operands come from a
+fixed seed. Gradients are computed in float64 as scatters over the forward op (each output position
+and tap adds its product where the forward op read), where the kernels gather: the same sums, computed
+another way. The SGD references redo the documented float32 arithmetic step by step, because the
+kernels promise exactly that arithmetic.
+
+Tolerances. The kernels accumulate in float32. A float output element that sums k products (each of
+at most 3 rounded factors, plus a final scale) is allowed (k + 4) * 2^-24 * sum|terms|, the classic
+bound on recursive summation with a margin for the factors, plus half an ulp for storing the float64
+reference as float32. Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
+The loss functions call expf and logf, whose results differ between C libraries by an ulp or so:
+softmax_cross_entropy() doubles their bound, and tests/test_cortex_m.py does not require their
+outputs to be bit-identical across targets.
+
+The references model no target: the same header checks the host build of the test and the Cortex-M
+builds.
+
+Usage: python generate_references.py OUT.h
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the geometry the TFLM tests use
+from conv_geometry import ConvGeometry  # noqa: E402
+
+EPS = 2.0**-24  # unit roundoff of float32
+SEED = 20261122
+ROUND_TRUNCATE, ROUND_NEAREST, ROUND_STOCHASTIC = 0, 1, 2  # tt_schema_generated.h
+GRAD_TYPES = ("f32", "s8")
+
+
+@dataclasses.dataclass(frozen=True)
+class FcSpec:
+    batch: int
+    inputs: int
+    outputs: int
+    update: int
+    per_channel: bool = True
+
+
+# (op, case name, geometry): each runs the input and the filter gradient in both representations.
+LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
+    ("conv", "same_3x3", ConvGeometry(1, (5, 5), 3, (3, 3), 4, (1, 1), (1, 1), "SAME", 4)),
+    ("conv", "valid_stride2_per_tensor_partial", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 3, False)),
+    ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 2)),
+    ("conv", "pointwise", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6)),
+    ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
+    (
+        "depthwise",
+        "stride2_multiplier2_per_tensor_partial",
+        ConvGeometry(2, (7, 6), 3, (3, 3), 2, (2, 2), (1, 1), "SAME", 4, False),
+    ),
+    ("fully_connected", "batch3", FcSpec(3, 10, 7, 7)),
+    ("fully_connected", "per_tensor_partial", FcSpec(2, 12, 5, 3, False)),
+]
+
+# (kind, name, [n, h, w, c] input, filter, stride, padding)
+POOL_CASES = [
+    ("avg", "same_3x3_stride2", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
+    ("avg", "valid_2x2", (2, 4, 6, 2), (2, 2), (2, 2), "VALID"),
+    ("max", "same_3x3_stride2_ties", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
+    ("max", "overlapping_3x3_stride1", (2, 5, 5, 2), (3, 3), (1, 1), "VALID"),
+    ("mean", "global", (2, 4, 3, 5), None, None, None),
+]
+
+# (name, grad_dims, channels_to_update)
+BIAS_CASES = [("conv_partial", (2, 3, 3, 6), 4), ("fully_connected", (3, 1, 1, 5), 5)]
+
+# (name, count, lower_q, upper_q): ReLU at zero point -5, ReLU6 with its upper clamp at 90.
+ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90)]
+
+# (name, batch, classes, logits scale, label smoothing, with saturated logits)
+LOSS_CASES = [
+    ("batch3", 3, 6, 0.08, 0.0, False),
+    ("smoothing_saturated", 2, 10, 0.25, 0.1, True),
+]
+
+# (name, a type, b type, sum type)
+GRAD_ADD_CASES = [
+    ("f32_f32_to_f32", "f32", "f32", "f32"),
+    ("s8_f32_to_s8", "s8", "f32", "s8"),
+    ("s8_s8_to_f32", "s8", "s8", "f32"),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SgdSpec:
+    name: str
+    s32: bool
+    shape: tuple[int, int, int]  # [outer, channels, inner]
+    update: int
+    per_channel: bool
+    learning_rate: float
+    momentum: float
+    qas: int
+    rounding: int
+    grad: str
+
+
+SGD_CASES = [
+    SgdSpec("s8_conv_truncate_qas", False, (1, 4, 18), 4, True, 10.0, 0.0, 1, ROUND_TRUNCATE, "f32"),
+    SgdSpec("s8_fc_nearest_naive_partial", False, (1, 6, 5), 3, False, 5e4, 0.0, 0, ROUND_NEAREST, "s8"),
+    SgdSpec("s8_depthwise_stochastic_momentum", False, (9, 6, 1), 3, True, 10.0, 0.9, 1, ROUND_STOCHASTIC, "f32"),
+    SgdSpec("s32_bias_nearest_partial", True, (1, 6, 1), 4, True, 0.2, 0.0, 1, ROUND_NEAREST, "s8"),
+    SgdSpec("s32_bias_stochastic_momentum", True, (1, 8, 1), 8, True, 0.2, 0.5, 1, ROUND_STOCHASTIC, "f32"),
+]
+
+CRC_CASES = [("check_string", b"123456789"), ("random_bytes", None)]
+
+
+def f32(x: float) -> str:
+    """A float32 as an exact C++ hexadecimal literal."""
+    mantissa, exponent = float(np.float32(x)).hex().split("p")
+    return f"{mantissa.rstrip('0').rstrip('.')}p{exponent}f"
+
+
+class Header:
+    """Collects the arrays and case tables of references.h."""
+
+    CTYPES = {np.int8: "int8_t", np.uint8: "uint8_t", np.int32: "int32_t", np.float32: "float"}
+
+    def __init__(self) -> None:
+        self.arrays: list[str] = []
+        self.tables: dict[str, list[str]] = {}
+
+    def array(self, name: str, values: np.ndarray) -> str:
+        """Defines a constant array (in flash) and returns its name."""
+        ctype = self.CTYPES[values.dtype.type]
+        flat = values.reshape(-1)
+        items = [f32(v) for v in flat] if ctype == "float" else [str(int(v)) for v in flat]
+        lines = ",\n".join("    " + ", ".join(items[i : i + 8]) for i in range(0, len(items), 8))
+        self.arrays.append(f"static const {ctype} {name}[{len(items)}] = {{\n{lines}}};")
+        return name
+
+    def case(self, table: str, initializer: str) -> None:
+        self.tables.setdefault(table, []).append(initializer)
+
+    def text(self, max_elements: int) -> str:
+        banner = (
+            f"// Generated by tests/cortex_m/generate_references.py (NumPy {np.__version__}, seed {SEED}). Do not edit.\n"
+            "// Reference outputs of the kernel core computed in NumPy; kernel_test.cc runs and checks them.\n"
+        )
+        tables = [
+            f"static const {table} k{table}s[] = {{\n" + "\n".join(f"    {c}," for c in cases) + "\n};"
+            for table, cases in self.tables.items()
+        ]
+        return "\n\n".join(
+            [
+                banner + "#ifndef TINYTRAIN_TESTS_CORTEX_M_REFERENCES_H_\n#define TINYTRAIN_TESTS_CORTEX_M_REFERENCES_H_\n\n"
+                '#include "case_types.h"',
+                "// Elements of the largest array: enough for the test's result buffers.\n"
+                f"constexpr int32_t kMaxResultElements = {max_elements};",
+                *self.arrays,
+                *tables,
+                "#endif  // TINYTRAIN_TESTS_CORTEX_M_REFERENCES_H_\n",
+            ]
+        )
+
+
+def dims(shape: Iterable[int]) -> str:
+    n, h, w, c = shape
+    return f"{{{n}, {h}, {w}, {c}}}"
+
+
+@dataclasses.dataclass
+class Grad:
+    """A random gradient operand: what the kernel reads and the real values it stands for (float64)."""
+
+    kind: str
+    real: np.ndarray
+    stored: np.ndarray
+    scale: float
+
+    @staticmethod
+    def random(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> Grad:
+        values = rng.normal(0, 0.01, shape).astype(np.float32)
+        if kind == "f32":
+            return Grad(kind, values.astype(np.float64), values, 0.0)
+        scale = np.float32(np.abs(values).max() / 127)
+        levels = np.round(values / scale).astype(np.int8)
+        return Grad(kind, levels.astype(np.float64) * np.float64(scale), levels, float(scale))
+
+    def operand(self, header: Header, name: str) -> str:
+        array = header.array(name, self.stored)
+        if self.kind == "f32":
+            return f"{{TT_GRAD_F32, {array}, nullptr, 0.0f}}"
+        return f"{{TT_GRAD_S8, nullptr, {array}, {f32(self.scale)}}}"
+
+
+def summation_bound(want: np.ndarray, abs_sum: np.ndarray, terms: int) -> np.ndarray:
+    """The float32 error bound of the module docstring for sums of `terms` products with sum|terms| = abs_sum."""
+    return (terms + 4) * EPS * abs_sum + EPS * np.abs(want)
+
+
+def expected_grad(header: Header, name: str, kind: str, want: np.ndarray, tolerance: np.ndarray) -> str:
+    """ExpectedGrad of a gradient output in representation `kind`: real values and a bound per element."""
+    values = header.array(f"{name}_want", want.reshape(-1).astype(np.float32))
+    bounds = header.array(f"{name}_tolerance", np.broadcast_to(tolerance, want.shape).reshape(-1).astype(np.float32))
+    grad_type = "TT_GRAD_F32" if kind == "f32" else "TT_GRAD_S8"
+    return f"{{{grad_type}, {want.size}, {values}, {bounds}, nullptr, 0.0f}}"
+
+
+def exact_grad(header: Header, name: str, grad: Grad, mask: np.ndarray) -> str:
+    """ExpectedGrad of a kernel that copies or zeroes gradient values without arithmetic."""
+    kept = np.where(mask, grad.stored, 0).astype(grad.stored.dtype)
+    if grad.kind == "f32":
+        values = header.array(f"{name}_want", kept)
+        zeros = header.array(f"{name}_tolerance", np.zeros(kept.size, np.float32))
+        return f"{{TT_GRAD_F32, {kept.size}, {values}, {zeros}, nullptr, 0.0f}}"
+    levels = header.array(f"{name}_levels", kept)
+    return f"{{TT_GRAD_S8, {kept.size}, nullptr, nullptr, {levels}, {f32(grad.scale)}}}"
+
+
+def conv_input_grad(spec: ConvGeometry, depthwise: bool, gz: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Scatter of y = conv(x, w): every output (oy, ox) and tap (ky, kx) adds its products where it read."""
+    n, (h, width), cin = spec.batch, spec.size, spec.in_channels
+    (oh, top, _), (ow, left, _) = spec.axes()
+    gx = np.zeros((n, h, width, cin))
+    for oy in range(oh):
+        for ox in range(ow):
+            for ky in range(spec.kernel[0]):
+                for kx in range(spec.kernel[1]):
+                    iy = oy * spec.stride[0] + ky * spec.dilation[0] - top
+                    ix = ox * spec.stride[1] + kx * spec.dilation[1] - left
+                    if not (0 <= iy < h and 0 <= ix < width):
+                        continue
+                    if depthwise:  # output channel c * m + j reads input channel c
+                        products = gz[:, oy, ox, :] * w[0, ky, kx, :]
+                        gx[:, iy, ix, :] += products.reshape(n, cin, spec.channels).sum(axis=2)
+                    else:
+                        gx[:, iy, ix, :] += gz[:, oy, ox, :] @ w[:, ky, kx, :]
+    return gx
+
+
+def conv_filter_grad(spec: ConvGeometry, depthwise: bool, gz: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Scatter of y = conv(x, w) into d/dw: every output and tap adds gz * the input it read."""
+    (oh, top, _), (ow, left, _) = spec.axes()
+    (h, width), kh, kw = spec.size, *spec.kernel
+    if depthwise:
+        gw = np.zeros((1, kh, kw, spec.in_channels * spec.channels))
+    else:
+        gw = np.zeros((spec.channels, kh, kw, spec.in_channels))
+    for oy in range(oh):
+        for ox in range(ow):
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy = oy * spec.stride[0] + ky * spec.dilation[0] - top
+                    ix = ox * spec.stride[1] + kx * spec.dilation[1] - left
+                    if not (0 <= iy < h and 0 <= ix < width):
+                        continue
+                    if depthwise:
+                        gw[0, ky, kx, :] += (gz[:, oy, ox, :] * np.repeat(x[:, iy, ix, :], spec.channels, axis=1)).sum(axis=0)
+                    else:
+                        gw[:, ky, kx, :] += gz[:, oy, ox, :].T @ x[:, iy, ix, :]
+    return gw[..., : spec.update] if depthwise else gw[: spec.update]
+
+
+def filter_scales(rng: np.random.Generator, channels: int, per_channel: bool) -> np.ndarray:
+    return rng.uniform(0.005, 0.02, channels if per_channel else 1).astype(np.float32)
+
+
+def forward_input(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Random int8 input with a nonzero zero point: levels, real values, scale, zero point."""
+    scale, zero_point = np.float32(0.05), -7
+    levels = rng.integers(-128, 128, shape).astype(np.int8)
+    return levels, np.float64(scale) * (levels.astype(np.float64) - zero_point), float(scale), zero_point
+
+
+def add_layer_cases(header: Header, rng: np.random.Generator) -> None:
+    """Input and filter gradients of every LAYER_CASES geometry."""
+    for op, case_name, spec in LAYER_CASES:
+        fc = isinstance(spec, FcSpec)
+        depthwise = op == "depthwise"
+        if fc:
+            conv = ConvGeometry(
+                spec.batch, (1, 1), spec.inputs, (1, 1), spec.outputs, (1, 1), (1, 1), "VALID", spec.update, spec.per_channel
+            )
+        else:
+            conv = spec
+        (oh, top, _), (ow, left, _) = conv.axes()
+        grad_output_shape = conv.output_shape(depthwise)
+        out_channels = grad_output_shape[3]
+        filter_shape = conv.filter_shape(depthwise)
+        input_shape = conv.input_shape()
+        levels = rng.integers(-127, 128, filter_shape).astype(np.int8)
+        scales = filter_scales(rng, out_channels, conv.per_channel)
+        channel_scales = np.resize(scales, out_channels).astype(np.float64)
+        w_real = levels * channel_scales.reshape((1, 1, 1, -1) if depthwise else (-1, 1, 1, 1))
+        x_levels, x_real, x_scale, x_zero_point = forward_input(rng, input_shape)
+        grad_filter_shape = conv.grad_filter_shape(depthwise)
+        strides = f"{conv.stride[0]}, {conv.stride[1]}, {conv.dilation[0]}, {conv.dilation[1]}, {top}, {left}"
+        geometry = f"{{{{{strides}}}, {conv.channels if depthwise else 1}}}"
+        kernel_name = {"conv": "Conv", "depthwise": "Depthwise", "fully_connected": "FullyConnected"}[op]
+        input_terms = conv.kernel[0] * conv.kernel[1] * (conv.channels if depthwise else out_channels)
+        filter_terms = conv.batch * oh * ow
+        for kind in GRAD_TYPES:
+            gz = Grad.random(rng, grad_output_shape, kind)
+            base = f"{op}_{case_name}_{kind}"
+            gx = conv_input_grad(conv, depthwise, gz.real, w_real)
+            gx_abs = conv_input_grad(conv, depthwise, np.abs(gz.real), np.abs(w_real))
+            gw = conv_filter_grad(conv, depthwise, gz.real, x_real)
+            gw_abs = conv_filter_grad(conv, depthwise, np.abs(gz.real), np.abs(x_real))
+            operand = gz.operand(header, f"{base}_grad_output")
+            filter_array = header.array(f"{base}_filter", levels)
+            scale_array = header.array(f"{base}_filter_scales", scales)
+            input_array = header.array(f"{base}_input", x_levels)
+            header.case(
+                "LayerGradCase",
+                f'{{"{op}_input_grad/{case_name}/{kind}", LayerGradKernel::k{kernel_name}Input, {geometry}, '
+                f"{dims(grad_output_shape)}, {operand}, {dims(filter_shape)}, {filter_array}, "
+                f"{{{scale_array}, {scales.size}}}, {{0.0f, 0}}, {dims(input_shape)}, "
+                f"{expected_grad(header, base + '_input_grad', kind, gx, summation_bound(gx, gx_abs, input_terms))}}}",
+            )
+            header.case(
+                "LayerGradCase",
+                f'{{"{op}_filter_grad/{case_name}/{kind}", LayerGradKernel::k{kernel_name}Filter, {geometry}, '
+                f"{dims(grad_output_shape)}, {operand}, {dims(input_shape)}, {input_array}, "
+                f"{{nullptr, 0}}, {{{f32(x_scale)}, {x_zero_point}}}, {dims(grad_filter_shape)}, "
+                f"{expected_grad(header, base + '_filter_grad', kind, gw, summation_bound(gw, gw_abs, filter_terms))}}}",
+            )
+
+
+def pool_windows(shape: tuple[int, ...], filter_hw, stride, padding):
+    """TFLite's pooling windows: output size and, per output (oy, ox), the in-bounds row and column ranges."""
+    _, h, w, _ = shape
+    axes = []
+    for size, k, s in ((h, filter_hw[0], stride[0]), (w, filter_hw[1], stride[1])):
+        out = -(-size // s) if padding == "SAME" else (size - k) // s + 1
+        pad = max((out - 1) * s + k - size, 0) // 2
+        axes.append((out, pad, [range(max(o * s - pad, 0), min(o * s - pad + k, size)) for o in range(out)]))
+    return axes
+
+
+def pool_grad(kind: str, shape: tuple[int, ...], windows, gz: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Scatter of a pooling: each window's output gradient goes to its elements, shared equally (average)
+    or all to the first maximum in row-major order (max)."""
+    (oh, _, rows), (ow, _, cols) = windows
+    gx = np.zeros(shape)
+    for oy in range(oh):
+        for ox in range(ow):
+            r, q = rows[oy], cols[ox]
+            if kind == "avg":
+                gx[:, r.start : r.stop, q.start : q.stop, :] += (gz[:, oy, ox, :] / (len(r) * len(q)))[:, None, None, :]
+                continue
+            for b in range(shape[0]):
+                for ch in range(shape[3]):
+                    y, xx = np.unravel_index(np.argmax(x[b, r.start : r.stop, q.start : q.stop, ch]), (len(r), len(q)))
+                    gx[b, r.start + y, q.start + xx, ch] += gz[b, oy, ox, ch]
+    return gx
+
+
+def add_pool_cases(header: Header, rng: np.random.Generator) -> None:
+    for kind_name, case_name, shape, filter_hw, stride, padding in POOL_CASES:
+        n, h, w, c = shape
+        x = rng.integers(-3, 4, shape).astype(np.int8)  # few levels: max-pooling windows hold ties
+        x_array = header.array(f"pool_{kind_name}_{case_name}_input", x) if kind_name == "max" else "nullptr"
+        for kind in GRAD_TYPES:
+            base = f"pool_{kind_name}_{case_name}_{kind}"
+            if kind_name == "mean":
+                out_shape, params, terms = (n, 1, 1, c), "{0, 0, 0, 0, 0, 0}", 1
+                gz = Grad.random(rng, out_shape, kind)
+                gx = np.broadcast_to(gz.real / (h * w), shape)
+                gx_abs = np.abs(gx)
+            else:
+                windows = pool_windows(shape, filter_hw, stride, padding)
+                (oh, top, _), (ow, left, _) = windows
+                out_shape = (n, oh, ow, c)
+                gz = Grad.random(rng, out_shape, kind)
+                gx = pool_grad(kind_name, shape, windows, gz.real, x)
+                gx_abs = pool_grad(kind_name, shape, windows, np.abs(gz.real), x)
+                terms = -(-filter_hw[0] // stride[0]) * -(-filter_hw[1] // stride[1])  # windows holding one element
+                params = f"{{{filter_hw[0]}, {filter_hw[1]}, {stride[0]}, {stride[1]}, {top}, {left}}}"
+            kernel = {"avg": "kAverage", "max": "kMax", "mean": "kMean"}[kind_name]
+            header.case(
+                "PoolGradCase",
+                f'{{"{kind_name}_pool_grad/{case_name}/{kind}", PoolKernel::{kernel}, {params}, {dims(out_shape)}, '
+                f"{gz.operand(header, base + '_grad_output')}, {dims(shape)}, {x_array}, "
+                f"{expected_grad(header, base, kind, gx, summation_bound(gx, gx_abs, terms))}}}",
+            )
+
+
+def add_bias_cases(header: Header, rng: np.random.Generator) -> None:
+    for case_name, shape, update in BIAS_CASES:
+        rows = shape[0] * shape[1] * shape[2]
+        for kind in GRAD_TYPES:
+            base = f"bias_{case_name}_{kind}"
+            gz = Grad.random(rng, shape, kind)
+            flat = gz.real.reshape(rows, shape[3])[:, :update]
+            bound = summation_bound(flat.sum(axis=0), np.abs(flat).sum(axis=0), rows)
+            header.case(
+                "BiasGradCase",
+                f'{{"bias_grad/{case_name}/{kind}", {dims(shape)}, {gz.operand(header, base + "_grad_output")}, {update}, '
+                f"{expected_grad(header, base, kind, flat.sum(axis=0), bound)}}}",
+            )
+
+
+def add_activation_cases(header: Header, rng: np.random.Generator) -> None:
+    for case_name, count, lower, upper in ACTIVATION_CASES:
+        y = rng.integers(-128, 128, count).astype(np.int8)
+        y[:4] = [lower, upper if upper < 128 else 127, lower + 1, upper - 1]  # both clamps and their neighbours
+        passes = (lower < y.astype(np.int32)) & (y.astype(np.int32) < upper)
+        mask = np.packbits(passes, bitorder="little")
+        y_array = header.array(f"activation_{case_name}_y", y)
+        mask_array = header.array(f"activation_{case_name}_mask", mask)
+        params = f"{{{lower}, {upper}}}"
+        no_grad = "{TT_GRAD_F32, nullptr, nullptr, 0.0f}"
+        no_expected = "{TT_GRAD_F32, 0, nullptr, nullptr, nullptr, 0.0f}"
+        header.case(
+            "ActivationCase",
+            f'{{"activation_mask/{case_name}", ActivationKernel::kMask, {params}, {count}, {y_array}, nullptr, '
+            f"{no_grad}, {mask_array}, {no_expected}}}",
+        )
+        for kind in GRAD_TYPES:
+            for source, kernel, y_input, mask_input in (
+                ("output", "kGradFromOutput", y_array, "nullptr"),
+                ("mask", "kGradFromMask", "nullptr", mask_array),
+            ):
+                base = f"activation_{case_name}_{source}_{kind}"
+                gz = Grad.random(rng, (count,), kind)
+                header.case(
+                    "ActivationCase",
+                    f'{{"activation_grad_from_{source}/{case_name}/{kind}", ActivationKernel::{kernel}, {params}, {count}, '
+                    f"{y_input}, {mask_input}, {gz.operand(header, base + '_grad_output')}, nullptr, "
+                    f"{exact_grad(header, base, gz, passes)}}}",
+                )
+
+
+def softmax_cross_entropy(levels: np.ndarray, scale: float, zero_point: int, labels: np.ndarray, smoothing: float):
+    """Loss, gradient and their tolerances in float64; a logit at 127 (-128) gets no gradient pushing it up (down)."""
+    batch, classes = levels.shape
+    x = np.float64(scale) * (levels.astype(np.float64) - zero_point)
+    shift = x - x.max(axis=1, keepdims=True)
+    log_sum = np.log(np.exp(shift).sum(axis=1))
+    p = np.exp(shift - log_sum[:, None])
+    t = (1 - np.float64(np.float32(smoothing))) * np.eye(classes)[labels] + np.float64(np.float32(smoothing)) / classes
+    rows = log_sum - (t * shift).sum(axis=1)
+    g = p - t
+    g[((levels == 127) & (g < 0)) | ((levels == -128) & (g > 0))] = 0.0
+    # The bound of the module docstring with a factor 2 for expf and logf, which are faithful but not
+    # correctly rounded in every C library.
+    row_bounds = 2 * (classes + 8) * EPS * (1 + log_sum + np.abs(t * shift).sum(axis=1))
+    loss_bound = (row_bounds.sum() + (batch + 2) * EPS * np.abs(rows).sum()) / batch
+    grad_bound = 2 * (classes + 8) * EPS * (p + t + 1) / batch
+    return rows.mean(), loss_bound, g / batch, grad_bound
+
+
+def add_loss_cases(header: Header, rng: np.random.Generator) -> None:
+    zero_point = 3
+    for case_name, batch, classes, scale, smoothing, saturated in LOSS_CASES:
+        logits = rng.integers(-60, 61, (batch, classes)).astype(np.int8)
+        if saturated:
+            # Row 0: the label ties another class at 127, so p < t pushes it further up. Row 1: every
+            # logit at -128, so the classes other than the label are pushed further down.
+            logits[0, :3] = [127, -128, 127]
+            logits[1, :] = -128
+        labels = rng.integers(0, classes, batch).astype(np.int32)
+        labels[:2] = [0, 1]
+        loss, loss_bound, grad, grad_bound = softmax_cross_entropy(logits, scale, zero_point, labels, smoothing)
+        logits_array = header.array(f"loss_{case_name}_logits", logits)
+        labels_array = header.array(f"loss_{case_name}_labels", labels)
+        common = f"{{{f32(smoothing)}}}, {{{f32(scale)}, {zero_point}}}, {dims((batch, 1, 1, classes))}, {logits_array}"
+        for kind in GRAD_TYPES:
+            base = f"loss_{case_name}_{kind}"
+            expected = expected_grad(header, base, kind, grad, grad_bound)
+            header.case(
+                "LossCase",
+                f'{{"softmax_cross_entropy/{case_name}/{kind}", {"true" if kind == "s8" else "false"}, {common}, '
+                f"{labels_array}, TT_SUCCESS, {f32(loss)}, {f32(loss_bound)}, {expected}}}",
+            )
+    bad_labels = header.array("loss_bad_labels", np.array([0, 6], np.int32))
+    logits = header.array("loss_bad_logits", rng.integers(-60, 61, (2, 6)).astype(np.int8))
+    header.case(
+        "LossCase",
+        f'{{"softmax_cross_entropy/label_out_of_range/f32", false, {{0.0f}}, {{0.1f, 0}}, {dims((2, 1, 1, 6))}, {logits}, '
+        f"{bad_labels}, TT_LABEL_OUT_OF_RANGE, 0.0f, 0.0f, {{TT_GRAD_F32, 12, nullptr, nullptr, nullptr, 0.0f}}}}",
+    )
+
+
+def add_grad_add_cases(header: Header, rng: np.random.Generator) -> None:
+    count = 45
+    for case_name, a_kind, b_kind, sum_kind in GRAD_ADD_CASES:
+        a, b = Grad.random(rng, (count,), a_kind), Grad.random(rng, (count,), b_kind)
+        base = f"grad_add_{case_name}"
+        bound = summation_bound(a.real + b.real, np.abs(a.real) + np.abs(b.real), 2)
+        header.case(
+            "GradAddCase",
+            f'{{"grad_add/{case_name}", {count}, {a.operand(header, base + "_a")}, {b.operand(header, base + "_b")}, '
+            f"{expected_grad(header, base, sum_kind, a.real + b.real, bound)}}}",
+        )
+
+
+def xorshift32(state: int) -> int:
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    state ^= (state << 5) & 0xFFFFFFFF
+    return state
+
+
+def sgd_step(spec: SgdSpec, scales, grad: Grad, momentum, parameter, rng_state: int):
+    """One SGD step with the float32 arithmetic tt_sgd_update_* documents, element by element."""
+    outer, channels, inner = spec.shape
+    low, high = (-(2**31), 2**31 - 1) if spec.s32 else (-127, 127)
+    lr, beta, largest = np.float32(spec.learning_rate), np.float32(spec.momentum), np.float32(2.0**32)
+    updated, momentum = parameter.astype(np.int64).reshape(spec.shape), None if momentum is None else momentum.copy()
+    values = grad.stored.astype(np.float32) * np.float32(grad.scale) if grad.kind == "s8" else grad.stored
+    values = values.reshape(outer, spec.update, inner)
+    for o in range(outer):
+        for c in range(spec.update):
+            scale = scales[c if scales.size > 1 else 0]
+            factor = lr / scale if spec.qas else lr * scale
+            for i in range(inner):
+                v = values[o, c, i]
+                if momentum is not None:
+                    momentum[o, c, i] = beta * momentum[o, c, i] + v
+                    v = momentum[o, c, i]
+                delta = min(max((-factor) * v, -largest), largest)
+                if spec.rounding == ROUND_TRUNCATE:
+                    step = int(np.trunc(np.float64(delta)))
+                elif spec.rounding == ROUND_NEAREST:
+                    step = int(np.sign(delta) * np.floor(np.abs(np.float64(delta)) + 0.5))
+                else:
+                    rng_state = xorshift32(rng_state)
+                    step = int(np.floor(delta + np.float32(rng_state >> 8) * np.float32(2.0**-24)))
+                updated[o, c, i] = min(max(updated[o, c, i] + step, low), high)
+    return updated.reshape(-1), momentum, rng_state
+
+
+def add_sgd_cases(header: Header, rng: np.random.Generator) -> None:
+    for spec in SGD_CASES:
+        outer, channels, inner = spec.shape
+        base = f"sgd_{spec.name}"
+        dtype = np.int32 if spec.s32 else np.int8
+        if spec.s32:
+            parameter = rng.integers(-20000, 20000, spec.shape).astype(np.int32)
+            scales = rng.uniform(1e-4, 4e-4, channels if spec.per_channel else 1).astype(np.float32)
+        else:
+            parameter = rng.integers(-127, 128, spec.shape).astype(np.int8)
+            scales = rng.uniform(0.005, 0.03, channels if spec.per_channel else 1).astype(np.float32)
+        grad = Grad.random(rng, (outer, spec.update, inner), spec.grad)
+        momentum = rng.normal(0, 0.01, (outer, spec.update, inner)).astype(np.float32) if spec.momentum else None
+        if spec.s32 and momentum is not None:  # the first element saturates at the int32 maximum
+            parameter.reshape(-1)[0] = 2**31 - 4
+            momentum.reshape(-1)[0] = -0.05
+        seed = 12345
+        expected, expected_momentum, final_state = sgd_step(spec, scales, grad, momentum, parameter, seed)
+        suffix = "s32" if spec.s32 else "s8"
+        initial = header.array(f"{base}_parameter", parameter)
+        want = header.array(f"{base}_expected", expected.astype(dtype))
+        parameters = f"nullptr, nullptr, {initial}, {want}" if spec.s32 else f"{initial}, {want}, nullptr, nullptr"
+        momenta = (
+            f"{header.array(base + '_momentum', momentum)}, {header.array(base + '_expected_momentum', expected_momentum)}"
+            if momentum is not None
+            else "nullptr, nullptr"
+        )
+        header.case(
+            "SgdCase",
+            f'{{"sgd_update_{suffix}/{spec.name}/{spec.grad}", {str(spec.s32).lower()}, '
+            f"{{{f32(spec.learning_rate)}, {f32(spec.momentum)}, {spec.qas}, {spec.rounding}}}, {seed}u, {final_state}u, "
+            f"{scales.size}, {header.array(base + '_scales', scales)}, {{{outer}, {channels}, {spec.update}, {inner}}}, "
+            f"{grad.operand(header, base + '_grad')}, {momenta}, {parameter.size}, {parameters}}}",
+        )
+
+
+def add_crc_cases(header: Header, rng: np.random.Generator) -> None:
+    for case_name, data in CRC_CASES:
+        data = data if data is not None else rng.integers(0, 256, 100).astype(np.uint8).tobytes()
+        array = header.array(f"crc_{case_name}", np.frombuffer(data, np.uint8))
+        header.case("CrcCase", f'{{"crc32/{case_name}", {array}, {len(data)}, {zlib.crc32(data)}u}}')
+
+
+CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
+    add_layer_cases,
+    add_bias_cases,
+    add_pool_cases,
+    add_activation_cases,
+    add_loss_cases,
+    add_grad_add_cases,
+    add_sgd_cases,
+    add_crc_cases,
+]
+
+
+def references() -> str:
+    header = Header()
+    rng = np.random.default_rng(SEED)
+    for write in CASE_WRITERS:
+        write(header, rng)
+    largest = max(int(a.split("[")[1].split("]")[0]) for a in header.arrays)
+    return header.text(largest)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: generate_references.py OUT.h", file=sys.stderr)
+        return 2
+    Path(argv[1]).write_text(references())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,51 @@
+# The kernel core test on emulated Cortex-M boards (and the same program on the host, whose output
+# digests the boards must reproduce). Included by the top-level Makefile:
+#   make cortex-m-test   builds the test for the host, Cortex-M4F and Cortex-M7 and runs it
+#                        (QEMU mps2-an386 and mps2-an500, semihosting, -icount for instruction counts)
+# tests/test_cortex_m.py builds the programs through cortex-m-test-programs and checks their output.
+
+REFERENCE_PYTHON ?= $(VENV)/bin/python
+HOST_CXX ?= c++
+CORTEX_M_TEST_DIR := tests/cortex_m
+CORTEX_M_TEST_INCLUDES := -I$(CORTEX_M_TEST_DIR) -Ikernels/core -I$(CORTEX_M_BUILD)
+CORTEX_M_BOARD_m4 := mps2-an386
+CORTEX_M_BOARD_m7 := mps2-an500
+# -icount shift=3: virtual time advances 8 ns per instruction, what target_platform.cc counts with.
+QEMU_CORTEX_M := qemu-system-arm -nographic -semihosting-config enable=on,target=native -icount shift=3
+# nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: startup.cc is the runtime.
+CORTEX_M_LDFLAGS := -nostartfiles -T $(CORTEX_M_TEST_DIR)/mps2.ld --specs=nano.specs --specs=rdimon.specs \
+  -u _printf_float -Wl,--gc-sections
+CORTEX_M_TEST_HEADERS := $(wildcard $(CORTEX_M_TEST_DIR)/*.h) $(CORTEX_M_BUILD)/references.h
+
+$(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py tests/conv_geometry.py
+	@mkdir -p $(@D)
+	@test -x $(REFERENCE_PYTHON) || { echo "error: $(REFERENCE_PYTHON) not found: run make setup first (NumPy computes the references)" >&2; exit 1; }
+	$(REFERENCE_PYTHON) $< $@
+
+# cortex_m_test_rules(target): the bare-metal test program for one target.
+define cortex_m_test_rules
+$(CORTEX_M_BUILD)/$(1)/test/%.o: $(CORTEX_M_TEST_DIR)/%.cc $(CORTEX_M_TEST_HEADERS) | cortex-m-tools
+	@mkdir -p $$(@D)
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) \
+	  -DTT_TEST_TARGET='"$(TARGET_NAME_$(1)) (QEMU $(CORTEX_M_BOARD_$(1)))"' -c $$< -o $$@
+
+$(CORTEX_M_BUILD)/$(1)/kernel_test.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/,startup.o target_platform.o kernel_test.o) \
+    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a $(CORTEX_M_TEST_DIR)/mps2.ld
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) $$(filter %.o %.a,$$^) -o $$@
+endef
+TARGET_NAME_m4 := cortex-m4f
+TARGET_NAME_m7 := cortex-m7
+$(foreach target,$(CORTEX_M_TARGETS),$(eval $(call cortex_m_test_rules,$(target))))
+
+# The host build: the same test and core sources, the host compiler, the core's host warnings.
+$(CORTEX_M_BUILD)/host/kernel_test: $(CORTEX_M_TEST_DIR)/kernel_test.cc $(CORTEX_M_TEST_DIR)/host_platform.cc $(CORE_SOURCES) \
+    $(CORTEX_M_TEST_HEADERS) $(wildcard kernels/core/*.h kernels/core/*/*.h)
+	@mkdir -p $(@D)
+	$(HOST_CXX) $(filter-out -MMD -MP,$(CORTEX_M_CXXFLAGS)) $(CORTEX_M_TEST_INCLUDES) $(filter %.cc,$^) -o $@
+
+.PHONY: cortex-m-test-programs cortex-m-test
+cortex-m-test-programs: $(CORTEX_M_BUILD)/host/kernel_test $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/kernel_test.elf)
+
+cortex-m-test: cortex-m-test-programs
+	$(CORTEX_M_BUILD)/host/kernel_test
+	$(foreach target,$(CORTEX_M_TARGETS),$(QEMU_CORTEX_M) -M $(CORTEX_M_BOARD_$(target)) -kernel $(CORTEX_M_BUILD)/$(target)/kernel_test.elf &&) true

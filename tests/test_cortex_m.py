@@ -1,0 +1,161 @@
+"""The kernel core on Cortex-M: the cross build and its checks (no heap, exceptions, RTTI, global state or
+float64), and the kernel test (tests/cortex_m) on emulated Cortex-M4F and Cortex-M7 boards in QEMU against
+NumPy references, bit-identical to the same test built for the host.
+
+Needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm; `make test` installs them
+when run as root. Without them the tests skip, except in CI (CI=true), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "build" / "cortex-m"
+PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+BOARDS = {"m4": "mps2-an386", "m7": "mps2-an500"}
+QEMU = ["qemu-system-arm", "-nographic", "-semihosting-config", "enable=on,target=native", "-icount", "shift=3"]
+# Outputs computed through expf and logf: C libraries differ in their last bits there (newlib's
+# Cortex-M4F build uses fdlibm's expf; its M7 build and glibc use another algorithm), so only the
+# tolerance against NumPy applies, not bit-identity with the host.
+LIBM_CASES = ("softmax_cross_entropy/",)
+CASE_LINE = re.compile(r"^(PASS|FAIL) (\S+) digest=([0-9a-f]{8}) instructions=(\d+|n/a)$", re.MULTILINE)
+CALIBRATION_INSTRUCTIONS = 200_000
+
+
+def toolchain_missing() -> str | None:
+    missing = [tool for tool in ("arm-none-eabi-g++", "qemu-system-arm") if shutil.which(tool) is None]
+    if not missing:
+        rdimon = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=librdimon.a"], capture_output=True, text=True)
+        if not Path(rdimon.stdout.strip()).is_file():
+            missing.append("newlib (librdimon.a)")
+    return ", ".join(missing) or None
+
+
+def require_toolchain() -> None:
+    """Fails in CI (CI=true), which must install the toolchain, and skips elsewhere when it is missing."""
+    missing = toolchain_missing()
+    if missing:
+        message = f"Cortex-M toolchain missing ({missing}): apt-get install {PACKAGES}, or run make test as root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toolchain() -> None:
+    require_toolchain()
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_toolchain_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=f"apt-get install {PACKAGES}"):
+        require_toolchain()
+
+
+def make(*targets: str) -> str:
+    result = subprocess.run(
+        ["make", "-C", str(REPO), "-j2", *targets, f"REFERENCE_PYTHON={sys.executable}"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"make {' '.join(targets)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def cases(output: str) -> dict[str, tuple[str, str, str]]:
+    """{case: (PASS or FAIL, digest, instructions)} of a kernel test run."""
+    found = {name: (verdict, digest, count) for verdict, name, digest, count in CASE_LINE.findall(output)}
+    assert found, f"no case lines in the output:\n{output[-2000:]}"
+    return found
+
+
+def assert_all_pass(output: str, returncode: int) -> dict[str, tuple[str, str, str]]:
+    results = cases(output)
+    failed = [name for name, (verdict, _, _) in results.items() if verdict != "PASS"]
+    assert not failed and returncode == 0, f"failed cases {failed} (exit {returncode}):\n{output[-4000:]}"
+    assert f"SUMMARY {len(results)} passed, 0 failed" in output
+    return results
+
+
+@pytest.fixture(scope="module")
+def programs() -> None:
+    make("cortex-m-test-programs")
+
+
+@pytest.fixture(scope="module")
+def host_results(programs) -> dict[str, tuple[str, str, str]]:
+    run = subprocess.run([str(BUILD / "host" / "kernel_test")], capture_output=True, text=True, timeout=120)
+    return assert_all_pass(run.stdout, run.returncode)
+
+
+def test_core_cross_compiles_clean_and_reports_code_size():
+    output = make("cortex-m")
+    assert "no heap, exceptions, RTTI, global state or float64 on Cortex-M4F, Cortex-M7" in output
+    rows = dict(re.findall(r"^\| (\w+) \| \d+ \| (\d+ \| \d+) \|$", output, re.MULTILINE))
+    families = {path.name for path in (REPO / "kernels" / "core").iterdir() if path.is_dir()}
+    assert set(rows) == families | {"total"}
+    assert all(int(size) > 0 for row in rows.values() for size in row.split(" | "))
+
+
+FORBIDDEN_CODE = """
+#include <stdlib.h>
+void* g_buffer;
+extern "C" double tt_bad(float x) {
+  g_buffer = malloc(16);
+  return static_cast<double>(x) * 3.0;
+}
+"""
+
+
+@pytest.mark.parametrize("target, cpu", [("m4", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"), ("m7", "-mcpu=cortex-m7 -mfpu=fpv5-d16")])
+def test_core_check_rejects_heap_global_state_and_float64(tmp_path, target, cpu):
+    family = tmp_path / "bad"
+    family.mkdir()
+    (family / "tt_bad.cc").write_text(FORBIDDEN_CODE)
+    subprocess.run(
+        ["arm-none-eabi-g++", "-mthumb", *cpu.split(), "-mfloat-abi=hard", "-O2", "-c", "tt_bad.cc", "-o", "tt_bad.o"],
+        cwd=family,
+        check=True,
+    )
+    check = subprocess.run(
+        [sys.executable, str(REPO / "kernels" / "cortex_m" / "core_report.py"), f"{target}={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 1
+    assert "calls malloc (heap allocation)" in check.stderr
+    assert "bytes of .bss" in check.stderr
+    # The M4F has no float64 instructions: the arithmetic becomes helper calls. The M7 has them.
+    assert ("float64 instructions" if target == "m7" else "(float64)") in check.stderr
+
+
+def test_kernel_test_passes_on_the_host(host_results):
+    families = {name.split("/")[0] for name in host_results}
+    assert {"conv_input_grad", "depthwise_filter_grad", "fully_connected_input_grad", "bias_grad", "max_pool_grad"} <= families
+    assert {"activation_grad_from_mask", "softmax_cross_entropy", "grad_add", "sgd_update_s8", "sgd_update_s32"} <= families
+    assert all(count == "n/a" for _, _, count in host_results.values())
+
+
+@pytest.mark.parametrize("target", BOARDS)
+def test_kernel_test_passes_on_emulated_cortex_m(host_results, target):
+    elf = BUILD / target / "kernel_test.elf"
+    run = subprocess.run([*QEMU, "-M", BOARDS[target], "-kernel", str(elf)], capture_output=True, text=True, timeout=300)
+    results = assert_all_pass(run.stdout, run.returncode)
+    assert results.keys() == host_results.keys()
+    different = [
+        name for name, (_, digest, _) in results.items() if digest != host_results[name][1] and not name.startswith(LIBM_CASES)
+    ]
+    assert not different, f"outputs differ from the host build's: {different}"
+    # The instruction counter reproduces a loop of known length, and counted every case.
+    calibration = re.search(r"^CALIBRATION loop of (\d+) instructions counted as (\d+)$", run.stdout, re.MULTILINE)
+    assert calibration, run.stdout[:500]
+    assert abs(int(calibration[2]) - CALIBRATION_INSTRUCTIONS) <= 10
+    assert all(count.isdigit() and int(count) > 0 for _, _, count in results.values())
