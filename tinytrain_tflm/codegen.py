@@ -1,6 +1,6 @@
 """codegen: the C++ a firmware needs for one training model.
 
-For every layer-gradient, bias-gradient and SGD op of the model, a kernel
+For every tinytrain op of the model but TT_INIT_VARIABLES (a copy), a kernel
 specialized to that op's shapes, quantization, options and gradient
 representation: the generic kernel's body (kernels/core) instantiated with a
 struct of static constexpr values instead of run-time ones, so the compiler
@@ -166,6 +166,59 @@ def _bias_spec(b: _SpecBuilder) -> Spec:
     return Spec(members)
 
 
+def _pool_spec(b: _SpecBuilder) -> Spec:
+    o = b.options
+    params = _struct(o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"], o["pad_top"], o["pad_left"])
+    members = (
+        b.grad_type(),
+        ("tt_pool_params", "params", params),
+        ("tt_dims", "grad_output", _struct(*_nhwc(b.tensor(0).shape))),
+        ("tt_dims", "grad_input", _struct(*_nhwc(b.tensor(0, outputs=True).shape))),
+    )
+    return Spec(members)
+
+
+def _mean_spec(b: _SpecBuilder) -> Spec:
+    return Spec((b.grad_type(), ("tt_dims", "grad_input", _struct(*_nhwc(b.tensor(0, outputs=True).shape)))))
+
+
+def _clamp_range(b: _SpecBuilder) -> tuple[str, str, str]:
+    return ("tt_activation_params", "params", _struct(b.options["lower_q"], b.options["upper_q"]))
+
+
+def _count(b: _SpecBuilder, index: int) -> tuple[str, str, str]:
+    return ("int32_t", "count", str(int(np.prod(b.tensor(index).shape))))
+
+
+def _activation_mask_spec(b: _SpecBuilder) -> Spec:
+    return Spec((_clamp_range(b), _count(b, 0)))
+
+
+def _activation_grad_spec(b: _SpecBuilder) -> Spec:
+    """inputs (grad_output, scale, activation: int8 output or uint8 mask, control)."""
+    from_mask = b.tensor(2).dtype == np.uint8
+    members = (b.grad_type(), _clamp_range(b), _count(b, 0), ("bool", "activation_is_mask", "true" if from_mask else "false"))
+    return Spec(members, variant="from_mask" if from_mask else "from_output")
+
+
+def _grad_add_spec(b: _SpecBuilder) -> Spec:
+    return Spec((b.grad_type(), _count(b, 0)))
+
+
+def _loss_spec(b: _SpecBuilder) -> Spec:
+    """inputs (logits [batch, classes], labels[, control]), outputs (loss, gradient[, its scale])."""
+    logits = b.tensor(0)
+    batch, classes = logits.shape
+    quantized_grad = b.tensor(1, outputs=True).dtype == np.int8
+    members = (
+        ("tt_softmax_cross_entropy_params", "params", _struct(float(b.options["label_smoothing"]))),
+        ("tt_quant_params", "logits_quant", _struct(float(logits.quantization.scale[0]), int(logits.quantization.zero_point[0]))),
+        ("tt_dims", "logits", _struct(batch, 1, 1, classes)),
+        ("bool", "quantized_grad", "true" if quantized_grad else "false"),
+    )
+    return Spec(members, variant="int8_grad" if quantized_grad else "float_grad")
+
+
 def _sgd_spec(b: _SpecBuilder) -> Spec:
     parameter, grad = b.tensor(0), b.tensor(1)
     axis = parameter.quantization.axis
@@ -210,7 +263,34 @@ _SGD_PARAMS = (
     "uint32_t* rng_state, const tt_sgd_params*, int32_t, const float*, const tt_sgd_dims*, const tt_grad_in* grad, "
     "float* momentum, {type}* parameter"
 )
+_LOSS_PARAMS = (
+    "const tt_softmax_cross_entropy_params*, const tt_quant_params*, const tt_dims*, const int8_t* logits, "
+    "const int32_t* labels, float* loss, {grad}"
+)
+# The loss bodies return a status: a label out of range is run-time data.
+_LOSS_FLOAT = "return core::SoftmaxCrossEntropy(S{}, logits, labels, loss, grad);"
+_LOSS_INT8 = "return core::SoftmaxCrossEntropyQgrad(S{}, logits, labels, loss, grad, grad_scale);"
+_ACTIVATION_MASK = "core::ActivationMask(S{}, y, mask);"
+_ACTIVATION_FROM_OUTPUT_PARAMS = (
+    "const tt_activation_params*, int32_t, const int8_t* y, const tt_grad_in* grad_output, tt_grad_out* grad_input"
+)
+_ACTIVATION_FROM_OUTPUT = "core::ActivationGradAs<S::grad_type>(S{}, y, *grad_output, *grad_input);"
+_ACTIVATION_FROM_MASK_PARAMS = "int32_t, const uint8_t* mask, const tt_grad_in* grad_output, tt_grad_out* grad_input"
+_ACTIVATION_FROM_MASK = "core::ActivationGradMaskAs<S::grad_type>(S{}, mask, *grad_output, *grad_input);"
+_GRAD_ADD = (
+    "core::WriteGradAs<S::grad_type>(*sum, [&](auto sink) { "
+    "core::GradAdd(S{}, core::ReadGradAs<S::grad_type>(*a), core::ReadGradAs<S::grad_type>(*b), sink); });"
+)
 _SGD_BODY = "core::SgdUpdate(S{}, rng_state, core::ReadGradAs<S::grad_type>(*grad), momentum, parameter);"
+
+
+def _single_grad_kind(
+    struct: str, blob: str, spec: Callable[[_SpecBuilder], Spec], function: str, parameters: str, body: str
+) -> _OpKind:
+    """A single-gradient backward op whose core function reads grad_output and writes grad_input;
+    `body` is the call of the core body over spec S, the gradient reader `grad` and writer `sink`."""
+    call = f"{_GRADS}(*grad_output, *grad_input, [&](auto grad, auto sink) {{ core::{body}; }});"
+    return _OpKind(struct, blob, spec, "core/pooling/pool_grad_kernels.h", {"": (function, parameters, call)})
 
 
 def _layer_kind(struct: str, spec: Callable[[_SpecBuilder], Spec], function: str, body: str, quant: str) -> _OpKind:
@@ -258,6 +338,75 @@ OP_KINDS = {
             "tt_fully_connected_filter_grad_s8",
             "Conv2dFilterGrad",
             _INPUT_QUANT,
+        ),
+        _single_grad_kind(
+            "AveragePool2dGrad",
+            "AVERAGE_POOL_2D_GRAD",
+            _pool_spec,
+            "tt_avg_pool2d_grad",
+            "const tt_pool_params*, const tt_dims*, const tt_grad_in* grad_output, const tt_dims*, tt_grad_out* grad_input",
+            "AvgPoolGrad(S{}, grad, sink)",
+        ),
+        _single_grad_kind(
+            "MaxPool2dGrad",
+            "MAX_POOL_2D_GRAD",
+            _pool_spec,
+            "tt_max_pool2d_grad_s8",
+            "const tt_pool_params*, const tt_dims*, const tt_grad_in* grad_output, const tt_dims*, const int8_t* input, "
+            "tt_grad_out* grad_input",
+            "MaxPoolGrad(S{}, grad, input, sink)",
+        ),
+        _single_grad_kind(
+            "MeanGrad",
+            "MEAN_GRAD",
+            _mean_spec,
+            "tt_mean_grad",
+            "const tt_dims*, const tt_grad_in* grad_output, tt_grad_out* grad_input",
+            "MeanGrad(S{}, grad, sink)",
+        ),
+        _OpKind(
+            "SoftmaxCrossEntropy",
+            "SOFTMAX_CROSS_ENTROPY",
+            _loss_spec,
+            "core/loss/softmax_cross_entropy_row.h",
+            {  # in the order of SoftmaxCrossEntropyKernel's fields
+                "float_grad": ("tt_softmax_cross_entropy_s8", _LOSS_PARAMS.format(grad="float* grad"), _LOSS_FLOAT),
+                "int8_grad": (
+                    "tt_softmax_cross_entropy_qgrad_s8",
+                    _LOSS_PARAMS.format(grad="int8_t* grad, float* grad_scale"),
+                    _LOSS_INT8,
+                ),
+            },
+        ),
+        _OpKind(
+            "ActivationMask",
+            "ACTIVATION_MASK",
+            _activation_mask_spec,
+            "core/activation/activation_pass.h",
+            {
+                "": (
+                    "tt_activation_mask_s8",
+                    "const tt_activation_params*, int32_t, const int8_t* y, uint8_t* mask",
+                    _ACTIVATION_MASK,
+                )
+            },
+        ),
+        _OpKind(
+            "ActivationGrad",
+            "ACTIVATION_GRAD",
+            _activation_grad_spec,
+            "core/activation/activation_pass.h",
+            {  # in the order of ActivationGradOp::Kernel's fields
+                "from_output": ("tt_activation_grad_s8", _ACTIVATION_FROM_OUTPUT_PARAMS, _ACTIVATION_FROM_OUTPUT),
+                "from_mask": ("tt_activation_grad_mask", _ACTIVATION_FROM_MASK_PARAMS, _ACTIVATION_FROM_MASK),
+            },
+        ),
+        _OpKind(
+            "GradAdd",
+            "GRAD_ADD",
+            _grad_add_spec,
+            "core/common/grad_io.h",
+            {"": ("tt_grad_add", "int32_t, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum", _GRAD_ADD)},
         ),
         _OpKind(
             "BiasGrad",
@@ -390,7 +539,7 @@ def _kernel_source(kernel: Kernel, model_hash: str) -> str:
             f'extern "C" tt_status {kernel.function}({parameters}) {{',
             f"  using S = tinytrain_generated::{kernel.name};",
             f"  {body}",
-            "  return TT_SUCCESS;",
+            *([] if body.startswith("return ") else ["  return TT_SUCCESS;"]),
             "}",
             "",
         ]

@@ -1,6 +1,6 @@
 // The ops whose core kernel can be generated for one model
-// (tinytrain_tflm/codegen.py): every layer gradient, the bias gradient and
-// SGD. Each is an op struct with
+// (tinytrain_tflm/codegen.py): all but TT_INIT_VARIABLES (a copy). Each is an
+// op struct with
 //   OpData   its persistent data, with a member `kernel` that Eval calls;
 //   Kernel   the type of that member (the generic core function's pointer);
 //   kName, kGeneric (the generic core function);
@@ -20,6 +20,7 @@
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
 #include "layer_grad_util.h"
+#include "softmax_cross_entropy.h"
 #include "tflm_api.h"
 
 namespace tinytrain {
@@ -45,6 +46,13 @@ inline bool SameScales(const float* a, const float* b, int32_t count) {
 }
 inline bool Same(const tt_filter_quant_params& a, const tt_filter_quant_params& b) {
   return a.count == b.count && SameScales(a.scale, b.scale, a.count);
+}
+inline bool Same(const tt_activation_params& a, const tt_activation_params& b) {
+  return a.lower_q == b.lower_q && a.upper_q == b.upper_q;
+}
+inline bool Same(const tt_pool_params& a, const tt_pool_params& b) {
+  return a.filter_h == b.filter_h && a.filter_w == b.filter_w && a.stride_h == b.stride_h &&
+         a.stride_w == b.stride_w && a.pad_top == b.pad_top && a.pad_left == b.pad_left;
 }
 inline bool Same(const tt_sgd_params& a, const tt_sgd_params& b) {
   return a.learning_rate == b.learning_rate && a.momentum == b.momentum && a.qas == b.qas && a.rounding == b.rounding;
@@ -150,6 +158,139 @@ struct BiasGradOp {
            data.channels_to_update == Spec::channels_to_update;
   }
   static constexpr ResetFunction kReset = nullptr;
+  TT_OP_FUNCTIONS;
+};
+
+// The average and max pooling ops differ only in the max pool's saved input,
+// and their options have the same fields.
+template <typename Options, typename KernelType, KernelType kGenericKernel>
+struct PoolGradOp {
+  using Kernel = KernelType;
+  struct OpData {
+    tt_status options_status;
+    Options options;
+    tt_pool_params params;
+    tt_grad_type grad_type;    // Representation of both gradients.
+    tt_dims grad_output_dims;  // [n, oh, ow, c]
+    tt_dims grad_input_dims;   // [n, ih, iw, c], also the shape of the max pool's saved input
+    Kernel kernel;
+  };
+  static constexpr Kernel kGeneric = kGenericKernel;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && Same(data.params, Spec::params) &&
+           Same(data.grad_output_dims, Spec::grad_output) && Same(data.grad_input_dims, Spec::grad_input);
+  }
+};
+
+struct AveragePool2dGradOp
+    : PoolGradOp<tt_average_pool_2d_grad_options, decltype(&tt_avg_pool2d_grad), tt_avg_pool2d_grad> {
+  static constexpr const char* kName = "TT_AVERAGE_POOL_2D_GRAD";
+  TT_OP_FUNCTIONS;
+};
+
+struct MaxPool2dGradOp
+    : PoolGradOp<tt_max_pool_2d_grad_options, decltype(&tt_max_pool2d_grad_s8), tt_max_pool2d_grad_s8> {
+  static constexpr const char* kName = "TT_MAX_POOL_2D_GRAD";
+  TT_OP_FUNCTIONS;
+};
+
+struct MeanGradOp {
+  using Kernel = decltype(&tt_mean_grad);
+  struct OpData {
+    tt_status options_status;
+    tt_mean_grad_options options;
+    tt_grad_type grad_type;   // Representation of both gradients.
+    tt_dims grad_input_dims;  // [n, ih, iw, c]; grad_output is [n, c]
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_MEAN_GRAD";
+  static constexpr Kernel kGeneric = tt_mean_grad;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && Same(data.grad_input_dims, Spec::grad_input);
+  }
+  TT_OP_FUNCTIONS;
+};
+
+struct SoftmaxCrossEntropyOp {
+  using Kernel = SoftmaxCrossEntropyKernel;
+  using OpData = SoftmaxCrossEntropyOpData;
+  static constexpr const char* kName = "TT_SOFTMAX_CROSS_ENTROPY";
+  static constexpr Kernel kGeneric = {tt_softmax_cross_entropy_s8, tt_softmax_cross_entropy_qgrad_s8};
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.quantized_grad == Spec::quantized_grad &&
+           data.params.label_smoothing == Spec::params.label_smoothing && Same(data.logits_quant, Spec::logits_quant) &&
+           Same(data.logits_dims, Spec::logits);
+  }
+  TT_OP_FUNCTIONS;
+};
+
+struct ActivationMaskOp {
+  using Kernel = decltype(&tt_activation_mask_s8);
+  struct OpData {
+    tt_status options_status;
+    tt_activation_mask_options options;
+    tt_activation_params params;
+    int32_t count;  // Elements of y.
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_ACTIVATION_MASK";
+  static constexpr Kernel kGeneric = tt_activation_mask_s8;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return Same(data.params, Spec::params) && data.count == Spec::count;
+  }
+  TT_OP_FUNCTIONS;
+};
+
+struct ActivationGradOp {
+  // One function per kind of saved activation; Prepare sets the one the node reads.
+  struct Kernel {
+    decltype(&tt_activation_grad_s8) from_output;
+    decltype(&tt_activation_grad_mask) from_mask;
+  };
+  struct OpData {
+    tt_status options_status;
+    tt_activation_grad_options options;
+    tt_activation_params params;
+    tt_grad_type grad_type;   // Representation of both gradients.
+    int32_t count;            // Elements of each gradient.
+    bool activation_is_mask;  // uint8 mask from TT_ACTIVATION_MASK rather than the int8 output.
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_ACTIVATION_GRAD";
+  static constexpr Kernel kGeneric = {tt_activation_grad_s8, tt_activation_grad_mask};
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && data.activation_is_mask == Spec::activation_is_mask &&
+           Same(data.params, Spec::params) && data.count == Spec::count;
+  }
+  TT_OP_FUNCTIONS;
+};
+
+struct GradAddOp {
+  using Kernel = decltype(&tt_grad_add);
+  struct OpData {
+    tt_status options_status;
+    tt_grad_add_options options;
+    tt_grad_type grad_type;  // Representation of every gradient operand.
+    int32_t count;           // Elements of each operand.
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_GRAD_ADD";
+  static constexpr Kernel kGeneric = tt_grad_add;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && data.count == Spec::count;
+  }
   TT_OP_FUNCTIONS;
 };
 

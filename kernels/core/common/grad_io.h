@@ -21,6 +21,22 @@ struct S8GradReader {
   float operator[](int32_t i) const { return scale * static_cast<float>(data[i]); }
 };
 
+// A representation as a type, for kernels that take it as a template argument.
+template <tt_grad_type kType>
+struct GradTypeConstant {
+  static constexpr tt_grad_type value = kType;
+};
+
+// Calls body(GradTypeConstant<type>{}): the run-time representation as a compile-time one.
+template <typename Body>
+void WithGradType(tt_grad_type type, Body&& body) {
+  if (type == TT_GRAD_S8) {
+    body(GradTypeConstant<TT_GRAD_S8>{});
+  } else {
+    body(GradTypeConstant<TT_GRAD_F32>{});
+  }
+}
+
 // The reader of a gradient whose representation is known at compile time.
 template <tt_grad_type kType>
 auto ReadGradAs(const tt_grad_in& g) {
@@ -89,6 +105,18 @@ void WithGradsAs(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
 template <typename Body>
 void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
   WithGradReader(in, [&](auto reader) { WriteGrad(out, [&](auto sink) { body(reader, sink); }); });
+}
+
+// The shape of an element-wise kernel, whose bodies read only s.count: a
+// run-time value in the generic functions, static constexpr in generated ones.
+struct CountShape {
+  int32_t count;
+};
+
+// tt_grad_add.
+template <typename S, typename A, typename B, typename Sink>
+void GradAdd(const S& s, const A& a, const B& b, Sink&& sink) {
+  for (int32_t i = 0; i < s.count; ++i) sink(a[i] + b[i]);
 }
 
 // Argument checks every gradient kernel makes on its gradient operands.
