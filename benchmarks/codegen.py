@@ -1,17 +1,18 @@
 """Benchmark: generated kernels (tinytrain-tflm codegen) against the generic ones.
 
 Not a test: prints, per training model,
-  flash  .text (code and read-only data) of the kernel code a firmware links for the model's
-         specializable ops, compiled for a Cortex-M7 with arm-none-eabi-g++ -Os: the generic core
+  flash  code (.text) and constants (.rodata) of the kernels a firmware links for the model's
+         specialized ops, compiled for a Cortex-M7 with arm-none-eabi-g++ -Os: the generic core
          functions of those op kinds (with the ones they call) against every generated kernel.
-         Core level only: the TFLM glue needs TFLM's headers, and it is the same code in both builds
-         but for the generated registrations' small selection tables.
+         The generated constants are mostly per-channel scales, which the generic kernels read
+         from the model instead. Core level only: the TFLM glue needs TFLM's headers, and it is
+         the same code in both builds but for the generated registrations' selection tables.
   step   wall time of one training step on x86 (Trainer.step in the TFLM reference runtime, the
-         forward builtins and the Python call included), median of N steps after one warm-up,
-         generic plugin against the generated one, same model and samples. Both give identical
-         weights (checked).
-  bwd    the backward and update part of it: the step's median minus the median of a predict
-         (forward only) on the same samples.
+         forward builtins and the Python call included), fastest of N steps (the first excluded),
+         generic plugin against the generated one, run alternately on the same samples. Both end
+         with identical weights (checked).
+  bwd    the backward and update part of it: the fastest step minus the fastest predict (forward
+         only) on the same samples.
 
     .venv/bin/python benchmarks/codegen.py [--quick] [--steps N]
 """
@@ -70,29 +71,39 @@ def _generic_sources(code: codegen.GeneratedCode) -> list[Path]:
     return sorted(needed)
 
 
-def _text_bytes(objects: list[Path]) -> int:
-    output = subprocess.run(["arm-none-eabi-size", *map(str, objects)], check=True, capture_output=True, text=True).stdout
-    return sum(int(line.split()[0]) for line in output.splitlines()[1:])
+def _flash_bytes(objects: list[Path]) -> tuple[int, int]:
+    """(code, constants): the objects' .text* and .rodata* sections."""
+    output = subprocess.run(["arm-none-eabi-size", "-A", *map(str, objects)], check=True, capture_output=True, text=True).stdout
+    sections = [line.split() for line in output.splitlines() if line.startswith(".")]
+    return (
+        sum(int(size) for name, size, _ in sections if name.startswith(".text")),
+        sum(int(size) for name, size, _ in sections if name.startswith(".rodata")),
+    )
 
 
-def _median_seconds(run, samples: list[np.ndarray]) -> float:
-    seconds = []
-    for i, x in enumerate(samples):
-        start = time.perf_counter()
-        run(x, i)
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
-
-
-def _step_seconds(model: tt.TrainingModel, library: Path | None, steps: int) -> tuple[float, float, dict[str, np.ndarray]]:
-    """Median seconds of a step and of its backward and update part, and the weights after the steps."""
-    trainer = tt.Trainer(model, kernel_library=library)
+def _timings(model: tt.TrainingModel, library: Path, steps: int) -> tuple[dict[str, float], bool]:
+    """Fastest seconds of a step and of a predict (forward only) for the generic and the generated
+    kernels, run alternately on the same samples so machine load hits both alike; and whether both
+    ended with identical weights."""
+    trainers = {"generic": tt.Trainer(model), "generated": tt.Trainer(model, kernel_library=library)}
     rng = np.random.default_rng(0)
-    samples = [rng.uniform(-1, 1, trainer.input.shape).astype(np.float32) for _ in range(steps)]
-    trainer.step(samples[0], 0)  # warm-up
-    predict = _median_seconds(lambda x, i: trainer.predict(x), samples)
-    step = _median_seconds(lambda x, i: trainer.step(x, i % trainer.metadata["num_classes"]), samples)
-    return step, step - predict, trainer.weights()
+    classes = trainers["generic"].metadata["num_classes"]
+    seconds: dict[str, float] = {}
+    for i in range(steps):
+        x = rng.uniform(-1, 1, trainers["generic"].input.shape).astype(np.float32)
+        for kind, trainer in trainers.items():
+            for what in ("predict", "step"):
+                start = time.perf_counter()
+                if what == "step":
+                    trainer.step(x, i % classes)
+                else:
+                    trainer.predict(x)
+                elapsed = time.perf_counter() - start
+                if i > 0:  # the first invoke copies the weights
+                    seconds[f"{kind} {what}"] = min(seconds.get(f"{kind} {what}", elapsed), elapsed)
+    weights = [trainer.weights() for trainer in trainers.values()]
+    same = all(weights[0][k].tobytes() == weights[1][k].tobytes() for k in weights[0])
+    return seconds, same
 
 
 def main() -> None:
@@ -107,21 +118,22 @@ def main() -> None:
         print(f"building {len(models)} generated plugins ...", flush=True)
         libraries = build_host_libraries([root / f"model_{i}" for i in range(len(models))], root / "build")
         print(
-            f"{'model':64} {'kernels':>7} {'flash generic':>13} {'generated':>9} "
+            f"{'model':64} {'kernels':>7} {'generic code+consts':>19} {'generated code+consts':>21} "
             f"{'step generic':>12} {'generated':>9} {'bwd generic':>11} {'generated':>9}"
         )
         for i, ((name, model), library) in enumerate(zip(models.items(), libraries, strict=True)):
             code = codes[name]
             objects = root / f"objects_{i}"
             objects.mkdir()
-            generic_flash = _text_bytes(compile_for_cortex_m7(_generic_sources(code), [KERNELS], objects))
+            generic_code, generic_constants = _flash_bytes(compile_for_cortex_m7(_generic_sources(code), [KERNELS], objects))
             generated = [root / f"model_{i}" / k.file for k in code.kernels]
-            generated_flash = _text_bytes(compile_for_cortex_m7(generated, [KERNELS, root / f"model_{i}"], objects))
-            generic_step, generic_backward, generic_weights = _step_seconds(model, None, args.steps)
-            generated_step, generated_backward, generated_weights = _step_seconds(model, library, args.steps)
-            same = all(generic_weights[k].tobytes() == generated_weights[k].tobytes() for k in generic_weights)
+            generated_code, constants = _flash_bytes(compile_for_cortex_m7(generated, [KERNELS, root / f"model_{i}"], objects))
+            t, same = _timings(model, library, args.steps)
+            generic_step, generated_step = t["generic step"], t["generated step"]
+            generic_backward, generated_backward = generic_step - t["generic predict"], generated_step - t["generated predict"]
             print(
-                f"{name:64} {len(code.kernels):>7} {generic_flash:>11,} B {generated_flash:>7,} B "
+                f"{name:64} {len(code.kernels):>7} {generic_code:>10,} + {generic_constants:>6,} B "
+                f"{generated_code:>10,} + {constants:>8,} B "
                 f"{1000 * generic_step:>9.2f} ms {1000 * generated_step:>6.2f} ms "
                 f"{1000 * generic_backward:>8.2f} ms {1000 * generated_backward:>6.2f} ms" + ("" if same else "  WEIGHTS DIFFER"),
                 flush=True,

@@ -18,14 +18,19 @@ from models import int8_model
 import tinytrain_tflm as tt
 from tinytrain_tflm import codegen, schema_generated
 
-# Two models, each with conv, depthwise and fully connected gradients: DS-CNN trained entirely with float32
-# gradients and momentum; the MobileNetV2 blocks (residual ADD, PAD, partial channels split off) with a
-# sparse scheme, int8 gradients and stochastic rounding.
+# Two models with conv, depthwise and fully connected gradients: DS-CNN (average pooling) trained entirely
+# with float32 gradients and momentum; the MobileNetV2 blocks (residual ADD, PAD, MEAN, partial channels
+# split off) with a sparse scheme, int8 gradients and stochastic rounding. A third covers max pooling,
+# activations kept as int8 outputs instead of masks, and truncation.
 CONFIGS = {
     "ds_cnn_all_float32": ("ds_cnn", dict(update="all", optimizer=tt.SGD(lr=0.05, momentum=0.9, rounding="nearest"))),
     "mobilenet_sparse_int8": (
         "mobilenet_v2_blocks",
         dict(update={"bias_last": 4, "weights": {"6": 1, "4": 0.5, "2": 1}}, gradient="int8", optimizer=tt.SGD(lr=0.05)),
+    ),
+    "small_cnn_all_int8_no_masks": (
+        "small_cnn",
+        dict(update="all", gradient="int8", activation_masks=False, optimizer=tt.SGD(lr=0.05, rounding="truncate")),
     ),
 }
 STEPS = 4

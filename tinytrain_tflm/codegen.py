@@ -90,7 +90,7 @@ class Spec:
 
     members: tuple[tuple[str, str, str], ...]  # (type, name, initializer)
     arrays: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (member suffix, float values)
-    variant: str = ""  # which core function (SGD: "int8" or "int32")
+    variant: str = ""  # which core function, for ops with several (SGD, activation gradient, loss)
 
 
 class _SpecBuilder:
@@ -113,12 +113,18 @@ class _SpecBuilder:
         o = self.options
         return _struct(o["stride_h"], o["stride_w"], o["dilation_h"], o["dilation_w"], o["pad_top"], o["pad_left"])
 
+    def quantization(self, index: int) -> ir.Quantization:
+        tensor = self.tensor(index)
+        if tensor.quantization is None:
+            raise TinyTrainError(f"{self.op.kind}: input {index} ({tensor.name!r}) has no quantization")
+        return tensor.quantization
+
     def filter_quant(self, index: int) -> tuple[tuple[str, str, str], tuple[str, tuple[float, ...]]]:
-        scales = tuple(float(s) for s in self.tensor(index).quantization.scale)
+        scales = tuple(float(s) for s in self.quantization(index).scale)
         return ("tt_filter_quant_params", "quant", "{%(scales)s, " + f"{len(scales)}}}"), ("Scales", scales)
 
     def input_quant(self, index: int) -> tuple[str, str, str]:
-        q = self.tensor(index).quantization
+        q = self.quantization(index)
         return ("tt_quant_params", "quant", _struct(float(q.scale[0]), int(q.zero_point[0])))
 
     def dims(self, *shapes: tuple[int, int, int, int]) -> tuple[tuple[str, str, str], ...]:
@@ -207,12 +213,12 @@ def _grad_add_spec(b: _SpecBuilder) -> Spec:
 
 def _loss_spec(b: _SpecBuilder) -> Spec:
     """inputs (logits [batch, classes], labels[, control]), outputs (loss, gradient[, its scale])."""
-    logits = b.tensor(0)
+    logits, quant = b.tensor(0), b.quantization(0)
     batch, classes = logits.shape
     quantized_grad = b.tensor(1, outputs=True).dtype == np.int8
     members = (
         ("tt_softmax_cross_entropy_params", "params", _struct(float(b.options["label_smoothing"]))),
-        ("tt_quant_params", "logits_quant", _struct(float(logits.quantization.scale[0]), int(logits.quantization.zero_point[0]))),
+        ("tt_quant_params", "logits_quant", _struct(float(quant.scale[0]), int(quant.zero_point[0]))),
         ("tt_dims", "logits", _struct(batch, 1, 1, classes)),
         ("bool", "quantized_grad", "true" if quantized_grad else "false"),
     )
@@ -221,9 +227,9 @@ def _loss_spec(b: _SpecBuilder) -> Spec:
 
 def _sgd_spec(b: _SpecBuilder) -> Spec:
     parameter, grad = b.tensor(0), b.tensor(1)
-    axis = parameter.quantization.axis
+    axis = b.quantization(0).axis
     shape = parameter.shape
-    scales = tuple(float(s) for s in parameter.quantization.scale)
+    scales = tuple(float(s) for s in b.quantization(0).scale)
     o = b.options
     dims = (int(np.prod(shape[:axis])), shape[axis], grad.shape[axis], int(np.prod(shape[axis + 1 :])))
     int8 = parameter.dtype == np.int8
@@ -469,11 +475,14 @@ class GeneratedCode:
 def _kernels(graph: ir.Graph) -> list[Kernel]:
     kernels: list[Kernel] = []
     seen: dict[tuple[str, Spec], Kernel] = {}
-    for op in graph.ops:
+    for position, op in enumerate(graph.ops):
         kind = OP_KINDS.get(op.kind)
         if kind is None:
             continue
-        spec = kind.spec(_SpecBuilder(graph, op, kind.blob))
+        try:
+            spec = kind.spec(_SpecBuilder(graph, op, kind.blob))
+        except (IndexError, ValueError) as error:  # an op edited out of the shape the compiler emits
+            raise TinyTrainError(f"op {position} ({op.kind}) does not have the operands its kernel reads: {error}") from None
         if (op.kind, spec) in seen:
             continue
         index = sum(k.op == op.kind for k in kernels)
