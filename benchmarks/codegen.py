@@ -5,8 +5,8 @@ Not a test: prints, per training model,
          specialized ops, compiled for a Cortex-M7 with arm-none-eabi-g++ -Os: the generic core
          functions of those op kinds (with the ones they call) against every generated kernel.
          The generated constants are mostly per-channel scales, which the generic kernels read
-         from the model instead. Core level only: the TFLM glue needs TFLM's headers, and it is
-         the same code in both builds but for the generated registrations' selection tables.
+         from the model instead. Core level only: the TFLM glue needs TFLM's headers; it is in
+         both builds, the generated one adding its registrations' selection code.
   step   wall time of one training step on x86 (Trainer.step in the TFLM reference runtime, the
          forward builtins and the Python call included), fastest of N steps (the first excluded),
          generic plugin against the generated one, run alternately on the same samples. Both end

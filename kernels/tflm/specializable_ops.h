@@ -2,7 +2,8 @@
 // (tinytrain_tflm/codegen.py): all but TT_INIT_VARIABLES (a copy). Each is an
 // op struct with
 //   OpData   its persistent data, with a member `kernel` that Eval calls;
-//   Kernel   the type of that member (the generic core function's pointer);
+//   Kernel   the type of that member: a core function pointer, or one per
+//            variant for ops with several core functions (SGD, ...);
 //   kName, kGeneric (the generic core function);
 //   Init, Prepare (every check; leaves `kernel` unset), Eval, kReset (or null);
 //   Matches<Spec>(data): whether a generated spec was made for these shapes,
