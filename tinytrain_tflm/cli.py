@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, loss, memory, read, runtime
+from . import codegen, emit, loss, memory, read, runtime
 from .compiler import compile
 from .errors import TinyTrainError
 from .optimizer import ROUNDINGS, SGD
@@ -220,6 +220,16 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
 
 
+def _codegen(args: argparse.Namespace) -> None:
+    code = codegen.write(_read_model(args.model), args.output)
+    for name in code.files:
+        print(f"wrote {Path(args.output) / name}")
+    print(
+        f"{len(code.kernels)} generated kernels for {len({k.op for k in code.kernels})} op kinds; "
+        f"resolver size {code.resolver_size} ({len(code.builtins)} builtin + {len(code.custom_ops)} tinytrain ops)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinytrain-tflm", description="On-device training for TensorFlow Lite Micro.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -267,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="training model")
     export.add_argument("-o", "--output", required=True, help="inference .tflite to write (never the input)")
     export.set_defaults(run=_export)
+    generate = commands.add_parser(
+        "codegen", help="generate the kernels and op resolver setup a firmware needs for a training model"
+    )
+    generate.add_argument("model", help="training model from `compile`")
+    generate.add_argument("-o", "--output", required=True, help="directory to write (new, empty, or a previous codegen output)")
+    generate.set_defaults(run=_codegen)
     arena = commands.add_parser("arena", help="measure a model's minimum TFLM arena by bisection")
     arena.add_argument("model", help=".tflite file")
     arena.set_defaults(run=_arena)

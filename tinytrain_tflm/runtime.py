@@ -71,6 +71,22 @@ def load_plugin() -> ctypes.CDLL:
     return library
 
 
+@functools.cache
+def load_generated_kernels(path: Path) -> str:
+    """Loads a kernel library generated for one model (`tinytrain-tflm codegen`, built with
+    kernels/CMakeLists.txt's TINYTRAIN_GENERATED_DIRS); returns the name of its registerer."""
+    load_plugin()  # the same wheel checks
+    if not path.is_file():
+        raise TinyTrainError(f"generated kernel library {path} does not exist")
+    try:
+        library = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)  # RTLD_GLOBAL: the wheel's dlsym finds its registerer
+        registerer = library.TinyTrainGeneratedRegisterer
+    except (OSError, AttributeError) as error:
+        raise TinyTrainError(f"{path} is not a generated kernel library: {error}") from None
+    registerer.restype = ctypes.c_char_p
+    return registerer().decode()
+
+
 def _one_line(log: str) -> str:
     return "; ".join(line.strip() for line in log.splitlines() if line.strip())
 
@@ -110,11 +126,21 @@ class ArenaReport:
 class Interpreter:
     """A TFLM interpreter on the pinned wheel with every tinytrain op registered."""
 
-    def __init__(self, model: bytes, arena_size: int, preserve_all_tensors: bool = False, crash_guard: bool = True):
+    def __init__(
+        self,
+        model: bytes,
+        arena_size: int,
+        preserve_all_tensors: bool = False,
+        crash_guard: bool = True,
+        kernel_library: str | Path | None = None,
+    ):
         """preserve_all_tensors gives every tensor its own memory so tensor() can read any of them after
         invoke (host inspection: needs a larger arena); the default plans memory as a device would.
-        crash_guard: try the arena in a forked child first (see the module docstring)."""
+        crash_guard: try the arena in a forked child first (see the module docstring).
+        kernel_library: a library of kernels generated for this model (load_generated_kernels) to run
+        instead of the generic ones."""
         load_plugin()
+        registerer = REGISTERER if kernel_library is None else load_generated_kernels(Path(kernel_library).resolve())
         # A malformed model must not reach TFLM's unchecked flatbuffer reader.
         subgraph = read.parse_flatbuffer(model).subgraphs[0]
         # The wheel does not bounds-check input/output indices: we do.
@@ -128,7 +154,11 @@ class Interpreter:
         self.preserve_all_tensors = preserve_all_tensors
         self.num_tensors = len(subgraph.tensors)
         self.invoked = False  # since creation or the last reset()
-        if crash_guard and _run_in_child(self._model, arena_size, preserve_all_tensors) == _CRASHED:
+        crashed = (
+            crash_guard
+            and _run_in_child(self._model, arena_size, preserve_all_tensors, kernel_library=kernel_library) == _CRASHED
+        )
+        if crashed:
             raise TinyTrainError(
                 f"a {arena_size}-byte arena is too small for this model (the TFLM runtime crashes with it); "
                 "`tinytrain-tflm arena MODEL` finds the minimum"
@@ -138,7 +168,7 @@ class Interpreter:
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
             lambda: tflm_runtime.Interpreter.from_bytes(
                 self._model,
-                custom_op_registerers=[REGISTERER],
+                custom_op_registerers=[registerer],
                 arena_size=arena_size,
                 intrepreter_config=config.kPreserveAllTensors if preserve_all_tensors else config.kAllocationRecording,
             ),
@@ -214,7 +244,11 @@ _FITS, _FAILED, _CRASHED = "fits", "failed", "crashed"
 
 
 def _run_in_child(
-    model: bytes, arena_size: int, preserve_all_tensors: bool = False, inputs: Sequence[np.ndarray] | None = None
+    model: bytes,
+    arena_size: int,
+    preserve_all_tensors: bool = False,
+    inputs: Sequence[np.ndarray] | None = None,
+    kernel_library: str | Path | None = None,
 ) -> str:
     """Builds the interpreter and invokes it once in a forked child: _FITS, _FAILED (TFLM refused) or _CRASHED."""
     pid = os.fork()
@@ -225,7 +259,7 @@ def _run_in_child(
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            interpreter = Interpreter(model, arena_size, preserve_all_tensors, crash_guard=False)
+            interpreter = Interpreter(model, arena_size, preserve_all_tensors, crash_guard=False, kernel_library=kernel_library)
             interpreter.run(zero_inputs(model) if inputs is None else inputs)
             status = 0
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
@@ -56,7 +57,9 @@ class Trainer:
     read back; a device plans memory instead (see tinytrain_tflm.runtime).
     """
 
-    def __init__(self, training_model: TrainingModel | bytes):
+    def __init__(self, training_model: TrainingModel | bytes, kernel_library: str | Path | None = None):
+        """kernel_library: a library of kernels generated for this model (tinytrain_tflm.codegen) to
+        run instead of the generic ones."""
         self.model = training_model.bytes if isinstance(training_model, TrainingModel) else bytes(training_model)
         self.graph = read.read_graph(self.model)
         if loss.TRAINING_METADATA not in self.graph.metadata:
@@ -69,7 +72,10 @@ class Trainer:
         # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.
         live = sum(t.data is None and int(np.prod(t.shape)) * t.dtype.itemsize for t in self.graph.tensors)
         self._interpreter = Interpreter(
-            self.model, 2 * live + 256 * len(self.graph.tensors) + (1 << 20), preserve_all_tensors=True
+            self.model,
+            2 * live + 256 * len(self.graph.tensors) + (1 << 20),
+            preserve_all_tensors=True,
+            kernel_library=kernel_library,
         )
 
     def _sample(self, x: np.ndarray) -> np.ndarray:

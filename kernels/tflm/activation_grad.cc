@@ -3,6 +3,7 @@
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
+#include "specializable_ops.h"
 #include "tinytrain_ops.h"
 
 namespace tinytrain {
@@ -19,124 +20,93 @@ TfLiteStatus PrepareClampRange(TfLiteContext* context, const char* op_name, cons
   return kTfLiteOk;
 }
 
-namespace mask {
+constexpr int kMaskY = 0;       // TT_ACTIVATION_MASK's input
+constexpr int kMaskOutput = 0;  // and output
+constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
+constexpr int kActivation = 2;
+constexpr int kActivationGradInputs = 4;  // grad_output, its scale, activation, control
+constexpr int kGradInput = kGradOpGradOutput;
 
-constexpr const char* kOpName = "TT_ACTIVATION_MASK";
-constexpr int kY = 0;
-constexpr int kMask = 0;
+}  // namespace
 
-struct OpData {
-  tt_status options_status;
-  tt_activation_mask_options options;
-  tt_activation_params params;
-  int32_t count;  // Elements of y.
-};
-
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+void* ActivationMaskOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_activation_mask);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 1, 1, 1));
+TfLiteStatus ActivationMaskOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(CheckOpData<OpData>(context, node, kName));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kName, 1, 1, 1));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareClampRange(context, kOpName, data->options, &data->params));
+  TT_ENSURE_OK(PrepareClampRange(context, kName, data->options, &data->params));
 
-  TT_TEMP_TENSOR(y, context, node->inputs->data[kY], kOpName);
-  TT_TEMP_TENSOR(mask, context, node->outputs->data[kMask], kOpName);
-  TT_ENSURE_MSG(context, y.get() != nullptr && y->type == kTfLiteInt8, kOpName, "y must be an int8 tensor");
+  TT_TEMP_TENSOR(y, context, node->inputs->data[kMaskY], kName);
+  TT_TEMP_TENSOR(mask, context, node->outputs->data[kMaskOutput], kName);
+  TT_ENSURE_MSG(context, y.get() != nullptr && y->type == kTfLiteInt8, kName, "y must be an int8 tensor");
   data->count = NumElements(y->dims);
-  TT_ENSURE_MSG(context, data->count >= 1, kOpName, "y is empty");
+  TT_ENSURE_MSG(context, data->count >= 1, kName, "y is empty");
   const int bytes = TT_ACTIVATION_MASK_BYTES(data->count);
   TT_ENSURE_MSG(context, mask->type == kTfLiteUInt8 && mask->dims->size == 1 && mask->dims->data[0] == bytes,
-                kOpName, "mask must be uint8 [%d] (one bit per element of y)", bytes);
+                kName, "mask must be uint8 [%d] (one bit per element of y)", bytes);
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus ActivationMaskOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const auto* data = static_cast<const OpData*>(node->user_data);
   TT_ENSURE_STATUS(context,
-                   tt_activation_mask_s8(&data->params, data->count, EvalInput(context, node, kY)->data.int8,
-                                         EvalOutput(context, node, kMask)->data.uint8),
-                   kOpName, "eval");
+                   data->kernel(&data->params, data->count, EvalInput(context, node, kMaskY)->data.int8,
+                                EvalOutput(context, node, kMaskOutput)->data.uint8),
+                   kName, "eval");
   return kTfLiteOk;
 }
 
-}  // namespace mask
 
-namespace grad {
-
-constexpr const char* kOpName = "TT_ACTIVATION_GRAD";
-constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
-constexpr int kActivation = 2;
-constexpr int kInputs = 4;  // grad_output, its scale, activation, control
-constexpr int kGradInput = kGradOpGradOutput;
-
-struct OpData {
-  tt_status options_status;
-  tt_activation_grad_options options;
-  tt_activation_params params;
-  tt_grad_type grad_type;  // Representation of both gradients.
-  int32_t count;           // Elements of each gradient.
-  bool activation_is_mask;  // uint8 mask from TT_ACTIVATION_MASK rather than the int8 output.
-};
-
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+void* ActivationGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_activation_grad);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
+TfLiteStatus ActivationGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kActivationGradInputs));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareClampRange(context, kOpName, data->options, &data->params));
+  TT_ENSURE_OK(PrepareClampRange(context, kName, data->options, &data->params));
 
-  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kOpName);
-  TT_TEMP_TENSOR(activation, context, node->inputs->data[kActivation], kOpName);
-  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kName);
+  TT_TEMP_TENSOR(activation, context, node->inputs->data[kActivation], kName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kName);
   data->count = NumElements(grad_output->dims);
-  TT_ENSURE_MSG(context, data->count >= 1, kOpName, "grad_output is empty");
-  TT_ENSURE_MSG(context, NumElements(grad_input->dims) == data->count, kOpName,
+  TT_ENSURE_MSG(context, data->count >= 1, kName, "grad_output is empty");
+  TT_ENSURE_MSG(context, NumElements(grad_input->dims) == data->count, kName,
                 "grad_input has %d elements, grad_output %d", NumElements(grad_input->dims),
                 static_cast<int>(data->count));
-  TT_ENSURE_MSG(context, activation.get() != nullptr, kOpName, "activation input is missing");
+  TT_ENSURE_MSG(context, activation.get() != nullptr, kName, "activation input is missing");
   data->activation_is_mask = activation->type == kTfLiteUInt8;
   const int activation_count = NumElements(activation->dims);
   if (data->activation_is_mask) {
     const int bytes = TT_ACTIVATION_MASK_BYTES(data->count);
-    TT_ENSURE_MSG(context, activation_count == bytes, kOpName,
+    TT_ENSURE_MSG(context, activation_count == bytes, kName,
                   "a uint8 mask activation must have %d bytes (one bit per gradient element), got %d", bytes,
                   activation_count);
   } else {
-    TT_ENSURE_MSG(context, activation->type == kTfLiteInt8, kOpName,
+    TT_ENSURE_MSG(context, activation->type == kTfLiteInt8, kName,
                   "activation must be the int8 output or its uint8 mask, got %s", TypeName(activation->type));
-    TT_ENSURE_MSG(context, activation_count == data->count, kOpName,
+    TT_ENSURE_MSG(context, activation_count == data->count, kName,
                   "an int8 activation must have grad_output's %d elements, got %d", static_cast<int>(data->count),
                   activation_count);
   }
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus ActivationGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteEvalTensor* activation = EvalInput(context, node, kActivation);
   return EvalGradOp<OpData>(
-      context, node, kOpName, [activation](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+      context, node, kName, [activation](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
         return data.activation_is_mask
-                   ? tt_activation_grad_mask(data.count, activation->data.uint8, grad_output, grad_input)
-                   : tt_activation_grad_s8(&data.params, data.count, activation->data.int8, grad_output, grad_input);
+                   ? data.kernel.from_mask(data.count, activation->data.uint8, grad_output, grad_input)
+                   : data.kernel.from_output(&data.params, data.count, activation->data.int8, grad_output, grad_input);
       });
 }
 
-}  // namespace grad
-}  // namespace
+const TFLMRegistration* Register_ACTIVATION_MASK() { return RegisterGeneric<ActivationMaskOp>(); }
 
-const TFLMRegistration* Register_ACTIVATION_MASK() {
-  static const TFLMRegistration registration = RegisterOp(mask::Init, mask::Prepare, mask::Eval);
-  return &registration;
-}
-
-const TFLMRegistration* Register_ACTIVATION_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(grad::Init, grad::Prepare, grad::Eval);
-  return &registration;
-}
+const TFLMRegistration* Register_ACTIVATION_GRAD() { return RegisterGeneric<ActivationGradOp>(); }
 
 }  // namespace tinytrain

@@ -5,6 +5,7 @@
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
 #include "layer_grad_util.h"
+#include "specializable_ops.h"
 #include "tinytrain_ops.h"
 
 namespace tinytrain {
@@ -32,23 +33,20 @@ TfLiteStatus CheckDepthwiseChannels(TfLiteContext* context, const char* op_name,
   return kTfLiteOk;
 }
 
+}  // namespace
+
 // Input gradient: operand = filter [1, kh, kw, cin * m], result = grad_input [n, ih, iw, cin].
 
-constexpr const char* kInputGradName = "TT_DEPTHWISE_CONV_2D_INPUT_GRAD";
-
-using InputGradOpData =
-    ConvGradOpData<tt_depthwise_conv_2d_input_grad_options, tt_filter_quant_params, tt_depthwise_conv_grad_params>;
-
-void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<InputGradOpData>(context, buffer, length, tt_parse_depthwise_conv_2d_input_grad);
+void* DepthwiseConv2dInputGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_input_grad);
 }
 
-TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<InputGradOpData>(context, node, kInputGradName, kLayerGradInputs));
-  auto* data = static_cast<InputGradOpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareDepthwiseParams(context, kInputGradName, data->options, &data->params));
+TfLiteStatus DepthwiseConv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareDepthwiseParams(context, kName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
-  TT_ENSURE_OK(CheckShapes(context, kInputGradName, tensors,
+  TT_ENSURE_OK(CheckShapes(context, kName, tensors,
                            {{"grad_output", 4, "[n, oh, ow, cin * m]"},
                             {"filter", 4, "[1, kh, kw, cin * m]"},
                             {"grad_input", 4, "[n, ih, iw, cin]"}}));
@@ -56,67 +54,58 @@ TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
   const tt_dims& grad_output = data->dims.grad_output;
   const tt_dims& filter = data->dims.operand;
   const tt_dims& grad_input = data->dims.result;
-  TT_ENSURE_OK(CheckDepthwiseChannels(context, kInputGradName, grad_output, grad_input, data->params.depth_multiplier));
-  TT_ENSURE_MSG(context, filter.n == 1 && filter.c == grad_output.c, kInputGradName,
+  TT_ENSURE_OK(CheckDepthwiseChannels(context, kName, grad_output, grad_input, data->params.depth_multiplier));
+  TT_ENSURE_MSG(context, filter.n == 1 && filter.c == grad_output.c, kName,
                 "filter must be [1, kh, kw, %d] for grad_output, got [%d, %d, %d, %d]",
                 static_cast<int>(grad_output.c), static_cast<int>(filter.n), static_cast<int>(filter.h),
                 static_cast<int>(filter.w), static_cast<int>(filter.c));
-  TT_ENSURE_OK(CheckConvGeometry(context, kInputGradName, data->params.conv, grad_output, grad_input, filter));
-  return PrepareFilterQuant(context, kInputGradName, tensors.operand.get(), 3, grad_output.c, &data->quant);
+  TT_ENSURE_OK(CheckConvGeometry(context, kName, data->params.conv, grad_output, grad_input, filter));
+  return PrepareFilterQuant(context, kName, tensors.operand.get(), 3, grad_output.c, &data->quant);
 }
 
-TfLiteStatus EvalInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConvGrad<InputGradOpData>(context, node, kInputGradName, tt_depthwise_conv2d_input_grad_s8);
+TfLiteStatus DepthwiseConv2dInputGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalConvGrad<OpData>(context, node, kName);
 }
 
 // Filter gradient: operand = forward input [n, ih, iw, cin], result = grad_filter [1, kh, kw, c_update].
 
-constexpr const char* kFilterGradName = "TT_DEPTHWISE_CONV_2D_FILTER_GRAD";
-
-using FilterGradOpData =
-    ConvGradOpData<tt_depthwise_conv_2d_filter_grad_options, tt_quant_params, tt_depthwise_conv_grad_params>;
-
-void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<FilterGradOpData>(context, buffer, length, tt_parse_depthwise_conv_2d_filter_grad);
+void* DepthwiseConv2dFilterGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_filter_grad);
 }
 
-TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<FilterGradOpData>(context, node, kFilterGradName, kLayerGradInputs));
-  auto* data = static_cast<FilterGradOpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareDepthwiseParams(context, kFilterGradName, data->options, &data->params));
+TfLiteStatus DepthwiseConv2dFilterGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  auto* data = static_cast<OpData*>(node->user_data);
+  TT_ENSURE_OK(PrepareDepthwiseParams(context, kName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
-  TT_ENSURE_OK(CheckShapes(context, kFilterGradName, tensors,
+  TT_ENSURE_OK(CheckShapes(context, kName, tensors,
                            {{"grad_output", 4, "[n, oh, ow, cin * m]"},
                             {"input", 4, "[n, ih, iw, cin]"},
                             {"grad_filter", 4, "[1, kh, kw, c_update]"}}));
-  TT_ENSURE_OK(PrepareInputQuant(context, kFilterGradName, tensors.operand.get(), &data->quant));
+  TT_ENSURE_OK(PrepareInputQuant(context, kName, tensors.operand.get(), &data->quant));
   data->dims = NhwcDims(tensors);
   const tt_dims& grad_output = data->dims.grad_output;
   const tt_dims& input = data->dims.operand;
   const tt_dims& grad_filter = data->dims.result;
-  TT_ENSURE_OK(CheckDepthwiseChannels(context, kFilterGradName, grad_output, input, data->params.depth_multiplier));
-  TT_ENSURE_MSG(context, grad_filter.n == 1 && grad_filter.c <= grad_output.c, kFilterGradName,
+  TT_ENSURE_OK(CheckDepthwiseChannels(context, kName, grad_output, input, data->params.depth_multiplier));
+  TT_ENSURE_MSG(context, grad_filter.n == 1 && grad_filter.c <= grad_output.c, kName,
                 "grad_filter must be [1, kh, kw, c_update] with c_update 1 to %d (grad_output's channels), "
                 "got [%d, %d, %d, %d]",
                 static_cast<int>(grad_output.c), static_cast<int>(grad_filter.n), static_cast<int>(grad_filter.h),
                 static_cast<int>(grad_filter.w), static_cast<int>(grad_filter.c));
-  return CheckConvGeometry(context, kFilterGradName, data->params.conv, grad_output, input, grad_filter);
+  return CheckConvGeometry(context, kName, data->params.conv, grad_output, input, grad_filter);
 }
 
-TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConvGrad<FilterGradOpData>(context, node, kFilterGradName, tt_depthwise_conv2d_filter_grad_s8);
+TfLiteStatus DepthwiseConv2dFilterGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalConvGrad<OpData>(context, node, kName);
 }
-
-}  // namespace
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D_INPUT_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(InitInputGrad, PrepareInputGrad, EvalInputGrad);
-  return &registration;
+  return RegisterGeneric<DepthwiseConv2dInputGradOp>();
 }
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D_FILTER_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(InitFilterGrad, PrepareFilterGrad, EvalFilterGrad);
-  return &registration;
+  return RegisterGeneric<DepthwiseConv2dFilterGradOp>();
 }
 
 }  // namespace tinytrain

@@ -5,6 +5,7 @@
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
 #include "layer_grad_util.h"
+#include "specializable_ops.h"
 #include "tinytrain_ops.h"
 
 namespace tinytrain {
@@ -23,93 +24,83 @@ TfLiteStatus CheckFlattenedInput(TfLiteContext* context, const char* op_name, co
   return kTfLiteOk;
 }
 
+}  // namespace
+
 // Input gradient: operand = filter [out, in], result = grad_input (n * in elements).
 
-constexpr const char* kInputGradName = "TT_FULLY_CONNECTED_INPUT_GRAD";
-
-using InputGradOpData = LayerGradOpData<tt_fully_connected_input_grad_options, tt_filter_quant_params>;
-
-void* InitInputGrad(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<InputGradOpData>(context, buffer, length, tt_parse_fully_connected_input_grad);
+void* FullyConnectedInputGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_fully_connected_input_grad);
 }
 
-TfLiteStatus PrepareInputGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<InputGradOpData>(context, node, kInputGradName, kLayerGradInputs));
-  auto* data = static_cast<InputGradOpData*>(node->user_data);
+TfLiteStatus FullyConnectedInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  auto* data = static_cast<OpData*>(node->user_data);
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(
-      context, kInputGradName, tensors,
+      context, kName, tensors,
       {{"grad_output", 2, "[n, out]"}, {"filter", 2, "[out, in]"}, {"grad_input", kAnyRank, "(n * in elements)"}}));
   const int batch = tensors.grad_output->dims->data[0];
   const int outputs = tensors.grad_output->dims->data[1];
   const int inputs = tensors.operand->dims->data[1];
-  TT_ENSURE_MSG(context, tensors.operand->dims->data[0] == outputs, kInputGradName,
+  TT_ENSURE_MSG(context, tensors.operand->dims->data[0] == outputs, kName,
                 "filter has %d rows but grad_output has %d columns", tensors.operand->dims->data[0], outputs);
-  TT_ENSURE_OK(CheckFlattenedInput(context, kInputGradName, tensors.result.get(), "grad_input", batch, inputs));
+  TT_ENSURE_OK(CheckFlattenedInput(context, kName, tensors.result.get(), "grad_input", batch, inputs));
   data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(outputs, inputs), Matrix(batch, inputs)};
-  return PrepareFilterQuant(context, kInputGradName, tensors.operand.get(), 0, outputs, &data->quant);
+  return PrepareFilterQuant(context, kName, tensors.operand.get(), 0, outputs, &data->quant);
 }
 
-TfLiteStatus EvalInputGrad(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus FullyConnectedInputGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* filter = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<InputGradOpData>(
-      context, node, kInputGradName,
-      [filter](const InputGradOpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
-        return tt_fully_connected_input_grad_s8(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
+  return EvalGradOp<OpData>(
+      context, node, kName,
+      [filter](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
+        return data.kernel(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
                                                 filter, &data.dims.result, grad_input);
       });
 }
 
 // Filter gradient: operand = forward input (n * in elements), result = grad_filter [c_update, in].
 
-constexpr const char* kFilterGradName = "TT_FULLY_CONNECTED_FILTER_GRAD";
-
-using FilterGradOpData = LayerGradOpData<tt_fully_connected_filter_grad_options, tt_quant_params>;
-
-void* InitFilterGrad(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<FilterGradOpData>(context, buffer, length, tt_parse_fully_connected_filter_grad);
+void* FullyConnectedFilterGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return InitWithOptions<OpData>(context, buffer, length, tt_parse_fully_connected_filter_grad);
 }
 
-TfLiteStatus PrepareFilterGrad(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<FilterGradOpData>(context, node, kFilterGradName, kLayerGradInputs));
-  auto* data = static_cast<FilterGradOpData*>(node->user_data);
+TfLiteStatus FullyConnectedFilterGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  auto* data = static_cast<OpData*>(node->user_data);
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(
-      context, kFilterGradName, tensors,
+      context, kName, tensors,
       {{"grad_output", 2, "[n, out]"}, {"input", kAnyRank, "(n * in elements)"}, {"grad_filter", 2, "[c_update, in]"}}));
-  TT_ENSURE_OK(PrepareInputQuant(context, kFilterGradName, tensors.operand.get(), &data->quant));
+  TT_ENSURE_OK(PrepareInputQuant(context, kName, tensors.operand.get(), &data->quant));
   const int batch = tensors.grad_output->dims->data[0];
   const int outputs = tensors.grad_output->dims->data[1];
   const int channels_to_update = tensors.result->dims->data[0];
   const int inputs = tensors.result->dims->data[1];
-  TT_ENSURE_MSG(context, channels_to_update <= outputs, kFilterGradName,
+  TT_ENSURE_MSG(context, channels_to_update <= outputs, kName,
                 "grad_filter updates %d rows; it must update 1 to %d (grad_output's columns)", channels_to_update,
                 outputs);
-  TT_ENSURE_OK(CheckFlattenedInput(context, kFilterGradName, tensors.operand.get(), "input", batch, inputs));
+  TT_ENSURE_OK(CheckFlattenedInput(context, kName, tensors.operand.get(), "input", batch, inputs));
   data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(batch, inputs), Matrix(channels_to_update, inputs)};
   return kTfLiteOk;
 }
 
-TfLiteStatus EvalFilterGrad(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus FullyConnectedFilterGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* input = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<FilterGradOpData>(
-      context, node, kFilterGradName,
-      [input](const FilterGradOpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_filter) {
-        return tt_fully_connected_filter_grad_s8(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
+  return EvalGradOp<OpData>(
+      context, node, kName,
+      [input](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_filter) {
+        return data.kernel(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
                                                  input, &data.dims.result, grad_filter);
       });
 }
 
-}  // namespace
-
 const TFLMRegistration* Register_FULLY_CONNECTED_INPUT_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(InitInputGrad, PrepareInputGrad, EvalInputGrad);
-  return &registration;
+  return RegisterGeneric<FullyConnectedInputGradOp>();
 }
 
 const TFLMRegistration* Register_FULLY_CONNECTED_FILTER_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(InitFilterGrad, PrepareFilterGrad, EvalFilterGrad);
-  return &registration;
+  return RegisterGeneric<FullyConnectedFilterGradOp>();
 }
 
 }  // namespace tinytrain

@@ -30,18 +30,19 @@ struct LayerGradDims {
 };
 
 // What Prepare records for Eval, in every op here.
-template <typename Options, typename Quant>
+template <typename Options, typename Quant, typename Kernel>
 struct LayerGradOpData {
   tt_status options_status;  // Of parsing the options in Init.
   Options options;
   tt_grad_type grad_type;  // Representation of every gradient operand.
   Quant quant;             // Filter scales (in the model flatbuffer) or the forward input's quantization.
   LayerGradDims dims;
+  Kernel kernel;  // The core function Eval calls: generic or generated (specializable_ops.h).
 };
 
 // Conv and depthwise ops also keep their geometry.
-template <typename Options, typename Quant, typename Params>
-struct ConvGradOpData : LayerGradOpData<Options, Quant> {
+template <typename Options, typename Quant, typename Params, typename Kernel>
+struct ConvGradOpData : LayerGradOpData<Options, Quant, Kernel> {
   Params params;  // From the options, range-checked.
 };
 
@@ -93,14 +94,14 @@ inline LayerGradDims NhwcDims(const LayerGradTensors& tensors) {
 
 // Eval of a conv or depthwise op: their core functions all take
 // (params, quant, grad_output, operand, result) in that order.
-template <typename OpData, typename Core>
-TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, Core core) {
+template <typename OpData>
+TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name) {
   const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
   return EvalGradOp<OpData>(context, node, op_name,
-                            [operand, core](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
+                            [operand](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
                               const LayerGradDims& dims = data.dims;
-                              return core(&data.params, &data.quant, &dims.grad_output, grad_output, &dims.operand,
-                                          operand, &dims.result, result);
+                              return data.kernel(&data.params, &data.quant, &dims.grad_output, grad_output,
+                                                 &dims.operand, operand, &dims.result, result);
                             });
 }
 

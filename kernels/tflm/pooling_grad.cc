@@ -3,6 +3,7 @@
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
+#include "specializable_ops.h"
 #include "tinytrain_ops.h"
 
 namespace tinytrain {
@@ -11,18 +12,6 @@ namespace {
 // All three are single-gradient backward ops (kernel_util.h).
 constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
 constexpr int kGradInput = kGradOpGradOutput;
-
-// The average and max pooling ops differ only in the max pool's saved input,
-// and their options have the same fields.
-template <typename Options>
-struct PoolOpData {
-  tt_status options_status;
-  Options options;
-  tt_pool_params params;
-  tt_grad_type grad_type;    // Representation of both gradients.
-  tt_dims grad_output_dims;  // [n, oh, ow, c]
-  tt_dims grad_input_dims;   // [n, ih, iw, c], also the shape of the max pool's saved input
-};
 
 // One axis of TFLite pooling: every window must overlap the input, or its
 // average would divide by zero.
@@ -35,13 +24,14 @@ TfLiteStatus CheckWindowsOverlapInput(TfLiteContext* context, const char* op_nam
 }
 
 // Prepare of both pooling ops: `inputs` inputs (grad_output, scale, [input,] control).
-template <typename Options>
-TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name, int inputs) {
-  using OpData = PoolOpData<Options>;
+template <typename Op>
+TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, int inputs) {
+  using OpData = typename Op::OpData;
+  const char* op_name = Op::kName;
   TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, op_name, inputs));
   auto* data = static_cast<OpData*>(node->user_data);
 
-  const Options& o = data->options;
+  const auto& o = data->options;
   TT_ENSURE_MSG(context, o.filter_h >= 1 && o.filter_w >= 1 && o.stride_h >= 1 && o.stride_w >= 1, op_name,
                 "filter and stride must be >= 1, got filter %dx%d and stride %dx%d", static_cast<int>(o.filter_h),
                 static_cast<int>(o.filter_w), static_cast<int>(o.stride_h), static_cast<int>(o.stride_w));
@@ -69,124 +59,89 @@ TfLiteStatus PreparePoolGrad(TfLiteContext* context, TfLiteNode* node, const cha
   return kTfLiteOk;
 }
 
-namespace average_pool {
+constexpr int kAveragePoolInputs = 3;  // grad_output, its scale, control
+constexpr int kMaxPoolInput = 2;
+constexpr int kMaxPoolInputs = 4;  // grad_output, its scale, input, control
+constexpr int kMeanInputs = 3;     // grad_output, its scale, control
 
-constexpr const char* kOpName = "TT_AVERAGE_POOL_2D_GRAD";
-constexpr int kInputs = 3;  // grad_output, its scale, control
-using OpData = PoolOpData<tt_average_pool_2d_grad_options>;
+}  // namespace
 
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+void* AveragePool2dGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_average_pool_2d_grad);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  return PreparePoolGrad<tt_average_pool_2d_grad_options>(context, node, kOpName, kInputs);
+TfLiteStatus AveragePool2dGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  return PreparePoolGrad<AveragePool2dGradOp>(context, node, kAveragePoolInputs);
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalGradOp<OpData>(context, node, kOpName,
+TfLiteStatus AveragePool2dGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalGradOp<OpData>(context, node, kName,
                             [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
-                              return tt_avg_pool2d_grad(&data.params, &data.grad_output_dims, grad_output,
-                                                        &data.grad_input_dims, grad_input);
+                              return data.kernel(&data.params, &data.grad_output_dims, grad_output,
+                                                 &data.grad_input_dims, grad_input);
                             });
 }
 
-}  // namespace average_pool
-
-namespace max_pool {
-
-constexpr const char* kOpName = "TT_MAX_POOL_2D_GRAD";
-constexpr int kInput = 2;
-constexpr int kInputs = 4;  // grad_output, its scale, input, control
-using OpData = PoolOpData<tt_max_pool_2d_grad_options>;
-
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+void* MaxPool2dGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_max_pool_2d_grad);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PreparePoolGrad<tt_max_pool_2d_grad_options>(context, node, kOpName, kInputs));
-  TT_TEMP_TENSOR(input, context, node->inputs->data[kInput], kOpName);
-  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
+TfLiteStatus MaxPool2dGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PreparePoolGrad<MaxPool2dGradOp>(context, node, kMaxPoolInputs));
+  TT_TEMP_TENSOR(input, context, node->inputs->data[kMaxPoolInput], kName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kName);
   bool same_shape = input.get() != nullptr && input->dims->size == grad_input->dims->size;
   for (int i = 0; same_shape && i < input->dims->size; ++i) {
     same_shape = input->dims->data[i] == grad_input->dims->data[i];
   }
-  TT_ENSURE_MSG(context, same_shape && input->type == kTfLiteInt8, kOpName,
+  TT_ENSURE_MSG(context, same_shape && input->type == kTfLiteInt8, kName,
                 "input must be the int8 forward input, of grad_input's shape");
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  const int8_t* input = EvalInput(context, node, kInput)->data.int8;
-  return EvalGradOp<OpData>(context, node, kOpName,
+TfLiteStatus MaxPool2dGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
+  const int8_t* input = EvalInput(context, node, kMaxPoolInput)->data.int8;
+  return EvalGradOp<OpData>(context, node, kName,
                             [input](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
-                              return tt_max_pool2d_grad_s8(&data.params, &data.grad_output_dims, grad_output,
-                                                           &data.grad_input_dims, input, grad_input);
+                              return data.kernel(&data.params, &data.grad_output_dims, grad_output,
+                                                 &data.grad_input_dims, input, grad_input);
                             });
 }
 
-}  // namespace max_pool
-
-namespace mean {
-
-constexpr const char* kOpName = "TT_MEAN_GRAD";
-constexpr int kInputs = 3;  // grad_output, its scale, control
-
-struct OpData {
-  tt_status options_status;
-  tt_mean_grad_options options;
-  tt_grad_type grad_type;   // Representation of both gradients.
-  tt_dims grad_input_dims;  // [n, ih, iw, c]; grad_output is [n, c]
-};
-
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+void* MeanGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_mean_grad);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kOpName, kInputs));
+TfLiteStatus MeanGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kMeanInputs));
   auto* data = static_cast<OpData*>(node->user_data);
 
-  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kOpName);
-  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kOpName);
-  TT_ENSURE_MSG(context, grad_input->dims->size == 4 && NumElements(grad_input->dims) >= 1, kOpName,
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kName);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kName);
+  TT_ENSURE_MSG(context, grad_input->dims->size == 4 && NumElements(grad_input->dims) >= 1, kName,
                 "grad_input must be 4-D (NHWC) and not empty");
   const tt_dims in = DimsNHWC(grad_input->dims);
   const tt_dims out = DimsNHWC(grad_output->dims);  // [n, c] and [n, 1, 1, c] alike
   const int rank = grad_output->dims->size;
   TT_ENSURE_MSG(context, (rank == 2 || rank == 4) && out.h == 1 && out.w == 1 && out.n == in.n && out.c == in.c,
-                kOpName, "grad_output must be [%d, %d] or [%d, 1, 1, %d] for grad_input [%d, %d, %d, %d]",
+                kName, "grad_output must be [%d, %d] or [%d, 1, 1, %d] for grad_input [%d, %d, %d, %d]",
                 static_cast<int>(in.n), static_cast<int>(in.c), static_cast<int>(in.n), static_cast<int>(in.c),
                 static_cast<int>(in.n), static_cast<int>(in.h), static_cast<int>(in.w), static_cast<int>(in.c));
   data->grad_input_dims = in;
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalGradOp<OpData>(context, node, kOpName,
+TfLiteStatus MeanGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
+  return EvalGradOp<OpData>(context, node, kName,
                             [](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
-                              return tt_mean_grad(&data.grad_input_dims, grad_output, grad_input);
+                              return data.kernel(&data.grad_input_dims, grad_output, grad_input);
                             });
 }
 
-}  // namespace mean
-}  // namespace
+const TFLMRegistration* Register_AVERAGE_POOL_2D_GRAD() { return RegisterGeneric<AveragePool2dGradOp>(); }
 
-const TFLMRegistration* Register_AVERAGE_POOL_2D_GRAD() {
-  static const TFLMRegistration registration =
-      RegisterOp(average_pool::Init, average_pool::Prepare, average_pool::Eval);
-  return &registration;
-}
+const TFLMRegistration* Register_MAX_POOL_2D_GRAD() { return RegisterGeneric<MaxPool2dGradOp>(); }
 
-const TFLMRegistration* Register_MAX_POOL_2D_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(max_pool::Init, max_pool::Prepare, max_pool::Eval);
-  return &registration;
-}
-
-const TFLMRegistration* Register_MEAN_GRAD() {
-  static const TFLMRegistration registration = RegisterOp(mean::Init, mean::Prepare, mean::Eval);
-  return &registration;
-}
+const TFLMRegistration* Register_MEAN_GRAD() { return RegisterGeneric<MeanGradOp>(); }
 
 }  // namespace tinytrain

@@ -4,40 +4,18 @@
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
+#include "specializable_ops.h"
 #include "tinytrain_ops.h"
 
 namespace tinytrain {
 namespace {
 
-constexpr const char* kOpName = "TT_SGD";
+constexpr const char* kOpName = SgdOp::kName;
+using OpData = SgdOp::OpData;
 constexpr int kParameter = 0;
 constexpr int kGrad = 1;  // followed by its scale input
 constexpr int kMomentum = 3;
 constexpr int kControl = 4;
-
-struct OpData {
-  tt_status options_status;
-  tt_sgd_options options;
-  tt_sgd_params params;
-  tt_grad_type grad_type;
-  tt_sgd_dims dims;
-  const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
-  int32_t num_scales;      // 1 (per-tensor) or one per channel.
-  uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
-  bool parameter_is_int8;  // An int8 weight, else an int32 bias.
-};
-
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
-  auto* data = static_cast<OpData*>(InitWithOptions<OpData>(context, buffer, length, tt_parse_sgd));
-  if (data != nullptr) data->rng_state = static_cast<uint32_t>(data->options.seed);
-  return data;
-}
-
-// reset() restarts training, so the rounding noise restarts too: runs repeat exactly.
-void Reset(TfLiteContext*, void* buffer) {
-  auto* data = static_cast<OpData*>(buffer);
-  data->rng_state = static_cast<uint32_t>(data->options.seed);
-}
 
 TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
   const tt_sgd_options& o = data->options;
@@ -71,7 +49,20 @@ int Product(const TfLiteIntArray* dims, int begin, int end) {
   return product;
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+}  // namespace
+
+void* SgdOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
+  auto* data = static_cast<OpData*>(InitWithOptions<OpData>(context, buffer, length, tt_parse_sgd));
+  if (data != nullptr) data->rng_state = static_cast<uint32_t>(data->options.seed);
+  return data;
+}
+
+void SgdOp::Reset(TfLiteContext*, void* buffer) {
+  auto* data = static_cast<OpData*>(buffer);
+  data->rng_state = static_cast<uint32_t>(data->options.seed);
+}
+
+TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
   TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 5, 0, 0));
   auto* data = static_cast<OpData*>(node->user_data);
@@ -131,7 +122,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus SgdOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   if (!ControlBitSet(context, node, kControl, TT_CONTROL_UPDATE)) return kTfLiteOk;
   auto* data = static_cast<OpData*>(node->user_data);
   const tt_grad_in grad = EvalGradInput(context, node, kGrad, data->grad_type);
@@ -139,19 +130,14 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
   const tt_status status =
       data->parameter_is_int8
-          ? tt_sgd_update_s8(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+          ? data->kernel.int8(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
                              momentum, parameter->data.int8)
-          : tt_sgd_update_s32(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+          : data->kernel.int32(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
                               momentum, parameter->data.i32);
   TT_ENSURE_STATUS(context, status, kOpName, "eval");
   return kTfLiteOk;
 }
 
-}  // namespace
-
-const TFLMRegistration* Register_SGD() {
-  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval, Reset);
-  return &registration;
-}
+const TFLMRegistration* Register_SGD() { return RegisterGeneric<SgdOp>(); }
 
 }  // namespace tinytrain

@@ -6,17 +6,20 @@
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
+#include "specializable_ops.h"
 
 namespace tinytrain {
 namespace {
 
-constexpr const char* kOpName = "TT_SOFTMAX_CROSS_ENTROPY";
+constexpr const char* kOpName = SoftmaxCrossEntropyOp::kName;
 
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+}  // namespace
+
+void* SoftmaxCrossEntropyOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<SoftmaxCrossEntropyOpData>(context, buffer, length, tt_parse_softmax_cross_entropy);
 }
 
-TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus SoftmaxCrossEntropyOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(CheckOpData<SoftmaxCrossEntropyOpData>(context, node, kOpName));
   auto* data = static_cast<SoftmaxCrossEntropyOpData*>(node->user_data);
   TT_ENSURE_MSG(context, node->inputs->size == 2 || node->inputs->size == 3, kOpName,
@@ -82,7 +85,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+TfLiteStatus SoftmaxCrossEntropyOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const auto* data = static_cast<const SoftmaxCrossEntropyOpData*>(node->user_data);
   if (data->has_control && !ControlBitSet(context, node, kSoftmaxCrossEntropyControl, TT_CONTROL_BACKWARD)) {
     return kTfLiteOk;  // A predict-only invoke: the label may be anything.
@@ -95,14 +98,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   tt_status status;
   if (data->quantized_grad) {
     TfLiteEvalTensor* grad_scale = EvalOutput(context, node, kSoftmaxCrossEntropyGradScale);
-    status = tt_softmax_cross_entropy_qgrad_s8(&data->params, &data->logits_quant,
-                                               &data->logits_dims, logits->data.int8,
-                                               labels->data.i32, loss->data.f, grad->data.int8,
-                                               grad_scale->data.f);
+    status = data->kernel.int8_grad(&data->params, &data->logits_quant, &data->logits_dims, logits->data.int8,
+                                    labels->data.i32, loss->data.f, grad->data.int8, grad_scale->data.f);
   } else {
-    status = tt_softmax_cross_entropy_s8(&data->params, &data->logits_quant, &data->logits_dims,
-                                         logits->data.int8, labels->data.i32, loss->data.f,
-                                         grad->data.f);
+    status = data->kernel.float_grad(&data->params, &data->logits_quant, &data->logits_dims, logits->data.int8,
+                                     labels->data.i32, loss->data.f, grad->data.f);
   }
   if (status == TT_LABEL_OUT_OF_RANGE) {
     // Labels are run-time data: the one check that cannot move to Prepare.
@@ -116,11 +116,6 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-}  // namespace
-
-const TFLMRegistration* Register_SOFTMAX_CROSS_ENTROPY() {
-  static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval);
-  return &registration;
-}
+const TFLMRegistration* Register_SOFTMAX_CROSS_ENTROPY() { return RegisterGeneric<SoftmaxCrossEntropyOp>(); }
 
 }  // namespace tinytrain

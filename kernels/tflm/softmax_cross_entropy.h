@@ -16,6 +16,12 @@ constexpr int kSoftmaxCrossEntropyLoss = 0;       // float32 [1]
 constexpr int kSoftmaxCrossEntropyGrad = 1;       // float32 or int8 [batch, classes]
 constexpr int kSoftmaxCrossEntropyGradScale = 2;  // float32 [1], int8 gradient only
 
+// The core function per gradient representation; Prepare sets the one the node writes.
+struct SoftmaxCrossEntropyKernel {
+  decltype(&tt_softmax_cross_entropy_s8) float_grad;
+  decltype(&tt_softmax_cross_entropy_qgrad_s8) int8_grad;
+};
+
 struct SoftmaxCrossEntropyOpData {
   tt_status options_status;                   // Result of parsing the options in Init.
   tt_softmax_cross_entropy_options options;   // As written by the compiler.
@@ -24,6 +30,7 @@ struct SoftmaxCrossEntropyOpData {
   tt_dims logits_dims;                        // n = batch, c = classes.
   bool quantized_grad;                        // int8 gradient plus a scale output.
   bool has_control;                           // Skips unless the control asks for backward.
+  SoftmaxCrossEntropyKernel kernel;           // Generic or generated (specializable_ops.h).
 };
 
 }  // namespace tinytrain

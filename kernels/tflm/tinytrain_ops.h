@@ -16,6 +16,12 @@ constexpr unsigned int kNumOps = TT_NUM_OPS;
 TT_FOR_EACH_OP(TT_DECLARE_REGISTER)
 #undef TT_DECLARE_REGISTER
 
+// A custom op as a resolver's AddCustom takes it.
+struct CustomOp {
+  const char* name;
+  const TFLMRegistration* (*registration)();
+};
+
 }  // namespace tinytrain
 
 #endif  // TINYTRAIN_KERNELS_TFLM_TINYTRAIN_OPS_H_

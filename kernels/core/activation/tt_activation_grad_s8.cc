@@ -1,3 +1,4 @@
+#include "../common/grad_io.h"
 #include "../tt_functions.h"
 #include "activation_pass.h"
 
@@ -7,7 +8,9 @@ extern "C" tt_status tt_activation_grad_s8(const tt_activation_params* params, i
       !tinytrain_core::ValidPassGradArgs(count, y, grad_output, grad_input)) {
     return TT_ARG_ERROR;
   }
-  tinytrain_core::PassGradWhere(count, *grad_output, *grad_input,
-                                [&](int32_t i) { return tinytrain_core::InsideClampRange(*params, y[i]); });
+  const tinytrain_core::ActivationShape shape{*params, count};
+  tinytrain_core::WithGradType(grad_output->type, [&](auto type) {
+    tinytrain_core::ActivationGradAs<decltype(type)::value>(shape, y, *grad_output, *grad_input);
+  });
   return TT_SUCCESS;
 }

@@ -6,12 +6,6 @@ extern "C" tt_status tt_activation_mask_s8(const tt_activation_params* params, i
   if (!tinytrain_core::ValidActivationParams(params) || count < 1 || y == nullptr || mask == nullptr) {
     return TT_ARG_ERROR;
   }
-  for (int32_t byte = 0; byte < TT_ACTIVATION_MASK_BYTES(count); ++byte) {
-    uint8_t bits = 0;  // The last byte's bits past `count` stay 0.
-    for (int32_t bit = 0; bit < 8 && byte * 8 + bit < count; ++bit) {
-      if (tinytrain_core::InsideClampRange(*params, y[byte * 8 + bit])) bits |= static_cast<uint8_t>(1u << bit);
-    }
-    mask[byte] = bits;
-  }
+  tinytrain_core::ActivationMask(tinytrain_core::ActivationShape{*params, count}, y, mask);
   return TT_SUCCESS;
 }

@@ -6,11 +6,10 @@ extern "C" tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_gr
       !tinytrain_core::ValidGradOut(sum)) {
     return TT_ARG_ERROR;
   }
+  const tinytrain_core::CountShape shape{count};
   tinytrain_core::WithGradReader(*a, [&](auto a_values) {
-    tinytrain_core::WithGradReader(*b, [&](auto b_values) {
-      tinytrain_core::WriteGrad(*sum, [&](auto sink) {
-        for (int32_t i = 0; i < count; ++i) sink(a_values[i] + b_values[i]);
-      });
+    tinytrain_core::WithGrads(*b, *sum, [&](auto b_values, auto sink) {
+      tinytrain_core::GradAdd(shape, a_values, b_values, sink);
     });
   });
   return TT_SUCCESS;

@@ -1,5 +1,6 @@
 #include "../common/conv_grad_loops.h"
 #include "../common/grad_io.h"
+#include "../common/layer_grad_kernels.h"
 #include "../tt_functions.h"
 
 namespace core = tinytrain_core;
@@ -20,17 +21,9 @@ extern "C" tt_status tt_conv2d_filter_grad_s8(const tt_conv_grad_params* params,
     return TT_ARG_ERROR;
   }
 
-  const core::ConvGeometry geometry = core::MakeConvGeometry(*params, input_shape, grad_filter_shape, output_shape);
-  const int32_t zero_point = input_quant->zero_point;
-  core::WithGradReader(*grad_output, [&](auto grad) {
-    core::WriteGrad(*grad_filter, [&](auto sink) {
-      core::GatherFilterGrad(
-          geometry, output_shape.n, grad_filter_shape, input_quant->scale, sink,
-          [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
-            const int32_t centered_input = input[core::Offset(input_shape, n, iy, ix, ci)] - zero_point;
-            return grad[core::Offset(output_shape, n, oy, ox, co)] * static_cast<float>(centered_input);
-          });
-    });
-  });
+  const core::LayerGradShape<tt_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape, input_shape,
+                                                                         grad_filter_shape};
+  core::WithGrads(*grad_output, *grad_filter,
+                  [&](auto grad, auto sink) { core::Conv2dFilterGrad(shape, grad, input, sink); });
   return TT_SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include "../common/conv_grad_loops.h"
 #include "../common/grad_io.h"
+#include "../common/layer_grad_kernels.h"
 #include "../tt_functions.h"
 
 namespace core = tinytrain_core;
@@ -22,21 +23,8 @@ extern "C" tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params,
     return TT_ARG_ERROR;
   }
 
-  const core::ConvGeometry geometry = core::MakeConvGeometry(*params, input_shape, filter_shape, output_shape);
-  const core::FilterScales scales(*filter_quant);
-  core::WithGradReader(*grad_output, [&](auto grad) {
-    core::WriteGrad(*grad_input, [&](auto sink) {
-      core::GatherInputGrad(geometry, input_shape, sink,
-                            [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
-                              const int32_t grad_row = core::Offset(output_shape, n, oy, ox, 0);
-                              float sum = 0.0f;
-                              for (int32_t co = 0; co < output_shape.c; ++co) {
-                                const int8_t weight = filter[core::Offset(filter_shape, co, ky, kx, ci)];
-                                sum += grad[grad_row + co] * scales[co] * static_cast<float>(weight);
-                              }
-                              return sum;
-                            });
-    });
-  });
+  const core::LayerGradShape<tt_conv_grad_params, tt_filter_quant_params> shape{
+      *params, *filter_quant, output_shape, filter_shape, input_shape};
+  core::WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { core::Conv2dInputGrad(shape, grad, filter, sink); });
   return TT_SUCCESS;
 }

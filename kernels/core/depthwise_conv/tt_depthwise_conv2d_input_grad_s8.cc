@@ -1,5 +1,6 @@
 #include "../common/conv_grad_loops.h"
 #include "../common/grad_io.h"
+#include "../common/layer_grad_kernels.h"
 #include "../tt_functions.h"
 
 namespace core = tinytrain_core;
@@ -25,22 +26,9 @@ extern "C" tt_status tt_depthwise_conv2d_input_grad_s8(const tt_depthwise_conv_g
     return TT_ARG_ERROR;
   }
 
-  const core::ConvGeometry geometry = core::MakeConvGeometry(params->conv, input_shape, filter_shape, output_shape);
-  const core::FilterScales scales(*filter_quant);
-  core::WithGradReader(*grad_output, [&](auto grad) {
-    core::WriteGrad(*grad_input, [&](auto sink) {
-      core::GatherInputGrad(geometry, input_shape, sink,
-                            [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
-                              const int32_t grad_row = core::Offset(output_shape, n, oy, ox, 0);
-                              const int32_t filter_tap = core::Offset(filter_shape, 0, ky, kx, 0);
-                              float sum = 0.0f;
-                              // The output channels computed from input channel ci.
-                              for (int32_t oc = ci * multiplier; oc < (ci + 1) * multiplier; ++oc) {
-                                sum += grad[grad_row + oc] * scales[oc] * static_cast<float>(filter[filter_tap + oc]);
-                              }
-                              return sum;
-                            });
-    });
-  });
+  const core::LayerGradShape<tt_depthwise_conv_grad_params, tt_filter_quant_params> shape{
+      *params, *filter_quant, output_shape, filter_shape, input_shape};
+  core::WithGrads(*grad_output, *grad_input,
+                  [&](auto grad, auto sink) { core::DepthwiseConv2dInputGrad(shape, grad, filter, sink); });
   return TT_SUCCESS;
 }

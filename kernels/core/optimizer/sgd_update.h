@@ -50,53 +50,92 @@ void WithRounding(int32_t rounding, uint32_t* rng_state, Body&& body) {
   }
 }
 
-// The update of tt_sgd_update_s8 / _s32, saturating to [lowest, highest].
+// The saturation range of each parameter type.
 template <typename T>
-tt_status SgdUpdate(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
-                    const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, T* parameter, int64_t lowest,
-                    int64_t highest) {
+struct ParameterLimits;
+
+template <>
+struct ParameterLimits<int8_t> {
+  // -127, not -128: int8 weights are symmetric, as TFLite quantizes them.
+  static constexpr int64_t kLowest = -127;
+  static constexpr int64_t kHighest = 127;
+};
+
+template <>
+struct ParameterLimits<int32_t> {
+  static constexpr int64_t kLowest = INT32_MIN;
+  static constexpr int64_t kHighest = INT32_MAX;
+};
+
+// What an update depends on besides its data: run-time values in the generic
+// functions; a kernel generated for one model (tinytrain_tflm/codegen.py)
+// passes a struct with static constexpr members of the same names and types.
+struct SgdShape {
+  tt_sgd_params params;
+  tt_sgd_dims dims;
+  int32_t num_scales;
+  const float* scales;
+};
+
+// The argument checks of tt_sgd_update_s8 / _s32.
+inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
+                         const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, const float* momentum,
+                         const void* parameter) {
   if (params == nullptr || scales == nullptr || dims == nullptr || !ValidGradIn(grad) || parameter == nullptr) {
-    return TT_ARG_ERROR;
+    return false;
   }
-  if (num_scales != 1 && num_scales < dims->channels_to_update) return TT_ARG_ERROR;
+  if (num_scales != 1 && num_scales < dims->channels_to_update) return false;
   if (dims->outer < 1 || dims->inner < 1 || dims->channels_to_update < 1 ||
       dims->channels_to_update > dims->channels) {
-    return TT_ARG_ERROR;
+    return false;
   }
   if (!(params->momentum >= 0.0f && params->momentum < 1.0f) || (params->momentum > 0.0f) != (momentum != nullptr)) {
-    return TT_ARG_ERROR;
+    return false;
   }
   const int32_t rounding = params->rounding;
   if (rounding != TT_ROUND_TRUNCATE && rounding != TT_ROUND_NEAREST && rounding != TT_ROUND_STOCHASTIC) {
-    return TT_ARG_ERROR;
+    return false;
   }
-  if (rounding == TT_ROUND_STOCHASTIC && (rng_state == nullptr || *rng_state == 0)) return TT_ARG_ERROR;
+  return rounding != TT_ROUND_STOCHASTIC || (rng_state != nullptr && *rng_state != 0);
+}
 
-  const float beta = params->momentum;
-  WithGradReader(*grad, [&](auto g) {
-    WithRounding(rounding, rng_state, [&](auto round) {
-      int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
-      for (int32_t outer = 0; outer < dims->outer; ++outer) {
-        for (int32_t c = 0; c < dims->channels_to_update; ++c) {
-          // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
-          // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
-          const float scale = scales[num_scales == 1 ? 0 : c];
-          const float factor = params->qas ? params->learning_rate / scale : params->learning_rate * scale;
-          T* values = parameter + (outer * dims->channels + c) * dims->inner;
-          for (int32_t inner = 0; inner < dims->inner; ++inner, ++i) {
-            float velocity = g[i];
-            if (momentum != nullptr) {
-              momentum[i] = beta * momentum[i] + velocity;
-              velocity = momentum[i];
-            }
-            // int64: q + delta cannot overflow before the saturation.
-            const int64_t updated = static_cast<int64_t>(values[inner]) + round(-factor * velocity);
-            values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
+// The update of tt_sgd_update_s8 / _s32 (after ValidSgdArgs), saturating to ParameterLimits<T>.
+template <typename T, typename S, typename Grad>
+void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, T* parameter) {
+  const float beta = s.params.momentum;
+  WithRounding(s.params.rounding, rng_state, [&](auto round) {
+    int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
+    for (int32_t outer = 0; outer < s.dims.outer; ++outer) {
+      for (int32_t c = 0; c < s.dims.channels_to_update; ++c) {
+        // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
+        // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
+        const float scale = s.scales[s.num_scales == 1 ? 0 : c];
+        const float factor = s.params.qas ? s.params.learning_rate / scale : s.params.learning_rate * scale;
+        T* values = parameter + (outer * s.dims.channels + c) * s.dims.inner;
+        for (int32_t inner = 0; inner < s.dims.inner; ++inner, ++i) {
+          float velocity = g[i];
+          if (momentum != nullptr) {
+            momentum[i] = beta * momentum[i] + velocity;
+            velocity = momentum[i];
           }
+          // int64: q + delta cannot overflow before the saturation.
+          const int64_t updated = static_cast<int64_t>(values[inner]) + round(-factor * velocity);
+          constexpr int64_t lowest = ParameterLimits<T>::kLowest;
+          constexpr int64_t highest = ParameterLimits<T>::kHighest;
+          values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
         }
       }
-    });
+    }
   });
+}
+
+// The generic functions: checks, then the update with run-time shape and representation.
+template <typename T>
+tt_status SgdUpdateChecked(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, T* parameter) {
+  if (!ValidSgdArgs(rng_state, params, num_scales, scales, dims, grad, momentum, parameter)) return TT_ARG_ERROR;
+  const SgdShape shape{*params, *dims, num_scales, scales};
+  WithGradReader(*grad, [&](auto g) { SgdUpdate(shape, rng_state, g, momentum, parameter); });
   return TT_SUCCESS;
 }
 

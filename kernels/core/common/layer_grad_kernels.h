@@ -1,0 +1,97 @@
+/* Internal to the kernel core: the one body of each layer-gradient kernel
+ * (conv, depthwise conv and, as a 1x1 conv, fully connected), instantiated
+ * twice. The generic tt_*_s8 functions pass a LayerGradShape of run-time
+ * values; a kernel generated for one model (tinytrain_tflm/codegen.py) passes
+ * a struct whose members of the same names and types are static constexpr,
+ * so the compiler folds every shape, stride and scale into the loops.
+ *
+ * A shape S has members params (tt_conv_grad_params, or
+ * tt_depthwise_conv_grad_params for depthwise), quant (the filter's
+ * tt_filter_quant_params for an input gradient, the forward input's
+ * tt_quant_params for a filter gradient),
+ * and the tt_dims grad_output, operand (filter or forward input) and result
+ * (grad_input or grad_filter). The bodies assume the checks of the generic
+ * functions passed. */
+#ifndef TINYTRAIN_KERNELS_CORE_COMMON_LAYER_GRAD_KERNELS_H_
+#define TINYTRAIN_KERNELS_CORE_COMMON_LAYER_GRAD_KERNELS_H_
+
+#include <stdint.h>
+
+#include "../tt_functions.h"
+#include "conv_grad_loops.h"
+
+namespace tinytrain_core {
+
+// The run-time shape of the generic functions.
+template <typename Params, typename Quant>
+struct LayerGradShape {
+  Params params;
+  Quant quant;
+  tt_dims grad_output;
+  tt_dims operand;
+  tt_dims result;
+};
+
+// tt_conv2d_input_grad_s8: operand = filter [cout, kh, kw, cin], result = grad_input.
+template <typename S, typename Grad, typename Sink>
+void Conv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink&& sink) {
+  const ConvGeometry geometry = MakeConvGeometry(s.params, s.result, s.operand, s.grad_output);
+  const FilterScales scales(s.quant);
+  GatherInputGrad(geometry, s.result, sink, [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
+    const int32_t grad_row = Offset(s.grad_output, n, oy, ox, 0);
+    float sum = 0.0f;
+    for (int32_t co = 0; co < s.grad_output.c; ++co) {
+      const int8_t weight = filter[Offset(s.operand, co, ky, kx, ci)];
+      sum += grad[grad_row + co] * scales[co] * static_cast<float>(weight);
+    }
+    return sum;
+  });
+}
+
+// tt_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
+template <typename S, typename Grad, typename Sink>
+void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
+  const ConvGeometry geometry = MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
+  const int32_t zero_point = s.quant.zero_point;
+  GatherFilterGrad(geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+                   [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
+                     const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
+                     return grad[Offset(s.grad_output, n, oy, ox, co)] * static_cast<float>(centered_input);
+                   });
+}
+
+// tt_depthwise_conv2d_input_grad_s8: operand = filter [1, kh, kw, cin * m], result = grad_input.
+template <typename S, typename Grad, typename Sink>
+void DepthwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink&& sink) {
+  const int32_t multiplier = s.params.depth_multiplier;
+  const ConvGeometry geometry = MakeConvGeometry(s.params.conv, s.result, s.operand, s.grad_output);
+  const FilterScales scales(s.quant);
+  GatherInputGrad(geometry, s.result, sink, [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
+    const int32_t grad_row = Offset(s.grad_output, n, oy, ox, 0);
+    const int32_t filter_tap = Offset(s.operand, 0, ky, kx, 0);
+    float sum = 0.0f;
+    // The output channels computed from input channel ci.
+    for (int32_t oc = ci * multiplier; oc < (ci + 1) * multiplier; ++oc) {
+      sum += grad[grad_row + oc] * scales[oc] * static_cast<float>(filter[filter_tap + oc]);
+    }
+    return sum;
+  });
+}
+
+// tt_depthwise_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
+template <typename S, typename Grad, typename Sink>
+void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
+  const int32_t multiplier = s.params.depth_multiplier;
+  const ConvGeometry geometry = MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output);
+  const int32_t zero_point = s.quant.zero_point;
+  GatherFilterGrad(
+      geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+      [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
+        const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
+        return grad[Offset(s.grad_output, n, oy, ox, oc)] * static_cast<float>(centered_input);
+      });
+}
+
+}  // namespace tinytrain_core
+
+#endif  // TINYTRAIN_KERNELS_CORE_COMMON_LAYER_GRAD_KERNELS_H_
