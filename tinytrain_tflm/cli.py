@@ -168,6 +168,8 @@ def _plan(args: argparse.Namespace) -> None:
     print(f"  planned, reused over time: {planned.head:,} bytes; live at the peak:")
     for name, size in planned.planned.items():
         print(f"    {name:24} {size:>10,}")
+    if planned.planning > planned.head:
+        print(f"  TFLM's planning pass needs {planned.planning:,} bytes above the persistent section, more than the head")
     print(f"  persistent: {planned.tail:,} bytes")
     for name, size in planned.persistent.items():
         print(f"    {name:24} {size:>10,}")
