@@ -144,6 +144,12 @@ class SchemeSearch:
             weights = sum(weight_gains[(layer, r)] for layer, r in zip(self.candidates, ratios, strict=True) if r)
             return bias_gains[depth] + weights
 
+        def rank(genome: tuple) -> tuple[float, int]:
+            """Fitness first; among equal gains the smaller arena (nothing gained, nothing spent)."""
+            value = fitness(genome)
+            memory = self._memory[json.dumps(to_scheme(genome, self.candidates, self.layers), sort_keys=True)]
+            return value, -memory
+
         def random_genome() -> tuple:
             ratios = tuple(float(rng.choice(options)) if rng.random() < 0.2 else 0.0 for options in choices)
             return int(rng.choice(depths)), ratios
@@ -167,14 +173,14 @@ class SchemeSearch:
         if baseline is not None:
             pool[0] = to_genome(baseline, self.candidates, depths)
         for generation in range(generations):
-            ranked = sorted(pool, key=fitness, reverse=True)
+            ranked = sorted(pool, key=rank, reverse=True)
             parents = ranked[: max(2, population // 4)]
             self.progress(f"search: generation {generation + 1}/{generations}, best summed gain {fitness(ranked[0]):+.3f}")
             children = [
                 mutate(crossover(*(parents[i] for i in rng.choice(len(parents), 2)))) for _ in range(population - len(parents))
             ]
             pool = parents + children
-        best = max(pool, key=fitness)
+        best = max(pool, key=rank)
         if fitness(best) == -np.inf:  # only the classifier fits: the search found nothing better to add
             best = (1, (0.0,) * len(self.candidates))
         scheme = to_scheme(best, self.candidates, self.layers)
