@@ -98,6 +98,8 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("sparse int8, without 1-bit masks", without_masks.bytes)
     deferred = tt.compile(source, update=sparse, gradient="int8", immediate_updates=False)
     row("sparse int8, updates deferred (no reordering)", deferred.bytes)
+    unpruned = tt.compile(source, update=sparse, gradient="int8", prune_backward=False)
+    row("sparse int8, backward not pruned (every activation's gradient)", unpruned.bytes)
 
 
 def main() -> None:

@@ -134,3 +134,19 @@ def test_deferred_updates_all_follow_the_backward_pass():
     kinds = [op.kind for op in _backward(ops)]
     first_update = kinds.index(names.SGD)
     assert set(kinds[first_update:]) == {names.SGD} and kinds.count(names.SGD) == 12
+
+
+def test_without_pruning_every_activation_gets_a_gradient_and_the_trained_ones_are_unchanged():
+    model, scheme = int8_model("mobilenet_v2_blocks"), {"weights": {"4": 1}}
+    pruned, full = tt.compile(model, update=scheme), tt.compile(model, update=scheme, prune_backward=False)
+    graph, ops = _ops(full)
+    # Down to the first conv's output (the gradient of the 1x1 conv's input), although nothing trains there.
+    first_output = graph.tensors[graph.ops[1].outputs[0]].shape  # ops[0] initializes variables
+    assert first_output == (1, 14, 14, 8)
+    input_grads = [graph.tensors[op.outputs[0]].shape for op in _backward(ops) if op.kind == names.CONV_2D_INPUT_GRAD]
+    assert first_output in input_grads
+    assert len(_backward(ops)) > len(_backward(_ops(pruned)[1]))
+    x = np.random.default_rng(0).integers(-128, 128, (1, 16, 16, 3), dtype=np.int8)
+    ours, theirs = tt.Trainer(pruned).gradients(x, 1), tt.Trainer(full).gradients(x, 1)
+    assert set(ours) == set(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert tt.minimum_arena_size(full.bytes) > tt.minimum_arena_size(pruned.bytes)

@@ -93,6 +93,7 @@ def compile(
     immediate_updates: bool = True,
     tiles: tuple[int, int] | str | None = None,
     split_partial: bool = True,
+    prune_backward: bool = True,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -107,6 +108,8 @@ def compile(
     split_partial: keep only the updated channels of a partially trained conv
     or fully connected layer in RAM (tinytrain_tflm.partial); False keeps the
     whole weight tensor as a variable, only to measure what that saves.
+    prune_backward: emit only the backward ops some trained parameter needs; False
+    computes the gradient of every activation, only to measure what pruning saves.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
@@ -129,7 +132,7 @@ def compile(
     control = metadata["control_tensor"]
     b = BackwardBuilder(graph, gradient, control, trainable)
     logits_grad = Grad(loss_op.outputs[1], loss_op.outputs[2] if gradient == "int8" else None)
-    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update, immediate_updates)
+    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update, immediate_updates, prune_backward)
     masks = use_activation_masks(graph, forward, b.ops) if activation_masks else {}
 
     init = ir.Op(

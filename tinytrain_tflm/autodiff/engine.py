@@ -115,9 +115,14 @@ def activation_bounds(activation: int, y: ir.Tensor) -> tuple[int, int]:
     return lower_q, upper_q
 
 
-def requires_grad(graph: ir.Graph, forward: list[int], trainable: Iterable[int]) -> set[int]:
-    """Tensors whose gradient some trainable parameter depends on: nothing before them needs backward."""
+def requires_grad(graph: ir.Graph, forward: list[int], trainable: Iterable[int], prune: bool = True) -> set[int]:
+    """Tensors whose gradient some trainable parameter depends on: nothing before them needs backward.
+    Without prune, every int8 activation (as an engine that does not prune computes them all; integer
+    shape computations have no gradient)."""
     needed = set(trainable)
+    if not prune:
+        outputs = (t for position in forward for t in graph.ops[position].outputs)
+        needed.update(t for t in outputs if graph.tensors[t].dtype == np.int8)
     for position in forward:
         op = graph.ops[position]
         if op.kind not in NON_DIFFERENTIABLE and any(t in needed for t in op.inputs if t >= 0):
@@ -149,14 +154,17 @@ def build_backward(
     output_grad: Grad,
     emit_update: Callable[[BackwardBuilder, int, Grad], None],
     immediate_updates: bool = True,
+    prune: bool = True,
 ) -> None:
     """Emits into b.ops the backward pass of the forward ops `forward` (positions in b.graph.ops)
     from the gradient of `output`, with emit_update(b, parameter, grad) called once per trainable parameter.
     Without immediate_updates every update waits for the end of the backward pass, as in an engine
-    without reordering: each parameter gradient then stays live until then (kept to measure the gain)."""
+    without reordering: each parameter gradient then stays live until then (kept to measure the gain).
+    Without prune, the gradient of every activation is computed, down to the first op's input (also
+    kept to measure the gain)."""
     deferred: list[tuple[int, Grad]] = []
     graph = b.graph
-    needed = requires_grad(graph, forward, b.trainable)
+    needed = requires_grad(graph, forward, b.trainable, prune)
     pending: dict[int, list[Grad]] = {output: [output_grad]}
     readers = Counter(t for position in forward for t in set(graph.ops[position].inputs) if t in b.trainable)
     for position in reversed(forward):
