@@ -136,6 +136,8 @@ def test_cpp_example_trains_inside_real_tflm(training_model, tmp_path):
     build = tmp_path / "build"
     configure = ["cmake", "-S", str(REPO / "examples/cpp"), "-B", str(build), f"-DTFLM_ROOT={_tflm_root()}"]
     configure += [f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}", f"-DTRAINING_MODEL_SOURCE={source}"]
+    # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
+    configure += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
     subprocess.run(configure, check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
     run = subprocess.run([str(build / "tinytrain_example"), "300"], capture_output=True, text=True, timeout=600)
