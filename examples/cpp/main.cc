@@ -3,7 +3,8 @@
 //   tinytrain-tflm export TRAIN.tflite --c-array train_model.cc
 // The labelled samples are synthetic (each class is a fixed pseudo-random int8 pattern plus noise),
 // so the example runs on any model whatever its input shape. It prints the held-out accuracy, the
-// mean loss every kReportEvery steps, then the accuracy again. Usage: tinytrain_example [STEPS]
+// mean loss every kReportEvery steps, the accuracy again, and once more after MicroInterpreter::Reset()
+// (the pretrained weights). Usage: tinytrain_example [STEPS]
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,5 +135,8 @@ int main(int argc, char** argv) {
   }
   if (!Accuracy(interpreter, &accuracy)) return 1;
   printf("accuracy after: %.3f\n", static_cast<double>(accuracy));
+  // Reset zeroes the variables and makes TT_INIT_VARIABLES copy the pretrained weights again.
+  if (interpreter.Reset() != kTfLiteOk || !Accuracy(interpreter, &accuracy)) return 1;
+  printf("accuracy after reset: %.3f\n", static_cast<double>(accuracy));
   return 0;
 }
