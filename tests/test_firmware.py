@@ -1,5 +1,6 @@
-"""Firmware artifacts: the C array export (compiled with the host C++ compiler and read back) and,
-when TFLM_ROOT names a TFLM source tree, the embedded C++ example built and run against real TFLM."""
+"""Firmware artifacts: the C array export (compiled with the host C++ compiler and read back), the
+assembled Arduino library, and, when their sources are given (TFLM_ROOT: a TFLM tree; ARDUINO_TFLM_SRC:
+the Arduino_TensorFlowLite library's src/), the embedded C++ example built and trained against them."""
 
 from __future__ import annotations
 
@@ -125,29 +126,51 @@ def _tflm_root() -> Path | None:
     return Path(root) if root and (Path(root) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
 
 
-@pytest.mark.skipif(
-    _tflm_root() is None, reason="set TFLM_ROOT to a TFLM source tree (and TFLM_INCLUDE_DIRS) to build the example"
-)
-def test_cpp_example_trains_inside_real_tflm(training_model, tmp_path):
-    """Builds examples/cpp against real TFLM (its sources compiled by the example's CMake) and runs it:
-    tinytrain's kernels compiled in firmware mode, registered in a MicroMutableOpResolver, training steps."""
+def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str]) -> None:
+    """Configures and builds `project` (examples/cpp or a harness around it) with the exported model, runs
+    300 training steps, and checks the run: the loss halves, the accuracy rises, and after
+    MicroInterpreter::Reset() the predictions are the pretrained model's again."""
     source = tmp_path / "train_model.cc"
     assert _cli("export", str(training_model), "--c-array", str(source)).returncode == 0
-    build = tmp_path / "build"
-    configure = ["cmake", "-S", str(REPO / "examples/cpp"), "-B", str(build), f"-DTFLM_ROOT={_tflm_root()}"]
-    configure += [f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}", f"-DTRAINING_MODEL_SOURCE={source}"]
-    # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
-    configure += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
+    configure = ["cmake", "-S", str(project), "-B", str(build), f"-DTRAINING_MODEL_SOURCE={source}", *options]
     subprocess.run(configure, check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
     run = subprocess.run([str(build / "tinytrain_example"), "300"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
+    print(run.stdout, file=sys.stderr)
     losses = [float(v) for v in re.findall(r"mean loss ([0-9.]+)", run.stdout)]
     before, after, after_reset = (float(v) for v in re.findall(r"accuracy [\w ]+: ([0-9.]+)", run.stdout))
-    print(run.stdout, file=sys.stderr)
-    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0] and after > before
+    assert len(losses) == 6 and np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0] and after > before
     assert after_reset == before  # Reset brought the pretrained weights back: the same predictions
-    assert np.isfinite(losses).all()
+
+
+@pytest.mark.skipif(
+    _tflm_root() is None, reason="set TFLM_ROOT to a TFLM source tree (and TFLM_INCLUDE_DIRS) to build the example"
+)
+def test_cpp_example_trains_inside_real_tflm(training_model, tmp_path):
+    """examples/cpp against real TFLM (its sources compiled by the example's CMake): tinytrain's kernels
+    compiled in firmware mode, registered in a MicroMutableOpResolver, training steps in MicroInterpreter."""
+    options = [f"-DTFLM_ROOT={_tflm_root()}", f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}"]
+    # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
+    options += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
+    _build_and_train(REPO / "examples/cpp", tmp_path / "build", training_model, tmp_path, options)
+
+
+def _arduino_tflm_src() -> Path | None:
+    """The src/ folder of the Arduino_TensorFlowLite library, from ARDUINO_TFLM_SRC."""
+    src = os.environ.get("ARDUINO_TFLM_SRC")
+    return Path(src) if src and (Path(src) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
+
+
+@pytest.mark.skipif(_arduino_tflm_src() is None, reason="set ARDUINO_TFLM_SRC to the Arduino_TensorFlowLite library's src/")
+def test_cpp_example_trains_inside_arduino_tflm(training_model, tmp_path):
+    """examples/cpp on x86 against the Arduino library's TFLM (pre-TFLMRegistration, CMSIS-NN kernels):
+    the glue's legacy registration path, reset through free included. The build tree is kept under
+    build/ so a rerun compiles that TFLM only once."""
+    project = REPO / "tests/arduino_host"
+    _build_and_train(
+        project, REPO / "build/arduino-host", training_model, tmp_path, [f"-DARDUINO_TFLM_SRC={_arduino_tflm_src()}"]
+    )
 
 
 HOST_ONLY = {"register_host.cc", "tflm_abi.h"}  # the host build's entry point and ABI header
@@ -211,8 +234,8 @@ def _tflm_header_sets() -> list[tuple[str, list[str]]]:
     if _tflm_root():
         extra = [f"-I{d}" for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d]
         sets.append(("TFLM_ROOT", ["-DTF_LITE_STATIC_MEMORY", f"-I{_tflm_root()}", *extra]))
-    arduino_src = os.environ.get("ARDUINO_TFLM_SRC")
-    if arduino_src and (Path(arduino_src) / "tensorflow/lite/micro/micro_interpreter.h").exists():
+    arduino_src = _arduino_tflm_src()
+    if arduino_src:
         third_party = [f"-I{arduino_src}/third_party/{d}" for d in ("flatbuffers/include", "gemmlowp", "ruy")]
         sets.append(("ARDUINO_TFLM_SRC", [f"-I{arduino_src}", *third_party]))
     return sets
