@@ -229,7 +229,7 @@ def _export(args: argparse.Namespace) -> None:
         for path in (source, header):
             _refuse_inputs(str(path), [args.model])
         name = firmware.c_identifier(args.c_name or source.stem)
-        origin = f"{Path(args.model).name} --c-array {source.name}"
+        origin = f"export {Path(args.model).name} --c-array {source.name}"
         text, header_text = firmware.c_array_files(model, source, name, firmware.arena_size(model, args.arena), origin)
         _write_output(str(header), header_text.encode(), [args.model])
         _write_output(str(source), text.encode(), [args.model])
@@ -244,7 +244,7 @@ def _arduino_library(args: argparse.Namespace) -> None:
     from . import arduino
 
     model = _read_model(args.model)
-    origin = f"{Path(args.model).name} (via arduino-library)"
+    origin = f"arduino-library {Path(args.model).name}"
     files = arduino.assemble(model, Path(args.output), firmware.arena_size(model, args.arena), origin)
     print(f"wrote {args.output}: the TinyTrain Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
 
