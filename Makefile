@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 # kernels/cortex_m is the cross build, not part of the package.
-SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/*')
+SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema arduino -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/*')
 
 .PHONY: setup demo test clean
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import codegen, emit, loss, memory, read, runtime
+from . import codegen, emit, firmware, loss, memory, read, runtime
 from .compiler import compile
 from .errors import TinyTrainError
 from .optimizer import ROUNDINGS, SGD
@@ -23,12 +23,15 @@ def _read_model(path: str) -> bytes:
         raise TinyTrainError(f"cannot read {path}: {error.strerror}") from None
 
 
-def _write_output(path: str, data: bytes, inputs: list[str]) -> None:
-    target = Path(path).resolve()
-    if any(target == Path(p).resolve() for p in inputs):
+def _refuse_inputs(path: str, inputs: list[str]) -> None:
+    if any(Path(path).resolve() == Path(p).resolve() for p in inputs):
         raise TinyTrainError(f"refusing to overwrite the input file {path}; choose another -o")
+
+
+def _write_output(path: str, data: bytes, inputs: list[str]) -> None:
+    _refuse_inputs(path, inputs)
     try:
-        target.write_bytes(data)
+        Path(path).write_bytes(data)
     except OSError as error:
         raise TinyTrainError(f"cannot write {path}: {error.strerror}") from None
 
@@ -217,9 +220,35 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    exported = Trainer(_read_model(args.model)).export()
-    _write_output(args.output, exported, [args.model])
-    print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
+    if not args.output and not args.c_array:
+        raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
+    model = _read_model(args.model)
+    if args.c_array:
+        source = Path(args.c_array)
+        header = firmware.header_path(source)
+        if args.output and Path(args.output).resolve() in (source.resolve(), header.resolve()):
+            raise TinyTrainError(f"-o {args.output} and --c-array {args.c_array} would write the same file")
+        for path in (source, header):
+            _refuse_inputs(str(path), [args.model])
+        name = firmware.c_identifier(args.c_name or source.stem)
+        origin = f"export {Path(args.model).name} --c-array {source.name}"
+        text, header_text = firmware.c_array_files(model, source, name, firmware.arena_size(model, args.arena), origin)
+        _write_output(str(header), header_text.encode(), [args.model])
+        _write_output(str(source), text.encode(), [args.model])
+        print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
+    if args.output:
+        exported = Trainer(model).export()
+        _write_output(args.output, exported, [args.model])
+        print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
+
+
+def _arduino_library(args: argparse.Namespace) -> None:
+    from . import arduino
+
+    model = _read_model(args.model)
+    origin = f"arduino-library {Path(args.model).name}"
+    files = arduino.assemble(model, Path(args.output), firmware.arena_size(model, args.arena), origin)
+    print(f"wrote {args.output}: the TinyTrain Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
 
 
 def _codegen(args: argparse.Namespace) -> None:
@@ -275,9 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tile", help='tile the first stage of every candidate: "auto" or ROWSxCOLS')
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(run=_search)
-    export = commands.add_parser("export", help="write the inference model with the training model's weights")
+    export = commands.add_parser(
+        "export", help="write the inference model with the training model's weights, or the training model as a C array"
+    )
     export.add_argument("model", help="training model")
-    export.add_argument("-o", "--output", required=True, help="inference .tflite to write (never the input)")
+    export.add_argument("-o", "--output", help="inference .tflite to write (never the input)")
+    export.add_argument("--c-array", help="write the training model as OUT.cc plus OUT.h (arena size, tensor positions)")
+    export.add_argument("--c-name", help="C++ namespace of the array and constants (default: OUT's file name)")
+    arena_help = "arena size in the header: measured in TFLM by bisection (default) or the planner's estimate"
+    export.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
     export.set_defaults(run=_export)
     generate = commands.add_parser(
         "codegen", help="generate the kernels and op resolver setup a firmware needs for a training model"
@@ -285,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("model", help="training model from `compile`")
     generate.add_argument("-o", "--output", required=True, help="directory to write (new, empty, or a previous codegen output)")
     generate.set_defaults(run=_codegen)
+    library = commands.add_parser("arduino-library", help="assemble the Arduino library with the training model's sketch")
+    library.add_argument("model", help="training model the TrainOnDevice sketch trains")
+    library.add_argument("-o", "--output", required=True, help="new directory to create (e.g. ~/Arduino/libraries/TinyTrain)")
+    library.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
+    library.set_defaults(run=_arduino_library)
     arena = commands.add_parser("arena", help="measure a model's minimum TFLM arena by bisection")
     arena.add_argument("model", help=".tflite file")
     arena.set_defaults(run=_arena)

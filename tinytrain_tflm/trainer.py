@@ -50,6 +50,16 @@ def _parameters(graph: ir.Graph) -> list[Parameter]:
     return parameters
 
 
+def training_metadata(graph: ir.Graph) -> dict:
+    """The TRAINING_METADATA of a compiled training model (which tensors are sample, label, control, loss, logits)."""
+    if loss.TRAINING_METADATA not in graph.metadata:
+        raise TinyTrainError("not a tinytrain training model (no training metadata); compile it first")
+    metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    if metadata["control_tensor"] < 0:
+        raise TinyTrainError("training model has no control input; compile it with tinytrain_tflm.compile")
+    return metadata
+
+
 class Trainer:
     """Runs a training model in TFLM: one invoke per step, predict or gradient query.
 
@@ -62,11 +72,7 @@ class Trainer:
         run instead of the generic ones."""
         self.model = training_model.bytes if isinstance(training_model, TrainingModel) else bytes(training_model)
         self.graph = read.read_graph(self.model)
-        if loss.TRAINING_METADATA not in self.graph.metadata:
-            raise TinyTrainError("not a tinytrain training model (no training metadata); compile it first")
-        self.metadata = schema.decode_blob("TRAINING_METADATA", self.graph.metadata[loss.TRAINING_METADATA])
-        if self.metadata["control_tensor"] < 0:
-            raise TinyTrainError("training model has no control input; compile it with tinytrain_tflm.compile")
+        self.metadata = training_metadata(self.graph)
         self.parameters = _parameters(self.graph)
         self.input = self.graph.tensors[self.metadata["input_tensor"]]
         # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.

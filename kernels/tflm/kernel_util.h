@@ -133,7 +133,15 @@ inline constexpr TFLMRegistration RegisterOp(void* (*init)(TfLiteContext* contex
                                              TfLiteStatus (*prepare)(TfLiteContext* context, TfLiteNode* node),
                                              TfLiteStatus (*invoke)(TfLiteContext* context, TfLiteNode* node),
                                              void (*reset)(TfLiteContext* context, void* buffer) = nullptr) {
+#if defined(TINYTRAIN_LEGACY_TFLM_REGISTRATION)
+  // Legacy TFLM's MicroInterpreter::Reset() calls every op's free with its
+  // user data before zeroing the variables: that is where reset must run.
+  return TFLMRegistration{init, /*free=*/reset, prepare, invoke, /*profiling_string=*/nullptr,
+                          /*builtin_code=*/0, /*custom_name=*/nullptr, /*version=*/0,
+                          /*registration_external=*/nullptr};
+#else
   return TFLMRegistration{init, /*free=*/nullptr, prepare, invoke, reset, /*builtin_code=*/0, /*custom_name=*/nullptr};
+#endif
 }
 
 // Init of every op: persistent OpData with the options parsed once. Init

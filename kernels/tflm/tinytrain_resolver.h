@@ -15,10 +15,17 @@ namespace tinytrain {
 // when the resolver is full or an op is already registered.
 template <unsigned int tOpCount>
 TfLiteStatus AddTinyTrainOps(tflite::MicroMutableOpResolver<tOpCount>& resolver) {
+// Legacy TFLM's AddCustom takes a non-const pointer; it only copies the registration.
+#if defined(TINYTRAIN_LEGACY_TFLM_REGISTRATION)
+#define TT_REGISTRATION(NAME) const_cast<TFLMRegistration*>(Register_##NAME())
+#else
+#define TT_REGISTRATION(NAME) Register_##NAME()
+#endif
 #define TT_ADD_OP(NAME, CUSTOM_NAME) \
-  if (resolver.AddCustom(CUSTOM_NAME, Register_##NAME()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddCustom(CUSTOM_NAME, TT_REGISTRATION(NAME)) != kTfLiteOk) return kTfLiteError;
   TT_FOR_EACH_OP(TT_ADD_OP)
 #undef TT_ADD_OP
+#undef TT_REGISTRATION
   return kTfLiteOk;
 }
 

@@ -1,0 +1,142 @@
+// Trains a tinytrain training model on the firmware runtime: tflite::MicroInterpreter, the builtin
+// ops the model lists, tinytrain's ops, and the array written by
+//   tinytrain-tflm export TRAIN.tflite --c-array train_model.cc
+// The labelled samples are synthetic (each class is a fixed pseudo-random int8 pattern plus noise),
+// so the example runs on any model whatever its input shape. It prints the held-out accuracy, the
+// mean loss every kReportEvery steps, the accuracy again, and once more after MicroInterpreter::Reset()
+// (the pretrained weights). Usage: tinytrain_example [STEPS]
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/tflm/tinytrain_resolver.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "train_model.h"
+
+namespace {
+
+constexpr int kDefaultSteps = 300;
+constexpr int kReportEvery = 50;
+constexpr int kEvalSamplesPerClass = 10;
+constexpr int kNoise = 30;  // +- quanta of uniform noise on each input value
+
+alignas(16) uint8_t g_arena[train_model::kArenaSize];
+
+// A well-mixed 32-bit hash: the value of class `label`'s pattern at element `i`, with no table to store.
+uint32_t Mix(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  return x ^ (x >> 16);
+}
+
+class Random {
+ public:
+  explicit Random(uint32_t seed) : state_(seed | 1U) {}
+  // xorshift32: deterministic on every target, no libc state.
+  uint32_t Next() {
+    state_ ^= state_ << 13;
+    state_ ^= state_ >> 17;
+    state_ ^= state_ << 5;
+    return state_;
+  }
+  int Below(int n) { return static_cast<int>(Next() % static_cast<uint32_t>(n)); }
+
+ private:
+  uint32_t state_;
+};
+
+// Writes one noisy sample of class `label` into the sample input and the label into every label slot.
+void SetSample(tflite::MicroInterpreter& interpreter, int label, Random& random) {
+  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  for (size_t i = 0; i < sample->bytes; ++i) {
+    const int pattern = static_cast<int>(Mix(static_cast<uint32_t>(label) * 65599U + i) % 201U) - 100;
+    const int value = pattern + random.Below(2 * kNoise + 1) - kNoise;
+    sample->data.int8[i] = static_cast<int8_t>(value < -128 ? -128 : (value > 127 ? 127 : value));
+  }
+  TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
+  for (size_t i = 0; i < labels->bytes / sizeof(int32_t); ++i) labels->data.i32[i] = label;
+}
+
+bool Run(tflite::MicroInterpreter& interpreter, int32_t control) {
+  interpreter.input(train_model::kControlInput)->data.i32[0] = control;
+  return interpreter.Invoke() == kTfLiteOk;
+}
+
+int PredictedClass(tflite::MicroInterpreter& interpreter) {
+  const int8_t* logits = interpreter.output(train_model::kLogitsOutput)->data.int8;
+  int best = 0;
+  for (int c = 1; c < train_model::kNumClasses; ++c) {
+    if (logits[c] > logits[best]) best = c;
+  }
+  return best;
+}
+
+// Accuracy on the same held-out samples every time (a fixed seed), without updating anything.
+bool Accuracy(tflite::MicroInterpreter& interpreter, float* accuracy) {
+  Random random(12345);
+  int correct = 0;
+  const int total = kEvalSamplesPerClass * train_model::kNumClasses;
+  for (int i = 0; i < total; ++i) {
+    const int label = i % train_model::kNumClasses;
+    SetSample(interpreter, label, random);
+    if (!Run(interpreter, 0)) return false;
+    correct += PredictedClass(interpreter) == label;
+  }
+  *accuracy = static_cast<float>(correct) / static_cast<float>(total);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int steps = argc > 1 ? atoi(argv[1]) : kDefaultSteps;
+  const tflite::Model* model = tflite::GetModel(train_model::kData);
+  tflite::MicroMutableOpResolver<train_model::kNumBuiltinOps + tinytrain::kNumOps> resolver;
+#define ADD_BUILTIN(OP)                                                         \
+  if (resolver.Add##OP() != kTfLiteOk) {                                       \
+    fprintf(stderr, "error: cannot register builtin op %s\n", #OP);             \
+    return 1;                                                                   \
+  }
+  TRAIN_MODEL_FOR_EACH_BUILTIN(ADD_BUILTIN)
+#undef ADD_BUILTIN
+  if (tinytrain::AddTinyTrainOps(resolver) != kTfLiteOk) {
+    fprintf(stderr, "error: cannot register tinytrain's ops\n");
+    return 1;
+  }
+  tflite::MicroInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    fprintf(stderr, "error: AllocateTensors failed with a %u-byte arena\n", train_model::kArenaSize);
+    return 1;
+  }
+  if (interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
+    fprintf(stderr, "error: this example feeds int8 samples; the model's input has another type\n");
+    return 1;
+  }
+  printf("model %u bytes, arena %u bytes (header), %u used\n", train_model::kSize, train_model::kArenaSize,
+         static_cast<unsigned>(interpreter.arena_used_bytes()));
+
+  float accuracy = 0.0f;
+  if (!Accuracy(interpreter, &accuracy)) return 1;
+  printf("accuracy before: %.3f\n", static_cast<double>(accuracy));
+  Random random(1);
+  float loss_sum = 0.0f;
+  for (int step = 1; step <= steps; ++step) {
+    SetSample(interpreter, random.Below(train_model::kNumClasses), random);
+    if (!Run(interpreter, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE)) return 1;
+    loss_sum += interpreter.output(train_model::kLossOutput)->data.f[0];  // before this step's update
+    if (step % kReportEvery == 0) {
+      printf("step %d: mean loss %.4f\n", step, static_cast<double>(loss_sum / kReportEvery));
+      loss_sum = 0.0f;
+    }
+  }
+  if (!Accuracy(interpreter, &accuracy)) return 1;
+  printf("accuracy after: %.3f\n", static_cast<double>(accuracy));
+  // Reset zeroes the variables and makes TT_INIT_VARIABLES copy the pretrained weights again.
+  if (interpreter.Reset() != kTfLiteOk || !Accuracy(interpreter, &accuracy)) return 1;
+  printf("accuracy after reset: %.3f\n", static_cast<double>(accuracy));
+  return 0;
+}

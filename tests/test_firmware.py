@@ -1,0 +1,268 @@
+"""Firmware artifacts: the C array export (compiled with the host C++ compiler and read back), the
+assembled Arduino library, and, when their sources are given (TFLM_ROOT: a TFLM tree; ARDUINO_TFLM_SRC:
+the Arduino_TensorFlowLite library's src/), the embedded C++ example built and trained against them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import _classifier, _cli
+
+import tinytrain_tflm as tt
+from tinytrain_tflm import firmware, memory
+
+REPO = Path(__file__).resolve().parent.parent
+CXX = shutil.which("c++")
+
+READ_BACK_MAIN = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include "train_model.h"
+
+int main(int argc, char** argv) {
+  if (argc != 2) return 2;
+  FILE* out = fopen(argv[1], "wb");
+  if (out == nullptr || fwrite(train_model::kData, 1, train_model::kSize, out) != train_model::kSize) return 1;
+  fclose(out);
+  printf("%u %u %u %u %u %d %d %d %d %d %d %d %d %d %d %d %u\n",
+         static_cast<unsigned>(reinterpret_cast<uintptr_t>(train_model::kData) % 16), train_model::kSize,
+         train_model::kArenaBytes64, train_model::kArenaBytes32, train_model::kArenaSize,
+         train_model::kSampleInput, train_model::kLabelInput, train_model::kControlInput,
+         train_model::kLossOutput, train_model::kLogitsOutput, train_model::kSampleTensor,
+         train_model::kLabelTensor, train_model::kControlTensor, train_model::kLossTensor,
+         train_model::kLogitsTensor, train_model::kNumClasses, train_model::kNumBuiltinOps);
+#define PRINT_NAME(OP) printf("%s\n", #OP);
+  TRAIN_MODEL_FOR_EACH_BUILTIN(PRINT_NAME)
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def training_model(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("firmware")
+    path = directory / "train.tflite"
+    tt.compile(_classifier(directory).read_bytes(), update="all").save(path)
+    return path
+
+
+@pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++)")
+def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
+    source = tmp_path / "train_model.cc"
+    result = _cli("export", str(training_model), "--c-array", str(source))
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "main.cc").write_text(READ_BACK_MAIN)
+    binary = tmp_path / "read_back"
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror"]
+    subprocess.run([CXX, *flags, "-o", str(binary), str(tmp_path / "main.cc"), str(source)], check=True, capture_output=True)
+    run = subprocess.run([str(binary), str(tmp_path / "bytes.bin")], check=True, capture_output=True, text=True)
+
+    model = training_model.read_bytes()
+    assert (tmp_path / "bytes.bin").read_bytes() == model
+    values, *builtins = run.stdout.split("\n")
+    misalignment, size, arena64, arena32, arena, *positions = (int(v) for v in values.split())
+    assert misalignment == 0 and size == len(model)
+    graph = tt.read_graph(model)
+    measured = tt.minimum_arena_size(model)
+    assert (arena64, arena32) == (measured, memory.project_32bit(measured, graph))
+    assert arena == measured + firmware.ArenaSize.headroom(measured) and arena % 16 == 0  # this host is 64-bit
+    sample, label, control, loss, logits, *tensors, classes, num_builtins = positions
+    # Independent of the metadata: the compiler's tensor names and the graph's input/output lists.
+    names = [graph.tensors[t].name for t in (graph.inputs[label], graph.inputs[control], graph.outputs[loss])]
+    assert names == ["tinytrain/labels", "tinytrain/control", "tinytrain/loss"]
+    assert [graph.tensors[graph.inputs[sample]].name, graph.tensors[graph.outputs[logits]].name] == ["x", "y"]
+    assert tensors == [
+        graph.inputs[sample],
+        graph.inputs[label],
+        graph.inputs[control],
+        graph.outputs[loss],
+        graph.outputs[logits],
+    ]
+    assert classes == 3 and num_builtins == 1 and [b for b in builtins if b] == ["FullyConnected"]
+
+
+def test_export_writes_both_outputs_and_never_its_input(training_model, tmp_path):
+    tuned, source = tmp_path / "tuned.tflite", tmp_path / "model.cpp"
+    result = _cli("export", str(training_model), "-o", str(tuned), "--c-array", str(source), "--arena", "estimated")
+    assert result.returncode == 0, result.stderr
+    assert tt.read_graph(tuned.read_bytes()).ops[0].kind == "FULLY_CONNECTED"
+    header = (tmp_path / "model.h").read_text()
+    estimate = memory.estimate(tt.read_graph(training_model.read_bytes()), memory.CORTEX_M).total
+    assert "namespace model {" in header and f"kArenaBytes32 = {estimate};" in header and "(estimated)" in header
+
+    before = training_model.read_bytes()
+    disguised = tmp_path / "train.cc"  # a training model whose name makes it a --c-array target
+    disguised.write_bytes(before)
+    for args, message in [
+        ((str(training_model),), "export needs -o TUNED.tflite"),
+        ((str(training_model), "--c-array", str(tmp_path / "a.c")), "ending in .cc or .cpp"),
+        ((str(training_model), "-o", str(tmp_path / "b.h"), "--c-array", str(tmp_path / "b.cc")), "would write the same file"),
+        ((str(disguised), "--c-array", str(disguised)), "refusing to overwrite the input file"),
+        ((str(training_model), "--c-array", str(tmp_path / "9lives.cc")), "pass --c-name"),
+        ((str(_classifier(tmp_path)), "--c-array", str(tmp_path / "c.cc")), "not a tinytrain training model"),
+    ]:
+        result = _cli("export", *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert disguised.read_bytes() == before and training_model.read_bytes() == before
+
+
+def test_resolver_names_follow_tflm_add_methods():
+    expected = {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "DepthwiseConv2D", "MAX_POOL_2D": "MaxPool2D",
+                "FULLY_CONNECTED": "FullyConnected", "RELU6": "Relu6", "BATCH_TO_SPACE_ND": "BatchToSpaceNd",
+                "STRIDED_SLICE": "StridedSlice", "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}  # fmt: skip
+    assert {op: firmware.resolver_suffix(op) for op in expected} == expected
+
+
+def _tflm_root() -> Path | None:
+    root = os.environ.get("TFLM_ROOT")
+    return Path(root) if root and (Path(root) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
+
+
+def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str]) -> None:
+    """Configures and builds `project` (examples/cpp or a harness around it) with the exported model, runs
+    300 training steps, and checks the run: the loss halves, the accuracy rises, and after
+    MicroInterpreter::Reset() the predictions are the pretrained model's again."""
+    source = tmp_path / "train_model.cc"
+    assert _cli("export", str(training_model), "--c-array", str(source)).returncode == 0
+    configure = ["cmake", "-S", str(project), "-B", str(build), f"-DTRAINING_MODEL_SOURCE={source}", *options]
+    subprocess.run(configure, check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
+    run = subprocess.run([str(build / "tinytrain_example"), "300"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    print(run.stdout, file=sys.stderr)
+    losses = [float(v) for v in re.findall(r"mean loss ([0-9.]+)", run.stdout)]
+    before, after, after_reset = (float(v) for v in re.findall(r"accuracy [\w ]+: ([0-9.]+)", run.stdout))
+    assert len(losses) == 6 and np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0] and after > before
+    assert after_reset == before  # Reset brought the pretrained weights back: the same predictions
+
+
+@pytest.mark.skipif(
+    _tflm_root() is None, reason="set TFLM_ROOT to a TFLM source tree (and TFLM_INCLUDE_DIRS) to build the example"
+)
+def test_cpp_example_trains_inside_real_tflm(training_model, tmp_path):
+    """examples/cpp against real TFLM (its sources compiled by the example's CMake): tinytrain's kernels
+    compiled in firmware mode, registered in a MicroMutableOpResolver, training steps in MicroInterpreter."""
+    options = [f"-DTFLM_ROOT={_tflm_root()}", f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}"]
+    # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
+    options += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
+    _build_and_train(REPO / "examples/cpp", tmp_path / "build", training_model, tmp_path, options)
+
+
+def _arduino_tflm_src() -> Path | None:
+    """The src/ folder of the Arduino_TensorFlowLite library, from ARDUINO_TFLM_SRC."""
+    src = os.environ.get("ARDUINO_TFLM_SRC")
+    return Path(src) if src and (Path(src) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
+
+
+@pytest.mark.skipif(_arduino_tflm_src() is None, reason="set ARDUINO_TFLM_SRC to the Arduino_TensorFlowLite library's src/")
+def test_cpp_example_trains_inside_arduino_tflm(training_model, tmp_path):
+    """examples/cpp on x86 against the Arduino library's TFLM (pre-TFLMRegistration, CMSIS-NN kernels):
+    the glue's legacy registration path, reset through free included. The build tree is kept under
+    build/ so a rerun compiles that TFLM only once."""
+    project = REPO / "tests/arduino_host"
+    _build_and_train(
+        project, REPO / "build/arduino-host", training_model, tmp_path, [f"-DARDUINO_TFLM_SRC={_arduino_tflm_src()}"]
+    )
+
+
+HOST_ONLY = {"register_host.cc", "tflm_abi.h"}  # the host build's entry point and ABI header
+
+# What the sketch uses of the Arduino core, declared for a host syntax check (the IDE includes Arduino.h itself).
+ARDUINO_STUB = """#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+struct SerialStub {
+  void begin(long) {}
+  explicit operator bool() const { return true; }
+  int available() { return 0; }
+  int read() { return -1; }
+  template <typename T> void print(T) {}
+  template <typename T> void print(T, int) {}
+  template <typename T> void println(T) {}
+  template <typename T> void println(T, int) {}
+};
+extern SerialStub Serial;
+long random(long);
+long random(long, long);
+template <typename T> T min(T a, T b) { return a < b ? a : b; }
+"""
+
+
+def _library(training_model: Path, directory: Path) -> Path:
+    library = directory / "TinyTrain"
+    result = _cli("arduino-library", str(training_model), "-o", str(library), "--arena", "estimated")
+    assert result.returncode == 0, result.stderr
+    return library
+
+
+def test_arduino_library_holds_every_kernel_source(training_model, tmp_path):
+    library = _library(training_model, tmp_path)
+    kernels = REPO / "kernels"
+    expected = {
+        path.relative_to(kernels): path
+        for folder in ("core", "tflm")
+        for path in (kernels / folder).rglob("*")
+        if path.suffix in (".h", ".cc") and path.name not in HOST_ONLY
+    }
+    renamed = {(p.with_suffix(".cpp") if p.suffix == ".cc" else p): source for p, source in expected.items()}
+    copied = library / "src/tinytrain"
+    assert {path.relative_to(copied) for path in copied.rglob("*") if path.is_file()} == set(renamed)
+    assert all((copied / p).read_bytes() == source.read_bytes() for p, source in renamed.items())
+    assert not list(library.rglob("*.cc")), "the Arduino IDE compiles no .cc file"
+    assert "name=TinyTrain" in (library / "library.properties").read_text()
+    sketch = library / "examples/TrainOnDevice"
+    assert {p.name for p in sketch.iterdir()} == {"TrainOnDevice.ino", "train_model.cpp", "train_model.h"}
+    assert "constexpr int kNumClasses = 3;" in (sketch / "train_model.h").read_text()
+
+    again = _cli("arduino-library", str(training_model), "-o", str(library))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def _tflm_header_sets() -> list[tuple[str, list[str]]]:
+    """(name, compiler flags) of each TFLM available: a TFLM tree (TFLM_ROOT, TFLM_INCLUDE_DIRS) and the
+    Arduino_TensorFlowLite library's src folder (ARDUINO_TFLM_SRC), whose API predates TFLMRegistration."""
+    sets = []
+    if _tflm_root():
+        extra = [f"-I{d}" for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d]
+        sets.append(("TFLM_ROOT", ["-DTF_LITE_STATIC_MEMORY", f"-I{_tflm_root()}", *extra]))
+    arduino_src = _arduino_tflm_src()
+    if arduino_src:
+        third_party = [f"-I{arduino_src}/third_party/{d}" for d in ("flatbuffers/include", "gemmlowp", "ruy")]
+        sets.append(("ARDUINO_TFLM_SRC", [f"-I{arduino_src}", *third_party]))
+    return sets
+
+
+@pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++)")
+def test_arduino_library_sources_compile(training_model, tmp_path):
+    """The core compiles anywhere; the glue and the sketch against each TFLM whose headers are given
+    (environment variables, see _tflm_header_sets), as the Arduino IDE would compile them (ARDUINO defined)."""
+    library = _library(training_model, tmp_path)
+    flags = ["-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion"]
+    for source in sorted((library / "src/tinytrain/core").rglob("*.cpp")):
+        subprocess.run([CXX, *flags, str(source)], check=True, capture_output=True)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "Arduino.h").write_text(ARDUINO_STUB)
+    (stubs / "TensorFlowLite.h").write_text("")
+    sketch = library / "examples/TrainOnDevice"
+    (tmp_path / "sketch.cpp").write_text('#include "Arduino.h"\n' + (sketch / "TrainOnDevice.ino").read_text())
+    for name, tflm in _tflm_header_sets():
+        # TFLM's own headers are not warning-free: they come in as system headers.
+        system = ["-isystem" + flag[2:] if flag.startswith("-I") else flag for flag in tflm]
+        common = [CXX, "-std=c++17", "-fsyntax-only", "-DARDUINO=10819", f"-I{library / 'src'}", *system]
+        for source in sorted((library / "src/tinytrain/tflm").glob("*.cpp")):
+            result = subprocess.run([*common, "-Wall", "-Wextra", "-Werror", str(source)], capture_output=True, text=True)
+            assert result.returncode == 0, (name, source.name, result.stderr[-2000:])
+        result = subprocess.run(
+            [*common, f"-I{stubs}", f"-I{sketch}", str(tmp_path / "sketch.cpp")], capture_output=True, text=True
+        )
+        assert result.returncode == 0, (name, "sketch", result.stderr[-2000:])
