@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "cortex-m"
-PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
 BOARDS = {"m4": "mps2-an386", "m7": "mps2-an500"}
 QEMU = ["qemu-system-arm", "-nographic", "-semihosting-config", "enable=on,target=native", "-icount", "shift=3"]
 # Outputs computed through expf and logf: C libraries differ in their last bits there (newlib's
@@ -33,9 +33,10 @@ CALIBRATION_INSTRUCTIONS = 200_000
 def toolchain_missing() -> str | None:
     missing = [tool for tool in ("arm-none-eabi-g++", "qemu-system-arm") if shutil.which(tool) is None]
     if not missing:
-        rdimon = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=librdimon.a"], capture_output=True, text=True)
-        if not Path(rdimon.stdout.strip()).is_file():
-            missing.append("newlib (librdimon.a)")
+        for library, package in (("librdimon.a", "newlib"), ("libstdc++_nano.a", "libstdc++ for newlib")):
+            found = subprocess.run(["arm-none-eabi-gcc", f"-print-file-name={library}"], capture_output=True, text=True)
+            if not Path(found.stdout.strip()).is_file():
+                missing.append(f"{package} ({library})")
     return ", ".join(missing) or None
 
 

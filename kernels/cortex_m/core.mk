@@ -41,10 +41,12 @@ cortex-m: $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/libti
 
 # Debian's cross compiler, newlib and QEMU. `make test` runs this: as root it installs what is
 # missing; otherwise it says how to, and fails only in CI, where the Cortex-M tests must run.
-CORTEX_M_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# libstdc++-arm-none-eabi-newlib: the test program links libstdc++_nano (only a recommendation of gcc's).
+CORTEX_M_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
 cortex-m-tools:
 	@if command -v $(ARM_PREFIX)g++ >/dev/null && command -v qemu-system-arm >/dev/null && \
-	    test -f "$$($(ARM_PREFIX)gcc -print-file-name=librdimon.a)"; then exit 0; fi; \
+	    test -f "$$($(ARM_PREFIX)gcc -print-file-name=librdimon.a)" && \
+	    test -f "$$($(ARM_PREFIX)gcc -print-file-name=libstdc++_nano.a)"; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing $(CORTEX_M_PACKAGES) (Cortex-M build and emulated tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
