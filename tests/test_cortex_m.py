@@ -59,7 +59,7 @@ def toolchain() -> None:
 def test_missing_toolchain_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     monkeypatch.setenv("CI", ci)
-    with pytest.raises(outcome, match=f"apt-get install {PACKAGES}"):
+    with pytest.raises(outcome, match=re.escape(f"apt-get install {PACKAGES}")):
         require_toolchain()
 
 
