@@ -100,6 +100,9 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("sparse int8, updates deferred (no reordering)", deferred.bytes)
     unpruned = tt.compile(source, update=sparse, gradient="int8", prune_backward=False)
     row("sparse int8, backward not pruned (every activation's gradient)", unpruned.bytes)
+    if not quick:
+        autodiff_order = tt.compile(source, update="all", gradient="int8", schedule_for_planner=False)
+        row("full update int8, autodiff's backward order (not scheduled)", autodiff_order.bytes)
 
 
 def main() -> None:

@@ -150,3 +150,17 @@ def test_without_pruning_every_activation_gets_a_gradient_and_the_trained_ones_a
     ours, theirs = tt.Trainer(pruned).gradients(x, 1), tt.Trainer(full).gradients(x, 1)
     assert set(ours) == set(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
     assert tt.minimum_arena_size(full.bytes) > tt.minimum_arena_size(pruned.bytes)
+
+
+def test_backward_order_for_the_planner_lowers_the_arena_and_trains_identically():
+    model, options = int8_model("mobilenet_v2_blocks"), dict(update="all", gradient="int8", optimizer=tt.SGD(lr=0.05))
+    scheduled, autodiff_order = tt.compile(model, **options), tt.compile(model, **options, schedule_for_planner=False)
+    ours, theirs = _ops(scheduled)[1], _ops(autodiff_order)[1]
+    kinds, autodiff_kinds = [op.kind for op in ours], [op.kind for op in theirs]
+    assert kinds != autodiff_kinds and sorted(kinds) == sorted(autodiff_kinds)  # the same ops, reordered
+    assert tt.minimum_arena_size(scheduled.bytes) < tt.minimum_arena_size(autodiff_order.bytes)
+    a, b = tt.Trainer(scheduled), tt.Trainer(autodiff_order)
+    for seed in range(3):
+        x = np.random.default_rng(seed).integers(-128, 128, (1, 16, 16, 3), dtype=np.int8)
+        assert a.step(x, seed) == b.step(x, seed)
+    assert all(np.array_equal(a.weights()[k], b.weights()[k]) for k in b.weights())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, partial, read, schema, schema_generated, tiling
+from . import emit, ir, loss, partial, read, schedule, schema, schema_generated, tiling
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -94,6 +94,7 @@ def compile(
     tiles: tuple[int, int] | str | None = None,
     split_partial: bool = True,
     prune_backward: bool = True,
+    schedule_for_planner: bool = True,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -110,6 +111,9 @@ def compile(
     whole weight tensor as a variable, only to measure what that saves.
     prune_backward: emit only the backward ops some trained parameter needs; False
     computes the gradient of every activation, only to measure what pruning saves.
+    schedule_for_planner: reorder the backward ops where that lowers TFLM's planned
+    arena (tinytrain_tflm.schedule; not with deferred updates); False keeps
+    autodiff's order, to measure it.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
@@ -143,4 +147,6 @@ def compile(
         ops += [graph.ops[position], *masks.get(position, [])]
     graph.ops = ops + [loss_op] + b.ops
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
+    if schedule_for_planner and immediate_updates:  # deferred updates measure an engine that does not reorder
+        graph = schedule.schedule_backward(graph, len(ops) + 1)
     return TrainingModel(emit.emit_model(graph))
