@@ -36,6 +36,16 @@ def _aligned(size: int) -> int:
     return -(-size // ALIGNMENT) * ALIGNMENT
 
 
+def tensor_bytes(tensor: ir.Tensor) -> int:
+    """Bytes of a tensor's data, aligned as TFLM allocates it in the arena."""
+    return _aligned(int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize)
+
+
+def is_planned(tensor: ir.Tensor) -> bool:
+    """Whether TFLM's planner places the tensor in the head: constants stay in the model, variables in the tail."""
+    return tensor.data is None and not tensor.is_variable
+
+
 @dataclasses.dataclass
 class Buffer:
     tensor: int
@@ -89,11 +99,11 @@ def planned_buffers(graph: ir.Graph) -> list[Buffer]:
     roles = _categories(graph)
     buffers = []
     for index, tensor in enumerate(graph.tensors):
-        if tensor.data is not None or tensor.is_variable or index not in spans:
+        if not is_planned(tensor) or index not in spans:
             continue
-        size = int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize
+        size = tensor_bytes(tensor)
         if size:
-            buffers.append(Buffer(index, _aligned(size), *spans[index], roles.get(index, ACTIVATION)))
+            buffers.append(Buffer(index, size, *spans[index], roles.get(index, ACTIVATION)))
     return buffers
 
 
@@ -267,7 +277,7 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64) -> MemoryEstima
     weights = optimizer = 0
     for index, tensor in enumerate(graph.tensors):
         if tensor.is_variable:
-            size = _aligned(int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize)
+            size = tensor_bytes(tensor)
             if index in optimizer_state:
                 optimizer += size
             else:

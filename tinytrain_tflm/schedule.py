@@ -19,11 +19,10 @@ parameter and momentum in place), or writes the same tensor.
 from __future__ import annotations
 
 import dataclasses
-
-import numpy as np
+from collections.abc import Iterable
 
 from . import ir, schema_generated
-from .memory import plan_memory
+from .memory import is_planned, plan_memory, tensor_bytes
 
 
 def _writes(op: ir.Op) -> list[int]:
@@ -53,14 +52,6 @@ def _dependencies(ops: list[ir.Op]) -> list[set[int]]:
     return dependencies
 
 
-def _planned_bytes(graph: ir.Graph, tensor: int) -> int:
-    """Bytes the planner places for a tensor: constants and variables live elsewhere."""
-    t = graph.tensors[tensor]
-    if tensor < 0 or t.data is not None or t.is_variable:
-        return 0
-    return int(np.prod(t.shape, dtype=np.int64)) * t.dtype.itemsize
-
-
 def greedy_order(graph: ir.Graph, start: int) -> list[ir.Op]:
     """graph.ops[start:] in the greedy memory-aware order (see the module docstring)."""
     ops = graph.ops[start:]
@@ -70,10 +61,13 @@ def greedy_order(graph: ir.Graph, start: int) -> list[ir.Op]:
         for tensor in set(op.inputs):
             pending_reads[tensor] = pending_reads.get(tensor, 0) + 1
 
+    def planned(tensors: Iterable[int]) -> int:
+        return sum(tensor_bytes(graph.tensors[t]) for t in tensors if t >= 0 and is_planned(graph.tensors[t]))
+
     def added_bytes(j: int) -> int:
         op = ops[j]
         freed = [t for t in set(op.inputs) if pending_reads.get(t) == 1 and t not in graph.outputs]
-        return sum(_planned_bytes(graph, t) for t in op.outputs) - sum(_planned_bytes(graph, t) for t in freed)
+        return planned(op.outputs) - planned(freed)
 
     waiting_on = [len(d) for d in dependencies]
     dependents: list[list[int]] = [[] for _ in ops]
