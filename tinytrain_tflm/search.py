@@ -98,24 +98,26 @@ class SchemeSearch:
         layers are, and measuring them would cost the most time."""
         base = self.accuracy_after_training(with_classifier({}, self.layers))
         self.progress(f"contribution: classifier alone reaches {base:.3f}")
+
+        def gain(part: dict, label: str) -> float | None:
+            scheme = with_classifier(part, self.layers)
+            if not self.fits(scheme):
+                self.progress(f"contribution: + {label}: over budget, skipped")
+                return None
+            value = self.accuracy_after_training(scheme) - base
+            self.progress(f"contribution: + {label}: {value:+.3f}")
+            return value
+
         depths = sorted({k for k in (2, 4, 8, 12, 16, 22, self.layers) if 1 < k <= self.layers})
         bias_gains = {1: 0.0}
         for depth in depths:
-            scheme = with_classifier({"bias_last": depth}, self.layers)
-            if self.fits(scheme):
-                bias_gains[depth] = self.accuracy_after_training(scheme) - base
-                self.progress(f"contribution: + biases of the last {depth} layers: {bias_gains[depth]:+.3f}")
-            else:
-                self.progress(f"contribution: + biases of the last {depth} layers: over budget, skipped")
+            if (value := gain({"bias_last": depth}, f"biases of the last {depth} layers")) is not None:
+                bias_gains[depth] = value
         weight_gains = {}
         for layer in self.candidates:
             for ratio in RATIOS:
-                scheme = with_classifier({"weights": {str(layer): ratio}}, self.layers)
-                if not self.fits(scheme):
-                    self.progress(f"contribution: + layer {layer} weights x{ratio:g}: over budget, skipped")
-                    continue
-                weight_gains[(layer, ratio)] = self.accuracy_after_training(scheme) - base
-                self.progress(f"contribution: + layer {layer} weights x{ratio:g}: {weight_gains[(layer, ratio)]:+.3f}")
+                if (value := gain({"weights": {str(layer): ratio}}, f"layer {layer} weights x{ratio:g}")) is not None:
+                    weight_gains[(layer, ratio)] = value
         return bias_gains, weight_gains
 
     def last_layers_baseline(self) -> dict | None:
