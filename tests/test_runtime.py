@@ -192,3 +192,23 @@ def test_tensor_reads_intermediates_only_when_preserved():
         preserved.tensor(4)
     with pytest.raises(TinyTrainError, match="preserve_all_tensors"):
         Interpreter(model, 16 * 1024).tensor(0)
+
+
+GUARD_AFTER_TENSORFLOW_SCRIPT = """
+from models import int8_model
+import tinytrain_tflm as tt
+model = int8_model("ds_cnn")  # the TensorFlow converter leaves its threads' objects behind at fork()
+for size in (32 << 20, 8 << 20, 1 << 20, 64 << 10):
+    tt.Interpreter(model, size).run(tt.runtime.zero_inputs(model))
+print("all fit")
+"""
+
+
+def test_crash_guard_works_after_tensorflow_ran():
+    # A fresh process, as when this is the first test: collecting garbage in the forked child used to
+    # segfault there, which read as "arena too small" although every size is ample.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", GUARD_AFTER_TENSORFLOW_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0 and "all fit" in result.stdout, result.stderr[-2000:]

@@ -84,3 +84,17 @@ def test_an_impossible_budget_is_a_clear_error(digits):
     _, model, search_task = digits
     with pytest.raises(tt.TinyTrainError, match="no update scheme fits a 1,000-byte arena"):
         SchemeSearch(model, search_task, 1_000, steps=10).run(generations=1)
+
+
+def test_contributions_skip_exactly_the_parts_over_budget(digits):
+    from tinytrain_tflm.search import with_classifier
+
+    _, model, search_task = digits
+    # Measured with the classifier: any part of layer 0, 9,152 B; of layer 1, 9,184 B; biases of all three, 9,624 B.
+    search = SchemeSearch(model, search_task, 9_168, steps=5)
+    bias_gains, weight_gains = search.contributions()
+    parts = [(layer, ratio) for layer in search.candidates for ratio in tt.scheme.RATIOS]
+    fitting = {p for p in parts if search.fits(with_classifier({"weights": {str(p[0]): p[1]}}, search.layers))}
+    assert set(weight_gains) == fitting and 0 < len(fitting) < len(parts)
+    assert all(search.fits(with_classifier({"bias_last": depth}, search.layers)) for depth in bias_gains)
+    assert search.layers not in bias_gains
