@@ -76,6 +76,9 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     print(f"\n{title}: {layers} conv-like layers; paper-style sparse scheme {sparse}")
     print(f"  {'configuration':46} {'arena x86':>10} {'32-bit':>10} {'planned':>10} {'persist.':>9} {'est.':>7} {'flash':>9}")
     row("inference (no training)", source)
+    graph = tt.read_graph(source)
+    graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    row("inference, overlapping buffers (offline plan)", tt.emit_model(graph))
     schemes = [("last layer", "last"), ("bias only (all biases)", {"bias_last": layers}), ("paper-style sparse", sparse)]
     if not quick:
         schemes.append(("full update", "all"))
@@ -90,12 +93,17 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("sparse int8, first stage tiled (auto)", tt.compile(source, update=sparse, gradient="int8", tiles="auto").bytes)
     lean = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1}}
     row(f"lean {lean}, int8, tiled", tt.compile(source, update=lean, gradient="int8", tiles="auto").bytes)
+    plain = tt.compile(source, update=lean, gradient="int8", tiles="auto", overlap_buffers=False)
+    row("lean, int8, tiled, without overlapping buffers (TFLM plans)", plain.bytes)
+    row("last layer, int8, tiled", tt.compile(source, update="last", gradient="int8", tiles="auto").bytes)
     partial_scheme = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
     for split in (False, True):
         trained = tt.compile(source, update=partial_scheme, gradient="int8", tiles="auto", split_partial=split)
         row(f"partial {partial_scheme}, int8, tiled, {'split' if split else 'whole layers in RAM'}", trained.bytes)
     without_masks = tt.compile(source, update=sparse, gradient="int8", activation_masks=False)
     row("sparse int8, without 1-bit masks", without_masks.bytes)
+    without_overlap = tt.compile(source, update=sparse, gradient="int8", overlap_buffers=False)
+    row("sparse int8, without overlapping buffers", without_overlap.bytes)
     deferred = tt.compile(source, update=sparse, gradient="int8", immediate_updates=False)
     row("sparse int8, updates deferred (no reordering)", deferred.bytes)
     unpruned = tt.compile(source, update=sparse, gradient="int8", prune_backward=False)

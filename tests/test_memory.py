@@ -25,8 +25,19 @@ def _measured_head(model: bytes) -> int:
 @pytest.mark.parametrize("name", ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"])
 @pytest.mark.parametrize("update", [None, "last", "all"])
 @pytest.mark.parametrize("gradient", ["float32", "int8"])
-def test_planned_head_is_tflms(name, update, gradient):
-    model = int8_model(name) if update is None else tt.compile(int8_model(name), update=update, gradient=gradient).bytes
+@pytest.mark.parametrize("overlap_buffers", [False, True], ids=["tflm_plans", "offline_plan"])
+def test_planned_head_is_tflms(name, update, gradient, overlap_buffers):
+    # Without overlapping buffers TFLM plans the head itself and the planner replicates it; with them
+    # TFLM follows the plan in the model's metadata.
+    if update is None:
+        model = int8_model(name)
+        if overlap_buffers:
+            graph = tt.read_graph(model)
+            graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+            model = tt.emit_model(graph)
+    else:
+        model = tt.compile(int8_model(name), update=update, gradient=gradient, overlap_buffers=overlap_buffers).bytes
+    assert (memory.OFFLINE_PLAN in tt.read_graph(model).metadata) == overlap_buffers
     assert memory.plan_memory(tt.read_graph(model)).head == _measured_head(model)
 
 

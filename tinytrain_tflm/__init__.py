@@ -2,8 +2,9 @@
 
 Pipeline, one module per stage: read (.tflite -> IR) -> ir -> scheme (what
 trains) -> loss -> autodiff (backward, 1-bit masks) -> optimizer -> compiler
-(assembles the training model) -> emit (IR -> .tflite) -> runtime / trainer
-(TFLM x86 reference runtime, export).
+(assembles the training model) -> schedule and memory (op order, the arena plan
+with overlapping buffers) -> emit (IR -> .tflite) -> runtime / trainer (TFLM
+x86 reference runtime, export).
 """
 
 from .compiler import TrainingModel, compile

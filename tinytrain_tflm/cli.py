@@ -83,6 +83,7 @@ def _compile(args: argparse.Namespace) -> None:
         label_smoothing=args.label_smoothing,
         activation_masks=not args.no_masks,
         tiles=_tiles(args.tile),
+        overlap_buffers=not args.no_overlap,
     )
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
@@ -279,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
     compile_.add_argument("--tile", help='run the frozen first stage in patches: "auto" or ROWSxCOLS, e.g. 3x2')
+    compile_.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="let TFLM plan the arena: no output written over its input (for kernels that do not produce rows in order)",
+    )
     compile_.set_defaults(run=_compile)
     train = commands.add_parser("train", help="train a training model on the TFLM runtime")
     train.add_argument("model", help="training model from `compile`")

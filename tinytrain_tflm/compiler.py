@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, partial, read, schedule, schema, schema_generated, tiling
+from . import emit, ir, loss, memory, partial, read, schedule, schema, schema_generated, tiling
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -95,6 +95,7 @@ def compile(
     split_partial: bool = True,
     prune_backward: bool = True,
     schedule_for_planner: bool = True,
+    overlap_buffers: bool = True,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -114,18 +115,23 @@ def compile(
     schedule_for_planner: reorder the backward ops where that lowers TFLM's planned
     arena (tinytrain_tflm.schedule; not with deferred updates); False keeps
     autodiff's order, to measure it.
+    overlap_buffers: let an op write its output over an input it reads for the last time
+    (tinytrain_tflm.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
+    metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
+    CMSIS-NN do). False leaves planning to TFLM.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
+    graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the source's tensors, not ours
     _check_int8(graph)
     _add_missing_biases(graph)
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
     if split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
     if tiles == "auto":
-        tiles = tiling.choose_tiles(graph, set(trainable))
+        tiles = tiling.choose_tiles(graph, set(trainable), overlap_buffers)
     if tiles is not None:
-        graph, renumber = tiling.tile_first_stage(graph, tuple(tiles), trained=set(trainable))
+        graph, renumber = tiling.tile_first_stage(graph, tuple(tiles), set(trainable), overlap_buffers=overlap_buffers)
         trainable = {renumber[t]: channels for t, channels in trainable.items()}
     graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
@@ -148,5 +154,7 @@ def compile(
     graph.ops = ops + [loss_op] + b.ops
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
     if schedule_for_planner and immediate_updates:  # deferred updates measure an engine that does not reorder
-        graph = schedule.schedule_backward(graph, len(ops) + 1)
+        graph = schedule.schedule_backward(graph, len(ops) + 1, overlap_buffers)
+    if overlap_buffers:
+        graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
     return TrainingModel(emit.emit_model(graph))

@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from . import ir, schema, schema_generated
+from . import ir, memory, schema, schema_generated
 from .errors import TinyTrainError
 
 GRADIENT_DTYPES = {"float32": np.dtype(np.float32), "int8": np.dtype(np.int8)}
@@ -35,6 +35,7 @@ def attach_loss(graph: ir.Graph, label_smoothing: float = 0.0, gradient: str = "
     if len(graph.outputs) != 1:
         raise TinyTrainError(f"model has {len(graph.outputs)} outputs; training needs exactly one, the class scores")
     g = copy.deepcopy(graph)
+    g.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the model without the loss's tensors
     logits = g.outputs[0]
     producer = _producer(g, logits)
     softmax_tensor, softmax_beta = -1, 1.0

@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from . import ir, schema_generated
+from . import ir, overlap, schema_generated
 from .errors import TinyTrainError
 
 ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
@@ -107,26 +107,51 @@ def planned_buffers(graph: ir.Graph) -> list[Buffer]:
     return buffers
 
 
-def greedy_place(buffers: list[Buffer]) -> int:
-    """Sets each buffer's offset as TFLM's GreedyMemoryPlanner does; returns the head size."""
-    if not buffers:
-        return 0
-    # Largest first. TFLM fills its sort array from the end, then bubble-sorts (stably), so buffers of
-    # equal size are placed in reverse tensor order; the tie order changes the layout.
-    order = sorted(reversed(buffers), key=lambda b: -b.size)
-    placed: list[Buffer] = []  # sorted by offset
-    for buffer in order:
-        offset = 0
-        for other in placed:
-            if other.first > buffer.last or buffer.first > other.last:
-                continue  # not live at the same time
-            if other.offset - offset >= buffer.size:
-                break  # the gap before `other` fits
-            offset = max(offset, other.offset + other.size)
-        buffer.offset = offset
-        placed.append(buffer)
-        placed.sort(key=lambda b: b.offset)
-    return max(b.offset + b.size for b in buffers)
+def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixed: list[Buffer] = ()) -> None:
+    """Sets every buffer's offset as TFLM's GreedyMemoryPlanner does, extended to overlapping buffers.
+
+    Groups go largest first (by their largest buffer). TFLM fills its sort array from the end, then
+    bubble-sorts (stably), so groups of equal size go in reverse tensor order; that tie order changes
+    the layout. Each buffer goes to the lowest offset where it misses every placed buffer live at the
+    same time (TFLM's first fit), except that an op's output may lie `shift` or more bytes below an
+    input it overlaps (tinytrain_tflm.overlap). A group is a chain of such overlaps, placed from its
+    last output back to its first input, so each input can settle over the output placed before it;
+    a lone buffer is a group of one. `fixed` buffers (an offline plan's) keep their offsets and are
+    placed first, as in TFLM."""
+    total = len(fixed) + sum(len(group) for group in groups)
+    firsts, lasts, starts, ends = (np.empty(total, np.int64) for _ in range(4))
+    index: dict[int, int] = {}
+    over = {o.output: (o.input, _aligned(o.shift)) for o in overlaps}  # output -> (input it may overlap, shift)
+    under = {o.input: (o.output, _aligned(o.shift)) for o in overlaps}  # input -> (output that may overlap it, shift)
+
+    def add(buffer: Buffer) -> None:
+        i = index[buffer.tensor] = len(index)
+        firsts[i], lasts[i], starts[i], ends[i] = buffer.first, buffer.last, buffer.offset, buffer.offset + buffer.size
+
+    for buffer in fixed:
+        add(buffer)
+    for group in sorted(reversed(groups), key=lambda group: -max(buffer.size for buffer in group)):
+        for buffer in reversed(group):
+            count = len(index)
+            live = (firsts[:count] <= buffer.last) & (lasts[:count] >= buffer.first)
+            low, high = starts[:count] - buffer.size, ends[:count].copy()  # offsets in (low, high) collide
+            if buffer.tensor in over and over[buffer.tensor][0] in index:  # may start `shift` below its input
+                other, shift = over[buffer.tensor]
+                low[index[other]] = max(low[index[other]], starts[index[other]] - shift)
+            if buffer.tensor in under and under[buffer.tensor][0] in index:  # its output may start `shift` below it
+                other, shift = under[buffer.tensor]
+                high[index[other]] = min(high[index[other]], starts[index[other]] + shift)
+            offset = 0
+            while True:  # every feasible offset above this one clears each current collision: jump past all
+                hit = live & (low < offset) & (offset < high)
+                if not hit.any():
+                    break
+                offset = int(high[hit].max())
+            buffer.offset = offset
+            add(buffer)
+
+
+OFFLINE_PLAN = "OfflineMemoryAllocation"  # TFLM's metadata name for a head planned ahead of time
 
 
 @dataclasses.dataclass
@@ -134,6 +159,7 @@ class MemoryPlan:
     buffers: list[Buffer]
     head: int  # bytes of the planned (non-persistent) arena section
     num_ops: int
+    shared: list[tuple[int, str, int]] = dataclasses.field(default_factory=list)  # (scope, category, bytes) two buffers share
 
     def live_bytes(self) -> dict[str, np.ndarray]:
         """Bytes live at each scope (0 .. num_ops), per category: what the plot shows."""
@@ -141,22 +167,90 @@ class MemoryPlan:
         for buffer in self.buffers:
             line = series.setdefault(buffer.category, np.zeros(self.num_ops + 1, np.int64))
             line[buffer.first : buffer.last + 1] += buffer.size
+        for scope, category, size in self.shared:
+            series[category][scope] -= size
         return series
 
     def at_peak(self) -> dict[str, int]:
         """Planned bytes per category among the buffers live at the scope where the most bytes are live."""
-        totals = sum(self.live_bytes().values())
-        scope = int(np.argmax(totals))
-        peak: dict[str, int] = {}
-        for buffer in self.buffers:
-            if buffer.first <= scope <= buffer.last:
-                peak[buffer.category] = peak.get(buffer.category, 0) + buffer.size
-        return peak
+        live = self.live_bytes()
+        scope = int(np.argmax(sum(live.values())))
+        return {category: int(line[scope]) for category, line in live.items() if line[scope]}
 
 
-def plan_memory(graph: ir.Graph) -> MemoryPlan:
+def _chains(buffers: list[Buffer], overlaps: list[overlap.Overlap]) -> list[list[Buffer]]:
+    """Buffers grouped into chains of overlaps (each tensor overlaps at most one input and one output),
+    first input to last output, in tensor order of their first member; the others alone."""
+    by_tensor = {buffer.tensor: buffer for buffer in buffers}
+    after = {o.input: o.output for o in overlaps}
+    outputs = set(after.values())
+    chains = []
+    for buffer in buffers:
+        if buffer.tensor in outputs:
+            continue  # in the chain of its input
+        chain, tensor = [buffer], buffer.tensor
+        while tensor in after:
+            tensor = after[tensor]
+            chain.append(by_tensor[tensor])
+        chains.append(chain)
+    return chains
+
+
+def _shared_bytes(graph: ir.Graph, plan: MemoryPlan) -> None:
+    """Records the bytes an op's output shares with one of its inputs while the op runs."""
+    by_tensor = {buffer.tensor: buffer for buffer in plan.buffers}
+    for scope, op in enumerate(graph.ops, start=1):
+        for out in (by_tensor[t] for t in op.outputs if t in by_tensor):
+            for a in (by_tensor[t] for t in set(op.inputs) if t in by_tensor):
+                common = min(a.offset + a.size, out.offset + out.size) - max(a.offset, out.offset)
+                if common > 0:
+                    plan.shared.append((scope, out.category, common))
+
+
+def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryPlan:
+    """The head as TFLM lays it out. overlap_buffers: True places outputs over the inputs they may
+    overwrite (tinytrain_tflm.overlap), the plan compile() writes into the model; False is TFLM's own
+    greedy plan; None follows the model: its offline plan if it has one (TFLM places any tensor the
+    plan leaves out around it), else TFLM's greedy plan."""
     buffers = planned_buffers(graph)
-    return MemoryPlan(buffers, greedy_place(buffers), len(graph.ops))
+    if overlap_buffers is None and OFFLINE_PLAN in graph.metadata:
+        offsets = _read_offline_plan(graph)
+        fixed = [b for b in buffers if offsets[b.tensor] >= 0]
+        for buffer in fixed:
+            buffer.offset = int(offsets[buffer.tensor])
+        place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
+    else:
+        place([[b] for b in buffers])
+        if overlap_buffers:  # kept only where it beats TFLM's own plan
+            greedy = {b.tensor: b.offset for b in buffers}, max((b.offset + b.size for b in buffers), default=0)
+            overlaps = overlap.find_overlaps(graph, _lifetimes(graph), {b.tensor for b in buffers})
+            place(_chains(buffers, overlaps), overlaps)
+            if max((b.offset + b.size for b in buffers), default=0) >= greedy[1]:
+                for buffer in buffers:
+                    buffer.offset = greedy[0][buffer.tensor]
+    plan = MemoryPlan(buffers, max((b.offset + b.size for b in buffers), default=0), len(graph.ops))
+    _shared_bytes(graph, plan)
+    return plan
+
+
+def _read_offline_plan(graph: ir.Graph) -> np.ndarray:
+    blob = graph.metadata[OFFLINE_PLAN]
+    values = np.frombuffer(blob[: len(blob) // 4 * 4], "<i4")
+    if len(blob) != 4 * (3 + len(graph.tensors)) or values[2] != len(graph.tensors):
+        raise TinyTrainError(
+            f"malformed {OFFLINE_PLAN} metadata: {len(blob)} bytes for {len(graph.tensors)} tensors "
+            f"(expected {4 * (3 + len(graph.tensors))}); recompile the model"
+        )
+    return values[3:]
+
+
+def offline_plan(graph: ir.Graph) -> bytes:
+    """The model's head planned with overlapping buffers, as TFLM's OfflineMemoryAllocation metadata
+    (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
+    offsets = np.full(len(graph.tensors), -1, np.int64)
+    for buffer in plan_memory(graph, overlap_buffers=True).buffers:
+        offsets[buffer.tensor] = buffer.offset
+    return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
 
 
 # Persistent bytes a kernel allocates for one op on the pinned wheel (x86-64):
@@ -268,9 +362,10 @@ class MemoryEstimate:
         return self.tail + max(self.head, self.planning)
 
 
-def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64) -> MemoryEstimate:
-    """Predicted minimum arena, by category, with `bookkeeping` for the target's pointer size."""
-    plan = plan_memory(graph)
+def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, overlap_buffers: bool | None = None) -> MemoryEstimate:
+    """Predicted minimum arena, by category, with `bookkeeping` for the target's pointer size
+    (overlap_buffers: as plan_memory's)."""
+    plan = plan_memory(graph, overlap_buffers)
     planned = plan.at_peak()
     planned["fragmentation"] = plan.head - sum(planned.values())
     optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}

@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from . import read, schema_generated
+from . import emit, memory, read, schema_generated
 from .capture import capture_fds
 from .errors import TFLMError, TinyTrainError
 
@@ -126,6 +126,15 @@ class ArenaReport:
         return cls(int(totals["total"]), int(totals["head"]), int(totals["tail"]), categories)
 
 
+def _without_offline_plan(model: bytes) -> bytes:
+    """The model without a head planned ahead (tinytrain_tflm.memory.OFFLINE_PLAN), whose overlapping
+    buffers cannot coexist with preserving every tensor; TFLM then plans the head itself."""
+    graph = read.read_graph(model)
+    if graph.metadata.pop(memory.OFFLINE_PLAN, None) is None:
+        return model
+    return emit.emit_model(graph)
+
+
 class Interpreter:
     """A TFLM interpreter on the pinned wheel with every tinytrain op registered."""
 
@@ -152,6 +161,8 @@ class Interpreter:
             raise TinyTrainError(f"arena of {arena_size} bytes is below the {MIN_ARENA_BYTES}-byte minimum the runtime handles")
         from tflite_micro import runtime as tflm_runtime
 
+        if preserve_all_tensors:
+            model = _without_offline_plan(model)
         self._model = bytes(model)  # TFLM reads the flatbuffer in place: keep it alive.
         self.arena_size = arena_size
         self.preserve_all_tensors = preserve_all_tensors

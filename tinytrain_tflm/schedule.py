@@ -89,8 +89,8 @@ def greedy_order(graph: ir.Graph, start: int) -> list[ir.Op]:
     return [ops[j] for j in order]
 
 
-def schedule_backward(graph: ir.Graph, start: int) -> ir.Graph:
+def schedule_backward(graph: ir.Graph, start: int, overlap_buffers: bool = False) -> ir.Graph:
     """The graph with ops[start:] (the backward pass) in whichever order, autodiff's or the greedy
-    one, gives the smaller planned head."""
+    one, gives the smaller planned head (with overlapping buffers if the model will have them)."""
     reordered = dataclasses.replace(graph, ops=graph.ops[:start] + greedy_order(graph, start))
-    return reordered if plan_memory(reordered).head < plan_memory(graph).head else graph
+    return reordered if plan_memory(reordered, overlap_buffers).head < plan_memory(graph, overlap_buffers).head else graph

@@ -25,8 +25,7 @@ import dataclasses
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from . import ir
-from .autodiff.rules.geometry import padding_before
+from . import geometry, ir
 from .errors import TinyTrainError
 from .memory import estimate
 
@@ -92,20 +91,9 @@ def stage_lengths(graph: ir.Graph, trained: set[int] | None = None) -> list[int]
     return lengths
 
 
-def _window(graph: ir.Graph, op: ir.Op, axis: int) -> tuple[int, int, int, int]:
-    """(kernel, stride, dilation, pad_before) of a stage op along axis 1 (rows) or 2 (columns)."""
-    x, y = graph.tensors[op.inputs[0]].shape[axis], graph.tensors[op.outputs[0]].shape[axis]
-    if op.kind == "PAD":
-        return 1, 1, 1, int(graph.tensors[op.inputs[1]].data[axis][0])
-    o = op.builtin_options
-    stride, dilation = (o.strideH, o.dilationHFactor) if axis == 1 else (o.strideW, o.dilationWFactor)
-    kernel = graph.tensors[op.inputs[1]].shape[axis]
-    return kernel, stride, dilation, padding_before(o.padding, x, y, kernel, stride, dilation)
-
-
 def _needed(graph: ir.Graph, op: ir.Op, axis: int, out: Span) -> Span:
     """Input span (unclipped: it may cover padding) that op reads for output span `out`."""
-    kernel, stride, dilation, pad = _window(graph, op, axis)
+    kernel, stride, dilation, pad = geometry.window(graph, op, axis)
     return Span(out.start * stride - pad, (out.stop - 1) * stride - pad + (kernel - 1) * dilation + 1)
 
 
@@ -208,12 +196,17 @@ def _copy(options):
 
 
 def tile_first_stage(
-    graph: ir.Graph, tiles: tuple[int, int] = (4, 4), trained: set[int] | None = None, length: int | None = None
+    graph: ir.Graph,
+    tiles: tuple[int, int] = (4, 4),
+    trained: set[int] | None = None,
+    length: int | None = None,
+    overlap_buffers: bool = False,
 ) -> tuple[ir.Graph, dict[int, int]]:
     """The graph with its first `length` ops run in tiles[0] x tiles[1] patches (see the module docstring),
     compacted, and the map from old tensor indices to new ones. The stage holds no op reading a tensor in
     `trained`. By default its length is the one of stage_lengths whose tiled graph has the smallest
-    estimated arena: deeper stages cut more activation memory but repeat more ops and halo pixels."""
+    estimated arena (planned with overlapping buffers if the model will have them): deeper stages cut
+    more activation memory but repeat more ops and halo pixels."""
     lengths = stage_lengths(graph, trained)
     if not lengths:
         first = graph.ops[0] if graph.ops else None
@@ -224,7 +217,8 @@ def tile_first_stage(
         # Past 1/8 of the input's resolution activations are small: tiling there only repeats ops.
         source = graph.tensors[graph.inputs[0]].shape
         large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
-        return min((_tiled(graph, tiles, k) for k in large or lengths[:1]), key=lambda tiled: estimate(tiled[0]).total)
+        candidates = (_tiled(graph, tiles, k) for k in large or lengths[:1])
+        return min(candidates, key=lambda tiled: estimate(tiled[0], overlap_buffers=overlap_buffers).total)
     if length not in lengths:
         raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
     return _tiled(graph, tiles, length)
@@ -253,14 +247,15 @@ def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Gra
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 
 
-def choose_tiles(graph: ir.Graph, trained: set[int] | None = None) -> tuple[int, int] | None:
+def choose_tiles(graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False) -> tuple[int, int] | None:
     """The grid with the smallest estimated arena, or None when no grid beats the untiled graph
     (each tile repeats the stage's ops, whose kernel data and bookkeeping cost memory too)."""
     if not stage_lengths(graph, trained):
         return None
-    best, best_bytes = None, estimate(graph).total
+    best, best_bytes = None, estimate(graph, overlap_buffers=overlap_buffers).total
     for grid in GRIDS:
-        size = estimate(tile_first_stage(graph, grid, trained)[0]).total
+        tiled = tile_first_stage(graph, grid, trained, overlap_buffers=overlap_buffers)[0]
+        size = estimate(tiled, overlap_buffers=overlap_buffers).total
         if size < best_bytes:
             best, best_bytes = grid, size
     return best

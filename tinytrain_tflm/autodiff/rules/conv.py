@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ...geometry import padding_before
 from . import grad_rule
-from .geometry import padding_before
 
 
 @grad_rule("CONV_2D", "DEPTHWISE_CONV_2D")

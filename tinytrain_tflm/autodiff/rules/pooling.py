@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...errors import TinyTrainError
+from ...geometry import padding_before
 from . import grad_rule
-from .geometry import padding_before
 
 
 def _pool_geometry(b, op) -> dict:

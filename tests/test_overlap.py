@@ -1,0 +1,120 @@
+"""Overlapping buffers (tinytrain_tflm.overlap): TFLM follows the plan written into the model, the
+results stay bit-identical, and a shift smaller than the rule allows is caught by the same check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from models import int8_model, mobilenet_v2_035_128
+
+import tinytrain_tflm as tt
+from tinytrain_tflm import memory, overlap, runtime, schema_generated
+
+STEPS = 6
+
+
+def _device_run(model: bytes, steps: int = STEPS) -> list[np.ndarray]:
+    """Losses and logits of `steps` training invokes and one prediction, run as a device runs the
+    model: TFLM's planned arena, no preserved tensors, so overlapping buffers really overlap."""
+    graph = tt.read_graph(model)
+    x = graph.tensors[graph.inputs[0]]
+    interpreter = tt.Interpreter(model, 4 << 20)
+    rng = np.random.default_rng(0)
+    outputs = []
+    for step in range(steps + 1):
+        sample = rng.integers(-128, 128, x.shape, dtype=np.int8)
+        control = 0 if step == steps else schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE
+        loss, logits = interpreter.run([sample, np.array([step % 3], np.int32), np.array([control], np.int32)])[:2]
+        outputs += [logits] if control == 0 else [loss, logits]  # predicting computes no loss
+    return outputs
+
+
+def _overlapping_pairs(model: bytes) -> int:
+    plan = memory.plan_memory(tt.read_graph(model))
+    return len(plan.shared)
+
+
+@pytest.mark.parametrize("name", ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"])
+@pytest.mark.parametrize("update", ["last", {"bias_last": 3}, "all"])
+def test_training_is_bit_identical_with_overlapping_buffers(name, update):
+    source = int8_model(name)
+    plain = tt.compile(source, update=update, gradient="int8", overlap_buffers=False).bytes
+    overlapped = tt.compile(source, update=update, gradient="int8").bytes
+    assert memory.OFFLINE_PLAN in tt.read_graph(overlapped).metadata
+    for ours, reference in zip(_device_run(overlapped), _device_run(plain), strict=True):
+        np.testing.assert_array_equal(ours, reference)
+
+
+def test_tflm_follows_the_plan_and_it_saves_memory():
+    # An inverted residual block trained at its classifier only: its expand, depthwise and project
+    # convs, the residual ADD and the stride-2 depthwise after a PAD all write over their inputs.
+    source = int8_model("mobilenet_v2_blocks")
+    plain = tt.compile(source, update="last", overlap_buffers=False).bytes
+    overlapped = tt.compile(source, update="last").bytes
+    graph = tt.read_graph(overlapped)
+    interpreter = tt.Interpreter(overlapped, 1 << 20)
+    interpreter.run(runtime.zero_inputs(overlapped))
+    assert interpreter.arena_report().head == memory.plan_memory(graph).head
+    assert _overlapping_pairs(overlapped) >= 4
+    assert memory.plan_memory(graph).head < memory.plan_memory(tt.read_graph(plain)).head
+    assert tt.minimum_arena_size(overlapped) < tt.minimum_arena_size(plain)
+
+
+def test_a_shift_below_the_rule_corrupts_and_is_caught(monkeypatch):
+    source = int8_model("mobilenet_v2_blocks")
+    reference = _device_run(tt.compile(source, update="last", overlap_buffers=False).bytes, steps=2)
+    rule = overlap._rows_shift
+    # Depthwise outputs placed right on their inputs overwrite input rows still to be read.
+    monkeypatch.setattr(overlap, "_rows_shift", lambda graph, op: 0 if op.kind == "DEPTHWISE_CONV_2D" else rule(graph, op))
+    corrupted = tt.compile(source, update="last").bytes
+    assert _overlapping_pairs(corrupted) > 0
+    outputs = _device_run(corrupted, steps=2)
+    assert any(not np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
+
+
+def test_inference_model_with_an_offline_plan():
+    # MobileNetV2-w0.35 at 128x128 inference: the plan alone, written into an ordinary model.
+    graph = tt.read_graph(mobilenet_v2_035_128())
+    plain = tt.emit_model(graph)
+    graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    planned = tt.emit_model(graph)
+    image = np.random.default_rng(0).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    outputs = [tt.Interpreter(model, 1 << 20).run([image])[0] for model in (planned, plain)]
+    np.testing.assert_array_equal(*outputs)
+    assert memory.plan_memory(tt.read_graph(planned)).head < 0.85 * memory.plan_memory(tt.read_graph(plain)).head
+
+
+def test_preserving_every_tensor_drops_the_plan():
+    # The host Trainer reads every tensor after invoke, which overlapping buffers would have overwritten.
+    model = tt.compile(int8_model("small_cnn"), update="all").bytes
+    trainer = tt.Trainer(model)
+    gradients = trainer.gradients(np.zeros((12, 12, 1), np.float32), 1)
+    plain = tt.Trainer(tt.compile(int8_model("small_cnn"), update="all", overlap_buffers=False).bytes)
+    reference = plain.gradients(np.zeros((12, 12, 1), np.float32), 1)
+    for name, grad in reference.items():
+        np.testing.assert_array_equal(gradients[name], grad)
+
+
+def test_malformed_offline_plan_is_a_clear_error():
+    graph = tt.read_graph(int8_model("small_cnn"))
+    graph.metadata[memory.OFFLINE_PLAN] = b"\x00" * 10
+    with pytest.raises(tt.TinyTrainError, match="malformed OfflineMemoryAllocation metadata"):
+        memory.plan_memory(graph)
+
+
+def test_cli_compile_no_overlap(tmp_path):
+    source = tmp_path / "model.tflite"
+    source.write_bytes(int8_model("mobilenet_v2_blocks"))
+    for flags, planned in (([], True), (["--no-overlap"], False)):
+        out = tmp_path / f"train{len(flags)}.tflite"
+        result = subprocess.run(
+            [sys.executable, "-P", "-m", "tinytrain_tflm.cli", "compile", str(source), "-o", str(out), *flags],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert (memory.OFFLINE_PLAN in tt.read_graph(out.read_bytes()).metadata) == planned
