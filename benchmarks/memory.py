@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from models import ds_cnn, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import memory, tiling  # noqa: E402
+from tinytrain_tflm import memory, requantization, tiling  # noqa: E402
 from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
 
@@ -100,6 +100,13 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     for split in (False, True):
         trained = tt.compile(source, update=partial_scheme, gradient="int8", tiles="auto", split_partial=split)
         row(f"partial {partial_scheme}, int8, tiled, {'split' if split else 'whole layers in RAM'}", trained.bytes)
+    # Forward convs reading their per-channel requantization from the model instead of the arena.
+    graph = requantization.lower(tt.read_graph(source))
+    graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    row("inference, overlapping buffers, requantization in flash", tt.emit_model(graph))
+    for name, update in (("last layer", "last"), ("lean", lean), ("partial, split", partial_scheme), ("sparse", sparse)):
+        flash = tt.compile(source, update=update, gradient="int8", tiles="auto", flash_requantization=True)
+        row(f"{name}, int8, tiled, requantization in flash", flash.bytes)
     without_masks = tt.compile(source, update=sparse, gradient="int8", activation_masks=False)
     row("sparse int8, without 1-bit masks", without_masks.bytes)
     without_overlap = tt.compile(source, update=sparse, gradient="int8", overlap_buffers=False)

@@ -39,10 +39,12 @@ def _overlapping_pairs(model: bytes) -> int:
 
 @pytest.mark.parametrize("name", ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"])
 @pytest.mark.parametrize("update", ["last", {"bias_last": 3}, "all"])
-def test_training_is_bit_identical_with_overlapping_buffers(name, update):
+@pytest.mark.parametrize("flash", [False, True], ids=["tflm_convs", "tinytrain_convs"])
+def test_training_is_bit_identical_with_overlapping_buffers(name, update, flash):
+    # With flash_requantization the overlapping convs are tinytrain's own (TT_CONV_2D, ...).
     source = int8_model(name)
     plain = tt.compile(source, update=update, gradient="int8", overlap_buffers=False).bytes
-    overlapped = tt.compile(source, update=update, gradient="int8").bytes
+    overlapped = tt.compile(source, update=update, gradient="int8", flash_requantization=flash).bytes
     assert memory.OFFLINE_PLAN in tt.read_graph(overlapped).metadata
     for ours, reference in zip(_device_run(overlapped), _device_run(plain), strict=True):
         np.testing.assert_array_equal(ours, reference)

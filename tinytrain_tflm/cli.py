@@ -84,6 +84,7 @@ def _compile(args: argparse.Namespace) -> None:
         activation_masks=not args.no_masks,
         tiles=_tiles(args.tile),
         overlap_buffers=not args.no_overlap,
+        flash_requantization=args.flash_requantization,
     )
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
@@ -284,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-overlap",
         action="store_true",
         help="let TFLM plan the arena: no output written over its input (for kernels that do not produce rows in order)",
+    )
+    compile_.add_argument(
+        "--flash-requantization",
+        action="store_true",
+        help="forward convs read their per-channel requantization from the model (flash), not the arena; slower on a device",
     )
     compile_.set_defaults(run=_compile)
     train = commands.add_parser("train", help="train a training model on the TFLM runtime")

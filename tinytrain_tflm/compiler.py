@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, memory, partial, read, schedule, schema, schema_generated, tiling
+from . import emit, ir, loss, memory, partial, read, requantization, schedule, schema, schema_generated, tiling
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -96,6 +96,7 @@ def compile(
     prune_backward: bool = True,
     schedule_for_planner: bool = True,
     overlap_buffers: bool = True,
+    flash_requantization: bool = False,
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -119,6 +120,10 @@ def compile(
     (tinytrain_tflm.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
     CMSIS-NN do). False leaves planning to TFLM.
+    flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and
+    TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
+    (tinytrain_tflm.requantization) instead of keeping 8 bytes per output channel
+    in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
     """
     optimizer = optimizer or SGD()
     graph = read.read_graph(model)
@@ -129,9 +134,11 @@ def compile(
     if split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
     if tiles == "auto":
-        tiles = tiling.choose_tiles(graph, set(trainable), overlap_buffers)
+        tiles = tiling.choose_tiles(graph, set(trainable), overlap_buffers, flash_requantization)
     if tiles is not None:
-        graph, renumber = tiling.tile_first_stage(graph, tuple(tiles), set(trainable), overlap_buffers=overlap_buffers)
+        graph, renumber = tiling.tile_first_stage(
+            graph, tuple(tiles), set(trainable), overlap_buffers=overlap_buffers, flash_requantization=flash_requantization
+        )
         trainable = {renumber[t]: channels for t, channels in trainable.items()}
     graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
@@ -155,6 +162,8 @@ def compile(
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
     if schedule_for_planner and immediate_updates:  # deferred updates measure an engine that does not reorder
         graph = schedule.schedule_backward(graph, len(ops) + 1, overlap_buffers)
+    if flash_requantization:
+        graph = requantization.lower(graph)
     if overlap_buffers:
         graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
     return TrainingModel(emit.emit_model(graph))

@@ -70,7 +70,7 @@ def _rows_shift(graph: ir.Graph, op: ir.Op) -> int | None:
 
 def _candidates(graph: ir.Graph, op: ir.Op) -> list[tuple[int, int]]:
     """(input, shift) pairs op's output may overlap, before lifetimes are considered."""
-    if not op.outputs or (op.custom and op.kind not in ELEMENT_WISE):
+    if not op.outputs or (op.custom and op.kind not in ELEMENT_WISE + WINDOWED):  # other tinytrain ops: unknown order
         return []
     out = graph.tensors[op.outputs[0]]
     if op.kind in WINDOWED:

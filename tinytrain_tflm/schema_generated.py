@@ -27,6 +27,8 @@ MAX_POOL_2D_GRAD = 'TT_MAX_POOL_2D_GRAD'
 MEAN_GRAD = 'TT_MEAN_GRAD'
 GRAD_ADD = 'TT_GRAD_ADD'
 SGD = 'TT_SGD'
+CONV_2D = 'TT_CONV_2D'
+DEPTHWISE_CONV_2D = 'TT_DEPTHWISE_CONV_2D'
 
 BLOBS = {
     "ACTIVATION_GRAD": {
@@ -141,6 +143,53 @@ BLOBS = {
             "grad_bias: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update], c_update <= c"
         ]
     },
+    "CONV_2D": {
+        "custom_name": "TT_CONV_2D",
+        "doc": "CONV_2D on int8 with per-channel requantization read from the model (flash on a device) instead of computed into the arena: bit-identical to TFLM's reference kernel, without its 8 bytes of kernel data per output channel.",
+        "fields": [
+            {
+                "doc": "TFLite Padding: 0 SAME, 1 VALID, as the builtin op's options; Prepare derives the pads from it.",
+                "name": "padding",
+                "type": "int32"
+            },
+            {
+                "doc": "Stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "TFLite ActivationFunctionType fused into the output: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.",
+                "name": "activation",
+                "type": "int32"
+            }
+        ],
+        "id": 17,
+        "inputs": [
+            "input: int8 [n, ih, iw, cin], per-tensor quantized",
+            "filter: int8 [cout, kh, kw, cin], symmetric, per-channel on axis 0 or per-tensor",
+            "bias: int32 [cout] or -1",
+            "requantization: int32 [2, cout], constant: row 0 the multiplier (Q31, >= 0) and row 1 the shift (-31 to 30) of each output channel, computed at compile time as TFLite's kernels compute them in Prepare"
+        ],
+        "kind": "op",
+        "outputs": [
+            "output: int8 [n, oh, ow, cout], per-tensor quantized"
+        ]
+    },
     "CONV_2D_FILTER_GRAD": {
         "custom_name": "TT_CONV_2D_FILTER_GRAD",
         "doc": "d loss / d filter of CONV_2D for the first c_update output channels: the correlation of the saved input with the output gradient.",
@@ -233,6 +282,58 @@ BLOBS = {
         "kind": "op",
         "outputs": [
             "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, cin]"
+        ]
+    },
+    "DEPTHWISE_CONV_2D": {
+        "custom_name": "TT_DEPTHWISE_CONV_2D",
+        "doc": "DEPTHWISE_CONV_2D on int8 with per-channel requantization read from the model, as TT_CONV_2D.",
+        "fields": [
+            {
+                "doc": "TFLite Padding: 0 SAME, 1 VALID, as the builtin op's options; Prepare derives the pads from it.",
+                "name": "padding",
+                "type": "int32"
+            },
+            {
+                "doc": "Stride along height, >= 1.",
+                "name": "stride_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Stride along width, >= 1.",
+                "name": "stride_w",
+                "type": "int32"
+            },
+            {
+                "doc": "Dilation along height, >= 1.",
+                "name": "dilation_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Dilation along width, >= 1.",
+                "name": "dilation_w",
+                "type": "int32"
+            },
+            {
+                "doc": "TFLite ActivationFunctionType fused into the output: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.",
+                "name": "activation",
+                "type": "int32"
+            },
+            {
+                "doc": "Output channels per input channel, >= 1.",
+                "name": "depth_multiplier",
+                "type": "int32"
+            }
+        ],
+        "id": 18,
+        "inputs": [
+            "input: int8 [n, ih, iw, cin], per-tensor quantized",
+            "filter: int8 [1, kh, kw, cin * depth_multiplier], symmetric, per-channel on axis 3 or per-tensor",
+            "bias: int32 [cin * depth_multiplier] or -1",
+            "requantization: int32 [2, cin * depth_multiplier], constant: row 0 the multiplier (Q31, >= 0) and row 1 the shift (-31 to 30) of each output channel, computed at compile time as TFLite's kernels compute them in Prepare"
+        ],
+        "kind": "op",
+        "outputs": [
+            "output: int8 [n, oh, ow, cin * depth_multiplier], per-tensor quantized"
         ]
     },
     "DEPTHWISE_CONV_2D_FILTER_GRAD": {

@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from . import geometry, ir
+from . import geometry, ir, requantization
 from .errors import TinyTrainError
 from .memory import estimate
 
@@ -201,12 +201,13 @@ def tile_first_stage(
     trained: set[int] | None = None,
     length: int | None = None,
     overlap_buffers: bool = False,
+    flash_requantization: bool = False,
 ) -> tuple[ir.Graph, dict[int, int]]:
     """The graph with its first `length` ops run in tiles[0] x tiles[1] patches (see the module docstring),
     compacted, and the map from old tensor indices to new ones. The stage holds no op reading a tensor in
     `trained`. By default its length is the one of stage_lengths whose tiled graph has the smallest
-    estimated arena (planned with overlapping buffers if the model will have them): deeper stages cut
-    more activation memory but repeat more ops and halo pixels."""
+    estimated arena (of the model as compile() will emit it: see _estimate): deeper stages cut more
+    activation memory but repeat more ops and halo pixels."""
     lengths = stage_lengths(graph, trained)
     if not lengths:
         first = graph.ops[0] if graph.ops else None
@@ -218,10 +219,16 @@ def tile_first_stage(
         source = graph.tensors[graph.inputs[0]].shape
         large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
         candidates = (_tiled(graph, tiles, k) for k in large or lengths[:1])
-        return min(candidates, key=lambda tiled: estimate(tiled[0], overlap_buffers=overlap_buffers).total)
+        return min(candidates, key=lambda tiled: _estimate(tiled[0], overlap_buffers, flash_requantization))
     if length not in lengths:
         raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
     return _tiled(graph, tiles, length)
+
+
+def _estimate(graph: ir.Graph, overlap_buffers: bool, flash_requantization: bool) -> int:
+    """Estimated arena of the graph with the compiler's later memory passes: overlapping buffers, convs
+    reading their requantization from the model."""
+    return estimate(requantization.lower(graph) if flash_requantization else graph, overlap_buffers=overlap_buffers).total
 
 
 def _pixels(shape: tuple[int, ...]) -> int:
@@ -247,15 +254,17 @@ def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Gra
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 
 
-def choose_tiles(graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False) -> tuple[int, int] | None:
+def choose_tiles(
+    graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False, flash_requantization: bool = False
+) -> tuple[int, int] | None:
     """The grid with the smallest estimated arena, or None when no grid beats the untiled graph
     (each tile repeats the stage's ops, whose kernel data and bookkeeping cost memory too)."""
     if not stage_lengths(graph, trained):
         return None
-    best, best_bytes = None, estimate(graph, overlap_buffers=overlap_buffers).total
+    best, best_bytes = None, _estimate(graph, overlap_buffers, flash_requantization)
     for grid in GRIDS:
-        tiled = tile_first_stage(graph, grid, trained, overlap_buffers=overlap_buffers)[0]
-        size = estimate(tiled, overlap_buffers=overlap_buffers).total
+        tiled = tile_first_stage(graph, grid, trained, overlap_buffers=overlap_buffers, flash_requantization=flash_requantization)
+        size = _estimate(tiled[0], overlap_buffers, flash_requantization)
         if size < best_bytes:
             best, best_bytes = grid, size
     return best

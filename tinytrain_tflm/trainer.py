@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from . import emit, ir, loss, memory, read, schema, schema_generated
+from . import emit, ir, loss, memory, read, requantization, schema, schema_generated
 from .compiler import TrainingModel
 from .errors import TinyTrainError
 from .runtime import Interpreter
@@ -163,7 +163,7 @@ class Trainer:
         loss_position = next(i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY)
         graph.ops = [
             dataclasses.replace(op, inputs=[sources.get(t, t) for t in op.inputs])
-            for op in graph.ops[:loss_position]
+            for op in map(requantization.restore, graph.ops[:loss_position])
             if not op.custom
         ]
         output = self.metadata["logits_tensor"]

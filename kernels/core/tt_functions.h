@@ -430,6 +430,68 @@ tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int
 tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
                             const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
 
+/**
+ * Everything a forward int8 convolution needs besides its tensors: the
+ * geometry, the zero points as TFLite's kernels apply them, and the clamp of
+ * the fused activation. The per-channel requantization is an argument of its
+ * own: it is read from the model, not computed here.
+ */
+typedef struct {
+  tt_conv_grad_params conv; /**< Strides, dilations and pads. */
+  int32_t depth_multiplier; /**< Depthwise only (>= 1); ignored by tt_conv2d_s8. */
+  int32_t input_offset;     /**< Minus the input's zero point, in [-127, 128]. */
+  int32_t output_offset;    /**< The output's zero point, in [-128, 127]. */
+  int32_t activation_min;   /**< Clamp of the output, -128 <= min <= max <= 127. */
+  int32_t activation_max;
+} tt_conv_params;
+
+/**
+ * Per-output-channel requantization of an int32 accumulator to the output's
+ * scale: acc * multiplier[c] * 2^(shift[c] - 31), rounded as TFLite's
+ * MultiplyByQuantizedMultiplier rounds (twice: a rounding doubling high
+ * multiply, then a rounding right shift).
+ */
+typedef struct {
+  const int32_t* multiplier; /**< One per output channel, >= 0. */
+  const int32_t* shift;      /**< One per output channel, in [-31, 30]. */
+} tt_requantization;
+
+/**
+ * Forward CONV_2D on int8, bit-identical to TFLite's reference kernel:
+ * out[n, oy, ox, co] = clamp(requant_co(bias[co] + sum of
+ * filter[co, ky, kx, ci] * (x[n, iy, ix, ci] + input_offset)) + output_offset)
+ * over the taps inside the input. Writes output rows in order, so the output
+ * may overlap input rows no later output row reads (tinytrain_tflm/overlap.py).
+ *
+ * @param[in]  params       geometry (strides, dilations >= 1, pads >= 0), offsets, clamp
+ * @param[in]  input_dims   [n, ih, iw, cin]
+ * @param[in]  filter_dims  [cout, kh, kw, cin]
+ * @param[in]  bias         [cout], or NULL for none
+ * @param[in]  requant      cout multipliers and shifts
+ * @param[in]  output_dims  [n, oh, ow, cout]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
+                       const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
+                       const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+
+/**
+ * Forward DEPTHWISE_CONV_2D on int8 (m = depth_multiplier), bit-identical to
+ * TFLite's reference kernel: output channel oc = ci * m + j sums
+ * filter[0, ky, kx, oc] * (x[n, iy, ix, ci] + input_offset), then as tt_conv2d_s8.
+ *
+ * @param[in]  params       as tt_conv2d_s8's, depth_multiplier >= 1
+ * @param[in]  input_dims   [n, ih, iw, cin]
+ * @param[in]  filter_dims  [1, kh, kw, cin * m]
+ * @param[in]  bias         [cin * m], or NULL for none
+ * @param[in]  requant      cin * m multipliers and shifts
+ * @param[in]  output_dims  [n, oh, ow, cin * m]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_depthwise_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
+                                 const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
+                                 const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -37,6 +37,8 @@ extern "C" {
 #define TT_BLOB_MEAN_GRAD 14
 #define TT_BLOB_GRAD_ADD 15
 #define TT_BLOB_SGD 16
+#define TT_BLOB_CONV_2D 17
+#define TT_BLOB_DEPTHWISE_CONV_2D 18
 #define TT_BLOB_TRAINING_METADATA 100
 
 /* Every custom op as X(NAME, "CUSTOM_NAME"). */
@@ -56,8 +58,10 @@ extern "C" {
   X(MAX_POOL_2D_GRAD, "TT_MAX_POOL_2D_GRAD") \
   X(MEAN_GRAD, "TT_MEAN_GRAD") \
   X(GRAD_ADD, "TT_GRAD_ADD") \
-  X(SGD, "TT_SGD")
-#define TT_NUM_OPS 16
+  X(SGD, "TT_SGD") \
+  X(CONV_2D, "TT_CONV_2D") \
+  X(DEPTHWISE_CONV_2D, "TT_DEPTHWISE_CONV_2D")
+#define TT_NUM_OPS 18
 
 /** Mean softmax cross-entropy of int8 logits against integer labels, and its gradient w.r.t. the logits. */
 typedef struct {
@@ -373,6 +377,58 @@ static inline tt_status tt_parse_sgd(const uint8_t* blob, size_t length, tt_sgd_
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->qas);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->rounding);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->seed);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** CONV_2D on int8 with per-channel requantization read from the model (flash on a device) instead of computed into the arena: bit-identical to TFLM's reference kernel, without its 8 bytes of kernel data per output channel. */
+typedef struct {
+  int32_t padding; /**< TFLite Padding: 0 SAME, 1 VALID, as the builtin op's options; Prepare derives the pads from it. */
+  int32_t stride_h; /**< Stride along height, >= 1. */
+  int32_t stride_w; /**< Stride along width, >= 1. */
+  int32_t dilation_h; /**< Dilation along height, >= 1. */
+  int32_t dilation_w; /**< Dilation along width, >= 1. */
+  int32_t activation; /**< TFLite ActivationFunctionType fused into the output: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6. */
+} tt_conv_2d_options;
+
+/** Parses a TT_BLOB_CONV_2D blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_conv_2d(const uint8_t* blob, size_t length, tt_conv_2d_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_CONV_2D);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->padding);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->activation);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** DEPTHWISE_CONV_2D on int8 with per-channel requantization read from the model, as TT_CONV_2D. */
+typedef struct {
+  int32_t padding; /**< TFLite Padding: 0 SAME, 1 VALID, as the builtin op's options; Prepare derives the pads from it. */
+  int32_t stride_h; /**< Stride along height, >= 1. */
+  int32_t stride_w; /**< Stride along width, >= 1. */
+  int32_t dilation_h; /**< Dilation along height, >= 1. */
+  int32_t dilation_w; /**< Dilation along width, >= 1. */
+  int32_t activation; /**< TFLite ActivationFunctionType fused into the output: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6. */
+  int32_t depth_multiplier; /**< Output channels per input channel, >= 1. */
+} tt_depthwise_conv_2d_options;
+
+/** Parses a TT_BLOB_DEPTHWISE_CONV_2D blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_depthwise_conv_2d(const uint8_t* blob, size_t length, tt_depthwise_conv_2d_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_DEPTHWISE_CONV_2D);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->padding);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->stride_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->activation);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->depth_multiplier);
   if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
   return status;
 }

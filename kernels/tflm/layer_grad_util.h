@@ -159,25 +159,43 @@ TfLiteStatus PrepareConvParams(TfLiteContext* context, const char* op_name, cons
   return kTfLiteOk;
 }
 
-// TFLite pads each axis of CONV_2D and DEPTHWISE_CONV_2D as SAME
+// TFLite sizes each axis of CONV_2D and DEPTHWISE_CONV_2D as SAME
 // (out = ceil(in / stride)) or VALID (out = (in - effective kernel) / stride + 1),
 // then pads (out - 1) * stride + effective kernel - in in total (none if
-// negative), the smaller half first. Any other output size or pad means the
-// options and shapes do not describe one TFLite convolution.
+// negative), the smaller half first.
+inline int TfliteOutputSize(bool same, int in, int64_t effective_kernel, int stride) {
+  if (same) return static_cast<int>((static_cast<int64_t>(in) + stride - 1) / stride);
+  return in >= effective_kernel ? static_cast<int>((in - effective_kernel) / stride + 1) : 0;
+}
+
+inline int TflitePadBefore(int in, int out, int64_t effective_kernel, int stride) {
+  // Callers have checked out against TfliteOutputSize: (out - 1) * stride < in, so the pad fits an int.
+  const int64_t total_pad = static_cast<int64_t>(out - 1) * stride + effective_kernel - in;
+  return total_pad > 0 ? static_cast<int>(total_pad / 2) : 0;
+}
+
+// (kernel - 1) * dilation + 1, in 64 bits: options come from the model and may be anything >= 1.
+inline TfLiteStatus EffectiveKernel(TfLiteContext* context, const char* op_name, const char* axis, int kernel,
+                                    int dilation, int64_t* effective_kernel) {
+  *effective_kernel = static_cast<int64_t>(kernel - 1) * dilation + 1;
+  TT_ENSURE_MSG(context, *effective_kernel <= INT32_MAX, op_name, "%s: kernel %d with dilation %d is too large", axis,
+                kernel, dilation);
+  return kTfLiteOk;
+}
+
+// A backward op's resolved pad must be the one TFLite applies for SAME or
+// VALID: anything else means the options and shapes do not describe one
+// TFLite convolution.
 inline TfLiteStatus CheckConvAxis(TfLiteContext* context, const char* op_name, const char* axis, const char* pad_name,
                                   int in, int out, int kernel, int stride, int dilation, int pad) {
-  // 64-bit: options come from the model and may be anything >= 1.
-  const int64_t effective_kernel = static_cast<int64_t>(kernel - 1) * dilation + 1;
-  TT_ENSURE_MSG(context, effective_kernel <= INT32_MAX, op_name, "%s: kernel %d with dilation %d is too large", axis,
-                kernel, dilation);
-  const int same_out = static_cast<int>((static_cast<int64_t>(in) + stride - 1) / stride);
-  const int valid_out = in >= effective_kernel ? static_cast<int>((in - effective_kernel) / stride + 1) : 0;
+  int64_t effective_kernel = 0;
+  TT_ENSURE_OK(EffectiveKernel(context, op_name, axis, kernel, dilation, &effective_kernel));
+  const int same_out = TfliteOutputSize(true, in, effective_kernel, stride);
+  const int valid_out = TfliteOutputSize(false, in, effective_kernel, stride);
   TT_ENSURE_MSG(context, out == same_out || out == valid_out, op_name,
                 "%s: output %d is neither SAME (%d) nor VALID (%d) for input %d, kernel %d, stride %d, dilation %d",
                 axis, out, same_out, valid_out, in, kernel, stride, dilation);
-  // (out - 1) * stride < in here, so the pad is below INT32_MAX.
-  const int64_t total_pad = static_cast<int64_t>(out - 1) * stride + effective_kernel - in;
-  const int tflite_pad = total_pad > 0 ? static_cast<int>(total_pad / 2) : 0;
+  const int tflite_pad = TflitePadBefore(in, out, effective_kernel, stride);
   TT_ENSURE_MSG(context, pad == tflite_pad, op_name, "%s is %d but TFLite pads %d for %s output %d", pad_name, pad,
                 tflite_pad, axis, out);
   return kTfLiteOk;

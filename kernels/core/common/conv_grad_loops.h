@@ -1,6 +1,7 @@
 /* Internal to the kernel core: the index arithmetic and loop nests of the
  * convolution gradients, shared by the conv and depthwise conv functions (and,
- * through conv, by fully connected), plus their common argument checks.
+ * through conv, by fully connected), plus their common argument checks. The
+ * forward convolutions (conv_forward.h) use the same geometry.
  *
  * Sums are accumulated in float32. An input-gradient element sums
  * kh * kw * cout terms (kh * kw * m for depthwise), a filter-gradient element
@@ -42,6 +43,16 @@ struct ConvAxis {
       if (o_times_stride % stride != 0) continue;
       const int32_t o = o_times_stride / stride;
       if (o < out_size) f(k, o);
+    }
+  }
+
+  // Calls f(k, i) for every tap k of output o that reads an input position i
+  // inside the input: the forward gather.
+  template <typename F>
+  void ForEachTapOf(int32_t o, F&& f) const {
+    for (int32_t k = 0; k < kernel_size; ++k) {
+      const int32_t i = o * stride + k * dilation - pad;
+      if (i >= 0 && i < in_size) f(k, i);
     }
   }
 

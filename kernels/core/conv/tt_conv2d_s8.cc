@@ -1,0 +1,29 @@
+#include "../common/conv_forward.h"
+#include "../tt_functions.h"
+
+namespace core = tinytrain_core;
+
+extern "C" tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
+                                  const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
+                                  const tt_requantization* requant, const tt_dims* output_dims, int8_t* output) {
+  if (!core::ValidForwardConv(params, input_dims, input, filter_dims, filter, requant, output_dims, output) ||
+      filter_dims->n != output_dims->c || filter_dims->c != input_dims->c) {
+    return TT_ARG_ERROR;
+  }
+  const tt_dims& in = *input_dims;
+  const tt_dims& taps = *filter_dims;
+  const int32_t offset = params->input_offset;
+  core::ConvForward(*params, in, taps, bias, *requant, *output_dims, output,
+                    [&](const core::ConvGeometry& geometry, int32_t n, int32_t oy, int32_t ox, int32_t oc) {
+                      int32_t acc = 0;
+                      geometry.rows.ForEachTapOf(oy, [&](int32_t ky, int32_t iy) {
+                        geometry.cols.ForEachTapOf(ox, [&](int32_t kx, int32_t ix) {
+                          const int8_t* x = input + core::Offset(in, n, iy, ix, 0);
+                          const int8_t* w = filter + core::Offset(taps, oc, ky, kx, 0);
+                          for (int32_t ci = 0; ci < in.c; ++ci) acc += w[ci] * (x[ci] + offset);
+                        });
+                      });
+                      return acc;
+                    });
+  return TT_SUCCESS;
+}
