@@ -10,7 +10,7 @@ and the last layers that fit the same budget each train one epoch on device
 from the same start, in the same sample order, and are scored on the test
 split, which neither the search nor training saw.
 
-    .venv/bin/python benchmarks/search.py [--budget 256KB] [--steps 300] [--generations 6]
+    .venv/bin/python benchmarks/search.py [--budget 256KB] [--steps 300] [--generations 6] [--flash-requantization]
 
 The pretrained model is cached in build/benchmarks/ (about 2 minutes to make).
 """
@@ -71,15 +71,19 @@ def run_search(model: bytes, task: tasks.TransferTask, args: argparse.Namespace,
         str(args.lr),
         "-o",
         str(workdir / "scheme.json"),
+        *(["--flash-requantization"] if args.flash_requantization else []),
     ]
     print("$ tinytrain-tflm " + " ".join(command[1:]), flush=True)
     subprocess.run(command, check=True)
     return json.loads((workdir / "scheme.json").read_text())
 
 
-def train_and_score(model: bytes, scheme: dict, task: tasks.TransferTask, lr: float) -> tuple[int, float, float]:
+def train_and_score(model: bytes, scheme: dict, task: tasks.TransferTask, args: argparse.Namespace) -> tuple[int, float, float]:
     """(measured arena, test accuracy after one epoch, seconds per step)."""
-    training = tt.compile(model, update=scheme, optimizer=SGD(lr=lr), gradient="int8", tiles="auto")
+    optimizer = SGD(lr=args.lr)
+    training = tt.compile(
+        model, update=scheme, optimizer=optimizer, gradient="int8", tiles="auto", flash_requantization=args.flash_requantization
+    )
     arena = tt.minimum_arena_size(training.bytes)
     trainer = tt.Trainer(training)
     start = time.perf_counter()
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="on-device steps per contribution measurement")
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--flash-requantization", action="store_true", help="compile every scheme with it")
     args = parser.parse_args()
 
     task = tasks.resized(tasks.digits_new_classes(), 128)
@@ -106,12 +111,14 @@ def main() -> None:
         searched = run_search(model, task, args, Path(workdir))
     # The same rule the search uses for its own baseline; the task here only sizes the search object.
     no_data = SearchTask(task.train_x[:1], task.train_y[:1], task.train_x[:1], task.train_y[:1])
-    baseline = SchemeSearch(model, no_data, parse_budget(args.budget), tiles="auto").last_layers_baseline()
+    budget = parse_budget(args.budget)
+    sizing = SchemeSearch(model, no_data, budget, tiles="auto", flash_requantization=args.flash_requantization)
+    baseline = sizing.last_layers_baseline()
 
     print(f"\none epoch on device ({len(task.train_x)} steps, lr {args.lr}), int8 gradients, first stage tiled:")
     print(f"  {'scheme':70} {'arena x86':>10} {'test acc.':>9} {'s/step':>7}")
     for name, scheme in (("searched", searched), ("last layers that fit", baseline)):
-        arena, accuracy, seconds = train_and_score(model, scheme, task, args.lr)
+        arena, accuracy, seconds = train_and_score(model, scheme, task, args)
         print(f"  {name + ' ' + json.dumps(scheme):70} {arena:>10,} {accuracy:>9.1%} {seconds:>7.3f}", flush=True)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import int8_model
 from test_cli import _classifier, _cli
 
 import tinytrain_tflm as tt
@@ -51,6 +52,19 @@ def training_model(tmp_path_factory) -> Path:
     path = directory / "train.tflite"
     tt.compile(_classifier(directory).read_bytes(), update="all").save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def conv_training_model(tmp_path_factory) -> Path:
+    """An inverted residual block (conv, PAD, depthwise, ADD, MEAN, FC) with every layer training, its convs
+    reading their requantization from the model and its arena planned with overlapping buffers: what a
+    firmware must run beyond the one-layer classifier."""
+    path = tmp_path_factory.mktemp("firmware_conv") / "train.tflite"
+    tt.compile(int8_model("mobilenet_v2_blocks"), update="all", gradient="int8", flash_requantization=True).save(path)
+    return path
+
+
+EXAMPLE_MODELS = ["training_model", "conv_training_model"]
 
 
 @pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++)")
@@ -147,13 +161,14 @@ def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path:
 @pytest.mark.skipif(
     _tflm_root() is None, reason="set TFLM_ROOT to a TFLM source tree (and TFLM_INCLUDE_DIRS) to build the example"
 )
-def test_cpp_example_trains_inside_real_tflm(training_model, tmp_path):
+@pytest.mark.parametrize("model", EXAMPLE_MODELS)
+def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path):
     """examples/cpp against real TFLM (its sources compiled by the example's CMake): tinytrain's kernels
     compiled in firmware mode, registered in a MicroMutableOpResolver, training steps in MicroInterpreter."""
     options = [f"-DTFLM_ROOT={_tflm_root()}", f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}"]
     # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
     options += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
-    _build_and_train(REPO / "examples/cpp", tmp_path / "build", training_model, tmp_path, options)
+    _build_and_train(REPO / "examples/cpp", tmp_path / "build", request.getfixturevalue(model), tmp_path, options)
 
 
 def _arduino_tflm_src() -> Path | None:
@@ -163,17 +178,18 @@ def _arduino_tflm_src() -> Path | None:
 
 
 @pytest.mark.skipif(_arduino_tflm_src() is None, reason="set ARDUINO_TFLM_SRC to the Arduino_TensorFlowLite library's src/")
-def test_cpp_example_trains_inside_arduino_tflm(training_model, tmp_path):
+@pytest.mark.parametrize("model", EXAMPLE_MODELS)
+def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path):
     """examples/cpp on x86 against the Arduino library's TFLM (pre-TFLMRegistration, CMSIS-NN kernels):
     the glue's legacy registration path, reset through free included. The build tree is kept under
     build/ so a rerun compiles that TFLM only once."""
     project = REPO / "tests/arduino_host"
-    _build_and_train(
-        project, REPO / "build/arduino-host", training_model, tmp_path, [f"-DARDUINO_TFLM_SRC={_arduino_tflm_src()}"]
-    )
+    options = [f"-DARDUINO_TFLM_SRC={_arduino_tflm_src()}"]
+    _build_and_train(project, REPO / "build/arduino-host", request.getfixturevalue(model), tmp_path, options)
 
 
-HOST_ONLY = {"register_host.cc", "tflm_abi.h"}  # the host build's entry point and ABI header
+# The host build's entry point, its view of the wheel's resolver, and its ABI header.
+HOST_ONLY = {"register_host.cc", "host_resolver.cc", "host_resolver.h", "tflm_abi.h"}
 
 # What the sketch uses of the Arduino core, declared for a host syntax check (the IDE includes Arduino.h itself).
 ARDUINO_STUB = """#include <math.h>

@@ -69,6 +69,7 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
             "100",
             "--generations",
             "2",
+            "--flash-requantization",
         ],
         capture_output=True,
         text=True,
@@ -77,7 +78,8 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "contribution:" in result.stderr and "generation 2/2" in result.stderr
     scheme = json.loads(out.read_text())
-    assert tt.minimum_arena_size(tt.compile(model, update=scheme, gradient="int8").bytes) <= 9.7 * 1024
+    compiled = tt.compile(model, update=scheme, gradient="int8", flash_requantization=True)
+    assert tt.minimum_arena_size(compiled.bytes) <= 9.7 * 1024
 
 
 def test_an_impossible_budget_is_a_clear_error(digits):

@@ -4,7 +4,8 @@ model as the sketch's C array.
 
 The Arduino IDE compiles only a library's own files, and only .c/.cpp/.S among them, so the kernel
 sources are copied with .cc renamed .cpp; their includes are relative and need no change. The
-host-only files (register_host.cc, tflm_abi.h) stay out: the ARDUINO define selects TFLM's headers.
+host-only files (register_host.cc, host_resolver.*: the wheel's resolver view, tflm_abi.h) stay out: the ARDUINO
+define selects TFLM's headers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from . import firmware
 from .errors import TinyTrainError
 
-HOST_ONLY = {"register_host.cc", "tflm_abi.h"}
+HOST_ONLY = {"register_host.cc", "host_resolver.cc", "host_resolver.h", "tflm_abi.h"}
 KERNEL_FOLDERS = ("core", "tflm")
 SKETCH = "TrainOnDevice"
 

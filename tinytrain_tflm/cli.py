@@ -213,6 +213,7 @@ def _search(args: argparse.Namespace) -> None:
         optimizer=SGD(lr=args.lr),
         gradient=args.gradient,
         tiles=tiles,
+        flash_requantization=args.flash_requantization,
         steps=args.steps,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
     )
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--lr", type=float, default=0.005)
     search.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="int8")
     search.add_argument("--tile", help='tile the first stage of every candidate: "auto" or ROWSxCOLS')
+    search.add_argument("--flash-requantization", action="store_true", help="compile every candidate with --flash-requantization")
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(run=_search)
     export = commands.add_parser(

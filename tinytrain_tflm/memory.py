@@ -54,6 +54,12 @@ class Buffer:
     last: int  # scope of last use
     category: str
     offset: int = -1
+    # (start, size, last scope) of byte ranges that die before the whole buffer (rows a tiled stage has
+    # sliced for the last time); empty: all of it lives to `last`. Only in plans written into the model.
+    bands: tuple[tuple[int, int, int], ...] = ()
+
+    def parts(self) -> tuple[tuple[int, int, int], ...]:
+        return self.bands or ((0, self.size, self.last),)
 
 
 def _lifetimes(graph: ir.Graph) -> dict[int, list[int]]:
@@ -114,41 +120,74 @@ def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixe
     bubble-sorts (stably), so groups of equal size go in reverse tensor order; that tie order changes
     the layout. Each buffer goes to the lowest offset where it misses every placed buffer live at the
     same time (TFLM's first fit), except that an op's output may lie `shift` or more bytes below an
-    input it overlaps (tinytrain_tflm.overlap). A group is a chain of such overlaps, placed from its
-    last output back to its first input, so each input can settle over the output placed before it;
-    a lone buffer is a group of one. `fixed` buffers (an offline plan's) keep their offsets and are
-    placed first, as in TFLM."""
-    total = len(fixed) + sum(len(group) for group in groups)
+    input it overlaps (tinytrain_tflm.overlap), and that a buffer's bands free their bytes when they
+    die. A group is a chain of such overlaps, placed from its last output back to its first input,
+    so each input can settle over the output placed before it; a lone buffer is a group of one.
+    `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM."""
+    total = sum(len(b.parts()) for b in fixed) + sum(len(b.parts()) for group in groups for b in group)
     firsts, lasts, starts, ends = (np.empty(total, np.int64) for _ in range(4))
-    index: dict[int, int] = {}
+    count = 0
+    index: dict[int, int] = {}  # tensor -> its first part's row in the arrays
     over = {o.output: (o.input, _aligned(o.shift)) for o in overlaps}  # output -> (input it may overlap, shift)
     under = {o.input: (o.output, _aligned(o.shift)) for o in overlaps}  # input -> (output that may overlap it, shift)
 
     def add(buffer: Buffer) -> None:
-        i = index[buffer.tensor] = len(index)
-        firsts[i], lasts[i], starts[i], ends[i] = buffer.first, buffer.last, buffer.offset, buffer.offset + buffer.size
+        nonlocal count
+        index[buffer.tensor] = count
+        for start, size, last in buffer.parts():
+            firsts[count], lasts[count] = buffer.first, last
+            starts[count], ends[count] = buffer.offset + start, buffer.offset + start + size
+            count += 1
+
+    def collisions(buffer: Buffer, start: int, size: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(live, low, high) over the placed parts: a part of `buffer` at offset o collides where low < o < high."""
+        live = (firsts[:count] <= last) & (lasts[:count] >= buffer.first)
+        low, high = starts[:count] - size, ends[:count].copy()
+        if buffer.tensor in over and over[buffer.tensor][0] in index:  # may start `shift` below its input
+            other, shift = over[buffer.tensor]
+            low[index[other]] = max(low[index[other]], starts[index[other]] - shift)
+        if buffer.tensor in under and under[buffer.tensor][0] in index:  # its output may start `shift` below it
+            other, shift = under[buffer.tensor]
+            high[index[other]] = min(high[index[other]], starts[index[other]] + shift)
+        return live, low - start, high - start
 
     for buffer in fixed:
         add(buffer)
     for group in sorted(reversed(groups), key=lambda group: -max(buffer.size for buffer in group)):
         for buffer in reversed(group):
-            count = len(index)
-            live = (firsts[:count] <= buffer.last) & (lasts[:count] >= buffer.first)
-            low, high = starts[:count] - buffer.size, ends[:count].copy()  # offsets in (low, high) collide
-            if buffer.tensor in over and over[buffer.tensor][0] in index:  # may start `shift` below its input
-                other, shift = over[buffer.tensor]
-                low[index[other]] = max(low[index[other]], starts[index[other]] - shift)
-            if buffer.tensor in under and under[buffer.tensor][0] in index:  # its output may start `shift` below it
-                other, shift = under[buffer.tensor]
-                high[index[other]] = min(high[index[other]], starts[index[other]] + shift)
+            parts = [collisions(buffer, *part) for part in buffer.parts()]
             offset = 0
             while True:  # every feasible offset above this one clears each current collision: jump past all
-                hit = live & (low < offset) & (offset < high)
-                if not hit.any():
+                hits = [(live & (low < offset) & (offset < high), high) for live, low, high in parts]
+                needed = max((int(high[hit].max()) for hit, high in hits if hit.any()), default=offset)
+                if needed == offset:
                     break
-                offset = int(high[hit].max())
+                offset = needed
             buffer.offset = offset
             add(buffer)
+
+
+def _sliced_bands(graph: ir.Graph, buffer: Buffer) -> tuple[tuple[int, int, int], ...]:
+    """The bands of a batch-1 NHWC tensor that only SLICE ops read (a tiled stage's input): its
+    ALIGNMENT-byte chunks grouped by the last slice reading any of their rows. Empty if no band dies early."""
+    tensor = graph.tensors[buffer.tensor]
+    readers = [(scope, op) for scope, op in enumerate(graph.ops, start=1) if buffer.tensor in op.inputs]
+    if len(tensor.shape) != 4 or tensor.shape[0] != 1 or buffer.tensor in graph.outputs or len(readers) < 2:
+        return ()
+    if any(op.kind != "SLICE" or op.inputs[0] != buffer.tensor or graph.tensors[op.inputs[1]].data is None for _, op in readers):
+        return ()
+    rows = tensor.shape[1]
+    row_last = np.full(rows, buffer.first)  # a row no slice reads is dead from the start
+    for scope, op in readers:
+        begin, size = int(graph.tensors[op.inputs[1]].data[1]), int(graph.tensors[op.inputs[2]].data[1])
+        row_last[begin : rows if size < 0 else begin + size] = scope
+    row_bytes = int(np.prod(tensor.shape[2:])) * tensor.dtype.itemsize
+    byte_last = np.full(buffer.size, row_last[-1])  # the alignment padding goes with the last row
+    byte_last[: rows * row_bytes] = np.repeat(row_last, row_bytes)
+    chunk_last = byte_last.reshape(-1, ALIGNMENT).max(axis=1)  # a chunk lives as long as its longest-lived byte
+    edges = [0, *(np.flatnonzero(np.diff(chunk_last)) + 1), len(chunk_last)]
+    bands = tuple((a * ALIGNMENT, (b - a) * ALIGNMENT, int(chunk_last[a])) for a, b in zip(edges[:-1], edges[1:], strict=True))
+    return bands if len(bands) > 1 else ()
 
 
 OFFLINE_PLAN = "OfflineMemoryAllocation"  # TFLM's metadata name for a head planned ahead of time
@@ -166,7 +205,8 @@ class MemoryPlan:
         series: dict[str, np.ndarray] = {}
         for buffer in self.buffers:
             line = series.setdefault(buffer.category, np.zeros(self.num_ops + 1, np.int64))
-            line[buffer.first : buffer.last + 1] += buffer.size
+            for _, size, last in buffer.parts():
+                line[buffer.first : last + 1] += size
         for scope, category, size in self.shared:
             series[category][scope] -= size
         return series
@@ -217,17 +257,19 @@ def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryP
         offsets = _read_offline_plan(graph)
         fixed = [b for b in buffers if offsets[b.tensor] >= 0]
         for buffer in fixed:
-            buffer.offset = int(offsets[buffer.tensor])
+            buffer.offset, buffer.bands = int(offsets[buffer.tensor]), _sliced_bands(graph, buffer)
         place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
     else:
         place([[b] for b in buffers])
         if overlap_buffers:  # kept only where it beats TFLM's own plan
             greedy = {b.tensor: b.offset for b in buffers}, max((b.offset + b.size for b in buffers), default=0)
             overlaps = overlap.find_overlaps(graph, _lifetimes(graph), {b.tensor for b in buffers})
+            for buffer in buffers:
+                buffer.bands = _sliced_bands(graph, buffer)
             place(_chains(buffers, overlaps), overlaps)
             if max((b.offset + b.size for b in buffers), default=0) >= greedy[1]:
                 for buffer in buffers:
-                    buffer.offset = greedy[0][buffer.tensor]
+                    buffer.offset, buffer.bands = greedy[0][buffer.tensor], ()
     plan = MemoryPlan(buffers, max((b.offset + b.size for b in buffers), default=0), len(graph.ops))
     _shared_bytes(graph, plan)
     return plan
@@ -289,8 +331,8 @@ KERNEL_DATA = {
     schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 0),
     schema_generated.FULLY_CONNECTED_INPUT_GRAD: (120, 0),
     schema_generated.SGD: (96, 0),
-    schema_generated.CONV_2D: (128, 0),  # requantization read from the model, not copied
-    schema_generated.DEPTHWISE_CONV_2D: (128, 0),
+    schema_generated.CONV_2D: (96, 0),  # requantization read from the model; options parsed in Prepare
+    schema_generated.DEPTHWISE_CONV_2D: (96, 0),
 }
 DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
 INPUT_GRAD_OPS = (

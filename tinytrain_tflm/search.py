@@ -58,6 +58,7 @@ class SchemeSearch:
         optimizer: SGD | None = None,
         gradient: str = "int8",
         tiles: tuple[int, int] | str | None = None,
+        flash_requantization: bool = False,
         steps: int = 300,
         candidate_layers: int = 12,
         progress: Callable[[str], None] | None = None,
@@ -65,6 +66,7 @@ class SchemeSearch:
         self.model, self.task, self.budget = model, task, budget
         self.optimizer = optimizer or SGD(lr=0.005)
         self.gradient, self.tiles, self.steps = gradient, tiles, steps
+        self.flash_requantization = flash_requantization
         self.progress = progress or (lambda message: None)
         self.layers = len(conv_like_layers(read.read_graph(model)))
         # The classifier (the last layer) always trains; the others are candidates.
@@ -72,7 +74,14 @@ class SchemeSearch:
         self._memory: dict[str, int] = {}
 
     def _compile(self, scheme: dict):
-        return compile(self.model, update=scheme, optimizer=self.optimizer, gradient=self.gradient, tiles=self.tiles)
+        return compile(
+            self.model,
+            update=scheme,
+            optimizer=self.optimizer,
+            gradient=self.gradient,
+            tiles=self.tiles,
+            flash_requantization=self.flash_requantization,
+        )
 
     def fits(self, scheme: dict) -> bool:
         """Whether the scheme's arena, measured in TFLM, fits the budget. The planner's estimate

@@ -21,15 +21,16 @@ constexpr int kOutput = 0;
 constexpr int32_t kPaddingSame = 0;  // TFLite's Padding enum
 constexpr int32_t kPaddingValid = 1;
 
-template <typename Options>
+// Only what Eval reads. These ops repeat per tile in a tiled stage, so the options are parsed from the
+// node in Prepare rather than kept here as the other ops keep them: 96 bytes per op instead of 128.
 struct OpData {
-  tt_status options_status;
-  Options options;
   tt_conv_params params;
   tt_dims input;
   tt_dims filter;
   tt_dims output;
 };
+
+void* Init(TfLiteContext* context, const char*, size_t) { return context->AllocatePersistentBuffer(context, sizeof(OpData)); }
 
 // The pad TFLite puts before one axis, after checking the output size is the one `padding` gives.
 TfLiteStatus ResolvePad(TfLiteContext* context, const char* op_name, const char* axis, int32_t padding, int in, int out,
@@ -72,13 +73,13 @@ TfLiteStatus ActivationRange(TfLiteContext* context, const char* op_name, int32_
   }
 }
 
-// Every check of both ops; `depth_multiplier` is 0 for TT_CONV_2D, >= 1 (checked) for TT_DEPTHWISE_CONV_2D.
+// Every check of both ops, after their options parsed; `depth_multiplier` is 0 for TT_CONV_2D.
 template <typename Options>
-TfLiteStatus PrepareConv(TfLiteContext* context, TfLiteNode* node, const char* op_name, int32_t depth_multiplier) {
-  TT_ENSURE_OK(CheckOpData<OpData<Options>>(context, node, op_name));
+TfLiteStatus PrepareConv(TfLiteContext* context, TfLiteNode* node, const char* op_name, const Options& options,
+                         int32_t depth_multiplier) {
+  TT_ENSURE_MSG(context, node->user_data != nullptr, op_name, "arena too small for op data");
   TT_ENSURE_OK(CheckIoCounts(context, node, op_name, 4, 1, 1));
-  auto* data = static_cast<OpData<Options>*>(node->user_data);
-  const Options& options = data->options;
+  auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_MSG(context, options.padding == kPaddingSame || options.padding == kPaddingValid, op_name,
                 "padding must be SAME (0) or VALID (1), got %d", static_cast<int>(options.padding));
   TT_ENSURE_MSG(context, options.stride_h >= 1 && options.stride_w >= 1, op_name, "strides must be >= 1, got %d, %d",
@@ -161,9 +162,8 @@ TfLiteStatus PrepareConv(TfLiteContext* context, TfLiteNode* node, const char* o
 using Core = tt_status (*)(const tt_conv_params*, const tt_dims*, const int8_t*, const tt_dims*, const int8_t*,
                            const int32_t*, const tt_requantization*, const tt_dims*, int8_t*);
 
-template <typename Options>
 TfLiteStatus EvalConv(TfLiteContext* context, TfLiteNode* node, const char* op_name, Core core) {
-  const auto& data = *static_cast<const OpData<Options>*>(node->user_data);
+  const auto& data = *static_cast<const OpData*>(node->user_data);
   const TfLiteEvalTensor* bias = node->inputs->data[kBias] < 0 ? nullptr : EvalInput(context, node, kBias);
   const int32_t* requant = EvalInput(context, node, kRequantization)->data.i32;
   const tt_requantization requantization{requant, requant + data.output.c};
@@ -177,42 +177,45 @@ TfLiteStatus EvalConv(TfLiteContext* context, TfLiteNode* node, const char* op_n
 
 constexpr const char* kConvName = "TT_CONV_2D";
 constexpr const char* kDepthwiseName = "TT_DEPTHWISE_CONV_2D";
-using ConvData = OpData<tt_conv_2d_options>;
-using DepthwiseData = OpData<tt_depthwise_conv_2d_options>;
 
-void* InitConv(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<ConvData>(context, buffer, length, tt_parse_conv_2d);
+template <typename Options>
+TfLiteStatus ParseOptions(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                          tt_status (*parse)(const uint8_t*, size_t, Options*), Options* options) {
+  const tt_status status = parse(static_cast<const uint8_t*>(node->custom_initial_data),
+                                 static_cast<size_t>(node->custom_initial_data_size), options);
+  TT_ENSURE_STATUS(context, status, op_name, "custom options");
+  return kTfLiteOk;
 }
+
 TfLiteStatus PrepareConv2d(TfLiteContext* context, TfLiteNode* node) {
-  return PrepareConv<tt_conv_2d_options>(context, node, kConvName, 0);
+  tt_conv_2d_options options;
+  TT_ENSURE_OK(ParseOptions(context, node, kConvName, tt_parse_conv_2d, &options));
+  return PrepareConv(context, node, kConvName, options, 0);
 }
 TfLiteStatus EvalConv2d(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConv<tt_conv_2d_options>(context, node, kConvName, tt_conv2d_s8);
+  return EvalConv(context, node, kConvName, tt_conv2d_s8);
 }
 
-void* InitDepthwise(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<DepthwiseData>(context, buffer, length, tt_parse_depthwise_conv_2d);
-}
 TfLiteStatus PrepareDepthwise(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(CheckOpData<DepthwiseData>(context, node, kDepthwiseName));
-  const int32_t depth_multiplier = static_cast<const DepthwiseData*>(node->user_data)->options.depth_multiplier;
-  TT_ENSURE_MSG(context, depth_multiplier >= 1, kDepthwiseName, "depth_multiplier must be >= 1, got %d",
-                static_cast<int>(depth_multiplier));
-  return PrepareConv<tt_depthwise_conv_2d_options>(context, node, kDepthwiseName, depth_multiplier);
+  tt_depthwise_conv_2d_options options;
+  TT_ENSURE_OK(ParseOptions(context, node, kDepthwiseName, tt_parse_depthwise_conv_2d, &options));
+  TT_ENSURE_MSG(context, options.depth_multiplier >= 1, kDepthwiseName, "depth_multiplier must be >= 1, got %d",
+                static_cast<int>(options.depth_multiplier));
+  return PrepareConv(context, node, kDepthwiseName, options, options.depth_multiplier);
 }
 TfLiteStatus EvalDepthwise(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConv<tt_depthwise_conv_2d_options>(context, node, kDepthwiseName, tt_depthwise_conv2d_s8);
+  return EvalConv(context, node, kDepthwiseName, tt_depthwise_conv2d_s8);
 }
 
 }  // namespace
 
 const TFLMRegistration* Register_CONV_2D() {
-  static const TFLMRegistration registration = RegisterOp(InitConv, PrepareConv2d, EvalConv2d);
+  static const TFLMRegistration registration = RegisterOp(Init, PrepareConv2d, EvalConv2d);
   return &registration;
 }
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D() {
-  static const TFLMRegistration registration = RegisterOp(InitDepthwise, PrepareDepthwise, EvalDepthwise);
+  static const TFLMRegistration registration = RegisterOp(Init, PrepareDepthwise, EvalDepthwise);
   return &registration;
 }
 

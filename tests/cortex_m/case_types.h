@@ -55,6 +55,22 @@ struct LayerGradCase {
   ExpectedGrad expected;
 };
 
+// tt_conv2d_s8 (depthwise == false) or tt_depthwise_conv2d_s8; the output must match exactly.
+struct ForwardConvCase {
+  const char* name;
+  bool depthwise;
+  tt_conv_params params;
+  tt_dims input_dims;
+  const int8_t* input;
+  tt_dims filter_dims;
+  const int8_t* filter;
+  const int32_t* bias;  // nullptr: no bias
+  const int32_t* multiplier;
+  const int32_t* shift;
+  tt_dims output_dims;
+  const int8_t* expected;
+};
+
 // tt_bias_grad.
 struct BiasGradCase {
   const char* name;

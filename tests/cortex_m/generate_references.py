@@ -1,5 +1,7 @@
 """Writes references.h: the kernel test cases of tests/cortex_m/kernel_test.cc with reference outputs
 computed here, in NumPy, from the definitions in kernels/core/tt_functions.h (not from the kernels).
+The forward convolutions' requantization is computed with exact fractions and two roundings half
+away from zero, where the kernels use TFLite's fixed-point shifts.
 
 The cases are declared in the tables below (LAYER_CASES, POOL_CASES, ...); random operands come from a
 fixed seed. Gradients are computed in float64 as scatters over the forward op (each output position
@@ -24,9 +26,12 @@ Usage: python generate_references.py OUT.h
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import sys
 import zlib
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +68,18 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ),
     ("fully_connected", "batch3", FcSpec(3, 10, 7, 7)),
     ("fully_connected", "per_tensor_partial", FcSpec(2, 12, 5, 3, False)),
+]
+
+# (op, case name, geometry, fused clamp (low, high) of the int8 output, bias, largest requantization shift):
+# forward convolutions, checked exactly. Positive shifts (output scale below input x filter scale) take
+# the left-shift path of the requantization.
+FORWARD_CASES: list[tuple[str, str, ConvGeometry, tuple[int, int], bool, int]] = [
+    ("conv", "same_3x3_relu6", ConvGeometry(1, (5, 5), 3, (3, 3), 4, (1, 1), (1, 1), "SAME", 4), (-9, 110), True, -6),
+    ("conv", "valid_stride2_no_bias", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 5), (-128, 127), False, -5),
+    ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 3), (-128, 127), True, -7),
+    ("conv", "pointwise_left_shift", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6), (-128, 127), True, 2),
+    ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4), (-128, 127), True, -5),
+    ("depthwise", "multiplier2_stride2", ConvGeometry(1, (7, 6), 3, (3, 3), 2, (2, 2), (1, 1), "SAME", 6), (-3, 127), True, -4),
 ]
 
 # (kind, name, [n, h, w, c] input, filter, stride, padding)
@@ -331,6 +348,74 @@ def add_layer_cases(header: Header, rng: np.random.Generator) -> None:
             )
 
 
+def round_half_away(value: Fraction) -> int:
+    magnitude = math.floor(abs(value) + Fraction(1, 2))
+    return magnitude if value >= 0 else -magnitude
+
+
+def requantize(acc: int, multiplier: int, shift: int) -> int:
+    """tt_requantization's definition: acc * multiplier * 2^(shift - 31), rounded half away from zero
+    twice: once to an integer at 2^-31 (after the left shift, wrapped to int32), once after the right shift."""
+    scaled = (acc << max(shift, 0) & 0xFFFFFFFF) - ((acc << max(shift, 0) & 0x80000000) << 1)  # wrap to int32
+    high = min(round_half_away(Fraction(scaled * multiplier, 2**31)), 2**31 - 1)
+    return round_half_away(Fraction(high, 2 ** max(-shift, 0)))
+
+
+def forward_conv(spec: ConvGeometry, depthwise: bool, x: np.ndarray, x_zero_point: int, w: np.ndarray) -> np.ndarray:
+    """int64 sums of filter * (x - zero point) over the taps inside the input, per output element."""
+    (oh, top, _), (ow, left, _) = spec.axes()
+    out = np.zeros(spec.output_shape(depthwise), np.int64)
+    centered = x.astype(np.int64) - x_zero_point
+    for oy, ox, ky, kx in itertools.product(range(oh), range(ow), range(spec.kernel[0]), range(spec.kernel[1])):
+        iy, ix = oy * spec.stride[0] + ky * spec.dilation[0] - top, ox * spec.stride[1] + kx * spec.dilation[1] - left
+        if 0 <= iy < spec.size[0] and 0 <= ix < spec.size[1]:
+            if depthwise:  # output channel c reads input channel c // multiplier
+                out[:, oy, ox, :] += np.repeat(centered[:, iy, ix, :], spec.channels, axis=1) * w[0, ky, kx, :]
+            else:
+                out[:, oy, ox, :] += centered[:, iy, ix, :] @ w[:, ky, kx, :].astype(np.int64).T
+    return out
+
+
+def add_forward_cases(header: Header, rng: np.random.Generator) -> None:
+    """tt_conv2d_s8 and tt_depthwise_conv2d_s8 on random levels, biases and requantizations."""
+    for op, case_name, spec, (low, high), with_bias, max_shift in FORWARD_CASES:
+        depthwise = op == "depthwise"
+        (_, top, _), (_, left, _) = spec.axes()
+        out_shape = spec.output_shape(depthwise)
+        channels = out_shape[3]
+        x_levels, _, _, x_zero_point = forward_input(rng, spec.input_shape())
+        w = rng.integers(-127, 128, spec.filter_shape(depthwise)).astype(np.int8)
+        bias = rng.integers(-3000, 3000, channels).astype(np.int32) if with_bias else np.zeros(channels, np.int32)
+        multipliers = rng.integers(1 << 30, 1 << 31, channels).astype(np.int64)
+        shifts = rng.integers(max_shift - 3, max_shift + 1, channels)
+        output_zero_point = 5
+        acc = forward_conv(spec, depthwise, x_levels, x_zero_point, w) + bias
+        flat = acc.reshape(-1, channels)
+        levels = np.array(
+            [[requantize(int(v), int(multipliers[c]), int(shifts[c])) for c, v in enumerate(row)] for row in flat]
+        ).reshape(out_shape)
+        expected = np.clip(levels + output_zero_point, low, high).astype(np.int8)
+        base = f"{op}_forward_{case_name}"
+        params = (
+            f"{{{{{spec.stride[0]}, {spec.stride[1]}, {spec.dilation[0]}, {spec.dilation[1]}, {top}, {left}}}, "
+            f"{spec.channels if depthwise else 1}, {-x_zero_point}, {output_zero_point}, {low}, {high}}}"
+        )
+        bias_array = header.array(f"{base}_bias", bias) if with_bias else "nullptr"
+        arrays = [
+            header.array(base + "_input", x_levels),
+            header.array(base + "_filter", w),
+            header.array(base + "_multiplier", multipliers.astype(np.int32)),
+            header.array(base + "_shift", shifts.astype(np.int32)),
+            header.array(base + "_output", expected),
+        ]
+        header.case(
+            "ForwardConvCase",
+            f'{{"{op}_forward/{case_name}", {str(depthwise).lower()}, {params}, {dims(spec.input_shape())}, {arrays[0]}, '
+            f"{dims(spec.filter_shape(depthwise))}, {arrays[1]}, {bias_array}, {arrays[2]}, {arrays[3]}, "
+            f"{dims(out_shape)}, {arrays[4]}}}",
+        )
+
+
 def pool_windows(shape: tuple[int, ...], filter_hw, stride, padding):
     """TFLite's pooling windows: output size and, per output (oy, ox), the in-bounds row and column ranges."""
     _, h, w, _ = shape
@@ -581,6 +666,7 @@ def add_crc_cases(header: Header, rng: np.random.Generator) -> None:
 
 CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_layer_cases,
+    add_forward_cases,
     add_bias_cases,
     add_pool_cases,
     add_activation_cases,

@@ -186,6 +186,22 @@ bool RunLayerGrad(const LayerGradCase& c) {
   });
 }
 
+bool RunForwardConv(const ForwardConvCase& c) {
+  CaseReport report(c.name);
+  const tt_requantization requant{c.multiplier, c.shift};
+  const tt_status status = report.Measure([&] {
+    const auto kernel = c.depthwise ? tt_depthwise_conv2d_s8 : tt_conv2d_s8;
+    return kernel(&c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
+  });
+  report.ExpectStatus(status, TT_SUCCESS);
+  const int32_t count = c.output_dims.n * c.output_dims.h * c.output_dims.w * c.output_dims.c;
+  report.Digest(g_s8, count);
+  for (int32_t i = 0; i < count; ++i) {
+    if (g_s8[i] != c.expected[i]) report.Mismatch("output [%ld] is %d, want %d", static_cast<long>(i), g_s8[i], c.expected[i]);
+  }
+  return report.Finish();
+}
+
 bool RunBiasGrad(const BiasGradCase& c) {
   const tt_grad_in grad_output = GradIn(c.grad_output);
   return RunGradKernel(c.name, c.expected, [&](tt_grad_out* result) {
@@ -354,6 +370,7 @@ int main() {
   int passed = 0;
   int failed = 0;
   RunAll(kLayerGradCases, RunLayerGrad, passed, failed);
+  RunAll(kForwardConvCases, RunForwardConv, passed, failed);
   RunAll(kBiasGradCases, RunBiasGrad, passed, failed);
   RunAll(kPoolGradCases, RunPoolGrad, passed, failed);
   RunAll(kActivationCases, RunActivation, passed, failed);
