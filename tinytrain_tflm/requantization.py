@@ -67,14 +67,18 @@ def _options_blob(graph: ir.Graph, op: ir.Op) -> bytes:
 
 def lower(graph: ir.Graph) -> ir.Graph:
     """A copy of the graph whose int8 CONV_2D and DEPTHWISE_CONV_2D ops read their requantization from
-    the model (TT_CONV_2D, TT_DEPTHWISE_CONV_2D); tensor indices stay, one constant per op is added."""
+    the model (TT_CONV_2D, TT_DEPTHWISE_CONV_2D); tensor indices stay, one constant per distinct table
+    is added."""
     g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
+    tables: dict[bytes, int] = {}  # the tiles of a tiled stage repeat each op: one table serves them all
     for position, op in enumerate(g.ops):
         if op.custom or op.kind not in LOWERED or g.tensors[op.inputs[0]].dtype != np.int8:
             continue
-        name = f"{g.tensors[op.outputs[0]].name}/requantization"
         values = requantization(g, op)
-        table = g.add_tensor(ir.Tensor(name, values.shape, np.dtype(np.int32), None, values))
+        if values.tobytes() not in tables:
+            name = f"{g.tensors[op.outputs[0]].name}/requantization"
+            tables[values.tobytes()] = g.add_tensor(ir.Tensor(name, values.shape, np.dtype(np.int32), None, values))
+        table = tables[values.tobytes()]
         bias = op.inputs[2] if len(op.inputs) > 2 else -1
         inputs = [*op.inputs[:2], bias, table]
         options = _options_blob(g, op)
