@@ -119,7 +119,7 @@ def compile(
     overlap_buffers: let an op write its output over an input it reads for the last time
     (tinytrain_tflm.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
-    CMSIS-NN do). False leaves planning to TFLM.
+    tinytrain's do). False leaves planning to TFLM.
     flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and
     TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
     (tinytrain_tflm.requantization) instead of keeping 8 bytes per output channel

@@ -4,8 +4,9 @@ TFLM's planner gives every tensor bytes of its own for its whole lifetime, so
 while a layer runs its input and its output are both fully allocated: in an
 inverted residual block the expanded activation and the depthwise output
 (48 KB each in MobileNetV2-w0.35 at 32x32) sit side by side. But a kernel that
-produces its output rows in order (TFLM's reference kernels and CMSIS-NN all
-do) needs an input row only until the last output row that reads it. The
+produces its output rows in order (TFLM's reference kernels and tinytrain's do;
+CMSIS-NN's optimized paths are not checked) needs an input row only until the
+last output row that reads it. The
 output can therefore start `shift` bytes below its input and overwrite input
 rows as they fall out of use; the pair then costs about the larger of the two,
 not their sum (TinyEngine's in-place depthwise, for any windowed op).
