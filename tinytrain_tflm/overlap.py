@@ -6,10 +6,10 @@ inverted residual block the expanded activation and the depthwise output
 (48 KB each in MobileNetV2-w0.35 at 32x32) sit side by side. But a kernel that
 produces its output rows in order (TFLM's reference kernels and tinytrain's do;
 CMSIS-NN's optimized paths are not checked) needs an input row only until the
-last output row that reads it. The
-output can therefore start `shift` bytes below its input and overwrite input
-rows as they fall out of use; the pair then costs about the larger of the two,
-not their sum (TinyEngine's in-place depthwise, for any windowed op).
+last output row that reads it. The output can therefore start `shift` bytes
+below its input and overwrite input rows as they fall out of use; the pair then
+costs about the larger of the two, not their sum (TinyEngine's in-place
+depthwise, for any windowed op).
 
 The rule, per output row r: the bytes of row r may cover only input rows that
 no output row >= r reads. It holds however a kernel orders the work inside a
@@ -19,10 +19,9 @@ ops (out[i] from in[i] only) may write over an input of the same shape and type
 in place (shift 0), and TFLM's RESHAPE copies nothing when its output is its input.
 
 Only an input whose lifetime ends at the op qualifies, and never a graph
-output. tinytrain_tflm.memory places each chain of overlapping tensors as one
-rigid group and writes the plan into the model (OfflineMemoryAllocation
-metadata), which TFLM then follows to the byte.
-"""
+output. tinytrain_tflm.memory places an output at least `shift` below such an
+input where that is the lowest free spot, and writes the plan into the model
+(OfflineMemoryAllocation metadata), which TFLM then follows to the byte."""
 
 from __future__ import annotations
 
