@@ -133,12 +133,16 @@ def compile(
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
     if split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
+    tiled = None
     if tiles == "auto":
-        tiles = tiling.choose_tiles(graph, set(trainable), overlap_buffers, flash_requantization)
-    if tiles is not None:
-        graph, renumber = tiling.tile_first_stage(
+        best = tiling.tile_auto(graph, set(trainable), overlap_buffers, flash_requantization)
+        tiled = None if best is None else best[1:]
+    elif tiles is not None:
+        tiled = tiling.tile_first_stage(
             graph, tuple(tiles), set(trainable), overlap_buffers=overlap_buffers, flash_requantization=flash_requantization
         )
+    if tiled is not None:
+        graph, renumber = tiled
         trainable = {renumber[t]: channels for t, channels in trainable.items()}
     graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])

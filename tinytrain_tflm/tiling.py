@@ -254,11 +254,12 @@ def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Gra
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 
 
-def choose_tiles(
+def tile_auto(
     graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False, flash_requantization: bool = False
-) -> tuple[int, int] | None:
-    """The grid with the smallest estimated arena, or None when no grid beats the untiled graph
-    (each tile repeats the stage's ops, whose kernel data and bookkeeping cost memory too)."""
+) -> tuple[tuple[int, int], ir.Graph, dict[int, int]] | None:
+    """(grid, tiled graph, tensor renumbering) of the grid and stage length with the smallest estimated
+    arena, or None when no grid beats the untiled graph (each tile repeats the stage's ops, whose
+    kernel data and bookkeeping cost memory too)."""
     if not stage_lengths(graph, trained):
         return None
     best, best_bytes = None, _estimate(graph, overlap_buffers, flash_requantization)
@@ -266,8 +267,16 @@ def choose_tiles(
         tiled = tile_first_stage(graph, grid, trained, overlap_buffers=overlap_buffers, flash_requantization=flash_requantization)
         size = _estimate(tiled[0], overlap_buffers, flash_requantization)
         if size < best_bytes:
-            best, best_bytes = grid, size
+            best, best_bytes = (grid, *tiled), size
     return best
+
+
+def choose_tiles(
+    graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False, flash_requantization: bool = False
+) -> tuple[int, int] | None:
+    """The grid tile_auto picks, or None."""
+    best = tile_auto(graph, trained, overlap_buffers, flash_requantization)
+    return None if best is None else best[0]
 
 
 def _concatenate(b: _Builder, parts: list[int], axis: int, like: int, name: str, final: int | None = None) -> int:
