@@ -64,17 +64,20 @@ inline bool ValidForwardConv(const tt_conv_params* params, const tt_dims* input_
 }
 
 // Writes every output element in order (n, oy, ox, oc), rows before later rows:
-// the clamped, requantized sum(n, oy, ox, oc, geometry) plus the bias.
-template <typename Sum>
+// the bias plus tap(n, iy, ix, ky, kx, oc) summed over the taps (ky, kx) whose
+// input position (iy, ix) is inside the input, requantized and clamped.
+template <typename Tap>
 void ConvForward(const tt_conv_params& params, const tt_dims& input, const tt_dims& filter, const int32_t* bias,
-                 const tt_requantization& requant, const tt_dims& output, int8_t* out, Sum&& sum) {
+                 const tt_requantization& requant, const tt_dims& output, int8_t* out, Tap&& tap) {
   const ConvGeometry geometry = MakeConvGeometry(params.conv, input, filter, output);
   for (int32_t n = 0; n < output.n; ++n) {
     for (int32_t oy = 0; oy < output.h; ++oy) {
       for (int32_t ox = 0; ox < output.w; ++ox) {
         for (int32_t oc = 0; oc < output.c; ++oc) {
-          int32_t acc = sum(geometry, n, oy, ox, oc);
-          if (bias != nullptr) acc += bias[oc];
+          int32_t acc = bias != nullptr ? bias[oc] : 0;
+          geometry.rows.ForEachTapOf(oy, [&](int32_t ky, int32_t iy) {
+            geometry.cols.ForEachTapOf(ox, [&](int32_t kx, int32_t ix) { acc += tap(n, iy, ix, ky, kx, oc); });
+          });
           acc = Requantize(acc, requant.multiplier[oc], requant.shift[oc]) + params.output_offset;
           acc = acc < params.activation_min ? params.activation_min : acc;
           acc = acc > params.activation_max ? params.activation_max : acc;

@@ -14,16 +14,12 @@ extern "C" tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* i
   const tt_dims& taps = *filter_dims;
   const int32_t offset = params->input_offset;
   core::ConvForward(*params, in, taps, bias, *requant, *output_dims, output,
-                    [&](const core::ConvGeometry& geometry, int32_t n, int32_t oy, int32_t ox, int32_t oc) {
-                      int32_t acc = 0;
-                      geometry.rows.ForEachTapOf(oy, [&](int32_t ky, int32_t iy) {
-                        geometry.cols.ForEachTapOf(ox, [&](int32_t kx, int32_t ix) {
-                          const int8_t* x = input + core::Offset(in, n, iy, ix, 0);
-                          const int8_t* w = filter + core::Offset(taps, oc, ky, kx, 0);
-                          for (int32_t ci = 0; ci < in.c; ++ci) acc += w[ci] * (x[ci] + offset);
-                        });
-                      });
-                      return acc;
+                    [&](int32_t n, int32_t iy, int32_t ix, int32_t ky, int32_t kx, int32_t oc) {
+                      const int8_t* x = input + core::Offset(in, n, iy, ix, 0);
+                      const int8_t* w = filter + core::Offset(taps, oc, ky, kx, 0);
+                      int32_t sum = 0;
+                      for (int32_t ci = 0; ci < in.c; ++ci) sum += w[ci] * (x[ci] + offset);
+                      return sum;
                     });
   return TT_SUCCESS;
 }

@@ -17,15 +17,9 @@ extern "C" tt_status tt_depthwise_conv2d_s8(const tt_conv_params* params, const 
   const int32_t offset = params->input_offset;
   const int32_t multiplier = params->depth_multiplier;
   core::ConvForward(*params, in, taps, bias, *requant, *output_dims, output,
-                    [&](const core::ConvGeometry& geometry, int32_t n, int32_t oy, int32_t ox, int32_t oc) {
-                      int32_t acc = 0;
-                      geometry.rows.ForEachTapOf(oy, [&](int32_t ky, int32_t iy) {
-                        geometry.cols.ForEachTapOf(ox, [&](int32_t kx, int32_t ix) {
-                          const int32_t x = input[core::Offset(in, n, iy, ix, oc / multiplier)];
-                          acc += filter[core::Offset(taps, 0, ky, kx, oc)] * (x + offset);
-                        });
-                      });
-                      return acc;
+                    [&](int32_t n, int32_t iy, int32_t ix, int32_t ky, int32_t kx, int32_t oc) {
+                      const int32_t x = input[core::Offset(in, n, iy, ix, oc / multiplier)];
+                      return filter[core::Offset(taps, 0, ky, kx, oc)] * (x + offset);
                     });
   return TT_SUCCESS;
 }
