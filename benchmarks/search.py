@@ -35,7 +35,7 @@ from tinytrain_tflm import tasks  # noqa: E402
 from tinytrain_tflm.cli import parse_budget  # noqa: E402
 from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.optimizer import SGD  # noqa: E402
-from tinytrain_tflm.search import SchemeSearch, SearchTask  # noqa: E402
+from tinytrain_tflm.search import SchemeSearch  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "benchmarks"
 
@@ -109,10 +109,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as workdir:
         searched = run_search(model, task, args, Path(workdir))
-    # The same rule the search uses for its own baseline; the task here only sizes the search object.
-    no_data = SearchTask(task.train_x[:1], task.train_y[:1], task.train_x[:1], task.train_y[:1])
-    budget = parse_budget(args.budget)
-    sizing = SchemeSearch(model, no_data, budget, tiles="auto", flash_requantization=args.flash_requantization)
+    # The same rule the search uses for its own baseline: sizing needs no task.
+    sizing = SchemeSearch(model, None, parse_budget(args.budget), tiles="auto", flash_requantization=args.flash_requantization)
     baseline = sizing.last_layers_baseline()
 
     print(f"\none epoch on device ({len(task.train_x)} steps, lr {args.lr}), int8 gradients, first stage tiled:")

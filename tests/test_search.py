@@ -100,3 +100,11 @@ def test_contributions_skip_exactly_the_parts_over_budget(digits):
     assert set(weight_gains) == fitting and 0 < len(fitting) < len(parts)
     assert all(search.fits(with_classifier({"bias_last": depth}, search.layers)) for depth in bias_gains)
     assert search.layers not in bias_gains
+
+
+def test_sizing_needs_no_task(digits):
+    _, model, _ = digits
+    sizing = SchemeSearch(model, None, BUDGET)
+    assert sizing.last_layers_baseline() == {"bias_last": 2, "weights": {"2": 1, "1": 1}}
+    with pytest.raises(tt.TinyTrainError, match="has no task"):
+        sizing.accuracy_after_training({"weights": {"2": 1}})

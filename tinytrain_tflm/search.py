@@ -48,12 +48,13 @@ class SearchResult:
 
 
 class SchemeSearch:
-    """Contribution analysis and evolutionary search for one model, task and budget."""
+    """Contribution analysis and evolutionary search for one model, task and budget (without a task,
+    only the sizing: fits and last_layers_baseline)."""
 
     def __init__(
         self,
         model: bytes,
-        task: SearchTask,
+        task: SearchTask | None,
         budget: int,
         optimizer: SGD | None = None,
         gradient: str = "int8",
@@ -96,6 +97,8 @@ class SchemeSearch:
 
     def accuracy_after_training(self, scheme: dict) -> float:
         """Held-out accuracy after `steps` on-device steps with this scheme (same samples for every scheme)."""
+        if self.task is None:
+            raise TinyTrainError("this SchemeSearch has no task: it sizes schemes (fits, last_layers_baseline), not train them")
         trainer = Trainer(self._compile(scheme))
         for i in np.random.default_rng(0).integers(0, len(self.task.train_x), self.steps):
             trainer.step(self.task.train_x[i], int(self.task.train_y[i]))
