@@ -167,11 +167,21 @@ def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixe
             add(buffer)
 
 
-def _sliced_bands(graph: ir.Graph, buffer: Buffer) -> tuple[tuple[int, int, int], ...]:
-    """The bands of a batch-1 NHWC tensor that only SLICE ops read (a tiled stage's input): its
-    ALIGNMENT-byte chunks grouped by the last slice reading any of their rows. Empty if no band dies early."""
+def _set_sliced_bands(graph: ir.Graph, buffers: list[Buffer]) -> None:
+    """Gives each buffer its _sliced_bands, from one pass over the ops."""
+    readers: dict[int, list[tuple[int, ir.Op]]] = {}
+    for scope, op in enumerate(graph.ops, start=1):
+        for tensor in set(op.inputs):
+            readers.setdefault(tensor, []).append((scope, op))
+    for buffer in buffers:
+        buffer.bands = _sliced_bands(graph, buffer, readers.get(buffer.tensor, []))
+
+
+def _sliced_bands(graph: ir.Graph, buffer: Buffer, readers: list[tuple[int, ir.Op]]) -> tuple[tuple[int, int, int], ...]:
+    """The bands of a batch-1 NHWC tensor that only SLICE ops read (a tiled stage's input; `readers` are
+    its (scope, op)s): its ALIGNMENT-byte chunks grouped by the last slice reading any of their rows.
+    Empty if no band dies early."""
     tensor = graph.tensors[buffer.tensor]
-    readers = [(scope, op) for scope, op in enumerate(graph.ops, start=1) if buffer.tensor in op.inputs]
     if len(tensor.shape) != 4 or tensor.shape[0] != 1 or buffer.tensor in graph.outputs or len(readers) < 2:
         return ()
     if any(op.kind != "SLICE" or op.inputs[0] != buffer.tensor or graph.tensors[op.inputs[1]].data is None for _, op in readers):
@@ -257,22 +267,26 @@ def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryP
         offsets = _read_offline_plan(graph)
         fixed = [b for b in buffers if offsets[b.tensor] >= 0]
         for buffer in fixed:
-            buffer.offset, buffer.bands = int(offsets[buffer.tensor]), _sliced_bands(graph, buffer)
+            buffer.offset = int(offsets[buffer.tensor])
+        _set_sliced_bands(graph, fixed)
         place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
     else:
         place([[b] for b in buffers])
         if overlap_buffers:  # kept only where it beats TFLM's own plan
-            greedy = {b.tensor: b.offset for b in buffers}, max((b.offset + b.size for b in buffers), default=0)
-            overlaps = overlap.find_overlaps(graph, _lifetimes(graph), {b.tensor for b in buffers})
-            for buffer in buffers:
-                buffer.bands = _sliced_bands(graph, buffer)
+            greedy, greedy_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
+            overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
+            _set_sliced_bands(graph, buffers)
             place(_chains(buffers, overlaps), overlaps)
-            if max((b.offset + b.size for b in buffers), default=0) >= greedy[1]:
+            if _head(buffers) >= greedy_head:
                 for buffer in buffers:
-                    buffer.offset, buffer.bands = greedy[0][buffer.tensor], ()
-    plan = MemoryPlan(buffers, max((b.offset + b.size for b in buffers), default=0), len(graph.ops))
+                    buffer.offset, buffer.bands = greedy[buffer.tensor], ()
+    plan = MemoryPlan(buffers, _head(buffers), len(graph.ops))
     _shared_bytes(graph, plan)
     return plan
+
+
+def _head(buffers: list[Buffer]) -> int:
+    return max((b.offset + b.size for b in buffers), default=0)
 
 
 def _read_offline_plan(graph: ir.Graph) -> np.ndarray:

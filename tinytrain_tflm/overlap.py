@@ -84,18 +84,19 @@ def _candidates(graph: ir.Graph, op: ir.Op) -> list[tuple[int, int]]:
     return []
 
 
-def find_overlaps(graph: ir.Graph, lifetimes: dict[int, list[int]], planned: set[int]) -> list[Overlap]:
+def find_overlaps(graph: ir.Graph, last_use: dict[int, int]) -> list[Overlap]:
     """Every overlap the ops allow between planned tensors: per op, the largest input whose lifetime ends
-    there. `lifetimes` maps a tensor to its [first, last] scope (op i is scope i + 1), as TFLM's planner sees it."""
+    there. `last_use` maps each planned tensor to the scope of its last use (op i is scope i + 1), as
+    TFLM's planner sees it."""
     found = []
     for scope, op in enumerate(graph.ops, start=1):
         output = op.outputs[0] if op.outputs else -1
-        if output not in planned or output in graph.outputs:
+        if output not in last_use or output in graph.outputs:
             continue
         dying = [
             (t, shift)
             for t, shift in _candidates(graph, op)
-            if t in planned and t not in graph.outputs and lifetimes[t][1] == scope and op.inputs.count(t) == 1
+            if last_use.get(t) == scope and t not in graph.outputs and op.inputs.count(t) == 1
         ]
         if dying:
             tensor, shift = max(dying, key=lambda pair: _bytes(graph.tensors[pair[0]]))
