@@ -140,3 +140,16 @@ def test_a_tiled_stage_reuses_the_input_rows_it_has_sliced():
     assert freed, "no buffer took the bytes of the first rows"
     for ours, reference in zip(_device_run(tiled), _device_run(plain), strict=True):
         np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.parametrize("overlap_buffers", [False, True])
+def test_a_source_model_plan_does_not_reach_the_training_model(overlap_buffers):
+    # The source's plan is for the source's tensors: the training model has its own plan or none.
+    graph = tt.read_graph(int8_model("mobilenet_v2_blocks"))
+    graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    model = tt.compile(tt.emit_model(graph), update="last", overlap_buffers=overlap_buffers).bytes
+    training = tt.read_graph(model)
+    assert (memory.OFFLINE_PLAN in training.metadata) == overlap_buffers
+    interpreter = tt.Interpreter(model, 1 << 20)
+    interpreter.run(runtime.zero_inputs(model))
+    assert interpreter.arena_report().head == memory.plan_memory(training).head

@@ -126,8 +126,7 @@ def compile(
     in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
     """
     optimizer = optimizer or SGD()
-    graph = read.read_graph(model)
-    graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the source's tensors, not ours
+    graph = read.read_graph(model)  # an offline plan it carries is dropped by attach_loss below
     _check_int8(graph)
     _add_missing_biases(graph)
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
