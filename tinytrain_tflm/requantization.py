@@ -75,10 +75,11 @@ def lower(graph: ir.Graph) -> ir.Graph:
         if op.custom or op.kind not in LOWERED or g.tensors[op.inputs[0]].dtype != np.int8:
             continue
         values = requantization(g, op)
-        if values.tobytes() not in tables:
+        key = values.tobytes()
+        if key not in tables:
             name = f"{g.tensors[op.outputs[0]].name}/requantization"
-            tables[values.tobytes()] = g.add_tensor(ir.Tensor(name, values.shape, np.dtype(np.int32), None, values))
-        table = tables[values.tobytes()]
+            tables[key] = g.add_tensor(ir.Tensor(name, values.shape, np.dtype(np.int32), None, values))
+        table = tables[key]
         bias = op.inputs[2] if len(op.inputs) > 2 else -1
         inputs = [*op.inputs[:2], bias, table]
         options = _options_blob(g, op)
