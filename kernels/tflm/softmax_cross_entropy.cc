@@ -1,6 +1,8 @@
 // TFLM glue of TT_SOFTMAX_CROSS_ENTROPY over tt_softmax_cross_entropy_*_s8.
 #include "softmax_cross_entropy.h"
 
+#include <math.h>
+
 #include "tinytrain_ops.h"
 
 #include "../core/tt_functions.h"
@@ -87,12 +89,15 @@ TfLiteStatus SoftmaxCrossEntropyOp::Prepare(TfLiteContext* context, TfLiteNode* 
 
 TfLiteStatus SoftmaxCrossEntropyOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   const auto* data = static_cast<const SoftmaxCrossEntropyOpData*>(node->user_data);
+  TfLiteEvalTensor* loss = EvalOutput(context, node, kSoftmaxCrossEntropyLoss);
   if (data->has_control && !ControlBitSet(context, node, kSoftmaxCrossEntropyControl, TT_CONTROL_BACKWARD)) {
-    return kTfLiteOk;  // A predict-only invoke: the label may be anything.
+    // A predict-only invoke: the label may be anything, so no loss is computed. The output says so
+    // (NaN) instead of keeping whatever the arena held there.
+    loss->data.f[0] = NAN;
+    return kTfLiteOk;
   }
   const TfLiteEvalTensor* logits = EvalInput(context, node, kSoftmaxCrossEntropyLogits);
   const TfLiteEvalTensor* labels = EvalInput(context, node, kSoftmaxCrossEntropyLabels);
-  TfLiteEvalTensor* loss = EvalOutput(context, node, kSoftmaxCrossEntropyLoss);
   TfLiteEvalTensor* grad = EvalOutput(context, node, kSoftmaxCrossEntropyGrad);
 
   tt_status status;

@@ -7,15 +7,17 @@
 REFERENCE_PYTHON ?= $(VENV)/bin/python
 HOST_CXX ?= c++
 CORTEX_M_TEST_DIR := tests/cortex_m
-CORTEX_M_TEST_INCLUDES := -I$(CORTEX_M_TEST_DIR) -Ikernels/core -I$(CORTEX_M_BUILD)
+# The board support (startup, linker script, instruction counter) the training harness uses too.
+CORTEX_M_BOARD_DIR := kernels/cortex_m/board
+CORTEX_M_TEST_INCLUDES := -I$(CORTEX_M_TEST_DIR) -I$(CORTEX_M_BOARD_DIR) -Ikernels/core -I$(CORTEX_M_BUILD)
 CORTEX_M_BOARD_m4 := mps2-an386
 CORTEX_M_BOARD_m7 := mps2-an500
 # -icount shift=3: virtual time advances 8 ns per instruction, what target_platform.cc counts with.
 QEMU_CORTEX_M := qemu-system-arm -nographic -semihosting-config enable=on,target=native -icount shift=3
 # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: startup.cc is the runtime.
-CORTEX_M_LDFLAGS := -nostartfiles -T $(CORTEX_M_TEST_DIR)/mps2.ld --specs=nano.specs --specs=rdimon.specs \
+CORTEX_M_LDFLAGS := -nostartfiles -T $(CORTEX_M_BOARD_DIR)/mps2.ld --specs=nano.specs --specs=rdimon.specs \
   -u _printf_float -Wl,--gc-sections
-CORTEX_M_TEST_HEADERS := $(wildcard $(CORTEX_M_TEST_DIR)/*.h) $(CORTEX_M_BUILD)/references.h
+CORTEX_M_TEST_HEADERS := $(wildcard $(CORTEX_M_TEST_DIR)/*.h $(CORTEX_M_BOARD_DIR)/*.h) $(CORTEX_M_BUILD)/references.h
 
 $(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py tests/conv_geometry.py
 	@mkdir -p $(@D)
@@ -26,11 +28,15 @@ $(CORTEX_M_BUILD)/references.h: $(CORTEX_M_TEST_DIR)/generate_references.py test
 define cortex_m_test_rules
 $(CORTEX_M_BUILD)/$(1)/test/%.o: $(CORTEX_M_TEST_DIR)/%.cc $(CORTEX_M_TEST_HEADERS) | cortex-m-tools
 	@mkdir -p $$(@D)
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) -c $$< -o $$@
+
+$(CORTEX_M_BUILD)/$(1)/test/%.o: $(CORTEX_M_BOARD_DIR)/%.cc $(CORTEX_M_TEST_HEADERS) | cortex-m-tools
+	@mkdir -p $$(@D)
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) \
 	  -DTT_TEST_TARGET='"$(TARGET_NAME_$(1)) (QEMU $(CORTEX_M_BOARD_$(1)))"' -c $$< -o $$@
 
 $(CORTEX_M_BUILD)/$(1)/kernel_test.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/,startup.o target_platform.o kernel_test.o) \
-    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a $(CORTEX_M_TEST_DIR)/mps2.ld
+    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a $(CORTEX_M_BOARD_DIR)/mps2.ld
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) $$(filter %.o %.a,$$^) -o $$@
 endef
 TARGET_NAME_m4 := cortex-m4f

@@ -1,8 +1,9 @@
 // Instruction counting on QEMU's Cortex-M boards. QEMU models no cycle timing; with
 // `-icount shift=3` its virtual clock advances exactly 8 ns per executed instruction, and SysTick
 // on the MPS2 boards runs from the 25 MHz CPU clock (40 ns per tick): one tick per 5
-// instructions. The counts are instruction counts, not cycles; the calibration loop in
-// kernel_test.cc checks the factor on every run.
+// instructions. SysTick is a 24-bit counter, about 84 M instructions; its interrupt counts the
+// wraps, so a count covers a whole training step. The counts are instruction counts, not cycles;
+// the calibration loop in kernel_test.cc checks the factor on every run.
 #include <stdint.h>
 
 #include "platform.h"
@@ -11,6 +12,9 @@ namespace {
 
 constexpr int64_t kInstructionsPerTick = 5;
 constexpr uint32_t kReload = 0xFFFFFFu;  // SysTick is a 24-bit down counter
+constexpr int64_t kTicksPerWrap = static_cast<int64_t>(kReload) + 1;
+
+volatile uint32_t g_wraps = 0;
 
 struct SysTickRegisters {
   volatile uint32_t control;  // CSR: bit 0 enable, bit 2 CPU clock, bit 16 COUNTFLAG (cleared on read)
@@ -28,18 +32,25 @@ SysTickRegisters& SysTick() { return *reinterpret_cast<SysTickRegisters*>(0xE000
 
 const char* PlatformName() { return TT_TEST_TARGET; }
 
+extern "C" void SysTick_Handler() { g_wraps = g_wraps + 1; }
+
 void StartInstructionCount() {
   SysTick().control = 0;
   SysTick().reload = kReload;
   SysTick().current = 0;
-  SysTick().control = 0x5u;  // enable, CPU clock, no interrupt
+  g_wraps = 0;
+  SysTick().control = 0x7u;  // enable, interrupt on each wrap, CPU clock
 }
 
 int64_t InstructionCount() {
-  const uint32_t current = SysTick().current;
-  const bool wrapped = (SysTick().control & (1u << 16)) != 0;
-  if (wrapped) return -1;
-  return static_cast<int64_t>(kReload - current) * kInstructionsPerTick;
+  // Read the wraps on both sides of the counter: a wrap in between means read again.
+  uint32_t wraps = 0;
+  uint32_t current = 0;
+  do {
+    wraps = g_wraps;
+    current = SysTick().current;
+  } while (wraps != g_wraps);
+  return (static_cast<int64_t>(wraps) * kTicksPerWrap + (kReload - current)) * kInstructionsPerTick;
 }
 
 void SpinInstructions(uint32_t iterations) {

@@ -1,6 +1,6 @@
-// What differs between the Cortex-M build of the kernel test and its host build.
-#ifndef TINYTRAIN_TESTS_CORTEX_M_PLATFORM_H_
-#define TINYTRAIN_TESTS_CORTEX_M_PLATFORM_H_
+// What differs between a program's Cortex-M build (target_platform.cc) and its host build.
+#ifndef TINYTRAIN_KERNELS_CORTEX_M_BOARD_PLATFORM_H_
+#define TINYTRAIN_KERNELS_CORTEX_M_BOARD_PLATFORM_H_
 
 #include <stdint.h>
 
@@ -11,10 +11,10 @@ const char* PlatformName();
 void StartInstructionCount();
 
 // Instructions executed since StartInstructionCount(), or -1 when the platform cannot count
-// them (the host, or QEMU run without -icount) or the count overflowed.
+// them (the host). Under QEMU without -icount the figure is meaningless.
 int64_t InstructionCount();
 
 // Runs a loop of exactly `iterations` * 2 instructions (the calibration of InstructionCount).
 void SpinInstructions(uint32_t iterations);
 
-#endif  // TINYTRAIN_TESTS_CORTEX_M_PLATFORM_H_
+#endif  // TINYTRAIN_KERNELS_CORTEX_M_BOARD_PLATFORM_H_

@@ -1,4 +1,4 @@
-// Reset and fault handling for the bare-metal kernel test on QEMU's MPS2 boards: the vector
+// Reset and fault handling for bare-metal programs on QEMU's MPS2 boards (the kernel test, the training harness): the vector
 // table, the C runtime set-up newlib's crt0 would do (minus its semihosting stack query), and
 // the FPU enable that hard-float code needs before its first floating-point instruction.
 #include <stdint.h>
@@ -6,6 +6,7 @@
 
 extern "C" {
 int main();
+void SysTick_Handler();  // target_platform.cc: counts the wraps of the instruction counter
 void initialise_monitor_handles();  // libgloss rdimon: opens the semihosting stdin/stdout/stderr.
 void __libc_init_array();
 
@@ -46,7 +47,7 @@ void _fini() {}
 
 using Handler = void (*)();
 
-// The first 16 entries of the ARMv7-M vector table; the test enables no interrupt.
+// The first 16 entries of the ARMv7-M vector table; SysTick is the only interrupt enabled.
 __attribute__((section(".vectors"), used)) const Handler kVectorTable[16] = {
     reinterpret_cast<Handler>(&__stack_top),
     Reset_Handler,
@@ -63,5 +64,5 @@ __attribute__((section(".vectors"), used)) const Handler kVectorTable[16] = {
     Fault_Handler,  // DebugMonitor
     nullptr,
     Fault_Handler,  // PendSV
-    Fault_Handler,  // SysTick: target_platform.cc counts with it, without its interrupt
+    SysTick_Handler,
 };
