@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import codegen, emit, firmware, loss, memory, read, runtime
+from . import target as targets
 from .compiler import compile
 from .errors import TinyTrainError
 from .optimizer import ROUNDINGS, SGD
@@ -85,6 +86,7 @@ def _compile(args: argparse.Namespace) -> None:
         tiles=_tiles(args.tile),
         overlap_buffers=not args.no_overlap,
         flash_requantization=args.flash_requantization,
+        target=targets.target(args.target or "host", args.kernels),
     )
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
@@ -147,14 +149,26 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {output} (the training model, starting from the trained weights)")
 
 
+def _device_target(args: argparse.Namespace, graph) -> targets.Target:
+    """--target / --kernels, else the target the model was compiled for."""
+    if args.target is None:
+        return targets.of_model(graph).with_kernels(args.kernels)
+    return targets.target(args.target, args.kernels)
+
+
 def _plan(args: argparse.Namespace) -> None:
     model = _read_model(args.model)
     graph = read.read_graph(model)
+    device_target = _device_target(args, graph)
     measured = _measure_arena(model)
     planned = memory.estimate(graph)
+    on_device, how = firmware.device_minimum(model, device_target)
     report = {
         "arena_bytes": measured,
-        "arena_bytes_32bit": memory.project_32bit(measured, graph),
+        "arena_bytes_32bit": memory.project_32bit(measured, graph) if on_device is None else on_device,
+        "arena_bytes_32bit_method": "measured" if on_device is not None else "projected",
+        "target": device_target.name,
+        "kernels": device_target.kernels,
         "estimate_bytes": planned.total,
         "estimate_error": (planned.total - measured) / measured,
         "flash_bytes": len(model),
@@ -167,8 +181,12 @@ def _plan(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report))
         return
-    projected, error = report["arena_bytes_32bit"], 100 * report["estimate_error"]
-    print(f"minimum arena: {measured:,} bytes measured in TFLM (x86-64); {projected:,} projected for a 32-bit MCU")
+    error = 100 * report["estimate_error"]
+    print(f"minimum arena: {measured:,} bytes measured in TFLM (x86-64)")
+    if on_device is not None:
+        print(f"32-bit: {on_device:,} bytes {how}")
+    else:
+        print(f"32-bit: {report['arena_bytes_32bit']:,} bytes projected, not measured ({how})")
     print(f"planner estimate: {planned.total:,} bytes ({error:+.1f}%); flash (model): {len(model):,} bytes")
     print(f"  planned, reused over time: {planned.head:,} bytes; live at the peak:")
     for name, size in planned.planned.items():
@@ -235,7 +253,10 @@ def _export(args: argparse.Namespace) -> None:
             _refuse_inputs(str(path), [args.model])
         name = firmware.c_identifier(args.c_name or source.stem)
         origin = f"export {Path(args.model).name} --c-array {source.name}"
-        text, header_text = firmware.c_array_files(model, source, name, firmware.arena_size(model, args.arena), origin)
+        arena = firmware.arena_size(model, args.arena, _device_target(args, read.read_graph(model)))
+        if arena.method == "measured" and not arena.method_32bit.startswith("measured"):
+            print(f"note: kArenaBytes32 is {arena.method_32bit}", file=sys.stderr)
+        text, header_text = firmware.c_array_files(model, source, name, arena, origin)
         _write_output(str(header), header_text.encode(), [args.model])
         _write_output(str(source), text.encode(), [args.model])
         print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
@@ -262,6 +283,12 @@ def _codegen(args: argparse.Namespace) -> None:
         f"{len(code.kernels)} generated kernels for {len({k.op for k in code.kernels})} op kinds; "
         f"resolver size {code.resolver_size} ({len(code.builtins)} builtin + {len(code.custom_ops)} tinytrain ops)"
     )
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser, target_help: str) -> None:
+    parser.add_argument("--target", choices=sorted(targets.TARGETS), help=target_help)
+    kernels_help = "the kernels TFLM runs builtin ops with on the target (default: cmsis-nn on Cortex-M, reference on host)"
+    parser.add_argument("--kernels", choices=sorted(targets.KERNEL_SETS), help=kernels_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="forward convs read their per-channel requantization from the model (flash), not the arena; slower on a device",
     )
+    _add_target_arguments(
+        compile_, "the device the model is for: its kernels decide which ops may overlap buffers (default host)"
+    )
     compile_.set_defaults(run=_compile)
     train = commands.add_parser("train", help="train a training model on the TFLM runtime")
     train.add_argument("model", help="training model from `compile`")
@@ -304,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("model", help=".tflite (training or inference)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.add_argument("--plot", help="write a PNG of live memory over the op schedule")
+    _add_target_arguments(plan, "measure the 32-bit arena on this target's emulated board (default: the model's target)")
     plan.set_defaults(run=_plan)
     search = commands.add_parser("search", help="search the sparse-update scheme that trains best within a memory budget")
     search.add_argument("model", help="int8 .tflite classifier")
@@ -327,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--c-name", help="C++ namespace of the array and constants (default: OUT's file name)")
     arena_help = "arena size in the header: measured in TFLM by bisection (default) or the planner's estimate"
     export.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
+    _add_target_arguments(export, "measure kArenaBytes32 on this target's emulated board (default: the model's target)")
     export.set_defaults(run=_export)
     generate = commands.add_parser(
         "codegen", help="generate the kernels and op resolver setup a firmware needs for a training model"

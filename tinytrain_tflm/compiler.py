@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import emit, ir, loss, memory, partial, read, requantization, schedule, schema, schema_generated, tiling
+from . import target as targets
 from .autodiff import BackwardBuilder, Grad, build_backward
 from .autodiff.masks import use_activation_masks
 from .errors import TinyTrainError
@@ -97,6 +98,7 @@ def compile(
     schedule_for_planner: bool = True,
     overlap_buffers: bool = True,
     flash_requantization: bool = False,
+    target: str | targets.Target = "host",
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
@@ -124,9 +126,14 @@ def compile(
     TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
     (tinytrain_tflm.requantization) instead of keeping 8 bytes per output channel
     in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
+    target: the device the model is for (tinytrain_tflm.target: "host", "cortex-m7", ...,
+    or a Target with other kernels). Its kernels decide which ops may overlap buffers;
+    the model's TARGET_METADATA records it for plan, export and the firmware tools.
     """
     optimizer = optimizer or SGD()
+    device = targets.target(target)
     graph = read.read_graph(model)  # an offline plan it carries is dropped by attach_loss below
+    graph.metadata[targets.TARGET_METADATA] = device.metadata()  # before tiling: its estimates plan overlaps
     _check_int8(graph)
     _add_missing_biases(graph)
     trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from . import memory, read, runtime
+from . import target as targets
 from .errors import TinyTrainError
 from .loss import TRAINING_METADATA
 from .trainer import training_metadata
@@ -31,27 +32,49 @@ class ArenaSize:
 
     bytes_64bit: int
     bytes_32bit: int
-    method: str  # "measured" or "estimated"
+    method: str  # "measured" or "estimated": the 64-bit figure
+    method_32bit: str = ""  # how the 32-bit figure was obtained, in words
 
     @staticmethod
     def headroom(size: int) -> int:
         """Extra bytes the header adds: 1 KiB plus 1/32 of the arena, 16-byte aligned. It absorbs TFLM
-        version drift in bookkeeping and Prepare's temporary tensors; optimized kernels' scratch buffers
-        (CMSIS-NN) are not covered: check MicroInterpreter::arena_used_bytes() on the target."""
+        version drift in bookkeeping and Prepare's temporary tensors."""
         return -(-(1024 + size // 32) // MODEL_ALIGNMENT) * MODEL_ALIGNMENT
 
 
-def arena_size(model: bytes, method: str = "measured") -> ArenaSize:
-    """`measured`: the exact minimum found by bisection in the TFLM x86-64 runtime, and its 32-bit
-    projection (an upper bound). `estimated`: the memory planner's estimate for both pointer sizes,
-    without running TFLM."""
+def arena_size(model: bytes, method: str = "measured", device_target: targets.Target | None = None) -> ArenaSize:
+    """`measured`: the exact minimum found by bisection in the TFLM x86-64 runtime, and for 32 bits the
+    minimum bisected on the emulated board of `device_target` (default: the model's own target) when
+    that is a Cortex-M target and its tools and TFLM's sources are there, else the projection (which
+    leaves out optimized kernels' scratch buffers). `estimated`: the memory planner's estimate for both
+    pointer sizes, without running anything."""
     graph = read.read_graph(model)
-    if method == "measured":
-        measured = runtime.minimum_arena_size(model)
-        return ArenaSize(measured, memory.project_32bit(measured, graph), method)
     if method == "estimated":
-        return ArenaSize(memory.estimate(graph, memory.X86_64).total, memory.estimate(graph, memory.CORTEX_M).total, method)
-    raise TinyTrainError(f'arena size method must be "measured" or "estimated", got {method!r}')
+        estimates = (memory.estimate(graph, bookkeeping).total for bookkeeping in (memory.X86_64, memory.CORTEX_M))
+        return ArenaSize(*estimates, method, "the memory planner's estimate for 4-byte pointers (nothing was run)")
+    if method != "measured":
+        raise TinyTrainError(f'arena size method must be "measured" or "estimated", got {method!r}')
+    measured = runtime.minimum_arena_size(model)
+    bytes_32bit, how = device_minimum(model, device_target or targets.of_model(graph))
+    if bytes_32bit is None:
+        return ArenaSize(measured, memory.project_32bit(measured, graph), method, f"projected from x86-64 ({how})")
+    return ArenaSize(measured, bytes_32bit, method, how)
+
+
+def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | None, str]:
+    """(the minimum arena bisected on the target's emulated board, how) or (None, why it was not)."""
+    from . import device
+
+    if not device_target.emulated:
+        return None, f"the model's target is {device_target.name}; pass a Cortex-M target to measure on its emulated board"
+    missing = device.missing_tools()
+    if missing:
+        return None, f"to measure on {device_target.name}, install {', '.join(missing)}: apt-get install {device.TOOL_PACKAGES}"
+    try:
+        size = device.minimum_arena(device.build_firmware(model, device_target))
+    except TinyTrainError as error:
+        return None, f"not measured on {device_target.name}: {error}"
+    return size, f"measured on {device_target.label}, emulated (QEMU {device_target.qemu_machine})"
 
 
 def c_identifier(text: str) -> str:
@@ -73,6 +96,7 @@ def c_array_files(model: bytes, source: Path, name: str, arena: ArenaSize, origi
     `origin` is the command line that made them, for the generated-file banner."""
     graph = read.read_graph(model)
     metadata = training_metadata(graph)
+    device_target = targets.of_model(graph)
     inputs = {role: _position(graph.inputs, metadata[f"{role}_tensor"], role, "input") for role in ("input", "label", "control")}
     outputs = {role: _position(graph.outputs, metadata[f"{role}_tensor"], role, "output") for role in ("loss", "logits")}
     builtins = sorted({resolver_suffix(op.kind) for op in graph.ops if not op.custom})
@@ -90,16 +114,24 @@ namespace {name} {{
 extern const unsigned char kData[];
 constexpr unsigned int kSize = {len(model)};
 
-// Tensor arena bytes ({arena.method}). kArenaBytes64: {_arena_comment(arena)}
-// kArenaBytes32: the same with TFLM's bookkeeping resized for 4-byte pointers (kernel data keeps its
-// x86-64 size, so it errs high). kArenaSize adds headroom (1 KiB + 1/32, for TFLM version drift) to the
-// figure for the pointer size being compiled; optimized kernels' scratch buffers are not included.
+// Compiled for {device_target.label}: the kernels its overlapping buffers were planned for.
+constexpr char kTarget[] = "{device_target.name}";
+constexpr char kTargetKernels[] = "{device_target.kernels}";
+
+// Tensor arena bytes. kArenaBytes64: {_arena_comment(arena)}
+// kArenaBytes32: {arena.method_32bit}.
+// kArenaSize adds headroom (1 KiB + 1/32, for TFLM version drift) to the figure for the pointer size
+// being compiled. Never give TFLM less than the minimum: with TFLM 90b983c an undersized arena can crash
+// the device (its planner computes a negative size) instead of failing AllocateTensors.
 constexpr unsigned int kArenaBytes64 = {arena.bytes_64bit};
 constexpr unsigned int kArenaBytes32 = {arena.bytes_32bit};
 constexpr unsigned int kArenaSize = {platform_bytes} + {ArenaSize.headroom(arena.bytes_64bit)};
 
 // Positions for MicroInterpreter::input(i) and output(i). Control word: 0 predicts,
 // TT_CONTROL_BACKWARD (1) computes gradients, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE (3) trains.
+// Write the sample, the label and the control word before every Invoke(): the arena plan reuses
+// input bytes once they are read (a tiled first stage frees its input's rows as it goes). After a
+// prediction (control 0) the loss output holds NaN: no loss was computed.
 constexpr int kSampleInput = {inputs["input"]};
 constexpr int kLabelInput = {inputs["label"]};
 constexpr int kControlInput = {inputs["control"]};

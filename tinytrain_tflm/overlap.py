@@ -5,7 +5,7 @@ while a layer runs its input and its output are both fully allocated: in an
 inverted residual block the expanded activation and the depthwise output
 (48 KB each in MobileNetV2-w0.35 at 32x32) sit side by side. But a kernel that
 produces its output rows in order (TFLM's reference kernels and tinytrain's do;
-CMSIS-NN's optimized paths are not checked) needs an input row only until the
+so do CMSIS-NN's but its 1x1 convolution, see tinytrain_tflm.target) needs an input row only until the
 last output row that reads it. The output can therefore start `shift` bytes
 below its input and overwrite input rows as they fall out of use; the pair then
 costs about the larger of the two, not their sum (TinyEngine's in-place
@@ -19,7 +19,8 @@ ops (out[i] from in[i] only) may write over an input of the same shape and type
 in place (shift 0), and TFLM's RESHAPE copies nothing when its output is its input.
 
 Only an input whose lifetime ends at the op qualifies, and never a graph
-output. tinytrain_tflm.memory places an output at least `shift` below such an
+output, and no op whose kernel on the model's target breaks the rule (the
+target's `no_overlap`). tinytrain_tflm.memory places an output at least `shift` below such an
 input where that is the lowest free spot, and writes the plan into the model
 (OfflineMemoryAllocation metadata), which TFLM then follows to the byte."""
 
@@ -29,7 +30,7 @@ import dataclasses
 
 import numpy as np
 
-from . import ir, schema_generated
+from . import ir, schema_generated, target
 from .geometry import WINDOWED, window
 
 ELEMENT_WISE = ("ADD", schema_generated.ACTIVATION_GRAD, schema_generated.GRAD_ADD)
@@ -68,9 +69,11 @@ def _rows_shift(graph: ir.Graph, op: ir.Op) -> int | None:
     return shift
 
 
-def _candidates(graph: ir.Graph, op: ir.Op) -> list[tuple[int, int]]:
+def _candidates(graph: ir.Graph, op: ir.Op, no_overlap: frozenset[str]) -> list[tuple[int, int]]:
     """(input, shift) pairs op's output may overlap, before lifetimes are considered."""
     if not op.outputs or (op.custom and op.kind not in ELEMENT_WISE + WINDOWED):  # other tinytrain ops: unknown order
+        return []
+    if not op.custom and op.kind in no_overlap:
         return []
     out = graph.tensors[op.outputs[0]]
     if op.kind in WINDOWED:
@@ -89,13 +92,14 @@ def find_overlaps(graph: ir.Graph, last_use: dict[int, int]) -> list[Overlap]:
     there. `last_use` maps each planned tensor to the scope of its last use (op i is scope i + 1), as
     TFLM's planner sees it."""
     found = []
+    no_overlap = target.of_model(graph).no_overlap
     for scope, op in enumerate(graph.ops, start=1):
         output = op.outputs[0] if op.outputs else -1
         if output not in last_use or output in graph.outputs:
             continue
         dying = [
             (t, shift)
-            for t, shift in _candidates(graph, op)
+            for t, shift in _candidates(graph, op, no_overlap)
             if last_use.get(t) == scope and t not in graph.outputs and op.inputs.count(t) == 1
         ]
         if dying:

@@ -9,6 +9,8 @@ CONTROL_UPDATE = 2  # Control bit: apply the optimizer updates.
 ROUND_TRUNCATE = 0  # SGD rounding: toward zero.
 ROUND_NEAREST = 1  # SGD rounding: to nearest, ties away from zero.
 ROUND_STOCHASTIC = 2  # SGD rounding: up with probability equal to the fractional part.
+KERNELS_REFERENCE = 0  # Target kernels: TFLM's reference kernels.
+KERNELS_CMSIS_NN = 1  # Target kernels: TFLM's CMSIS-NN kernels (its cmsis_nn optimized kernel directory).
 
 # Custom op names, as the kernels register them.
 SOFTMAX_CROSS_ENTROPY = 'TT_SOFTMAX_CROSS_ENTROPY'
@@ -636,6 +638,24 @@ BLOBS = {
             "grad_logits: float32 or int8 [batch, num_classes], d loss / d dequantized logits",
             "grad_scale: float32 [1], only with an int8 grad_logits: its run-time scale (zero point 0)"
         ]
+    },
+    "TARGET_METADATA": {
+        "doc": "The device the training model was compiled for: it decided which ops may overlap buffers. Firmware tools read it; TFLM ignores it.",
+        "fields": [
+            {
+                "doc": "The target's id in tinytrain_tflm.target.TARGETS (0 host, 4 cortex-m4, 7 cortex-m7, 55 cortex-m55).",
+                "name": "target",
+                "type": "int32"
+            },
+            {
+                "doc": "The kernels TFLM runs the builtin ops with there: KERNELS_REFERENCE or KERNELS_CMSIS_NN.",
+                "name": "kernels",
+                "type": "int32"
+            }
+        ],
+        "id": 101,
+        "kind": "metadata",
+        "metadata_name": "TINYTRAIN_TARGET"
     },
     "TRAINING_METADATA": {
         "doc": "Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, control, loss and logits.",

@@ -2,18 +2,21 @@
 its pointer size and the emulated board that stands for it. One entry per target in TARGETS.
 
 The kernel set matters to the compiler: overlapping buffers (overlap.py) assume a kernel that writes
-its output rows in order and reads each input row no later than the rows it writes, which holds for
-TFLM's reference kernels and tinytrain's. `overlap_ops` names the ops whose outputs may overlap an
-input on that target.
+its output rows in order and reads each input row no later than the rows it writes. That holds for
+TFLM's reference kernels and tinytrain's; `no_overlap` names the builtin ops whose kernels on a target
+break it, and whose outputs therefore get bytes of their own there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from . import ir, schema, schema_generated
 from .errors import TinyTrainError
 
-KERNEL_SETS = ("reference", "cmsis-nn")
+# The kernel sets, by the id the TARGET_METADATA blob records.
+KERNEL_SETS = {"reference": schema_generated.KERNELS_REFERENCE, "cmsis-nn": schema_generated.KERNELS_CMSIS_NN}
+TARGET_METADATA = schema_generated.BLOBS["TARGET_METADATA"]["metadata_name"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +24,14 @@ class Target:
     """A device: its core and the kernels TFLM runs there."""
 
     name: str  # host, cortex-m4, ...
+    id: int  # what the training model's TARGET_METADATA records
     kernels: str  # one of KERNEL_SETS
     pointer_bytes: int
     cpu_flags: tuple[str, ...] = ()  # arm-none-eabi-g++ flags; empty for the host
     cmsis_device: str = ""  # the Cortex_DFP device folder (ARMCM7, ...) CMSIS-NN's build names
     qemu_machine: str = ""  # the QEMU board that emulates it
     ram_bytes: int = 256 * 1024  # the arena region the firmware links with
+    no_overlap: frozenset[str] = frozenset()  # ops whose output must not overlap an input (see above)
 
     @property
     def emulated(self) -> bool:
@@ -43,15 +48,29 @@ class Target:
             raise TinyTrainError(f"kernels must be one of {', '.join(KERNEL_SETS)}, got {kernels!r}")
         if kernels == "cmsis-nn" and not self.cmsis_device:
             raise TinyTrainError(f"target {self.name} has no CMSIS-NN kernels (they are for Cortex-M)")
-        return dataclasses.replace(self, kernels=kernels)
+        no_overlap = CMSIS_NN_NO_OVERLAP if kernels == "cmsis-nn" else frozenset()
+        return dataclasses.replace(self, kernels=kernels, no_overlap=no_overlap)
 
+    def metadata(self) -> bytes:
+        """The TARGET_METADATA blob naming this target in a training model."""
+        return schema.encode_blob("TARGET_METADATA", target=self.id, kernels=KERNEL_SETS[self.kernels])
+
+
+# Builtin ops whose CMSIS-NN kernels break the overlap rule. CONV_2D: a 1x1 conv with stride 1 runs as
+# one matrix product over the whole tensor (arm_convolve_1x1_s8_fast), whose DSP and portable paths
+# (arm_nn_mat_mult_nt_t_s8) loop over output channel pairs outside the pixels: channels 0-1 of the last
+# pixels are written before channels 2-3 of the first ones have read their input. Its other paths, and
+# CMSIS-NN's depthwise, pooling, element-wise and pad kernels, work pixel by pixel. Shown on the
+# emulated Cortex-M7 (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
+CMSIS_NN_NO_OVERLAP = frozenset({"CONV_2D"})
 
 TARGETS = {
-    target.name: target
+    target.name: target.with_kernels(target.kernels)
     for target in (
-        Target("host", "reference", pointer_bytes=8),
+        Target("host", 0, "reference", pointer_bytes=8),
         Target(
             "cortex-m4",
+            4,
             "cmsis-nn",
             pointer_bytes=4,
             cpu_flags=("-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
@@ -60,6 +79,7 @@ TARGETS = {
         ),
         Target(
             "cortex-m7",
+            7,
             "cmsis-nn",
             pointer_bytes=4,
             cpu_flags=("-mthumb", "-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
@@ -71,8 +91,22 @@ TARGETS = {
 HOST = TARGETS["host"]
 
 
-def target(name: str, kernels: str | None = None) -> Target:
+def target(name: str | Target, kernels: str | None = None) -> Target:
     """The target called `name`, with its default kernels or `kernels`; an error lists the known ones."""
+    if isinstance(name, Target):
+        return name.with_kernels(kernels)
     if name not in TARGETS:
         raise TinyTrainError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}")
     return TARGETS[name].with_kernels(kernels)
+
+
+def of_model(graph: ir.Graph) -> Target:
+    """The target a training model was compiled for (its TARGET_METADATA); host for models without it."""
+    if TARGET_METADATA not in graph.metadata:
+        return HOST
+    recorded = schema.decode_blob("TARGET_METADATA", graph.metadata[TARGET_METADATA])
+    names = {t.id: t.name for t in TARGETS.values()}
+    kernels = {v: k for k, v in KERNEL_SETS.items()}
+    if recorded["target"] not in names or recorded["kernels"] not in kernels:
+        raise TinyTrainError(f"the model's {TARGET_METADATA} metadata names an unknown target or kernel set: {recorded}")
+    return target(names[recorded["target"]], kernels[recorded["kernels"]])

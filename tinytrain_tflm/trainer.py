@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from . import emit, ir, loss, memory, read, requantization, schema, schema_generated
+from . import emit, ir, loss, memory, read, requantization, schema, schema_generated, target
 from .compiler import TrainingModel
 from .errors import TinyTrainError
 from .runtime import Interpreter
@@ -174,5 +174,6 @@ class Trainer:
             output = self.metadata["softmax_tensor"]
         graph.inputs, graph.outputs = [self.metadata["input_tensor"]], [output]
         del graph.metadata[loss.TRAINING_METADATA]
+        graph.metadata.pop(target.TARGET_METADATA, None)
         graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the training model's tensors
         return emit.emit_model(graph.compact()[0])

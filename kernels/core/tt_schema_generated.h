@@ -20,6 +20,8 @@ extern "C" {
 #define TT_ROUND_TRUNCATE 0 /* SGD rounding: toward zero. */
 #define TT_ROUND_NEAREST 1 /* SGD rounding: to nearest, ties away from zero. */
 #define TT_ROUND_STOCHASTIC 2 /* SGD rounding: up with probability equal to the fractional part. */
+#define TT_KERNELS_REFERENCE 0 /* Target kernels: TFLM's reference kernels. */
+#define TT_KERNELS_CMSIS_NN 1 /* Target kernels: TFLM's CMSIS-NN kernels (its cmsis_nn optimized kernel directory). */
 
 #define TT_BLOB_SOFTMAX_CROSS_ENTROPY 1
 #define TT_BLOB_INIT_VARIABLES 2
@@ -40,6 +42,7 @@ extern "C" {
 #define TT_BLOB_CONV_2D 17
 #define TT_BLOB_DEPTHWISE_CONV_2D 18
 #define TT_BLOB_TRAINING_METADATA 100
+#define TT_BLOB_TARGET_METADATA 101
 
 /* Every custom op as X(NAME, "CUSTOM_NAME"). */
 #define TT_FOR_EACH_OP(X) \
@@ -458,6 +461,23 @@ static inline tt_status tt_parse_training_metadata(const uint8_t* blob, size_t l
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->num_classes);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->softmax_tensor);
   if (status == TT_SUCCESS) status = tt_blob_read_f32(&reader, &out->softmax_beta);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** The device the training model was compiled for: it decided which ops may overlap buffers. Firmware tools read it; TFLM ignores it. */
+typedef struct {
+  int32_t target; /**< The target's id in tinytrain_tflm.target.TARGETS (0 host, 4 cortex-m4, 7 cortex-m7, 55 cortex-m55). */
+  int32_t kernels; /**< The kernels TFLM runs the builtin ops with there: KERNELS_REFERENCE or KERNELS_CMSIS_NN. */
+} tt_target_metadata_blob;
+
+/** Parses a TT_BLOB_TARGET_METADATA blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_target_metadata(const uint8_t* blob, size_t length, tt_target_metadata_blob* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_TARGET_METADATA);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->target);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->kernels);
   if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
   return status;
 }
