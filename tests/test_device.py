@@ -13,6 +13,7 @@ where they fail.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -24,7 +25,7 @@ from tinytrain_tflm import device, memory, tasks
 from tinytrain_tflm.convert import keras_to_int8
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
-from tinytrain_tflm.target import target
+from tinytrain_tflm.target import of_model, target
 
 TRAIN = CONTROL_BACKWARD | CONTROL_UPDATE
 PREDICT = 0
@@ -164,3 +165,50 @@ def test_undersized_arena_fails_cleanly(digits):
     assert device.fits(firmware, minimum)
     below = device.run(firmware, minimum - 1)
     assert below.error is not None
+
+
+def test_compile_plan_and_export_for_a_cortex_m_target(tmp_path):
+    """The command line: compile --target records the device, plan measures the 32-bit arena on its emulated
+    board, and export --c-array puts that measurement in the header (its kArenaSize never below it)."""
+    from test_cli import _classifier, _cli
+
+    training = tmp_path / "train.tflite"
+    result = _cli("compile", str(_classifier(tmp_path)), "-o", str(training), "--update", "all", "--target", "cortex-m7")
+    assert result.returncode == 0, result.stderr
+    model = training.read_bytes()
+    recorded = of_model(tt.read_graph(model))
+    assert (recorded.name, recorded.kernels) == ("cortex-m7", "cmsis-nn")
+
+    measured = device.minimum_arena(device.build_firmware(model, recorded))
+    plan = _cli("plan", str(training), "--json")
+    assert plan.returncode == 0, plan.stderr
+    report = json.loads(plan.stdout)
+    assert (report["arena_bytes_32bit"], report["arena_bytes_32bit_method"], report["target"]) == (
+        measured,
+        "measured",
+        "cortex-m7",
+    )
+    text = _cli("plan", str(training), "--target", "host")
+    assert "projected, not measured (target host has no emulated board" in text.stdout, text.stdout
+
+    source = tmp_path / "train_model.cc"
+    result = _cli("export", str(training), "--c-array", str(source))
+    assert result.returncode == 0, result.stderr
+    header = source.with_suffix(".h").read_text()
+    assert f"constexpr unsigned int kArenaBytes32 = {measured};" in header
+    assert 'constexpr char kTarget[] = "cortex-m7";' in header and 'kTargetKernels[] = "cmsis-nn";' in header
+    assert "measured on cortex-m7 (cmsis-nn kernels), emulated (QEMU mps2-an500)" in header
+
+
+def test_plan_says_when_it_can_only_project(monkeypatch, capsys, tmp_path):
+    """Without the cross tools, plan projects and names what to install."""
+    from test_cli import _classifier
+
+    from tinytrain_tflm import cli
+
+    training = tmp_path / "train.tflite"
+    training.write_bytes(tt.compile(_classifier(tmp_path).read_bytes(), target="cortex-m4").bytes)
+    monkeypatch.setattr(device, "missing_tools", lambda: ["qemu-system-arm"])
+    assert cli.main(["plan", str(training)]) == 0
+    out = capsys.readouterr().out
+    assert "projected, not measured (to measure on cortex-m4, install qemu-system-arm: apt-get install" in out

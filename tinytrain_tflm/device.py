@@ -353,19 +353,21 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     libraries = [build_kernels(target, sources), *build_tflm(target, sources)]
     kernels = _firmware_root()
     board = kernels / "cortex_m" / "board"
+    toolchain = _Toolchain.of(target)
+    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
+             f"-I{kernels / 'tflm'}", f"-I{board}", *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs)),
+             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"',
+             f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
     digest = hashlib.sha256(model).hexdigest()[:16]
-    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}"
+    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}-{_key(toolchain.cxx, *flags)}"
     out.mkdir(parents=True, exist_ok=True)
+    flags.append(f"-I{out}")  # train_model.h
     source = out / "train_model.cc"
     if not source.is_file():
         arena = firmware.ArenaSize(0, 0, "estimated")  # the harness takes its arena size at run time
         text, header = firmware.c_array_files(model, source, "train_model", arena, "device harness")
         source.with_suffix(".h").write_text(header)
         source.write_text(text)
-    toolchain = _Toolchain.of(target)
-    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
-             f"-I{kernels / 'tflm'}", f"-I{board}", f"-I{out}", *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs)),
-             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"']  # fmt: skip
     units = [
         (source, out / "train_model.o", [toolchain.cxx, *flags]),
         (kernels / "cortex_m/harness/train_harness.cc", out / "train_harness.o", [toolchain.cxx, *flags]),
@@ -377,7 +379,8 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
     runtime_flags = ["-nostartfiles", "-T", str(board / "mps2.ld"), "--specs=nano.specs", "--specs=rdimon.specs"]
     objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
-    link = [toolchain.cxx, *toolchain.flags, *runtime_flags, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
+    arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
+    link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [

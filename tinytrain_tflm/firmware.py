@@ -66,7 +66,7 @@ def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | N
     from . import device
 
     if not device_target.emulated:
-        return None, f"the model's target is {device_target.name}; pass a Cortex-M target to measure on its emulated board"
+        return None, f"target {device_target.name} has no emulated board; --target cortex-m7 (or m4) measures on one"
     missing = device.missing_tools()
     if missing:
         return None, f"to measure on {device_target.name}, install {', '.join(missing)}: apt-get install {device.TOOL_PACKAGES}"

@@ -24,8 +24,6 @@ from pathlib import Path
 ALLOWED_EXTERNALS = {
     "memcpy",
     "__aeabi_memcpy",
-    "expf",
-    "logf",
     "floorf",
     "roundf",
     "lroundf",

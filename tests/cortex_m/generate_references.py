@@ -13,9 +13,9 @@ Tolerances. The kernels accumulate in float32. A float output element that sums 
 at most 3 rounded factors, plus a final scale) is allowed (k + 4) * 2^-24 * sum|terms|, the classic
 bound on recursive summation with a margin for the factors, plus half an ulp for storing the float64
 reference as float32. Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
-The loss functions call expf and logf, whose results differ between C libraries by an ulp or so:
-softmax_cross_entropy() doubles their bound, and tests/test_cortex_m.py does not require their
-outputs to be bit-identical across targets.
+The loss functions use the core's own exp and log (kernels/core/common/tt_math.h, within 1.2 and 2.2
+ulp): softmax_cross_entropy() doubles their bound. Being plain float32 arithmetic, they give the same
+bits on every target, so their outputs too must be bit-identical to the host build's.
 
 The references model no target: the same header checks the host build of the test and the Cortex-M
 builds.
@@ -532,8 +532,8 @@ def softmax_cross_entropy(levels: np.ndarray, scale: float, zero_point: int, lab
     rows = log_sum - (t * shift).sum(axis=1)
     g = p - t
     g[((levels == 127) & (g < 0)) | ((levels == -128) & (g > 0))] = 0.0
-    # The bound of the module docstring with a factor 2 for expf and logf, which are faithful but not
-    # correctly rounded in every C library.
+    # The bound of the module docstring with a factor 2 for tt_expf and tt_logf, which are not
+    # correctly rounded.
     row_bounds = 2 * (classes + 8) * EPS * (1 + log_sum + np.abs(t * shift).sum(axis=1))
     loss_bound = (row_bounds.sum() + (batch + 2) * EPS * np.abs(rows).sum()) / batch
     grad_bound = 2 * (classes + 8) * EPS * (p + t + 1) / batch

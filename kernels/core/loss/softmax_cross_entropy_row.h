@@ -5,13 +5,15 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../common/tt_math.h"
 #include "../tt_functions.h"
 
 namespace tinytrain_core {
 
 // Keeps a row's max and partition sum, not its probabilities, so both loss
 // variants recompute p_c on demand and need no scratch row. Exponents are
-// scale * (q_c - max_q) <= 0, so expf never overflows.
+// scale * (q_c - max_q) <= 0, so exp never overflows. tt_expf and tt_logf, not libm's:
+// the same bits on every target (common/tt_math.h).
 class SoftmaxRow {
  public:
   SoftmaxRow(const int8_t* logits, int32_t classes, float scale)
@@ -21,7 +23,7 @@ class SoftmaxRow {
     }
     float sum = 0.0f;
     for (int32_t c = 0; c < classes; ++c) sum += Unnormalized(c);
-    log_sum_ = logf(sum);  // sum >= 1: the max term is exp(0).
+    log_sum_ = tt_logf(sum);  // sum >= 1: the max term is exp(0).
     inv_sum_ = 1.0f / sum;
   }
 
@@ -53,7 +55,7 @@ class SoftmaxRow {
 
  private:
   float Shift(int32_t c) const { return scale_ * static_cast<float>(logits_[c] - max_q_); }
-  float Unnormalized(int32_t c) const { return expf(Shift(c)); }
+  float Unnormalized(int32_t c) const { return tt_expf(Shift(c)); }
 
   const int8_t* logits_;
   int32_t classes_;

@@ -1,0 +1,123 @@
+"""Benchmark: training models on emulated Cortex-M boards (tinytrain_tflm.device).
+
+Not a test: prints a table. Per model, update scheme, target and kernel set:
+- the exact minimum arena, bisected in the emulated firmware (32-bit, TFLM 90b983c), next to `plan`'s
+  32-bit projection;
+- flash: the firmware's code and constants, the model included;
+- instructions per inference (control 0) and per training step (control 3), their ratio, and the
+  ratio of a step to the unmodified model's stock TFLM inference on the same target and kernels. That
+  inference is the unmodified graph (no tiling, no tinytrain forward op, TFLM's own arena plan) run as
+  the second predict invoke of its last-layer training model: its loss op then only writes NaN, and
+  TT_INIT_VARIABLES only checks its flag.
+
+QEMU runs with -icount shift=3: its virtual clock advances 8 ns per instruction, and the harness reads
+SysTick (25 MHz, one tick per 5 instructions) around each Invoke(). These are instruction counts, not
+cycles: QEMU models no pipeline, caches or wait states. Weights are random: neither memory nor
+instructions depend on them. Needs the cross tools and TFLM's sources (see tinytrain_tflm/device.py;
+`make test` sets TINYTRAIN_THIRD_PARTY and TINYTRAIN_BUILD_DIR).
+
+    .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import numpy as np  # noqa: E402
+from models import int8_model, mobilenet_v2_035_128  # noqa: E402
+
+import tinytrain_tflm as tt  # noqa: E402
+from tinytrain_tflm import device, memory  # noqa: E402
+from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE  # noqa: E402
+from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.target import target  # noqa: E402
+
+# The unmodified MobileNetV2 needs more than 256 KB (its stock inference is the speed reference only).
+STOCK_ARENA_REGION = 1 << 20
+
+
+def schemes(source: bytes) -> list[tuple[str, dict]]:
+    layers = len(conv_like_layers(tt.read_graph(source)))
+    partial = {"bias_last": 8, "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
+    base = {"gradient": "int8", "tiles": "auto"}
+    return [
+        ("last layer", {**base, "update": "last"}),
+        ("last layer, flash requantization", {**base, "update": "last", "flash_requantization": True}),
+        ("bias 8 + classifier + 1/4, 1/8 of two pointwise", {**base, "update": partial}),
+        ("the same, flash requantization", {**base, "update": partial, "flash_requantization": True}),
+    ]
+
+
+def measure(model: bytes, device_target, samples: np.ndarray) -> dict:
+    """Minimum arena, flash, and the instructions of a predict, a training step and a second predict."""
+    firmware = device.build_firmware(model, device_target)
+    graph = tt.read_graph(model)
+    sample = graph.tensors[graph.inputs[0]]
+    quantized = sample.quantization.quantize(samples[:1], sample.dtype)
+    invokes = [(0, [0], quantized), (CONTROL_BACKWARD | CONTROL_UPDATE, [1], quantized), (0, [0], quantized)]
+    run = device.run(firmware, device_target.ram_bytes, invokes)
+    if run.error:
+        raise SystemExit(f"{device_target.label}: {run.error}")
+    predict, step, again = (invoke.instructions for invoke in run.invokes)
+    return {"flash": firmware.flash_bytes, "predict": predict, "step": step, "predict again": again, "firmware": firmware}
+
+
+def stock_inference(source: bytes, device_target, samples: np.ndarray) -> int:
+    """Instructions of the unmodified graph's inference (see the module docstring), in a 1 MB arena region."""
+    model = tt.compile(source, update="last", overlap_buffers=False, target=device_target).bytes
+    return measure(model, dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION), samples)["predict again"]
+
+
+def benchmark(title: str, source: bytes, rows: list[tuple[str, dict]], targets: list[str], kernel_sets: list[str]) -> None:
+    graph = tt.read_graph(source)
+    shape = graph.tensors[graph.inputs[0]].shape
+    samples = np.random.default_rng(0).uniform(-1, 1, (1, *shape[1:])).astype(np.float32)
+    print(f"\n{title}")
+    header = "| scheme | target | 32-bit arena measured | plan's projection | flash | predict | train step | step / predict | step / stock inference |"
+    print(header)
+    print("|---" * 9 + "|")
+    for name in targets:
+        for kernels in kernel_sets:
+            device_target = target(name, kernels)
+            stock = stock_inference(source, device_target, samples)
+            for label, options in rows:
+                start = time.perf_counter()
+                model = tt.compile(source, target=device_target, **options).bytes
+                figures = measure(model, device_target, samples)
+                arena = device.minimum_arena(figures["firmware"])
+                projected = memory.project_32bit(tt.minimum_arena_size(model), tt.read_graph(model))
+                print(
+                    f"| {label} | {device_target.label} | {arena:,} B | {projected:,} B "
+                    f"({100 * (projected - arena) / arena:+.1f}%) | {figures['flash']:,} B "
+                    f"| {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M "
+                    f"| {figures['step'] / figures['predict']:.2f} | {figures['step'] / stock:.2f} |",
+                    flush=True,
+                )
+                print(f"  ({time.perf_counter() - start:.0f} s; stock inference {stock / 1e6:,.2f} M instructions)", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small CNN only (seconds, not minutes)")
+    parser.add_argument("--targets", default="cortex-m7", help="comma-separated targets (default cortex-m7)")
+    parser.add_argument("--kernels", default="reference,cmsis-nn", help="comma-separated kernel sets")
+    args = parser.parse_args()
+    device.check_tools()
+    targets, kernel_sets = args.targets.split(","), args.kernels.split(",")
+    small = int8_model("mobilenet_v2_blocks")
+    benchmark("MobileNetV2 blocks, 5 classes", small, [("all layers", {"update": "all", "gradient": "int8"})], targets, kernel_sets)
+    if not args.quick:
+        source = mobilenet_v2_035_128()
+        benchmark("MobileNetV2-w0.35, 128x128, 10 classes, int8 gradients, tiled", source, schemes(source), targets, kernel_sets)
+
+
+if __name__ == "__main__":
+    main()
