@@ -4,7 +4,8 @@ a bare-metal harness, run under QEMU (mps2-an386: Cortex-M4F, mps2-an500: Cortex
 
 The independent reference is the host: the pinned x86 TFLM wheel running the same model on the same
 invokes. Losses and logits must be equal bit for bit. The device's minimum arena is bisected in the
-emulated firmware; `plan`'s 32-bit projection must stay within 2% of it.
+emulated firmware: `plan` and `export --c-array` report that measurement for a Cortex-M target, and the
+projection they fall back on without the tools is held to its measured error.
 
 Needs the cross tools (`make test` installs them as root) and TFLM's sources (TFLM_ROOT, or the pinned
 bundle that `make test` names with TINYTRAIN_THIRD_PARTY). Without them the tests skip, except in CI,
@@ -21,7 +22,7 @@ import pytest
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import device, memory, tasks
+from tinytrain_tflm import device, firmware, memory, tasks
 from tinytrain_tflm.convert import keras_to_int8
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
@@ -133,7 +134,8 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, update, fl
     """Compiled for the Cortex-M7 with CMSIS-NN kernels (the default overlapping buffers, planned with
     that target's rules) and run there, with TFLM's builtin convs or with tinytrain's flash-requantized ones."""
     options = {"update": update, "flash_requantization": flash_requantization, "target": "cortex-m7"}
-    _check_bit_identical(*_blocks(options, rng), "cortex-m7", "cmsis-nn")
+    model, samples, labels = _blocks(options, rng)
+    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 
 def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
@@ -146,14 +148,19 @@ def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
     assert not np.array_equal(losses, np.concatenate([loss for loss, _ in host[:STEPS]]))
 
 
-def test_projection_is_within_two_percent_of_the_device_minimum(digits):
-    """`plan`'s 32-bit figure against the arena bisected on the emulated Cortex-M7."""
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
+def test_projection_bounds_the_device_minimum(digits, kernels):
+    """Where plan cannot measure on the board it projects the x86 measurement to 32 bits. The projection
+    keeps x86's kernel data, so it errs high (measured: +3% to +5% with TFLM's reference kernels); under
+    CMSIS-NN the kernels' scratch buffers, which it leaves out, can make it low (-1.1% on this model's
+    classifier-only scheme). A header built on it must still never undersize the arena."""
     model, _ = digits
     for options in ({"update": "all", "gradient": "int8"}, {"update": "last"}):
-        training = tt.compile(model, **options).bytes
-        measured = device.minimum_arena(device.build_firmware(training, target("cortex-m7", "reference")))
+        training = tt.compile(model, target=target("cortex-m7", kernels), **options).bytes
+        measured = device.minimum_arena(device.build_firmware(training, target("cortex-m7", kernels)))
         projected = memory.project_32bit(tt.minimum_arena_size(training), tt.read_graph(training))
-        assert abs(projected - measured) <= 0.02 * measured, (options, projected, measured)
+        assert -0.02 * measured <= projected - measured <= 0.05 * measured, (options, projected, measured)
+        assert projected + firmware.ArenaSize.headroom(projected) >= measured
 
 
 def test_undersized_arena_fails_cleanly(digits):
