@@ -89,6 +89,7 @@ def _device_and_host(model: bytes, name: str, kernels: str, samples: np.ndarray,
 
 def _check_bit_identical(model: bytes, name: str, kernels: str, samples: np.ndarray, labels: np.ndarray) -> device.Run:
     invokes, run, host = _device_and_host(model, name, kernels, samples, labels)
+    assert run.target.startswith(f"{name} {kernels} {name} (QEMU "), run.target  # the model's target, its board
     for i, ((control, _, _), on_device, (loss, logits)) in enumerate(zip(invokes, run.invokes, host, strict=True)):
         if control == TRAIN:
             assert on_device.loss.tobytes() == loss.tobytes(), (i, on_device.loss, loss)
@@ -106,13 +107,13 @@ def _check_bit_identical(model: bytes, name: str, kernels: str, samples: np.ndar
 def test_digits_cnn_trains_bit_identically_on_device(digits, name):
     """The demo's CNN, every layer training, int8 gradients, TFLM's reference kernels."""
     model, task = digits
-    training = tt.compile(model, update="all", gradient="int8").bytes
+    training = tt.compile(model, update="all", gradient="int8", target=target(name, "reference")).bytes
     _check_bit_identical(training, name, "reference", task.train_x, task.train_y)
 
 
 def test_ds_cnn_trains_bit_identically_on_device(rng):
     """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients."""
-    model = tt.compile(int8_model("ds_cnn"), update="all").bytes
+    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", "reference")).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32)
@@ -128,14 +129,16 @@ def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:
     return model, rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32), rng.integers(0, 5, STEPS + 2)
 
 
-@pytest.mark.parametrize("update", ["last", "all"])
-@pytest.mark.parametrize("flash_requantization", [False, True])
-def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, update, flash_requantization):
-    """Compiled for the Cortex-M7 with CMSIS-NN kernels (the default overlapping buffers, planned with
+@pytest.mark.parametrize(
+    "name, update, flash_requantization",
+    [("cortex-m7", "last", False), ("cortex-m7", "all", False), ("cortex-m7", "all", True), ("cortex-m4", "all", False)],
+)
+def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, update, flash_requantization):
+    """Compiled for a Cortex-M target with CMSIS-NN kernels (the default overlapping buffers, planned with
     that target's rules) and run there, with TFLM's builtin convs or with tinytrain's flash-requantized ones."""
-    options = {"update": update, "flash_requantization": flash_requantization, "target": "cortex-m7"}
+    options = {"update": update, "flash_requantization": flash_requantization, "target": name}
     model, samples, labels = _blocks(options, rng)
-    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
+    _check_bit_identical(model, name, "cmsis-nn", samples, labels)
 
 
 def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):

@@ -416,6 +416,7 @@ class Invoke:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
+    target: str | None  # what the firmware says it runs: the model's target and kernels, the board
     arena_used: int | None  # MicroInterpreter::arena_used_bytes() after AllocateTensors
     invokes: list[Invoke]
     error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
@@ -438,7 +439,7 @@ def run(
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return Run(None, [], f"no exit within {RUN_TIMEOUT_S} s (a hang or a lockup)")
+        return Run(None, None, [], f"no exit within {RUN_TIMEOUT_S} s (a hang or a lockup)")
     finally:
         if script is not None:
             script.unlink(missing_ok=True)
@@ -457,10 +458,12 @@ def _script(invokes: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> bytes:
 
 
 def _parse(result: subprocess.CompletedProcess, logits_dtype) -> Run:
-    arena_used, invokes, error = None, [], None
+    target, arena_used, invokes, error = None, None, [], None
     for line in result.stdout.splitlines():
         fields = line.split()
-        if fields[:1] == ["arena_used"]:
+        if fields[:1] == ["target"]:
+            target = line.removeprefix("target ")
+        elif fields[:1] == ["arena_used"]:
             arena_used = int(fields[1])
         elif fields[:1] == ["invoke"]:
             loss = np.frombuffer(bytes.fromhex(fields[3]), np.float32)[0]
@@ -470,7 +473,7 @@ def _parse(result: subprocess.CompletedProcess, logits_dtype) -> Run:
             error = line
     if result.returncode != 0 and error is None:
         error = f"exit code {result.returncode}: {(result.stderr.strip().splitlines() or [''])[-1]}"
-    return Run(arena_used, invokes, error)
+    return Run(target, arena_used, invokes, error)
 
 
 def fits(fw: Firmware, arena_bytes: int) -> bool:

@@ -9,6 +9,7 @@
 //   header   "TTS1", uint32 invokes, uint32 sample bytes, uint32 label count (little endian)
 //   invoke   int32 control, int32 labels[label count], the sample's bytes
 // Every line printed is one fact:
+//   target NAME KERNELS PLATFORM                       the model's target (train_model.h) and the board
 //   arena_used BYTES                                   after AllocateTensors
 //   invoke I loss HEX logits HEX instructions HEX      per invoke: the float32 loss's bytes, the
 //                                                      logits' bytes, the instructions it took
@@ -110,6 +111,7 @@ int main() {
   char command_line[512];
   char* arguments[kMaxArguments];
   const int count = CommandLine(command_line, sizeof(command_line), arguments);
+  printf("target %s %s %s\n", train_model::kTarget, train_model::kTargetKernels, PlatformName());
   if (count < 2) return Fail("usage: harness ARENA_BYTES [SCRIPT]");
   const unsigned long arena_bytes = strtoul(arguments[1], nullptr, 10);
   if (arena_bytes == 0 || arena_bytes > kArenaCapacity) return Fail("ARENA_BYTES exceeds the arena region");
