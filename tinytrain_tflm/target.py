@@ -64,28 +64,20 @@ class Target:
 # emulated Cortex-M7 (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
 CMSIS_NN_NO_OVERLAP = frozenset({"CONV_2D"})
 
+
+def _cortex_m(core: int, fpu: str, qemu_machine: str) -> Target:
+    """A hard-float Cortex-M`core` target, CMSIS-NN kernels by default, on a QEMU board."""
+    flags = ("-mthumb", f"-mcpu=cortex-m{core}", f"-mfpu={fpu}", "-mfloat-abi=hard")
+    return Target(f"cortex-m{core}", core, "cmsis-nn", 4, flags, f"ARMCM{core}", qemu_machine)
+
+
+# Adding a target is one entry here (and a board that QEMU emulates with board/mps2.ld's memory map).
 TARGETS = {
     target.name: target.with_kernels(target.kernels)
     for target in (
         Target("host", 0, "reference", pointer_bytes=8),
-        Target(
-            "cortex-m4",
-            4,
-            "cmsis-nn",
-            pointer_bytes=4,
-            cpu_flags=("-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
-            cmsis_device="ARMCM4",
-            qemu_machine="mps2-an386",
-        ),
-        Target(
-            "cortex-m7",
-            7,
-            "cmsis-nn",
-            pointer_bytes=4,
-            cpu_flags=("-mthumb", "-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
-            cmsis_device="ARMCM7",
-            qemu_machine="mps2-an500",
-        ),
+        _cortex_m(4, "fpv4-sp-d16", "mps2-an386"),
+        _cortex_m(7, "fpv5-d16", "mps2-an500"),
     )
 }
 HOST = TARGETS["host"]
