@@ -255,7 +255,9 @@ def _units(sources: list[Path], root: Path, out: Path, command: list[str], c_com
 def _tflm_framework_sources(sources: Sources) -> list[Path]:
     """TFLM's interpreter framework and the code it shares with TensorFlow Lite: the same for every kernel set."""
     micro = sources.tflm / "tensorflow/lite/micro"
-    framework = [p for folder in ("", "arena_allocator", "memory_planner", "tflite_bridge") for p in (micro / folder).glob("*.cc")]
+    framework = [
+        p for folder in ("", "arena_allocator", "memory_planner", "tflite_bridge") for p in (micro / folder).glob("*.cc")
+    ]
     shared = [p for folder in ("tensorflow/lite/core", "tensorflow/lite/kernels", "tensorflow/compiler/mlir/lite")
               for p in (sources.tflm / folder).rglob("*.cc")]  # fmt: skip
     excluded = ("_test.cc", "test_helpers.cc", "test_helper_custom_ops.cc", "mock_micro_graph.cc", "fake_micro_context.cc")
@@ -268,7 +270,9 @@ def _tflm_kernel_sources(sources: Sources, kernels: str) -> list[Path]:
     optimized = reference / "cmsis_nn"
     stems = sorted({stem for files in BUILTIN_KERNELS.values() for stem in files} | set(KERNEL_SUPPORT))
     use_optimized = kernels == "cmsis-nn"
-    return [optimized / f"{s}.cc" if use_optimized and (optimized / f"{s}.cc").is_file() else reference / f"{s}.cc" for s in stems]
+    return [
+        optimized / f"{s}.cc" if use_optimized and (optimized / f"{s}.cc").is_file() else reference / f"{s}.cc" for s in stems
+    ]
 
 
 def _key(*parts: object) -> str:
@@ -281,12 +285,16 @@ def build_tflm(target: Target, sources: Sources) -> list[Path]:
     toolchain = _Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, "-O2", "-w", f"-I{sources.tflm}", *(f"-I{d}" for d in sources.include_dirs)]
     core_dir = build_dir() / "tflm" / f"{target.name}-{_key(sources.tflm, toolchain.cxx, *flags)}"
-    framework = _units(_tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], [])
+    framework = _units(
+        _tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], []
+    )
     _compile(framework, f"TFLM's framework for {target.name}")
     if target.kernels == "cmsis-nn":
         flags += sources.cmsis_flags(target)
     kernel_dir = core_dir / target.kernels
-    kernels = _units(_tflm_kernel_sources(sources, target.kernels), sources.tflm, kernel_dir, [toolchain.cxx, *CXX_FLAGS, *flags], [])
+    kernels = _units(
+        _tflm_kernel_sources(sources, target.kernels), sources.tflm, kernel_dir, [toolchain.cxx, *CXX_FLAGS, *flags], []
+    )
     if target.kernels == "cmsis-nn":
         cmsis = (p for p in (sources.cmsis_nn / "Source").rglob("*.c") if not p.name.endswith(("_f16.c", "_f32.c", "_flt.c")))
         kernels += _units(sorted(cmsis), sources.cmsis_nn, kernel_dir / "cmsis-nn", [], [toolchain.cc, "-std=c11", *flags])
@@ -338,7 +346,9 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     graph = read.read_graph(model)
     unsupported = sorted({op.kind for op in graph.ops if not op.custom} - set(BUILTIN_KERNELS))
     if unsupported:
-        raise TinyTrainError(f"the device build has no kernel for {', '.join(unsupported)} (it compiles {len(BUILTIN_KERNELS)} builtin ops)")
+        raise TinyTrainError(
+            f"the device build has no kernel for {', '.join(unsupported)} (it compiles {len(BUILTIN_KERNELS)} builtin ops)"
+        )
     sources = locate_sources()
     libraries = [build_kernels(target, sources), *build_tflm(target, sources)]
     kernels = _firmware_root()
@@ -365,10 +375,13 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     _compile(units, f"the harness for {target.label}")
     elf = out / "harness.elf"
     link = [toolchain.cxx, *toolchain.flags, "-nostartfiles", "-T", str(board / "mps2.ld"), "--specs=nano.specs",
-            "--specs=rdimon.specs", "-Wl,--gc-sections", *(str(u[1]) for u in units), *map(str, libraries), "-lm", "-o", str(elf)]  # fmt: skip
+            "--specs=rdimon.specs", "-Wl,--gc-sections", *(str(u[1]) for u in units), *map(str, libraries), "-lm",
+            "-o", str(elf)]  # fmt: skip
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if "error" in line or "overflow" in line] or result.stderr.splitlines()
+        lines = [
+            line for line in result.stderr.splitlines() if "error" in line or "overflow" in line
+        ] or result.stderr.splitlines()
         raise TinyTrainError(f"linking the harness for {target.label} failed: {lines[0] if lines else result.returncode}")
     return Firmware(elf, target, *_sizes(elf))
 
@@ -376,7 +389,11 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
 def _sizes(elf: Path) -> tuple[int, int]:
     """(flash bytes, static RAM bytes outside the arena) from the ELF's section headers."""
     output = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    sections = {fields[0]: int(fields[1]) for fields in (line.split() for line in output.splitlines()) if len(fields) == 3 and fields[1].isdigit()}
+    sections = {
+        fields[0]: int(fields[1])
+        for fields in (line.split() for line in output.splitlines())
+        if len(fields) == 3 and fields[1].isdigit()
+    }
     flash = sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
     return flash, sections.get(".data", 0) + sections.get(".bss", 0)
 
@@ -400,7 +417,9 @@ class Run:
     error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
 
 
-def run(fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), logits_dtype=np.int8) -> Run:
+def run(
+    fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), logits_dtype=np.int8
+) -> Run:
     """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes."""
     if not 0 < arena_bytes <= fw.target.ram_bytes:
         raise TinyTrainError(f"an arena of {arena_bytes} bytes does not fit the target's {fw.target.ram_bytes}-byte arena region")
