@@ -289,14 +289,15 @@ def _check_example_run(model: str, training_model: Path, run: dict, tolerance: f
 def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path, tflm_sources, tflm_libraries):
     """examples/cpp against real TFLM (the x86 libraries of tinytrain_tflm.device, given to the example's
     CMake as TFLM_LIBRARY): tinytrain's kernels compiled in firmware mode, registered in a
-    MicroMutableOpResolver, training steps in MicroInterpreter."""
+    MicroMutableOpResolver, training steps in MicroInterpreter. The build tree is kept under build/ so a
+    rerun compiles only the model and main.cc."""
     options = [
         f"-DTFLM_ROOT={tflm_sources.tflm}",
         f"-DTFLM_INCLUDE_DIRS={';'.join(map(str, tflm_sources.include_dirs))}",
         f"-DTFLM_LIBRARY={';'.join(map(str, tflm_libraries))}",
     ]
     training_model = request.getfixturevalue(model)
-    run = _build_and_train(REPO / "examples/cpp", tmp_path / "build", training_model, tmp_path, options)
+    run = _build_and_train(REPO / "examples/cpp", REPO / "build/cpp-example", training_model, tmp_path, options)
     _check_example_run(model, training_model, run, tolerance=6e-5)
 
 
