@@ -10,6 +10,7 @@ skip, except in CI (CI=true), where they fail.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import re
@@ -402,8 +403,14 @@ def test_arduino_library_glue_and_sketch_compile(tflm, request, training_model, 
     # TFLM's own headers are not warning-free: they come in as system headers.
     system = ["-isystem" + flag[2:] if flag.startswith("-I") else flag for flag in _tflm_flags(tflm, request)]
     common = [CXX, "-std=c++17", "-fsyntax-only", "-DARDUINO=10819", f"-I{library / 'src'}", *system]
-    for source in sorted((library / "src/tinytrain/tflm").glob("*.cpp")):
-        result = subprocess.run([*common, "-Wall", "-Wextra", "-Werror", str(source)], capture_output=True, text=True)
-        assert result.returncode == 0, (source.name, result.stderr[-2000:])
-    result = subprocess.run([*common, f"-I{stubs}", f"-I{sketch}", str(tmp_path / "sketch.cpp")], capture_output=True, text=True)
-    assert result.returncode == 0, ("sketch", result.stderr[-2000:])
+    glue = sorted((library / "src/tinytrain/tflm").glob("*.cpp"))
+    checks = [[*common, "-Wall", "-Wextra", "-Werror", str(source)] for source in glue]
+    checks.append([*common, f"-I{stubs}", f"-I{sketch}", str(tmp_path / "sketch.cpp")])
+
+    def failure(command: list[str]) -> tuple[str, str] | None:
+        result = subprocess.run(command, capture_output=True, text=True)
+        return (Path(command[-1]).name, result.stderr[-2000:]) if result.returncode else None
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # each file parses TFLM's headers: seconds apiece
+        failed = [found for found in pool.map(failure, checks) if found]
+    assert not failed, failed
