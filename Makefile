@@ -23,6 +23,14 @@ $(STAMP): $(SOURCES)
 demo: $(STAMP)
 	$(VENV)/bin/python examples/demo.py
 
+# The firmware tests' TFLM and Arduino library sources: a user's TFLM_ROOT / ARDUINO_TFLM_SRC, else the
+# pinned bundle beside the checkout (../shared/third_party/README.md); compiled TFLM is cached in build/.
+THIRD_PARTY_BUNDLE := $(abspath ../shared/third_party)
+ifneq ($(wildcard $(THIRD_PARTY_BUNDLE)/SHA256SUMS),)
+test: export TINYTRAIN_THIRD_PARTY ?= $(THIRD_PARTY_BUNDLE)
+endif
+test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
+
 # -P: import the installed package (with its compiled kernels), not the source tree.
 test: $(STAMP) cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels

@@ -1,15 +1,26 @@
 """Firmware artifacts: the C array export (compiled with the host C++ compiler and read back), the
-assembled Arduino library, and, when their sources are given (TFLM_ROOT: a TFLM tree; ARDUINO_TFLM_SRC:
-the Arduino_TensorFlowLite library's src/), the embedded C++ example built and trained against them."""
+assembled Arduino library, and the embedded C++ example built and trained against real TFLM and against the
+Arduino_TensorFlowLite library's TFLM.
+
+Those sources are the user's (TFLM_ROOT with TFLM_INCLUDE_DIRS, ARDUINO_TFLM_SRC) or the pinned bundle that
+`make test` names with TINYTRAIN_THIRD_PARTY (../shared/third_party), as tinytrain_tflm.device finds them;
+TFLM's x86 libraries are compiled once into TINYTRAIN_BUILD_DIR. Without sources the tests that need them
+skip, except in CI (CI=true), where they fail.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -17,10 +28,13 @@ from models import int8_model
 from test_cli import _classifier, _cli
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import firmware, memory
+from tinytrain_tflm import device, firmware, memory
+from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
+from tinytrain_tflm.target import HOST
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 CXX = shutil.which("c++")
 
 READ_BACK_MAIN = r"""
@@ -136,9 +150,73 @@ def test_resolver_names_follow_tflm_add_methods():
     assert {op: firmware.resolver_suffix(op) for op in expected} == expected
 
 
-def _tflm_root() -> Path | None:
-    root = os.environ.get("TFLM_ROOT")
-    return Path(root) if root and (Path(root) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
+def _require(locate: Callable[[], T]) -> T:
+    """What `locate` (device.locate_sources or device.locate_arduino_tflm) finds. Without sources it fails
+    in CI (CI=true), which must have the pinned bundle, and skips elsewhere."""
+    try:
+        return locate()
+    except TinyTrainError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def tflm_sources() -> device.Sources:
+    return _require(device.locate_sources)
+
+
+@pytest.fixture(scope="module")
+def tflm_libraries(tflm_sources) -> list[Path]:
+    """TFLM's framework and builtin kernels for x86 (TF_LITE_STATIC_MEMORY), compiled on the first run only."""
+    return device.build_tflm(HOST, tflm_sources)
+
+
+@pytest.fixture(scope="module")
+def arduino_tflm_src() -> Path:
+    return _require(device.locate_arduino_tflm)
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+@pytest.mark.parametrize(
+    "locate, variable", [(device.locate_sources, "TFLM_ROOT"), (device.locate_arduino_tflm, "ARDUINO_TFLM_SRC")]
+)
+def test_missing_sources_fail_in_ci_and_skip_elsewhere(monkeypatch, ci, outcome, locate, variable):
+    for name in ("TFLM_ROOT", "ARDUINO_TFLM_SRC", "TINYTRAIN_THIRD_PARTY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=rf"set {variable} .*, or TINYTRAIN_THIRD_PARTY .*\(\.\./shared/third_party\)"):
+        _require(locate)
+
+
+def test_arduino_tflm_is_the_given_src_or_the_bundles_unpacked_once(monkeypatch, tmp_path):
+    """ARDUINO_TFLM_SRC when set; else the bundle's archive alone, checked against SHA256SUMS and unpacked
+    once under TINYTRAIN_BUILD_DIR."""
+    header = Path("arduino-tflm/src/tensorflow/lite/micro/micro_interpreter.h")
+    given = tmp_path / "given"
+    (given / header).parent.mkdir(parents=True)
+    (given / header).write_text("")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    archive = bundle / "arduino-tflm.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(given / "arduino-tflm", "arduino-tflm")
+    (bundle / "SHA256SUMS").write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {archive.name}\n")
+    monkeypatch.delenv("ARDUINO_TFLM_SRC", raising=False)
+    monkeypatch.setenv("TINYTRAIN_THIRD_PARTY", str(bundle))
+    monkeypatch.setenv("TINYTRAIN_BUILD_DIR", str(tmp_path / "build"))
+
+    src = device.locate_arduino_tflm()
+    unpacked = src.parent.parent
+    assert unpacked.parent == tmp_path / "build/third_party" and (unpacked / header).is_file()
+    assert [p.name for p in unpacked.iterdir()] == ["arduino-tflm"]
+    archive.write_bytes(b"changed")  # unpacked already: not read again
+    assert device.locate_arduino_tflm() == src
+    monkeypatch.setenv("TINYTRAIN_BUILD_DIR", str(tmp_path / "fresh"))
+    with pytest.raises(TinyTrainError, match="does not match its SHA256SUMS entry"):
+        device.locate_arduino_tflm()
+    monkeypatch.setenv("ARDUINO_TFLM_SRC", str(given / "arduino-tflm/src"))
+    assert device.locate_arduino_tflm() == given / "arduino-tflm/src"
 
 
 MASK32 = 0xFFFFFFFF
@@ -208,35 +286,29 @@ def _check_example_run(model: str, training_model: Path, run: dict, tolerance: f
         assert np.allclose(run["losses"], host, rtol=0, atol=tolerance), (run["losses"], host)
 
 
-@pytest.mark.skipif(
-    _tflm_root() is None, reason="set TFLM_ROOT to a TFLM source tree (and TFLM_INCLUDE_DIRS) to build the example"
-)
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
-def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path):
-    """examples/cpp against real TFLM (its sources compiled by the example's CMake): tinytrain's kernels
-    compiled in firmware mode, registered in a MicroMutableOpResolver, training steps in MicroInterpreter."""
-    options = [f"-DTFLM_ROOT={_tflm_root()}", f"-DTFLM_INCLUDE_DIRS={os.environ.get('TFLM_INCLUDE_DIRS', '')}"]
-    # TFLM_LIBRARY: a TFLM library built before (e.g. libtflm.a of an earlier build) skips compiling TFLM again.
-    options += [f"-DTFLM_LIBRARY={os.environ['TFLM_LIBRARY']}"] if os.environ.get("TFLM_LIBRARY") else []
+def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path, tflm_sources, tflm_libraries):
+    """examples/cpp against real TFLM (the x86 libraries of tinytrain_tflm.device, given to the example's
+    CMake as TFLM_LIBRARY): tinytrain's kernels compiled in firmware mode, registered in a
+    MicroMutableOpResolver, training steps in MicroInterpreter. The build tree is kept under build/ so a
+    rerun compiles only the model and main.cc."""
+    options = [
+        f"-DTFLM_ROOT={tflm_sources.tflm}",
+        f"-DTFLM_INCLUDE_DIRS={';'.join(map(str, tflm_sources.include_dirs))}",
+        f"-DTFLM_LIBRARY={';'.join(map(str, tflm_libraries))}",
+    ]
     training_model = request.getfixturevalue(model)
-    run = _build_and_train(REPO / "examples/cpp", tmp_path / "build", training_model, tmp_path, options)
+    run = _build_and_train(REPO / "examples/cpp", REPO / "build/cpp-example", training_model, tmp_path, options)
     _check_example_run(model, training_model, run, tolerance=6e-5)
 
 
-def _arduino_tflm_src() -> Path | None:
-    """The src/ folder of the Arduino_TensorFlowLite library, from ARDUINO_TFLM_SRC."""
-    src = os.environ.get("ARDUINO_TFLM_SRC")
-    return Path(src) if src and (Path(src) / "tensorflow/lite/micro/micro_interpreter.h").exists() else None
-
-
-@pytest.mark.skipif(_arduino_tflm_src() is None, reason="set ARDUINO_TFLM_SRC to the Arduino_TensorFlowLite library's src/")
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
-def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path):
+def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path, arduino_tflm_src):
     """examples/cpp on x86 against the Arduino library's TFLM (pre-TFLMRegistration, CMSIS-NN kernels):
     the glue's legacy registration path, reset through free included. The build tree is kept under
     build/ so a rerun compiles that TFLM only once."""
     project = REPO / "tests/arduino_host"
-    options = [f"-DARDUINO_TFLM_SRC={_arduino_tflm_src()}"]
+    options = [f"-DARDUINO_TFLM_SRC={arduino_tflm_src}"]
     training_model = request.getfixturevalue(model)
     run = _build_and_train(project, REPO / "build/arduino-host", training_model, tmp_path, options)
     # That TFLM's builtin ops (PAD, ADD, MEAN, FULLY_CONNECTED) are CMSIS-NN's and round differently.
@@ -298,42 +370,47 @@ def test_arduino_library_holds_every_kernel_source(training_model, tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def _tflm_header_sets() -> list[tuple[str, list[str]]]:
-    """(name, compiler flags) of each TFLM available: a TFLM tree (TFLM_ROOT, TFLM_INCLUDE_DIRS) and the
-    Arduino_TensorFlowLite library's src folder (ARDUINO_TFLM_SRC), whose API predates TFLMRegistration."""
-    sets = []
-    if _tflm_root():
-        extra = [f"-I{d}" for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d]
-        sets.append(("TFLM_ROOT", ["-DTF_LITE_STATIC_MEMORY", f"-I{_tflm_root()}", *extra]))
-    arduino_src = _arduino_tflm_src()
-    if arduino_src:
-        third_party = [f"-I{arduino_src}/third_party/{d}" for d in ("flatbuffers/include", "gemmlowp", "ruy")]
-        sets.append(("ARDUINO_TFLM_SRC", [f"-I{arduino_src}", *third_party]))
-    return sets
-
-
 @pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++)")
-def test_arduino_library_sources_compile(training_model, tmp_path):
-    """The core compiles anywhere; the glue and the sketch against each TFLM whose headers are given
-    (environment variables, see _tflm_header_sets), as the Arduino IDE would compile them (ARDUINO defined)."""
+def test_arduino_library_core_compiles(training_model, tmp_path):
+    """The kernel core includes nothing from TFLM: it compiles anywhere, warning-free."""
     library = _library(training_model, tmp_path)
     flags = ["-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion"]
     for source in sorted((library / "src/tinytrain/core").rglob("*.cpp")):
         subprocess.run([CXX, *flags, str(source)], check=True, capture_output=True)
+
+
+def _tflm_flags(tflm: str, request) -> list[str]:
+    """Compiler flags for the headers of `tflm`: a TFLM tree, or the Arduino_TensorFlowLite library's src
+    folder, whose API predates TFLMRegistration."""
+    if tflm == "TFLM":
+        sources = request.getfixturevalue("tflm_sources")
+        return ["-DTF_LITE_STATIC_MEMORY", *(f"-I{d}" for d in (sources.tflm, *sources.include_dirs))]
+    src = request.getfixturevalue("arduino_tflm_src")
+    return [f"-I{src}", *(f"-I{src}/third_party/{d}" for d in ("flatbuffers/include", "gemmlowp", "ruy"))]
+
+
+@pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++)")
+@pytest.mark.parametrize("tflm", ["TFLM", "Arduino_TensorFlowLite"])
+def test_arduino_library_glue_and_sketch_compile(tflm, request, training_model, tmp_path):
+    """The glue and the sketch against `tflm`'s headers, as the Arduino IDE would compile them (ARDUINO defined)."""
+    library = _library(training_model, tmp_path)
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     (stubs / "Arduino.h").write_text(ARDUINO_STUB)
     (stubs / "TensorFlowLite.h").write_text("")
     sketch = library / "examples/TrainOnDevice"
     (tmp_path / "sketch.cpp").write_text('#include "Arduino.h"\n' + (sketch / "TrainOnDevice.ino").read_text())
-    for name, tflm in _tflm_header_sets():
-        # TFLM's own headers are not warning-free: they come in as system headers.
-        system = ["-isystem" + flag[2:] if flag.startswith("-I") else flag for flag in tflm]
-        common = [CXX, "-std=c++17", "-fsyntax-only", "-DARDUINO=10819", f"-I{library / 'src'}", *system]
-        for source in sorted((library / "src/tinytrain/tflm").glob("*.cpp")):
-            result = subprocess.run([*common, "-Wall", "-Wextra", "-Werror", str(source)], capture_output=True, text=True)
-            assert result.returncode == 0, (name, source.name, result.stderr[-2000:])
-        result = subprocess.run(
-            [*common, f"-I{stubs}", f"-I{sketch}", str(tmp_path / "sketch.cpp")], capture_output=True, text=True
-        )
-        assert result.returncode == 0, (name, "sketch", result.stderr[-2000:])
+    # TFLM's own headers are not warning-free: they come in as system headers.
+    system = ["-isystem" + flag[2:] if flag.startswith("-I") else flag for flag in _tflm_flags(tflm, request)]
+    common = [CXX, "-std=c++17", "-fsyntax-only", "-DARDUINO=10819", f"-I{library / 'src'}", *system]
+    glue = sorted((library / "src/tinytrain/tflm").glob("*.cpp"))
+    checks = [[*common, "-Wall", "-Wextra", "-Werror", str(source)] for source in glue]
+    checks.append([*common, f"-I{stubs}", f"-I{sketch}", str(tmp_path / "sketch.cpp")])
+
+    def failure(command: list[str]) -> tuple[str, str] | None:
+        result = subprocess.run(command, capture_output=True, text=True)
+        return (Path(command[-1]).name, result.stderr[-2000:]) if result.returncode else None
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # each file parses TFLM's headers: seconds apiece
+        failed = [found for found in pool.map(failure, checks) if found]
+    assert not failed, failed

@@ -10,6 +10,7 @@ kernels: the printed losses and logits are the device's.
 Sources: TFLM_ROOT names a TFLM tree (with TFLM_INCLUDE_DIRS for flatbuffers, gemmlowp and ruy, and
 CMSIS_NN_ROOT, CMSIS_CORE_INCLUDE and CORTEX_DFP_ROOT for CMSIS-NN builds), or TINYTRAIN_THIRD_PARTY
 names a folder holding the pinned archives (the project's ../shared/third_party), unpacked once.
+ARDUINO_TFLM_SRC, else the same bundle, gives the Arduino_TensorFlowLite library's src/ (its TFLM).
 Compiled libraries are cached under TINYTRAIN_BUILD_DIR (default ~/.cache/tinytrain-tflm): a second
 run compiles only the model and the harness.
 """
@@ -25,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +37,8 @@ from .errors import TinyTrainError
 from .target import Target
 
 TOOL_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
-THIRD_PARTY_ARCHIVES = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn", "cmsis6", "cortex-dfp")
+TFLM_ARCHIVES = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn", "cmsis6", "cortex-dfp")
+ARDUINO_TFLM_ARCHIVE = "arduino-tflm"
 # -icount shift=3: 8 ns of virtual time per instruction, what board/target_platform.cc counts with.
 QEMU_FLAGS = ("-nographic", "-icount", "shift=3", "-semihosting-config")
 # An emulated run longer than this is taken as a hang (a fault loop, a lockup): MobileNetV2 training
@@ -110,6 +113,10 @@ class Sources:
         ]
 
 
+class NoSources(TinyTrainError):
+    """Neither a user's source tree nor the pinned bundle is named: nothing to build from."""
+
+
 def build_dir() -> Path:
     return Path(os.environ.get("TINYTRAIN_BUILD_DIR") or Path.home() / ".cache" / "tinytrain-tflm")
 
@@ -144,13 +151,8 @@ def locate_sources() -> Sources:
         includes = tuple(Path(d) for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d)
         return Sources(tflm, includes, optional["CMSIS_NN_ROOT"], optional["CMSIS_CORE_INCLUDE"],
                        optional["CORTEX_DFP_ROOT"], f"TFLM_ROOT={root}")  # fmt: skip
-    bundle = os.environ.get("TINYTRAIN_THIRD_PARTY")
-    if not bundle or not (Path(bundle) / "SHA256SUMS").is_file():
-        raise TinyTrainError(
-            "no TFLM sources: set TFLM_ROOT to a TFLM tree, or TINYTRAIN_THIRD_PARTY to the folder of pinned "
-            f"archives (../shared/third_party){f'; {bundle} has no SHA256SUMS' if bundle else ''}"
-        )
-    unpacked = _unpack_bundle(Path(bundle))
+    bundle = _bundle("TFLM", "TFLM_ROOT to a TFLM tree")
+    unpacked = _unpack_bundle(bundle, TFLM_ARCHIVES)
     return Sources(
         unpacked / "tflite-micro",
         tuple(unpacked / d for d in ("flatbuffers/include", "gemmlowp", "ruy")),
@@ -161,23 +163,58 @@ def locate_sources() -> Sources:
     )
 
 
-def _unpack_bundle(bundle: Path) -> Path:
-    """Checks the archives against SHA256SUMS and unpacks them into build_dir()/third_party/<digest>."""
+def locate_arduino_tflm() -> Path:
+    """The src/ folder of the Arduino_TensorFlowLite library (its own TFLM, flatbuffers, CMSIS-NN): the
+    user's (ARDUINO_TFLM_SRC), else the pinned bundle's, as locate_sources finds TFLM."""
+    given = os.environ.get("ARDUINO_TFLM_SRC")
+    if given:
+        src = Path(given)
+        if not (src / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+            raise TinyTrainError(f"ARDUINO_TFLM_SRC={given} is not the Arduino_TensorFlowLite library's src/ (no TFLM in it)")
+        return src
+    bundle = _bundle("Arduino_TensorFlowLite", "ARDUINO_TFLM_SRC to that library's src/")
+    return _unpack_bundle(bundle, (ARDUINO_TFLM_ARCHIVE,)) / ARDUINO_TFLM_ARCHIVE / "src"
+
+
+def _bundle(what: str, user_variable: str) -> Path:
+    """The folder of pinned archives TINYTRAIN_THIRD_PARTY names; NoSources naming both ways when it is unset."""
+    bundle = os.environ.get("TINYTRAIN_THIRD_PARTY")
+    if not bundle:
+        raise NoSources(
+            f"no {what} sources: set {user_variable}, or TINYTRAIN_THIRD_PARTY to the folder of pinned archives "
+            "(../shared/third_party)"
+        )
+    if not (Path(bundle) / "SHA256SUMS").is_file():
+        raise TinyTrainError(f"TINYTRAIN_THIRD_PARTY={bundle} is not the pinned bundle (no SHA256SUMS)")
+    return Path(bundle)
+
+
+def _unpack_bundle(bundle: Path, names: Sequence[str]) -> Path:
+    """build_dir()/third_party/<digest of SHA256SUMS>, holding the named archives of `bundle`, each checked
+    against SHA256SUMS and unpacked once. Each is unpacked beside its folder and then renamed into place, so
+    a folder that is there is whole, and concurrent runs do not see each other's half-written files."""
     sums = (bundle / "SHA256SUMS").read_bytes()
     destination = build_dir() / "third_party" / hashlib.sha256(sums).hexdigest()[:16]
-    if (destination / ".complete").is_file():
-        return destination
     expected = dict(reversed(line.split()) for line in sums.decode().splitlines() if line.strip())
     destination.mkdir(parents=True, exist_ok=True)
-    for name in THIRD_PARTY_ARCHIVES:
+    for name in names:
+        if (destination / name).is_dir():
+            continue
         archive = bundle / f"{name}.tar.xz"
-        if f"{name}.tar.xz" not in expected or not archive.is_file():
+        if archive.name not in expected or not archive.is_file():
             raise TinyTrainError(f"the pinned bundle {bundle} has no checksummed {archive.name}")
         if hashlib.sha256(archive.read_bytes()).hexdigest() != expected[archive.name]:
             raise TinyTrainError(f"{archive} does not match its SHA256SUMS entry")
-        with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
-    (destination / ".complete").touch()
+        with tempfile.TemporaryDirectory(dir=destination, prefix=f".{name}-") as unpacking:
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacking, filter="data")
+            if not (Path(unpacking) / name).is_dir():
+                raise TinyTrainError(f"{archive} does not unpack into a folder {name}/")
+            try:
+                (Path(unpacking) / name).rename(destination / name)
+            except OSError:
+                if not (destination / name).is_dir():  # else another run unpacked it first
+                    raise
     return destination
 
 
