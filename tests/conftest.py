@@ -1,11 +1,30 @@
-"""Shared helpers: one-op loss models built directly in the IR, and the NumPy reference."""
+"""Shared helpers: one-op loss models built directly in the IR, the NumPy reference, and the rule for
+tests that need the cross tools or TFLM's sources."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
 
 from tinytrain_tflm import emit, ir, schema, schema_generated
+from tinytrain_tflm.errors import TinyTrainError
+
+T = TypeVar("T")
+
+
+def require(locate: Callable[[], T]) -> T:
+    """What `locate` returns (a check of the cross tools, a source tree). When it cannot (a one-line
+    TinyTrainError), the test fails in CI (CI=true), which must have everything, and skips elsewhere."""
+    try:
+        return locate()
+    except TinyTrainError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(error))
+        pytest.skip(str(error))
 
 
 def loss_options(num_classes: int, label_smoothing: float = 0.0) -> bytes:

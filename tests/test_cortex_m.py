@@ -8,7 +8,6 @@ when run as root. Without them the tests skip, except in CI (CI=true), where the
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from tinytrain_tflm import device
 
@@ -27,21 +27,9 @@ CASE_LINE = re.compile(r"^(PASS|FAIL) (\S+) digest=([0-9a-f]{8}) instructions=(\
 CALIBRATION_INSTRUCTIONS = 200_000
 
 
-def require_toolchain() -> None:
-    """Fails in CI (CI=true), which must install the toolchain, and skips elsewhere when it is missing."""
-    missing = device.missing_tools()
-    if missing:
-        message = (
-            f"Cortex-M toolchain missing ({', '.join(missing)}): apt-get install {device.TOOL_PACKAGES}, or run make test as root"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def toolchain() -> None:
-    require_toolchain()
+    require(device.check_tools)
 
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -49,7 +37,7 @@ def test_missing_toolchain_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, outc
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match=re.escape(f"apt-get install {device.TOOL_PACKAGES}")):
-        require_toolchain()
+        require(device.check_tools)
 
 
 def make(*targets: str) -> str:

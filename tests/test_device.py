@@ -15,16 +15,15 @@ where they fail.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
+from conftest import require
 from models import int8_model
 
 import tinytrain_tflm as tt
 from tinytrain_tflm import device, firmware, memory, tasks
 from tinytrain_tflm.convert import keras_to_int8
-from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.target import of_model, target
 
@@ -35,20 +34,10 @@ STEPS = 6
 ARENA = 256 * 1024
 
 
-def require_device() -> None:
-    """Fails in CI (CI=true), which must have the tools and the sources, and skips elsewhere."""
-    try:
-        device.check_tools()
-        device.locate_sources()
-    except TinyTrainError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def tools() -> None:
-    require_device()
+    require(device.check_tools)
+    require(device.locate_sources)
 
 
 @pytest.fixture(scope="module")

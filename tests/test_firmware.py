@@ -18,12 +18,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
+from conftest import require
 from models import int8_model
 from test_cli import _classifier, _cli
 
@@ -34,7 +33,6 @@ from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.target import HOST
 
 REPO = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 CXX = shutil.which("c++")
 
 READ_BACK_MAIN = r"""
@@ -150,20 +148,9 @@ def test_resolver_names_follow_tflm_add_methods():
     assert {op: firmware.resolver_suffix(op) for op in expected} == expected
 
 
-def _require(locate: Callable[[], T]) -> T:
-    """What `locate` (device.locate_sources or device.locate_arduino_tflm) finds. Without sources it fails
-    in CI (CI=true), which must have the pinned bundle, and skips elsewhere."""
-    try:
-        return locate()
-    except TinyTrainError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-
-
 @pytest.fixture(scope="module")
 def tflm_sources() -> device.Sources:
-    return _require(device.locate_sources)
+    return require(device.locate_sources)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +161,7 @@ def tflm_libraries(tflm_sources) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def arduino_tflm_src() -> Path:
-    return _require(device.locate_arduino_tflm)
+    return require(device.locate_arduino_tflm)
 
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -186,7 +173,7 @@ def test_missing_sources_fail_in_ci_and_skip_elsewhere(monkeypatch, ci, outcome,
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match=rf"set {variable} .*, or TINYTRAIN_THIRD_PARTY .*\(\.\./shared/third_party\)"):
-        _require(locate)
+        require(locate)
 
 
 def test_arduino_tflm_is_the_given_src_or_the_bundles_unpacked_once(monkeypatch, tmp_path):
