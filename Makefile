@@ -3,8 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# kernels/cortex_m is the cross build, not part of the package.
-SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema arduino -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/*')
+# kernels/cortex_m/core* is the core's cross build, not part of the package (its board/ and harness/ are).
+SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema arduino -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/core*')
 
 .PHONY: setup demo test clean
 
