@@ -41,9 +41,11 @@ TFLM_ARCHIVES = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn", "
 ARDUINO_TFLM_ARCHIVE = "arduino-tflm"
 # -icount shift=3: 8 ns of virtual time per instruction, what board/target_platform.cc counts with.
 QEMU_FLAGS = ("-nographic", "-icount", "shift=3", "-semihosting-config")
-# An emulated run longer than this is taken as a hang (a fault loop, a lockup): MobileNetV2 training
-# steps with reference kernels take about a minute each.
+# An emulated run longer than this is taken as a hang (QEMU keeps running a core in lockup): a script of
+# MobileNetV2 training steps with reference kernels takes about a minute per step, AllocateTensors alone
+# (an arena probe) a second or two.
 RUN_TIMEOUT_S = 1800
+ALLOCATE_TIMEOUT_S = 120
 
 # The builtin kernels a device build compiles: TFLM's kernel sources (stems under
 # tensorflow/lite/micro/kernels) per op. A model using another op is refused before the build.
@@ -473,10 +475,11 @@ def run(
         arguments.append(str(script))
     semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
     command = ["qemu-system-arm", "-M", fw.target.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
+    timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return Run(None, None, [], f"no exit within {RUN_TIMEOUT_S} s (a hang or a lockup)")
+        return Run(None, None, [], f"no exit within {timeout} s (a hang or a lockup)")
     finally:
         if script is not None:
             script.unlink(missing_ok=True)
