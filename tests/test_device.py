@@ -14,6 +14,7 @@ where they fail.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -24,6 +25,7 @@ from models import int8_model
 import tinytrain_tflm as tt
 from tinytrain_tflm import device, firmware, memory, tasks
 from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.target import of_model, target
 
@@ -211,3 +213,18 @@ def test_plan_says_when_it_can_only_project(monkeypatch, capsys, tmp_path):
     assert cli.main(["plan", str(training)]) == 0
     out = capsys.readouterr().out
     assert "projected, not measured (to measure on cortex-m4, install qemu-system-arm: apt-get install" in out
+
+
+def test_device_build_refuses_ops_it_has_no_kernel_for(tmp_path):
+    """A model with a builtin op the firmware does not compile is named before any build starts."""
+    graph = tt.read_graph(tt.compile(int8_model("small_cnn"), update="last").bytes)
+    graph.ops[1] = dataclasses.replace(graph.ops[1], kind="SVDF")
+    with pytest.raises(TinyTrainError, match=r"^the device build has no kernel for SVDF \(it compiles \d+ builtin ops\)$"):
+        device.build_firmware(tt.emit_model(graph), target("cortex-m7", "reference"))
+
+
+def test_arena_beyond_the_region_is_refused(digits):
+    model, _ = digits
+    firmware = device.build_firmware(tt.compile(model, update="last").bytes, target("cortex-m7", "reference"))
+    with pytest.raises(TinyTrainError, match="does not fit the target's 262144-byte arena region"):
+        device.run(firmware, 262145)
