@@ -118,7 +118,7 @@ constexpr unsigned int kSize = {len(model)};
 constexpr char kTarget[] = "{device_target.name}";
 constexpr char kTargetKernels[] = "{device_target.kernels}";
 
-// Tensor arena bytes. kArenaBytes64: {_arena_comment(arena)}
+// Tensor arena bytes ({arena.method}). kArenaBytes64: {_arena_comment(arena)}
 // kArenaBytes32: {arena.method_32bit}.
 // kArenaSize adds headroom (1 KiB + 1/32, for TFLM version drift) to the figure for the pointer size
 // being compiled. Never give TFLM less than the minimum: with TFLM 90b983c an undersized arena can crash
