@@ -14,7 +14,7 @@ from . import target as targets
 from .compiler import compile
 from .errors import TinyTrainError
 from .optimizer import ROUNDINGS, SGD
-from .trainer import Trainer
+from .trainer import Trainer, training_metadata
 
 
 def _read_model(path: str) -> bytes:
@@ -253,10 +253,12 @@ def _export(args: argparse.Namespace) -> None:
             _refuse_inputs(str(path), [args.model])
         name = firmware.c_identifier(args.c_name or source.stem)
         origin = f"export {Path(args.model).name} --c-array {source.name}"
-        arena = firmware.arena_size(model, args.arena, _device_target(args, read.read_graph(model)))
+        graph = read.read_graph(model)
+        training_metadata(graph)  # a model that is not a training model fails here, before the measuring
+        arena = firmware.arena_size(model, args.arena, _device_target(args, graph))
+        text, header_text = firmware.c_array_files(model, source, name, arena, origin)
         if arena.method == "measured" and not arena.method_32bit.startswith("measured"):
             print(f"note: kArenaBytes32 is {arena.method_32bit}", file=sys.stderr)
-        text, header_text = firmware.c_array_files(model, source, name, arena, origin)
         _write_output(str(header), header_text.encode(), [args.model])
         _write_output(str(source), text.encode(), [args.model])
         print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
