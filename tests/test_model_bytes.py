@@ -15,13 +15,15 @@ import pytest
 
 import tinytrain_tflm as tt
 from tinytrain_tflm import partial
+from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.options import Ablation, CompileOptions
 from tinytrain_tflm.target import target
 
 DATA = Path(__file__).parent / "data"
 MODELS = ("mobilenet_v2_blocks", "ds_cnn", "small_cnn")
 PARTIAL = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5, two pointwise convs 2/8 and 4/8
 
-# (model, compile options, sha256 of the training model)
+# (model, compile() options or CompileOptions fields with an "ablation", sha256 of the training model)
 CASES = [
     ("mobilenet_v2_blocks", {}, "eb311f118751659597e7b6537a0386ef49ba80d0156ce6e05f6669d4bbc48c07"),
     (
@@ -65,15 +67,19 @@ CASES = [
         {"update": "all", "target": target("cortex-m7", "reference")},
         "643428a7db3e32f093916e046852a7eca3a015d21c17725bfe66f9e2bfd4c811",
     ),
-    ("ds_cnn", {"update": "all", "immediate_updates": False}, "0d7654edb8f13726c648c3b7b909d5d5af65208448d51e8374be496676e3c87a"),
     (
         "ds_cnn",
-        {"update": {"weights": {"1": 1}}, "prune_backward": False},
+        {"update": "all", "ablation": Ablation(immediate_updates=False)},
+        "0d7654edb8f13726c648c3b7b909d5d5af65208448d51e8374be496676e3c87a",
+    ),
+    (
+        "ds_cnn",
+        {"update": {"weights": {"1": 1}}, "ablation": Ablation(prune_backward=False)},
         "f9c4ad58e6ba10d1572affa74c6d60e95e3b3f11ff3535df74637f0729dcac08",
     ),
     (
         "ds_cnn",
-        {"update": "all", "gradient": "int8", "schedule_for_planner": False},
+        {"update": "all", "gradient": "int8", "ablation": Ablation(schedule_for_planner=False)},
         "cedbf535b76bccbeb7caf950c896275cf145ba44f294fae274853844323f4082",
     ),
     (
@@ -107,7 +113,7 @@ PARTIAL_CASES = [
     ),
     (
         "mobilenet_v2_blocks",
-        {"update": PARTIAL, "split_partial": False},
+        {"update": PARTIAL, "ablation": Ablation(split_partial=False)},
         "ddefaa657f6fec86e59480fdd79bbbbdef5f52b937fd354e1a02df4f5f8ac78d",
     ),
 ]
@@ -115,7 +121,11 @@ PARTIAL_CASES = [
 
 @pytest.mark.parametrize(("model", "options", "sha256"), CASES, ids=lambda value: str(value)[:60])
 def test_training_model_bytes_unchanged(model, options, sha256):
-    training = tt.compile((DATA / f"{model}.tflite").read_bytes(), **options)
+    source, options = (DATA / f"{model}.tflite").read_bytes(), dict(options)
+    ablation = options.pop("ablation", None)
+    training = (
+        tt.compile(source, **options) if ablation is None else compile_with(source, CompileOptions(**options), ablation=ablation)
+    )
     assert hashlib.sha256(training.bytes).hexdigest() == sha256
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from . import ir, schema_generated
 from .memory import is_planned, plan_memory, tensor_bytes
+from .options import MemoryOptions
 
 
 def _writes(op: ir.Op) -> list[int]:
@@ -89,8 +90,9 @@ def greedy_order(graph: ir.Graph, start: int) -> list[ir.Op]:
     return [ops[j] for j in order]
 
 
-def schedule_backward(graph: ir.Graph, start: int, overlap_buffers: bool = False) -> ir.Graph:
+def schedule_backward(graph: ir.Graph, start: int, memory_options: MemoryOptions) -> ir.Graph:
     """The graph with ops[start:] (the backward pass) in whichever order, autodiff's or the greedy
     one, gives the smaller planned head (with overlapping buffers if the model will have them)."""
     reordered = dataclasses.replace(graph, ops=graph.ops[:start] + greedy_order(graph, start))
-    return reordered if plan_memory(reordered, overlap_buffers).head < plan_memory(graph, overlap_buffers).head else graph
+    overlap = memory_options.overlap_buffers
+    return reordered if plan_memory(reordered, overlap).head < plan_memory(graph, overlap).head else graph

@@ -28,6 +28,10 @@ from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 from . import geometry, ir, requantization
 from .errors import TinyTrainError
 from .memory import estimate
+from .options import MemoryOptions
+
+# Standalone, the estimates are of a model TFLM plans alone (what compile(overlap_buffers=False) emits).
+TFLM_PLANNED = MemoryOptions(overlap_buffers=False)
 
 TILEABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "ADD")
 
@@ -200,8 +204,7 @@ def tile_first_stage(
     tiles: tuple[int, int] = (4, 4),
     trained: set[int] | None = None,
     length: int | None = None,
-    overlap_buffers: bool = False,
-    flash_requantization: bool = False,
+    memory_options: MemoryOptions = TFLM_PLANNED,
 ) -> tuple[ir.Graph, dict[int, int]]:
     """The graph with its first `length` ops run in tiles[0] x tiles[1] patches (see the module docstring),
     compacted, and the map from old tensor indices to new ones. The stage holds no op reading a tensor in
@@ -219,16 +222,17 @@ def tile_first_stage(
         source = graph.tensors[graph.inputs[0]].shape
         large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
         candidates = (_tiled(graph, tiles, k) for k in large or lengths[:1])
-        return min(candidates, key=lambda tiled: _estimate(tiled[0], overlap_buffers, flash_requantization))
+        return min(candidates, key=lambda tiled: _estimate(tiled[0], memory_options))
     if length not in lengths:
         raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
     return _tiled(graph, tiles, length)
 
 
-def _estimate(graph: ir.Graph, overlap_buffers: bool, flash_requantization: bool) -> int:
+def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
     """Estimated arena of the graph with the compiler's later memory passes: overlapping buffers, convs
     reading their requantization from the model."""
-    return estimate(requantization.lower(graph) if flash_requantization else graph, overlap_buffers=overlap_buffers).total
+    lowered = requantization.lower(graph) if memory_options.flash_requantization else graph
+    return estimate(lowered, overlap_buffers=memory_options.overlap_buffers).total
 
 
 def _pixels(shape: tuple[int, ...]) -> int:
@@ -255,27 +259,27 @@ GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 
 
 def tile_auto(
-    graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False, flash_requantization: bool = False
+    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED
 ) -> tuple[tuple[int, int], ir.Graph, dict[int, int]] | None:
     """(grid, tiled graph, tensor renumbering) of the grid and stage length with the smallest estimated
     arena, or None when no grid beats the untiled graph (each tile repeats the stage's ops, whose
     kernel data and bookkeeping cost memory too)."""
     if not stage_lengths(graph, trained):
         return None
-    best, best_bytes = None, _estimate(graph, overlap_buffers, flash_requantization)
+    best, best_bytes = None, _estimate(graph, memory_options)
     for grid in GRIDS:
-        tiled = tile_first_stage(graph, grid, trained, overlap_buffers=overlap_buffers, flash_requantization=flash_requantization)
-        size = _estimate(tiled[0], overlap_buffers, flash_requantization)
+        tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options)
+        size = _estimate(tiled[0], memory_options)
         if size < best_bytes:
             best, best_bytes = (grid, *tiled), size
     return best
 
 
 def choose_tiles(
-    graph: ir.Graph, trained: set[int] | None = None, overlap_buffers: bool = False, flash_requantization: bool = False
+    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED
 ) -> tuple[int, int] | None:
     """The grid tile_auto picks, or None."""
-    best = tile_auto(graph, trained, overlap_buffers, flash_requantization)
+    best = tile_auto(graph, trained, memory_options)
     return None if best is None else best[0]
 
 
