@@ -2,7 +2,7 @@
 
 Not a test: prints a table. Every arena is the exact minimum measured in the
 TFLM runtime by bisection (x86-64); the 32-bit column resizes TFLM's
-bookkeeping for 4-byte pointers (tinytrain_tflm.memory.project_32bit). Weights
+bookkeeping for 4-byte pointers (tinytrain_tflm.plan.memory.project_32bit). Weights
 are random: memory does not depend on them.
 
     .venv/bin/python benchmarks/memory.py [--quick]
@@ -23,11 +23,12 @@ import numpy as np  # noqa: E402
 from models import ds_cnn, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import memory, requantization, tiling  # noqa: E402
 from tinytrain_tflm.compiler import compile_with  # noqa: E402
-from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
+from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions  # noqa: E402
-from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.passes import requantization, tiling  # noqa: E402
+from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.plan import memory
 
 
 def mobilenet_v1_025_128() -> bytes:

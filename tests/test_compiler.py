@@ -7,9 +7,9 @@ import pytest
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import schema_generated as names
+from tinytrain_tflm.backend import schema_generated as names
 from tinytrain_tflm.compiler import compile_with
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.frontend.convert import keras_to_int8
 from tinytrain_tflm.options import Ablation, CompileOptions
 
 

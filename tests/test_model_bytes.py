@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import partial
 from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.options import Ablation, CompileOptions
+from tinytrain_tflm.passes import partial
 from tinytrain_tflm.target import target
 
 DATA = Path(__file__).parent / "data"

@@ -8,9 +8,9 @@ from models import int8_model, mobilenet_v2_035_128
 from tf_oracle import cosine
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import partial
 from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.options import Ablation, CompileOptions
+from tinytrain_tflm.passes import partial
 
 WHOLE_LAYERS = Ablation(split_partial=False)
 SCHEME = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5, two pointwise convs 2/8 and 4/8

@@ -18,14 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, memory, partial, read, requantization, schedule, schema, schema_generated, tiling
 from . import target as targets
-from .autodiff import BackwardBuilder, Grad, build_backward
-from .autodiff.masks import use_activation_masks
+from .backend import emit, schema, schema_generated
 from .errors import TinyTrainError
-from .optimizer import SGD
+from .frontend import ir, read
 from .options import EVERY_SAVING, Ablation, CompileOptions, MemoryOptions
-from .scheme import UpdateScheme, conv_like_layers
+from .passes import loss, partial, requantization, schedule, tiling
+from .passes.autodiff import BackwardBuilder, Grad, build_backward
+from .passes.autodiff.masks import use_activation_masks
+from .passes.optimizer import SGD
+from .passes.scheme import UpdateScheme, conv_like_layers
+from .plan import memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +57,7 @@ def _check_int8(graph: ir.Graph) -> None:
             weights = graph.tensors[op.inputs[1]]
             raise TinyTrainError(
                 f"op {position} ({op.kind}) has {weights.dtype.name} weights {weights.name!r}: "
-                "tinytrain trains full-integer (int8) models; convert with tinytrain_tflm.convert.keras_to_int8"
+                "tinytrain trains full-integer (int8) models; convert with tinytrain_tflm.frontend.convert.keras_to_int8"
             )
 
 
@@ -100,19 +103,19 @@ def compile(
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
-    update: which parameters train (see tinytrain_tflm.scheme). gradient:
+    update: which parameters train (see tinytrain_tflm.passes.scheme). gradient:
     "float32" (the reference) or "int8" (each gradient int8 with a run-time
     scale: a quarter of the memory). activation_masks: keep 1 bit per
     element for ReLU backward where the activation itself is not needed.
-    tiles: run the frozen first stage in patches (tinytrain_tflm.tiling), e.g.
+    tiles: run the frozen first stage in patches (tinytrain_tflm.passes.tiling), e.g.
     (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
     overlap_buffers: let an op write its output over an input it reads for the last time
-    (tinytrain_tflm.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
+    (tinytrain_tflm.passes.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
     tinytrain's do). False leaves planning to TFLM.
     flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and
     TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
-    (tinytrain_tflm.requantization) instead of keeping 8 bytes per output channel
+    (tinytrain_tflm.passes.requantization) instead of keeping 8 bytes per output channel
     in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
     target: the device the model is for (tinytrain_tflm.target: "host", "cortex-m7", ...,
     or a Target with other kernels). Its kernels decide which ops may overlap buffers;

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .optimizer import SGD
-from .scheme import UpdateScheme
+from .passes.optimizer import SGD
+from .passes.scheme import UpdateScheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Ablation:
 
     immediate_updates: False defers every update to the end of the backward pass.
     split_partial: False keeps the whole weight tensor of a partially trained layer as a variable
-    (tinytrain_tflm.partial). prune_backward: False computes the gradient of every activation.
-    schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.schedule; deferred
+    (tinytrain_tflm.passes.partial). prune_backward: False computes the gradient of every activation.
+    schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.passes.schedule; deferred
     updates never reorder)."""
 
     immediate_updates: bool = True
