@@ -36,8 +36,8 @@ from generated_kernels import KERNELS, build_host_libraries, compile_for_cortex_
 from models import int8_model, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import codegen  # noqa: E402
-from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.firmware import codegen  # noqa: E402
+from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
 
 
 def configs(quick: bool) -> dict[str, tt.TrainingModel]:

@@ -1,4 +1,4 @@
-"""Benchmark: training models on emulated Cortex-M boards (tinytrain_tflm.device).
+"""Benchmark: training models on emulated Cortex-M boards (tinytrain_tflm.firmware.device).
 
 Not a test: prints a table. Per model, update scheme, target and kernel set:
 - the exact minimum arena, bisected in the emulated firmware (32-bit, TFLM 90b983c), next to `plan`'s
@@ -13,7 +13,7 @@ Not a test: prints a table. Per model, update scheme, target and kernel set:
 QEMU runs with -icount shift=3: its virtual clock advances 8 ns per instruction, and the harness reads
 SysTick (25 MHz, one tick per 5 instructions) around each Invoke(). These are instruction counts, not
 cycles: QEMU models no pipeline, caches or wait states. Weights are random: neither memory nor
-instructions depend on them. Needs the cross tools and TFLM's sources (see tinytrain_tflm/device.py;
+instructions depend on them. Needs the cross tools and TFLM's sources (see tinytrain_tflm/firmware/device.py;
 `make test` sets TINYTRAIN_THIRD_PARTY and TINYTRAIN_BUILD_DIR).
 
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
@@ -35,9 +35,10 @@ import numpy as np  # noqa: E402
 from models import int8_model, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import device, memory  # noqa: E402
-from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE  # noqa: E402
-from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE  # noqa: E402
+from tinytrain_tflm.firmware import device  # noqa: E402
+from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.plan import memory
 from tinytrain_tflm.target import target  # noqa: E402
 
 # The unmodified MobileNetV2 needs more than 256 KB (its stock inference is the speed reference only).

@@ -2,7 +2,7 @@
 
 Not a test: prints a table. Every arena is the exact minimum measured in the
 TFLM runtime by bisection (x86-64); the 32-bit column resizes TFLM's
-bookkeeping for 4-byte pointers (tinytrain_tflm.memory.project_32bit). Weights
+bookkeeping for 4-byte pointers (tinytrain_tflm.plan.memory.project_32bit). Weights
 are random: memory does not depend on them.
 
     .venv/bin/python benchmarks/memory.py [--quick]
@@ -23,9 +23,12 @@ import numpy as np  # noqa: E402
 from models import ds_cnn, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import memory, requantization, tiling  # noqa: E402
-from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
-from tinytrain_tflm.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.compiler import compile_with  # noqa: E402
+from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
+from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions  # noqa: E402
+from tinytrain_tflm.passes import requantization, tiling  # noqa: E402
+from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
+from tinytrain_tflm.plan import memory
 
 
 def mobilenet_v1_025_128() -> bytes:
@@ -98,7 +101,8 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("last layer, int8, tiled", tt.compile(source, update="last", gradient="int8", tiles="auto").bytes)
     partial_scheme = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
     for split in (False, True):
-        trained = tt.compile(source, update=partial_scheme, gradient="int8", tiles="auto", split_partial=split)
+        options = CompileOptions(update=partial_scheme, gradient="int8", memory=MemoryOptions(tiles="auto"))
+        trained = compile_with(source, options, ablation=Ablation(split_partial=split))
         row(f"partial {partial_scheme}, int8, tiled, {'split' if split else 'whole layers in RAM'}", trained.bytes)
     # Forward convs reading their per-channel requantization from the model instead of the arena.
     graph = requantization.lower(tt.read_graph(source))
@@ -111,12 +115,14 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     row("sparse int8, without 1-bit masks", without_masks.bytes)
     without_overlap = tt.compile(source, update=sparse, gradient="int8", overlap_buffers=False)
     row("sparse int8, without overlapping buffers", without_overlap.bytes)
-    deferred = tt.compile(source, update=sparse, gradient="int8", immediate_updates=False)
+    sparse_int8 = CompileOptions(update=sparse, gradient="int8")
+    deferred = compile_with(source, sparse_int8, ablation=Ablation(immediate_updates=False))
     row("sparse int8, updates deferred (no reordering)", deferred.bytes)
-    unpruned = tt.compile(source, update=sparse, gradient="int8", prune_backward=False)
+    unpruned = compile_with(source, sparse_int8, ablation=Ablation(prune_backward=False))
     row("sparse int8, backward not pruned (every activation's gradient)", unpruned.bytes)
     if not quick:
-        autodiff_order = tt.compile(source, update="all", gradient="int8", schedule_for_planner=False)
+        options = CompileOptions(update="all", gradient="int8")
+        autodiff_order = compile_with(source, options, ablation=Ablation(schedule_for_planner=False))
         row("full update int8, autodiff's backward order (not scheduled)", autodiff_order.bytes)
 
 

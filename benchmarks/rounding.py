@@ -1,6 +1,6 @@
 """Benchmark: how the int8 update's rounding and QAS change what on-device training learns.
 
-Not a test: prints a table. The task is tinytrain_tflm.tasks.digits_new_classes
+Not a test: prints a table. The task is tinytrain_tflm.tools.tasks.digits_new_classes
 (pretrained on digits 0-5, trained on device on all ten); each configuration
 trains the last layer for the same samples in the same order and reports held-out
 accuracy. A small learning rate makes most integer steps smaller than one quantum:
@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import tasks
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.tools import tasks
 
 EPOCHS = 2
 

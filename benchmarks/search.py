@@ -1,7 +1,7 @@
 """Benchmark: the sparse-update scheme search on MobileNetV2-w0.35 at 128x128 under 256 KB.
 
 Not a test: prints figures. The transfer task is the digits "new classes" task
-of the demo scaled to 128x128x3 (tinytrain_tflm.tasks): MobileNetV2-w0.35 is
+of the demo scaled to 128x128x3 (tinytrain_tflm.tools.tasks): MobileNetV2-w0.35 is
 pretrained in float on digits 0-5, converted to int8, then trained on device
 on all ten. The search runs through the CLI exactly as a user would run it
 (`tinytrain-tflm search --budget 256KB --data ...`), on the training split only
@@ -31,11 +31,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm import tasks  # noqa: E402
-from tinytrain_tflm.cli import parse_budget  # noqa: E402
-from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
-from tinytrain_tflm.optimizer import SGD  # noqa: E402
-from tinytrain_tflm.search import SchemeSearch  # noqa: E402
+from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
+from tinytrain_tflm.passes.optimizer import SGD  # noqa: E402
+from tinytrain_tflm.tools import tasks  # noqa: E402
+from tinytrain_tflm.tools.cli import parse_budget  # noqa: E402
+from tinytrain_tflm.tools.search import SchemeSearch  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "benchmarks"
 

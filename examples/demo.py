@@ -1,6 +1,6 @@
 """tinytrain-tflm demo: train an int8 CNN on device, inside the TFLM runtime.
 
-The task (tinytrain_tflm.tasks): a CNN pretrained in TensorFlow on digits 0-5
+The task (tinytrain_tflm.tools.tasks): a CNN pretrained in TensorFlow on digits 0-5
 must learn 6-9 from samples seen only on the device.
 
 1. pretrain the float CNN on digits 0-5 and convert it to int8;
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import tasks
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.tools import tasks
 
 OUT = Path("build/demo")
 EPOCHS = 3

@@ -3,7 +3,7 @@
 
 Writes kernels/core/tt_schema_generated.h (constants, option structs and
 bounds-checked parse functions over kernels/core/tt_blob.h) and
-tinytrain_tflm/schema_generated.py (the schema as Python data). With --check,
+tinytrain_tflm/backend/schema_generated.py (the schema as Python data). With --check,
 writes nothing and exits 1 when a checked-in file differs from what the schema
 generates, so a test can catch a schema edit without a regeneration.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schema" / "tinytrain.json"
 C_HEADER_PATH = ROOT / "kernels" / "core" / "tt_schema_generated.h"
-PY_MODULE_PATH = ROOT / "tinytrain_tflm" / "schema_generated.py"
+PY_MODULE_PATH = ROOT / "tinytrain_tflm" / "backend" / "schema_generated.py"
 
 C_TYPES = {"int32": ("int32_t", "i32"), "float32": ("float", "f32")}
 

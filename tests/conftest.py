@@ -10,8 +10,9 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
-from tinytrain_tflm import emit, ir, schema, schema_generated
+from tinytrain_tflm.backend import emit, schema, schema_generated
 from tinytrain_tflm.errors import TinyTrainError
+from tinytrain_tflm.frontend import ir
 
 T = TypeVar("T")
 

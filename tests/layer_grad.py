@@ -9,7 +9,9 @@ import numpy as np
 import tensorflow as tf
 from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
 
-from tinytrain_tflm import Interpreter, ir, schema_generated
+from tinytrain_tflm import Interpreter
+from tinytrain_tflm.backend import schema_generated
+from tinytrain_tflm.frontend import ir
 
 INPUT_SCALE = 0.05
 INPUT_ZERO_POINT = -7  # nonzero, so a kernel that ignores it fails

@@ -9,7 +9,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinytrain_tflm.convert import keras_to_int8  # noqa: E402
+from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 
 
 def _keras():

@@ -9,7 +9,7 @@ import numpy as np
 from conftest import loss_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import ir
+from tinytrain_tflm.frontend import ir
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,8 @@ from generated_kernels import ARM_CXX, KERNELS, build_host_libraries, compile_fo
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import codegen, schema_generated
+from tinytrain_tflm.backend import schema_generated
+from tinytrain_tflm.firmware import codegen
 
 # Two models with conv, depthwise and fully connected gradients: DS-CNN (average pooling) trained entirely
 # with float32 gradients and momentum; the MobileNetV2 blocks (residual ADD, PAD, MEAN, partial channels

@@ -7,8 +7,10 @@ import pytest
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import schema_generated as names
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.backend import schema_generated as names
+from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.options import Ablation, CompileOptions
 
 
 def _ops(training: tt.TrainingModel) -> tuple[tt.Graph, list[tt.Op]]:
@@ -130,7 +132,7 @@ def test_json_scheme_equals_the_dict():
 
 
 def test_deferred_updates_all_follow_the_backward_pass():
-    _, ops = _ops(tt.compile(int8_model("ds_cnn"), update="all", immediate_updates=False))
+    _, ops = _ops(compile_with(int8_model("ds_cnn"), CompileOptions(update="all"), ablation=Ablation(immediate_updates=False)))
     kinds = [op.kind for op in _backward(ops)]
     first_update = kinds.index(names.SGD)
     assert set(kinds[first_update:]) == {names.SGD} and kinds.count(names.SGD) == 12
@@ -138,7 +140,10 @@ def test_deferred_updates_all_follow_the_backward_pass():
 
 def test_without_pruning_every_activation_gets_a_gradient_and_the_trained_ones_are_unchanged():
     model, scheme = int8_model("mobilenet_v2_blocks"), {"weights": {"4": 1}}
-    pruned, full = tt.compile(model, update=scheme), tt.compile(model, update=scheme, prune_backward=False)
+    pruned, full = (
+        tt.compile(model, update=scheme),
+        compile_with(model, CompileOptions(update=scheme), ablation=Ablation(prune_backward=False)),
+    )
     graph, ops = _ops(full)
     # Down to the first conv's output (the gradient of the 1x1 conv's input), although nothing trains there.
     first_output = graph.tensors[graph.ops[1].outputs[0]].shape  # ops[0] initializes variables
@@ -153,8 +158,9 @@ def test_without_pruning_every_activation_gets_a_gradient_and_the_trained_ones_a
 
 
 def test_backward_order_for_the_planner_lowers_the_arena_and_trains_identically():
-    model, options = int8_model("mobilenet_v2_blocks"), dict(update="all", gradient="int8", optimizer=tt.SGD(lr=0.05))
-    scheduled, autodiff_order = tt.compile(model, **options), tt.compile(model, **options, schedule_for_planner=False)
+    model, options = int8_model("mobilenet_v2_blocks"), CompileOptions(update="all", gradient="int8", optimizer=tt.SGD(lr=0.05))
+    scheduled = compile_with(model, options)
+    autodiff_order = compile_with(model, options, ablation=Ablation(schedule_for_planner=False))
     ours, theirs = _ops(scheduled)[1], _ops(autodiff_order)[1]
     kinds, autodiff_kinds = [op.kind for op in ours], [op.kind for op in theirs]
     assert kinds != autodiff_kinds and sorted(kinds) == sorted(autodiff_kinds)  # the same ops, reordered

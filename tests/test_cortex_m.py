@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from tinytrain_tflm import device
+from tinytrain_tflm.firmware import device
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "cortex-m"

@@ -1,4 +1,4 @@
-"""Whole training on emulated Cortex-M boards (tinytrain_tflm.device): TFLM compiled from its sources for
+"""Whole training on emulated Cortex-M boards (tinytrain_tflm.firmware.device): TFLM compiled from its sources for
 the core, with its reference or its CMSIS-NN kernels, tinytrain's kernels, the training model's C array and
 a bare-metal harness, run under QEMU (mps2-an386: Cortex-M4F, mps2-an500: Cortex-M7).
 
@@ -23,11 +23,13 @@ from conftest import require
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import device, firmware, memory, tasks
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
+from tinytrain_tflm.firmware import c_array, device
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.plan import memory
 from tinytrain_tflm.target import of_model, target
+from tinytrain_tflm.tools import tasks
 
 TRAIN = CONTROL_BACKWARD | CONTROL_UPDATE
 PREDICT = 0
@@ -154,7 +156,7 @@ def test_projection_bounds_the_device_minimum(digits, kernels):
         measured = device.minimum_arena(device.build_firmware(training, target("cortex-m7", kernels)))
         projected = memory.project_32bit(tt.minimum_arena_size(training), tt.read_graph(training))
         assert -0.02 * measured <= projected - measured <= 0.05 * measured, (options, projected, measured)
-        assert projected + firmware.ArenaSize.headroom(projected) >= measured
+        assert projected + c_array.ArenaSize.headroom(projected) >= measured
 
 
 def test_undersized_arena_fails_cleanly(digits):
@@ -205,7 +207,7 @@ def test_plan_says_when_it_can_only_project(monkeypatch, capsys, tmp_path):
     """Without the cross tools, plan projects and names what to install."""
     from test_cli import _classifier
 
-    from tinytrain_tflm import cli
+    from tinytrain_tflm.tools import cli
 
     training = tmp_path / "train.tflite"
     training.write_bytes(tt.compile(_classifier(tmp_path).read_bytes(), target="cortex-m4").bytes)

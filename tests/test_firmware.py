@@ -3,7 +3,7 @@ assembled Arduino library, and the embedded C++ example built and trained agains
 Arduino_TensorFlowLite library's TFLM.
 
 Those sources are the user's (TFLM_ROOT with TFLM_INCLUDE_DIRS, ARDUINO_TFLM_SRC) or the pinned bundle that
-`make test` names with TINYTRAIN_THIRD_PARTY (../shared/third_party), as tinytrain_tflm.device finds them;
+`make test` names with TINYTRAIN_THIRD_PARTY (../shared/third_party), as tinytrain_tflm.firmware.device finds them;
 TFLM's x86 libraries are compiled once into TINYTRAIN_BUILD_DIR. Without sources the tests that need them
 skip, except in CI (CI=true), where they fail.
 """
@@ -27,9 +27,10 @@ from models import int8_model
 from test_cli import _classifier, _cli
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import device, firmware, memory
+from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
+from tinytrain_tflm.firmware import c_array, device
+from tinytrain_tflm.plan import memory
 from tinytrain_tflm.target import HOST
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,7 +100,7 @@ def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
     graph = tt.read_graph(model)
     measured = tt.minimum_arena_size(model)
     assert (arena64, arena32) == (measured, memory.project_32bit(measured, graph))
-    assert arena == measured + firmware.ArenaSize.headroom(measured) and arena % 16 == 0  # this host is 64-bit
+    assert arena == measured + c_array.ArenaSize.headroom(measured) and arena % 16 == 0  # this host is 64-bit
     sample, label, control, loss, logits, *tensors, classes, num_builtins = positions
     # Independent of the metadata: the compiler's tensor names and the graph's input/output lists.
     names = [graph.tensors[t].name for t in (graph.inputs[label], graph.inputs[control], graph.outputs[loss])]
@@ -145,7 +146,7 @@ def test_resolver_names_follow_tflm_add_methods():
     expected = {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "DepthwiseConv2D", "MAX_POOL_2D": "MaxPool2D",
                 "FULLY_CONNECTED": "FullyConnected", "RELU6": "Relu6", "BATCH_TO_SPACE_ND": "BatchToSpaceNd",
                 "STRIDED_SLICE": "StridedSlice", "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}  # fmt: skip
-    assert {op: firmware.resolver_suffix(op) for op in expected} == expected
+    assert {op: c_array.resolver_suffix(op) for op in expected} == expected
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +276,7 @@ def _check_example_run(model: str, training_model: Path, run: dict, tolerance: f
 
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
 def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path, tflm_sources, tflm_libraries):
-    """examples/cpp against real TFLM (the x86 libraries of tinytrain_tflm.device, given to the example's
+    """examples/cpp against real TFLM (the x86 libraries of tinytrain_tflm.firmware.device, given to the example's
     CMake as TFLM_LIBRARY): tinytrain's kernels compiled in firmware mode, registered in a
     MicroMutableOpResolver, training steps in MicroInterpreter. The build tree is kept under build/ so a
     rerun compiles only the model and main.cc."""

@@ -18,8 +18,8 @@ from models import BUILDERS, int8_model
 from tf_oracle import cosine, float_gradients
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import tasks
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.tools import tasks
 
 FLOAT_MODEL_COSINE = {"float32": 0.99, "int8": 0.97}  # the training issue's criterion
 INT8_FORWARD_COSINE = 0.998

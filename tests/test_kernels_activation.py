@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model
 
-from tinytrain_tflm import Interpreter, TFLMError, ir, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 # (lower_q, upper_q): ReLU with zero point -128, ReLU6 with zero point -20 and scale 6/100, no clamp at all.
 CLAMPS = [(-128, 128), (-20, 80), (-129, 128)]

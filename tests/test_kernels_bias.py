@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
 
-from tinytrain_tflm import Interpreter, TFLMError, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
 
 OPTIONS = schema.encode_blob("BIAS_GRAD")
 

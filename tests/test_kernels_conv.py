@@ -26,7 +26,9 @@ from layer_grad import (
     tf_grads,
 )
 
-from tinytrain_tflm import Interpreter, TFLMError, ir, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 CONV_INPUT_GRAD = schema_generated.CONV_2D_INPUT_GRAD
 CONV_FILTER_GRAD = schema_generated.CONV_2D_FILTER_GRAD

@@ -23,7 +23,8 @@ from layer_grad import (
     tf_grads,
 )
 
-from tinytrain_tflm import Interpreter, TFLMError, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
 
 INPUT_GRAD = schema_generated.FULLY_CONNECTED_INPUT_GRAD
 FILTER_GRAD = schema_generated.FULLY_CONNECTED_FILTER_GRAD

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from tinytrain_tflm import Interpreter, TFLMError, emit_model, ir, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError, emit_model
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 ARENA = 32 * 1024
 

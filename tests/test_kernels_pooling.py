@@ -10,7 +10,9 @@ import pytest
 import tensorflow as tf
 from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
 
-from tinytrain_tflm import Interpreter, TFLMError, ir, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 BACKWARD = control(schema_generated.CONTROL_BACKWARD)
 MODES = ["float32", "int8"]

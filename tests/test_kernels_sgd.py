@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import CONTROL, control, grad_tensors, grad_values
 
-from tinytrain_tflm import Interpreter, TFLMError, emit_model, ir, schema, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError, emit_model
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 UPDATE = control(schema_generated.CONTROL_UPDATE)
 TRUNCATE, NEAREST, STOCHASTIC = (

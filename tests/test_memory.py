@@ -11,14 +11,14 @@ import pytest
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import memory
+from tinytrain_tflm.plan import memory
 
 SPARSE = {"bias_last": 22, "weights": {"52": 1, "50": 1, "47": 0.5}}
 
 
 def _measured_head(model: bytes) -> int:
     interpreter = tt.Interpreter(model, 32 << 20)
-    interpreter.run(tt.runtime.zero_inputs(model))
+    interpreter.run(tt.runtime.interpreter.zero_inputs(model))
     return interpreter.arena_report().head
 
 

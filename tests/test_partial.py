@@ -8,8 +8,11 @@ from models import int8_model, mobilenet_v2_035_128
 from tf_oracle import cosine
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import partial
+from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.options import Ablation, CompileOptions
+from tinytrain_tflm.passes import partial
 
+WHOLE_LAYERS = Ablation(split_partial=False)
 SCHEME = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5, two pointwise convs 2/8 and 4/8
 
 
@@ -22,7 +25,7 @@ def always_split(monkeypatch):
 
 def _pair(gradient: str) -> tuple[tt.Trainer, tt.Trainer]:
     model = int8_model("mobilenet_v2_blocks")
-    whole = tt.Trainer(tt.compile(model, update=SCHEME, gradient=gradient, split_partial=False))
+    whole = tt.Trainer(compile_with(model, CompileOptions(update=SCHEME, gradient=gradient), ablation=WHOLE_LAYERS))
     split = tt.Trainer(tt.compile(model, update=SCHEME, gradient=gradient))
     return whole, split
 
@@ -58,7 +61,7 @@ def test_only_updated_channels_are_variables(always_split):
 def test_split_shrinks_the_arena_where_it_pays_and_is_skipped_where_not():
     scheme = {"bias_last": 8, "weights": {"52": 1, "51": 0.125}}  # 1/8 of the 1280x112 conv
     model = mobilenet_v2_035_128()
-    whole = tt.compile(model, update=scheme, gradient="int8", split_partial=False).bytes
+    whole = compile_with(model, CompileOptions(update=scheme, gradient="int8"), ablation=WHOLE_LAYERS).bytes
     split = tt.compile(model, update=scheme, gradient="int8").bytes
     assert "CONCATENATION" in [op.kind for op in tt.read_graph(split).ops]
     assert tt.minimum_arena_size(split) < tt.minimum_arena_size(whole) - 100_000

@@ -13,8 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import schema
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.backend import schema
+from tinytrain_tflm.frontend.convert import keras_to_int8
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""TT_CONV_2D and TT_DEPTHWISE_CONV_2D (tinytrain_tflm.requantization): TFLM's int8 convolutions with
+"""TT_CONV_2D and TT_DEPTHWISE_CONV_2D (tinytrain_tflm.passes.requantization): TFLM's int8 convolutions with
 the per-channel requantization read from the model. References: TFLM's own builtin kernels, run on the
 same tensors, and the arena TFLM reports."""
 
@@ -13,7 +13,11 @@ import pytest
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import TFLMError, memory, requantization, runtime, schema, schema_generated
+from tinytrain_tflm import TFLMError
+from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.passes import requantization
+from tinytrain_tflm.plan import memory
+from tinytrain_tflm.runtime import interpreter
 
 MODELS = ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"]
 
@@ -124,4 +128,4 @@ def test_prepare_rejects_corrupt_options_and_tables(corrupt, message):
     graph = _lowered_small_cnn()
     corrupt(graph)
     with pytest.raises(TFLMError, match=re.escape(f"TT_CONV_2D: {message}")):
-        tt.Interpreter(tt.emit_model(graph), 1 << 20).run(runtime.zero_inputs(tt.emit_model(graph)))
+        tt.Interpreter(tt.emit_model(graph), 1 << 20).run(interpreter.zero_inputs(tt.emit_model(graph)))

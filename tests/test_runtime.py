@@ -12,7 +12,9 @@ import pytest
 from conftest import loss_model
 
 import tinytrain_tflm
-from tinytrain_tflm import Interpreter, TFLMError, TinyTrainError, runtime, schema_generated
+from tinytrain_tflm import Interpreter, TFLMError, TinyTrainError
+from tinytrain_tflm.backend import schema_generated
+from tinytrain_tflm.runtime import interpreter
 
 # --- the registerer's resolver check, on resolvers laid out by hand ------------------------------
 
@@ -35,7 +37,7 @@ def _resolver(builtin_codes):
 
 
 def _register(resolver) -> bool:
-    register = runtime.load_plugin().TinyTrainRegisterOps
+    register = interpreter.load_plugin().TinyTrainRegisterOps
     register.restype, register.argtypes = ctypes.c_bool, [ctypes.c_void_p]
     return register(ctypes.addressof(resolver))
 
@@ -83,13 +85,13 @@ def test_registerer_refuses_duplicates_and_a_full_resolver(capfd):
 def test_wrong_tflite_micro_version_is_a_clear_error(monkeypatch):
     import tflite_micro
 
-    runtime.load_plugin.cache_clear()
+    interpreter.load_plugin.cache_clear()
     monkeypatch.setattr(tflite_micro, "__version__", "0.dev20261106000000")
     try:
         with pytest.raises(TinyTrainError, match="tflite-micro 0.dev20261106000000 is installed .* 0.dev20261002031052-g1fae604"):
-            runtime.load_plugin()
+            interpreter.load_plugin()
     finally:
-        runtime.load_plugin.cache_clear()
+        interpreter.load_plugin.cache_clear()
 
 
 # --- arena -----------------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def test_wrong_tflite_micro_version_is_a_clear_error(monkeypatch):
 def test_minimum_arena_is_exact():
     model = loss_model(4, 10)
     inputs = [np.zeros((4, 10), np.int8), np.zeros(4, np.int32)]
-    size = runtime.minimum_arena_size(model)
+    size = interpreter.minimum_arena_size(model)
     Interpreter(model, size).run(inputs)
     with pytest.raises(TFLMError, match="failed"):
         Interpreter(model, size - 1).run(inputs)
@@ -117,15 +119,15 @@ def test_too_small_arenas_are_errors_never_crashes():
     from models import int8_model
 
     model = int8_model("ds_cnn")
-    minimum = runtime.minimum_arena_size(model)
+    minimum = interpreter.minimum_arena_size(model)
     # The pinned runtime segfaults at some sizes below the minimum (measured around 3,200 bytes for this
     # model; where exactly is undefined behaviour inside it). In-process, each must be an error.
     sizes = sorted(set(range(3150, 3300, 7)) | set(range(1024, minimum, 211)))
-    assert runtime._CRASHED in {runtime._run_in_child(model, size) for size in sizes}
+    assert interpreter._CRASHED in {interpreter._run_in_child(model, size) for size in sizes}
     for size in sizes:
         with pytest.raises(TinyTrainError, match=f"{size}-byte arena"):
-            Interpreter(model, size).run(runtime.zero_inputs(model))
-    Interpreter(model, minimum + 1024).run(runtime.zero_inputs(model))
+            Interpreter(model, size).run(interpreter.zero_inputs(model))
+    Interpreter(model, minimum + 1024).run(interpreter.zero_inputs(model))
 
 
 def test_tiny_arena_is_refused_before_tflm_sees_it():
@@ -199,7 +201,7 @@ from models import int8_model
 import tinytrain_tflm as tt
 model = int8_model("ds_cnn")  # the TensorFlow converter leaves its threads' objects behind at fork()
 for size in (32 << 20, 8 << 20, 1 << 20, 64 << 10):
-    tt.Interpreter(model, size).run(tt.runtime.zero_inputs(model))
+    tt.Interpreter(model, size).run(tt.runtime.interpreter.zero_inputs(model))
 print("all fit")
 """
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tinytrain_tflm import TinyTrainError, schema, schema_generated
+from tinytrain_tflm import TinyTrainError
+from tinytrain_tflm.backend import schema, schema_generated
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +20,9 @@ def test_generated_files_match_the_schema():
 
 
 def test_installed_schema_is_the_checked_in_one():
-    assert (ROOT / "tinytrain_tflm" / "schema_generated.py").read_text() == Path(schema_generated.__file__).read_text()
+    assert (ROOT / "tinytrain_tflm" / "backend" / "schema_generated.py").read_text() == Path(
+        schema_generated.__file__
+    ).read_text()
 
 
 def test_round_trip():

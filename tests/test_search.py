@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import tasks
-from tinytrain_tflm.convert import keras_to_int8
-from tinytrain_tflm.search import SchemeSearch, SearchTask
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.tools import tasks
+from tinytrain_tflm.tools.search import SchemeSearch, SearchTask
 
 BUDGET = 9_900  # bytes: the last two layers fit (9,832 measured), all three do not (12,168)
 
@@ -89,13 +89,13 @@ def test_an_impossible_budget_is_a_clear_error(digits):
 
 
 def test_contributions_skip_exactly_the_parts_over_budget(digits):
-    from tinytrain_tflm.search import with_classifier
+    from tinytrain_tflm.tools.search import with_classifier
 
     _, model, search_task = digits
     # Measured with the classifier: any part of layer 0, 9,152 B; of layer 1, 9,184 B; biases of all three, 9,624 B.
     search = SchemeSearch(model, search_task, 9_168, steps=5)
     bias_gains, weight_gains = search.contributions()
-    parts = [(layer, ratio) for layer in search.candidates for ratio in tt.scheme.RATIOS]
+    parts = [(layer, ratio) for layer in search.candidates for ratio in tt.passes.scheme.RATIOS]
     fitting = {p for p in parts if search.fits(with_classifier({"weights": {str(p[0]): p[1]}}, search.layers))}
     assert set(weight_gains) == fitting and 0 < len(fitting) < len(parts)
     assert all(search.fits(with_classifier({"bias_last": depth}, search.layers)) for depth in bias_gains)

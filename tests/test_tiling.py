@@ -7,7 +7,8 @@ import pytest
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import memory, tiling
+from tinytrain_tflm.passes import tiling
+from tinytrain_tflm.plan import memory
 
 
 def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:

@@ -8,8 +8,8 @@ from models import int8_model
 from tf_oracle import float_gradients
 
 import tinytrain_tflm as tt
-from tinytrain_tflm import tasks
-from tinytrain_tflm.convert import keras_to_int8
+from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.tools import tasks
 
 LR = 0.05
 

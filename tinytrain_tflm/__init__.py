@@ -1,22 +1,22 @@
 """tinytrain-tflm: on-device training of int8 models inside TensorFlow Lite Micro.
 
-Pipeline, one module per stage: read (.tflite -> IR) -> ir -> scheme (what
-trains) -> loss -> autodiff (backward, 1-bit masks) -> optimizer -> compiler
-(assembles the training model) -> schedule and memory (op order, the arena plan
-with overlapping buffers) -> emit (IR -> .tflite) -> runtime / trainer (TFLM
-x86 reference runtime, export).
+Pipeline, one subpackage per stage (ARCHITECTURE.md): frontend (.tflite -> IR) -> passes (what
+trains, tiling, loss, autodiff, optimizer, schedule, overlaps), assembled by compiler with the
+user's options (options) for a device (target) -> plan (the arena) -> backend (IR -> .tflite) ->
+runtime (TFLM on the host, trainer) and firmware (C array, Arduino, emulated Cortex-M); tools
+(search, tasks, cli) sit on top.
 """
 
+from .backend.emit import emit_model
 from .compiler import TrainingModel, compile
-from .emit import emit_model
 from .errors import TFLMError, TinyTrainError
-from .ir import Graph, Op, Quantization, Tensor
-from .loss import attach_loss
-from .optimizer import SGD
-from .read import read_graph
-from .runtime import ArenaReport, Interpreter, minimum_arena_size
-from .scheme import UpdateScheme
-from .trainer import Trainer
+from .frontend.ir import Graph, Op, Quantization, Tensor
+from .frontend.read import read_graph
+from .passes.loss import attach_loss
+from .passes.optimizer import SGD
+from .passes.scheme import UpdateScheme
+from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
+from .runtime.trainer import Trainer
 
 __version__ = "0.1.0"
 

@@ -18,13 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, ir, loss, memory, partial, read, requantization, schedule, schema, schema_generated, tiling
 from . import target as targets
-from .autodiff import BackwardBuilder, Grad, build_backward
-from .autodiff.masks import use_activation_masks
+from .backend import emit, schema, schema_generated
 from .errors import TinyTrainError
-from .optimizer import SGD
-from .scheme import UpdateScheme, conv_like_layers
+from .frontend import ir, read
+from .options import EVERY_SAVING, Ablation, CompileOptions, MemoryOptions
+from .passes import loss, partial, requantization, schedule, tiling
+from .passes.autodiff import BackwardBuilder, Grad, build_backward
+from .passes.autodiff.masks import use_activation_masks
+from .passes.optimizer import SGD
+from .passes.scheme import UpdateScheme, conv_like_layers
+from .plan import memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,7 @@ def _check_int8(graph: ir.Graph) -> None:
             weights = graph.tensors[op.inputs[1]]
             raise TinyTrainError(
                 f"op {position} ({op.kind}) has {weights.dtype.name} weights {weights.name!r}: "
-                "tinytrain trains full-integer (int8) models; convert with tinytrain_tflm.convert.keras_to_int8"
+                "tinytrain trains full-integer (int8) models; convert with tinytrain_tflm.frontend.convert.keras_to_int8"
             )
 
 
@@ -88,69 +92,64 @@ def compile(
     model: bytes,
     update: str | dict | UpdateScheme = "last",
     optimizer: SGD | None = None,
+    *,
     gradient: str = "float32",
     label_smoothing: float = 0.0,
     activation_masks: bool = True,
-    immediate_updates: bool = True,
     tiles: tuple[int, int] | str | None = None,
-    split_partial: bool = True,
-    prune_backward: bool = True,
-    schedule_for_planner: bool = True,
     overlap_buffers: bool = True,
     flash_requantization: bool = False,
     target: str | targets.Target = "host",
 ) -> TrainingModel:
     """Compiles an int8 classifier into a training model.
 
-    update: which parameters train (see tinytrain_tflm.scheme). gradient:
+    update: which parameters train (see tinytrain_tflm.passes.scheme). gradient:
     "float32" (the reference) or "int8" (each gradient int8 with a run-time
     scale: a quarter of the memory). activation_masks: keep 1 bit per
     element for ReLU backward where the activation itself is not needed.
-    immediate_updates: run each update right after its gradient (the default);
-    False defers them all to the end, only to measure what that saves.
-    tiles: run the frozen first stage in patches (tinytrain_tflm.tiling), e.g.
+    tiles: run the frozen first stage in patches (tinytrain_tflm.passes.tiling), e.g.
     (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
-    split_partial: keep only the updated channels of a partially trained conv
-    or fully connected layer in RAM (tinytrain_tflm.partial); False keeps the
-    whole weight tensor as a variable, only to measure what that saves.
-    prune_backward: emit only the backward ops some trained parameter needs; False
-    computes the gradient of every activation, only to measure what pruning saves.
-    schedule_for_planner: reorder the backward ops where that lowers TFLM's planned
-    arena (tinytrain_tflm.schedule; not with deferred updates); False keeps
-    autodiff's order, to measure it.
     overlap_buffers: let an op write its output over an input it reads for the last time
-    (tinytrain_tflm.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
+    (tinytrain_tflm.passes.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
     tinytrain's do). False leaves planning to TFLM.
     flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and
     TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
-    (tinytrain_tflm.requantization) instead of keeping 8 bytes per output channel
+    (tinytrain_tflm.passes.requantization) instead of keeping 8 bytes per output channel
     in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
     target: the device the model is for (tinytrain_tflm.target: "host", "cortex-m7", ...,
     or a Target with other kernels). Its kernels decide which ops may overlap buffers;
     the model's TARGET_METADATA records it for plan, export and the firmware tools.
+    To measure what a saving saves, compile_with() takes an Ablation.
     """
-    optimizer = optimizer or SGD()
-    device = targets.target(target)
+    memory_options = MemoryOptions(tiles, overlap_buffers, flash_requantization)
+    options = CompileOptions(update, optimizer or SGD(), gradient, label_smoothing, activation_masks, memory_options)
+    return compile_with(model, options, targets.target(target))
+
+
+def compile_with(
+    model: bytes, options: CompileOptions, target: targets.Target = targets.HOST, ablation: Ablation = EVERY_SAVING
+) -> TrainingModel:
+    """compile() with its options as one value, and the savings `ablation` turns off."""
+    memory_options = options.memory
     graph = read.read_graph(model)  # an offline plan it carries is dropped by attach_loss below
-    graph.metadata[targets.TARGET_METADATA] = device.metadata()  # before tiling: its estimates plan overlaps
+    graph.metadata[targets.TARGET_METADATA] = target.metadata()  # before tiling: its estimates plan overlaps
     _check_int8(graph)
     _add_missing_biases(graph)
-    trainable = UpdateScheme.parse(update).resolve(conv_like_layers(graph))
-    if split_partial:
+    trainable = UpdateScheme.parse(options.update).resolve(conv_like_layers(graph))
+    if ablation.split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
     tiled = None
-    if tiles == "auto":
-        best = tiling.tile_auto(graph, set(trainable), overlap_buffers, flash_requantization)
+    if memory_options.tiles == "auto":
+        best = tiling.tile_auto(graph, set(trainable), memory_options)
         tiled = None if best is None else best[1:]
-    elif tiles is not None:
-        tiled = tiling.tile_first_stage(
-            graph, tuple(tiles), set(trainable), overlap_buffers=overlap_buffers, flash_requantization=flash_requantization
-        )
+    elif memory_options.tiles is not None:
+        tiled = tiling.tile_first_stage(graph, tuple(memory_options.tiles), set(trainable), memory_options=memory_options)
     if tiled is not None:
         graph, renumber = tiled
         trainable = {renumber[t]: channels for t, channels in trainable.items()}
-    graph = loss.attach_loss(graph, label_smoothing=label_smoothing, gradient=gradient, control=True)
+    gradient = options.gradient
+    graph = loss.attach_loss(graph, label_smoothing=options.label_smoothing, gradient=gradient, control=True)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
     loss_op = graph.ops[-1]
     forward = list(range(len(graph.ops) - 1))
@@ -159,8 +158,11 @@ def compile(
     control = metadata["control_tensor"]
     b = BackwardBuilder(graph, gradient, control, trainable)
     logits_grad = Grad(loss_op.outputs[1], loss_op.outputs[2] if gradient == "int8" else None)
-    build_backward(b, forward, metadata["logits_tensor"], logits_grad, optimizer.emit_update, immediate_updates, prune_backward)
-    masks = use_activation_masks(graph, forward, b.ops) if activation_masks else {}
+    update = options.optimizer.emit_update
+    build_backward(
+        b, forward, metadata["logits_tensor"], logits_grad, update, ablation.immediate_updates, ablation.prune_backward
+    )
+    masks = use_activation_masks(graph, forward, b.ops) if options.activation_masks else {}
 
     init = ir.Op(
         schema_generated.INIT_VARIABLES, pairs, [], True, None, schema.encode_blob("INIT_VARIABLES", num_pairs=len(pairs) // 2)
@@ -170,10 +172,10 @@ def compile(
         ops += [graph.ops[position], *masks.get(position, [])]
     graph.ops = ops + [loss_op] + b.ops
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
-    if schedule_for_planner and immediate_updates:  # deferred updates measure an engine that does not reorder
-        graph = schedule.schedule_backward(graph, len(ops) + 1, overlap_buffers)
-    if flash_requantization:
+    if ablation.schedule_for_planner and ablation.immediate_updates:  # deferred updates measure an engine that does not reorder
+        graph = schedule.schedule_backward(graph, len(ops) + 1, memory_options)
+    if memory_options.flash_requantization:
         graph = requantization.lower(graph)
-    if overlap_buffers:
+    if memory_options.overlap_buffers:
         graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
     return TrainingModel(emit.emit_model(graph))

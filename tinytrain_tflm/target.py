@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import ir, schema, schema_generated
+from .backend import schema, schema_generated
 from .errors import TinyTrainError
+from .frontend import ir
 
 # The kernel sets, by the id the TARGET_METADATA blob records.
 KERNEL_SETS = {"reference": schema_generated.KERNELS_REFERENCE, "cmsis-nn": schema_generated.KERNELS_CMSIS_NN}

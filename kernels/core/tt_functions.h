@@ -461,7 +461,7 @@ typedef struct {
  * out[n, oy, ox, co] = clamp(requant_co(bias[co] + sum of
  * filter[co, ky, kx, ci] * (x[n, iy, ix, ci] + input_offset)) + output_offset)
  * over the taps inside the input. Writes output rows in order, so the output
- * may overlap input rows no later output row reads (tinytrain_tflm/overlap.py).
+ * may overlap input rows no later output row reads (tinytrain_tflm/passes/overlap.py).
  *
  * @param[in]  params       geometry (strides, dilations >= 1, pads >= 0), offsets, clamp
  * @param[in]  input_dims   [n, ih, iw, cin]

@@ -1,5 +1,5 @@
 // The ops whose core kernel can be generated for one model
-// (tinytrain_tflm/codegen.py): all but TT_INIT_VARIABLES (a copy) and the
+// (tinytrain_tflm/firmware/codegen.py): all but TT_INIT_VARIABLES (a copy) and the
 // forward convs TT_CONV_2D and TT_DEPTHWISE_CONV_2D (always generic). Each is an
 // op struct with
 //   OpData   its persistent data, with a member `kernel` that Eval calls;

@@ -1,7 +1,7 @@
 /* Internal to the kernel core: the one body of each layer-gradient kernel
  * (conv, depthwise conv and, as a 1x1 conv, fully connected), instantiated
  * twice. The generic tt_*_s8 functions pass a LayerGradShape of run-time
- * values; a kernel generated for one model (tinytrain_tflm/codegen.py) passes
+ * values; a kernel generated for one model (tinytrain_tflm/firmware/codegen.py) passes
  * a struct whose members of the same names and types are static constexpr,
  * so the compiler folds every shape, stride and scale into the loops.
  *

@@ -68,7 +68,7 @@ struct ParameterLimits<int32_t> {
 };
 
 // What an update depends on besides its data: run-time values in the generic
-// functions; a kernel generated for one model (tinytrain_tflm/codegen.py)
+// functions; a kernel generated for one model (tinytrain_tflm/firmware/codegen.py)
 // passes a struct with static constexpr members of the same names and types.
 struct SgdShape {
   tt_sgd_params params;

@@ -1,6 +1,6 @@
 /* Internal to the kernel core: the bodies of the pooling backward functions,
  * instantiated by the generic functions with shapes of run-time values and by
- * generated kernels (tinytrain_tflm/codegen.py) with structs whose members of
+ * generated kernels (tinytrain_tflm/firmware/codegen.py) with structs whose members of
  * the same names and types are static constexpr. The bodies assume the
  * generic functions' checks passed. */
 #ifndef TINYTRAIN_KERNELS_CORE_POOLING_POOL_GRAD_KERNELS_H_

@@ -1,5 +1,5 @@
 // A bare-metal firmware that runs a tinytrain training model on QEMU's Cortex-M boards for
-// tinytrain_tflm.device: TFLM's MicroInterpreter, the builtin ops the model lists, tinytrain's ops,
+// tinytrain_tflm.firmware.device: TFLM's MicroInterpreter, the builtin ops the model lists, tinytrain's ops,
 // the model's C array in flash, and the tensor arena alone in a 256 KB RAM region (board/mps2.ld).
 //
 // Its arguments come over semihosting (QEMU's -semihosting-config arg=...):
@@ -31,7 +31,7 @@
 namespace {
 
 // The ARENA region of the linker script: 256 KB, the budget tinytrain trains in, unless a build asks
-// for another (tinytrain_tflm.device passes both from Target.ram_bytes).
+// for another (tinytrain_tflm.firmware.device passes both from Target.ram_bytes).
 #ifndef TT_ARENA_CAPACITY
 #define TT_ARENA_CAPACITY (256 * 1024)
 #endif

@@ -1,0 +1,67 @@
+"""Encode and decode the versioned blobs the kernels read (schema/README.md).
+
+Layout, little-endian: magic "TTRN", u16 schema version, u16 blob id, u32
+payload length, u32 CRC-32 of the payload, then each field of the blob's
+schema entry in order as a 4-byte int32 or float32.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+from ..errors import TinyTrainError
+from . import schema_generated as generated
+
+_HEADER = struct.Struct("<4sHHII")
+_FIELD_FORMATS = {"int32": "i", "float32": "f"}
+
+
+def _entry(name: str) -> dict:
+    try:
+        return generated.BLOBS[name]
+    except KeyError:
+        raise TinyTrainError(f"unknown schema blob {name!r}; known: {sorted(generated.BLOBS)}") from None
+
+
+def _payload_struct(entry: dict) -> struct.Struct:
+    return struct.Struct("<" + "".join(_FIELD_FORMATS[f["type"]] for f in entry["fields"]))
+
+
+def encode_blob(name: str, **values: float) -> bytes:
+    """Serializes the schema blob `name` (e.g. "SOFTMAX_CROSS_ENTROPY") from field values."""
+    entry = _entry(name)
+    fields = [f["name"] for f in entry["fields"]]
+    if set(values) != set(fields):
+        raise TinyTrainError(f"{name} takes fields {fields}, got {sorted(values)}")
+    for field in entry["fields"]:
+        value = values[field["name"]]
+        if field["type"] == "int32" and not (isinstance(value, int) and -(2**31) <= value < 2**31):
+            raise TinyTrainError(f"{name}.{field['name']} must be an int32, got {value!r}")
+        if field["type"] == "float32" and not math.isfinite(value):
+            raise TinyTrainError(f"{name}.{field['name']} must be a finite float, got {value!r}")
+    payload = _payload_struct(entry).pack(*(values[f] for f in fields))
+    header = _HEADER.pack(generated.MAGIC, generated.SCHEMA_VERSION, entry["id"], len(payload), zlib.crc32(payload))
+    return header + payload
+
+
+def decode_blob(name: str, blob: bytes) -> dict[str, float]:
+    """Parses a blob written by encode_blob, checking everything the C reader checks."""
+    entry = _entry(name)
+    if len(blob) < _HEADER.size:
+        raise TinyTrainError(f"{name} blob is truncated ({len(blob)} bytes)")
+    magic, version, blob_id, length, crc = _HEADER.unpack_from(blob)
+    if magic != generated.MAGIC:
+        raise TinyTrainError(f"{name} blob has no tinytrain magic")
+    if version != generated.SCHEMA_VERSION:
+        raise TinyTrainError(f"{name} blob has schema version {version}, this tinytrain_tflm reads {generated.SCHEMA_VERSION}")
+    if blob_id != entry["id"]:
+        raise TinyTrainError(f"blob id {blob_id} is not {name} ({entry['id']})")
+    payload = blob[_HEADER.size :]
+    payload_struct = _payload_struct(entry)
+    if length != len(payload) or length != payload_struct.size:
+        raise TinyTrainError(f"{name} blob has a payload of {len(payload)} bytes, expected {payload_struct.size}")
+    if zlib.crc32(payload) != crc:
+        raise TinyTrainError(f"{name} blob is corrupt (CRC-32 mismatch)")
+    return dict(zip((f["name"] for f in entry["fields"]), payload_struct.unpack(payload), strict=True))

@@ -1,0 +1,192 @@
+"""The training model as firmware source: an aligned C array and a header with what a firmware needs to run it.
+
+The header gives the tensor arena size from the memory plan, the positions of
+the sample, label and control inputs and of the loss and logits outputs (for
+MicroInterpreter::input(i) / output(i)), their tensor indices, and the number
+of classes. examples/cpp/main.cc and the Arduino sketch read nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from .. import target as targets
+from ..errors import TinyTrainError
+from ..frontend import read
+from ..passes.loss import TRAINING_METADATA
+from ..plan import memory
+from ..runtime import interpreter
+from ..runtime.trainer import training_metadata
+
+# TFLM reads the model in place; 16 bytes satisfies every alignment its flatbuffer accessors and kernels assume.
+MODEL_ALIGNMENT = 16
+SOURCE_SUFFIXES = (".cc", ".cpp")
+BYTES_PER_LINE = 16
+# MicroMutableOpResolver methods whose names do not follow the op name word by word.
+IRREGULAR_RESOLVER_NAMES = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ArenaSize:
+    """Tensor arena bytes for 64-bit and 32-bit targets, and how they were obtained."""
+
+    bytes_64bit: int
+    bytes_32bit: int
+    method: str  # "measured" or "estimated": the 64-bit figure
+    method_32bit: str = ""  # how the 32-bit figure was obtained, in words
+
+    @staticmethod
+    def headroom(size: int) -> int:
+        """Extra bytes the header adds: 1 KiB plus 1/32 of the arena, 16-byte aligned. It absorbs TFLM
+        version drift in bookkeeping and Prepare's temporary tensors."""
+        return -(-(1024 + size // 32) // MODEL_ALIGNMENT) * MODEL_ALIGNMENT
+
+
+def arena_size(model: bytes, method: str = "measured", device_target: targets.Target | None = None) -> ArenaSize:
+    """`measured`: the exact minimum found by bisection in the TFLM x86-64 runtime, and for 32 bits the
+    minimum bisected on the emulated board of `device_target` (default: the model's own target) when
+    that is a Cortex-M target and its tools and TFLM's sources are there, else the projection (which
+    leaves out optimized kernels' scratch buffers). `estimated`: the memory planner's estimate for both
+    pointer sizes, without running anything."""
+    graph = read.read_graph(model)
+    if method == "estimated":
+        estimates = (memory.estimate(graph, bookkeeping).total for bookkeeping in (memory.X86_64, memory.CORTEX_M))
+        return ArenaSize(*estimates, method, "the memory planner's estimate for 4-byte pointers (nothing was run)")
+    if method != "measured":
+        raise TinyTrainError(f'arena size method must be "measured" or "estimated", got {method!r}')
+    measured = interpreter.minimum_arena_size(model)
+    bytes_32bit, how = device_minimum(model, device_target or targets.of_model(graph))
+    if bytes_32bit is None:
+        return ArenaSize(measured, memory.project_32bit(measured, graph), method, f"projected from x86-64 ({how})")
+    return ArenaSize(measured, bytes_32bit, method, how)
+
+
+def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | None, str]:
+    """(the minimum arena bisected on the target's emulated board, how) or (None, why it was not)."""
+    from . import device
+
+    if not device_target.emulated:
+        return None, f"target {device_target.name} has no emulated board; --target cortex-m7 (or m4) measures on one"
+    missing = device.missing_tools()
+    if missing:
+        return None, f"to measure on {device_target.name}, install {', '.join(missing)}: apt-get install {device.TOOL_PACKAGES}"
+    try:
+        size = device.minimum_arena(device.build_firmware(model, device_target))
+    except TinyTrainError as error:
+        return None, f"not measured on {device_target.name}: {error}"
+    return size, f"measured on {device_target.label}, emulated (QEMU {device_target.qemu_machine})"
+
+
+def c_identifier(text: str) -> str:
+    """`text` as a C++ identifier (a namespace name), or an error naming the problem."""
+    name = re.sub(r"\W", "_", text)
+    if not re.fullmatch(r"[A-Za-z_]\w*", name, flags=re.ASCII):
+        raise TinyTrainError(f"cannot make a C++ name of {text!r}; pass --c-name NAME")
+    return name
+
+
+def header_path(source: Path) -> Path:
+    if source.suffix not in SOURCE_SUFFIXES:
+        raise TinyTrainError(f"--c-array takes a C++ source path ending in .cc or .cpp (the header goes beside it), got {source}")
+    return source.with_suffix(".h")
+
+
+def c_array_files(model: bytes, source: Path, name: str, arena: ArenaSize, origin: str) -> tuple[str, str]:
+    """(source text, header text) defining namespace `name` with kData, kSize and the training constants;
+    `origin` is the command line that made them, for the generated-file banner."""
+    graph = read.read_graph(model)
+    metadata = training_metadata(graph)
+    device_target = targets.of_model(graph)
+    inputs = {role: _position(graph.inputs, metadata[f"{role}_tensor"], role, "input") for role in ("input", "label", "control")}
+    outputs = {role: _position(graph.outputs, metadata[f"{role}_tensor"], role, "output") for role in ("loss", "logits")}
+    builtins = sorted({resolver_suffix(op.kind) for op in graph.ops if not op.custom})
+    guard = f"TINYTRAIN_{name.upper()}_H_"
+    banner = f"// Generated by `tinytrain-tflm {origin}`; do not edit.\n"
+    platform_bytes = "(sizeof(void*) == 8 ? kArenaBytes64 : kArenaBytes32)"
+    header = f"""{banner}// A tinytrain training model (forward, loss, backward, optimizer) for
+// tflite::GetModel({name}::kData); register tinytrain's ops with tinytrain::AddTinyTrainOps.
+#ifndef {guard}
+#define {guard}
+
+namespace {name} {{
+
+// The .tflite bytes, {MODEL_ALIGNMENT}-byte aligned (TFLM reads the model in place).
+extern const unsigned char kData[];
+constexpr unsigned int kSize = {len(model)};
+
+// Compiled for {device_target.label}: the kernels its overlapping buffers were planned for.
+constexpr char kTarget[] = "{device_target.name}";
+constexpr char kTargetKernels[] = "{device_target.kernels}";
+
+// Tensor arena bytes ({arena.method}). kArenaBytes64: {_arena_comment(arena)}
+// kArenaBytes32: {arena.method_32bit}.
+// kArenaSize adds headroom (1 KiB + 1/32, for TFLM version drift) to the figure for the pointer size
+// being compiled. Never give TFLM less than the minimum: with TFLM 90b983c an undersized arena can crash
+// the device (its planner computes a negative size) instead of failing AllocateTensors.
+constexpr unsigned int kArenaBytes64 = {arena.bytes_64bit};
+constexpr unsigned int kArenaBytes32 = {arena.bytes_32bit};
+constexpr unsigned int kArenaSize = {platform_bytes} + {ArenaSize.headroom(arena.bytes_64bit)};
+
+// Positions for MicroInterpreter::input(i) and output(i). Control word: 0 predicts,
+// TT_CONTROL_BACKWARD (1) computes gradients, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE (3) trains.
+// Write the sample, the label and the control word before every Invoke(): the arena plan reuses
+// input bytes once they are read (a tiled first stage frees its input's rows as it goes). After a
+// prediction (control 0) the loss output holds NaN: no loss was computed.
+constexpr int kSampleInput = {inputs["input"]};
+constexpr int kLabelInput = {inputs["label"]};
+constexpr int kControlInput = {inputs["control"]};
+constexpr int kLossOutput = {outputs["loss"]};
+constexpr int kLogitsOutput = {outputs["logits"]};
+
+// Tensor indices in subgraph 0 (the model's {TRAINING_METADATA} metadata).
+constexpr int kSampleTensor = {metadata["input_tensor"]};
+constexpr int kLabelTensor = {metadata["label_tensor"]};
+constexpr int kControlTensor = {metadata["control_tensor"]};
+constexpr int kLossTensor = {metadata["loss_tensor"]};
+constexpr int kLogitsTensor = {metadata["logits_tensor"]};
+constexpr int kNumClasses = {metadata["num_classes"]};
+
+// The builtin ops the model uses, as MicroMutableOpResolver::Add<Op> names. Size the resolver with
+// kNumBuiltinOps + tinytrain::kNumOps and add them with
+//   #define ADD_BUILTIN(OP) resolver.Add##OP();
+//   {name.upper()}_FOR_EACH_BUILTIN(ADD_BUILTIN)
+#define {name.upper()}_FOR_EACH_BUILTIN(X) {" ".join(f"X({op})" for op in builtins)}
+constexpr unsigned int kNumBuiltinOps = {len(builtins)};
+
+}}  // namespace {name}
+
+#endif  // {guard}
+"""
+    rows = (", ".join(f"0x{b:02x}" for b in model[i : i + BYTES_PER_LINE]) for i in range(0, len(model), BYTES_PER_LINE))
+    body = ",\n    ".join(rows)
+    source_text = f"""{banner}#include "{header_path(source).name}"
+
+namespace {name} {{
+
+alignas({MODEL_ALIGNMENT}) const unsigned char kData[] = {{
+    {body}}};
+
+}}  // namespace {name}
+"""
+    return source_text, header
+
+
+def _position(tensors: list[int], tensor: int, role: str, kind: str) -> int:
+    if tensor not in tensors:
+        raise TinyTrainError(f"training metadata names tensor {tensor} as the {role}, but it is not a graph {kind}")
+    return tensors.index(tensor)
+
+
+def _arena_comment(arena: ArenaSize) -> str:
+    if arena.method == "measured":
+        return "the exact minimum, measured by bisection in TFLM on x86-64\n// (the pinned tflite-micro wheel)."
+    return "the memory planner's estimate for x86-64 (TFLM was not run)."
+
+
+def resolver_suffix(builtin: str) -> str:
+    """MicroMutableOpResolver's Add method suffix for a builtin op: CONV_2D -> Conv2D, MAX_POOL_2D -> MaxPool2D."""
+    if builtin in IRREGULAR_RESOLVER_NAMES:
+        return IRREGULAR_RESOLVER_NAMES[builtin]
+    return "".join(part if part[0].isdigit() else part.capitalize() for part in builtin.split("_"))

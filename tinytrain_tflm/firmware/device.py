@@ -1,0 +1,537 @@
+"""Training models on emulated Cortex-M boards: built from TFLM's sources, run under QEMU.
+
+A firmware here is what a product would flash: TFLM's MicroInterpreter and kernels compiled from a
+TFLM tree for the target's core, tinytrain's kernels in firmware mode, the training model as the C
+array `export --c-array` writes, and a bare-metal harness (kernels/cortex_m/harness) with the tensor
+arena alone in a 256 KB RAM region. QEMU runs it; `-icount shift=3` makes its clock count
+instructions (board/target_platform.cc reads them from SysTick). Nothing here is a simulation of the
+kernels: the printed losses and logits are the device's.
+
+Sources: TFLM_ROOT names a TFLM tree (with TFLM_INCLUDE_DIRS for flatbuffers, gemmlowp and ruy, and
+CMSIS_NN_ROOT, CMSIS_CORE_INCLUDE and CORTEX_DFP_ROOT for CMSIS-NN builds), or TINYTRAIN_THIRD_PARTY
+names a folder holding the pinned archives (the project's ../shared/third_party), unpacked once.
+ARDUINO_TFLM_SRC, else the same bundle, gives the Arduino_TensorFlowLite library's src/ (its TFLM).
+Compiled libraries are cached under TINYTRAIN_BUILD_DIR (default ~/.cache/tinytrain-tflm): a second
+run compiles only the model and the harness.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TinyTrainError
+from ..frontend import read
+from ..target import Target
+from . import c_array, sources_root
+
+TOOL_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+TFLM_ARCHIVES = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn", "cmsis6", "cortex-dfp")
+ARDUINO_TFLM_ARCHIVE = "arduino-tflm"
+# -icount shift=3: 8 ns of virtual time per instruction, what board/target_platform.cc counts with.
+QEMU_FLAGS = ("-nographic", "-icount", "shift=3", "-semihosting-config")
+# An emulated run longer than this is taken as a hang (QEMU keeps running a core in lockup): a script of
+# MobileNetV2 training steps with reference kernels takes about a minute per step, AllocateTensors alone
+# (an arena probe) a second or two.
+RUN_TIMEOUT_S = 1800
+ALLOCATE_TIMEOUT_S = 120
+
+# The builtin kernels a device build compiles: TFLM's kernel sources (stems under
+# tensorflow/lite/micro/kernels) per op. A model using another op is refused before the build.
+BUILTIN_KERNELS = {
+    "ADD": ("add", "add_common"),
+    "ARG_MAX": ("arg_min_max",),
+    "AVERAGE_POOL_2D": ("pooling", "pooling_common"),
+    "CONCATENATION": ("concatenation",),
+    "CONV_2D": ("conv", "conv_common"),
+    "DEPTHWISE_CONV_2D": ("depthwise_conv", "depthwise_conv_common"),
+    "DEQUANTIZE": ("dequantize", "dequantize_common"),
+    "EXPAND_DIMS": ("expand_dims",),
+    "FULLY_CONNECTED": ("fully_connected", "fully_connected_common"),
+    "HARD_SWISH": ("hard_swish", "hard_swish_common"),
+    "LEAKY_RELU": ("leaky_relu", "leaky_relu_common"),
+    "LOGISTIC": ("logistic", "logistic_common"),
+    "MAX_POOL_2D": ("pooling", "pooling_common"),
+    "MAXIMUM": ("maximum_minimum",),
+    "MEAN": ("reduce", "reduce_common"),
+    "MINIMUM": ("maximum_minimum",),
+    "MUL": ("mul", "mul_common"),
+    "PACK": ("pack",),
+    "PAD": ("pad", "pad_common"),
+    "QUANTIZE": ("quantize", "quantize_common"),
+    "RELU": ("activations", "activations_common"),
+    "RELU6": ("activations", "activations_common"),
+    "RESHAPE": ("reshape", "reshape_common"),
+    "SHAPE": ("shape",),
+    "SLICE": ("slice",),
+    "SOFTMAX": ("softmax", "softmax_common"),
+    "SQUEEZE": ("squeeze",),
+    "STRIDED_SLICE": ("strided_slice", "strided_slice_common"),
+    "SUB": ("sub", "sub_common"),
+    "TANH": ("tanh",),
+    "TRANSPOSE": ("transpose", "transpose_common"),
+}
+# Kernel helpers every build needs.
+KERNEL_SUPPORT = ("kernel_util", "micro_tensor_utils")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """A TFLM tree and what its headers and optimized kernels need."""
+
+    tflm: Path
+    include_dirs: tuple[Path, ...]  # flatbuffers, gemmlowp, ruy
+    cmsis_nn: Path | None = None
+    cmsis_core_include: Path | None = None  # CMSIS_6's CMSIS/Core/Include
+    cortex_dfp: Path | None = None  # Cortex_DFP (Device/ARMCMx/Include)
+    origin: str = ""
+
+    def cmsis_flags(self, target: Target) -> list[str]:
+        if None in (self.cmsis_nn, self.cmsis_core_include, self.cortex_dfp):
+            raise TinyTrainError(
+                "CMSIS-NN kernels need CMSIS_NN_ROOT, CMSIS_CORE_INCLUDE and CORTEX_DFP_ROOT beside TFLM_ROOT "
+                "(or the pinned bundle, TINYTRAIN_THIRD_PARTY)"
+            )
+        device = self.cortex_dfp / "Device" / target.cmsis_device / "Include"
+        return [
+            f"-I{self.cmsis_nn}",
+            f"-I{self.cmsis_nn / 'Include'}",
+            f"-I{self.cmsis_core_include}",
+            f"-I{device}",
+            "-DCMSIS_NN",
+            f"-D{target.cmsis_device}",
+            f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="{target.cmsis_device}.h"',
+        ]
+
+
+class NoSources(TinyTrainError):
+    """Neither a user's source tree nor the pinned bundle is named: nothing to build from."""
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("TINYTRAIN_BUILD_DIR") or Path.home() / ".cache" / "tinytrain-tflm")
+
+
+def missing_tools() -> list[str]:
+    """The cross tools a device build and run need that are not installed."""
+    missing = [tool for tool in ("arm-none-eabi-g++", "arm-none-eabi-size", "qemu-system-arm") if shutil.which(tool) is None]
+    if not missing:
+        for library in ("librdimon.a", "libstdc++_nano.a"):
+            found = subprocess.run(["arm-none-eabi-gcc", f"-print-file-name={library}"], capture_output=True, text=True)
+            if not Path(found.stdout.strip()).is_file():
+                missing.append(library)
+    return missing
+
+
+def check_tools() -> None:
+    missing = missing_tools()
+    if missing:
+        raise TinyTrainError(f"emulated Cortex-M runs need {', '.join(missing)}: apt-get install {TOOL_PACKAGES}")
+
+
+def locate_sources() -> Sources:
+    """The user's TFLM tree (TFLM_ROOT, ...), else the pinned bundle (TINYTRAIN_THIRD_PARTY), unpacked
+    under build_dir() once; an error naming both when neither is there."""
+    root = os.environ.get("TFLM_ROOT")
+    if root:
+        tflm = Path(root)
+        if not (tflm / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+            raise TinyTrainError(f"TFLM_ROOT={root} is not a TFLM source tree (no tensorflow/lite/micro/micro_interpreter.h)")
+        optional = {name: Path(os.environ[name]) if os.environ.get(name) else None for name in
+                    ("CMSIS_NN_ROOT", "CMSIS_CORE_INCLUDE", "CORTEX_DFP_ROOT")}  # fmt: skip
+        includes = tuple(Path(d) for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d)
+        return Sources(tflm, includes, optional["CMSIS_NN_ROOT"], optional["CMSIS_CORE_INCLUDE"],
+                       optional["CORTEX_DFP_ROOT"], f"TFLM_ROOT={root}")  # fmt: skip
+    bundle = _bundle("TFLM", "TFLM_ROOT to a TFLM tree")
+    unpacked = _unpack_bundle(bundle, TFLM_ARCHIVES)
+    return Sources(
+        unpacked / "tflite-micro",
+        tuple(unpacked / d for d in ("flatbuffers/include", "gemmlowp", "ruy")),
+        unpacked / "cmsis-nn",
+        unpacked / "cmsis6/CMSIS/Core/Include",
+        unpacked / "cortex-dfp",
+        f"the pinned bundle {bundle}",
+    )
+
+
+def locate_arduino_tflm() -> Path:
+    """The src/ folder of the Arduino_TensorFlowLite library (its own TFLM, flatbuffers, CMSIS-NN): the
+    user's (ARDUINO_TFLM_SRC), else the pinned bundle's, as locate_sources finds TFLM."""
+    given = os.environ.get("ARDUINO_TFLM_SRC")
+    if given:
+        src = Path(given)
+        if not (src / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+            raise TinyTrainError(f"ARDUINO_TFLM_SRC={given} is not the Arduino_TensorFlowLite library's src/ (no TFLM in it)")
+        return src
+    bundle = _bundle("Arduino_TensorFlowLite", "ARDUINO_TFLM_SRC to that library's src/")
+    return _unpack_bundle(bundle, (ARDUINO_TFLM_ARCHIVE,)) / ARDUINO_TFLM_ARCHIVE / "src"
+
+
+def _bundle(what: str, user_variable: str) -> Path:
+    """The folder of pinned archives TINYTRAIN_THIRD_PARTY names; NoSources naming both ways when it is unset."""
+    bundle = os.environ.get("TINYTRAIN_THIRD_PARTY")
+    if not bundle:
+        raise NoSources(
+            f"no {what} sources: set {user_variable}, or TINYTRAIN_THIRD_PARTY to the folder of pinned archives "
+            "(../shared/third_party)"
+        )
+    if not (Path(bundle) / "SHA256SUMS").is_file():
+        raise TinyTrainError(f"TINYTRAIN_THIRD_PARTY={bundle} is not the pinned bundle (no SHA256SUMS)")
+    return Path(bundle)
+
+
+def _unpack_bundle(bundle: Path, names: Sequence[str]) -> Path:
+    """build_dir()/third_party/<digest of SHA256SUMS>, holding the named archives of `bundle`, each checked
+    against SHA256SUMS and unpacked once. Each is unpacked beside its folder and then renamed into place, so
+    a folder that is there is whole, and concurrent runs do not see each other's half-written files."""
+    sums = (bundle / "SHA256SUMS").read_bytes()
+    destination = build_dir() / "third_party" / hashlib.sha256(sums).hexdigest()[:16]
+    expected = dict(reversed(line.split()) for line in sums.decode().splitlines() if line.strip())
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (destination / name).is_dir():
+            continue
+        archive = bundle / f"{name}.tar.xz"
+        if archive.name not in expected or not archive.is_file():
+            raise TinyTrainError(f"the pinned bundle {bundle} has no checksummed {archive.name}")
+        if hashlib.sha256(archive.read_bytes()).hexdigest() != expected[archive.name]:
+            raise TinyTrainError(f"{archive} does not match its SHA256SUMS entry")
+        with tempfile.TemporaryDirectory(dir=destination, prefix=f".{name}-") as unpacking:
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacking, filter="data")
+            if not (Path(unpacking) / name).is_dir():
+                raise TinyTrainError(f"{archive} does not unpack into a folder {name}/")
+            try:
+                (Path(unpacking) / name).rename(destination / name)
+            except OSError:
+                if not (destination / name).is_dir():  # else another run unpacked it first
+                    raise
+    return destination
+
+
+# -- compiling ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Toolchain:
+    cxx: str
+    cc: str
+    ar: str
+    flags: tuple[str, ...]  # the core's flags, every file
+
+    @staticmethod
+    def of(target: Target) -> _Toolchain:
+        if target.emulated:
+            return _Toolchain("arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-ar", target.cpu_flags)
+        return _Toolchain("c++", "cc", "ar", ())
+
+
+COMMON_FLAGS = ("-ffunction-sections", "-fdata-sections", "-DTF_LITE_STATIC_MEMORY", "-MMD")
+CXX_FLAGS = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics")
+
+
+def _up_to_date(obj: Path) -> bool:
+    """The object exists and is newer than every file its dependency list (-MMD) names."""
+    depfile = obj.with_suffix(".d")
+    if not obj.is_file() or not depfile.is_file():
+        return False
+    built = obj.stat().st_mtime
+    names = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
+    return all(Path(name).is_file() and Path(name).stat().st_mtime <= built for name in names)
+
+
+def _compile(units: Sequence[tuple[Path, Path, list[str]]], what: str) -> None:
+    """Compiles (source, object, command) units that are out of date, as many at once as there are
+    cores, with progress on stderr; a failure is one line naming the file and the compiler's first error."""
+    stale = [unit for unit in units if not _up_to_date(unit[1])]
+    if not stale:
+        return
+
+    launcher = [ccache] if (ccache := shutil.which("ccache")) else []  # rebuilds of a fresh tree hit its cache
+
+    def run(unit: tuple[Path, Path, list[str]]) -> tuple[Path, subprocess.CompletedProcess]:
+        source, obj, command = unit
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        return source, subprocess.run([*launcher, *command, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
+
+    print(f"tinytrain: compiling {what}: {len(stale)} files", file=sys.stderr, flush=True)
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for done, (source, result) in enumerate(pool.map(run, stale), 1):
+            if result.returncode != 0:
+                errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
+                raise TinyTrainError(f"compiling {source} for {what} failed: {errors[0] if errors else result.returncode}")
+            if done % 20 == 0:
+                print(f"tinytrain: compiling {what}: {done}/{len(stale)}", file=sys.stderr, flush=True)
+
+
+def _archive(library: Path, objects: list[Path], toolchain: _Toolchain) -> Path:
+    if library.is_file() and all(obj.stat().st_mtime <= library.stat().st_mtime for obj in objects):
+        return library
+    library.unlink(missing_ok=True)
+    subprocess.run([toolchain.ar, "rcs", str(library), *map(str, objects)], check=True)
+    return library
+
+
+def _units(sources: list[Path], root: Path, out: Path, command: list[str], c_command: list[str]) -> list:
+    units = []
+    for source in sources:
+        obj = out / source.relative_to(root).with_suffix(".o")
+        units.append((source, obj, c_command if source.suffix == ".c" else command))
+    return units
+
+
+def _tflm_framework_sources(sources: Sources) -> list[Path]:
+    """TFLM's interpreter framework and the code it shares with TensorFlow Lite: the same for every kernel set."""
+    micro = sources.tflm / "tensorflow/lite/micro"
+    framework = [
+        p for folder in ("", "arena_allocator", "memory_planner", "tflite_bridge") for p in (micro / folder).glob("*.cc")
+    ]
+    shared = [p for folder in ("tensorflow/lite/core", "tensorflow/lite/kernels", "tensorflow/compiler/mlir/lite")
+              for p in (sources.tflm / folder).rglob("*.cc")]  # fmt: skip
+    excluded = ("_test.cc", "test_helpers.cc", "test_helper_custom_ops.cc", "mock_micro_graph.cc", "fake_micro_context.cc")
+    return sorted(p for p in framework + shared if not p.name.endswith(excluded))
+
+
+def _tflm_kernel_sources(sources: Sources, kernels: str) -> list[Path]:
+    """The kernels of BUILTIN_KERNELS: CMSIS-NN's versions where TFLM has them, for the cmsis-nn set."""
+    reference = sources.tflm / "tensorflow/lite/micro/kernels"
+    optimized = reference / "cmsis_nn"
+    stems = sorted({stem for files in BUILTIN_KERNELS.values() for stem in files} | set(KERNEL_SUPPORT))
+    use_optimized = kernels == "cmsis-nn"
+    return [
+        optimized / f"{s}.cc" if use_optimized and (optimized / f"{s}.cc").is_file() else reference / f"{s}.cc" for s in stems
+    ]
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def build_tflm(target: Target, sources: Sources) -> list[Path]:
+    """TFLM for the target: its kernels (libtflm_kernels.a, per kernel set, CMSIS-NN included) and its
+    framework (libtflm_framework.a, per core), each compiled once per (sources, flags)."""
+    toolchain = _Toolchain.of(target)
+    flags = [*toolchain.flags, *COMMON_FLAGS, "-O2", "-w", f"-I{sources.tflm}", *(f"-I{d}" for d in sources.include_dirs)]
+    core_dir = build_dir() / "tflm" / f"{target.name}-{_key(sources.tflm, toolchain.cxx, *flags)}"
+    framework = _units(
+        _tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], []
+    )
+    _compile(framework, f"TFLM's framework for {target.name}")
+    if target.kernels == "cmsis-nn":
+        flags += sources.cmsis_flags(target)
+    kernel_dir = core_dir / target.kernels
+    kernels = _units(
+        _tflm_kernel_sources(sources, target.kernels), sources.tflm, kernel_dir, [toolchain.cxx, *CXX_FLAGS, *flags], []
+    )
+    if target.kernels == "cmsis-nn":
+        cmsis = (p for p in (sources.cmsis_nn / "Source").rglob("*.c") if not p.name.endswith(("_f16.c", "_f32.c", "_flt.c")))
+        kernels += _units(sorted(cmsis), sources.cmsis_nn, kernel_dir / "cmsis-nn", [], [toolchain.cc, "-std=c11", *flags])
+    _compile(kernels, f"TFLM's kernels for {target.label}")
+    return [
+        _archive(kernel_dir / "libtflm_kernels.a", [unit[1] for unit in kernels], toolchain),
+        _archive(core_dir / "libtflm_framework.a", [unit[1] for unit in framework], toolchain),
+    ]
+
+
+def _kernel_sources() -> Path:
+    """kernels/ with the core, the glue, the board support and the harness."""
+    return sources_root("kernels/cortex_m/harness") / "kernels"
+
+
+def build_kernels(target: Target, sources: Sources) -> Path:
+    """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers."""
+    toolchain = _Toolchain.of(target)
+    kernels = _kernel_sources()
+    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
+             "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}",
+             *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs))]  # fmt: skip
+    out = build_dir() / "tinytrain" / f"{target.name}-{_key(kernels, sources.tflm, toolchain.cxx, *flags)}"
+    files = sorted([*kernels.glob("core/*/*.cc"), *kernels.glob("tflm/*.cc")])
+    files = [f for f in files if f.name not in ("register_host.cc", "host_resolver.cc")]
+    units = _units(files, kernels, out, [toolchain.cxx, *flags], [])
+    _compile(units, f"tinytrain's kernels for {target.name}")
+    return _archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
+
+
+@dataclasses.dataclass(frozen=True)
+class Firmware:
+    """A linked harness for one model and target."""
+
+    elf: Path
+    target: Target
+    flash_bytes: int  # code, constants and the model: what the device's flash holds
+    static_ram_bytes: int  # .data and .bss outside the arena
+
+
+def build_firmware(model: bytes, target: Target) -> Firmware:
+    """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target."""
+    if not target.emulated:
+        raise TinyTrainError(f"target {target.name} is not an emulated board; pick one of the Cortex-M targets")
+    check_tools()
+    graph = read.read_graph(model)
+    unsupported = sorted({op.kind for op in graph.ops if not op.custom} - set(BUILTIN_KERNELS))
+    if unsupported:
+        raise TinyTrainError(
+            f"the device build has no kernel for {', '.join(unsupported)} (it compiles {len(BUILTIN_KERNELS)} builtin ops)"
+        )
+    sources = locate_sources()
+    libraries = [build_kernels(target, sources), *build_tflm(target, sources)]
+    kernels = _kernel_sources()
+    board = kernels / "cortex_m" / "board"
+    toolchain = _Toolchain.of(target)
+    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
+             f"-I{kernels / 'tflm'}", f"-I{board}", *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs)),
+             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"',
+             f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
+    digest = hashlib.sha256(model).hexdigest()[:16]
+    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}-{_key(toolchain.cxx, *flags)}"
+    out.mkdir(parents=True, exist_ok=True)
+    flags.append(f"-I{out}")  # train_model.h
+    source = out / "train_model.cc"
+    if not source.is_file():
+        arena = c_array.ArenaSize(0, 0, "estimated")  # the harness takes its arena size at run time
+        text, header = c_array.c_array_files(model, source, "train_model", arena, "device harness")
+        source.with_suffix(".h").write_text(header)
+        source.write_text(text)
+    units = [
+        (source, out / "train_model.o", [toolchain.cxx, *flags]),
+        (kernels / "cortex_m/harness/train_harness.cc", out / "train_harness.o", [toolchain.cxx, *flags]),
+        (board / "startup.cc", out / "startup.o", [toolchain.cxx, *flags]),
+        (board / "target_platform.cc", out / "target_platform.o", [toolchain.cxx, *flags]),
+    ]
+    _compile(units, f"the harness for {target.label}")
+    elf = out / "harness.elf"
+    # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
+    runtime_flags = ["-nostartfiles", "-T", str(board / "mps2.ld"), "--specs=nano.specs", "--specs=rdimon.specs"]
+    objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
+    arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
+    link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
+    result = subprocess.run(link, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [
+            line for line in result.stderr.splitlines() if "error" in line or "overflow" in line
+        ] or result.stderr.splitlines()
+        raise TinyTrainError(f"linking the harness for {target.label} failed: {lines[0] if lines else result.returncode}")
+    return Firmware(elf, target, *_sizes(elf))
+
+
+def _sizes(elf: Path) -> tuple[int, int]:
+    """(flash bytes, static RAM bytes outside the arena) from the ELF's section headers."""
+    output = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sections = {
+        fields[0]: int(fields[1])
+        for fields in (line.split() for line in output.splitlines())
+        if len(fields) == 3 and fields[1].isdigit()
+    }
+    flash = sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
+    return flash, sections.get(".data", 0) + sections.get(".bss", 0)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Invoke:
+    """One Invoke() on the device: the loss output's float32, the logits' bytes, the instructions."""
+
+    loss: np.float32
+    logits: np.ndarray
+    instructions: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    target: str | None  # what the firmware says it runs: the model's target and kernels, the board
+    arena_used: int | None  # MicroInterpreter::arena_used_bytes() after AllocateTensors
+    invokes: list[Invoke]
+    error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
+
+
+def run(
+    fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), logits_dtype=np.int8
+) -> Run:
+    """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes."""
+    if not 0 < arena_bytes <= fw.target.ram_bytes:
+        raise TinyTrainError(f"an arena of {arena_bytes} bytes does not fit the target's {fw.target.ram_bytes}-byte arena region")
+    arguments = ["harness", str(arena_bytes)]
+    script = None
+    if invokes:
+        script = fw.elf.parent / f"script-{os.getpid()}.bin"
+        script.write_bytes(_script(invokes))
+        arguments.append(str(script))
+    semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
+    command = ["qemu-system-arm", "-M", fw.target.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
+    timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Run(None, None, [], f"no exit within {timeout} s (a hang or a lockup)")
+    finally:
+        if script is not None:
+            script.unlink(missing_ok=True)
+    return _parse(result, logits_dtype)
+
+
+def _script(invokes: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> bytes:
+    samples = [np.ascontiguousarray(sample).tobytes() for _, _, sample in invokes]
+    label_counts = {len(labels) for _, labels, _ in invokes}
+    if len({len(s) for s in samples}) != 1 or len(label_counts) != 1:
+        raise TinyTrainError("every invoke of a run must have the same sample size and label count")
+    parts = [b"TTS1", struct.pack("<III", len(invokes), len(samples[0]), label_counts.pop())]
+    for (control, labels, _), sample in zip(invokes, samples, strict=True):
+        parts += [struct.pack(f"<i{len(labels)}i", control, *labels), sample]
+    return b"".join(parts)
+
+
+def _parse(result: subprocess.CompletedProcess, logits_dtype) -> Run:
+    target, arena_used, invokes, error = None, None, [], None
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields[:1] == ["target"]:
+            target = line.removeprefix("target ")
+        elif fields[:1] == ["arena_used"]:
+            arena_used = int(fields[1])
+        elif fields[:1] == ["invoke"]:
+            loss = np.frombuffer(bytes.fromhex(fields[3]), np.float32)[0]
+            logits = np.frombuffer(bytes.fromhex(fields[5]), logits_dtype)
+            invokes.append(Invoke(loss, logits, int(fields[7], 16)))
+        elif fields[:1] in (["error"], ["FAULT:"]):
+            error = line
+    if result.returncode != 0 and error is None:
+        error = f"exit code {result.returncode}: {(result.stderr.strip().splitlines() or [''])[-1]}"
+    return Run(target, arena_used, invokes, error)
+
+
+def fits(fw: Firmware, arena_bytes: int) -> bool:
+    """Whether AllocateTensors succeeds in an arena of `arena_bytes`, cleanly (no fault, no hang, nothing
+    written past the arena)."""
+    outcome = run(fw, arena_bytes)
+    return outcome.error is None and outcome.arena_used is not None
+
+
+def minimum_arena(fw: Firmware) -> int:
+    """The exact smallest arena AllocateTensors accepts on the device, by bisection; an error when even
+    the target's arena region does not hold the model."""
+    high = fw.target.ram_bytes
+    if not fits(fw, high):
+        raise TinyTrainError(f"the model does not fit the {high}-byte arena region on {fw.target.label}: {run(fw, high).error}")
+    low = 0  # known not to fit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(fw, middle):
+            high = middle
+        else:
+            low = middle
+    return high

@@ -1,0 +1,51 @@
+"""What the user decides about a training model (CompileOptions), and the switches that turn off one of
+the compiler's savings only to measure it (Ablation). Both are frozen values that the passes needing
+them receive whole; compile() builds them from its keyword arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .passes.optimizer import SGD
+from .passes.scheme import UpdateScheme
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryOptions:
+    """How the compiler shrinks the arena (see compile() for each option). Tiling's and scheduling's
+    memory estimates read it, since they must estimate the model as it will be emitted."""
+
+    tiles: tuple[int, int] | str | None = None
+    overlap_buffers: bool = True
+    flash_requantization: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """Everything compile() takes besides the model and the target."""
+
+    update: str | dict | UpdateScheme = "last"
+    optimizer: SGD = SGD()
+    gradient: str = "float32"
+    label_smoothing: float = 0.0
+    activation_masks: bool = True
+    memory: MemoryOptions = MemoryOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+    """Each False turns one saving off, only to measure what it saves (benchmarks/memory.py, tests).
+
+    immediate_updates: False defers every update to the end of the backward pass.
+    split_partial: False keeps the whole weight tensor of a partially trained layer as a variable
+    (tinytrain_tflm.passes.partial). prune_backward: False computes the gradient of every activation.
+    schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.passes.schedule; deferred
+    updates never reorder)."""
+
+    immediate_updates: bool = True
+    split_partial: bool = True
+    prune_backward: bool = True
+    schedule_for_planner: bool = True
+
+
+EVERY_SAVING = Ablation()  # what compile() emits

@@ -1,0 +1,60 @@
+"""The optimizer: what the compiler emits right after each parameter's gradient."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..backend import schema, schema_generated
+from ..errors import TinyTrainError
+from ..frontend import ir
+
+ROUNDINGS = {
+    "truncate": schema_generated.ROUND_TRUNCATE,
+    "nearest": schema_generated.ROUND_NEAREST,
+    "stochastic": schema_generated.ROUND_STOCHASTIC,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SGD:
+    """SGD on int8 weights and int32 biases, updated in place on the device.
+
+    qas: quantization-aware scaling (BRIEF section 1): the integer step is
+    lr * g / s, so the real-valued step equals float SGD's; without it the
+    step is lr * s * g, the naive int8 SGD whose steps are s^2 too small.
+    rounding: a step smaller than one quantum is lost under "truncate" (what
+    the paper's MCU code does); "stochastic" keeps its expectation at no
+    memory cost and is the default; "nearest" is between the two.
+    """
+
+    lr: float = 0.01
+    momentum: float = 0.0
+    qas: bool = True
+    rounding: str = "stochastic"
+    seed: int = 1
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise TinyTrainError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise TinyTrainError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.rounding not in ROUNDINGS:
+            raise TinyTrainError(f"rounding must be one of {sorted(ROUNDINGS)}, got {self.rounding!r}")
+        if not 0 < self.seed < 2**31:
+            raise TinyTrainError(f"seed must be in [1, 2^31), got {self.seed}")
+
+    def emit_update(self, b, parameter: int, grad) -> None:
+        """Emits TT_SGD for one parameter (the engine's update callback)."""
+        momentum = -1
+        if self.momentum > 0:
+            shape = b.graph.tensors[grad.data].shape
+            name = f"{b.graph.tensors[parameter].name}/momentum"
+            momentum = b.graph.add_tensor(ir.Tensor(name, shape, np.dtype(np.float32), is_variable=True))
+        # One generator per parameter, each with its own seed, so streams differ.
+        seed = (self.seed + 7919 * len([op for op in b.ops if op.kind == schema_generated.SGD])) % (2**31 - 1) or 1
+        options = schema.encode_blob(
+            "SGD", learning_rate=self.lr, momentum=self.momentum, qas=int(self.qas), rounding=ROUNDINGS[self.rounding], seed=seed
+        )
+        b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control], [], options)

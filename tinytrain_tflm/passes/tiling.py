@@ -1,0 +1,301 @@
+"""Patch-based execution of the memory-heavy first stage (the idea of MCUNetV2).
+
+The early, high-resolution layers of a CNN hold the largest activations, so
+they set the forward peak. This pass rewrites the first stage (the leading
+CONV_2D / DEPTHWISE_CONV_2D / PAD / ADD ops, residual blocks included, up to a
+tensor that alone carries everything on) to run tile by tile: for each tile of
+the stage output it slices the input region the tile depends on, runs every
+stage op on that patch (slicing a tensor again where one reader needs less of
+it than another, as a residual ADD does), and finally concatenates the tiles
+back into the stage output. Tiles run one after
+another, so TFLM's planner reuses their small buffers and the stage's peak
+falls to about one patch's worth.
+
+The result is bit-identical to the untiled graph: interior patch borders read
+real neighbour values (the halo, recomputed per tile), and where a patch
+touches the image border an explicit PAD supplies what the op's own padding
+did. Both pad with the zero point, i.e. real 0. The stage must be frozen
+(nothing in it trains): its ops are replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
+
+from ..errors import TinyTrainError
+from ..frontend import ir
+from ..options import MemoryOptions
+from ..plan.memory import estimate
+from . import geometry, requantization
+
+# Standalone, the estimates are of a model TFLM plans alone (what compile(overlap_buffers=False) emits).
+TFLM_PLANNED = MemoryOptions(overlap_buffers=False)
+
+TILEABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "ADD")
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """Rows or columns [start, stop) of a tensor; may reach outside it before clipping."""
+
+    start: int
+    stop: int
+
+    def clip(self, size: int) -> Span:
+        return Span(max(0, self.start), min(size, self.stop))
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def _activation_inputs(op: ir.Op) -> list[int]:
+    return op.inputs[:2] if op.kind == "ADD" else op.inputs[:1]
+
+
+def _tileable(graph: ir.Graph, op: ir.Op) -> bool:
+    """Spatially local, per batch and pixel: a tile of its output depends on a window of its inputs only."""
+    if op.custom or op.kind not in TILEABLE:
+        return False
+    if op.kind == "PAD":  # padding the batch or channel axis is not a spatial window
+        paddings = graph.tensors[op.inputs[1]].data
+        return paddings is not None and not np.any(paddings[[0, 3]])
+    if op.kind == "ADD":  # no broadcasting: both inputs have the output's shape
+        return all(graph.tensors[t].shape == graph.tensors[op.outputs[0]].shape for t in op.inputs)
+    return True
+
+
+def stage_lengths(graph: ir.Graph, trained: set[int] | None = None) -> list[int]:
+    """The lengths k for which ops[:k] can be the tiled first stage: every op tileable, reading the
+    graph input or outputs of earlier stage ops (plus constants that do not train), and op k-1's output
+    the only stage tensor read after the stage. Residual blocks (ADD) may lie inside it."""
+    last_reader: dict[int, int] = {}
+    for position, op in enumerate(graph.ops):
+        for tensor in op.inputs:
+            last_reader[tensor] = position
+    source = graph.inputs[0] if graph.inputs else -1
+    produced: set[int] = set()
+    lengths = []
+    for position, op in enumerate(graph.ops):
+        activations = _activation_inputs(op)
+        constants = set(op.inputs) - set(activations)
+        if (
+            not _tileable(graph, op)
+            or not set(activations) <= produced | {source}
+            or set(op.inputs) & (trained or set())
+            or any(graph.tensors[t].data is None for t in constants)
+        ):
+            break
+        produced.add(op.outputs[0])
+        live = {t for t in produced if last_reader.get(t, -1) > position or t in graph.outputs}
+        if live <= {op.outputs[0]} and op.kind != "PAD":  # a PAD last would leave a tile with no op of its own
+            lengths.append(position + 1)
+    return lengths
+
+
+def _needed(graph: ir.Graph, op: ir.Op, axis: int, out: Span) -> Span:
+    """Input span (unclipped: it may cover padding) that op reads for output span `out`."""
+    kernel, stride, dilation, pad = geometry.window(graph, op, axis)
+    return Span(out.start * stride - pad, (out.stop - 1) * stride - pad + (kernel - 1) * dilation + 1)
+
+
+def _splits(size: int, parts: int) -> list[Span]:
+    edges = np.linspace(0, size, parts + 1).round().astype(int)
+    return [Span(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+class _Builder:
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.ops: list[ir.Op] = []
+
+    def tensor(self, like: int, shape: tuple[int, ...], name: str) -> int:
+        source = self.graph.tensors[like]
+        return self.graph.add_tensor(ir.Tensor(name, shape, source.dtype, source.quantization))
+
+    def constant(self, name: str, values) -> int:
+        values = np.asarray(values, np.int32)
+        return self.graph.add_tensor(ir.Tensor(name, values.shape, np.dtype(np.int32), data=values))
+
+    def op(self, kind: str, inputs: list[int], output: int, options) -> int:
+        self.ops.append(ir.Op(kind, inputs, [output], builtin_options=options))
+        return output
+
+
+def _hull(a: Span, b: Span) -> Span:
+    return Span(min(a.start, b.start), max(a.stop, b.stop))
+
+
+def _input_windows(graph: ir.Graph, op: ir.Op, rows: Span, cols: Span) -> list[tuple[int, Span, Span]]:
+    """(input tensor, rows, cols) that op reads for its output over rows x cols, unclipped."""
+    if op.kind == "ADD":
+        return [(tensor, rows, cols) for tensor in op.inputs]
+    return [(op.inputs[0], _needed(graph, op, 1, rows), _needed(graph, op, 2, cols))]
+
+
+def _tile(graph: ir.Graph, stage: list[int], rows: Span, cols: Span, b: _Builder, tag: str) -> int:
+    """Emits the ops computing the stage output over rows x cols; returns that patch tensor."""
+    # Backwards: the span of each stage tensor this tile needs, the hull over its readers, clipped.
+    need = {graph.ops[stage[-1]].outputs[0]: (rows, cols)}
+    for position in reversed(stage):
+        op = graph.ops[position]
+        for tensor, r, c in _input_windows(graph, op, *need[op.outputs[0]]):
+            shape = graph.tensors[tensor].shape
+            r, c = r.clip(shape[1]), c.clip(shape[2])
+            need[tensor] = (_hull(need[tensor][0], r), _hull(need[tensor][1], c)) if tensor in need else (r, c)
+
+    # Forwards: patches[t] holds tensor t over have[t].
+    source = graph.ops[stage[0]].inputs[0]
+    patches = {source: source}
+    have = {source: (Span(0, graph.tensors[source].shape[1]), Span(0, graph.tensors[source].shape[2]))}
+
+    def window(tensor: int, r: Span, c: Span, name: str) -> int:
+        """Tensor over r x c (inside what its patch holds): the patch itself, or a SLICE of it."""
+        if have[tensor] == (r, c):
+            return patches[tensor]
+        (have_r, have_c), (n, _, _, channels) = have[tensor], graph.tensors[tensor].shape
+        begin = b.constant(f"{name}/begin", [0, r.start - have_r.start, c.start - have_c.start, 0])
+        size = b.constant(f"{name}/size", [n, r.length, c.length, channels])
+        sliced = b.tensor(tensor, (n, r.length, c.length, channels), name)
+        return b.op("SLICE", [patches[tensor], begin, size], sliced, tfl.SliceOptionsT())
+
+    patches[source], have[source] = window(source, *need[source], f"{tag}/input"), need[source]
+    for position in stage:
+        op = graph.ops[position]
+        name, out = f"{tag}/op{position}", op.outputs[0]
+        r_out, c_out = need[out]
+        n, _, _, channels = graph.tensors[out].shape
+        if op.kind == "ADD":
+            inputs = [window(t, r_out, c_out, f"{name}/input{i}") for i, t in enumerate(op.inputs)]
+            patch = b.op(
+                "ADD", inputs, b.tensor(out, (n, r_out.length, c_out.length, channels), f"{name}/output"), op.builtin_options
+            )
+        else:
+            tensor, want_r, want_c = _input_windows(graph, op, r_out, c_out)[0]
+            shape = graph.tensors[tensor].shape
+            inside_r, inside_c = want_r.clip(shape[1]), want_c.clip(shape[2])
+            patch = window(tensor, inside_r, inside_c, f"{name}/window")
+            # Outside the tensor: the zero padding the op (or the PAD op) supplied in the whole graph.
+            pads = [[0, 0], [inside_r.start - want_r.start, want_r.stop - inside_r.stop]]
+            pads += [[inside_c.start - want_c.start, want_c.stop - inside_c.stop], [0, 0]]
+            if any(p for pair in pads for p in pair):
+                padded = b.tensor(tensor, (n, want_r.length, want_c.length, shape[3]), f"{name}/padded")
+                patch = b.op("PAD", [patch, b.constant(f"{name}/paddings", pads)], padded, tfl.PadOptionsT())
+            if op.kind != "PAD":  # a PAD op is the explicit PAD above, or nothing inside the image
+                options = _copy(op.builtin_options)
+                options.padding = tfl.Padding.VALID
+                output = b.tensor(out, (n, r_out.length, c_out.length, channels), f"{name}/output")
+                patch = b.op(op.kind, [patch, *op.inputs[1:]], output, options)
+        patches[out], have[out] = patch, need[out]
+    return patches[graph.ops[stage[-1]].outputs[0]]
+
+
+def _copy(options):
+    """A copy of an object-API options table (they are plain classes)."""
+    copied = type(options)()
+    copied.__dict__.update(options.__dict__)
+    return copied
+
+
+def tile_first_stage(
+    graph: ir.Graph,
+    tiles: tuple[int, int] = (4, 4),
+    trained: set[int] | None = None,
+    length: int | None = None,
+    memory_options: MemoryOptions = TFLM_PLANNED,
+) -> tuple[ir.Graph, dict[int, int]]:
+    """The graph with its first `length` ops run in tiles[0] x tiles[1] patches (see the module docstring),
+    compacted, and the map from old tensor indices to new ones. The stage holds no op reading a tensor in
+    `trained`. By default its length is the one of stage_lengths whose tiled graph has the smallest
+    estimated arena (of the model as compile() will emit it: see _estimate): deeper stages cut more
+    activation memory but repeat more ops and halo pixels."""
+    lengths = stage_lengths(graph, trained)
+    if not lengths:
+        first = graph.ops[0] if graph.ops else None
+        if first is not None and _tileable(graph, first) and set(first.inputs) & (trained or set()):
+            raise TinyTrainError(f"op 0 ({first.kind}) is in the tiled first stage but trains; train later layers or don't tile")
+        raise TinyTrainError("model has no first stage to tile: it must start with CONV_2D / DEPTHWISE_CONV_2D on its input")
+    if length is None:
+        # Past 1/8 of the input's resolution activations are small: tiling there only repeats ops.
+        source = graph.tensors[graph.inputs[0]].shape
+        large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
+        candidates = (_tiled(graph, tiles, k) for k in large or lengths[:1])
+        return min(candidates, key=lambda tiled: _estimate(tiled[0], memory_options))
+    if length not in lengths:
+        raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
+    return _tiled(graph, tiles, length)
+
+
+def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
+    """Estimated arena of the graph with the compiler's later memory passes: overlapping buffers, convs
+    reading their requantization from the model."""
+    lowered = requantization.lower(graph) if memory_options.flash_requantization else graph
+    return estimate(lowered, overlap_buffers=memory_options.overlap_buffers).total
+
+
+def _pixels(shape: tuple[int, ...]) -> int:
+    return shape[1] * shape[2]
+
+
+def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Graph, dict[int, int]]:
+    stage = list(range(length))
+    g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
+    output = g.ops[stage[-1]].outputs[0]
+    _, height, width, _ = g.tensors[output].shape
+    b = _Builder(g)
+    grid = [
+        [_tile(g, stage, row_span, col_span, b, f"tile{ty}_{tx}") for tx, col_span in enumerate(_splits(width, tiles[1]))]
+        for ty, row_span in enumerate(_splits(height, tiles[0]))
+    ]
+    rows = [_concatenate(b, patches, 2, output, f"tile_row{ty}") for ty, patches in enumerate(grid)]
+    _concatenate(b, rows, 1, output, "tiles", final=output)
+    g.ops = b.ops + g.ops[length:]
+    return g.compact()
+
+
+GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
+
+
+def tile_auto(
+    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED
+) -> tuple[tuple[int, int], ir.Graph, dict[int, int]] | None:
+    """(grid, tiled graph, tensor renumbering) of the grid and stage length with the smallest estimated
+    arena, or None when no grid beats the untiled graph (each tile repeats the stage's ops, whose
+    kernel data and bookkeeping cost memory too)."""
+    if not stage_lengths(graph, trained):
+        return None
+    best, best_bytes = None, _estimate(graph, memory_options)
+    for grid in GRIDS:
+        tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options)
+        size = _estimate(tiled[0], memory_options)
+        if size < best_bytes:
+            best, best_bytes = (grid, *tiled), size
+    return best
+
+
+def choose_tiles(
+    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED
+) -> tuple[int, int] | None:
+    """The grid tile_auto picks, or None."""
+    best = tile_auto(graph, trained, memory_options)
+    return None if best is None else best[0]
+
+
+def _concatenate(b: _Builder, parts: list[int], axis: int, like: int, name: str, final: int | None = None) -> int:
+    """Joins parts along axis; a single part is renamed to `final` instead (no copy)."""
+    if len(parts) == 1:
+        if final is not None:
+            producer = next(op for op in b.ops if parts[0] in op.outputs)
+            producer.outputs = [final]
+            return final
+        return parts[0]
+    shapes = [b.graph.tensors[p].shape for p in parts]
+    shape = list(shapes[0])
+    shape[axis] = sum(s[axis] for s in shapes)
+    output = final if final is not None else b.tensor(like, tuple(shape), name)
+    options = tfl.ConcatenationOptionsT()
+    options.axis = axis
+    return b.op("CONCATENATION", parts, output, options)

@@ -1,0 +1,491 @@
+"""Memory plan: where every arena byte of a (training) model goes, without running TFLM.
+
+The persistent part (the "tail") is estimated from counts TFLM's own data
+structures give (per tensor, per op, per graph input/output), the variables'
+sizes, and a table of what each kernel allocates, measured once per op kind on
+the pinned wheel (x86-64). `project_32bit` turns the x86 bookkeeping into a
+32-bit MCU's (4-byte pointers); kernel data keeps its x86 size, so the
+projection errs high.
+
+The non-persistent part of TFLM's arena (the "head") holds every tensor that is
+neither constant nor a variable, each for its lifetime in op order. This module
+derives those lifetimes exactly as TFLM does (micro_allocation_info.cc: graph
+inputs live from scope 0, op i is scope i + 1, graph outputs live to the end)
+and places them with TFLM's greedy planner (greedy_memory_planner.cc: largest
+first, stable order for equal sizes, each at the first gap among buffers live
+at the same time), so the head it predicts is the one TFLM allocates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..backend import schema_generated
+from ..errors import TinyTrainError
+from ..frontend import ir
+from ..passes import overlap
+
+ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
+
+ACTIVATION = "activations"
+SAVED = "saved for backward"
+GRADIENT = "gradients"
+
+
+def _aligned(size: int) -> int:
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+def tensor_bytes(tensor: ir.Tensor) -> int:
+    """Bytes of a tensor's data, aligned as TFLM allocates it in the arena."""
+    return _aligned(int(np.prod(tensor.shape, dtype=np.int64)) * tensor.dtype.itemsize)
+
+
+def is_planned(tensor: ir.Tensor) -> bool:
+    """Whether TFLM's planner places the tensor in the head: constants stay in the model, variables in the tail."""
+    return tensor.data is None and not tensor.is_variable
+
+
+@dataclasses.dataclass
+class Buffer:
+    tensor: int
+    size: int  # bytes, aligned as TFLM allocates them
+    first: int  # scope of creation (0 = before the first op)
+    last: int  # scope of last use
+    category: str
+    offset: int = -1
+    # (start, size, last scope) of byte ranges that die before the whole buffer (rows a tiled stage has
+    # sliced for the last time); empty: all of it lives to `last`. Only in plans written into the model.
+    bands: tuple[tuple[int, int, int], ...] = ()
+
+    def parts(self) -> tuple[tuple[int, int, int], ...]:
+        return self.bands or ((0, self.size, self.last),)
+
+
+def _lifetimes(graph: ir.Graph) -> dict[int, list[int]]:
+    spans: dict[int, list[int]] = {}
+
+    def touch(tensor: int, scope: int) -> None:
+        span = spans.setdefault(tensor, [scope, scope])
+        span[1] = scope
+
+    for tensor in graph.inputs:
+        touch(tensor, 0)
+    for scope, op in enumerate(graph.ops, start=1):
+        for tensor in op.outputs:
+            spans.setdefault(tensor, [scope, scope])
+        for tensor in op.inputs + op.outputs:
+            if tensor >= 0:
+                touch(tensor, scope)
+    for tensor in graph.outputs:
+        spans.setdefault(tensor, [len(graph.ops), len(graph.ops)])[1] = len(graph.ops)
+    return spans
+
+
+def _categories(graph: ir.Graph) -> dict[int, str]:
+    """Role of each planned tensor in a training model (everything is an activation in an inference model)."""
+    loss = next((i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    if loss is None:
+        return {}
+    produced_backward = {t for op in graph.ops[loss:] for t in op.outputs}
+    read_backward = {t for op in graph.ops[loss + 1 :] for t in op.inputs}
+    roles = {}
+    for op in graph.ops[:loss]:
+        for tensor in op.outputs:
+            roles[tensor] = SAVED if tensor in read_backward else ACTIVATION
+    roles.update({t: GRADIENT for t in produced_backward})
+    loss_op = graph.ops[loss]
+    roles[loss_op.outputs[0]] = ACTIVATION  # the loss value itself
+    return roles
+
+
+def planned_buffers(graph: ir.Graph) -> list[Buffer]:
+    """Every tensor TFLM plans in the head, with its lifetime and role, in TFLM's order (tensor index)."""
+    spans = _lifetimes(graph)
+    roles = _categories(graph)
+    buffers = []
+    for index, tensor in enumerate(graph.tensors):
+        if not is_planned(tensor) or index not in spans:
+            continue
+        size = tensor_bytes(tensor)
+        if size:
+            buffers.append(Buffer(index, size, *spans[index], roles.get(index, ACTIVATION)))
+    return buffers
+
+
+def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixed: list[Buffer] = ()) -> None:
+    """Sets every buffer's offset as TFLM's GreedyMemoryPlanner does, extended to overlapping buffers.
+
+    Groups go largest first (by their largest buffer). TFLM fills its sort array from the end, then
+    bubble-sorts (stably), so groups of equal size go in reverse tensor order; that tie order changes
+    the layout. Each buffer goes to the lowest offset where it misses every placed buffer live at the
+    same time (TFLM's first fit), except that an op's output may lie `shift` or more bytes below an
+    input it overlaps (tinytrain_tflm.passes.overlap), and that a buffer's bands free their bytes when they
+    die. A group is a chain of such overlaps, placed from its last output back to its first input,
+    so each input can settle over the output placed before it; a lone buffer is a group of one.
+    `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM."""
+    total = sum(len(b.parts()) for b in fixed) + sum(len(b.parts()) for group in groups for b in group)
+    firsts, lasts, starts, ends = (np.empty(total, np.int64) for _ in range(4))
+    count = 0
+    index: dict[int, int] = {}  # tensor -> its first part's row in the arrays
+    over = {o.output: (o.input, _aligned(o.shift)) for o in overlaps}  # output -> (input it may overlap, shift)
+    under = {o.input: (o.output, _aligned(o.shift)) for o in overlaps}  # input -> (output that may overlap it, shift)
+
+    def add(buffer: Buffer) -> None:
+        nonlocal count
+        index[buffer.tensor] = count
+        for start, size, last in buffer.parts():
+            firsts[count], lasts[count] = buffer.first, last
+            starts[count], ends[count] = buffer.offset + start, buffer.offset + start + size
+            count += 1
+
+    def collisions(buffer: Buffer, start: int, size: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(live, low, high) over the placed parts: a part of `buffer` at offset o collides where low < o < high."""
+        live = (firsts[:count] <= last) & (lasts[:count] >= buffer.first)
+        low, high = starts[:count] - size, ends[:count].copy()
+        if buffer.tensor in over and over[buffer.tensor][0] in index:  # may start `shift` below its input
+            other, shift = over[buffer.tensor]
+            low[index[other]] = max(low[index[other]], starts[index[other]] - shift)
+        if buffer.tensor in under and under[buffer.tensor][0] in index:  # its output may start `shift` below it
+            other, shift = under[buffer.tensor]
+            high[index[other]] = min(high[index[other]], starts[index[other]] + shift)
+        return live, low - start, high - start
+
+    for buffer in fixed:
+        add(buffer)
+    for group in sorted(reversed(groups), key=lambda group: -max(buffer.size for buffer in group)):
+        for buffer in reversed(group):
+            parts = [collisions(buffer, *part) for part in buffer.parts()]
+            offset = 0
+            while True:  # every feasible offset above this one clears each current collision: jump past all
+                hits = [(live & (low < offset) & (offset < high), high) for live, low, high in parts]
+                needed = max((int(high[hit].max()) for hit, high in hits if hit.any()), default=offset)
+                if needed == offset:
+                    break
+                offset = needed
+            buffer.offset = offset
+            add(buffer)
+
+
+def _set_sliced_bands(graph: ir.Graph, buffers: list[Buffer]) -> None:
+    """Gives each buffer its _sliced_bands, from one pass over the ops."""
+    readers: dict[int, list[tuple[int, ir.Op]]] = {}
+    for scope, op in enumerate(graph.ops, start=1):
+        for tensor in set(op.inputs):
+            readers.setdefault(tensor, []).append((scope, op))
+    for buffer in buffers:
+        buffer.bands = _sliced_bands(graph, buffer, readers.get(buffer.tensor, []))
+
+
+def _sliced_bands(graph: ir.Graph, buffer: Buffer, readers: list[tuple[int, ir.Op]]) -> tuple[tuple[int, int, int], ...]:
+    """The bands of a batch-1 NHWC tensor that only SLICE ops read (a tiled stage's input; `readers` are
+    its (scope, op)s): its ALIGNMENT-byte chunks grouped by the last slice reading any of their rows.
+    Empty if no band dies early."""
+    tensor = graph.tensors[buffer.tensor]
+    if len(tensor.shape) != 4 or tensor.shape[0] != 1 or buffer.tensor in graph.outputs or len(readers) < 2:
+        return ()
+    if any(op.kind != "SLICE" or op.inputs[0] != buffer.tensor or graph.tensors[op.inputs[1]].data is None for _, op in readers):
+        return ()
+    rows = tensor.shape[1]
+    row_last = np.full(rows, buffer.first)  # a row no slice reads is dead from the start
+    for scope, op in readers:
+        begin, size = int(graph.tensors[op.inputs[1]].data[1]), int(graph.tensors[op.inputs[2]].data[1])
+        row_last[begin : rows if size < 0 else begin + size] = scope
+    row_bytes = int(np.prod(tensor.shape[2:])) * tensor.dtype.itemsize
+    byte_last = np.full(buffer.size, row_last[-1])  # the alignment padding goes with the last row
+    byte_last[: rows * row_bytes] = np.repeat(row_last, row_bytes)
+    chunk_last = byte_last.reshape(-1, ALIGNMENT).max(axis=1)  # a chunk lives as long as its longest-lived byte
+    edges = [0, *(np.flatnonzero(np.diff(chunk_last)) + 1), len(chunk_last)]
+    bands = tuple((a * ALIGNMENT, (b - a) * ALIGNMENT, int(chunk_last[a])) for a, b in zip(edges[:-1], edges[1:], strict=True))
+    return bands if len(bands) > 1 else ()
+
+
+OFFLINE_PLAN = "OfflineMemoryAllocation"  # TFLM's metadata name for a head planned ahead of time
+
+
+@dataclasses.dataclass
+class MemoryPlan:
+    buffers: list[Buffer]
+    head: int  # bytes of the planned (non-persistent) arena section
+    num_ops: int
+    shared: list[tuple[int, str, int]] = dataclasses.field(default_factory=list)  # (scope, category, bytes) two buffers share
+
+    def live_bytes(self) -> dict[str, np.ndarray]:
+        """Bytes live at each scope (0 .. num_ops), per category: what the plot shows."""
+        series: dict[str, np.ndarray] = {}
+        for buffer in self.buffers:
+            line = series.setdefault(buffer.category, np.zeros(self.num_ops + 1, np.int64))
+            for _, size, last in buffer.parts():
+                line[buffer.first : last + 1] += size
+        for scope, category, size in self.shared:
+            series[category][scope] -= size
+        return series
+
+    def at_peak(self) -> dict[str, int]:
+        """Planned bytes per category among the buffers live at the scope where the most bytes are live."""
+        live = self.live_bytes()
+        scope = int(np.argmax(sum(live.values())))
+        return {category: int(line[scope]) for category, line in live.items() if line[scope]}
+
+
+def _chains(buffers: list[Buffer], overlaps: list[overlap.Overlap]) -> list[list[Buffer]]:
+    """Buffers grouped into chains of overlaps (each tensor overlaps at most one input and one output),
+    first input to last output, in tensor order of their first member; the others alone."""
+    by_tensor = {buffer.tensor: buffer for buffer in buffers}
+    after = {o.input: o.output for o in overlaps}
+    outputs = set(after.values())
+    chains = []
+    for buffer in buffers:
+        if buffer.tensor in outputs:
+            continue  # in the chain of its input
+        chain, tensor = [buffer], buffer.tensor
+        while tensor in after:
+            tensor = after[tensor]
+            chain.append(by_tensor[tensor])
+        chains.append(chain)
+    return chains
+
+
+def _shared_bytes(graph: ir.Graph, plan: MemoryPlan) -> None:
+    """Records the bytes an op's output shares with one of its inputs while the op runs."""
+    by_tensor = {buffer.tensor: buffer for buffer in plan.buffers}
+    for scope, op in enumerate(graph.ops, start=1):
+        for out in (by_tensor[t] for t in op.outputs if t in by_tensor):
+            for a in (by_tensor[t] for t in set(op.inputs) if t in by_tensor):
+                common = min(a.offset + a.size, out.offset + out.size) - max(a.offset, out.offset)
+                if common > 0:
+                    plan.shared.append((scope, out.category, common))
+
+
+def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryPlan:
+    """The head as TFLM lays it out. overlap_buffers: True places outputs over the inputs they may
+    overwrite (tinytrain_tflm.passes.overlap), the plan compile() writes into the model; False is TFLM's own
+    greedy plan; None follows the model: its offline plan if it has one (TFLM places any tensor the
+    plan leaves out around it), else TFLM's greedy plan."""
+    buffers = planned_buffers(graph)
+    if overlap_buffers is None and OFFLINE_PLAN in graph.metadata:
+        offsets = _read_offline_plan(graph)
+        fixed = [b for b in buffers if offsets[b.tensor] >= 0]
+        for buffer in fixed:
+            buffer.offset = int(offsets[buffer.tensor])
+        _set_sliced_bands(graph, fixed)
+        place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
+    else:
+        place([[b] for b in buffers])
+        if overlap_buffers:  # kept only where it beats TFLM's own plan
+            greedy, greedy_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
+            overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
+            _set_sliced_bands(graph, buffers)
+            place(_chains(buffers, overlaps), overlaps)
+            if _head(buffers) >= greedy_head:
+                for buffer in buffers:
+                    buffer.offset, buffer.bands = greedy[buffer.tensor], ()
+    plan = MemoryPlan(buffers, _head(buffers), len(graph.ops))
+    _shared_bytes(graph, plan)
+    return plan
+
+
+def _head(buffers: list[Buffer]) -> int:
+    return max((b.offset + b.size for b in buffers), default=0)
+
+
+def _read_offline_plan(graph: ir.Graph) -> np.ndarray:
+    blob = graph.metadata[OFFLINE_PLAN]
+    values = np.frombuffer(blob[: len(blob) // 4 * 4], "<i4")
+    if len(blob) != 4 * (3 + len(graph.tensors)) or values[2] != len(graph.tensors):
+        raise TinyTrainError(
+            f"malformed {OFFLINE_PLAN} metadata: {len(blob)} bytes for {len(graph.tensors)} tensors "
+            f"(expected {4 * (3 + len(graph.tensors))}); recompile the model"
+        )
+    return values[3:]
+
+
+def offline_plan(graph: ir.Graph) -> bytes:
+    """The model's head planned with overlapping buffers, as TFLM's OfflineMemoryAllocation metadata
+    (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
+    offsets = np.full(len(graph.tensors), -1, np.int64)
+    for buffer in plan_memory(graph, overlap_buffers=True).buffers:
+        offsets[buffer.tensor] = buffer.offset
+    return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
+
+
+# Persistent bytes a kernel allocates for one op on the pinned wheel (x86-64):
+# base + arrays * align16(4 * channels), channels as _channels() counts them.
+# Measured with one-op models (their per-model overhead of 32 B removed). The
+# tinytrain ops' OpData since grew by its kernel pointer(s) (specializable_ops.h):
+# their bases add that growth in TFLM's 16-byte allocation units, as measured
+# on two training models to the byte.
+KERNEL_DATA = {
+    "CONV_2D": (92, 2),  # OpDataConv + per-channel output multiplier and shift
+    "DEPTHWISE_CONV_2D": (92, 2),
+    "FULLY_CONNECTED": (108, 0),
+    "ADD": (72, 0),
+    "MEAN": (39, 0),
+    "AVERAGE_POOL_2D": (32, 0),
+    "MAX_POOL_2D": (32, 0),
+    "PAD": (64, 0),
+    "RESHAPE": (12, 0),
+    "SLICE": (0, 0),
+    "SHAPE": (4, 0),
+    "STRIDED_SLICE": (96, 0),
+    "PACK": (0, 0),
+    schema_generated.INIT_VARIABLES: (40, 0),
+    schema_generated.SOFTMAX_CROSS_ENTROPY: (80, 0),
+    schema_generated.ACTIVATION_MASK: (24, 0),
+    schema_generated.ACTIVATION_GRAD: (72, 0),
+    schema_generated.BIAS_GRAD: (48, 0),
+    schema_generated.MEAN_GRAD: (48, 0),
+    schema_generated.GRAD_ADD: (56, 0),
+    schema_generated.AVERAGE_POOL_2D_GRAD: (96, 0),
+    schema_generated.MAX_POOL_2D_GRAD: (104, 0),
+    schema_generated.CONV_2D_FILTER_GRAD: (152, 0),
+    schema_generated.DEPTHWISE_CONV_2D_FILTER_GRAD: (152, 0),
+    schema_generated.FULLY_CONNECTED_FILTER_GRAD: (88, 0),
+    schema_generated.CONV_2D_INPUT_GRAD: (120, 0),  # filter scales are read from the model, not copied
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 0),
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (120, 0),
+    schema_generated.SGD: (96, 0),
+    schema_generated.CONV_2D: (96, 0),  # requantization read from the model; options parsed in Prepare
+    schema_generated.DEPTHWISE_CONV_2D: (96, 0),
+}
+DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
+INPUT_GRAD_OPS = (
+    schema_generated.CONV_2D_INPUT_GRAD,
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD,
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD,
+)
+
+
+def _channels(graph: ir.Graph, op: ir.Op) -> int:
+    kind = op.kind
+    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return graph.tensors[op.outputs[0]].shape[-1]
+    if kind in INPUT_GRAD_OPS:
+        quant = graph.tensors[op.inputs[2]].quantization
+        return len(quant.scale) if quant is not None else 1
+    if kind == schema_generated.SGD:
+        parameter, grad = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        return grad.shape[parameter.quantization.axis] if parameter.quantization is not None else 1
+    return 0
+
+
+def kernel_data_bytes(graph: ir.Graph) -> int:
+    total = 0
+    for op in graph.ops:
+        base, arrays = KERNEL_DATA.get(op.kind, DEFAULT_KERNEL_DATA)
+        total += base + arrays * _aligned(4 * _channels(graph, op))
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Bookkeeping:
+    """Sizes of TFLM's own records, by pointer size."""
+
+    eval_tensor: int  # TfLiteEvalTensor, one per tensor
+    node: int  # NodeAndRegistration, one per op
+    io_tensor: int  # persistent TfLiteTensor of each graph input and output
+    io_quantization: int  # its quantization record, for a quantized one
+    allocator: int  # the allocator's own objects
+    allocation_info: int  # AllocationInfo, one per tensor: a temporary of TFLM's planning pass
+    planner_buffer: int  # GreedyMemoryPlanner's working arrays per planned buffer: temporary too
+
+
+# The allocator term was measured between 712 and 792 B on small models. TFLM plans the head in
+# temporary memory above the persistent section, before it allocates the graph's I/O tensors:
+# AllocationInfo per tensor plus the greedy planner's 40 B per planned buffer. On models whose
+# head is a few KB, that planning pass, not head + tail, sets the minimum arena.
+X86_64 = Bookkeeping(
+    eval_tensor=24, node=64, io_tensor=64, io_quantization=32, allocator=736, allocation_info=32, planner_buffer=40
+)
+CORTEX_M = Bookkeeping(
+    eval_tensor=12, node=32, io_tensor=40, io_quantization=16, allocator=368, allocation_info=24, planner_buffer=40
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """The arena a model needs, by category, in bytes."""
+
+    planned: dict[str, int]  # head bytes by role at the peak, plus fragmentation
+    persistent: dict[str, int]  # tail bytes by kind
+    head: int
+    planning: int  # bytes TFLM's planning pass needs above the persistent section (see Bookkeeping)
+
+    @property
+    def tail(self) -> int:
+        return sum(self.persistent.values())
+
+    @property
+    def total(self) -> int:
+        return self.tail + max(self.head, self.planning)
+
+
+def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, overlap_buffers: bool | None = None) -> MemoryEstimate:
+    """Predicted minimum arena, by category, with `bookkeeping` for the target's pointer size
+    (overlap_buffers: as plan_memory's)."""
+    plan = plan_memory(graph, overlap_buffers)
+    planned = plan.at_peak()
+    planned["fragmentation"] = plan.head - sum(planned.values())
+    optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
+    weights = optimizer = 0
+    for index, tensor in enumerate(graph.tensors):
+        if tensor.is_variable:
+            size = tensor_bytes(tensor)
+            if index in optimizer_state:
+                optimizer += size
+            else:
+                weights += size
+    io = graph.inputs + graph.outputs
+    quantized_io = sum(graph.tensors[t].quantization is not None for t in io)
+    io_records = bookkeeping.io_tensor * len(io) + bookkeeping.io_quantization * quantized_io
+    persistent = {
+        "trainable weights": weights,
+        "optimizer state": optimizer,
+        "kernel data": kernel_data_bytes(graph),
+        "TFLM bookkeeping": bookkeeping.eval_tensor * len(graph.tensors)
+        + bookkeeping.node * len(graph.ops)
+        + io_records
+        + bookkeeping.allocator,
+    }
+    planning = ALIGNMENT + bookkeeping.allocation_info * len(graph.tensors) + bookkeeping.planner_buffer * len(plan.buffers)
+    return MemoryEstimate(planned, persistent, plan.head, planning - io_records)
+
+
+def project_32bit(measured_x86: int, graph: ir.Graph) -> int:
+    """A measured x86-64 arena with TFLM's bookkeeping resized for 4-byte pointers."""
+    return measured_x86 + estimate(graph, CORTEX_M).total - estimate(graph, X86_64).total
+
+
+def plot(graph: ir.Graph, path: str, title: str = "") -> None:
+    """Live arena bytes over the op schedule, stacked by category, persistent bytes as the base."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TinyTrainError("plotting needs matplotlib: pip install matplotlib") from None
+    plan = plan_memory(graph)
+    result = estimate(graph)
+    scopes = np.arange(plan.num_ops + 1)
+    persistent = list(result.persistent.items())
+    live = plan.live_bytes()
+    labels = [f"{name} (persistent)" for name, _ in persistent] + list(live)
+    rows = [np.full(len(scopes), size) for _, size in persistent] + [live[name] for name in live]
+    figure, axis = plt.subplots(figsize=(12, 4.5))
+    axis.stackplot(scopes, np.array(rows) / 1024, labels=labels, step="mid")
+    total = result.total / 1024
+    axis.axhline(total, color="black", linestyle="--", linewidth=1, label=f"planned arena {total:.1f} KB")
+    loss = next((i + 1 for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    if loss is not None:
+        axis.axvline(loss, color="grey", linewidth=0.8)
+        axis.text(loss, axis.get_ylim()[1] * 0.9, " loss; backward starts", va="top", fontsize=8, color="grey")
+    axis.set_xlabel("op (schedule order)")
+    axis.set_ylabel("KB")
+    axis.set_title(title or "TFLM arena over the op schedule")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,1 @@
+"""Running a model on the host: the TFLM interpreter with tinytrain's kernels, and the trainer."""

@@ -1,0 +1,183 @@
+"""Train a compiled model on the TFLM x86 reference runtime, inspect it, export it."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
+
+from .. import target
+from ..backend import emit, schema, schema_generated
+from ..compiler import TrainingModel
+from ..errors import TinyTrainError
+from ..frontend import ir, read
+from ..passes import loss, requantization
+from ..plan import memory
+from .interpreter import Interpreter
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A trainable parameter of a training model."""
+
+    name: str  # the tensor's name in the source model
+    source: int  # constant tensor holding the source model's values
+    variable: int  # RAM copy the forward pass reads and TT_SGD updates
+    grad: int  # gradient tensor TT_SGD reads ([c_update, ...] for a partial update)
+    grad_scale: int  # its scale tensor (int8 gradients), or -1
+
+
+def _merge_split_parts(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rejoins the channel parts a partial split made ("name" and "name[k:]", tinytrain_tflm.passes.partial),
+    so results are keyed by the source model's parameter names."""
+    merged = dict(values)
+    for key in list(values):
+        match = re.fullmatch(r"(.*)\[(\d+):\]", key)
+        if match and match.group(1) in merged:
+            merged[match.group(1)] = np.concatenate([merged[match.group(1)], merged.pop(key)])
+    return merged
+
+
+def _parameters(graph: ir.Graph) -> list[Parameter]:
+    init = next((op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES), None)
+    if init is None:
+        raise TinyTrainError("training model has no TT_INIT_VARIABLES op: it trains nothing")
+    grads = {op.inputs[0]: (op.inputs[1], op.inputs[2]) for op in graph.ops if op.kind == schema_generated.SGD}
+    parameters = []
+    for source, variable in zip(init.inputs[0::2], init.inputs[1::2], strict=True):
+        grad, scale = grads[variable]
+        parameters.append(Parameter(graph.tensors[source].name, source, variable, grad, scale))
+    return parameters
+
+
+def training_metadata(graph: ir.Graph) -> dict:
+    """The TRAINING_METADATA of a compiled training model (which tensors are sample, label, control, loss, logits)."""
+    if loss.TRAINING_METADATA not in graph.metadata:
+        raise TinyTrainError("not a tinytrain training model (no training metadata); compile it first")
+    metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    if metadata["control_tensor"] < 0:
+        raise TinyTrainError("training model has no control input; compile it with tinytrain_tflm.compile")
+    return metadata
+
+
+class Trainer:
+    """Runs a training model in TFLM: one invoke per step, predict or gradient query.
+
+    The host interpreter preserves every tensor so gradients and weights can be
+    read back; a device plans memory instead (see tinytrain_tflm.runtime.interpreter).
+    """
+
+    def __init__(self, training_model: TrainingModel | bytes, kernel_library: str | Path | None = None):
+        """kernel_library: a library of kernels generated for this model (tinytrain_tflm.firmware.codegen) to
+        run instead of the generic ones."""
+        self.model = training_model.bytes if isinstance(training_model, TrainingModel) else bytes(training_model)
+        self.graph = read.read_graph(self.model)
+        self.metadata = training_metadata(self.graph)
+        self.parameters = _parameters(self.graph)
+        self.input = self.graph.tensors[self.metadata["input_tensor"]]
+        # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.
+        live = sum(t.data is None and int(np.prod(t.shape)) * t.dtype.itemsize for t in self.graph.tensors)
+        self._interpreter = Interpreter(
+            self.model,
+            2 * live + 256 * len(self.graph.tensors) + (1 << 20),
+            preserve_all_tensors=True,
+            kernel_library=kernel_library,
+        )
+
+    def _sample(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape == self.input.shape[1:]:
+            x = x[None]
+        if x.shape != self.input.shape:
+            raise TinyTrainError(f"sample must have shape {self.input.shape} or {self.input.shape[1:]}, got {x.shape}")
+        if x.dtype == self.input.dtype:
+            return x
+        if x.dtype.kind == "f" and self.input.quantization is not None:
+            return self.input.quantization.quantize(x, self.input.dtype)
+        raise TinyTrainError(
+            f"sample must be float (quantized with the model's input scale) or {self.input.dtype.name}, got {x.dtype.name}"
+        )
+
+    def _run(self, x: np.ndarray, label: int, control: int) -> list[np.ndarray]:
+        label = int(label)
+        classes = self.metadata["num_classes"]
+        if control and not 0 <= label < classes:
+            raise TinyTrainError(f"label {label} is out of range [0, {classes})")
+        labels = np.full(self.input.shape[0], label, np.int32)
+        return self._interpreter.run([self._sample(x), labels, np.array([control], np.int32)])
+
+    def step(self, x: np.ndarray, label: int) -> float:
+        """One SGD step on one sample; returns the loss before the update."""
+        return float(self._run(x, label, schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE)[0][0])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Dequantized logits [batch, classes]; no gradient, no update."""
+        logits = self._run(x, 0, 0)[1]
+        return self.graph.tensors[self.metadata["logits_tensor"]].quantization.dequantize(logits)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Fraction of samples x whose predicted class is their label y (no update)."""
+        return float(np.mean([np.argmax(self.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
+
+    def gradients(self, x: np.ndarray, label: int) -> dict[str, np.ndarray]:
+        """d loss / d (real) parameter for every trainable parameter, keyed by its source name; no update.
+        A partially updated weight has gradients for its updated channels only."""
+        self._run(x, label, schema_generated.CONTROL_BACKWARD)
+        gradients = {}
+        for parameter in self.parameters:
+            grad = self._interpreter.tensor(parameter.grad).astype(np.float64)
+            if parameter.grad_scale >= 0:
+                grad *= self._interpreter.tensor(parameter.grad_scale)[0]
+            gradients[parameter.name] = grad
+        return _merge_split_parts(gradients)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current integer values of every trainable parameter, keyed by source name."""
+        return _merge_split_parts(self._values())
+
+    def _values(self) -> dict[str, np.ndarray]:
+        """Current values of every trainable tensor of the training model, by tensor name."""
+        if not self._interpreter.invoked:  # variables are filled on the first invoke after creation or reset
+            return {p.name: self.graph.tensors[p.source].data.copy() for p in self.parameters}
+        return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
+
+    def reset(self) -> None:
+        """Back to the source model's weights; momentum cleared (TFLM zeroes variables, TT_INIT_VARIABLES copies again)."""
+        self._interpreter.reset()
+
+    def _trained_graph(self) -> ir.Graph:
+        graph = copy.deepcopy(self.graph)
+        values = self._values()
+        for parameter in self.parameters:
+            graph.tensors[parameter.source].data = values[parameter.name]
+        return graph
+
+    def training_model(self) -> TrainingModel:
+        """The training model with the current weights as its starting point (to save and resume)."""
+        return TrainingModel(emit.emit_model(self._trained_graph()))
+
+    def export(self) -> bytes:
+        """An ordinary inference .tflite with the trained weights, for stock TFLM (no custom op)."""
+        graph = self._trained_graph()
+        sources = {p.variable: p.source for p in self.parameters}
+        loss_position = next(i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY)
+        graph.ops = [
+            dataclasses.replace(op, inputs=[sources.get(t, t) for t in op.inputs])
+            for op in map(requantization.restore, graph.ops[:loss_position])
+            if not op.custom
+        ]
+        output = self.metadata["logits_tensor"]
+        if self.metadata["softmax_tensor"] >= 0:
+            options = tfl.SoftmaxOptionsT()
+            options.beta = self.metadata["softmax_beta"]
+            graph.ops.append(ir.Op("SOFTMAX", [output], [self.metadata["softmax_tensor"]], builtin_options=options))
+            output = self.metadata["softmax_tensor"]
+        graph.inputs, graph.outputs = [self.metadata["input_tensor"]], [output]
+        del graph.metadata[loss.TRAINING_METADATA]
+        graph.metadata.pop(target.TARGET_METADATA, None)
+        graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the training model's tensors
+        return emit.emit_model(graph.compact()[0])
