@@ -18,11 +18,14 @@ import pytest
 from conftest import require
 
 from tinytrain_tflm.firmware import device
+from tinytrain_tflm.target import TARGETS
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "cortex-m"
-BOARDS = {"m4": "mps2-an386", "m7": "mps2-an500"}
-QEMU = ["qemu-system-arm", "-nographic", "-semihosting-config", "enable=on,target=native", "-icount", "shift=3"]
+# The make targets (kernels/cortex_m/core.mk) and the QEMU boards of the device targets.
+BOARDS = {"m4": TARGETS["cortex-m4"].qemu_machine, "m7": TARGETS["cortex-m7"].qemu_machine}
+# tinytrain_tflm.device runs its boards the same way (its QEMU_FLAGS end with -semihosting-config).
+QEMU = ["qemu-system-arm", *device.QEMU_FLAGS, "enable=on,target=native"]
 CASE_LINE = re.compile(r"^(PASS|FAIL) (\S+) digest=([0-9a-f]{8}) instructions=(\d+|n/a)$", re.MULTILINE)
 CALIBRATION_INSTRUCTIONS = 200_000
 

@@ -96,7 +96,10 @@ class Sources:
     cmsis_nn: Path | None = None
     cmsis_core_include: Path | None = None  # CMSIS_6's CMSIS/Core/Include
     cortex_dfp: Path | None = None  # Cortex_DFP (Device/ARMCMx/Include)
-    origin: str = ""
+
+    def header_flags(self, option: str) -> list[str]:
+        """TFLM's include directories, each after `option` (-I, or -isystem for code built with -Werror)."""
+        return [f"{option}{directory}" for directory in (self.tflm, *self.include_dirs)]
 
     def cmsis_flags(self, target: Target) -> list[str]:
         if None in (self.cmsis_nn, self.cmsis_core_include, self.cortex_dfp):
@@ -114,10 +117,6 @@ class Sources:
             f"-D{target.cmsis_device}",
             f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="{target.cmsis_device}.h"',
         ]
-
-
-class NoSources(TinyTrainError):
-    """Neither a user's source tree nor the pinned bundle is named: nothing to build from."""
 
 
 def build_dir() -> Path:
@@ -153,7 +152,7 @@ def locate_sources() -> Sources:
                     ("CMSIS_NN_ROOT", "CMSIS_CORE_INCLUDE", "CORTEX_DFP_ROOT")}  # fmt: skip
         includes = tuple(Path(d) for d in os.environ.get("TFLM_INCLUDE_DIRS", "").split(";") if d)
         return Sources(tflm, includes, optional["CMSIS_NN_ROOT"], optional["CMSIS_CORE_INCLUDE"],
-                       optional["CORTEX_DFP_ROOT"], f"TFLM_ROOT={root}")  # fmt: skip
+                       optional["CORTEX_DFP_ROOT"])  # fmt: skip
     bundle = _bundle("TFLM", "TFLM_ROOT to a TFLM tree")
     unpacked = _unpack_bundle(bundle, TFLM_ARCHIVES)
     return Sources(
@@ -162,7 +161,6 @@ def locate_sources() -> Sources:
         unpacked / "cmsis-nn",
         unpacked / "cmsis6/CMSIS/Core/Include",
         unpacked / "cortex-dfp",
-        f"the pinned bundle {bundle}",
     )
 
 
@@ -180,10 +178,10 @@ def locate_arduino_tflm() -> Path:
 
 
 def _bundle(what: str, user_variable: str) -> Path:
-    """The folder of pinned archives TINYTRAIN_THIRD_PARTY names; NoSources naming both ways when it is unset."""
+    """The folder of pinned archives TINYTRAIN_THIRD_PARTY names; an error naming both ways when it is unset."""
     bundle = os.environ.get("TINYTRAIN_THIRD_PARTY")
     if not bundle:
-        raise NoSources(
+        raise TinyTrainError(
             f"no {what} sources: set {user_variable}, or TINYTRAIN_THIRD_PARTY to the folder of pinned archives "
             "(../shared/third_party)"
         )
@@ -270,10 +268,16 @@ def _compile(units: Sequence[tuple[Path, Path, list[str]]], what: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         for done, (source, result) in enumerate(pool.map(run, stale), 1):
             if result.returncode != 0:
-                errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
-                raise TinyTrainError(f"compiling {source} for {what} failed: {errors[0] if errors else result.returncode}")
+                raise TinyTrainError(f"compiling {source} for {what} failed: {_first_error(result)}")
             if done % 20 == 0:
                 print(f"tinytrain: compiling {what}: {done}/{len(stale)}", file=sys.stderr, flush=True)
+
+
+def _first_error(result: subprocess.CompletedProcess) -> str:
+    """The line of a failed compiler or linker run that says what went wrong (a region overflow among them)."""
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if "error" in line or "overflow" in line] or lines
+    return errors[0] if errors else f"exit code {result.returncode}"
 
 
 def _archive(library: Path, objects: list[Path], toolchain: _Toolchain) -> Path:
@@ -323,7 +327,7 @@ def build_tflm(target: Target, sources: Sources) -> list[Path]:
     """TFLM for the target: its kernels (libtflm_kernels.a, per kernel set, CMSIS-NN included) and its
     framework (libtflm_framework.a, per core), each compiled once per (sources, flags)."""
     toolchain = _Toolchain.of(target)
-    flags = [*toolchain.flags, *COMMON_FLAGS, "-O2", "-w", f"-I{sources.tflm}", *(f"-I{d}" for d in sources.include_dirs)]
+    flags = [*toolchain.flags, *COMMON_FLAGS, "-O2", "-w", *sources.header_flags("-I")]
     core_dir = build_dir() / "tflm" / f"{target.name}-{_key(sources.tflm, toolchain.cxx, *flags)}"
     framework = _units(
         _tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], []
@@ -355,8 +359,7 @@ def build_kernels(target: Target, sources: Sources) -> Path:
     toolchain = _Toolchain.of(target)
     kernels = _kernel_sources()
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
-             "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}",
-             *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs))]  # fmt: skip
+             "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}", *sources.header_flags("-isystem")]  # fmt: skip
     out = build_dir() / "tinytrain" / f"{target.name}-{_key(kernels, sources.tflm, toolchain.cxx, *flags)}"
     files = sorted([*kernels.glob("core/*/*.cc"), *kernels.glob("tflm/*.cc")])
     files = [f for f in files if f.name not in ("register_host.cc", "host_resolver.cc")]
@@ -372,7 +375,6 @@ class Firmware:
     elf: Path
     target: Target
     flash_bytes: int  # code, constants and the model: what the device's flash holds
-    static_ram_bytes: int  # .data and .bss outside the arena
 
 
 def build_firmware(model: bytes, target: Target) -> Firmware:
@@ -392,7 +394,7 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     board = kernels / "cortex_m" / "board"
     toolchain = _Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
-             f"-I{kernels / 'tflm'}", f"-I{board}", *(f"-isystem{d}" for d in (sources.tflm, *sources.include_dirs)),
+             f"-I{kernels / 'tflm'}", f"-I{board}", *sources.header_flags("-isystem"),
              "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"',
              f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
     digest = hashlib.sha256(model).hexdigest()[:16]
@@ -420,23 +422,19 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
-        lines = [
-            line for line in result.stderr.splitlines() if "error" in line or "overflow" in line
-        ] or result.stderr.splitlines()
-        raise TinyTrainError(f"linking the harness for {target.label} failed: {lines[0] if lines else result.returncode}")
-    return Firmware(elf, target, *_sizes(elf))
+        raise TinyTrainError(f"linking the harness for {target.label} failed: {_first_error(result)}")
+    return Firmware(elf, target, _flash_bytes(elf))
 
 
-def _sizes(elf: Path) -> tuple[int, int]:
-    """(flash bytes, static RAM bytes outside the arena) from the ELF's section headers."""
+def _flash_bytes(elf: Path) -> int:
+    """What the device's flash holds, from the ELF's section headers: code, constants, initialised data."""
     output = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
     sections = {
         fields[0]: int(fields[1])
         for fields in (line.split() for line in output.splitlines())
         if len(fields) == 3 and fields[1].isdigit()
     }
-    flash = sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
-    return flash, sections.get(".data", 0) + sections.get(".bss", 0)
+    return sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -459,9 +457,7 @@ class Run:
     error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
 
 
-def run(
-    fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), logits_dtype=np.int8
-) -> Run:
+def run(fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = ()) -> Run:
     """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes."""
     if not 0 < arena_bytes <= fw.target.ram_bytes:
         raise TinyTrainError(f"an arena of {arena_bytes} bytes does not fit the target's {fw.target.ram_bytes}-byte arena region")
@@ -481,7 +477,7 @@ def run(
     finally:
         if script is not None:
             script.unlink(missing_ok=True)
-    return _parse(result, logits_dtype)
+    return _parse(result)
 
 
 def _script(invokes: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> bytes:
@@ -495,7 +491,7 @@ def _script(invokes: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> bytes:
     return b"".join(parts)
 
 
-def _parse(result: subprocess.CompletedProcess, logits_dtype) -> Run:
+def _parse(result: subprocess.CompletedProcess) -> Run:
     target, arena_used, invokes, error = None, None, [], None
     for line in result.stdout.splitlines():
         fields = line.split()
@@ -505,7 +501,7 @@ def _parse(result: subprocess.CompletedProcess, logits_dtype) -> Run:
             arena_used = int(fields[1])
         elif fields[:1] == ["invoke"]:
             loss = np.frombuffer(bytes.fromhex(fields[3]), np.float32)[0]
-            logits = np.frombuffer(bytes.fromhex(fields[5]), logits_dtype)
+            logits = np.frombuffer(bytes.fromhex(fields[5]), np.int8)  # training models have int8 logits
             invokes.append(Invoke(loss, logits, int(fields[7], 16)))
         elif fields[:1] in (["error"], ["FAULT:"]):
             error = line
