@@ -76,9 +76,10 @@ def specs(trainer: Trainer) -> list[TensorSpec]:
     for parameter in trainer.parameters:
         tensor = trainer.graph.tensors[parameter.variable]
         if tensor.dtype not in _TYPE_IDS or tensor.quantization is None:
-            raise TinyTrainError(f"trained tensor {tensor.name!r} is {tensor.dtype.name}: fleet updates carry int8 and int32 only")
-        scales = np.asarray(tensor.quantization.scale, np.float32).ravel()
-        result.append(TensorSpec(parameter.variable, tensor.name, tuple(tensor.shape), tensor.dtype, scales, tensor.quantization.axis))
+            raise TinyTrainError(f"trained tensor {tensor.name!r} is {tensor.dtype.name}: fleet updates carry int8, int32")
+        quantization = tensor.quantization
+        scales = np.asarray(quantization.scale, np.float32).ravel()
+        result.append(TensorSpec(parameter.variable, tensor.name, tuple(tensor.shape), tensor.dtype, scales, quantization.axis))
     return result
 
 

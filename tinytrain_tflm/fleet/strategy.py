@@ -45,7 +45,8 @@ def to_parameters(blob: bytes) -> Parameters:
 
 def from_parameters(parameters: Parameters) -> bytes:
     if parameters.tensor_type != TENSOR_TYPE or len(parameters.tensors) != 1:
-        raise TinyTrainError(f"expected one {TENSOR_TYPE} tensor, got {len(parameters.tensors)} of type {parameters.tensor_type!r}")
+        count, kind = len(parameters.tensors), parameters.tensor_type
+        raise TinyTrainError(f"expected one {TENSOR_TYPE} tensor, got {count} of type {kind!r}")
     return parameters.tensors[0]
 
 
@@ -79,7 +80,8 @@ def aggregate(
 class FleetAvg(Strategy):
     """FedAvg over fleet update payloads (module docstring). Every available device trains every round.
 
-    evaluate_fn(round, values) -> (loss, metrics) scores the global values after each round (0: initial) on the server's held-out data."""
+    evaluate_fn(round, values) -> (loss, metrics) scores the global values after each round (0: the initial
+    values) on the server's held-out data."""
 
     def __init__(
         self,
