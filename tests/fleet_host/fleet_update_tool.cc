@@ -4,8 +4,8 @@
 //   fleet_update_tool SPEC apply BLOB...             per blob, from the spec's values each time:
 //       "applied ROUND SAMPLES v..." or "rejected <message> unchanged|CHANGED"
 //
-// SPEC (text): the tensor count, then per tensor "index type count num_scales", the scales as
-// float32 bit patterns, and the values.
+// SPEC (text): the tensor count, then per tensor "index type outer channels channels_trained inner
+// num_scales", the scales as float32 bit patterns, and the whole variable's values.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,8 @@ bool ReadSpec(const char* path, std::vector<Tensor>& tensors) {
   tensors.resize(count);
   for (Tensor& t : tensors) {
     unsigned type = 0;
-    ok = ok && fscanf(f, "%u %u %u %u", &t.view.tensor, &type, &t.view.count, &t.view.num_scales) == 4;
+    ok = ok && fscanf(f, "%u %u %u %u %u %u %u", &t.view.tensor, &type, &t.view.outer, &t.view.channels,
+                      &t.view.channels_trained, &t.view.inner, &t.view.num_scales) == 7;
     if (!ok) break;
     t.view.type = static_cast<tt_fleet_type>(type);
     t.scales.resize(t.view.num_scales);
@@ -41,7 +42,7 @@ bool ReadSpec(const char* path, std::vector<Tensor>& tensors) {
       ok = ok && fscanf(f, "%u", &bits) == 1;
       memcpy(&scale, &bits, sizeof(scale));
     }
-    t.initial.resize(t.view.count);
+    t.initial.resize(static_cast<size_t>(t.view.outer) * t.view.channels * t.view.inner);
     for (int32_t& value : t.initial) ok = ok && fscanf(f, "%d", &value) == 1;
   }
   fclose(f);
@@ -106,13 +107,13 @@ int main(int argc, char** argv) {
     if (status == TT_SUCCESS) {
       printf("applied %u %u", info.round, info.num_samples);
       for (const Tensor& t : tensors) {
-        for (size_t k = 0; k < t.view.count; ++k) printf(" %d", Value(t, k));
+        for (size_t k = 0; k < t.initial.size(); ++k) printf(" %d", Value(t, k));
       }
       printf("\n");
     } else {
       bool unchanged = true;
       for (const Tensor& t : tensors) {
-        for (size_t k = 0; k < t.view.count; ++k) unchanged = unchanged && Value(t, k) == t.initial[k];
+        for (size_t k = 0; k < t.initial.size(); ++k) unchanged = unchanged && Value(t, k) == t.initial[k];
       }
       printf("rejected %s %s\n", tt_status_message(status), unchanged ? "unchanged" : "CHANGED");
     }

@@ -36,26 +36,45 @@ INT8_LOWEST = -127
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One trained tensor of a training model: what every update must carry for it."""
+    """One trained tensor of a training model: what every update must carry for it. TT_SGD updates
+    channels [0, trained) along the quantized axis; only those travel."""
 
     tensor: int  # index of its RAM variable in the training model
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # the whole variable
     dtype: np.dtype
-    scales: np.ndarray  # float32, per channel along `axis` (or one)
     axis: int
+    trained: int  # channels along `axis` that train
+    scales: np.ndarray  # float32: the trained channels' scales, or one per-tensor scale
 
     @property
     def count(self) -> int:
-        return int(np.prod(self.shape))
+        """Values an update carries."""
+        return int(np.prod(self.shape)) // self.shape[self.axis] * self.trained
+
+    def take(self, variable: np.ndarray) -> np.ndarray:
+        """The trained values of a whole variable, flat in the payload's order ([outer, trained, inner])."""
+        return np.take(np.asarray(variable).reshape(self.shape), np.arange(self.trained), axis=self.axis).ravel()
+
+    def put(self, variable: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A copy of the whole variable with its trained channels set from flat payload values."""
+        result = np.array(variable, self.dtype).reshape(self.shape)
+        index = [slice(None)] * len(self.shape)
+        index[self.axis] = slice(0, self.trained)
+        trained_shape = list(self.shape)
+        trained_shape[self.axis] = self.trained
+        result[tuple(index)] = np.asarray(values).reshape(trained_shape)
+        return result
 
     def element_scales(self) -> np.ndarray:
-        """The scale of every value, flat, float64."""
+        """The scale of every carried value, flat, float64."""
         if self.scales.size == 1:
             return np.full(self.count, float(self.scales[0]))
         shape = [1] * len(self.shape)
-        shape[self.axis] = self.scales.size
-        return np.broadcast_to(self.scales.astype(np.float64).reshape(shape), self.shape).ravel()
+        shape[self.axis] = self.trained
+        trained_shape = list(self.shape)
+        trained_shape[self.axis] = self.trained
+        return np.broadcast_to(self.scales.astype(np.float64).reshape(shape), trained_shape).ravel()
 
     @property
     def limits(self) -> tuple[int, int]:
@@ -77,9 +96,11 @@ def specs(trainer: Trainer) -> list[TensorSpec]:
         tensor = trainer.graph.tensors[parameter.variable]
         if tensor.dtype not in _TYPE_IDS or tensor.quantization is None:
             raise TinyTrainError(f"trained tensor {tensor.name!r} is {tensor.dtype.name}: fleet updates carry int8, int32")
-        quantization = tensor.quantization
-        scales = np.asarray(quantization.scale, np.float32).ravel()
-        result.append(TensorSpec(parameter.variable, tensor.name, tuple(tensor.shape), tensor.dtype, scales, quantization.axis))
+        axis = tensor.quantization.axis
+        trained = trainer.graph.tensors[parameter.grad].shape[axis]
+        scales = np.asarray(tensor.quantization.scale, np.float32).ravel()
+        scales = scales if scales.size == 1 else scales[:trained]
+        result.append(TensorSpec(parameter.variable, tensor.name, tuple(tensor.shape), tensor.dtype, axis, trained, scales))
     return result
 
 
@@ -161,9 +182,9 @@ def read_update(blob: bytes, tensor_specs: list[TensorSpec]) -> Update:
 
 
 def current_values(trainer: Trainer) -> list[np.ndarray]:
-    """The trainer's trained tensors now, flat, in specs() order."""
+    """The trainer's trained values now (trained channels only, flat), in specs() order."""
     values = trainer.tensor_values()
-    return [values[p.name].ravel() for p in trainer.parameters]
+    return [spec.take(values[p.name]) for p, spec in zip(trainer.parameters, specs(trainer), strict=True)]
 
 
 def with_values(trainer: Trainer, values: list[np.ndarray]) -> TrainingModel:
@@ -171,5 +192,5 @@ def with_values(trainer: Trainer, values: list[np.ndarray]) -> TrainingModel:
     values; a device writes them into its RAM variables with tt_fleet_update_apply instead)."""
     graph = copy.deepcopy(trainer.graph)
     for parameter, spec, flat in zip(trainer.parameters, specs(trainer), values, strict=True):
-        graph.tensors[parameter.source].data = np.asarray(flat, spec.dtype).reshape(spec.shape)
+        graph.tensors[parameter.source].data = spec.put(graph.tensors[parameter.source].data, flat)
     return TrainingModel(emit.emit_model(graph))

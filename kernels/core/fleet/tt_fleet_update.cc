@@ -13,9 +13,29 @@ size_t ValueBytes(tt_fleet_type type, uint32_t count) {
   return type == TT_FLEET_S8 ? (static_cast<size_t>(count) + 3u) & ~static_cast<size_t>(3u) : 4u * count;
 }
 
-bool ValidTensor(const tt_fleet_tensor& t) {
-  return (t.type == TT_FLEET_S8 || t.type == TT_FLEET_S32) && t.count >= 1 && t.num_scales >= 1 &&
-         t.scales != nullptr && t.values != nullptr;
+// Values an update carries for `t`; 0 when `t` is invalid or that count overflows 32 bits.
+uint32_t TrainedCount(const tt_fleet_tensor& t) {
+  if ((t.type != TT_FLEET_S8 && t.type != TT_FLEET_S32) || t.outer < 1 || t.inner < 1 || t.channels_trained < 1 ||
+      t.channels_trained > t.channels || (t.num_scales != 1 && t.num_scales != t.channels_trained) ||
+      t.scales == nullptr || t.values == nullptr) {
+    return 0;
+  }
+  const uint64_t count = static_cast<uint64_t>(t.outer) * t.channels_trained * t.inner;
+  return count > 0x3FFFFFFFu ? 0 : static_cast<uint32_t>(count);
+}
+
+bool ValidTensor(const tt_fleet_tensor& t) { return TrainedCount(t) != 0; }
+
+// Calls body(k, i) for the k-th trained value, at index i of the whole variable.
+template <typename Body>
+void ForEachTrained(const tt_fleet_tensor& t, Body&& body) {
+  size_t k = 0;
+  for (uint32_t o = 0; o < t.outer; ++o) {
+    for (uint32_t c = 0; c < t.channels_trained; ++c) {
+      const size_t row = (static_cast<size_t>(o) * t.channels + c) * t.inner;
+      for (uint32_t n = 0; n < t.inner; ++n) body(k++, row + n);
+    }
+  }
 }
 
 void WriteU32(uint8_t* p, uint32_t value) {
@@ -55,8 +75,9 @@ tt_status Walk(const uint8_t* blob, size_t length, const tt_fleet_tensor* tensor
       const tt_fleet_tensor& t = tensors[i];
       const uint8_t* header;
       if ((status = tt_blob_read_bytes(&reader, kTensorHeaderBytes, &header)) != TT_SUCCESS) return status;
+      const uint32_t count = TrainedCount(t);
       if (ReadU32(header) != t.tensor || ReadU32(header + 4) != static_cast<uint32_t>(t.type) ||
-          ReadU32(header + 8) != t.count || ReadU32(header + 12) != t.num_scales) {
+          ReadU32(header + 8) != count || ReadU32(header + 12) != t.num_scales) {
         return TT_FLEET_MISMATCH;
       }
       const uint8_t* scales;
@@ -67,9 +88,9 @@ tt_status Walk(const uint8_t* blob, size_t length, const tt_fleet_tensor* tensor
         if (ReadU32(scales + 4 * c) != FloatBits(t.scales[c])) return TT_FLEET_MISMATCH;
       }
       const uint8_t* values;
-      if ((status = tt_blob_read_bytes(&reader, ValueBytes(t.type, t.count), &values)) != TT_SUCCESS) return status;
+      if ((status = tt_blob_read_bytes(&reader, ValueBytes(t.type, count), &values)) != TT_SUCCESS) return status;
       if (pass == 0 && t.type == TT_FLEET_S8) {
-        for (uint32_t k = 0; k < t.count; ++k) {
+        for (uint32_t k = 0; k < count; ++k) {
           if (values[k] == 0x80u) return TT_FLEET_OUT_OF_RANGE;
         }
       }
@@ -92,7 +113,7 @@ extern "C" size_t tt_fleet_update_size(const tt_fleet_tensor* tensors, uint32_t 
   for (uint32_t i = 0; i < num_tensors; ++i) {
     if (!ValidTensor(tensors[i])) return 0;
     size += kTensorHeaderBytes + 4u * static_cast<size_t>(tensors[i].num_scales) +
-            ValueBytes(tensors[i].type, tensors[i].count);
+            ValueBytes(tensors[i].type, TrainedCount(tensors[i]));
   }
   return size;
 }
@@ -110,17 +131,19 @@ extern "C" tt_status tt_fleet_update_write(const tt_fleet_info* info, const tt_f
     const tt_fleet_tensor& t = tensors[i];
     WriteU32(p, t.tensor);
     WriteU32(p + 4, static_cast<uint32_t>(t.type));
-    WriteU32(p + 8, t.count);
+    const uint32_t count = TrainedCount(t);
+    WriteU32(p + 8, count);
     WriteU32(p + 12, t.num_scales);
     p += kTensorHeaderBytes;
     for (uint32_t c = 0; c < t.num_scales; ++c, p += 4) WriteU32(p, FloatBits(t.scales[c]));
-    const size_t bytes = ValueBytes(t.type, t.count);
+    const size_t bytes = ValueBytes(t.type, count);
+    memset(p, 0, bytes);
     if (t.type == TT_FLEET_S8) {
-      memcpy(p, t.values, t.count);
-      memset(p + t.count, 0, bytes - t.count);
+      const int8_t* values = static_cast<const int8_t*>(t.values);
+      ForEachTrained(t, [&](size_t k, size_t at) { p[k] = static_cast<uint8_t>(values[at]); });
     } else {
       const int32_t* values = static_cast<const int32_t*>(t.values);
-      for (uint32_t k = 0; k < t.count; ++k) WriteU32(p + 4 * k, static_cast<uint32_t>(values[k]));
+      ForEachTrained(t, [&](size_t k, size_t at) { WriteU32(p + 4 * k, static_cast<uint32_t>(values[at])); });
     }
     p += bytes;
   }
@@ -145,10 +168,11 @@ extern "C" tt_status tt_fleet_update_apply(const uint8_t* blob, size_t length, c
                                            uint32_t num_tensors, tt_fleet_info* info) {
   return Walk(blob, length, tensors, num_tensors, info, [](const tt_fleet_tensor& t, const uint8_t* values) {
     if (t.type == TT_FLEET_S8) {
-      memcpy(t.values, values, t.count);
+      int8_t* out = static_cast<int8_t*>(t.values);
+      ForEachTrained(t, [&](size_t k, size_t at) { out[at] = static_cast<int8_t>(values[k]); });
     } else {
       int32_t* out = static_cast<int32_t*>(t.values);
-      for (uint32_t k = 0; k < t.count; ++k) out[k] = static_cast<int32_t>(ReadU32(values + 4 * k));
+      ForEachTrained(t, [&](size_t k, size_t at) { out[at] = static_cast<int32_t>(ReadU32(values + 4 * k)); });
     }
   });
 }

@@ -9,7 +9,8 @@
  *   0  u32 magic "TTFU"   4 u16 version (1)   6 u16 kind (1: values)
  *   8  u32 payload bytes  12 u32 CRC-32 of the payload
  *   16 payload: u32 round, u32 num_samples, u32 num_tensors, then per tensor
- *      u32 tensor index, u32 type (1 int8, 2 int32), u32 count, u32 num_scales,
+ *      u32 tensor index, u32 type (1 int8, 2 int32), u32 count (trained values),
+ *      u32 num_scales,
  *      f32 scales[num_scales], values (int8: count bytes then zero padding to
  *      4 bytes; int32: 4 * count bytes).
  * tinytrain_tflm/fleet/payload.py writes and reads the same layout. */
@@ -35,14 +36,22 @@ typedef enum {
   TT_FLEET_S32 = 2, /**< int32 biases. */
 } tt_fleet_type;
 
-/** One trained tensor of the device's training model. */
+/**
+ * One trained tensor of the device's training model, laid out as TT_SGD sees it:
+ * [outer, channels, inner] with the quantized axis in the middle, of which
+ * channels [0, channels_trained) train. Only those travel: an update holds
+ * outer * channels_trained * inner values, in that order.
+ */
 typedef struct {
-  uint32_t tensor;     /**< Index of its RAM variable in the training model's subgraph 0. */
-  tt_fleet_type type;  /**< Element type of `values`. */
-  uint32_t count;      /**< Number of values, >= 1. */
-  uint32_t num_scales; /**< Per-channel scales (or 1), >= 1. */
-  const float* scales; /**< The model's fixed scales: an update must carry exactly these. */
-  void* values;        /**< int8_t[count] or int32_t[count]: read by write, written by apply. */
+  uint32_t tensor;           /**< Index of its RAM variable in the training model's subgraph 0. */
+  tt_fleet_type type;        /**< Element type of `values`. */
+  uint32_t outer;            /**< >= 1 */
+  uint32_t channels;         /**< >= 1 */
+  uint32_t channels_trained; /**< In [1, channels]. */
+  uint32_t inner;            /**< >= 1 */
+  uint32_t num_scales;       /**< channels_trained, or 1 for a per-tensor scale. */
+  const float* scales;       /**< The trained channels' fixed scales: an update must carry exactly these. */
+  void* values;              /**< The whole variable, int8_t or int32_t[outer * channels * inner]. */
 } tt_fleet_tensor;
 
 /** The header fields of an update. */
