@@ -54,7 +54,8 @@ def write_spec(path: Path, specs: list, values: list[np.ndarray]) -> Path:
     for spec, flat in zip(specs, values, strict=True):
         outer = int(np.prod(spec.shape[: spec.axis]))
         inner = int(np.prod(spec.shape[spec.axis + 1 :]))
-        fields = [spec.tensor, 1 if spec.dtype == np.int8 else 2, outer, spec.shape[spec.axis], spec.trained, inner, spec.scales.size]
+        type_id = 1 if spec.dtype == np.int8 else 2
+        fields = [spec.tensor, type_id, outer, spec.shape[spec.axis], spec.trained, inner, spec.scales.size]
         lines.append(" ".join(map(str, fields)))
         lines.append(" ".join(str(b) for b in spec.scales.astype("<f4").view("<u4")))
         lines.append(" ".join(str(int(v)) for v in flat))
@@ -67,7 +68,8 @@ def random_values(rng: np.random.Generator, specs: list, whole: bool = False) ->
     values = []
     for spec in specs:
         low, high = spec.limits if spec.dtype == np.int8 else (-(10**6), 10**6)
-        values.append(rng.integers(low, high, int(np.prod(spec.shape)) if whole else spec.count, endpoint=True).astype(spec.dtype))
+        count = int(np.prod(spec.shape)) if whole else spec.count
+        values.append(rng.integers(low, high, count, endpoint=True).astype(spec.dtype))
     return values
 
 
