@@ -5,6 +5,8 @@ receiving exactly the scheme's payload size per round."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from flwr.common import Code, FitRes, Parameters, Status  # noqa: E402
 
 from tinytrain_tflm.fleet import payload, simulation, strategy  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 SPECS = [
     # int8 weights [3, 4] quantized along axis 0, of which channels 0 and 1 train
     payload.TensorSpec(5, "w", (3, 4), np.dtype(np.int8), 0, 2, np.array([0.1, 0.02], np.float32)),
@@ -148,3 +151,27 @@ def test_federation_of_four_trainers_raises_global_accuracy(digits_model):
         assert (r.bytes_up_per_client, r.bytes_down_per_client) == (report.payload_bytes, report.payload_bytes)
         assert (r.accepted, r.rejected) == (4, 0)
     assert report.arena_bytes > 0
+
+
+def test_cli_fleet_runs_a_round_and_refuses_bad_arguments(tmp_path, rng, capsys):
+    from tinytrain_tflm.cli import main
+
+    model = tt.compile((ROOT / "tests" / "data" / "small_cnn.tflite").read_bytes(), update="last")
+    (tmp_path / "train.tflite").write_bytes(model.bytes)
+    x = rng.uniform(0, 1, (24, 12, 12, 1)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(24) % 3)
+    np.savez(tmp_path / "t.npz", x=x[:6], y=np.arange(6) % 3)
+    common = [str(tmp_path / "train.tflite"), "--data", str(tmp_path / "d.npz"), "--test", str(tmp_path / "t.npz")]
+    assert main(["fleet", *common, "--clients", "25"]) == 2
+    assert "--clients" in capsys.readouterr().err
+    out = tmp_path / "global.tflite"
+    assert main(["fleet", *common, "--clients", "2", "--rounds", "1", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    size = payload.payload_size(payload.specs(tt.Trainer(model)))
+    assert f"{size:,} / {size:,}" in printed and "payload:" in printed
+    # The global model is a training model every client can load for a next round, with the fleet's values.
+    fleet_trainer, start = tt.Trainer(out.read_bytes()), tt.Trainer(model)
+    assert [(s.tensor, s.shape, s.count) for s in payload.specs(fleet_trainer)] == [
+        (s.tensor, s.shape, s.count) for s in payload.specs(start)
+    ]
+    assert any((a != b).any() for a, b in zip(payload.current_values(fleet_trainer), payload.current_values(start), strict=True))

@@ -95,6 +95,7 @@ class FleetReport:
     rounds: list[RoundReport]  # round 0: the initial global values
     payload_bytes: int  # the scheme's update size
     arena_bytes: int  # minimum TFLM arena of the training model (x86-64), what each device needs
+    model: bytes  # the training model with the final global values
 
 
 def _free_port() -> int:
@@ -163,7 +164,7 @@ def run_fleet(
         thread.join(timeout=30)
     if len(reports) != rounds + 1:
         raise TinyTrainError(f"the federation ended after {len(reports) - 1} of {rounds} rounds")
-    return FleetReport(reports, payload.payload_size(specs), arena)
+    return FleetReport(reports, payload.payload_size(specs), arena, payload.with_values(base, strategy.values).bytes)
 
 
 def _run_client(address: str, client: Client) -> None:
