@@ -175,3 +175,43 @@ def test_cli_fleet_runs_a_round_and_refuses_bad_arguments(tmp_path, rng, capsys)
         (s.tensor, s.shape, s.count) for s in payload.specs(start)
     ]
     assert any((a != b).any() for a, b in zip(payload.current_values(fleet_trainer), payload.current_values(start), strict=True))
+
+
+def test_client_processes_join_a_federation(tmp_path, rng):
+    """Two devices as their own processes (python -m tinytrain_tflm.fleet.client): the payloads cross
+    process boundaries over gRPC, and each device's upload is the scheme's size whatever its sample count."""
+    import subprocess
+    import sys
+
+    model = tt.compile((ROOT / "tests" / "data" / "small_cnn.tflite").read_bytes(), update="last")
+    (tmp_path / "train.tflite").write_bytes(model.bytes)
+    x = rng.uniform(0, 1, (40, 12, 12, 1)).astype(np.float32)
+    y = np.arange(40) % 3
+    np.savez(tmp_path / "a.npz", x=x[:10], y=y[:10])
+    np.savez(tmp_path / "b.npz", x=x[10:], y=y[10:])
+    address = f"127.0.0.1:{simulation.free_port()}"
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "tinytrain_tflm.fleet.client",
+                address,
+                str(tmp_path / "train.tflite"),
+                str(tmp_path / f),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in ("a.npz", "b.npz")
+    ]
+    try:
+        report = simulation.run_fleet(model.bytes, [], x[:9], y[:9], rounds=2, external_clients=2, address=address)
+    finally:
+        outputs = [client.communicate(timeout=60) for client in clients]
+    assert [client.returncode for client in clients] == [0, 0], outputs
+    size = payload.payload_size(payload.specs(tt.Trainer(model)))
+    for r in report.rounds[1:]:
+        assert (r.accepted, r.bytes_up_per_client, r.bytes_down_per_client) == (2, size, size)

@@ -98,7 +98,7 @@ class FleetReport:
     model: bytes  # the training model with the final global values
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -115,11 +115,19 @@ def run_fleet(
     seed: int = 0,
     progress: Callable[[RoundReport], None] | None = None,
     client_factory: Callable[[Trainer, np.ndarray, np.ndarray, int, int], Client] = DeviceClient,
+    external_clients: int = 0,
+    address: str | None = None,
 ) -> FleetReport:
-    """Federated training of `training_model` by one client per shard; per round, the held-out accuracy
-    of the global values, bytes per client each way, and the aggregation's accept/clip/saturate counts."""
-    if rounds < 1 or not shards:
-        raise TinyTrainError(f"a fleet needs at least one round and one client, got {rounds} rounds and {len(shards)} clients")
+    """Federated training of `training_model` by one client thread per shard; per round, the held-out
+    accuracy of the global values, bytes per client each way, and the aggregation's accept/clip/saturate
+    counts. external_clients > 0 (with no shards): wait instead for that many client processes
+    (`python -m tinytrain_tflm.fleet.client`) to connect to `address`."""
+    num_clients = external_clients or len(shards)
+    if rounds < 1 or num_clients < 1 or (external_clients and shards):
+        raise TinyTrainError(
+            f"a fleet needs at least one round and one client, from shards or external processes, not both; "
+            f"got {rounds} rounds, {len(shards)} shards, {external_clients} external clients"
+        )
     base = Trainer(training_model)
     specs = payload.specs(base)
     arena = minimum_arena_size(base.model)  # before any thread starts: it forks
@@ -144,11 +152,11 @@ def run_fleet(
             progress(reports[-1])
         return 1.0 - accuracy, {"accuracy": accuracy}
 
-    strategy = FleetAvg(specs, payload.current_values(base), len(shards), evaluate, clip_norm)
-    address = f"127.0.0.1:{_free_port()}"
+    strategy = FleetAvg(specs, payload.current_values(base), num_clients, evaluate, clip_norm)
+    address = address or f"127.0.0.1:{free_port()}"
     clients = [client_factory(base, x, y, local_epochs, seed + 1000 * k) for k, (x, y) in enumerate(shards)]
     threads = [
-        threading.Thread(target=_run_client, args=(address, client), daemon=True, name=f"fleet-client-{k}")
+        threading.Thread(target=run_client, args=(address, client), daemon=True, name=f"fleet-client-{k}")
         for k, client in enumerate(clients)
     ]
     flwr_log = logging.getLogger("flwr")
@@ -167,6 +175,6 @@ def run_fleet(
     return FleetReport(reports, payload.payload_size(specs), arena, payload.with_values(base, strategy.values).bytes)
 
 
-def _run_client(address: str, client: Client) -> None:
+def run_client(address: str, client: Client) -> None:
     # Retries cover the moment before the server listens.
     flwr.client.start_client(server_address=address, client=client, insecure=True, max_wait_time=60)
