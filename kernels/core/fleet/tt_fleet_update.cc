@@ -137,9 +137,9 @@ extern "C" tt_status tt_fleet_update_write(const tt_fleet_info* info, const tt_f
     p += kTensorHeaderBytes;
     for (uint32_t c = 0; c < t.num_scales; ++c, p += 4) WriteU32(p, FloatBits(t.scales[c]));
     const size_t bytes = ValueBytes(t.type, count);
-    memset(p, 0, bytes);
     if (t.type == TT_FLEET_S8) {
       const int8_t* values = static_cast<const int8_t*>(t.values);
+      WriteU32(p + bytes - 4, 0);  // the padding (under 4 bytes) is in the last word; values then overwrite theirs
       ForEachTrained(t, [&](size_t k, size_t at) { p[k] = static_cast<uint8_t>(values[at]); });
     } else {
       const int32_t* values = static_cast<const int32_t*>(t.values);
