@@ -11,7 +11,7 @@ device trains one pass over its own shard; then:
 
 Accuracy is on the 899 held-out samples of all ten digits.
 
-    .venv/bin/python benchmarks/fleet.py [--rounds 20] [--clients 10]
+    .venv/bin/python benchmarks/fleet.py [--rounds 20] [--clients 10] [--alpha 0.5] [--clip-norm X]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--clip-norm", type=float, help="FleetAvg's bound on update norms (default: each round's median)")
     args = parser.parse_args()
     task = tasks.digits_new_classes()
     int8_model = keras_to_int8(tasks.pretrained_cnn(task), task.pretrain_x[:200])
@@ -51,7 +52,7 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    fleet = simulation.run_fleet(training.bytes, data, task.test_x, task.test_y, args.rounds, seed=0)
+    fleet = simulation.run_fleet(training.bytes, data, task.test_x, task.test_y, args.rounds, clip_norm=args.clip_norm, seed=0)
     fleet_seconds = time.perf_counter() - start
     checkpoints = [r for r in CHECKPOINTS if r <= args.rounds]
 
