@@ -181,6 +181,17 @@ def read_update(blob: bytes, tensor_specs: list[TensorSpec]) -> Update:
     return Update(round_, num_samples, values)
 
 
+def layout_text(tensor_specs: list[TensorSpec]) -> str:
+    """The trained tensors as the device program (examples/cpp/fleet_device.cc) reads them: the count,
+    then per tensor "index type outer channels trained inner"."""
+    lines = [str(len(tensor_specs))]
+    for spec in tensor_specs:
+        outer = int(np.prod(spec.shape[: spec.axis]))
+        inner = int(np.prod(spec.shape[spec.axis + 1 :]))
+        lines.append(f"{spec.tensor} {_TYPE_IDS[spec.dtype]} {outer} {spec.shape[spec.axis]} {spec.trained} {inner}")
+    return "\n".join(lines) + "\n"
+
+
 def current_values(trainer: Trainer) -> list[np.ndarray]:
     """The trainer's trained values now (trained channels only, flat), in specs() order."""
     values = trainer.tensor_values()

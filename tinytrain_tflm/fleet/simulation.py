@@ -13,8 +13,12 @@ import dataclasses
 import logging
 import os
 import socket
+import struct
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +80,42 @@ class DeviceClient(Client):
         update = payload.Update(round_, len(self.x), payload.current_values(trainer))
         up = payload.write_update(update, self.specs)
         return FitRes(Status(Code.OK, "ok"), to_parameters(up), len(self.x), {"bytes_down": len(blob), "bytes_up": len(up)})
+
+
+class FirmwareDeviceClient(Client):
+    """A Flower client that is a gateway to a device running the firmware API: each round it hands the
+    global values, the device's samples (int8) and the round's settings to a device program
+    (examples/cpp/fleet_device.cc, built for the same training model) and returns what it uploads."""
+
+    def __init__(self, program: str | os.PathLike, base: Trainer, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
+        self.program, self.epochs, self.seed = str(program), epochs, seed
+        self.specs = payload.specs(base)
+        int8 = np.asarray(x)
+        if int8.dtype.kind == "f":
+            int8 = base.input.quantization.quantize(int8, base.input.dtype)
+        if int8.dtype != np.int8 or int8.shape[1:] != tuple(base.input.shape[1:]):
+            raise TinyTrainError(f"device samples must be float or int8 of shape {tuple(base.input.shape[1:])}, got {x.shape}")
+        records = [row.tobytes() + struct.pack("<i", int(label)) for row, label in zip(int8, y, strict=True)]
+        self.samples = struct.pack("<I", len(records)) + b"".join(records)
+        self.layout = payload.layout_text(self.specs)
+        self.num_samples = len(records)
+
+    def fit(self, ins: FitIns) -> FitRes:
+        blob = from_parameters(ins.parameters)
+        round_ = int(ins.config["round"])
+        with tempfile.TemporaryDirectory() as directory:
+            files = {name: Path(directory) / name for name in ("layout.txt", "global.bin", "samples.bin", "upload.bin")}
+            files["layout.txt"].write_text(self.layout)
+            files["global.bin"].write_bytes(blob)
+            files["samples.bin"].write_bytes(self.samples)
+            arguments = [files["layout.txt"], files["global.bin"], files["samples.bin"], self.epochs, self.seed + round_]
+            run = subprocess.run(
+                [self.program, *map(str, arguments), str(files["upload.bin"])], capture_output=True, text=True, timeout=600
+            )
+            if run.returncode != 0:
+                raise TinyTrainError(f"device program failed ({run.returncode}): {run.stderr.strip()}")
+            up = files["upload.bin"].read_bytes()
+        return FitRes(Status(Code.OK, "ok"), to_parameters(up), self.num_samples, {"bytes_down": len(blob), "bytes_up": len(up)})
 
 
 @dataclasses.dataclass
