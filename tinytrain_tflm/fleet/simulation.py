@@ -217,4 +217,4 @@ def run_fleet(
 
 def run_client(address: str, client: Client) -> None:
     # Retries cover the moment before the server listens.
-    flwr.client.start_client(server_address=address, client=client, insecure=True, max_wait_time=60)
+    flwr.client.start_client(server_address=address, client=client, insecure=True, max_wait_time=300)
