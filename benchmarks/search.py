@@ -34,7 +34,7 @@ import tinytrain_tflm as tt  # noqa: E402
 from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.passes.optimizer import SGD  # noqa: E402
 from tinytrain_tflm.tools import tasks  # noqa: E402
-from tinytrain_tflm.tools.cli import parse_budget  # noqa: E402
+from tinytrain_tflm.tools.cli import parse_size  # noqa: E402
 from tinytrain_tflm.tools.search import SchemeSearch  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "benchmarks"
@@ -110,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         searched = run_search(model, task, args, Path(workdir))
     # The same rule the search uses for its own baseline: sizing needs no task.
-    sizing = SchemeSearch(model, None, parse_budget(args.budget), tiles="auto", flash_requantization=args.flash_requantization)
+    sizing = SchemeSearch(model, None, parse_size(args.budget), tiles="auto", flash_requantization=args.flash_requantization)
     baseline = sizing.last_layers_baseline()
 
     print(f"\none epoch on device ({len(task.train_x)} steps, lr {args.lr}), int8 gradients, first stage tiled:")
