@@ -14,7 +14,7 @@ from .. import target
 from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
-from ..frontend import ir, read
+from ..frontend import edges, ir, read
 from ..passes import loss, requantization
 from ..plan import memory
 from .interpreter import MAX_ARENA_BYTES, Interpreter
@@ -220,4 +220,5 @@ class Trainer:
         del graph.metadata[loss.TRAINING_METADATA]
         graph.metadata.pop(target.TARGET_METADATA, None)
         graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the training model's tensors
+        edges.restore_float_edges(graph)
         return emit.emit_model(graph.compact()[0])
