@@ -210,3 +210,17 @@ def test_layers_lists_what_schemes_name(workspace):
 def test_version():
     result = _cli("--version")
     assert result.returncode == 0 and result.stdout.strip().startswith(f"tinytrain-tflm {tt.__version__} (tflite-micro ")
+
+
+def test_converting_a_model_prints_no_tensorflow_log():
+    """TensorFlow's C++ start-up log (absl's warning, the CUDA probe) reached the demo's terminal twice."""
+    script = (
+        "import numpy as np\n"
+        "from tinytrain_tflm.frontend.convert import keras_to_int8, tensorflow\n"
+        "keras = tensorflow().keras\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])\n"
+        "print(len(keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (8, 4)))) > 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout == "True\n", result.stderr
+    assert result.stderr == ""
