@@ -186,13 +186,14 @@ def test_sizes_accept_datasheet_units():
             parse_size(text)
 
 
-def test_compile_warns_over_its_ram_budget(workspace):
+def test_compile_with_memory_options_warns_over_its_ram_budget(workspace):
     tmp, source, _ = workspace
     out = str(tmp / "t.tflite")
     measured = tt.minimum_arena_size(tt.compile(source.read_bytes(), update="all").bytes)
-    over = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", f"{measured - 1}")
+    chosen = ("compile", str(source), "--update", "all", "--gradient", "float32", "-o", out)
+    over = _cli(*chosen, "--ram", f"{measured - 1}")
     assert over.returncode == 0 and f"warning: the arena needs {measured:,} bytes" in over.stderr
-    within = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", f"{measured}B")
+    within = _cli(*chosen, "--ram", f"{measured}B")
     assert within.returncode == 0 and f"arena: {measured:,} bytes" in within.stdout and "warning" not in within.stderr
     _one_line_error(_cli("compile", str(source), "-o", out, "--ram", "lots"), "--ram takes bytes")
 
@@ -224,3 +225,46 @@ def test_converting_a_model_prints_no_tensorflow_log():
     result = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout == "True\n", result.stderr
     assert result.stderr == ""
+
+
+def _wide_classifier(tmp_path):
+    """logits = FULLY_CONNECTED(x) with 64 inputs and 10 classes: weights large enough that int8 gradients save."""
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
+
+    from tinytrain_tflm.frontend import ir
+
+    graph = ir.Graph()
+    q = lambda s: ir.Quantization(np.array([s], np.float32), np.array([0], np.int64))  # noqa: E731
+    weights = np.random.default_rng(1).integers(-127, 128, (10, 64)).astype(np.int8)
+    x = graph.add_tensor(ir.Tensor("x", (1, 64), np.dtype(np.int8), q(0.05)))
+    w = graph.add_tensor(ir.Tensor("w", (10, 64), np.dtype(np.int8), q(0.002), weights))
+    y = graph.add_tensor(ir.Tensor("y", (1, 10), np.dtype(np.int8), q(0.1)))
+    graph.ops.append(ir.Op("FULLY_CONNECTED", [x, w, -1], [y], builtin_options=tfl.FullyConnectedOptionsT()))
+    graph.inputs, graph.outputs = [x], [y]
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(tt.emit_model(graph))
+    return path
+
+
+def test_compile_ram_picks_the_first_memory_options_that_fit(workspace):
+    """--ram without memory options: the reference options if they fit, else int8 gradients, then flash
+    requantization, then tiling; nothing fitting is one line naming the smallest arena."""
+    tmp, _, _ = workspace
+    source = _wide_classifier(tmp)
+    model = source.read_bytes()
+    reference = tt.minimum_arena_size(tt.compile(model, update="all").bytes)
+    int8 = tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8").bytes)
+    assert int8 < reference
+    out = str(tmp / "t.tflite")
+    result = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(reference))
+    assert result.returncode == 0 and result.stdout.startswith(f"chose --gradient float32: the arena needs {reference:,}")
+    result = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(reference - 1))
+    assert result.returncode == 0 and result.stdout.startswith(f"chose --gradient int8: the arena needs {int8:,}")
+    assert tt.minimum_arena_size((tmp / "t.tflite").read_bytes()) == int8
+    smallest = min(
+        int8,
+        tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", flash_requantization=True).bytes),
+        tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", flash_requantization=True, tiles="auto").bytes),
+    )
+    nothing = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(smallest - 1))
+    _one_line_error(nothing, f"nothing fits the {smallest - 1:,}-byte budget: the smallest arena is {smallest:,} bytes")

@@ -13,7 +13,7 @@ import numpy as np
 from .. import __version__
 from .. import target as targets
 from ..backend import emit
-from ..compiler import compile
+from ..compiler import TrainingModel, compile
 from ..errors import TinyTrainError
 from ..firmware import c_array, codegen
 from ..frontend import read
@@ -145,25 +145,65 @@ def _compile(args: argparse.Namespace) -> None:
         ram = scheme_file.budget
     optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
     device_target = targets.target(target_name, kernels)
-    training = compile(
-        _read_model(args.model),
-        update=scheme_file.scheme if scheme_file else args.update,
-        optimizer=optimizer,
-        gradient=gradient,
-        label_smoothing=args.label_smoothing,
-        activation_masks=not args.no_masks,
-        tiles=_tiles(tile),
-        overlap_buffers=not args.no_overlap,
-        flash_requantization=flash,
-        target=device_target,
+    model = _read_model(args.model)
+
+    def build(gradient: str, flash: bool, tile: str | None) -> TrainingModel:
+        return compile(
+            model,
+            update=scheme_file.scheme if scheme_file else args.update,
+            optimizer=optimizer,
+            gradient=gradient,
+            label_smoothing=args.label_smoothing,
+            activation_masks=not args.no_masks,
+            tiles=_tiles(tile),
+            overlap_buffers=not args.no_overlap,
+            flash_requantization=flash,
+            target=device_target,
+        )
+
+    memory_options_given = scheme_file is not None or any(
+        getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile")
     )
+    if ram is not None and not memory_options_given:
+        training = _fit_ram(build, device_target, ram)
+    else:
+        training = build(gradient, flash, tile)
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
     trained = sum(int(np.prod(trainer.graph.tensors[p.grad].shape)) for p in trainer.parameters)
     tensors = len(trainer.parameters)
     print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
-    if ram is not None:
+    if ram is not None and memory_options_given:
         _check_ram(training.bytes, device_target, ram)
+
+
+# compile --ram without memory options tries these in order, from the reference to the smallest arena: int8
+# gradients (a quarter of the gradient memory, coarser steps), flash requantization (8 bytes per output channel
+# less, but tinytrain's conv kernels instead of the target's optimized ones), tiling (recomputes the patches'
+# overlap in the first stage). Overlapping buffers stay on unless --no-overlap says otherwise.
+MEMORY_LADDER = (("float32", False, None), ("int8", False, None), ("int8", True, None), ("int8", True, "auto"))
+
+
+def _memory_flags(gradient: str, flash: bool, tile: str | None) -> str:
+    return " ".join([f"--gradient {gradient}"] + ["--flash-requantization"] * flash + [f"--tile {tile}"] * bool(tile))
+
+
+def _fit_ram(build, device_target: targets.Target, ram: int) -> TrainingModel:
+    """The first training model of MEMORY_LADDER whose arena fits `ram`, or an error naming the smallest."""
+    smallest = None
+    for options in MEMORY_LADDER:
+        training = build(*options)
+        arena, how = _target_arena(training.bytes, device_target)
+        if arena <= ram:
+            print(f"chose {_memory_flags(*options)}: the arena needs {arena:,} bytes ({how}), within the {ram:,}-byte budget")
+            return training
+        if smallest is None or arena < smallest[0]:
+            smallest = (arena, _memory_flags(*options), how)
+    arena, flags, how = smallest
+    raise TinyTrainError(
+        f"nothing fits the {ram:,}-byte budget: the smallest arena is {arena:,} bytes ({flags}; {how}); "
+        "train fewer layers (`tinytrain-tflm search --budget` finds which)"
+    )
 
 
 def _target_arena(model: bytes, device_target: targets.Target) -> tuple[int, str]:
