@@ -268,3 +268,23 @@ def test_compile_ram_picks_the_first_memory_options_that_fit(workspace):
     )
     nothing = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(smallest - 1))
     _one_line_error(nothing, f"nothing fits the {smallest - 1:,}-byte budget: the smallest arena is {smallest:,} bytes")
+
+
+def test_a_cpp_keyword_is_refused_as_the_namespace(workspace):
+    tmp, _, training = workspace
+    _one_line_error(_cli("export", str(training), "--c-array", str(tmp / "class.cc")), "'class' is a C++ keyword")
+    _one_line_error(_cli("export", str(training), "--c-array", str(tmp / "m.cc"), "--c-name", "namespace"), "C++ keyword")
+    assert not any(tmp.glob("*.cc")) and not any(tmp.glob("*.h"))
+
+
+def test_training_that_saturates_the_weights_is_flagged(workspace):
+    tmp, source, training = workspace
+    data = ("--data", str(tmp / "data.npz"), "--epochs", "2")
+    calm = _cli("train", str(training), *data, "-o", str(tmp / "calm.tflite"))
+    assert calm.returncode == 0 and "warning" not in calm.stderr, calm.stderr
+    wild = tmp / "wild.tflite"
+    wild.write_bytes(tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=50.0)).bytes)
+    result = _cli("train", str(wild), *data, "-o", str(tmp / "wild.trained.tflite"))
+    assert result.returncode == 0 and "training may be diverging" in result.stderr, result.stderr
+    weights = tt.Trainer(tmp / "wild.trained.tflite").weights()["w"]
+    assert np.mean((weights == -128) | (weights == 127)) > 0.05

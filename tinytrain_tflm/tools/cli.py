@@ -297,6 +297,30 @@ def _held_out(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, classes: i
     return x[kept], y[kept], x[held], y[held]
 
 
+# Rise in the share of trained int8 weights at -128 or 127 over training above which it is reported as
+# saturating. Per-channel quantization already puts one weight per output channel at a limit (a ninth of
+# a 3x3 depthwise filter), so the share is compared with the one training started from.
+SATURATION_RISE = 0.05
+
+
+def _share_at_limits(trainer: Trainer) -> float:
+    weights = [w for w in trainer.weights().values() if w.dtype == np.int8]
+    return sum(int(np.sum((w == -128) | (w == 127))) for w in weights) / max(1, sum(w.size for w in weights))
+
+
+def _diverging(trainer: Trainer, first_loss: float, mean_loss: float, start_share: float) -> str | None:
+    """Why training looks divergent (the loss not finite or above twice the first epoch's, the int8 weights
+    piling up at their limits), or None."""
+    if not np.isfinite(mean_loss):
+        return "the loss is not finite"
+    if mean_loss > 2 * first_loss:
+        return f"the mean loss rose from {first_loss:.4f} in epoch 1 to {mean_loss:.4f}"
+    share = _share_at_limits(trainer)
+    if share > start_share + SATURATION_RISE:
+        return f"{share:.0%} of the trained int8 weights sit at -128 or 127 ({start_share:.0%} before training)"
+    return None
+
+
 def _train(args: argparse.Namespace) -> None:
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
     _check_output(output, [args.model, args.data] + ([args.val] if args.val else []))
@@ -313,6 +337,7 @@ def _train(args: argparse.Namespace) -> None:
         accuracy, mean_loss = trainer.evaluate(val_x, val_y)
         print(f"before training: held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f} ({len(val_x)} held-out samples)")
     order = np.random.default_rng(args.seed)
+    start_share, first_loss = _share_at_limits(trainer), None
     best = None  # (held-out accuracy, -loss, epoch, training model bytes)
     for epoch in range(1, args.epochs + 1):
         losses = []
@@ -320,6 +345,9 @@ def _train(args: argparse.Namespace) -> None:
             losses.append(trainer.step(x[i], int(y[i])))
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
         line = f"epoch {epoch}: training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
+        first_loss = float(np.mean(losses)) if epoch == 1 else first_loss
+        if (why := _diverging(trainer, first_loss, float(np.mean(losses)), start_share)) is not None:
+            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr (compile) helps", file=sys.stderr)
         if val_x is None:
             print(f"{line}, accuracy {trainer.accuracy(x, y):.1%} on the training samples")
             continue
