@@ -288,3 +288,15 @@ def test_training_that_saturates_the_weights_is_flagged(workspace):
     assert result.returncode == 0 and "training may be diverging" in result.stderr, result.stderr
     weights = tt.Trainer(tmp / "wild.trained.tflite").weights()["w"]
     assert np.mean((weights == -128) | (weights == 127)) > 0.05
+
+
+def test_the_readme_holds_the_generated_ops_table():
+    from pathlib import Path
+
+    from tinytrain_tflm.passes.autodiff.rules import GRAD_RULES
+    from tinytrain_tflm.tools.ops_table import ops_table
+
+    table = ops_table()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert table in readme, "README.md's ops table is stale: python -m tinytrain_tflm.tools.ops_table"
+    assert all(f"| `{kind}` |" in table for kind in GRAD_RULES)
