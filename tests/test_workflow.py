@@ -213,17 +213,19 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip().startswith(f"tinytrain-tflm {tt.__version__} (tflite-micro ")
 
 
-def test_converting_a_model_prints_no_tensorflow_log():
+def test_from_keras_prints_the_layers_and_no_tensorflow_log():
     """TensorFlow's C++ start-up log (absl's warning, the CUDA probe) reached the demo's terminal twice."""
     script = (
         "import numpy as np\n"
-        "from tinytrain_tflm.frontend.convert import keras_to_int8, tensorflow\n"
+        "import tinytrain_tflm as tt\n"
+        "from tinytrain_tflm.frontend.convert import tensorflow\n"
         "keras = tensorflow().keras\n"
         "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])\n"
-        "print(len(keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (8, 4)))) > 0)\n"
+        "print(len(tt.from_keras(model, np.random.default_rng(0).uniform(-1, 1, (8, 4)))) > 0)\n"
     )
     result = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and result.stdout == "True\n", result.stderr
+    assert result.returncode == 0 and result.stdout.endswith("True\n"), result.stderr
+    assert result.stdout.splitlines()[1].split()[:5] == ["0", "FULLY_CONNECTED", "3x4", "15", "84"]
     assert result.stderr == ""
 
 

@@ -10,6 +10,7 @@ runtime (TFLM on the host, trainer) and firmware (C array, Arduino, emulated Cor
 from .backend.emit import emit_model
 from .compiler import TrainingModel, compile
 from .errors import TFLMError, TinyTrainError
+from .frontend.convert import from_keras
 from .frontend.ir import Graph, Op, Quantization, Tensor
 from .frontend.read import read_graph
 from .passes.loss import attach_loss
@@ -36,6 +37,7 @@ __all__ = [
     "attach_loss",
     "compile",
     "emit_model",
+    "from_keras",
     "minimum_arena_size",
     "read_graph",
 ]

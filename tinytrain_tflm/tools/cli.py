@@ -19,7 +19,7 @@ from ..firmware import c_array, codegen
 from ..frontend import read
 from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
-from ..passes.scheme import layer_table
+from ..passes.scheme import layers_text
 from ..plan import memory
 from ..runtime import interpreter
 from ..runtime.trainer import Trainer, training_metadata
@@ -384,12 +384,7 @@ def _fraction(text: str) -> float:
 
 
 def _layers(args: argparse.Namespace) -> None:
-    graph = read.read_graph(_read_model(args.model))
-    print(f"{'index':>5}  {'op':17} {'weight shape':16} {'params':>9} {'update RAM':>11}  name")
-    for layer, row in layer_table(graph, loss.GRADIENT_DTYPES[args.gradient].itemsize):
-        print(f"{layer.index:>5}  {layer.kind:17} {row.shape:16} {row.params:>9,} {row.update_bytes:>11,}  {row.name}")
-    print(f"update RAM: RAM copies of weights and bias, and their {args.gradient} gradients, the whole layer training (estimate)")
-    print('schemes name layers by index: --update \'{"bias_last": 2, "weights": {"7": 0.5}}\'; Trainer.gradients() by name')
+    print(layers_text(read.read_graph(_read_model(args.model)), args.gradient))
 
 
 def _device_target(args: argparse.Namespace, graph) -> targets.Target:
