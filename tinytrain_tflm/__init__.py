@@ -10,7 +10,6 @@ runtime (TFLM on the host, trainer) and firmware (C array, Arduino, emulated Cor
 from .backend.emit import emit_model
 from .compiler import TrainingModel, compile
 from .errors import TFLMError, TinyTrainError
-from .frontend.convert import from_keras
 from .frontend.ir import Graph, Op, Quantization, Tensor
 from .frontend.read import read_graph
 from .passes.loss import attach_loss
@@ -18,6 +17,7 @@ from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
 from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
 from .runtime.trainer import Trainer
+from .tools.layers import from_keras
 
 __version__ = "0.1.0"
 

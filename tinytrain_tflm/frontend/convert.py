@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..capture import capture_fds
 from ..errors import TinyTrainError
-from ..runtime.capture import capture_fds
 
 
 def tensorflow():
@@ -57,14 +57,3 @@ def keras_to_int8(model, representative_inputs: Iterable[np.ndarray]) -> bytes:
         except Exception as error:  # the converter raises many types; all mean "could not convert"
             failure = error
     raise TinyTrainError(f"TensorFlow could not convert the model to int8: {failure}; converter log: {log.text[-500:]!r}")
-
-
-def from_keras(model, representative_inputs: Iterable[np.ndarray], show_layers: bool = True) -> bytes:
-    """keras_to_int8, then (show_layers) the table of conv-like layers an update scheme names by index."""
-    from ..passes.scheme import layers_text
-    from .read import read_graph
-
-    converted = keras_to_int8(model, representative_inputs)
-    if show_layers:
-        print(layers_text(read_graph(converted)))
-    return converted

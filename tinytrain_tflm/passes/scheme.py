@@ -17,8 +17,6 @@ import json
 import math
 from collections.abc import Mapping
 
-import numpy as np
-
 from ..errors import TinyTrainError
 from ..frontend import ir
 
@@ -150,15 +148,3 @@ def layer_table(graph: ir.Graph, gradient_itemsize: int) -> list[tuple[Layer, La
         update = values * (1 + gradient_itemsize) + layer.channels * (4 + gradient_itemsize)
         rows.append((layer, LayerRow(weight.name, shape, values + layer.channels, update)))
     return rows
-
-
-def layers_text(graph: ir.Graph, gradient: str = "float32") -> str:
-    """The layer table `tinytrain-tflm layers` and tinytrain_tflm.from_keras print."""
-    lines = [f"{'index':>5}  {'op':17} {'weight shape':16} {'params':>9} {'update RAM':>11}  name"]
-    for layer, row in layer_table(graph, np.dtype(np.int8 if gradient == "int8" else np.float32).itemsize):
-        lines.append(f"{layer.index:>5}  {layer.kind:17} {row.shape:16} {row.params:>9,} {row.update_bytes:>11,}  {row.name}")
-    lines.append(
-        f"update RAM: RAM copies of weights and bias, and their {gradient} gradients, the whole layer training (estimate)"
-    )
-    lines.append('schemes name layers by index: update=\'{"bias_last": 2, "weights": {"7": 0.5}}\'; Trainer.gradients() by name')
-    return "\n".join(lines)

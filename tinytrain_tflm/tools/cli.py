@@ -17,12 +17,13 @@ from ..compiler import TrainingModel, compile
 from ..errors import TinyTrainError
 from ..firmware import c_array, codegen
 from ..frontend import read
+from ..options import CompileOptions, MemoryOptions
 from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
-from ..passes.scheme import layers_text
 from ..plan import memory
 from ..runtime import interpreter
 from ..runtime.trainer import Trainer, training_metadata
+from .layers import layers_text
 from .search import SchemeFile, SchemeSearch, SearchTask, arena_method, load_scheme_file
 
 
@@ -468,18 +469,15 @@ def _search(args: argparse.Namespace) -> None:
     split = max(1, len(x) // 5)
     val, train = order[:split], order[split:]
     task = SearchTask(x[train], y[train], x[val], y[val])
-    tiles = _tiles(args.tile)
+    memory_options = MemoryOptions(_tiles(args.tile), flash_requantization=args.flash_requantization)
     search = SchemeSearch(
         model,
         task,
         budget,
-        optimizer=SGD(lr=args.lr),
-        gradient=args.gradient,
-        tiles=tiles,
-        flash_requantization=args.flash_requantization,
+        CompileOptions(optimizer=SGD(lr=args.lr), gradient=args.gradient, memory=memory_options),
+        device_target,
         steps=args.steps,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
-        target=device_target,
     )
     result = search.run(generations=args.generations, seed=args.seed)
     _write_output(args.output, (result.to_json() + "\n").encode(), [args.model, args.data])

@@ -26,15 +26,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import target as targets
-from ..compiler import compile
+from ..compiler import compile_with
 from ..errors import TinyTrainError
 from ..frontend import read
+from ..options import CompileOptions
 from ..passes.optimizer import SGD
 from ..passes.scheme import RATIOS, conv_like_layers
 from ..plan import memory
 from ..runtime import interpreter
 from ..runtime.trainer import Trainer
+from ..target import HOST, Target
+
+# Every candidate scheme compiles with these unless the caller gives its own: int8 gradients (a quarter
+# of float32's memory, so more fits a budget) and a learning rate its few steps per part can use.
+SEARCH_OPTIONS = CompileOptions(optimizer=SGD(lr=0.005), gradient="int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +61,7 @@ class SearchResult:
     bias_gains: dict[int, float]
     weight_gains: dict[tuple[int, float], float]
     budget: int
-    target: targets.Target
+    target: Target
     compile_options: dict  # the compile() keywords every candidate was compiled with
 
     def to_json(self) -> str:
@@ -75,7 +80,7 @@ class SearchResult:
         )
 
 
-def arena_method(target: targets.Target) -> str:
+def arena_method(target: Target) -> str:
     if target.pointer_bytes == 8:
         return "measured in TFLM (x86-64)"
     return "measured in TFLM (x86-64), projected to 4-byte pointers"
@@ -123,21 +128,15 @@ class SchemeSearch:
         model: bytes,
         task: SearchTask | None,
         budget: int,
-        optimizer: SGD | None = None,
-        gradient: str = "int8",
-        tiles: tuple[int, int] | str | None = None,
-        flash_requantization: bool = False,
+        options: CompileOptions = SEARCH_OPTIONS,
+        target: Target = HOST,
         steps: int = 300,
         candidate_layers: int = 12,
         progress: Callable[[str], None] | None = None,
-        target: str | targets.Target = "host",
     ):
         """target: the device the schemes are compiled for; the budget is judged on its pointer size."""
         self.model, self.task, self.budget = model, task, budget
-        self.target = targets.target(target)
-        self.optimizer = optimizer or SGD(lr=0.005)
-        self.gradient, self.tiles, self.steps = gradient, tiles, steps
-        self.flash_requantization = flash_requantization
+        self.options, self.target, self.steps = options, target, steps
         self.progress = progress or (lambda message: None)
         self.layers = len(conv_like_layers(read.read_graph(model)))
         # The classifier (the last layer) always trains; the others are candidates.
@@ -145,21 +144,18 @@ class SchemeSearch:
         self._memory: dict[str, int] = {}
 
     def compile_scheme(self, scheme: dict):
-        return compile(
-            self.model,
-            update=scheme,
-            optimizer=self.optimizer,
-            gradient=self.gradient,
-            tiles=self.tiles,
-            flash_requantization=self.flash_requantization,
-            target=self.target,
-        )
+        return compile_with(self.model, dataclasses.replace(self.options, update=scheme), self.target)
 
     @property
     def compile_options(self) -> dict:
-        """The compile() keywords besides the scheme that every candidate is compiled with."""
-        tiles = list(self.tiles) if isinstance(self.tiles, tuple) else self.tiles
-        return {"gradient": self.gradient, "tiles": tiles, "flash_requantization": self.flash_requantization}
+        """The memory options every candidate is compiled with, as the scheme file records them (the ones
+        its arena depends on; the optimizer is compile's own choice)."""
+        tiles = self.options.memory.tiles
+        return {
+            "gradient": self.options.gradient,
+            "tiles": list(tiles) if isinstance(tiles, tuple) else tiles,
+            "flash_requantization": self.options.memory.flash_requantization,
+        }
 
     def fits(self, scheme: dict) -> bool:
         """Whether the scheme's arena, measured in TFLM, fits the budget. The planner's estimate
