@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from .. import target as targets
 from ..backend import emit
 from ..compiler import TrainingModel, compile
@@ -545,7 +545,8 @@ def _add_target_arguments(parser: argparse.ArgumentParser, target_help: str) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinytrain-tflm", description="On-device training for TensorFlow Lite Micro.")
-    version = f"tinytrain-tflm {__version__} (tflite-micro {interpreter.PINNED_TFLM_VERSION})"
+    installed = importlib.metadata.version("tinytrain-tflm")  # pyproject.toml's, as pip installed it
+    version = f"tinytrain-tflm {installed} (tflite-micro {interpreter.PINNED_TFLM_VERSION})"
     parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="check the TFLM runtime and the kernel library").set_defaults(run=_doctor)
