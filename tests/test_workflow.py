@@ -229,30 +229,11 @@ def test_from_keras_prints_the_layers_and_no_tensorflow_log():
     assert result.stderr == ""
 
 
-def _wide_classifier(tmp_path):
-    """logits = FULLY_CONNECTED(x) with 64 inputs and 10 classes: weights large enough that int8 gradients save."""
-    from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
-
-    from tinytrain_tflm.frontend import ir
-
-    graph = ir.Graph()
-    q = lambda s: ir.Quantization(np.array([s], np.float32), np.array([0], np.int64))  # noqa: E731
-    weights = np.random.default_rng(1).integers(-127, 128, (10, 64)).astype(np.int8)
-    x = graph.add_tensor(ir.Tensor("x", (1, 64), np.dtype(np.int8), q(0.05)))
-    w = graph.add_tensor(ir.Tensor("w", (10, 64), np.dtype(np.int8), q(0.002), weights))
-    y = graph.add_tensor(ir.Tensor("y", (1, 10), np.dtype(np.int8), q(0.1)))
-    graph.ops.append(ir.Op("FULLY_CONNECTED", [x, w, -1], [y], builtin_options=tfl.FullyConnectedOptionsT()))
-    graph.inputs, graph.outputs = [x], [y]
-    path = tmp_path / "wide.tflite"
-    path.write_bytes(tt.emit_model(graph))
-    return path
-
-
 def test_compile_ram_picks_the_first_memory_options_that_fit(workspace):
     """--ram without memory options: the reference options if they fit, else int8 gradients, then flash
     requantization, then tiling; nothing fitting is one line naming the smallest arena."""
     tmp, _, _ = workspace
-    source = _wide_classifier(tmp)
+    source = _classifier(tmp, inputs=64, classes=10)  # weights large enough that int8 gradients save
     model = source.read_bytes()
     reference = tt.minimum_arena_size(tt.compile(model, update="all").bytes)
     int8 = tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8").bytes)

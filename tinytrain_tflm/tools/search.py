@@ -103,10 +103,8 @@ def load_scheme_file(text: str, origin: str) -> SchemeFile:
         content = json.loads(text)
     except json.JSONDecodeError as error:
         raise TinyTrainError(f"{origin} is not JSON: {error}") from None
-    if not isinstance(content, dict):
-        raise TinyTrainError(f"{origin} must hold a JSON object (a scheme or a search's scheme file)")
-    if "tinytrain_scheme_file" not in content:
-        return SchemeFile(content, {}, None, None, None)
+    if not isinstance(content, dict) or "tinytrain_scheme_file" not in content:
+        return SchemeFile(content, {}, None, None, None)  # a plain scheme, which compile checks
     if content["tinytrain_scheme_file"] != SCHEME_FILE_VERSION:
         raise TinyTrainError(f"{origin} is scheme file version {content['tinytrain_scheme_file']}; this tool reads version 1")
     options = content.get("compile", {})
