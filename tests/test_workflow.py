@@ -97,6 +97,9 @@ def test_outputs_are_checked_before_any_work(workspace):
     refusal = f"refusing to overwrite the input file {source}"
     _one_line_error(_cli("search", str(source), "--budget", "1MB", "--data", missing, "-o", str(source)), refusal)
     _one_line_error(_cli("compile", str(source), "-o", str(tmp / "nodir" / "t.tflite")), "directory")
+    c_array = ("--c-array", str(tmp / "model.cc"))
+    _one_line_error(_cli("export", str(training), *c_array, "-o", str(tmp / "nodir" / "t.tflite")), "directory")
+    assert not (tmp / "model.cc").exists()
     _one_line_error(_cli("train", str(training), "--data", missing, "--keep", "best"), "--keep best needs held-out samples")
 
 

@@ -493,6 +493,9 @@ def _search(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     if not args.output and not args.c_array:
         raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
+    for output in (args.output, args.c_array):
+        if output:
+            _check_output(output, [args.model])
     model = _read_model(args.model)
     if args.c_array:
         source = Path(args.c_array)
