@@ -286,3 +286,25 @@ def test_the_readme_holds_the_generated_ops_table():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert table in readme, "README.md's ops table is stale: python -m tinytrain_tflm.tools.ops_table"
     assert all(f"| `{kind}` |" in table for kind in GRAD_RULES)
+
+
+def test_arduino_library_takes_a_name_and_force_and_sizes_the_sketch_from_the_model(workspace):
+    tmp, _, training = workspace
+    library = tmp / "KwsTrain"
+    result = _cli("arduino-library", str(training), "-o", str(library), "--arena", "estimated", "--name", "KwsTrain")
+    assert result.returncode == 0, result.stderr
+    assert (library / "src/KwsTrain.h").is_file() and not (library / "src/TinyTrain.h").exists()
+    properties = (library / "library.properties").read_text()
+    assert "name=KwsTrain\n" in properties and "includes=KwsTrain.h" in properties and "TinyTrain" not in properties
+    sketch = library / "examples/TrainOnDevice"
+    assert "#include <KwsTrain.h>" in (sketch / "TrainOnDevice.ino").read_text()
+    graph = tt.read_graph(training.read_bytes())
+    values = int(np.prod(graph.tensors[graph.inputs[0]].shape))
+    assert f"constexpr unsigned int kSampleValues = {values};" in (sketch / "train_model.h").read_text()
+    again = ("arduino-library", str(training), "-o", str(library), "--arena", "estimated", "--name", "KwsTrain")
+    _one_line_error(_cli(*again), "already exists; give arduino-library a new directory, or --force")
+    (library / "stale.txt").write_text("from an older library")
+    assert _cli(*again, "--force").returncode == 0 and not (library / "stale.txt").exists()
+    (tmp / "notes").mkdir()
+    _one_line_error(_cli("arduino-library", str(training), "-o", str(tmp / "notes"), "--force"), "not an Arduino library")
+    _one_line_error(_cli("arduino-library", str(training), "-o", str(tmp / "x"), "--name", "my lib"), "library name 'my lib'")

@@ -9,6 +9,7 @@ of classes. examples/cpp/main.cc and the Arduino sketch read nothing else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -161,6 +162,8 @@ constexpr int kControlTensor = {metadata["control_tensor"]};
 constexpr int kLossTensor = {metadata["loss_tensor"]};
 constexpr int kLogitsTensor = {metadata["logits_tensor"]};
 constexpr int kNumClasses = {metadata["num_classes"]};
+// Values in one sample (the sample input's elements): what a firmware's sample buffers hold.
+constexpr unsigned int kSampleValues = {math.prod(graph.tensors[metadata["input_tensor"]].shape)};
 
 // The builtin ops the model uses, as MicroMutableOpResolver::Add<Op> names. Size the resolver with
 // kNumBuiltinOps + tinytrain::kNumOps and add them with

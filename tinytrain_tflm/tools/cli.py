@@ -524,10 +524,14 @@ def _export(args: argparse.Namespace) -> None:
 def _arduino_library(args: argparse.Namespace) -> None:
     from ..firmware import arduino
 
+    output = Path(args.output)
+    if args.force and Path(args.model).resolve().is_relative_to(output.resolve()):
+        raise TinyTrainError(f"--force would delete {output}, which holds the input model {args.model}")
+    arduino.check_destination(output, args.name, args.force)
     model = _read_model(args.model)
     origin = f"arduino-library {Path(args.model).name}"
-    files = arduino.assemble(model, Path(args.output), c_array.arena_size(model, args.arena), origin)
-    print(f"wrote {args.output}: the TinyTrain Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
+    files = arduino.assemble(model, output, c_array.arena_size(model, args.arena), origin, args.name, args.force)
+    print(f"wrote {args.output}: the {args.name} Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
 
 
 def _codegen(args: argparse.Namespace) -> None:
@@ -639,6 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     library.add_argument("model", help="training model the TrainOnDevice sketch trains")
     library.add_argument("-o", "--output", required=True, help="new directory to create (e.g. ~/Arduino/libraries/TinyTrain)")
     library.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
+    library.add_argument("--name", default="TinyTrain", help="library name and header NAME.h (default TinyTrain)")
+    library.add_argument("--force", action="store_true", help="replace OUTPUT if it is an Arduino library already")
     library.set_defaults(run=_arduino_library)
     layers = commands.add_parser("layers", help="list the conv-like layers an update scheme names by index")
     layers.add_argument("model", help="int8 .tflite classifier")
