@@ -82,14 +82,14 @@ class Target:
 # element-wise and pad kernels, work pixel by pixel. Shown on the emulated Cortex-M7
 # (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
 CMSIS_NN_NO_OVERLAP = frozenset({"CONV_2D"})
-# MVE (Helium, Cortex-M55): CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, until the emulated M55 shows
-# one safe. There the matrix product (arm_nn_mat_mult_nt_t_s8) takes four pixels at a time and, for each
-# output channel in turn, reads all four inputs and writes four outputs: when the four pixels straddle an
-# image row, the outputs of the second row are written while the first row's inputs they may overlap are
-# still read for the next channels. The MVE depthwise paths (arm_depthwise_conv_s8_opt, or a depthwise run
-# as a conv) and the fully connected one (arm_nn_vec_mat_mult_t_s8) have loop orders of their own not
-# yet checked against the rule, so their outputs keep bytes of their own too; tests/test_device.py runs
-# the M55 with these rules, bit-identical to the host or failing.
+# MVE (Helium, Cortex-M55): CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, until each is shown safe.
+# There the matrix product (arm_nn_mat_mult_nt_t_s8) takes four pixels at a time and, for each output
+# channel in turn, reads the four inputs and writes four outputs, so a chunk straddling an image row
+# writes before it has read all it needs; the MVE depthwise paths (arm_depthwise_conv_s8_opt, or a
+# depthwise run as a conv) and the fully connected one (arm_nn_vec_mat_mult_t_s8) have loop orders of
+# their own. None is shown to corrupt training yet: MobileNetV2 blocks and a 7x7 1x1-conv model planned
+# with every conv overlapping trained bit-identically on the emulated M55. Until the loops are read to
+# the end these outputs keep bytes of their own; tests/test_device.py runs the M55 with these rules.
 CMSIS_NN_MVE_NO_OVERLAP = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 
