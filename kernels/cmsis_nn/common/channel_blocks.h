@@ -1,0 +1,34 @@
+/* Internal to kernels/cmsis_nn: the channel blocking its gradient kernels share. Each keeps one
+ * float32 sum per channel of a block in FPU registers and reads the block's int8 operands as one
+ * contiguous run; the sums and their order of additions stay the reference's (kernels/core), so
+ * the results are bit-identical to it. */
+#ifndef TINYTRAIN_KERNELS_CMSIS_NN_COMMON_CHANNEL_BLOCKS_H_
+#define TINYTRAIN_KERNELS_CMSIS_NN_COMMON_CHANNEL_BLOCKS_H_
+
+#include <stdint.h>
+
+namespace tinytrain_cmsis_nn {
+
+// Channels summed together: 8 sums and the 8 products being added take 16 of the FPU's 32 single
+// registers (fpv4-sp-d16 and fpv5-d16 alike), leaving room for the shared factor and temporaries.
+constexpr int32_t kBlock = 8;
+
+// A block width as a type, so each width's loops are compiled with it as a constant.
+template <int32_t kWidth>
+struct BlockWidth {
+  static constexpr int32_t value = kWidth;
+};
+
+// Calls body(BlockWidth<w>{}, c0) for consecutive blocks [c0, c0 + w) covering [0, channels) in
+// order: blocks of kBlock, then at most one of kBlock / 2, then single channels.
+template <typename Body>
+void ForEachChannelBlock(int32_t channels, Body&& body) {
+  int32_t c = 0;
+  for (; c + kBlock <= channels; c += kBlock) body(BlockWidth<kBlock>{}, c);
+  for (; c + kBlock / 2 <= channels; c += kBlock / 2) body(BlockWidth<kBlock / 2>{}, c);
+  for (; c < channels; ++c) body(BlockWidth<1>{}, c);
+}
+
+}  // namespace tinytrain_cmsis_nn
+
+#endif  // TINYTRAIN_KERNELS_CMSIS_NN_COMMON_CHANNEL_BLOCKS_H_
