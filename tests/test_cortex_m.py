@@ -147,7 +147,13 @@ def test_kernel_test_passes_on_emulated_cortex_m(host_results, target, program):
 
 
 # The families kernels/cmsis_nn replaces (fully connected gradients run the conv ones).
-OPTIMIZED_FAMILIES = ("conv_input_grad", "conv_filter_grad", "fully_connected_input_grad", "fully_connected_filter_grad")
+OPTIMIZED_FAMILIES = (
+    "conv_input_grad",
+    "conv_filter_grad",
+    "depthwise_input_grad",
+    "fully_connected_input_grad",
+    "fully_connected_filter_grad",
+)
 
 
 @pytest.mark.parametrize("target", BOARDS)

@@ -64,6 +64,7 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ("conv", "pointwise_channel_blocks", ConvGeometry(2, (3, 4), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
+    ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     (
         "depthwise",
         "stride2_multiplier2_per_tensor_partial",

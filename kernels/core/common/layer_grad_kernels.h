@@ -126,6 +126,34 @@ void DepthwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter
   });
 }
 
+// tt_depthwise_conv2d_input_grad_s8's argument checks, then body(shape, grad, filter, sink), as
+// RunConv2dInputGrad.
+template <typename Body>
+tt_status RunDepthwiseConv2dInputGrad(const tt_depthwise_conv_grad_params* params,
+                                      const tt_filter_quant_params* filter_quant, const tt_dims* grad_output_dims,
+                                      const tt_grad_in* grad_output, const tt_dims* filter_dims, const int8_t* filter,
+                                      const tt_dims* grad_input_dims, tt_grad_out* grad_input, Body&& body) {
+  if (params == nullptr || !ValidConvParams(&params->conv) || params->depth_multiplier < 1 ||
+      !ValidDims(grad_output_dims) || !ValidDims(filter_dims) || !ValidDims(grad_input_dims) || filter == nullptr ||
+      !ValidGradIn(grad_output) || !ValidGradOut(grad_input)) {
+    return TT_ARG_ERROR;
+  }
+  const int32_t multiplier = params->depth_multiplier;
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& filter_shape = *filter_dims;
+  const tt_dims& input_shape = *grad_input_dims;
+  // Division, not input channels * multiplier, so no argument can overflow.
+  if (input_shape.n != output_shape.n || filter_shape.n != 1 || filter_shape.c != output_shape.c ||
+      output_shape.c % multiplier != 0 || output_shape.c / multiplier != input_shape.c ||
+      !ValidFilterQuant(filter_quant, output_shape.c)) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_depthwise_conv_grad_params, tt_filter_quant_params> shape{*params, *filter_quant, output_shape,
+                                                                                    filter_shape, input_shape};
+  WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { body(shape, grad, filter, sink); });
+  return TT_SUCCESS;
+}
+
 // tt_depthwise_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
 template <typename S, typename Grad, typename Sink>
 void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
