@@ -104,13 +104,15 @@ def test_digits_cnn_trains_bit_identically_on_device(digits, name):
     _check_bit_identical(training, name, "reference", task.train_x, task.train_y)
 
 
-def test_ds_cnn_trains_bit_identically_on_device(rng):
-    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients."""
-    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", "reference")).bytes
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
+def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
+    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
+    with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
+    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels)).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32)
-    _check_bit_identical(model, "cortex-m7", "reference", samples, rng.integers(0, 4, STEPS + 2))
+    _check_bit_identical(model, "cortex-m7", kernels, samples, rng.integers(0, 4, STEPS + 2))
 
 
 def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:

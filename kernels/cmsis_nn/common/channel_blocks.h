@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+#include "../../core/common/conv_grad_loops.h"
+#include "../../core/tt_types.h"
+
 namespace tinytrain_cmsis_nn {
 
 // Channels summed together: 8 sums and the 8 products being added take 16 of the FPU's 32 single
@@ -27,6 +30,32 @@ void ForEachChannelBlock(int32_t channels, Body&& body) {
   for (; c + kBlock <= channels; c += kBlock) body(BlockWidth<kBlock>{}, c);
   for (; c + kBlock / 2 <= channels; c += kBlock / 2) body(BlockWidth<kBlock / 2>{}, c);
   for (; c < channels; ++c) body(BlockWidth<1>{}, c);
+}
+
+// core::GatherInputGrad a block of input channels at a time: for each input pixel and block, in
+// output order, add_taps(width, c0, n, oy, ox, ky, kx, sum) is called for every output (oy, ox) and
+// tap (ky, kx) reading the pixel, in the reference's order, and adds that tap's sum for channel
+// c0 + j to sum[j] (which starts at 0.0f); then the block's sums go to sink in order.
+template <typename Sink, typename AddTaps>
+void GatherInputGradBlocks(const tinytrain_core::ConvGeometry& geometry, const tt_dims& input, Sink& sink,
+                           AddTaps&& add_taps) {
+  for (int32_t n = 0; n < input.n; ++n) {
+    for (int32_t iy = 0; iy < input.h; ++iy) {
+      for (int32_t ix = 0; ix < input.w; ++ix) {
+        ForEachChannelBlock(input.c, [&](auto width, int32_t c0) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          float sum[kWidth];
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) sum[j] = 0.0f;
+          geometry.rows.ForEachReaderOf(iy, [&](int32_t ky, int32_t oy) {
+            geometry.cols.ForEachReaderOf(ix, [&](int32_t kx, int32_t ox) { add_taps(width, c0, n, oy, ox, ky, kx, sum); });
+          });
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) sink(sum[j]);
+        });
+      }
+    }
+  }
 }
 
 }  // namespace tinytrain_cmsis_nn

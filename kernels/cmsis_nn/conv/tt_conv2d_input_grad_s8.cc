@@ -27,40 +27,26 @@ namespace {
 // core::Conv2dInputGrad's elements, in its order, a block of input channels at a time.
 template <typename S, typename Grad, typename Sink>
 void BlockedConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink& sink) {
-  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.result, s.operand, s.grad_output);
   const core::FilterScales scales(s.quant);
   // Consecutive output channels of one tap are this far apart in the [cout, kh, kw, cin] filter.
   const int32_t channel_stride = s.operand.h * s.operand.w * s.operand.c;
-  for (int32_t n = 0; n < s.result.n; ++n) {
-    for (int32_t iy = 0; iy < s.result.h; ++iy) {
-      for (int32_t ix = 0; ix < s.result.w; ++ix) {
-        cm::ForEachChannelBlock(s.result.c, [&](auto width, int32_t c0) {
-          constexpr int32_t kWidth = decltype(width)::value;
-          float sum[kWidth];
+  cm::GatherInputGradBlocks(
+      core::MakeConvGeometry(s.params, s.result, s.operand, s.grad_output), s.result, sink,
+      [&](auto width, int32_t c0, int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, float* sum) {
+        constexpr int32_t kWidth = decltype(width)::value;
+        const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
+        const int8_t* weights = filter + core::Offset(s.operand, 0, ky, kx, c0);
+        float tap[kWidth];
 #pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sum[j] = 0.0f;
-          geometry.rows.ForEachReaderOf(iy, [&](int32_t ky, int32_t oy) {
-            geometry.cols.ForEachReaderOf(ix, [&](int32_t kx, int32_t ox) {
-              const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
-              const int8_t* weights = filter + core::Offset(s.operand, 0, ky, kx, c0);
-              float tap[kWidth];
+        for (int32_t j = 0; j < kWidth; ++j) tap[j] = 0.0f;
+        for (int32_t co = 0; co < s.grad_output.c; ++co, weights += channel_stride) {
+          const float scaled_grad = grad[grad_row + co] * scales[co];
 #pragma GCC unroll 8
-              for (int32_t j = 0; j < kWidth; ++j) tap[j] = 0.0f;
-              for (int32_t co = 0; co < s.grad_output.c; ++co, weights += channel_stride) {
-                const float scaled_grad = grad[grad_row + co] * scales[co];
+          for (int32_t j = 0; j < kWidth; ++j) tap[j] += scaled_grad * static_cast<float>(weights[j]);
+        }
 #pragma GCC unroll 8
-                for (int32_t j = 0; j < kWidth; ++j) tap[j] += scaled_grad * static_cast<float>(weights[j]);
-              }
-#pragma GCC unroll 8
-              for (int32_t j = 0; j < kWidth; ++j) sum[j] += tap[j];
-            });
-          });
-#pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sink(sum[j]);
-        });
-      }
-    }
-  }
+        for (int32_t j = 0; j < kWidth; ++j) sum[j] += tap[j];
+      });
 }
 
 // Whether input pixel p is read by output pixel p alone, through the filter's only tap.

@@ -24,37 +24,23 @@ namespace {
 template <int32_t kMultiplier, typename S, typename Grad, typename Sink>
 void BlockedDepthwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink& sink) {
   const int32_t multiplier = kMultiplier != 0 ? kMultiplier : s.params.depth_multiplier;
-  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params.conv, s.result, s.operand, s.grad_output);
   const core::FilterScales scales(s.quant);
-  for (int32_t n = 0; n < s.result.n; ++n) {
-    for (int32_t iy = 0; iy < s.result.h; ++iy) {
-      for (int32_t ix = 0; ix < s.result.w; ++ix) {
-        cm::ForEachChannelBlock(s.result.c, [&](auto width, int32_t c0) {
-          constexpr int32_t kWidth = decltype(width)::value;
-          float sum[kWidth];
+  cm::GatherInputGradBlocks(
+      core::MakeConvGeometry(s.params.conv, s.result, s.operand, s.grad_output), s.result, sink,
+      [&](auto width, int32_t c0, int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, float* sum) {
+        constexpr int32_t kWidth = decltype(width)::value;
+        const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
+        const int8_t* weights = filter + core::Offset(s.operand, 0, ky, kx, 0);
 #pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sum[j] = 0.0f;
-          geometry.rows.ForEachReaderOf(iy, [&](int32_t ky, int32_t oy) {
-            geometry.cols.ForEachReaderOf(ix, [&](int32_t kx, int32_t ox) {
-              const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
-              const int8_t* weights = filter + core::Offset(s.operand, 0, ky, kx, 0);
-#pragma GCC unroll 8
-              for (int32_t j = 0; j < kWidth; ++j) {
-                float tap = 0.0f;
-                const int32_t first = (c0 + j) * multiplier;
-                for (int32_t oc = first; oc < first + multiplier; ++oc) {
-                  tap += grad[grad_row + oc] * scales[oc] * static_cast<float>(weights[oc]);
-                }
-                sum[j] += tap;
-              }
-            });
-          });
-#pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sink(sum[j]);
-        });
-      }
-    }
-  }
+        for (int32_t j = 0; j < kWidth; ++j) {
+          float tap = 0.0f;
+          const int32_t first = (c0 + j) * multiplier;
+          for (int32_t oc = first; oc < first + multiplier; ++oc) {
+            tap += grad[grad_row + oc] * scales[oc] * static_cast<float>(weights[oc]);
+          }
+          sum[j] += tap;
+        }
+      });
 }
 
 }  // namespace
