@@ -151,6 +151,7 @@ OPTIMIZED_FAMILIES = (
     "conv_input_grad",
     "conv_filter_grad",
     "depthwise_input_grad",
+    "depthwise_filter_grad",
     "fully_connected_input_grad",
     "fully_connected_filter_grad",
 )
@@ -158,9 +159,12 @@ OPTIMIZED_FAMILIES = (
 
 @pytest.mark.parametrize("target", BOARDS)
 def test_cmsis_nn_program_runs_the_optimized_kernels(programs, target):
-    """Its bit-identical digests (above) test the optimized kernels only if they ran: every case of a
-    replaced family takes another instruction count than the reference's, every other case the same."""
+    """Its bit-identical digests (above) test the optimized kernels only if they ran: every other family
+    takes the reference's instruction counts, each replaced family fewer in some case (not in all: with 2
+    or 3 input channels a block holds one channel, and a conv gradient takes up to 10% more)."""
     reference, optimized = (cases(run_on_board(target, program).stdout) for program in ("kernel_test", "kernel_test_cmsis_nn"))
+    faster = {name.split("/")[0] for name, (_, _, count) in reference.items() if int(optimized[name][2]) < int(count)}
+    assert faster == set(OPTIMIZED_FAMILIES)
     for name, (_, _, count) in reference.items():
-        replaced = name.split("/")[0] in OPTIMIZED_FAMILIES
-        assert (optimized[name][2] != count) == replaced, (name, count, optimized[name][2])
+        if name.split("/")[0] not in OPTIMIZED_FAMILIES:
+            assert optimized[name][2] == count, (name, count, optimized[name][2])

@@ -1,4 +1,5 @@
-/* Internal to kernels/cmsis_nn: the channel blocking its gradient kernels share. Each keeps one
+/* Internal to kernels/cmsis_nn: the channel blocking its gradient kernels share, and the gathers
+ * of kernels/core/common/conv_grad_loops.h over it. Each keeps one
  * float32 sum per channel of a block in FPU registers and reads the block's int8 operands as one
  * contiguous run; the sums and their order of additions stay the reference's (kernels/core), so
  * the results are bit-identical to it. */
@@ -52,6 +53,37 @@ void GatherInputGradBlocks(const tinytrain_core::ConvGeometry& geometry, const t
           });
 #pragma GCC unroll 8
           for (int32_t j = 0; j < kWidth; ++j) sink(sum[j]);
+        });
+      }
+    }
+  }
+}
+
+// core::GatherFilterGrad a block of channels (the filter gradient's last axis) at a time: for each
+// filter element (f, ky, kx) and block, in output order, add_reads(width, c0, f, n, oy, ox, iy, ix, sum)
+// is called for every batch n and output (oy, ox) whose tap (ky, kx) reads (iy, ix) inside the input,
+// in the reference's order, and adds that read's term for channel c0 + j to sum[j] (from 0.0f); then
+// input_scale times each of the block's sums goes to sink in order.
+template <typename Sink, typename AddReads>
+void GatherFilterGradBlocks(const tinytrain_core::ConvGeometry& geometry, int32_t batches, const tt_dims& grad_filter,
+                            float input_scale, Sink& sink, AddReads&& add_reads) {
+  for (int32_t f = 0; f < grad_filter.n; ++f) {
+    for (int32_t ky = 0; ky < grad_filter.h; ++ky) {
+      for (int32_t kx = 0; kx < grad_filter.w; ++kx) {
+        ForEachChannelBlock(grad_filter.c, [&](auto width, int32_t c0) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          float sum[kWidth];
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) sum[j] = 0.0f;
+          for (int32_t n = 0; n < batches; ++n) {
+            geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
+              geometry.cols.ForEachReadOfTap(kx, [&](int32_t ox, int32_t ix) {
+                add_reads(width, c0, f, n, oy, ox, iy, ix, sum);
+              });
+            });
+          }
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) sink(input_scale * sum[j]);
         });
       }
     }

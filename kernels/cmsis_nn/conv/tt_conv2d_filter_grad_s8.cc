@@ -22,32 +22,17 @@ namespace {
 // core::Conv2dFilterGrad's elements, in its order, a block of input channels at a time.
 template <typename S, typename Grad, typename Sink>
 void BlockedConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink& sink) {
-  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
-  for (int32_t f = 0; f < s.result.n; ++f) {
-    for (int32_t ky = 0; ky < s.result.h; ++ky) {
-      for (int32_t kx = 0; kx < s.result.w; ++kx) {
-        cm::ForEachChannelBlock(s.result.c, [&](auto width, int32_t c0) {
-          constexpr int32_t kWidth = decltype(width)::value;
-          float sum[kWidth];
+  cm::GatherFilterGradBlocks(
+      core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output), s.grad_output.n, s.result, s.quant.scale,
+      sink,
+      [&](auto width, int32_t c0, int32_t f, int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, float* sum) {
+        constexpr int32_t kWidth = decltype(width)::value;
+        const float g = grad[core::Offset(s.grad_output, n, oy, ox, f)];
+        const int8_t* x = input + core::Offset(s.operand, n, iy, ix, c0);
 #pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sum[j] = 0.0f;
-          for (int32_t n = 0; n < s.grad_output.n; ++n) {
-            geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
-              geometry.cols.ForEachReadOfTap(kx, [&](int32_t ox, int32_t ix) {
-                const float g = grad[core::Offset(s.grad_output, n, oy, ox, f)];
-                const int8_t* x = input + core::Offset(s.operand, n, iy, ix, c0);
-#pragma GCC unroll 8
-                for (int32_t j = 0; j < kWidth; ++j) sum[j] += g * static_cast<float>(x[j] - zero_point);
-              });
-            });
-          }
-#pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) sink(s.quant.scale * sum[j]);
-        });
-      }
-    }
-  }
+        for (int32_t j = 0; j < kWidth; ++j) sum[j] += g * static_cast<float>(x[j] - zero_point);
+      });
 }
 
 }  // namespace
@@ -56,7 +41,9 @@ extern "C" tt_status tt_conv2d_filter_grad_s8(const tt_conv_grad_params* params,
                                               const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
                                               const tt_dims* input_dims, const int8_t* input,
                                               const tt_dims* grad_filter_dims, tt_grad_out* grad_filter) {
-  return core::RunConv2dFilterGrad(params, input_quant, grad_output_dims, grad_output, input_dims, input, grad_filter_dims,
-                                   grad_filter, [](const auto& shape, const auto& grad, const int8_t* inputs,
-                                                   auto& sink) { BlockedConv2dFilterGrad(shape, grad, inputs, sink); });
+  return core::RunConv2dFilterGrad(
+      params, input_quant, grad_output_dims, grad_output, input_dims, input, grad_filter_dims, grad_filter,
+      [](const auto& shape, const auto& grad, const int8_t* inputs, auto& sink) {
+        BlockedConv2dFilterGrad(shape, grad, inputs, sink);
+      });
 }

@@ -109,13 +109,13 @@ extern "C" tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params,
                                              const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
                                              const tt_dims* filter_dims, const int8_t* filter,
                                              const tt_dims* grad_input_dims, tt_grad_out* grad_input) {
-  return core::RunConv2dInputGrad(params, filter_quant, grad_output_dims, grad_output, filter_dims, filter,
-                                  grad_input_dims, grad_input, [](const auto& shape, const auto& grad, const int8_t* weights,
-                                                                  auto& sink) {
-                                    if (IsPointwise(shape)) {
-                                      PointwiseConv2dInputGrad(shape, grad, weights, sink);
-                                    } else {
-                                      BlockedConv2dInputGrad(shape, grad, weights, sink);
-                                    }
-                                  });
+  return core::RunConv2dInputGrad(
+      params, filter_quant, grad_output_dims, grad_output, filter_dims, filter, grad_input_dims, grad_input,
+      [](const auto& shape, const auto& grad, const int8_t* weights, auto& sink) {
+        if (IsPointwise(shape)) {
+          PointwiseConv2dInputGrad(shape, grad, weights, sink);
+        } else {
+          BlockedConv2dInputGrad(shape, grad, weights, sink);
+        }
+      });
 }

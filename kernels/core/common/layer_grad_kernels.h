@@ -168,6 +168,33 @@ void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input
       });
 }
 
+// tt_depthwise_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as
+// RunConv2dInputGrad.
+template <typename Body>
+tt_status RunDepthwiseConv2dFilterGrad(const tt_depthwise_conv_grad_params* params, const tt_quant_params* input_quant,
+                                       const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                       const tt_dims* input_dims, const int8_t* input, const tt_dims* grad_filter_dims,
+                                       tt_grad_out* grad_filter, Body&& body) {
+  if (params == nullptr || !ValidConvParams(&params->conv) || params->depth_multiplier < 1 ||
+      !ValidInputQuant(input_quant) || !ValidDims(grad_output_dims) || !ValidDims(input_dims) ||
+      !ValidDims(grad_filter_dims) || input == nullptr || !ValidGradIn(grad_output) || !ValidGradOut(grad_filter)) {
+    return TT_ARG_ERROR;
+  }
+  const int32_t multiplier = params->depth_multiplier;
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& input_shape = *input_dims;
+  const tt_dims& grad_filter_shape = *grad_filter_dims;
+  // Division, not input channels * multiplier, so no argument can overflow.
+  if (input_shape.n != output_shape.n || grad_filter_shape.n != 1 || grad_filter_shape.c > output_shape.c ||
+      output_shape.c % multiplier != 0 || output_shape.c / multiplier != input_shape.c) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_depthwise_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape,
+                                                                             input_shape, grad_filter_shape};
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto sink) { body(shape, grad, input, sink); });
+  return TT_SUCCESS;
+}
+
 }  // namespace tinytrain_core
 
 #endif  // TINYTRAIN_KERNELS_CORE_COMMON_LAYER_GRAD_KERNELS_H_
