@@ -105,7 +105,6 @@ def test_digits_cnn_trains_bit_identically_on_device(digits, name):
     _check_bit_identical(training, name, "reference", task.train_x, task.train_y)
 
 
-@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
 def test_profiled_run_counts_every_op_of_an_invoke(digits):
     """The harness's per-op profile: one call per node of each op name per invoke, and the ops' counts add
     up to most of the invoke's (the rest is the interpreter's own loop), never more."""
@@ -124,6 +123,7 @@ def test_profiled_run_counts_every_op_of_an_invoke(digits):
     assert step.ops["TT_CONV_2D_FILTER_GRAD"][1] > predict.ops["TT_CONV_2D_FILTER_GRAD"][1]  # skipped when predicting
 
 
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
 def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
     """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
     with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
