@@ -14,6 +14,7 @@ where they fail.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 
@@ -105,13 +106,33 @@ def test_digits_cnn_trains_bit_identically_on_device(digits, name, kernels):
     _check_bit_identical(training, name, kernels, task.train_x, task.train_y)
 
 
-def test_ds_cnn_trains_bit_identically_on_device(rng):
-    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients."""
-    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", "reference")).bytes
+def test_profiled_run_counts_every_op_of_an_invoke(digits):
+    """The harness's per-op profile: one call per node of each op name per invoke, and the ops' counts add
+    up to most of the invoke's (the rest is the interpreter's own loop), never more."""
+    model, task = digits
+    device_target = target("cortex-m7", "reference")
+    training = tt.compile(model, update="all", gradient="int8", target=device_target).bytes
+    invokes = _invokes(training, task.train_x, task.train_y)[STEPS - 1 : STEPS + 1]  # a step, then a predict
+    run = device.run(device.build_firmware(training, device_target), ARENA, invokes, profile=True)
+    assert run.error is None, run.error
+    nodes = collections.Counter(op.kind for op in tt.read_graph(training).ops)
+    for invoke in run.invokes:
+        assert {name: calls for name, (calls, _) in invoke.ops.items()} == nodes
+        counted = sum(count for _, count in invoke.ops.values())
+        assert 0.8 * invoke.instructions < counted <= invoke.instructions, (counted, invoke.instructions)
+    step, predict = run.invokes
+    assert step.ops["TT_CONV_2D_FILTER_GRAD"][1] > predict.ops["TT_CONV_2D_FILTER_GRAD"][1]  # skipped when predicting
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
+def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
+    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
+    with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
+    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels)).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32)
-    _check_bit_identical(model, "cortex-m7", "reference", samples, rng.integers(0, 4, STEPS + 2))
+    _check_bit_identical(model, "cortex-m7", kernels, samples, rng.integers(0, 4, STEPS + 2))
 
 
 def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:

@@ -51,6 +51,12 @@ $(CORTEX_M_BUILD)/$(1)/kernel_test.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/
     $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) $(CORTEX_M_BOARD_DIR)/sections.ld
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) -T $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) \
 	  $$(filter %.o %.a,$$^) -o $$@
+
+# The same test over the core with kernels/cmsis_nn's versions (libtinytrain_core_cmsis_nn.a).
+$(CORTEX_M_BUILD)/$(1)/kernel_test_cmsis_nn.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/,startup.o target_platform.o kernel_test.o) \
+    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core_cmsis_nn.a $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) $(CORTEX_M_BOARD_DIR)/sections.ld
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) -T $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) \
+	  $$(filter %.o %.a,$$^) -o $$@
 endef
 TARGET_NAME_m4 := cortex-m4f
 TARGET_NAME_m7 := cortex-m7
@@ -64,8 +70,10 @@ $(CORTEX_M_BUILD)/host/kernel_test: $(CORTEX_M_TEST_DIR)/kernel_test.cc $(CORTEX
 	$(HOST_CXX) $(filter-out -MMD -MP,$(CORTEX_M_CXXFLAGS)) $(CORTEX_M_TEST_INCLUDES) $(filter %.cc,$^) -o $@
 
 .PHONY: cortex-m-test-programs cortex-m-test
-cortex-m-test-programs: $(CORTEX_M_BUILD)/host/kernel_test $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/kernel_test.elf)
+cortex-m-test-programs: $(CORTEX_M_BUILD)/host/kernel_test \
+    $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/kernel_test.elf $(CORTEX_M_BUILD)/$(target)/kernel_test_cmsis_nn.elf)
 
 cortex-m-test: cortex-m-test-programs
 	$(CORTEX_M_BUILD)/host/kernel_test
-	$(foreach target,$(CORTEX_M_TARGETS),$(QEMU_CORTEX_M) -M $(CORTEX_M_BOARD_$(target)) -kernel $(CORTEX_M_BUILD)/$(target)/kernel_test.elf &&) true
+	$(foreach target,$(CORTEX_M_TARGETS),$(foreach program,kernel_test kernel_test_cmsis_nn,\
+	  $(QEMU_CORTEX_M) -M $(CORTEX_M_BOARD_$(target)) -kernel $(CORTEX_M_BUILD)/$(target)/$(program).elf &&)) true
