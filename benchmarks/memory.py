@@ -149,7 +149,8 @@ def main_table(title: str, source: bytes, on_device: bool, full: bool = True, on
     rows = [(name, update) for name, update in rows if only is None or name in only]
     options = ", ".join(f"{key}={value!r}" for key, value in BEST_OPTIONS.items())
     print(f"\n{title} ({layers} conv-like layers): MIT's schemes, {options}")
-    print(f"(the paper: {PAPER_BYTES:,} B; defaults: compile() with the update scheme alone, for the host)")
+    defaults = "; defaults: compile() with the update scheme alone, for the host" if full else ""
+    print(f"(the paper: {PAPER_BYTES:,} B{defaults})")
     columns = ["scheme", *(["defaults: x86 / 32-bit projected"] if full else []), "x86", "32-bit projected"]
     if on_device:
         columns += ["Cortex-M7 CMSIS-NN", *(["Cortex-M7 reference"] if full else []), "CMSIS-NN / paper"]
