@@ -103,21 +103,245 @@ def pretrained_cnn(task: TransferTask, epochs: int = 30, seed: int = 0):
 def float_finetune_accuracy(model, task: TransferTask, trainable_layers: int, lr: float, order: np.ndarray) -> float:
     """Test accuracy after float SGD (batch 1, no momentum) of the last `trainable_layers` weighted
     layers of a copy of `model`, visiting training samples in `order` (indices, epochs concatenated)."""
+    count = len([layer for layer in model.layers if layer.weights])
+    scheme = {"bias_last": trainable_layers, "weights": {str(count - 1 - i): 1 for i in range(trainable_layers)}}
+    return float_finetune(model, scheme, task, lr, order)
+
+
+# Real transfer tasks (tinytrain_tflm.tools.datasets): a float model pretrained on the source
+# domain, then trained on device on a few samples of the target domain. Every split is fixed by
+# the seed, so the int8 runs and float fine-tuning see the same samples.
+
+
+@dataclasses.dataclass(frozen=True)
+class RealTask:
+    """A transfer task with a validation split for the scheme search (held out from training and test)."""
+
+    name: str
+    data: TransferTask
+    val_x: np.ndarray
+    val_y: np.ndarray
+    description: str
+
+
+def _per_class(labels: np.ndarray, counts: tuple[int, ...], rng: np.random.Generator) -> list[np.ndarray]:
+    """Disjoint index sets taking counts[i] samples of every class (-1: all the rest)."""
+    parts: list[list[int]] = [[] for _ in counts]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        start = 0
+        for part, count in zip(parts, counts, strict=True):
+            end = len(members) if count < 0 else start + count
+            part.extend(members[start:end])
+            start = end
+    return [rng.permutation(np.array(part, np.int64)) for part in parts]
+
+
+WATCH_RATE_DIVISOR = 2  # 50 Hz -> 25 Hz (pairs averaged): the exercises are slower than 1 Hz
+WATCH_WINDOW = 50  # 2 s at 25 Hz
+WATCH_STRIDE = 12  # about 0.5 s between windows
+
+
+def _windows(signal: np.ndarray) -> np.ndarray:
+    """Overlapping 2 s windows of a recording, [n, WATCH_WINDOW, 1, 6]: time on the height axis, a width
+    of 1, sensors as channels, so the 1-D network is built from Conv2D (see watch_cnn)."""
+    usable = len(signal) // WATCH_RATE_DIVISOR * WATCH_RATE_DIVISOR
+    slow = signal[:usable].reshape(-1, WATCH_RATE_DIVISOR, signal.shape[1]).mean(axis=1)
+    starts = range(0, len(slow) - WATCH_WINDOW + 1, WATCH_STRIDE)
+    return np.stack([slow[s : s + WATCH_WINDOW] for s in starts])[:, :, None, :]
+
+
+def watch_adaptation(seed: int = 0, source_subjects: int = 7) -> RealTask:
+    """Per-wearer adaptation: pretrain on subjects 1..source_subjects (both arms); the new wearer is subject
+    source_subjects + 1 + seed (mod the rest); train on device on the recordings of one arm, test on the
+    other arm. Validation: the last quarter of each training recording's windows (the search never sees
+    the test arm)."""
+    from . import datasets
+
+    recordings = datasets.watch()
+    subjects = np.unique(recordings.subject)
+    if not 0 < source_subjects < len(subjects):
+        raise TinyTrainError(f"source_subjects must be in [1, {len(subjects) - 1}], got {source_subjects}")
+    targets = subjects[source_subjects:]
+    subject = targets[seed % len(targets)]
+    train_side = seed // len(targets) % 2
+    # Channel scaling from the source subjects only: the device sees the new wearer's raw signals.
+    source = np.concatenate([s for s, who in zip(recordings.signals, recordings.subject, strict=True) if who < subject])
+    mean, std = source.mean(axis=0), source.std(axis=0) + 1e-6
+    parts: dict[str, tuple[list, list]] = {name: ([], []) for name in ("pretrain", "train", "val", "test")}
+    for signal, exercise, who, side in zip(
+        recordings.signals, recordings.exercise, recordings.subject, recordings.side, strict=True
+    ):
+        windows = _windows((signal - mean) / std).astype(np.float32)
+        if who in subjects[:source_subjects]:
+            groups = {"pretrain": windows}
+        elif who != subject:
+            continue
+        elif side == train_side:
+            cut = len(windows) * 3 // 4
+            groups = {"train": windows[:cut], "val": windows[cut:]}
+        else:
+            groups = {"test": windows}
+        for name, x in groups.items():
+            parts[name][0].append(x)
+            parts[name][1].append(np.full(len(x), exercise, np.int32))
+    x = {name: np.concatenate(xs) for name, (xs, _) in parts.items()}
+    y = {name: np.concatenate(ys) for name, (_, ys) in parts.items()}
+    data = TransferTask(
+        x["pretrain"], y["pretrain"], x["train"], y["train"], x["test"], y["test"], len(recordings.exercise_names)
+    )
+    return RealTask(
+        "watch",
+        data,
+        x["val"],
+        y["val"],
+        f"smartwatch exercises: subjects 1-{source_subjects} -> subject {subject}, train arm {train_side}, test the other arm",
+    )
+
+
+def to_8x8(images: np.ndarray) -> np.ndarray:
+    """28x28 MNIST-style images as scikit-learn's digits were made from bitmaps: thresholded at half,
+    padded to 32x32, the pixels of each 4x4 block counted (here as their mean, in [0, 1])."""
+    padded = np.pad((images > 0.5).astype(np.float32), ((0, 0), (2, 2), (2, 2)))
+    return padded.reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4)).astype(np.float32)
+
+
+def mnist_to_digits(
+    seed: int = 0, shots: int = 10, val_shots: int = 20, test_per_class: int = 80, pretrain_samples: int = 20000
+) -> RealTask:
+    """Digit domain shift: pretrain on MNIST reduced to 8x8; train on device on `shots` scikit-learn digits
+    per class; test on test_per_class others per class."""
+    from . import datasets
+
+    rng = np.random.default_rng(seed)
+    mnist = datasets.mnist("train")
+    chosen = np.random.default_rng(0).permutation(len(mnist.y))[:pretrain_samples]
+    digits = datasets.digits()
+    train, val, test = _per_class(digits.y, (shots, val_shots, test_per_class), rng)
+    x = digits.x[..., None]
+    data = TransferTask(
+        to_8x8(mnist.x[chosen])[..., None], mnist.y[chosen], x[train], digits.y[train], x[test], digits.y[test], 10
+    )
+    return RealTask(
+        "digits", data, x[val], digits.y[val], f"MNIST at 8x8 -> scikit-learn's 8x8 digits, {shots} per class on device"
+    )
+
+
+def fashion_to_animals(
+    seed: int = 0, shots: int = 30, val_shots: int = 30, test_per_class: int = 100, pretrain_samples: int = 20000
+) -> RealTask:
+    """New classes: pretrain on Fashion-MNIST (10 clothing classes); train on device on `shots` animal
+    silhouettes per class (10 new classes, the same head shape); test on test_per_class others per class."""
+    from . import datasets
+
+    rng = np.random.default_rng(seed)
+    fashion = datasets.fashion_mnist("train")
+    chosen = np.random.default_rng(0).permutation(len(fashion.y))[:pretrain_samples]
+    animals = datasets.animal_silhouettes()
+    train, val, test = _per_class(animals.y, (shots, val_shots, test_per_class), rng)
+    x = animals.x[..., None]
+    data = TransferTask(fashion.x[chosen][..., None], fashion.y[chosen], x[train], animals.y[train], x[test], animals.y[test], 10)
+    return RealTask(
+        "animals", data, x[val], animals.y[val], f"Fashion-MNIST -> animal silhouettes (new classes), {shots} per class on device"
+    )
+
+
+REAL_TASKS = {"watch": watch_adaptation, "digits": mnist_to_digits, "animals": fashion_to_animals}
+
+
+def real_task(name: str, seed: int = 0) -> RealTask:
+    if name not in REAL_TASKS:
+        raise TinyTrainError(f"unknown task {name!r}: choose one of {', '.join(REAL_TASKS)}")
+    return REAL_TASKS[name](seed=seed)
+
+
+def mcu_cnn(task: TransferTask, channels: tuple[int, ...], kernel: tuple[int, int], strides: tuple[tuple[int, int], ...]):
+    """An MCU-shaped float CNN: conv + ReLU layers (strided to shrink), global average pooling, a
+    dense classifier. Used for all three real tasks.
+
+    The 1-D watch model is written as Conv2D over a (time, 1, sensors) layout, kernels (k, 1), rather
+    than Conv1D: the converter wraps each Conv1D in EXPAND_DIMS / RESHAPE and SQUEEZE around a CONV_2D,
+    which the gradient rules did not cover when this task was written (issue 17 adds them). The two
+    compute the same function; the Conv2D form converts to plain CONV_2D ops."""
     import tensorflow as tf
+
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([tf.keras.Input(task.train_x.shape[1:])])
+    for width, stride in zip(channels, strides, strict=True):
+        model.add(layers.Conv2D(width, kernel, strides=stride, padding="same", activation="relu"))
+    model.add(layers.GlobalAveragePooling2D())
+    model.add(layers.Dense(task.classes))
+    return model
+
+
+def pretrain(model, task: TransferTask, epochs: int, seed: int = 0):
+    """Adam on the pretraining split (batch 32), a tenth of it held out to report source accuracy."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    shuffled = np.random.default_rng(seed).permutation(len(task.pretrain_y))  # the held-out tenth is a random one
+    model.compile(
+        tf.keras.optimizers.Adam(2e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    history = model.fit(
+        task.pretrain_x[shuffled], task.pretrain_y[shuffled], epochs=epochs, batch_size=32, validation_split=0.1, verbose=0
+    )
+    return model, float(history.history["val_accuracy"][-1])
+
+
+MODELS = {
+    # name: (channels, kernel, strides, pretraining epochs)
+    "watch": ((16, 32, 32, 64), (5, 1), ((2, 1), (2, 1), (2, 1), (1, 1)), 20),
+    "digits": ((16, 32, 32), (3, 3), ((1, 1), (2, 2), (1, 1)), 6),
+    "animals": ((16, 32, 64, 64), (3, 3), ((2, 2), (2, 2), (2, 2), (1, 1)), 6),
+}
+
+
+def pretrained_real_model(task: RealTask, seed: int = 0, epochs: int | None = None):
+    """The task's float model pretrained on its source domain (epochs: the model's default unless
+    given); returns (model, accuracy on a held-out tenth of the source data)."""
+    channels, kernel, strides, default_epochs = MODELS[task.name]
+    return pretrain(mcu_cnn(task.data, channels, kernel, strides), task.data, epochs or default_epochs, seed)
+
+
+def float_finetune(model, scheme, task: TransferTask, lr: float, order: np.ndarray, momentum: float = 0.0) -> float:
+    """Test accuracy after float SGD (batch 1) of exactly the parameters `scheme` trains on device (which
+    biases, which weights, which leading fraction of output channels), on a copy of `model`, visiting
+    training samples in `order`. The model's conv-like layers (Conv2D, DepthwiseConv2D, Dense) must map
+    one to one onto the int8 model's (no batch normalization left to fold)."""
+    import tensorflow as tf
+
+    from ..passes.scheme import UpdateScheme
 
     clone = tf.keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     weighted = [layer for layer in clone.layers if layer.weights]
-    for layer in weighted[: len(weighted) - trainable_layers]:
-        layer.trainable = False
-    optimizer = tf.keras.optimizers.SGD(lr)
+    count = len(weighted)
+    parsed = UpdateScheme.parse(scheme)
+    ratios = {count - 1 if k == -1 else int(k): float(r) for k, r in parsed.weights.items()}
+    variables, masks = [], []
+    for index, layer in enumerate(weighted):
+        kernel, bias = layer.weights[0], layer.weights[1]
+        ratio = 1.0 if parsed.all_layers else ratios.get(index, 0.0)
+        if ratio:
+            channels = kernel.shape[-1] if not isinstance(layer, tf.keras.layers.DepthwiseConv2D) else kernel.shape[-2]
+            mask = np.zeros(kernel.shape, np.float32)
+            mask[..., : int(np.ceil(ratio * channels))] = 1  # the leading channels, as passes.partial splits them
+            variables.append(kernel)
+            masks.append(tf.constant(mask))
+        if parsed.all_layers or index >= count - parsed.bias_last:
+            variables.append(bias)
+            masks.append(tf.ones(bias.shape))
     loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    velocity = [tf.Variable(tf.zeros(v.shape)) for v in variables]
 
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
             value = loss(y, clone(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(value, clone.trainable_variables), clone.trainable_variables, strict=True))
+        for variable, grad, mask, v in zip(variables, tape.gradient(value, variables), masks, velocity, strict=True):
+            v.assign(momentum * v + grad * mask)
+            variable.assign_sub(lr * v)
 
     for i in order:
         step(task.train_x[i : i + 1], task.train_y[i : i + 1])
