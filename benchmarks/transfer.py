@@ -74,6 +74,25 @@ def arena(model: bytes, scheme) -> tuple[int, int]:
     return measured, memory.project_32bit(measured, tt.read_graph(training.bytes))
 
 
+def step_instructions(model: bytes, scheme, sample: np.ndarray) -> int:
+    """Instructions of one training step (backward and update) on the emulated Cortex-M7, reference
+    kernels (tinytrain_tflm.firmware.device; QEMU counts instructions, not cycles)."""
+    from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
+    from tinytrain_tflm.firmware import device
+    from tinytrain_tflm.target import target
+
+    cortex_m7 = target("cortex-m7")
+    training = tt.compile(model, update=scheme, gradient="int8", target=cortex_m7).bytes
+    graph = tt.read_graph(training)
+    quantized = graph.tensors[graph.inputs[0]].quantization.quantize(sample[None], np.int8)
+    run = device.run(
+        device.build_firmware(training, cortex_m7), cortex_m7.ram_bytes, [(CONTROL_BACKWARD | CONTROL_UPDATE, [0], quantized)]
+    )
+    if run.error:
+        raise SystemExit(f"cortex-m7: {run.error}")
+    return run.invokes[0].instructions
+
+
 def train_int8(model: bytes, scheme, task: tasks.TransferTask, order: np.ndarray, lr: float, check_every: int) -> list[float]:
     """Test accuracy at every check_every steps (and at the end) of on-device training in `order`."""
     trainer = tt.Trainer(tt.compile(model, update=scheme, optimizer=tt.SGD(lr=lr), gradient="int8"))
@@ -152,6 +171,9 @@ def run_task(name: str, args: argparse.Namespace) -> object:
         ("all layers", "all"),
     ]
     sizes = {label: arena(model, scheme) for label, scheme in rows}
+    instructions = {
+        label: step_instructions(model, scheme, first.data.train_x[0]) if args.instructions else None for label, scheme in rows
+    }
     befores, results = [], {label: ([], [], []) for label, _ in rows}
     for seed in range(args.seeds):
         task = first if seed == 0 else tasks.real_task(name, seed=seed)
@@ -168,7 +190,10 @@ def run_task(name: str, args: argparse.Namespace) -> object:
     total = len(order)
     reference = np.mean([curve[-1] for curve in results["classifier only"][0]])
     print(f"\n   {name}: test accuracy over {args.seeds} seeds (mean +- std), {total} steps of batch 1, lr {lr}")
-    print(f"   {'scheme':26} {'int8+QAS':>14} {'fp32 same':>14} {'int8-fp32':>9} {'arena x86':>10} {'32-bit':>8} {'to reach':>8}")
+    print(
+        f"   {'scheme':26} {'int8+QAS':>14} {'fp32 same':>14} {'int8-fp32':>9} {'arena x86':>10} {'32-bit':>8}"
+        f" {'M7 M instr/step':>15} {'to reach':>8} {'M instr':>8}"
+    )
     print(f"   {'before training':26} {np.mean(befores):>7.1%} +-{np.std(befores):4.1%}")
     for label, _ in rows:
         finals = np.array([curve[-1] for curve in results[label][0]])
@@ -178,9 +203,13 @@ def run_task(name: str, args: argparse.Namespace) -> object:
         to_reach = f"{np.mean(reached):.0f}" if len(reached) == args.seeds else f"{len(reached)}/{args.seeds}"
         x86, projected = sizes[label]
         fits = "" if x86 <= budget else " (over budget)"
+        per_step = instructions[label]
+        cost = f"{per_step / 1e6:.2f}" if per_step else "-"
+        to_reach_cost = f"{np.mean(reached) * per_step / 1e6:.0f}" if per_step and len(reached) == args.seeds else "-"
         print(
             f"   {label:26} {finals.mean():>7.1%} +-{finals.std():4.1%} {fp32.mean():>7.1%} +-{fp32.std():4.1%}"
-            f" {100 * (finals.mean() - fp32.mean()):>+8.1f}p {x86:>10,} {projected:>8,} {to_reach:>8}{fits}"
+            f" {100 * (finals.mean() - fp32.mean()):>+8.1f}p {x86:>10,} {projected:>8,} {cost:>15} {to_reach:>8}"
+            f" {to_reach_cost:>8}{fits}"
         )
     print(f"   searched scheme: {json.dumps(found.scheme)}", flush=True)
     return found, layers
@@ -195,12 +224,16 @@ def main() -> None:
     parser.add_argument("--search-steps", type=int, help="steps per contribution measurement (default: the task's run)")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--check-every", type=int, default=100, help="steps between test accuracy checkpoints")
-    parser.add_argument("--plot", default=str(CACHE / "contributions.png"))
+    parser.add_argument("--plot", help="contribution curves (default: build/transfer/contributions-<tasks>.png)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="measure each scheme's step on the emulated Cortex-M7 (cross tools, QEMU)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print each contribution as it is measured")
     args = parser.parse_args()
     found = {name: run_task(name, args) for name in args.tasks.split(",")}
-    plot_contributions(Path(args.plot), found)
-    print(f"\ncontribution curves: {args.plot}")
+    plot = Path(args.plot or CACHE / f"contributions-{'-'.join(found)}.png")
+    plot_contributions(plot, found)
+    print(f"\ncontribution curves: {plot}")
 
 
 if __name__ == "__main__":
