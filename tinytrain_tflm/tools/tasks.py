@@ -206,6 +206,16 @@ def to_8x8(images: np.ndarray) -> np.ndarray:
     return padded.reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4)).astype(np.float32)
 
 
+def _image_transfer(name: str, source, target, counts: tuple[int, int, int], pretrain_samples: int, seed: int, description: str):
+    """A RealTask from a source and a target data set of images (datasets.Images): the first
+    pretrain_samples of a fixed shuffle of the source; per class, counts = (train, val, test) target samples."""
+    chosen = np.random.default_rng(0).permutation(len(source.y))[:pretrain_samples]
+    train, val, test = _per_class(target.y, counts, np.random.default_rng(seed))
+    x = target.x[..., None]
+    data = TransferTask(source.x[chosen][..., None], source.y[chosen], x[train], target.y[train], x[test], target.y[test], 10)
+    return RealTask(name, data, x[val], target.y[val], description)
+
+
 def mnist_to_digits(
     seed: int = 0, shots: int = 10, val_shots: int = 20, test_per_class: int = 80, pretrain_samples: int = 20000
 ) -> RealTask:
@@ -213,17 +223,11 @@ def mnist_to_digits(
     per class; test on test_per_class others per class."""
     from . import datasets
 
-    rng = np.random.default_rng(seed)
     mnist = datasets.mnist("train")
-    chosen = np.random.default_rng(0).permutation(len(mnist.y))[:pretrain_samples]
-    digits = datasets.digits()
-    train, val, test = _per_class(digits.y, (shots, val_shots, test_per_class), rng)
-    x = digits.x[..., None]
-    data = TransferTask(
-        to_8x8(mnist.x[chosen])[..., None], mnist.y[chosen], x[train], digits.y[train], x[test], digits.y[test], 10
-    )
-    return RealTask(
-        "digits", data, x[val], digits.y[val], f"MNIST at 8x8 -> scikit-learn's 8x8 digits, {shots} per class on device"
+    source = datasets.Images(to_8x8(mnist.x), mnist.y)
+    description = f"MNIST at 8x8 -> scikit-learn's 8x8 digits, {shots} per class on device"
+    return _image_transfer(
+        "digits", source, datasets.digits(), (shots, val_shots, test_per_class), pretrain_samples, seed, description
     )
 
 
@@ -234,16 +238,10 @@ def fashion_to_animals(
     silhouettes per class (10 new classes, the same head shape); test on test_per_class others per class."""
     from . import datasets
 
-    rng = np.random.default_rng(seed)
-    fashion = datasets.fashion_mnist("train")
-    chosen = np.random.default_rng(0).permutation(len(fashion.y))[:pretrain_samples]
-    animals = datasets.animal_silhouettes()
-    train, val, test = _per_class(animals.y, (shots, val_shots, test_per_class), rng)
-    x = animals.x[..., None]
-    data = TransferTask(fashion.x[chosen][..., None], fashion.y[chosen], x[train], animals.y[train], x[test], animals.y[test], 10)
-    return RealTask(
-        "animals", data, x[val], animals.y[val], f"Fashion-MNIST -> animal silhouettes (new classes), {shots} per class on device"
-    )
+    counts = (shots, val_shots, test_per_class)
+    description = f"Fashion-MNIST -> animal silhouettes (new classes), {shots} per class on device"
+    source, target = datasets.fashion_mnist("train"), datasets.animal_silhouettes()
+    return _image_transfer("animals", source, target, counts, pretrain_samples, seed, description)
 
 
 REAL_TASKS = {"watch": watch_adaptation, "digits": mnist_to_digits, "animals": fashion_to_animals}
