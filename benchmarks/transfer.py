@@ -131,6 +131,7 @@ def plot_contributions(path: Path, results: dict) -> None:
         )
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_title(f"{name}: gain over classifier alone")
+        axis.set_xticks(range(layers))
         axis.set_xlabel("conv-like layer index")
         axis.set_ylabel("validation accuracy gain")
         axis.legend(fontsize=7)
