@@ -46,7 +46,7 @@ from tinytrain_tflm.tools.search import SchemeSearch, SearchTask  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "transfer"
 # Per task: epochs on device (over its training split) and the learning rate.
-TRAINING = {"watch": (3, 0.01), "digits": (5, 0.01), "animals": (3, 0.01)}
+TRAINING = {"watch": (3, 0.01), "watch-same-arm": (3, 0.01), "digits": (5, 0.01), "animals": (3, 0.01)}
 
 
 def pretrained(name: str, task: tasks.RealTask):
@@ -153,10 +153,10 @@ def run_task(name: str, args: argparse.Namespace) -> object:
     print(f"   budget {budget:,} bytes (classifier alone {base_arena:,}, all layers {all_arena:,}, x86 measured)", flush=True)
 
     start = time.perf_counter()
-    steps = args.search_steps or len(first.data.train_x) * epochs
+    steps = args.search_steps or len(first.search_x) * epochs
     search = SchemeSearch(
         model,
-        SearchTask(first.data.train_x, first.data.train_y, first.val_x, first.val_y),
+        SearchTask(first.search_x, first.search_y, first.val_x, first.val_y),
         budget,
         optimizer=tt.SGD(lr=lr),
         steps=steps,

@@ -59,7 +59,8 @@ def test_watch_task_keeps_the_new_wearer_out_of_pretraining():
     assert data.pretrain_x.shape[1:] == data.train_x.shape[1:] == (tasks.WATCH_WINDOW, 1, 6)
     # 7 exercises on each arm of the new wearer: both splits hold every class.
     assert set(np.unique(data.train_y)) == set(np.unique(data.test_y)) == set(range(7))
-    assert "subject 9" in task.description
+    assert "subject 9" in task.description and "pilot subject 7" in task.description
+    assert len(task.search_x) and len(task.val_x) and not np.array_equal(task.search_x[:1], data.train_x[:1])
 
 
 def test_digit_domain_shift_trains_on_device():

@@ -122,6 +122,8 @@ class RealTask:
     val_x: np.ndarray
     val_y: np.ndarray
     description: str
+    search_x: np.ndarray  # what the search trains each part on (the training split unless a pilot task's)
+    search_y: np.ndarray
 
 
 def _per_class(labels: np.ndarray, counts: tuple[int, ...], rng: np.random.Generator) -> list[np.ndarray]:
@@ -151,51 +153,63 @@ def _windows(signal: np.ndarray) -> np.ndarray:
     return np.stack([slow[s : s + WATCH_WINDOW] for s in starts])[:, :, None, :]
 
 
-def watch_adaptation(seed: int = 0, source_subjects: int = 7) -> RealTask:
-    """Per-wearer adaptation: pretrain on subjects 1..source_subjects (both arms); the new wearer is subject
-    source_subjects + 1 + seed (mod the rest); train on device on the recordings of one arm, test on the
-    other arm. Validation: the last quarter of each training recording's windows (the search never sees
-    the test arm)."""
+def watch_adaptation(seed: int = 0, source_subjects: int = 6, pilot: bool = True) -> RealTask:
+    """Per-wearer adaptation: pretrain on subjects 1..source_subjects (both arms); train on device on the
+    recordings of one arm of a new wearer, test on the other arm. New wearers are the subjects after the
+    pilot, one per seed (then the other arm first).
+
+    pilot: the scheme search adapts to a pilot wearer (the subject after the source ones, in neither
+    pretraining nor test) on one arm and is scored on the other arm, the shift the test measures.
+    Without a pilot (pilot=False, "watch-same-arm") the search scores on the last quarter of each of the
+    new wearer's training recordings, the same arm: that rewards fitting the arm."""
     from . import datasets
 
     recordings = datasets.watch()
     subjects = np.unique(recordings.subject)
-    if not 0 < source_subjects < len(subjects):
-        raise TinyTrainError(f"source_subjects must be in [1, {len(subjects) - 1}], got {source_subjects}")
-    targets = subjects[source_subjects:]
+    if not 0 < source_subjects < len(subjects) - int(pilot):
+        raise TinyTrainError(f"source_subjects must be in [1, {len(subjects) - 1 - int(pilot)}], got {source_subjects}")
+    pilot_subject = subjects[source_subjects] if pilot else None
+    targets = subjects[source_subjects + int(pilot) :]
     subject = targets[seed % len(targets)]
     train_side = seed // len(targets) % 2
     # Channel scaling from the source subjects only: the device sees the new wearer's raw signals.
-    source = np.concatenate([s for s, who in zip(recordings.signals, recordings.subject, strict=True) if who < subject])
+    sources = subjects[:source_subjects]
+    source = np.concatenate([s for s, who in zip(recordings.signals, recordings.subject, strict=True) if who in sources])
     mean, std = source.mean(axis=0), source.std(axis=0) + 1e-6
-    parts: dict[str, tuple[list, list]] = {name: ([], []) for name in ("pretrain", "train", "val", "test")}
-    for signal, exercise, who, side in zip(
-        recordings.signals, recordings.exercise, recordings.subject, recordings.side, strict=True
-    ):
+    names = ("pretrain", "train", "val", "test", "search")
+    parts: dict[str, tuple[list, list]] = {name: ([], []) for name in names}
+    labels = zip(recordings.exercise, recordings.subject, recordings.side, strict=True)
+    for signal, (exercise, who, side) in zip(recordings.signals, labels, strict=True):
         windows = _windows((signal - mean) / std).astype(np.float32)
-        if who in subjects[:source_subjects]:
+        if who in sources:
             groups = {"pretrain": windows}
+        elif who == pilot_subject:
+            groups = {"search" if side == train_side else "val": windows}
         elif who != subject:
             continue
-        elif side == train_side:
+        elif side != train_side:
+            groups = {"test": windows}
+        elif pilot:
+            groups = {"train": windows}
+        else:
             cut = len(windows) * 3 // 4
             groups = {"train": windows[:cut], "val": windows[cut:]}
-        else:
-            groups = {"test": windows}
         for name, x in groups.items():
             parts[name][0].append(x)
             parts[name][1].append(np.full(len(x), exercise, np.int32))
-    x = {name: np.concatenate(xs) for name, (xs, _) in parts.items()}
-    y = {name: np.concatenate(ys) for name, (_, ys) in parts.items()}
-    data = TransferTask(
-        x["pretrain"], y["pretrain"], x["train"], y["train"], x["test"], y["test"], len(recordings.exercise_names)
-    )
+    x = {name: np.concatenate(xs) if xs else None for name, (xs, _) in parts.items()}
+    y = {name: np.concatenate(ys) if ys else None for name, (_, ys) in parts.items()}
+    classes = len(recordings.exercise_names)
+    data = TransferTask(x["pretrain"], y["pretrain"], x["train"], y["train"], x["test"], y["test"], classes)
+    validation = f"search on pilot subject {pilot_subject}" if pilot else "search validated on the same arm"
     return RealTask(
-        "watch",
+        "watch" if pilot else "watch-same-arm",
         data,
         x["val"],
         y["val"],
-        f"smartwatch exercises: subjects 1-{source_subjects} -> subject {subject}, train arm {train_side}, test the other arm",
+        f"smartwatch: subjects 1-{source_subjects} -> subject {subject}, train arm {train_side}, test the other; {validation}",
+        x["search"] if pilot else data.train_x,
+        y["search"] if pilot else data.train_y,
     )
 
 
@@ -213,7 +227,7 @@ def _image_transfer(name: str, source, target, counts: tuple[int, int, int], pre
     train, val, test = _per_class(target.y, counts, np.random.default_rng(seed))
     x = target.x[..., None]
     data = TransferTask(source.x[chosen][..., None], source.y[chosen], x[train], target.y[train], x[test], target.y[test], 10)
-    return RealTask(name, data, x[val], target.y[val], description)
+    return RealTask(name, data, x[val], target.y[val], description, data.train_x, data.train_y)
 
 
 def mnist_to_digits(
@@ -244,7 +258,12 @@ def fashion_to_animals(
     return _image_transfer("animals", source, target, counts, pretrain_samples, seed, description)
 
 
-REAL_TASKS = {"watch": watch_adaptation, "digits": mnist_to_digits, "animals": fashion_to_animals}
+REAL_TASKS = {
+    "watch": watch_adaptation,
+    "watch-same-arm": lambda seed=0: watch_adaptation(seed, source_subjects=7, pilot=False),
+    "digits": mnist_to_digits,
+    "animals": fashion_to_animals,
+}
 
 
 def real_task(name: str, seed: int = 0) -> RealTask:
@@ -298,7 +317,7 @@ MODELS = {
 def pretrained_real_model(task: RealTask, seed: int = 0, epochs: int | None = None):
     """The task's float model pretrained on its source domain (epochs: the model's default unless
     given); returns (model, accuracy on a held-out tenth of the source data)."""
-    channels, kernel, strides, default_epochs = MODELS[task.name]
+    channels, kernel, strides, default_epochs = MODELS[task.name.split("-")[0]]
     return pretrain(mcu_cnn(task.data, channels, kernel, strides), task.data, epochs or default_epochs, seed)
 
 
