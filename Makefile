@@ -18,7 +18,7 @@ $(STAMP): $(SOURCES)
 	  echo "error: no C++ compiler found (c++); install one, e.g. apt-get install g++" >&2; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet ".[dev]"
+	$(VENV)/bin/python -m pip install --quiet ".[dev,fleet]"
 	@# Data-only packages: their declared dependencies (a whole TensorFlow for animal-mnist) are not needed to read the files.
 	$(VENV)/bin/python -m pip install --quiet --no-deps seglearn==1.2.5 animal-mnist==0.4
 	@touch $@
@@ -50,11 +50,13 @@ test: export TINYTRAIN_THIRD_PARTY ?= $(THIRD_PARTY_BUNDLE)
 endif
 test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
 
-# -P: import the installed package (with its compiled kernels), not the source tree.
+# PYTHONSAFEPATH (python -P, inherited by pytest-xdist's workers): import the installed package (with its
+# compiled kernels), not the source tree. -n auto: one worker per core, each test file on one worker;
+# device builds take a lock (tinytrain_tflm/firmware/device.py), so workers share build/firmware.
 test: $(STAMP) cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
-	$(VENV)/bin/python -P -m pytest
+	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) build
