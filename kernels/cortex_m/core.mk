@@ -1,4 +1,4 @@
-# Cross-compiles the portable kernel core (kernels/core) for Cortex-M4F and Cortex-M7 with Debian's
+# Cross-compiles the portable kernel core (kernels/core) for Cortex-M4F, Cortex-M7 and Cortex-M55 with Debian's
 # gcc-arm-none-eabi, checks that it needs no heap, exceptions, RTTI, global state or float64, and
 # prints its code size per op family. Included by the top-level Makefile:
 #   make cortex-m    both libraries, the checks and the size table
@@ -6,11 +6,13 @@
 
 ARM_PREFIX ?= arm-none-eabi-
 CORTEX_M_BUILD := build/cortex-m
-CORTEX_M_TARGETS := m4 m7
+CORTEX_M_TARGETS := m4 m7 m55
 # Hard float: fpv4-sp-d16 is the M4F's single-precision FPU; fpv5-d16 the M7's (it also has
-# float64 instructions, which the check below forbids in the core).
+# float64 instructions, which the check below forbids in the core); the M55's FPU, with float64 and
+# MVE (Helium), is the one -mcpu=cortex-m55 implies.
 CORTEX_M_CPU_m4 := -mthumb -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 CORTEX_M_CPU_m7 := -mthumb -mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard
+CORTEX_M_CPU_m55 := -mthumb -mcpu=cortex-m55 -mfloat-abi=hard
 # The host build's warnings and language, plus -ffp-contract=off: no fused multiply-adds, so the
 # target computes the same float32 roundings as the host (the emulated test compares digests).
 CORTEX_M_CXXFLAGS := -std=c++17 -O2 -ffp-contract=off -fno-exceptions -fno-rtti -fno-threadsafe-statics \

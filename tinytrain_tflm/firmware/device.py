@@ -425,8 +425,8 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     toolchain = _Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
              f"-I{kernels / 'tflm'}", f"-I{board}", *sources.header_flags("-isystem"),
-             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"',
-             f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
+             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.board.qemu_machine})"',
+             f"-DTT_CPU_CLOCK_HZ={target.board.clock_hz}", f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
     digest = hashlib.sha256(model).hexdigest()[:16]
     out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}-{_key(toolchain.cxx, *flags)}"
     out.mkdir(parents=True, exist_ok=True)
@@ -446,7 +446,9 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     _compile(units, f"the harness for {target.label}")
     elf = out / "harness.elf"
     # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
-    runtime_flags = ["-nostartfiles", "-T", str(board / "mps2.ld"), "--specs=nano.specs", "--specs=rdimon.specs"]
+    # -L: the board's linker script includes sections.ld from there.
+    runtime_flags = ["-nostartfiles", f"-L{board}", "-T", str(board / target.board.linker_script), "--specs=nano.specs",
+                     "--specs=rdimon.specs"]  # fmt: skip
     objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
     arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
     link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
@@ -464,7 +466,7 @@ def _flash_bytes(elf: Path) -> int:
         for fields in (line.split() for line in output.splitlines())
         if len(fields) == 3 and fields[1].isdigit()
     }
-    return sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
+    return sum(size for name, size in sections.items() if name in (".vectors", ".text", ".ARM.exidx", ".init_array", ".data"))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -498,7 +500,7 @@ def run(fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[in
         script.write_bytes(_script(invokes))
         arguments.append(str(script))
     semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
-    command = ["qemu-system-arm", "-M", fw.target.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
+    command = ["qemu-system-arm", "-M", fw.target.board.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
     timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)

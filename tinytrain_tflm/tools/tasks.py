@@ -10,13 +10,11 @@ fine-tuning of the same layers in TensorFlow with the same samples in the same o
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from ..errors import TinyTrainError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from ..frontend.convert import tensorflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +46,7 @@ def digits_new_classes(known_classes: int = 6, seed: int = 0) -> TransferTask:
 def resized(task: TransferTask, size: int, channels: int = 3) -> TransferTask:
     """The task's images scaled bilinearly to size x size, repeated over `channels` and mapped to
     [-1, 1]: the input convention of Keras' MobileNets, for a 128x128 model on the same digits."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     def scale(images: np.ndarray) -> np.ndarray:
         return (tf.image.resize(np.repeat(images, channels, axis=-1), (size, size)).numpy() * 2 - 1).astype(np.float32)
@@ -64,7 +62,7 @@ def pretrained_mobilenet_v2(task: TransferTask, alpha: float = 0.35, epochs: int
     Batch normalization's moving averages use momentum 0.9 instead of Keras' 0.999: with a few
     hundred steps the default leaves them near their initial values, and the converter folds those
     into the int8 model (test accuracy near chance although training accuracy is high)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     model = tf.keras.applications.MobileNetV2(
@@ -80,7 +78,7 @@ def pretrained_mobilenet_v2(task: TransferTask, alpha: float = 0.35, epochs: int
 
 def pretrained_cnn(task: TransferTask, epochs: int = 30, seed: int = 0):
     """A small float CNN (conv, max-pool, conv, max-pool, FC) trained with Adam on the pretraining split."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     layers = tf.keras.layers
@@ -280,7 +278,7 @@ def mcu_cnn(task: TransferTask, channels: tuple[int, ...], kernel: tuple[int, in
     than Conv1D: the converter wraps each Conv1D in EXPAND_DIMS / RESHAPE and SQUEEZE around a CONV_2D,
     which the gradient rules did not cover when this task was written (issue 17 adds them). The two
     compute the same function; the Conv2D form converts to plain CONV_2D ops."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     layers = tf.keras.layers
     model = tf.keras.Sequential([tf.keras.Input(task.train_x.shape[1:])])
@@ -293,7 +291,7 @@ def mcu_cnn(task: TransferTask, channels: tuple[int, ...], kernel: tuple[int, in
 
 def pretrain(model, task: TransferTask, epochs: int, seed: int = 0):
     """Adam on the pretraining split (batch 32), a tenth of it held out to report source accuracy."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     shuffled = np.random.default_rng(seed).permutation(len(task.pretrain_y))  # the held-out tenth is a random one
@@ -326,7 +324,7 @@ def float_finetune(model, scheme, task: TransferTask, lr: float, order: np.ndarr
     biases, which weights, which leading fraction of output channels), on a copy of `model`, visiting
     training samples in `order`. The model's conv-like layers (Conv2D, DepthwiseConv2D, Dense) must map
     one to one onto the int8 model's (no batch normalization left to fold)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     from ..passes.scheme import UpdateScheme
 

@@ -1,6 +1,6 @@
 // A bare-metal firmware that runs a tinytrain training model on QEMU's Cortex-M boards for
 // tinytrain_tflm.firmware.device: TFLM's MicroInterpreter, the builtin ops the model lists, tinytrain's ops,
-// the model's C array in flash, and the tensor arena alone in a 256 KB RAM region (board/mps2.ld).
+// the model's C array in flash, and the tensor arena alone in a 256 KB RAM region (the board's linker script in board/).
 //
 // Its arguments come over semihosting (QEMU's -semihosting-config arg=...):
 //   harness ARENA_BYTES [SCRIPT]
