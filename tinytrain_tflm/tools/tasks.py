@@ -144,7 +144,7 @@ WATCH_STRIDE = 12  # about 0.5 s between windows
 
 def _windows(signal: np.ndarray) -> np.ndarray:
     """Overlapping 2 s windows of a recording, [n, WATCH_WINDOW, 1, 6]: time on the height axis, a width
-    of 1, sensors as channels, so the 1-D network is built from Conv2D (see watch_cnn)."""
+    of 1, sensors as channels, so the 1-D network is built from Conv2D (see mcu_cnn)."""
     usable = len(signal) // WATCH_RATE_DIVISOR * WATCH_RATE_DIVISOR
     slow = signal[:usable].reshape(-1, WATCH_RATE_DIVISOR, signal.shape[1]).mean(axis=1)
     starts = range(0, len(slow) - WATCH_WINDOW + 1, WATCH_STRIDE)
