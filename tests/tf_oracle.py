@@ -25,6 +25,13 @@ ACTIVATIONS = {
     tfl.ActivationFunctionType.RELU: tf.nn.relu,
     tfl.ActivationFunctionType.RELU6: tf.nn.relu6,
 }
+# Standalone activation functions: float version given the input and the op's builtin options.
+UNARY = {
+    "LOGISTIC": lambda v, o: tf.sigmoid(v),
+    "TANH": lambda v, o: tf.tanh(v),
+    "HARD_SWISH": lambda v, o: v * tf.nn.relu6(v + 3.0) / 6.0,
+    "LEAKY_RELU": lambda v, o: tf.nn.leaky_relu(v, o.alpha),
+}
 PADDING = {tfl.Padding.SAME: "SAME", tfl.Padding.VALID: "VALID"}
 
 
@@ -106,14 +113,22 @@ def float_gradients(
             elif op.kind == "FULLY_CONNECTED":
                 w = const(op.inputs[1])
                 y = act(tf.matmul(tf.reshape(a, (-1, w.shape[1])), w, transpose_b=True) + const(op.inputs[2]))
-            elif op.kind == "ADD":
-                y = act(a + values[op.inputs[1]])
+            elif op.kind in ("ADD", "SUB", "MUL"):
+                other = values[op.inputs[1]] if op.inputs[1] in values else const(op.inputs[1])
+                y = act({"ADD": tf.add, "SUB": tf.subtract, "MUL": tf.multiply}[op.kind](a, other))
+            elif op.kind in UNARY:
+                y = act(UNARY[op.kind](a, o))
+            elif op.kind == "STRIDED_SLICE":
+                begin, end, strides = (graph.tensors[t].data for t in op.inputs[1:])
+                y = tf.strided_slice(
+                    a, begin, end, strides, begin_mask=o.beginMask, end_mask=o.endMask, shrink_axis_mask=o.shrinkAxisMask
+                )
             elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
                 pool = tf.nn.avg_pool2d if op.kind == "AVERAGE_POOL_2D" else tf.nn.max_pool2d
                 y = act(pool(a, (o.filterHeight, o.filterWidth), (o.strideH, o.strideW), PADDING[o.padding]))
             elif op.kind == "MEAN":
                 y = act(tf.reduce_mean(a, axis=graph.tensors[op.inputs[1]].data.tolist(), keepdims=bool(o.keepDims)))
-            elif op.kind == "RESHAPE":
+            elif op.kind in ("RESHAPE", "EXPAND_DIMS", "SQUEEZE"):
                 y = tf.reshape(a, output.shape)
             elif op.kind == "PAD":
                 y = tf.pad(a, graph.tensors[op.inputs[1]].data)

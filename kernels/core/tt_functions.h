@@ -314,6 +314,51 @@ tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_g
  */
 tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
 
+/** Which element-wise activation function tt_unary_grad_s8 differentiates, and its saved tensor. */
+typedef struct {
+  int32_t function;      /**< TT_UNARY_LOGISTIC, TT_UNARY_TANH, TT_UNARY_HARD_SWISH or TT_UNARY_LEAKY_RELU. */
+  float alpha;           /**< TT_UNARY_LEAKY_RELU's slope for x <= 0, finite; ignored by the others. */
+  tt_quant_params saved; /**< Quantization of the saved int8 tensor: scale > 0, zero point in [-128, 127]. */
+} tt_unary_params;
+
+/**
+ * Backward of an element-wise activation function y = f(x):
+ * grad_input[i] = f'(x[i]) * grad_output[i], with f' evaluated in float from
+ * the saved int8 tensor: y for LOGISTIC (f' = y (1 - y)) and TANH (1 - y^2),
+ * x for HARD_SWISH ((2x + 3) / 6 inside (-3, 3), 0 below, 1 above) and
+ * LEAKY_RELU (1 for x > 0, alpha otherwise). Reading y for the sigmoid and
+ * tanh saves their input; f' from the rounded y differs from f' at the exact
+ * x by at most |1 - 2y| (resp. 2|y|) times half of y's scale.
+ *
+ * @param[in]  params      function, slope and the saved tensor's quantization
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  saved       int8 [count], y or x as params->function says
+ * @param[in]  grad_output [count], d loss / d y
+ * @param[out] grad_input  [count], d loss / d x; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_unary_grad_s8(const tt_unary_params* params, int32_t count, const int8_t* saved,
+                           const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
+/**
+ * d loss / d a of the element-wise product y = a * b with TFLite broadcasting
+ * over NHWC dims (a dimension of a or b is y's or 1): grad_a = grad_y * b,
+ * summed over every dimension along which a was broadcast. Called once per
+ * operand that needs a gradient, with the other operand as `other`.
+ *
+ * @param[in]  other_quant      quantization of b: scale > 0, zero point in [-128, 127]
+ * @param[in]  grad_output_dims y's dims, each >= 1
+ * @param[in]  grad_output      [y], d loss / d y
+ * @param[in]  other_dims       b's dims, each y's or 1
+ * @param[in]  other            int8 [b]
+ * @param[in]  grad_input_dims  a's dims, each y's or 1
+ * @param[out] grad_input       [a], d loss / d a; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mul_grad_s8(const tt_quant_params* other_quant, const tt_dims* grad_output_dims,
+                         const tt_grad_in* grad_output, const tt_dims* other_dims, const int8_t* other,
+                         const tt_dims* grad_input_dims, tt_grad_out* grad_input);
+
 /**
  * Geometry of a TFLite 2-D pooling: output (oy, ox) pools input rows
  * oy * stride_h - pad_top .. + filter_h - 1 and the columns likewise, over the

@@ -22,6 +22,10 @@ extern "C" {
 #define TT_ROUND_STOCHASTIC 2 /* SGD rounding: up with probability equal to the fractional part. */
 #define TT_KERNELS_REFERENCE 0 /* Target kernels: TFLM's reference kernels. */
 #define TT_KERNELS_CMSIS_NN 1 /* Target kernels: TFLM's CMSIS-NN kernels (its cmsis_nn optimized kernel directory). */
+#define TT_UNARY_LOGISTIC 0 /* TT_UNARY_GRAD function: y = 1 / (1 + exp(-x)); f' = y (1 - y), read from y. */
+#define TT_UNARY_TANH 1 /* TT_UNARY_GRAD function: y = tanh(x); f' = 1 - y^2, read from y. */
+#define TT_UNARY_HARD_SWISH 2 /* TT_UNARY_GRAD function: y = x relu6(x + 3) / 6; f' = 0 for x <= -3, (2x + 3) / 6 inside, 1 for x >= 3, read from x. */
+#define TT_UNARY_LEAKY_RELU 3 /* TT_UNARY_GRAD function: y = x for x > 0, alpha x otherwise; f' = 1 or alpha, read from x. */
 
 #define TT_BLOB_SOFTMAX_CROSS_ENTROPY 1
 #define TT_BLOB_INIT_VARIABLES 2
@@ -41,6 +45,8 @@ extern "C" {
 #define TT_BLOB_SGD 16
 #define TT_BLOB_CONV_2D 17
 #define TT_BLOB_DEPTHWISE_CONV_2D 18
+#define TT_BLOB_UNARY_GRAD 19
+#define TT_BLOB_MUL_GRAD 20
 #define TT_BLOB_TRAINING_METADATA 100
 #define TT_BLOB_TARGET_METADATA 101
 
@@ -63,8 +69,10 @@ extern "C" {
   X(GRAD_ADD, "TT_GRAD_ADD") \
   X(SGD, "TT_SGD") \
   X(CONV_2D, "TT_CONV_2D") \
-  X(DEPTHWISE_CONV_2D, "TT_DEPTHWISE_CONV_2D")
-#define TT_NUM_OPS 18
+  X(DEPTHWISE_CONV_2D, "TT_DEPTHWISE_CONV_2D") \
+  X(UNARY_GRAD, "TT_UNARY_GRAD") \
+  X(MUL_GRAD, "TT_MUL_GRAD")
+#define TT_NUM_OPS 20
 
 /** Mean softmax cross-entropy of int8 logits against integer labels, and its gradient w.r.t. the logits. */
 typedef struct {
@@ -432,6 +440,38 @@ static inline tt_status tt_parse_depthwise_conv_2d(const uint8_t* blob, size_t l
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->dilation_w);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->activation);
   if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->depth_multiplier);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** Backward of an element-wise activation function (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU): grad_input = f'(x) * grad_output, f' evaluated from the saved int8 tensor the function names (the output y for LOGISTIC and TANH, the input x otherwise). */
+typedef struct {
+  int32_t function; /**< Which forward function: one of the UNARY_* constants. */
+  float alpha; /**< UNARY_LEAKY_RELU's slope for x <= 0; ignored by the others. */
+} tt_unary_grad_options;
+
+/** Parses a TT_BLOB_UNARY_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_unary_grad(const uint8_t* blob, size_t length, tt_unary_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_UNARY_GRAD);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->function);
+  if (status == TT_SUCCESS) status = tt_blob_read_f32(&reader, &out->alpha);
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** d loss / d a of y = a * b (with broadcasting, e.g. squeeze-and-excite's [n, h, w, c] * [n, 1, 1, c]): grad_output times the other operand b, summed over the dimensions a was broadcast along. */
+typedef struct {
+  char unused; /**< No fields: the blob is only its checked header. */
+} tt_mul_grad_options;
+
+/** Parses a TT_BLOB_MUL_GRAD blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_mul_grad(const uint8_t* blob, size_t length, tt_mul_grad_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_MUL_GRAD);
+  (void)out;
   if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
   return status;
 }

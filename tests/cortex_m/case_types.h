@@ -133,6 +133,28 @@ struct GradAddCase {
   ExpectedGrad expected;
 };
 
+// tt_unary_grad_s8.
+struct UnaryGradCase {
+  const char* name;
+  tt_unary_params params;
+  int32_t count;
+  const int8_t* saved;
+  GradOperand grad_output;
+  ExpectedGrad expected;
+};
+
+// tt_mul_grad_s8.
+struct MulGradCase {
+  const char* name;
+  tt_quant_params other_quant;
+  tt_dims grad_output_dims;
+  GradOperand grad_output;
+  tt_dims other_dims;
+  const int8_t* other;
+  tt_dims grad_input_dims;
+  ExpectedGrad expected;
+};
+
 // One tt_sgd_update_s8 (s32 == false) or tt_sgd_update_s32 step; every output exact.
 struct SgdCase {
   const char* name;

@@ -11,6 +11,10 @@ ROUND_NEAREST = 1  # SGD rounding: to nearest, ties away from zero.
 ROUND_STOCHASTIC = 2  # SGD rounding: up with probability equal to the fractional part.
 KERNELS_REFERENCE = 0  # Target kernels: TFLM's reference kernels.
 KERNELS_CMSIS_NN = 1  # Target kernels: TFLM's CMSIS-NN kernels (its cmsis_nn optimized kernel directory).
+UNARY_LOGISTIC = 0  # TT_UNARY_GRAD function: y = 1 / (1 + exp(-x)); f' = y (1 - y), read from y.
+UNARY_TANH = 1  # TT_UNARY_GRAD function: y = tanh(x); f' = 1 - y^2, read from y.
+UNARY_HARD_SWISH = 2  # TT_UNARY_GRAD function: y = x relu6(x + 3) / 6; f' = 0 for x <= -3, (2x + 3) / 6 inside, 1 for x >= 3, read from x.
+UNARY_LEAKY_RELU = 3  # TT_UNARY_GRAD function: y = x for x > 0, alpha x otherwise; f' = 1 or alpha, read from x.
 
 # Custom op names, as the kernels register them.
 SOFTMAX_CROSS_ENTROPY = 'TT_SOFTMAX_CROSS_ENTROPY'
@@ -31,6 +35,8 @@ GRAD_ADD = 'TT_GRAD_ADD'
 SGD = 'TT_SGD'
 CONV_2D = 'TT_CONV_2D'
 DEPTHWISE_CONV_2D = 'TT_DEPTHWISE_CONV_2D'
+UNARY_GRAD = 'TT_UNARY_GRAD'
+MUL_GRAD = 'TT_MUL_GRAD'
 
 BLOBS = {
     "ACTIVATION_GRAD": {
@@ -570,6 +576,22 @@ BLOBS = {
             "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
         ]
     },
+    "MUL_GRAD": {
+        "custom_name": "TT_MUL_GRAD",
+        "doc": "d loss / d a of y = a * b (with broadcasting, e.g. squeeze-and-excite's [n, h, w, c] * [n, 1, 1, c]): grad_output times the other operand b, summed over the dimensions a was broadcast along.",
+        "fields": [],
+        "id": 20,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, y's shape (rank <= 4)",
+            "grad_output_scale",
+            "other: int8, per-tensor quantized, the other operand b; each dimension equal to y's or 1",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), a's shape: each dimension equal to y's or 1"
+        ]
+    },
     "SGD": {
         "custom_name": "TT_SGD",
         "doc": "Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range.",
@@ -704,5 +726,32 @@ BLOBS = {
         "id": 100,
         "kind": "metadata",
         "metadata_name": "TINYTRAIN_TRAINING"
+    },
+    "UNARY_GRAD": {
+        "custom_name": "TT_UNARY_GRAD",
+        "doc": "Backward of an element-wise activation function (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU): grad_input = f'(x) * grad_output, f' evaluated from the saved int8 tensor the function names (the output y for LOGISTIC and TANH, the input x otherwise).",
+        "fields": [
+            {
+                "doc": "Which forward function: one of the UNARY_* constants.",
+                "name": "function",
+                "type": "int32"
+            },
+            {
+                "doc": "UNARY_LEAKY_RELU's slope for x <= 0; ignored by the others.",
+                "name": "alpha",
+                "type": "float32"
+            }
+        ],
+        "id": 19,
+        "inputs": [
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "grad_output_scale",
+            "saved: int8, per-tensor quantized, grad_output's element count: y for UNARY_LOGISTIC and UNARY_TANH, x for UNARY_HARD_SWISH and UNARY_LEAKY_RELU",
+            "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
+        ],
+        "kind": "op",
+        "outputs": [
+            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), grad_output's element count"
+        ]
     }
 }
