@@ -81,7 +81,7 @@ def mobilenet_v3_block(classes: int = 4):
     x = _hard_swish(layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
     x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
     gate = layers.GlobalAveragePooling2D(keepdims=True)(x)
-    gate = layers.Conv2D(4, 1, activation="relu")(gate)
+    gate = layers.Conv2D(8, 1, activation="relu")(gate)  # 8 channels: MobileNetV3 rounds c / 4 up to a multiple of 8
     gate = layers.Conv2D(8, 1, activation="sigmoid")(gate)
     x = layers.Multiply()([x, gate])
     x = _hard_swish(layers.Conv2D(8, 1)(x))
