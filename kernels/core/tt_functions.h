@@ -360,6 +360,44 @@ tt_status tt_mul_grad_s8(const tt_quant_params* other_quant, const tt_dims* grad
                          const tt_dims* grad_input_dims, tt_grad_out* grad_input);
 
 /**
+ * Mean binary cross-entropy of one int8 logit per sample against 0/1 labels:
+ * loss = mean_i [max(z_i, 0) - y_i z_i + log(1 + exp(-|z_i|))], z_i the
+ * dequantized logit, and grad_i = (sigmoid(z_i) - y_i) / batch, zero where
+ * the logit sits at an int8 limit and the gradient would push it further out
+ * (as the softmax loss does). tt_expf / tt_logf: the same bits on every target.
+ *
+ * @param[in]  logits_quant scale > 0
+ * @param[in]  batch        samples, >= 1
+ * @param[in]  logits       int8 [batch]
+ * @param[in]  labels       int32 [batch], each 0 or 1
+ * @param[out] loss         float [1]
+ * @param[out] grad         [batch]; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS; TT_LABEL_OUT_OF_RANGE (nothing written) for a label other than 0 and 1;
+ *         TT_ARG_ERROR (nothing written) for a bad argument
+ */
+tt_status tt_binary_cross_entropy_s8(const tt_quant_params* logits_quant, int32_t batch, const int8_t* logits,
+                                     const int32_t* labels, float* loss, tt_grad_out* grad);
+
+/**
+ * Mean squared error of an int8 output against an int8 target, each with its
+ * own quantization: loss = mean_i (o_i - t_i)^2 over all `count` elements, and
+ * grad_i = 2 (o_i - t_i) / count, zero where o_i sits at an int8 limit and the
+ * gradient would push it further out.
+ *
+ * @param[in]  output_quant scale > 0
+ * @param[in]  target_quant scale > 0
+ * @param[in]  count        elements, >= 1
+ * @param[in]  output       int8 [count]
+ * @param[in]  target       int8 [count]
+ * @param[out] loss         float [1]
+ * @param[out] grad         [count]; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mean_squared_error_s8(const tt_quant_params* output_quant, const tt_quant_params* target_quant,
+                                   int32_t count, const int8_t* output, const int8_t* target, float* loss,
+                                   tt_grad_out* grad);
+
+/**
  * Geometry of a TFLite 2-D pooling: output (oy, ox) pools input rows
  * oy * stride_h - pad_top .. + filter_h - 1 and the columns likewise, over the
  * rows and columns inside the input only (padding is never averaged, never a
