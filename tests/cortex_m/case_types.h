@@ -133,6 +133,20 @@ struct GradAddCase {
   ExpectedGrad expected;
 };
 
+// tt_binary_cross_entropy_s8 (labels set, target null) and tt_mean_squared_error_s8 (target set).
+struct ElementLossCase {
+  const char* name;
+  tt_quant_params quant;         // of the prediction (logits or output)
+  tt_quant_params target_quant;  // mean squared error only
+  int32_t count;                 // batch (binary cross-entropy) or elements (mean squared error)
+  const int8_t* prediction;
+  const int32_t* labels;
+  const int8_t* target;
+  float loss;
+  float loss_tolerance;
+  ExpectedGrad expected;
+};
+
 // tt_unary_grad_s8.
 struct UnaryGradCase {
   const char* name;

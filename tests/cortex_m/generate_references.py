@@ -655,6 +655,49 @@ def add_mul_cases(header: Header, rng: np.random.Generator) -> None:
             )
 
 
+def add_element_loss_cases(header: Header, rng: np.random.Generator) -> None:
+    """Binary cross-entropy and mean squared error, each with predictions saturated at both int8 limits."""
+    scale, zero_point, batch = 0.08, 3, 9  # logits up to +-10: exp(-|z|) below 0.05 takes the series
+    logits = rng.integers(-128, 128, batch).astype(np.int8)
+    labels = rng.integers(0, 2, batch).astype(np.int32)
+    logits[:2], labels[:2] = [127, -128], [1, 0]  # pushed further out: no gradient
+    z = np.float64(np.float32(scale)) * (logits.astype(np.float64) - zero_point)
+    terms = np.maximum(z, 0) - labels * z + np.log1p(np.exp(-np.abs(z)))
+    grad = (1 / (1 + np.exp(-z)) - labels) / batch
+    grad[((logits == 127) & (grad < 0)) | ((logits == -128) & (grad > 0))] = 0.0
+    # tt_expf / tt_logf within a few ulp (factor 2 as for the softmax loss), the log1p series' 1.3e-6 of
+    # terms below 0.05, and the summation over the batch.
+    loss_bound = (2 * (batch + 8) * EPS * (np.abs(z) * 2 + 1).sum() + 1.3e-6 * 0.05 * batch) / batch
+    grad_bound = 2 * 16 * EPS / batch
+    arrays = header.array("bce_logits", logits), header.array("bce_labels", labels)
+    for kind in GRAD_TYPES:
+        expected = expected_grad(header, f"bce_{kind}", kind, grad, np.full(batch, grad_bound))
+        header.case(
+            "ElementLossCase",
+            f'{{"binary_cross_entropy/saturated/{kind}", {{{f32(scale)}, {zero_point}}}, {{0.0f, 0}}, {batch}, '
+            f"{arrays[0]}, {arrays[1]}, nullptr, {f32(terms.mean())}, {f32(loss_bound)}, {expected}}}",
+        )
+    (o_scale, o_zero), (t_scale, t_zero), count = (0.02, -10), (0.03, 4), 40
+    output = rng.integers(-128, 128, count).astype(np.int8)
+    target = rng.integers(-128, 128, count).astype(np.int8)
+    output[:2], target[:2] = [127, -128], [-128, 127]  # pushed further out: no gradient
+    o = np.float64(np.float32(o_scale)) * (output.astype(np.float64) - o_zero)
+    t = np.float64(np.float32(t_scale)) * (target.astype(np.float64) - t_zero)
+    d = o - t
+    grad = 2 * d / count
+    grad[((output == 127) & (grad < 0)) | ((output == -128) & (grad > 0))] = 0.0
+    loss_bound = (count + 8) * EPS * 2 * ((np.abs(o) + np.abs(t)) ** 2).sum() / count
+    grad_bound = 8 * EPS * 2 * (np.abs(o) + np.abs(t)) / count
+    arrays = header.array("mse_output", output), header.array("mse_target", target)
+    for kind in GRAD_TYPES:
+        expected = expected_grad(header, f"mse_{kind}", kind, grad, grad_bound)
+        header.case(
+            "ElementLossCase",
+            f'{{"mean_squared_error/saturated/{kind}", {{{f32(o_scale)}, {o_zero}}}, {{{f32(t_scale)}, {t_zero}}}, '
+            f"{count}, {arrays[0]}, nullptr, {arrays[1]}, {f32((d * d).mean())}, {f32(loss_bound)}, {expected}}}",
+        )
+
+
 def xorshift32(state: int) -> int:
     state ^= (state << 13) & 0xFFFFFFFF
     state ^= state >> 17
@@ -746,6 +789,7 @@ CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_crc_cases,
     add_unary_cases,
     add_mul_cases,
+    add_element_loss_cases,
 ]
 
 

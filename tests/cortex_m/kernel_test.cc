@@ -283,6 +283,22 @@ bool RunGradAdd(const GradAddCase& c) {
   return RunGradKernel(c.name, c.expected, [&](tt_grad_out* sum) { return tt_grad_add(c.count, &a, &b, sum); });
 }
 
+bool RunElementLoss(const ElementLossCase& c) {
+  CaseReport report(c.name);
+  tt_grad_out grad = GradOut(c.expected.type);
+  report.ExpectStatus(report.Measure([&] {
+    if (c.labels != nullptr) return tt_binary_cross_entropy_s8(&c.quant, c.count, c.prediction, c.labels, &g_loss, &grad);
+    return tt_mean_squared_error_s8(&c.quant, &c.target_quant, c.count, c.prediction, c.target, &g_loss, &grad);
+  }),
+                      TT_SUCCESS);
+  report.Digest(&g_loss, sizeof(g_loss));
+  if (!(fabsf(g_loss - c.loss) <= c.loss_tolerance)) {
+    report.Mismatch("loss %.9g, want %.9g +- %.3g", D(g_loss), D(c.loss), D(c.loss_tolerance));
+  }
+  CheckGrad(c.expected, report);
+  return report.Finish();
+}
+
 bool RunUnaryGrad(const UnaryGradCase& c) {
   const tt_grad_in grad_output = GradIn(c.grad_output);
   return RunGradKernel(c.name, c.expected, [&](tt_grad_out* grad_input) {
@@ -395,6 +411,7 @@ int main() {
   RunAll(kCrcCases, RunCrc, passed, failed);
   RunAll(kUnaryGradCases, RunUnaryGrad, passed, failed);
   RunAll(kMulGradCases, RunMulGrad, passed, failed);
+  RunAll(kElementLossCases, RunElementLoss, passed, failed);
   printf("SUMMARY %d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
