@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
+from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad, tf_input_grad
 
 from tinytrain_tflm import Interpreter, TFLMError
 from tinytrain_tflm.backend import schema, schema_generated
@@ -51,15 +51,6 @@ def unary_model(kind: str, shape: tuple[int, ...], mode: str, saved: ir.Tensor, 
     )
 
 
-def tf_grad(forward, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """d loss / d x of y = forward(x) given d loss / d y, by TensorFlow's autodiff in float64."""
-    x = tf.constant(x, tf.float64)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = forward(x)
-    return tape.gradient(y, x, output_gradients=tf.constant(dy, tf.float64)).numpy()
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(1, 4, 4, 16), (2, 300)])
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
@@ -75,7 +66,7 @@ def test_unary_grad_matches_tensorflow(rng, kind, shape, mode):
     saved = ir.Tensor("saved", shape, np.dtype(np.int8), quant)
     feed, dy = grad_values(rng, shape, mode)
     got = read_grad(Interpreter(unary_model(kind, shape, mode, saved), ARENA).run([*feed, saved_q, BACKWARD]), mode)
-    want = tf_grad(forward, x, dy.astype(np.float64))
+    want = tf_input_grad(forward, x, dy.astype(np.float64))
     # Plus, for an int8 result, rounding to its scale max|g| / 127: half a step per element.
     rounding = np.abs(got).max() / 254 + 1e-9 if mode == "int8" else 1e-9
     np.testing.assert_array_less(np.abs(got - want), np.abs(dy) * DERIVATIVE_ERROR[kind] + rounding)
