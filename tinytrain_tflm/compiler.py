@@ -111,7 +111,7 @@ def compile(
     tiles: run the frozen first stage in patches (tinytrain_tflm.passes.tiling), e.g.
     (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
     overlap_buffers: let an op write its output over an input it reads for the last time
-    (tinytrain_tflm.passes.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
+    (tinytrain_tflm.plan.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
     tinytrain's do). False leaves planning to TFLM.
     flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and

@@ -11,13 +11,21 @@ import math
 import struct
 import zlib
 
+from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
+
 from ..errors import TinyTrainError
+from ..frontend import ir
 from . import schema_generated as generated
 
 _HEADER = struct.Struct("<4sHHII")
 # The loss ops: the one op of a training model between its forward and its backward pass.
 LOSS_OPS = frozenset({generated.SOFTMAX_CROSS_ENTROPY, generated.BINARY_CROSS_ENTROPY, generated.MEAN_SQUARED_ERROR})
 _FIELD_FORMATS = {"int32": "i", "float32": "f"}
+
+# The custom convolutions that stand for builtin ones with their requantization in the model
+# (tinytrain_tflm.passes.requantization); their option blobs decode back into the builtin options.
+LOWERED = {"CONV_2D": generated.CONV_2D, "DEPTHWISE_CONV_2D": generated.DEPTHWISE_CONV_2D}
+RESTORED = {custom: builtin for builtin, custom in LOWERED.items()}
 
 
 def _entry(name: str) -> dict:
@@ -67,3 +75,16 @@ def decode_blob(name: str, blob: bytes) -> dict[str, float]:
     if zlib.crc32(payload) != crc:
         raise TinyTrainError(f"{name} blob is corrupt (CRC-32 mismatch)")
     return dict(zip((f["name"] for f in entry["fields"]), payload_struct.unpack(payload), strict=True))
+
+
+def builtin_options(op: ir.Op) -> tfl.Conv2DOptionsT | tfl.DepthwiseConv2DOptionsT:
+    """The builtin options a TT_CONV_2D or TT_DEPTHWISE_CONV_2D op was lowered from."""
+    kind = RESTORED[op.kind]
+    fields = decode_blob(kind, op.custom_options)
+    options = tfl.Conv2DOptionsT() if kind == "CONV_2D" else tfl.DepthwiseConv2DOptionsT()
+    options.padding, options.strideH, options.strideW = fields["padding"], fields["stride_h"], fields["stride_w"]
+    options.dilationHFactor, options.dilationWFactor = fields["dilation_h"], fields["dilation_w"]
+    options.fusedActivationFunction = fields["activation"]
+    if kind == "DEPTHWISE_CONV_2D":
+        options.depthMultiplier = fields["depth_multiplier"]
+    return options

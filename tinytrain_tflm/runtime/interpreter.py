@@ -31,10 +31,10 @@ from typing import TypeVar
 import numpy as np
 
 from ..backend import emit, schema_generated
+from ..capture import capture_fds
 from ..errors import TFLMError, TinyTrainError
 from ..frontend import read
 from ..plan import memory
-from .capture import capture_fds
 
 PINNED_TFLM_VERSION = "0.dev20261002031052"
 # What that wheel reports as tflite_micro.__version__: the pip version and TFLM's commit.
