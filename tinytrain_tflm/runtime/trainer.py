@@ -162,10 +162,10 @@ class Trainer:
 
     def weights(self) -> dict[str, np.ndarray]:
         """Current integer values of every trainable parameter, keyed by source name."""
-        return _merge_split_parts(self._values())
+        return _merge_split_parts(self.tensor_values())
 
-    def _values(self) -> dict[str, np.ndarray]:
-        """Current values of every trainable tensor of the training model, by tensor name."""
+    def tensor_values(self) -> dict[str, np.ndarray]:
+        """Current values of every trained tensor of the training model, by tensor name (split parts apart)."""
         if not self._interpreter.invoked:  # variables are filled on the first invoke after creation or reset
             return {p.name: self.graph.tensors[p.source].data.copy() for p in self.parameters}
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
@@ -176,7 +176,7 @@ class Trainer:
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)
-        values = self._values()
+        values = self.tensor_values()
         for parameter in self.parameters:
             graph.tensors[parameter.source].data = values[parameter.name]
         return graph

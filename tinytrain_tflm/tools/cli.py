@@ -159,6 +159,40 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {output} (the training model, starting from the trained weights)")
 
 
+def _fleet(args: argparse.Namespace) -> None:
+    try:
+        from ..fleet import simulation
+    except ImportError:
+        raise TinyTrainError("fleet learning needs Flower: pip install 'tinytrain-tflm[fleet]'") from None
+    model = _read_model(args.model)
+    classes = Trainer(model).metadata["num_classes"]
+    x, y = _load_data(args.data, classes)
+    test_x, test_y = _load_data(args.test, classes)
+    if not 1 <= args.clients <= len(x) or args.rounds < 1 or args.local_epochs < 1 or not args.alpha > 0:
+        raise TinyTrainError(
+            f"need 1 <= --clients <= {len(x)} samples, --rounds and --local-epochs >= 1, --alpha > 0; "
+            f"got {args.clients}, {args.rounds}, {args.local_epochs}, {args.alpha}"
+        )
+    shards = simulation.class_skew_shards(y, args.clients, args.alpha, args.seed)
+    print(f"{args.clients} clients, {len(x)} samples split by class skew (alpha {args.alpha}): {[len(s) for s in shards]}")
+    print("round  global accuracy  bytes up/down per client  accepted  rejected  clipped")
+
+    def show(r) -> None:
+        print(
+            f"{r.round:5}  {r.accuracy:15.1%}  {r.bytes_up_per_client:>10,} / {r.bytes_down_per_client:<11,}  "
+            f"{r.accepted:8}  {r.rejected:8}  {r.clipped:7}",
+            flush=True,
+        )
+
+    report = simulation.run_fleet(
+        model, [(x[s], y[s]) for s in shards], test_x, test_y, args.rounds, args.local_epochs, args.clip_norm, args.seed, show
+    )
+    print(f"payload: {report.payload_bytes:,} bytes per update; device arena: {report.arena_bytes:,} bytes (x86-64, measured)")
+    if args.output:
+        _write_output(args.output, report.model, [args.model, args.data, args.test])
+        print(f"wrote {args.output} (the training model with the fleet's global values)")
+
+
 def _device_target(args: argparse.Namespace, graph) -> targets.Target:
     """--target / --kernels, else the target the model was compiled for."""
     if args.target is None:
@@ -340,6 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="shuffling seed")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
     train.set_defaults(run=_train)
+    fleet = commands.add_parser("fleet", help="federated training on Flower: one TFLM Trainer per client, non-IID shards")
+    fleet.add_argument("model", help="training model from `compile`")
+    fleet.add_argument("--data", required=True, help=".npz with 'x' and 'y', split among the clients by class skew")
+    fleet.add_argument("--test", required=True, help=".npz with 'x' and 'y' the server scores the global model on")
+    fleet.add_argument("--clients", type=int, default=10)
+    fleet.add_argument("--rounds", type=int, default=5)
+    fleet.add_argument("--local-epochs", type=int, default=1, help="passes over its shard per client per round")
+    fleet.add_argument("--alpha", type=float, default=0.5, help="Dirichlet class skew: smaller, fewer classes per client")
+    fleet.add_argument("--clip-norm", type=float, help="bound on each update's L2 norm (default: the round's median)")
+    fleet.add_argument("--seed", type=int, default=0)
+    fleet.add_argument("-o", "--output", help="write the training model with the final global values")
+    fleet.set_defaults(run=_fleet)
     plan = commands.add_parser("plan", help="memory plan: measured minimum arena, estimate by category, 32-bit projection")
     plan.add_argument("model", help=".tflite (training or inference)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
