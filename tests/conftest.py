@@ -124,3 +124,14 @@ def control(bits: int) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def tf_input_grad(forward: Callable, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """d sum(forward(x) * grad_output) / d x: the vector-Jacobian product TensorFlow computes, in float64."""
+    import tensorflow as tf
+
+    x = tf.constant(x, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = forward(x)
+    return tape.gradient(y, x, output_gradients=tf.constant(grad_output, tf.float64)).numpy()

@@ -64,7 +64,52 @@ def small_cnn(classes: int = 3):
     return keras.Model(inputs, layers.Dense(classes)(x))
 
 
-BUILDERS = {"mobilenet_v2_blocks": mobilenet_v2_blocks, "ds_cnn": ds_cnn, "small_cnn": small_cnn}
+def _hard_swish(x):
+    """x relu6(x + 3) / 6, which the converter fuses into one HARD_SWISH op."""
+    import tensorflow as tf
+
+    return _keras().layers.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))(x)
+
+
+def mobilenet_v3_block(classes: int = 4):
+    """MobileNetV3-Small style: hard-swish stem, depthwise conv, squeeze-and-excite (global pooling kept
+    4-D, two 1x1 convs, a sigmoid gate multiplied in per channel: MUL broadcast), 1x1 projection with
+    hard-swish, global pooling."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((12, 12, 3))
+    x = _hard_swish(layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    gate = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    gate = layers.Conv2D(8, 1, activation="relu")(gate)  # 8 channels: MobileNetV3 rounds c / 4 up to a multiple of 8
+    gate = layers.Conv2D(8, 1, activation="sigmoid")(gate)
+    x = layers.Multiply()([x, gate])
+    x = _hard_swish(layers.Conv2D(8, 1)(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
+def conv1d_time_series(classes: int = 3):
+    """Sensor time series: Conv1D layers (converted around CONV_2D with EXPAND_DIMS and SQUEEZE), tanh and
+    leaky ReLU, a residual difference (SUB), a crop (STRIDED_SLICE), GlobalAveragePooling1D (MEAN over time)."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((32, 3))
+    x = layers.Conv1D(8, 5, activation="tanh")(inputs)
+    y = layers.LeakyReLU(0.2)(layers.Conv1D(8, 3, padding="same")(x))
+    x = layers.Subtract()([y, x])
+    x = layers.Cropping1D((2, 1))(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
+BUILDERS = {
+    "mobilenet_v2_blocks": mobilenet_v2_blocks,
+    "ds_cnn": ds_cnn,
+    "small_cnn": small_cnn,
+    "mobilenet_v3_block": mobilenet_v3_block,
+    "conv1d_time_series": conv1d_time_series,
+}
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import numpy as np
 from conftest import loss_model
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.backend import schema_generated
 from tinytrain_tflm.frontend import ir
 
 
@@ -40,6 +41,24 @@ def test_attach_loss_writes_a_runnable_training_model(tmp_path):
     assert result.returncode == 0, result.stderr
     outputs = tt.Interpreter(out.read_bytes(), 8192).run([np.ones((1, 4), np.int8), np.array([2], np.int32)])
     assert len(outputs) == 4 and outputs[2].dtype == np.int8  # loss, logits, grad, grad_scale
+
+
+def test_compile_loss_option_reaches_the_metadata_and_the_c_array_header(tmp_path):
+    """--loss mean_squared_error: the label input becomes the int8 target, and the header says so."""
+    train, source = tmp_path / "train.tflite", tmp_path / "train_model.cc"
+    result = _cli("compile", str(_classifier(tmp_path)), "-o", str(train), "--update", "all", "--loss", "mean_squared_error")
+    assert result.returncode == 0, result.stderr
+    trainer = tt.Trainer(train.read_bytes())
+    assert trainer.metadata["loss"] == schema_generated.LOSS_MEAN_SQUARED_ERROR
+    label = trainer.graph.tensors[trainer.metadata["label_tensor"]]
+    assert label.dtype == np.int8 and label.shape == (1, 3)
+    assert np.isfinite(trainer.step(np.ones((1, 4), np.float32), np.array([[0.5, -0.5, 0.0]], np.float32)))
+    result = _cli("export", str(train), "--c-array", str(source), "--arena", "estimated")
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "train_model.h").read_text()
+    assert "constexpr int kLoss = 2;" in header and "int8 target of the output's shape" in header
+    result = _cli("compile", str(_classifier(tmp_path)), "-o", str(tmp_path / "b.tflite"), "--loss", "binary_cross_entropy")
+    assert result.returncode == 2 and "binary_cross_entropy expects [batch, 1] (one logit per sample)" in result.stderr
 
 
 def test_refuses_to_overwrite_its_input(tmp_path):

@@ -22,7 +22,7 @@ from tinytrain_tflm.firmware import codegen
 # Two models with conv, depthwise and fully connected gradients: DS-CNN (average pooling) trained entirely
 # with float32 gradients and momentum; the MobileNetV2 blocks (residual ADD, PAD, MEAN, partial channels
 # split off) with a sparse scheme, int8 gradients and stochastic rounding. A third covers max pooling,
-# activations kept as int8 outputs instead of masks, and truncation.
+# activations kept as int8 outputs instead of masks, and truncation. Two more cover the element-wise ops.
 CONFIGS = {
     "ds_cnn_all_float32": ("ds_cnn", dict(update="all", optimizer=tt.SGD(lr=0.05, momentum=0.9, rounding="nearest"))),
     "mobilenet_sparse_int8": (
@@ -33,6 +33,9 @@ CONFIGS = {
         "small_cnn",
         dict(update="all", gradient="int8", activation_masks=False, optimizer=tt.SGD(lr=0.05, rounding="truncate")),
     ),
+    # Element-wise backward: hard-swish, sigmoid and squeeze-and-excite's MUL; tanh, leaky ReLU and SUB.
+    "mobilenet_v3_all_int8": ("mobilenet_v3_block", dict(update="all", gradient="int8", optimizer=tt.SGD(lr=0.05))),
+    "conv1d_all_float32": ("conv1d_time_series", dict(update="all", optimizer=tt.SGD(lr=0.05))),
 }
 STEPS = 4
 

@@ -89,13 +89,41 @@ def test_unsupported_op_on_the_gradient_path_is_named():
     def build(keras):
         inputs = keras.Input((6, 6, 1))
         x = keras.layers.Conv2D(4, 3)(inputs)
-        x = keras.layers.Activation("tanh")(x)
+        x = keras.layers.Activation("elu")(x)
         return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
 
     model = _keras_int8(build)
-    with pytest.raises(tt.TinyTrainError, match=r"op \d+ \(TANH\) is on the path to a trainable parameter.*supported: ADD"):
+    with pytest.raises(tt.TinyTrainError, match=r"op \d+ \(ELU\) is on the path to a trainable parameter.*supported: ADD"):
         tt.compile(model, update="all")
-    tt.compile(model, update="last")  # nothing needs a gradient through TANH
+    tt.compile(model, update="last")  # nothing needs a gradient through ELU
+
+
+def _strided_crop(keras):
+    inputs = keras.Input((8, 3))
+    x = keras.layers.Conv1D(4, 3)(inputs)
+    x = keras.layers.Lambda(lambda t: t[:, ::2, :])(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+
+def _channel_mean(keras):
+    import tensorflow as tf
+
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1))(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (_strided_crop, r"STRIDED_SLICE producing .* has strides \[1, 2, 1\]; only strides of 1 train"),
+        (_channel_mean, r"MEAN producing .*: only the mean over height and width of a 4-D tensor or over time of a 3-D one"),
+    ],
+)
+def test_layout_ops_outside_the_rules_are_named(build, message):
+    with pytest.raises(tt.TinyTrainError, match=message):
+        tt.compile(_keras_int8(build), update="all")
 
 
 def test_float_model_is_refused():

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
+from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad, tf_input_grad
 
 from tinytrain_tflm import Interpreter, TFLMError
 from tinytrain_tflm.backend import schema, schema_generated
@@ -43,15 +43,6 @@ def pool_case(geometry) -> tuple[tuple[int, ...], tuple[int, ...], dict]:
     ow, pad_left = tflite_geometry(iw, fw, sw, padding)
     options = dict(filter_h=fh, filter_w=fw, stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left)
     return (BATCH, ih, iw, CHANNELS), (BATCH, oh, ow, CHANNELS), options
-
-
-def tf_input_grad(pool, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-    """d sum(pool(x) * grad_output) / d x: the vector-Jacobian product TensorFlow computes."""
-    x = tf.constant(x, tf.float64)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = pool(x)
-    return tape.gradient(y, x, output_gradients=tf.constant(grad_output, tf.float64)).numpy()
 
 
 def tolerance(want: np.ndarray, mode: str) -> float:

@@ -36,9 +36,12 @@ def test_round_trip():
         num_classes=10,
         softmax_tensor=-1,
         softmax_beta=1.0,
+        loss=schema_generated.LOSS_MEAN_SQUARED_ERROR,
+        sigmoid_tensor=-1,
     )
-    assert len(blob) == 16 + 8 * 4
-    assert schema.decode_blob("TRAINING_METADATA", blob)["label_tensor"] == 7
+    assert len(blob) == 16 + 10 * 4
+    decoded = schema.decode_blob("TRAINING_METADATA", blob)
+    assert decoded["label_tensor"] == 7 and decoded["loss"] == schema_generated.LOSS_MEAN_SQUARED_ERROR
 
 
 @pytest.mark.parametrize(

@@ -100,8 +100,9 @@ def compile(
     overlap_buffers: bool = True,
     flash_requantization: bool = False,
     target: str | targets.Target = "host",
+    loss: str = "softmax_cross_entropy",
 ) -> TrainingModel:
-    """Compiles an int8 classifier into a training model.
+    """Compiles an int8 model into a training model.
 
     update: which parameters train (see tinytrain_tflm.passes.scheme). gradient:
     "float32" (the reference) or "int8" (each gradient int8 with a run-time
@@ -120,10 +121,12 @@ def compile(
     target: the device the model is for (tinytrain_tflm.target: "host", "cortex-m7", ...,
     or a Target with other kernels). Its kernels decide which ops may overlap buffers;
     the model's TARGET_METADATA records it for plan, export and the firmware tools.
+    loss: "softmax_cross_entropy" (a classifier), "binary_cross_entropy" (one logit, a sigmoid
+    head) or "mean_squared_error" (regression, autoencoders); see tinytrain_tflm.passes.loss.attach_loss.
     To measure what a saving saves, compile_with() takes an Ablation.
     """
     memory_options = MemoryOptions(tiles, overlap_buffers, flash_requantization)
-    options = CompileOptions(update, optimizer or SGD(), gradient, label_smoothing, activation_masks, memory_options)
+    options = CompileOptions(update, optimizer or SGD(), gradient, label_smoothing, activation_masks, memory_options, loss)
     return compile_with(model, options, targets.target(target))
 
 
@@ -150,7 +153,7 @@ def compile_with(
         graph, renumber = tiled
         trainable = {renumber[t]: channels for t, channels in trainable.items()}
     gradient = options.gradient
-    graph = loss.attach_loss(graph, label_smoothing=options.label_smoothing, gradient=gradient, control=True)
+    graph = loss.attach_loss(graph, options.label_smoothing, gradient, control=True, loss=options.loss)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
     loss_op = graph.ops[-1]
     forward = list(range(len(graph.ops) - 1))

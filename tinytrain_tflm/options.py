@@ -21,6 +21,7 @@ class CompileOptions:
     label_smoothing: float = 0.0
     activation_masks: bool = True
     memory: MemoryOptions = MemoryOptions()
+    loss: str = "softmax_cross_entropy"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -314,6 +314,89 @@ tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_g
  */
 tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
 
+/** Which element-wise activation function tt_unary_grad_s8 differentiates, and its saved tensor. */
+typedef struct {
+  int32_t function;      /**< TT_UNARY_LOGISTIC, TT_UNARY_TANH, TT_UNARY_HARD_SWISH or TT_UNARY_LEAKY_RELU. */
+  float alpha;           /**< TT_UNARY_LEAKY_RELU's slope for x <= 0, finite; ignored by the others. */
+  tt_quant_params saved; /**< Quantization of the saved int8 tensor: scale > 0, zero point in [-128, 127]. */
+} tt_unary_params;
+
+/**
+ * Backward of an element-wise activation function y = f(x):
+ * grad_input[i] = f'(x[i]) * grad_output[i], with f' evaluated in float from
+ * the saved int8 tensor: y for LOGISTIC (f' = y (1 - y)) and TANH (1 - y^2),
+ * x for HARD_SWISH ((2x + 3) / 6 inside (-3, 3), 0 below, 1 above) and
+ * LEAKY_RELU (1 for x > 0, alpha otherwise). Reading y for the sigmoid and
+ * tanh saves their input; f' from the rounded y differs from f' at the exact
+ * x by at most |1 - 2y| (resp. 2|y|) times half of y's scale.
+ *
+ * @param[in]  params      function, slope and the saved tensor's quantization
+ * @param[in]  count       number of elements, >= 1
+ * @param[in]  saved       int8 [count], y or x as params->function says
+ * @param[in]  grad_output [count], d loss / d y
+ * @param[out] grad_input  [count], d loss / d x; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_unary_grad_s8(const tt_unary_params* params, int32_t count, const int8_t* saved,
+                           const tt_grad_in* grad_output, tt_grad_out* grad_input);
+
+/**
+ * d loss / d a of the element-wise product y = a * b with TFLite broadcasting
+ * over NHWC dims (a dimension of a or b is y's or 1): grad_a = grad_y * b,
+ * summed over every dimension along which a was broadcast. Called once per
+ * operand that needs a gradient, with the other operand as `other`.
+ *
+ * @param[in]  other_quant      quantization of b: scale > 0, zero point in [-128, 127]
+ * @param[in]  grad_output_dims y's dims, each >= 1
+ * @param[in]  grad_output      [y], d loss / d y
+ * @param[in]  other_dims       b's dims, each y's or 1
+ * @param[in]  other            int8 [b]
+ * @param[in]  grad_input_dims  a's dims, each y's or 1
+ * @param[out] grad_input       [a], d loss / d a; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mul_grad_s8(const tt_quant_params* other_quant, const tt_dims* grad_output_dims,
+                         const tt_grad_in* grad_output, const tt_dims* other_dims, const int8_t* other,
+                         const tt_dims* grad_input_dims, tt_grad_out* grad_input);
+
+/**
+ * Mean binary cross-entropy of one int8 logit per sample against 0/1 labels:
+ * loss = mean_i [max(z_i, 0) - y_i z_i + log(1 + exp(-|z_i|))], z_i the
+ * dequantized logit, and grad_i = (sigmoid(z_i) - y_i) / batch, zero where
+ * the logit sits at an int8 limit and the gradient would push it further out
+ * (as the softmax loss does). tt_expf / tt_logf: the same bits on every target.
+ *
+ * @param[in]  logits_quant scale > 0
+ * @param[in]  batch        samples, >= 1
+ * @param[in]  logits       int8 [batch]
+ * @param[in]  labels       int32 [batch], each 0 or 1
+ * @param[out] loss         float [1]
+ * @param[out] grad         [batch]; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS; TT_LABEL_OUT_OF_RANGE (nothing written) for a label other than 0 and 1;
+ *         TT_ARG_ERROR (nothing written) for a bad argument
+ */
+tt_status tt_binary_cross_entropy_s8(const tt_quant_params* logits_quant, int32_t batch, const int8_t* logits,
+                                     const int32_t* labels, float* loss, tt_grad_out* grad);
+
+/**
+ * Mean squared error of an int8 output against an int8 target, each with its
+ * own quantization: loss = mean_i (o_i - t_i)^2 over all `count` elements, and
+ * grad_i = 2 (o_i - t_i) / count, zero where o_i sits at an int8 limit and the
+ * gradient would push it further out.
+ *
+ * @param[in]  output_quant scale > 0
+ * @param[in]  target_quant scale > 0
+ * @param[in]  count        elements, >= 1
+ * @param[in]  output       int8 [count]
+ * @param[in]  target       int8 [count]
+ * @param[out] loss         float [1]
+ * @param[out] grad         [count]; an int8 one gets its own run-time scale
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_mean_squared_error_s8(const tt_quant_params* output_quant, const tt_quant_params* target_quant,
+                                   int32_t count, const int8_t* output, const int8_t* target, float* loss,
+                                   tt_grad_out* grad);
+
 /**
  * Geometry of a TFLite 2-D pooling: output (oy, ox) pools input rows
  * oy * stride_h - pad_top .. + filter_h - 1 and the columns likewise, over the

@@ -277,6 +277,52 @@ struct ActivationGradOp {
   TT_OP_FUNCTIONS;
 };
 
+struct UnaryGradOp {
+  using Kernel = decltype(&tt_unary_grad_s8);
+  struct OpData {
+    tt_status options_status;
+    tt_unary_grad_options options;
+    tt_unary_params params;  // The function, its slope and the saved tensor's quantization.
+    tt_grad_type grad_type;  // Representation of both gradients.
+    int32_t count;           // Elements of each gradient and of the saved tensor.
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_UNARY_GRAD";
+  static constexpr Kernel kGeneric = tt_unary_grad_s8;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && data.params.function == Spec::params.function &&
+           data.params.alpha == Spec::params.alpha && Same(data.params.saved, Spec::params.saved) &&
+           data.count == Spec::count;
+  }
+  TT_OP_FUNCTIONS;
+};
+
+struct MulGradOp {
+  using Kernel = decltype(&tt_mul_grad_s8);
+  struct OpData {
+    tt_status options_status;
+    tt_mul_grad_options options;
+    tt_quant_params other_quant;  // The other operand's.
+    tt_grad_type grad_type;       // Representation of both gradients.
+    tt_dims grad_output_dims;     // y's NHWC view
+    tt_dims other_dims;           // the other operand's, each y's or 1
+    tt_dims grad_input_dims;      // this operand's, each y's or 1
+    Kernel kernel;
+  };
+  static constexpr const char* kName = "TT_MUL_GRAD";
+  static constexpr Kernel kGeneric = tt_mul_grad_s8;
+  static constexpr ResetFunction kReset = nullptr;
+  template <typename Spec>
+  static bool Matches(const OpData& data) {
+    return data.grad_type == Spec::grad_type && Same(data.other_quant, Spec::other_quant) &&
+           Same(data.grad_output_dims, Spec::grad_output) && Same(data.other_dims, Spec::other) &&
+           Same(data.grad_input_dims, Spec::grad_input);
+  }
+  TT_OP_FUNCTIONS;
+};
+
 struct GradAddOp {
   using Kernel = decltype(&tt_grad_add);
   struct OpData {

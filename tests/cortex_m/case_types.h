@@ -134,6 +134,42 @@ struct GradAddCase {
   ExpectedGrad expected;
 };
 
+// tt_binary_cross_entropy_s8 (labels set, target null) and tt_mean_squared_error_s8 (target set).
+struct ElementLossCase {
+  const char* name;
+  tt_quant_params quant;         // of the prediction (logits or output)
+  tt_quant_params target_quant;  // mean squared error only
+  int32_t count;                 // batch (binary cross-entropy) or elements (mean squared error)
+  const int8_t* prediction;
+  const int32_t* labels;
+  const int8_t* target;
+  float loss;
+  float loss_tolerance;
+  ExpectedGrad expected;
+};
+
+// tt_unary_grad_s8.
+struct UnaryGradCase {
+  const char* name;
+  tt_unary_params params;
+  int32_t count;
+  const int8_t* saved;
+  GradOperand grad_output;
+  ExpectedGrad expected;
+};
+
+// tt_mul_grad_s8.
+struct MulGradCase {
+  const char* name;
+  tt_quant_params other_quant;
+  tt_dims grad_output_dims;
+  GradOperand grad_output;
+  tt_dims other_dims;
+  const int8_t* other;
+  tt_dims grad_input_dims;
+  ExpectedGrad expected;
+};
+
 // One tt_sgd_update_s8 (s32 == false) or tt_sgd_update_s32 step; every output exact.
 struct SgdCase {
   const char* name;

@@ -43,6 +43,7 @@ from conv_geometry import ConvGeometry  # noqa: E402
 EPS = 2.0**-24  # unit roundoff of float32
 SEED = 20261122
 ROUND_TRUNCATE, ROUND_NEAREST, ROUND_STOCHASTIC = 0, 1, 2  # tt_schema_generated.h
+UNARY_LOGISTIC, UNARY_TANH, UNARY_HARD_SWISH, UNARY_LEAKY_RELU = 0, 1, 2, 3  # tt_schema_generated.h
 GRAD_TYPES = ("f32", "s8")
 
 
@@ -137,6 +138,22 @@ SGD_CASES = [
     SgdSpec("s8_depthwise_stochastic_momentum", False, (9, 6, 1), 3, True, 10.0, 0.9, 1, ROUND_STOCHASTIC, "f32"),
     SgdSpec("s32_bias_nearest_partial", True, (1, 6, 1), 4, True, 0.2, 0.0, 1, ROUND_NEAREST, "s8"),
     SgdSpec("s32_bias_stochastic_momentum", True, (1, 8, 1), 8, True, 0.2, 0.5, 1, ROUND_STOCHASTIC, "f32"),
+]
+
+# (name, function, saved scale, saved zero point, alpha): the converter's LOGISTIC and TANH output
+# quantization; an input scale of 1/16 puts levels exactly on HARD_SWISH's kinks at -3 and 3.
+UNARY_CASES = [
+    ("logistic", UNARY_LOGISTIC, 1 / 256, -128, 0.0),
+    ("tanh", UNARY_TANH, 1 / 128, 0, 0.0),
+    ("hard_swish", UNARY_HARD_SWISH, 1 / 16, -7, 0.0),
+    ("leaky_relu", UNARY_LEAKY_RELU, 1 / 16, -7, 0.2),
+]
+
+# (name, result shape, other shape): squeeze-and-excite's gate both ways, and both operands broadcast.
+MUL_CASES = [
+    ("channel_scale_input", (1, 3, 3, 4), (1, 1, 1, 4)),
+    ("channel_scale_gate", (1, 1, 1, 4), (1, 3, 3, 4)),
+    ("both_broadcast", (1, 3, 1, 2), (2, 1, 4, 1)),
 ]
 
 CRC_CASES = [("check_string", b"123456789"), ("random_bytes", None)]
@@ -591,6 +608,102 @@ def add_grad_add_cases(header: Header, rng: np.random.Generator) -> None:
         )
 
 
+def unary_derivative(function: int, v: np.ndarray, alpha: float) -> np.ndarray:
+    """f' of tt_unary_grad_s8 at the real values v of the saved tensor (y or x)."""
+    if function == UNARY_LOGISTIC:
+        return v * (1 - v)
+    if function == UNARY_TANH:
+        return 1 - v * v
+    if function == UNARY_HARD_SWISH:
+        return np.where(v <= -3, 0.0, np.where(v >= 3, 1.0, (2 * v + 3) / 6))
+    return np.where(v > 0, 1.0, alpha)
+
+
+def add_unary_cases(header: Header, rng: np.random.Generator) -> None:
+    count = 53
+    for case_name, function, scale, zero_point, alpha in UNARY_CASES:
+        saved = rng.integers(-128, 128, count).astype(np.int8)
+        v = np.float64(np.float32(scale)) * (saved.astype(np.float64) - zero_point)
+        derivative = unary_derivative(function, v, alpha)
+        saved_array = header.array(f"unary_{case_name}_saved", saved)
+        params = f"{{{function}, {f32(alpha)}, {{{f32(scale)}, {zero_point}}}}}"
+        for kind in GRAD_TYPES:
+            grad = Grad.random(rng, (count,), kind)
+            base = f"unary_{case_name}_{kind}"
+            want = derivative * grad.real
+            # A few float32 roundings in v and f'(v), one in the product: bounded by the terms' size.
+            bound = 8 * EPS * np.abs(grad.real) * (1 + np.abs(v) + v * v) + EPS * np.abs(want)
+            header.case(
+                "UnaryGradCase",
+                f'{{"unary_grad/{case_name}/{kind}", {params}, {count}, {saved_array}, '
+                f"{grad.operand(header, base + '_grad')}, {expected_grad(header, base, kind, want, bound)}}}",
+            )
+
+
+def add_mul_cases(header: Header, rng: np.random.Generator) -> None:
+    scale, zero_point = 0.03, 5
+    for case_name, result_shape, other_shape in MUL_CASES:
+        y_shape = np.broadcast_shapes(result_shape, other_shape)
+        other = rng.integers(-128, 128, other_shape).astype(np.int8)
+        other_real = (other.astype(np.float64) - zero_point) * np.float64(np.float32(scale))
+        broadcast = tuple(axis for axis, size in enumerate(result_shape) if size == 1 and y_shape[axis] > 1)
+        terms = math.prod(y_shape) // math.prod(result_shape)
+        for kind in GRAD_TYPES:
+            grad = Grad.random(rng, y_shape, kind)
+            base = f"mul_{case_name}_{kind}"
+            want = (grad.real * other_real).sum(axis=broadcast, keepdims=True)
+            abs_sum = (np.abs(grad.real) * np.abs(other_real)).sum(axis=broadcast, keepdims=True)
+            header.case(
+                "MulGradCase",
+                f'{{"mul_grad/{case_name}/{kind}", {{{f32(scale)}, {zero_point}}}, {dims(y_shape)}, '
+                f"{grad.operand(header, base + '_grad')}, {dims(other_shape)}, {header.array(base + '_other', other)}, "
+                f"{dims(result_shape)}, {expected_grad(header, base, kind, want, summation_bound(want, abs_sum, terms))}}}",
+            )
+
+
+def add_element_loss_cases(header: Header, rng: np.random.Generator) -> None:
+    """Binary cross-entropy and mean squared error, each with predictions saturated at both int8 limits."""
+    scale, zero_point, batch = 0.08, 3, 9  # logits up to +-10: exp(-|z|) below 0.05 takes the series
+    logits = rng.integers(-128, 128, batch).astype(np.int8)
+    labels = rng.integers(0, 2, batch).astype(np.int32)
+    logits[:2], labels[:2] = [127, -128], [1, 0]  # pushed further out: no gradient
+    z = np.float64(np.float32(scale)) * (logits.astype(np.float64) - zero_point)
+    terms = np.maximum(z, 0) - labels * z + np.log1p(np.exp(-np.abs(z)))
+    grad = (1 / (1 + np.exp(-z)) - labels) / batch
+    grad[((logits == 127) & (grad < 0)) | ((logits == -128) & (grad > 0))] = 0.0
+    # tt_expf / tt_logf within a few ulp (factor 2 as for the softmax loss), the log1p series' 1.3e-6 of
+    # terms below 0.05, and the summation over the batch.
+    loss_bound = (2 * (batch + 8) * EPS * (np.abs(z) * 2 + 1).sum() + 1.3e-6 * 0.05 * batch) / batch
+    grad_bound = 2 * 16 * EPS / batch
+    arrays = header.array("bce_logits", logits), header.array("bce_labels", labels)
+    for kind in GRAD_TYPES:
+        expected = expected_grad(header, f"bce_{kind}", kind, grad, np.full(batch, grad_bound))
+        header.case(
+            "ElementLossCase",
+            f'{{"binary_cross_entropy/saturated/{kind}", {{{f32(scale)}, {zero_point}}}, {{0.0f, 0}}, {batch}, '
+            f"{arrays[0]}, {arrays[1]}, nullptr, {f32(terms.mean())}, {f32(loss_bound)}, {expected}}}",
+        )
+    (o_scale, o_zero), (t_scale, t_zero), count = (0.02, -10), (0.03, 4), 40
+    output = rng.integers(-128, 128, count).astype(np.int8)
+    target = rng.integers(-128, 128, count).astype(np.int8)
+    output[:2], target[:2] = [127, -128], [-128, 127]  # pushed further out: no gradient
+    o = np.float64(np.float32(o_scale)) * (output.astype(np.float64) - o_zero)
+    t = np.float64(np.float32(t_scale)) * (target.astype(np.float64) - t_zero)
+    d = o - t
+    grad = 2 * d / count
+    grad[((output == 127) & (grad < 0)) | ((output == -128) & (grad > 0))] = 0.0
+    loss_bound = (count + 8) * EPS * 2 * ((np.abs(o) + np.abs(t)) ** 2).sum() / count
+    grad_bound = 8 * EPS * 2 * (np.abs(o) + np.abs(t)) / count
+    arrays = header.array("mse_output", output), header.array("mse_target", target)
+    for kind in GRAD_TYPES:
+        expected = expected_grad(header, f"mse_{kind}", kind, grad, grad_bound)
+        header.case(
+            "ElementLossCase",
+            f'{{"mean_squared_error/saturated/{kind}", {{{f32(o_scale)}, {o_zero}}}, {{{f32(t_scale)}, {t_zero}}}, '
+            f"{count}, {arrays[0]}, nullptr, {arrays[1]}, {f32((d * d).mean())}, {f32(loss_bound)}, {expected}}}",
+        )
+
+
 def xorshift32(state: int) -> int:
     state ^= (state << 13) & 0xFFFFFFFF
     state ^= state >> 17
@@ -739,6 +852,9 @@ CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_grad_add_cases,
     add_sgd_cases,
     add_crc_cases,
+    add_unary_cases,
+    add_mul_cases,
+    add_element_loss_cases,
     add_fleet_cases,
 ]
 

@@ -283,6 +283,37 @@ bool RunGradAdd(const GradAddCase& c) {
   return RunGradKernel(c.name, c.expected, [&](tt_grad_out* sum) { return tt_grad_add(c.count, &a, &b, sum); });
 }
 
+bool RunElementLoss(const ElementLossCase& c) {
+  CaseReport report(c.name);
+  tt_grad_out grad = GradOut(c.expected.type);
+  report.ExpectStatus(report.Measure([&] {
+    if (c.labels != nullptr) return tt_binary_cross_entropy_s8(&c.quant, c.count, c.prediction, c.labels, &g_loss, &grad);
+    return tt_mean_squared_error_s8(&c.quant, &c.target_quant, c.count, c.prediction, c.target, &g_loss, &grad);
+  }),
+                      TT_SUCCESS);
+  report.Digest(&g_loss, sizeof(g_loss));
+  if (!(fabsf(g_loss - c.loss) <= c.loss_tolerance)) {
+    report.Mismatch("loss %.9g, want %.9g +- %.3g", D(g_loss), D(c.loss), D(c.loss_tolerance));
+  }
+  CheckGrad(c.expected, report);
+  return report.Finish();
+}
+
+bool RunUnaryGrad(const UnaryGradCase& c) {
+  const tt_grad_in grad_output = GradIn(c.grad_output);
+  return RunGradKernel(c.name, c.expected, [&](tt_grad_out* grad_input) {
+    return tt_unary_grad_s8(&c.params, c.count, c.saved, &grad_output, grad_input);
+  });
+}
+
+bool RunMulGrad(const MulGradCase& c) {
+  const tt_grad_in grad_output = GradIn(c.grad_output);
+  return RunGradKernel(c.name, c.expected, [&](tt_grad_out* grad_input) {
+    return tt_mul_grad_s8(&c.other_quant, &c.grad_output_dims, &grad_output, &c.other_dims, c.other,
+                          &c.grad_input_dims, grad_input);
+  });
+}
+
 bool RunSgd(const SgdCase& c) {
   CaseReport report(c.name);
   const int32_t grad_count = c.dims.outer * c.dims.channels_to_update * c.dims.inner;
@@ -411,6 +442,9 @@ int main() {
   RunAll(kGradAddCases, RunGradAdd, passed, failed);
   RunAll(kSgdCases, RunSgd, passed, failed);
   RunAll(kCrcCases, RunCrc, passed, failed);
+  RunAll(kUnaryGradCases, RunUnaryGrad, passed, failed);
+  RunAll(kMulGradCases, RunMulGrad, passed, failed);
+  RunAll(kElementLossCases, RunElementLoss, passed, failed);
   RunAll(kFleetCases, RunFleet, passed, failed);
   printf("SUMMARY %d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

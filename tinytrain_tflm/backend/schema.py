@@ -18,6 +18,8 @@ from ..frontend import ir
 from . import schema_generated as generated
 
 _HEADER = struct.Struct("<4sHHII")
+# The loss ops: the one op of a training model between its forward and its backward pass.
+LOSS_OPS = frozenset({generated.SOFTMAX_CROSS_ENTROPY, generated.BINARY_CROSS_ENTROPY, generated.MEAN_SQUARED_ERROR})
 _FIELD_FORMATS = {"int32": "i", "float32": "f"}
 
 # The custom convolutions that stand for builtin ones with their requantization in the model

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from .. import target as targets
+from ..backend import schema_generated
 from ..errors import TinyTrainError
 from ..frontend import read
 from ..passes.loss import TRAINING_METADATA
@@ -27,6 +28,14 @@ SOURCE_SUFFIXES = (".cc", ".cpp")
 BYTES_PER_LINE = 16
 # MicroMutableOpResolver methods whose names do not follow the op name word by word.
 IRREGULAR_RESOLVER_NAMES = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}
+# What the label input holds, per TRAINING_METADATA loss.
+LABEL_INPUTS = {
+    schema_generated.LOSS_SOFTMAX_CROSS_ENTROPY: "int32 [batch], each sample's class",
+    schema_generated.LOSS_BINARY_CROSS_ENTROPY: "int32 [batch], each sample's class, 0 or 1",
+    schema_generated.LOSS_MEAN_SQUARED_ERROR: (
+        "int8 target of the output's shape, quantized like the output (for an autoencoder, the sample itself)"
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +173,9 @@ constexpr int kLogitsTensor = {metadata["logits_tensor"]};
 constexpr int kNumClasses = {metadata["num_classes"]};
 // Values in one sample (the sample input's elements): what a firmware's sample buffers hold.
 constexpr unsigned int kSampleValues = {math.prod(graph.tensors[metadata["input_tensor"]].shape)};
+// The loss (TT_LOSS_* in tt_schema_generated.h), which says what the label input holds:
+// {LABEL_INPUTS[metadata["loss"]]}.
+constexpr int kLoss = {metadata["loss"]};
 
 // The builtin ops the model uses, as MicroMutableOpResolver::Add<Op> names. Size the resolver with
 // kNumBuiltinOps + tinytrain::kNumOps and add them with

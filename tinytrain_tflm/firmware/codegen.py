@@ -213,6 +213,28 @@ def _grad_add_spec(b: _SpecBuilder) -> Spec:
     return Spec((b.grad_type(), _count(b, 0)))
 
 
+def _unary_grad_spec(b: _SpecBuilder) -> Spec:
+    """inputs (grad_output, scale, saved int8 tensor, control)."""
+    q = b.quantization(2)
+    saved = _struct(float(q.scale[0]), int(q.zero_point[0]))
+    params = "{" + f"{b.options['function']}, {_float(b.options['alpha'])}, {saved}" + "}"
+    return Spec((b.grad_type(), ("tt_unary_params", "params", params), _count(b, 0)))
+
+
+def _mul_grad_spec(b: _SpecBuilder) -> Spec:
+    """inputs (grad_output, scale, other operand, control), output this operand's gradient."""
+    q = b.quantization(2)
+    members = (
+        b.grad_type(),
+        ("tt_quant_params", "other_quant", _struct(float(q.scale[0]), int(q.zero_point[0]))),
+        *(
+            ("tt_dims", name, _struct(*_nhwc(tensor.shape)))
+            for name, tensor in (("grad_output", b.tensor(0)), ("other", b.tensor(2)), ("grad_input", b.tensor(0, outputs=True)))
+        ),
+    )
+    return Spec(members)
+
+
 def _loss_spec(b: _SpecBuilder) -> Spec:
     """inputs (logits [batch, classes], labels[, control]), outputs (loss, gradient[, its scale])."""
     logits, quant = b.tensor(0), b.quantization(0)
@@ -293,12 +315,18 @@ _SGD_BODY = "core::SgdUpdate(S{}, rng_state, core::ReadGradAs<S::grad_type>(*gra
 
 
 def _single_grad_kind(
-    struct: str, blob: str, spec: Callable[[_SpecBuilder], Spec], function: str, parameters: str, body: str
+    struct: str,
+    blob: str,
+    spec: Callable[[_SpecBuilder], Spec],
+    function: str,
+    parameters: str,
+    body: str,
+    header: str = "core/pooling/pool_grad_kernels.h",
 ) -> _OpKind:
     """A single-gradient backward op whose core function reads grad_output and writes grad_input;
     `body` is the call of the core body over spec S, the gradient reader `grad` and writer `sink`."""
     call = f"{_GRADS}(*grad_output, *grad_input, [&](auto grad, auto sink) {{ core::{body}; }});"
-    return _OpKind(struct, blob, spec, "core/pooling/pool_grad_kernels.h", {"": (function, parameters, call)})
+    return _OpKind(struct, blob, spec, header, {"": (function, parameters, call)})
 
 
 def _layer_kind(struct: str, spec: Callable[[_SpecBuilder], Spec], function: str, body: str, quant: str) -> _OpKind:
@@ -408,6 +436,25 @@ OP_KINDS = {
                 "from_output": ("tt_activation_grad_s8", _ACTIVATION_FROM_OUTPUT_PARAMS, _ACTIVATION_FROM_OUTPUT),
                 "from_mask": ("tt_activation_grad_mask", _ACTIVATION_FROM_MASK_PARAMS, _ACTIVATION_FROM_MASK),
             },
+        ),
+        _single_grad_kind(
+            "UnaryGrad",
+            "UNARY_GRAD",
+            _unary_grad_spec,
+            "tt_unary_grad_s8",
+            "const tt_unary_params*, int32_t, const int8_t* saved, const tt_grad_in* grad_output, tt_grad_out* grad_input",
+            "UnaryGrad(S{}, saved, grad, sink)",
+            "core/activation/unary_grad.h",
+        ),
+        _single_grad_kind(
+            "MulGrad",
+            "MUL_GRAD",
+            _mul_grad_spec,
+            "tt_mul_grad_s8",
+            "const tt_quant_params*, const tt_dims*, const tt_grad_in* grad_output, const tt_dims*, const int8_t* other, "
+            "const tt_dims*, tt_grad_out* grad_input",
+            "MulGrad(S{}, grad, other, sink)",
+            "core/mul/mul_grad.h",
         ),
         _OpKind(
             "GradAdd",

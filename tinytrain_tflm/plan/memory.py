@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from ..backend import schema_generated
+from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
 from . import overlap
@@ -97,7 +97,7 @@ def _lifetimes(graph: ir.Graph) -> dict[int, list[int]]:
 
 def _categories(graph: ir.Graph) -> dict[int, str]:
     """Role of each planned tensor in a training model (everything is an activation in an inference model)."""
-    loss = next((i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    loss = next((i for i, op in enumerate(graph.ops) if op.kind in schema.LOSS_OPS), None)
     if loss is None:
         return {}
     produced_backward = {t for op in graph.ops[loss:] for t in op.outputs}
@@ -489,7 +489,7 @@ def plot(graph: ir.Graph, path: str, title: str = "") -> None:
     axis.stackplot(scopes, np.array(rows) / 1024, labels=labels, step="mid")
     total = result.total / 1024
     axis.axhline(total, color="black", linestyle="--", linewidth=1, label=f"planned arena {total:.1f} KB")
-    loss = next((i + 1 for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY), None)
+    loss = next((i + 1 for i, op in enumerate(graph.ops) if op.kind in schema.LOSS_OPS), None)
     if loss is not None:
         axis.axvline(loss, color="grey", linewidth=0.8)
         axis.text(loss, axis.get_ylim()[1] * 0.9, " loss; backward starts", va="top", fontsize=8, color="grey")

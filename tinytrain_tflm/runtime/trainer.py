@@ -131,26 +131,51 @@ class Trainer:
             f"sample must be float (quantized with the model's input scale) or {self.input.dtype.name}, got {x.dtype.name}"
         )
 
-    def _run(self, x: np.ndarray, label: int, control: int) -> list[np.ndarray]:
+    def _labels(self, label, control: int) -> np.ndarray:
+        """The label input: int32 [batch] class labels, or the mean squared error's int8 target
+        (float values are quantized with its scale); anything on a predict-only invoke (control 0)."""
+        tensor = self.graph.tensors[self.metadata["label_tensor"]]
+        if self.metadata["loss"] == schema_generated.LOSS_MEAN_SQUARED_ERROR:
+            if not control:
+                return np.zeros(tensor.shape, np.int8)
+            target = np.asarray(label)
+            if target.size != int(np.prod(tensor.shape)):
+                raise TinyTrainError(f"target must have the output's shape {tensor.shape}, got {target.shape}")
+            if target.dtype.kind == "f":
+                target = tensor.quantization.quantize(target, np.int8)
+            elif target.dtype != np.int8:
+                raise TinyTrainError(f"target must be float or int8, got {target.dtype.name}")
+            return target.reshape(tensor.shape)
         label = _class_index(label)
         classes = self.metadata["num_classes"]
         if control and not 0 <= label < classes:
             raise TinyTrainError(f"label {label} is out of range [0, {classes})")
-        labels = np.full(self.input.shape[0], label, np.int32)
-        return self._interpreter.run([self._sample(x), labels, np.array([control], np.int32)])
+        return np.full(tensor.shape, label, np.int32)
 
-    def step(self, x: np.ndarray, label: int) -> float:
-        """One SGD step on one sample; returns the loss before the update."""
+    def _run(self, x: np.ndarray, label, control: int) -> list[np.ndarray]:
+        return self._interpreter.run([self._sample(x), self._labels(label, control), np.array([control], np.int32)])
+
+    def step(self, x: np.ndarray, label) -> float:
+        """One SGD step on one sample; returns the loss before the update. label: the class (0 or 1 for
+        binary cross-entropy), or the target for mean squared error (the sample itself for an autoencoder)."""
         return float(self._run(x, label, schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE)[0][0])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Dequantized logits [batch, classes]; no gradient, no update."""
+        """Dequantized output the loss reads (logits [batch, classes]); no gradient, no update."""
         logits = self._run(x, 0, 0)[1]
         return self.graph.tensors[self.metadata["logits_tensor"]].quantization.dequantize(logits)
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Fraction of samples x whose predicted class is their label y (no update)."""
-        return float(np.mean([np.argmax(self.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
+        """Fraction of samples x whose predicted class is their label y (no update): the largest logit,
+        or a positive logit for binary cross-entropy."""
+        loss_kind = self.metadata["loss"]
+        if loss_kind == schema_generated.LOSS_MEAN_SQUARED_ERROR:
+            raise TinyTrainError("accuracy needs class labels; this model trains with mean squared error")
+        if loss_kind == schema_generated.LOSS_BINARY_CROSS_ENTROPY:
+            predicted = [int(self.predict(sample).ravel()[0] > 0) for sample in x]
+        else:
+            predicted = [int(np.argmax(self.predict(sample))) for sample in x]
+        return float(np.mean(np.asarray(predicted) == np.asarray(y)))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(accuracy, mean loss) over samples x with labels y, without updating: each sample runs the
@@ -204,7 +229,7 @@ class Trainer:
         """An ordinary inference .tflite with the trained weights, for stock TFLM (no custom op)."""
         graph = self._trained_graph()
         sources = {p.variable: p.source for p in self.parameters}
-        loss_position = next(i for i, op in enumerate(graph.ops) if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY)
+        loss_position = next(i for i, op in enumerate(graph.ops) if op.kind in schema.LOSS_OPS)
         graph.ops = [
             dataclasses.replace(op, inputs=[sources.get(t, t) for t in op.inputs])
             for op in map(requantization.restore, graph.ops[:loss_position])
@@ -217,6 +242,9 @@ class Trainer:
             options.beta = self.metadata["softmax_beta"]
             graph.ops.append(ir.Op("SOFTMAX", [output], [self.metadata["softmax_tensor"]], builtin_options=options))
             output = self.metadata["softmax_tensor"]
+        if self.metadata["sigmoid_tensor"] >= 0:
+            graph.ops.append(ir.Op("LOGISTIC", [output], [self.metadata["sigmoid_tensor"]]))
+            output = self.metadata["sigmoid_tensor"]
         graph.inputs, graph.outputs = [self.metadata["input_tensor"]], [output]
         del graph.metadata[loss.TRAINING_METADATA]
         graph.metadata.pop(target.TARGET_METADATA, None)

@@ -96,12 +96,15 @@ def _arena(args: argparse.Namespace) -> None:
         print(f"    {name}: {used} bytes")
 
 
+LOSS_HELP = "classifier, one-logit sigmoid head, or regression / autoencoder (int8 target of the output's shape)"
+
+
 def _attach_loss(args: argparse.Namespace) -> None:
     _check_output(args.output, [args.model])
     graph = read.read_graph(_read_model(args.model))
-    training = loss.attach_loss(graph, label_smoothing=args.label_smoothing, gradient=args.gradient)
+    training = loss.attach_loss(graph, label_smoothing=args.label_smoothing, gradient=args.gradient, loss=args.loss)
     _write_output(args.output, emit.emit_model(training), [args.model])
-    print(f"wrote {args.output}: loss and {args.gradient} logit gradient attached")
+    print(f"wrote {args.output}: {args.loss} loss and {args.gradient} gradient attached")
 
 
 def _scheme_file(update: str) -> tuple[SchemeFile | None, str | None]:
@@ -160,6 +163,7 @@ def _compile(args: argparse.Namespace) -> None:
             overlap_buffers=not args.no_overlap,
             flash_requantization=flash,
             target=device_target,
+            loss=args.loss,
         )
 
     memory_options_given = scheme_file is not None or any(
@@ -606,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
     compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help="gradient representation (default float32)")
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
+    compile_.add_argument("--loss", choices=sorted(loss.LOSSES), default="softmax_cross_entropy", help=LOSS_HELP)
     compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
     compile_.add_argument("--tile", help='run the frozen first stage in patches: "auto" or ROWSxCOLS, e.g. 3x2')
     compile_.add_argument(
@@ -699,11 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
     arena = commands.add_parser("arena", help="measure a model's minimum TFLM arena by bisection")
     arena.add_argument("model", help=".tflite file")
     arena.set_defaults(run=_arena)
-    attach = commands.add_parser("attach-loss", help="add the softmax cross-entropy loss and its logit gradient")
+    attach = commands.add_parser("attach-loss", help="add the training loss and its gradient")
     attach.add_argument("model", help="int8 .tflite classifier")
     attach.add_argument("-o", "--output", required=True, help="output .tflite (never the input)")
     attach.add_argument("--label-smoothing", type=float, default=0.0)
     attach.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="float32")
+    attach.add_argument("--loss", choices=sorted(loss.LOSSES), default="softmax_cross_entropy", help=LOSS_HELP)
     attach.set_defaults(run=_attach_loss)
     return parser
 

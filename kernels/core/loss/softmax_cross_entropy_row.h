@@ -7,6 +7,7 @@
 
 #include "../common/tt_math.h"
 #include "../tt_functions.h"
+#include "saturation.h"
 
 namespace tinytrain_core {
 
@@ -44,13 +45,10 @@ class SoftmaxRow {
   }
 
   // d loss_row / d x_c before the batch mean, except that a logit saturated at
-  // an int8 limit gets no gradient pushing it further out: its value cannot
-  // follow, and weights chasing it would grow without bound (the logits'
-  // scale is fixed during training), saturating every class.
+  // an int8 limit gets no gradient pushing it further out (saturation.h):
+  // otherwise every class would end up saturated.
   float Gradient(int32_t c, int32_t label, float smoothing) const {
-    const float gradient = Probability(c) - Target(c, label, smoothing);
-    const bool pushed_out = (logits_[c] == 127 && gradient < 0.0f) || (logits_[c] == -128 && gradient > 0.0f);
-    return pushed_out ? 0.0f : gradient;
+    return UnlessPushedOut(logits_[c], Probability(c) - Target(c, label, smoothing));
   }
 
  private:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ....errors import TinyTrainError
 from ....plan.geometry import padding_before
 from . import grad_rule
+from .shape import reshaped
 
 
 def _pool_geometry(b, op) -> dict:
@@ -36,11 +37,20 @@ def max_pool_2d(b, op, grad, needs):
 
 @grad_rule("MEAN")
 def mean(b, op, grad, needs):
-    """y = mean of x over height and width (global pooling); dx = dy / (h * w) broadcast (TT_MEAN_GRAD)."""
+    """y = mean of x over its spatial axes: height and width of [n, h, w, c] (global pooling) or time of
+    [n, t, c] (1-D global pooling, viewed as [n, t, 1, c]); dx = dy / (h * w) broadcast (TT_MEAN_GRAD)."""
     x, axes = op.inputs
+    shape = b.graph.tensors[x].shape
     axes_value = b.graph.tensors[axes].data
-    if len(b.graph.tensors[x].shape) != 4 or axes_value is None or sorted(int(a) % 4 for a in axes_value.ravel()) != [1, 2]:
+    spatial = {4: [1, 2], 3: [1]}.get(len(shape))
+    if axes_value is None or spatial is None or sorted(int(a) % len(shape) for a in axes_value.ravel()) != spatial:
         raise TinyTrainError(
-            f"MEAN producing {b.graph.tensors[op.outputs[0]].name!r}: only the mean over height and width trains"
+            f"MEAN producing {b.graph.tensors[op.outputs[0]].name!r}: only the mean over height and width of a 4-D "
+            "tensor or over time of a 3-D one trains"
         )
-    return (b.grad_op("MEAN_GRAD", [grad], [], b.new_grad(x)), None)
+    if len(shape) == 4:
+        return (b.grad_op("MEAN_GRAD", [grad], [], b.new_grad(x)), None)
+    n, t, c = shape
+    if len(b.graph.tensors[op.outputs[0]].shape) != 2:  # keepdims: [n, 1, c]
+        grad = reshaped(b, grad, op.outputs[0], (n, c))
+    return (reshaped(b, b.grad_op("MEAN_GRAD", [grad], [], b.new_grad(x, (n, t, 1, c))), x), None)
