@@ -11,7 +11,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..errors import TinyTrainError
-from . import ir
+from . import ir, verify
 
 # TFLite TensorType -> NumPy dtype, for the types a TFLM model can hold.
 DTYPES = {
@@ -72,7 +72,7 @@ def _check_indices(model: tfl.ModelT) -> None:
                 raise TinyTrainError(f"malformed TFLite model: {where} names missing buffer {tensor.buffer}")
             data = buffers[tensor.buffer].data
             if data is not None and len(data) and tensor.type in DTYPES:
-                expected = int(np.prod(_shape(tensor), dtype=np.int64)) * DTYPES[tensor.type].itemsize
+                expected = verify.tensor_byte_count(_shape(tensor), DTYPES[tensor.type].itemsize)
                 if len(data) != expected:
                     raise TinyTrainError(
                         f"malformed TFLite model: {where} has {len(data)} data bytes, its shape needs {expected}"
@@ -147,4 +147,5 @@ def read_graph(data: bytes) -> ir.Graph:
         )
     graph.inputs = [int(i) for i in (subgraph.inputs if subgraph.inputs is not None else [])]
     graph.outputs = [int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])]
+    verify.verify_graph(graph)
     return graph

@@ -16,6 +16,11 @@ ROUNDINGS = {
     "stochastic": schema_generated.ROUND_STOCHASTIC,
 }
 
+# Largest learning rate accepted. With QAS a step moves a real weight by lr times its real gradient, as
+# float SGD does; far above 1 the int32 biases saturate within a few steps and the forward accumulator
+# wraps (lr 1e30 saturated them in 5 steps and left a model at chance).
+MAX_LEARNING_RATE = 1.0
+
 
 @dataclasses.dataclass(frozen=True)
 class SGD:
@@ -36,8 +41,8 @@ class SGD:
     seed: int = 1
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise TinyTrainError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr <= MAX_LEARNING_RATE:
+            raise TinyTrainError(f"learning rate must be in (0, {MAX_LEARNING_RATE}], got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise TinyTrainError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.rounding not in ROUNDINGS:

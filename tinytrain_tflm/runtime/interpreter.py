@@ -24,15 +24,18 @@ import functools
 import gc
 import os
 import re
+import select
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-from ..backend import emit, schema_generated
+from ..backend import emit, schema, schema_generated
 from ..errors import TFLMError, TinyTrainError
 from ..frontend import read
+from ..passes import loss
 from ..plan import memory
 from .capture import capture_fds
 
@@ -90,6 +93,13 @@ def load_generated_kernels(path: Path) -> str:
         raise TinyTrainError(f"{path} is not a generated kernel library: {error}") from None
     registerer.restype = ctypes.c_char_p
     return registerer().decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _verify(model: bytes) -> None:
+    """The checks every tool applies before TFLM sees a model (tinytrain_tflm.frontend.verify), and its
+    offline plan's (tinytrain_tflm.plan.memory.check_offline_plan): TFLM trusts both."""
+    memory.check_offline_plan(read.read_graph(model))
 
 
 def _one_line(log: str) -> str:
@@ -157,6 +167,7 @@ class Interpreter:
         registerer = REGISTERER if kernel_library is None else load_generated_kernels(Path(kernel_library).resolve())
         # A malformed model must not reach TFLM's unchecked flatbuffer reader.
         subgraph = read.parse_flatbuffer(model).subgraphs[0]
+        _verify(bytes(model))
         # The wheel does not bounds-check input/output indices: we do.
         self.num_inputs, self.num_outputs = len(subgraph.inputs), len(subgraph.outputs)
         if arena_size < MIN_ARENA_BYTES:
@@ -170,15 +181,13 @@ class Interpreter:
         self.preserve_all_tensors = preserve_all_tensors
         self.num_tensors = len(subgraph.tensors)
         self.invoked = False  # since creation or the last reset()
-        crashed = (
-            crash_guard
-            and _run_in_child(self._model, arena_size, preserve_all_tensors, kernel_library=kernel_library) == _CRASHED
-        )
-        if crashed:
-            raise TinyTrainError(
-                f"a {arena_size}-byte arena is too small for this model (the TFLM runtime crashes with it); "
-                "`tinytrain-tflm arena MODEL` finds the minimum"
-            )
+        if crash_guard:
+            outcome = _refuse_hang(_run_in_child(self._model, arena_size, preserve_all_tensors, kernel_library=kernel_library))
+            if outcome == _CRASHED:
+                raise TinyTrainError(
+                    f"the TFLM runtime crashed building or running a training step of this model with a {arena_size}-byte "
+                    "arena: the arena is too small (`tinytrain-tflm arena MODEL` finds the minimum) or a kernel failed"
+                )
         config = tflm_runtime.InterpreterConfig
         self._interpreter, _ = _call_tflm(
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
@@ -256,7 +265,22 @@ def zero_inputs(model: bytes) -> list[np.ndarray]:
     return [np.zeros(subgraph.tensors[i].shape, subgraph.tensors[i].dtype) for i in subgraph.inputs]
 
 
-_FITS, _FAILED, _CRASHED = "fits", "failed", "crashed"
+def _probe_inputs(model: bytes) -> list[np.ndarray]:
+    """zero_inputs, but a training model's control input asks for a training step, so a probe runs
+    every backward op and optimizer update, not only the forward pass."""
+    graph = read.read_graph(model)
+    inputs = zero_inputs(model)
+    if loss.TRAINING_METADATA in graph.metadata:
+        control = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])["control_tensor"]
+        if control in graph.inputs:
+            inputs[graph.inputs.index(control)][...] = schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE
+    return inputs
+
+
+_FITS, _FAILED, _CRASHED, _HUNG = "fits", "failed", "crashed", "hung"
+# How long a probe child may take to build the interpreter and invoke once before it counts as hung.
+# The largest model in tests/ probes in well under a second.
+PROBE_TIMEOUT_SECONDS = 120.0
 
 
 def _run_in_child(
@@ -266,7 +290,9 @@ def _run_in_child(
     inputs: Sequence[np.ndarray] | None = None,
     kernel_library: str | Path | None = None,
 ) -> str:
-    """Builds the interpreter and invokes it once in a forked child: _FITS, _FAILED (TFLM refused) or _CRASHED."""
+    """Builds the interpreter and invokes it once (a training step for a training model) in a forked
+    child: _FITS, _FAILED (TFLM refused), _CRASHED (a signal) or _HUNG (killed after PROBE_TIMEOUT_SECONDS)."""
+    inputs = _probe_inputs(model) if inputs is None else inputs
     pid = os.fork()
     if pid == 0:  # child: never returns
         # No garbage collection in the child: objects of other threads' extension modules (TensorFlow's,
@@ -279,14 +305,29 @@ def _run_in_child(
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             interpreter = Interpreter(model, arena_size, preserve_all_tensors, crash_guard=False, kernel_library=kernel_library)
-            interpreter.run(zero_inputs(model) if inputs is None else inputs)
+            interpreter.run(inputs)
             status = 0
         finally:
             os._exit(status)
+    exited = os.pidfd_open(pid)
+    try:
+        if not select.select([exited], [], [], PROBE_TIMEOUT_SECONDS)[0]:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(exited)
     _, wait_status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(wait_status):
-        return _CRASHED
+        return _HUNG if os.WTERMSIG(wait_status) == signal.SIGKILL else _CRASHED
     return _FITS if os.waitstatus_to_exitcode(wait_status) == 0 else _FAILED
+
+
+def _refuse_hang(outcome: str) -> str:
+    if outcome == _HUNG:
+        raise TinyTrainError(
+            f"the TFLM runtime did not finish building and invoking this model in {PROBE_TIMEOUT_SECONDS:.0f} s; "
+            "it was stopped (a hang in TFLM or a kernel)"
+        )
+    return outcome
 
 
 def minimum_arena_size(
@@ -294,10 +335,10 @@ def minimum_arena_size(
 ) -> int:
     """Smallest arena, in bytes, with which the model initializes and invokes once (bisection)."""
     load_plugin()
-    read.parse_flatbuffer(model)
-    inputs = zero_inputs(model) if inputs is None else list(inputs)
+    _verify(bytes(model))
+    inputs = _probe_inputs(model) if inputs is None else list(inputs)
     high = max(MIN_ARENA_BYTES, 4 * len(model))
-    while _run_in_child(model, high, inputs=inputs) != _FITS:
+    while _refuse_hang(_run_in_child(model, high, inputs=inputs)) != _FITS:
         if high >= MAX_ARENA_BYTES:
             # Too small is not the problem: rerun in-process to get TFLM's message.
             Interpreter(model, MAX_ARENA_BYTES).run(inputs)
@@ -306,7 +347,7 @@ def minimum_arena_size(
     low = MIN_ARENA_BYTES - 1  # treated as failing: smaller arenas are refused
     while high - low > 1:
         middle = (low + high) // 2
-        if _run_in_child(model, middle, inputs=inputs) == _FITS:
+        if _refuse_hang(_run_in_child(model, middle, inputs=inputs)) == _FITS:
             high = middle
         else:
             low = middle

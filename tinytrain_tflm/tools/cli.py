@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +33,59 @@ def _read_model(path: str) -> bytes:
         raise TinyTrainError(f"cannot read {path}: {error.strerror}") from None
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same device and inode: hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
 def _refuse_inputs(path: str, inputs: list[str]) -> None:
-    if any(Path(path).resolve() == Path(p).resolve() for p in inputs):
+    if any(_same_file(path, p) for p in inputs):
         raise TinyTrainError(f"refusing to overwrite the input file {path}; choose another -o")
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode the output gets: the old file's, else what open() would give a new one (0666 minus umask)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_atomically(path: str, write: Callable[[Path], None]) -> None:
+    """Runs write(temporary path) beside `path`, then renames it over `path`: a failed or interrupted
+    run leaves the old file whole. The temporary name keeps the suffix (matplotlib reads the format from it)."""
+    target, temporary = Path(path), None
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+        os.close(handle)
+        write(Path(temporary))
+        os.chmod(temporary, _new_file_mode(target))
+        os.replace(temporary, target)
+    except OSError as error:
+        raise TinyTrainError(f"cannot write {path}: {error.strerror}") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _refuse_model(path: str) -> None:
+    """A plot or report never replaces a TFLite model, an input of this run or not."""
+    try:
+        with open(path, "rb") as existing:
+            is_model = existing.read(8)[4:8] == b"TFL3"
+    except OSError:  # nothing there (or unreadable: the write reports it)
+        return
+    if is_model:
+        raise TinyTrainError(f"refusing to overwrite {path}, a TFLite model, with a plot; choose another path")
 
 
 def _write_output(path: str, data: bytes, inputs: list[str]) -> None:
     _refuse_inputs(path, inputs)
-    try:
-        Path(path).write_bytes(data)
-    except OSError as error:
-        raise TinyTrainError(f"cannot write {path}: {error.strerror}") from None
+    _write_atomically(path, lambda temporary: temporary.write_bytes(data))
 
 
 def _doctor(_: argparse.Namespace) -> None:
@@ -73,6 +119,7 @@ def _arena(args: argparse.Namespace) -> None:
 
 
 def _attach_loss(args: argparse.Namespace) -> None:
+    _refuse_inputs(args.output, [args.model])
     graph = read.read_graph(_read_model(args.model))
     training = loss.attach_loss(graph, label_smoothing=args.label_smoothing, gradient=args.gradient)
     _write_output(args.output, emit.emit_model(training), [args.model])
@@ -80,6 +127,7 @@ def _attach_loss(args: argparse.Namespace) -> None:
 
 
 def _compile(args: argparse.Namespace) -> None:
+    _refuse_inputs(args.output, [args.model])
     optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
     training = compile(
         _read_model(args.model),
@@ -100,6 +148,27 @@ def _compile(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
 
 
+# Largest tile grid side: a first stage cut finer than 64 patches a side would be mostly halo.
+MAX_TILES = 64
+# Bounds of the counting options: far above a useful run, below what never ends.
+COUNT_LIMITS = {"epochs": 10**6, "steps": 10**7, "generations": 10**5}
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Bounds every numeric option before any work (SGD bounds lr, momentum and its seed further)."""
+    for name, high in COUNT_LIMITS.items():
+        value = getattr(args, name, None)
+        if value is not None and not 1 <= value <= high:
+            raise TinyTrainError(f"--{name} must be in [1, {high:,}], got {value}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**31:
+        raise TinyTrainError(f"--seed must be in [0, 2^31), got {seed}")
+    for name in ("lr", "momentum", "label_smoothing"):
+        value = getattr(args, name, None)
+        if value is not None and not math.isfinite(value):
+            raise TinyTrainError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 def _tiles(text: str | None) -> tuple[int, int] | str | None:
     if text is None or text == "auto":
         return text
@@ -107,8 +176,8 @@ def _tiles(text: str | None) -> tuple[int, int] | str | None:
         rows, cols = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise TinyTrainError(f'--tile takes "auto" or ROWSxCOLS like 3x2, got {text!r}') from None
-    if rows < 1 or cols < 1:
-        raise TinyTrainError(f"--tile needs at least one row and column, got {text!r}")
+    if not (1 <= rows <= MAX_TILES and 1 <= cols <= MAX_TILES):
+        raise TinyTrainError(f"--tile takes 1 to {MAX_TILES} rows and columns, got {text!r}")
     return rows, cols
 
 
@@ -142,6 +211,7 @@ def _train(args: argparse.Namespace) -> None:
     trainer = Trainer(_read_model(args.model))
     x, y = _load_data(args.data, trainer.metadata["num_classes"])
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
+    _refuse_inputs(output, [args.model, args.data])
     print(f"accuracy before: {trainer.accuracy(x, y):.1%} on {len(x)} samples")
     order = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
@@ -162,6 +232,9 @@ def _device_target(args: argparse.Namespace, graph) -> targets.Target:
 
 
 def _plan(args: argparse.Namespace) -> None:
+    if args.plot:
+        _refuse_inputs(args.plot, [args.model])
+        _refuse_model(args.plot)
     model = _read_model(args.model)
     graph = read.read_graph(model)
     device_target = _device_target(args, graph)
@@ -182,7 +255,7 @@ def _plan(args: argparse.Namespace) -> None:
         "persistent": planned.persistent,
     }
     if args.plot:
-        memory.plot(graph, args.plot, title=Path(args.model).name)
+        _write_atomically(args.plot, lambda temporary: memory.plot(graph, str(temporary), title=Path(args.model).name))
     if args.json:
         print(json.dumps(report))
         return
@@ -213,14 +286,15 @@ def parse_budget(text: str) -> int:
         value = float(lowered.removesuffix(unit)) * units[unit]
     except ValueError:
         raise TinyTrainError(f"--budget takes bytes like 262144, 256KB or 0.25MB (KB = 1024 bytes), got {text!r}") from None
-    if value <= 0:
-        raise TinyTrainError(f"--budget must be positive, got {text!r}")
+    if not 0 < value <= interpreter.MAX_ARENA_BYTES:
+        raise TinyTrainError(f"--budget must be between 1 byte and {interpreter.MAX_ARENA_BYTES:,} bytes, got {text!r}")
     return int(value)
 
 
 def _search(args: argparse.Namespace) -> None:
     from .search import SchemeSearch, SearchTask
 
+    _refuse_inputs(args.output, [args.model, args.data])
     model = _read_model(args.model)
     graph = read.read_graph(model)
     x, y = _load_data(args.data, graph.tensors[graph.outputs[0]].shape[-1])
@@ -248,6 +322,8 @@ def _search(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     if not args.output and not args.c_array:
         raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
+    if args.output:
+        _refuse_inputs(args.output, [args.model])
     model = _read_model(args.model)
     if args.c_array:
         source = Path(args.c_array)
@@ -393,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_options(args)
         args.run(args)
     except TinyTrainError as error:
         print(f"tinytrain-tflm: error: {error}", file=sys.stderr)
