@@ -317,7 +317,7 @@ def check_offline_plan(graph: ir.Graph) -> None:
     head = max((int(o) + tensor_bytes(graph.tensors[t]) for t, o in enumerate(expected) if o >= 0), default=0)
     for index, (found, wanted) in enumerate(zip(offsets, expected, strict=True)):
         what = f"{OFFLINE_PLAN} metadata places tensor {index} ({graph.tensors[index].name!r}) at offset {found}"
-        if found < -1 or found + tensor_bytes(graph.tensors[index]) > head:
+        if found < -1 or (found >= 0 and found + tensor_bytes(graph.tensors[index]) > head):
             raise TinyTrainError(f"{what}, outside the planned {head}-byte head; recompile the model")
         if found != wanted:
             raise TinyTrainError(f"{what}, where the planner puts it at {wanted}: the plan was altered; recompile the model")
