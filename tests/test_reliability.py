@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import emit
@@ -252,3 +253,75 @@ def test_kernels_refuse_crafted_models_in_prepare(name):
     )
     assert result.returncode == 1, result.stderr  # a Python exception: no signal, no training step run
     assert KERNEL_CASES[name] in result.stderr and "failed to prepare" in result.stderr, result.stderr
+
+
+def test_trainer_refuses_samples_with_nan_or_inf(training_model):
+    trainer = Trainer(training_model.read_bytes())
+    sample = np.zeros(trainer.input.shape[1:], np.float32)
+    before = trainer.weights()
+    for bad in (np.nan, np.inf, -np.inf):
+        sample.flat[3] = bad
+        with pytest.raises(tt.TinyTrainError, match="sample has 1 NaN or infinite values"):
+            trainer.step(sample, 0)
+    assert all(np.array_equal(before[name], value) for name, value in trainer.weights().items())  # nothing trained
+
+
+def _source_graph():
+    return read.read_graph(SOURCE.read_bytes())
+
+
+def _refused(graph, message: str) -> None:
+    with pytest.raises(tt.TinyTrainError, match=message):
+        read.read_graph(emit.emit_model(graph))
+
+
+def test_the_verifier_names_the_op_or_tensor():
+    # small_cnn: CONV_2D, MAX_POOL_2D, CONV_2D, MAX_POOL_2D, SHAPE, STRIDED_SLICE, PACK, RESHAPE, FULLY_CONNECTED
+    graph = _source_graph()
+    graph.ops[2].outputs = [10]  # CONV_2D writes the tensor it reads
+    _refused(graph, r"op 2 \(CONV_2D\) writes its own input tensor 10")
+    graph = _source_graph()
+    graph.ops[1], graph.ops[2] = graph.ops[2], graph.ops[1]
+    _refused(graph, r"op 1 \(CONV_2D\) reads tensor 10 .* before any op writes it")
+    graph = _source_graph()
+    graph.ops[3].outputs = [11]
+    _refused(graph, r"op 3 \(MAX_POOL_2D\) writes its own input")
+    graph = _source_graph()
+    graph.tensors[16].shape = (65536, 65537)  # 2^32 + 2^16 elements: wraps int32
+    _refused(graph, r"tensor 16 .* has shape \(65536, 65537\): 4,295,032,832 bytes")
+    graph = _source_graph()
+    graph.tensors[9].quantization = None
+    _refused(graph, r"op 0 \(CONV_2D\): its int8 output .* has no quantization")
+    graph = _source_graph()
+    graph.ops[1].builtin_options.filterHeight = 2**30
+    _refused(graph, r"op 1 \(MAX_POOL_2D\): window along axis 1 1073741824 is outside \[1, 40\]")
+    graph = _source_graph()
+    graph.ops[1].builtin_options.strideH = 3  # 12 rows, stride 3: 4 output rows, not the 6 the model has
+    _refused(graph, r"op 1 \(MAX_POOL_2D\): output has 6 along axis 1; a 2-wide window with stride 3 over 12 gives 4")
+    graph = _source_graph()
+    graph.tensors[7].quantization.scale[:] = 0
+    _refused(graph, r"tensor 7 .* quantization scale that is not finite and positive")
+
+
+def test_a_same_window_larger_than_its_input_is_accepted():
+    """A 3x3 SAME convolution over a 1x1 map (the last stage of a small-input MobileNet) is valid TFLite."""
+    graph = _source_graph()
+    x, w = graph.tensors[10], graph.tensors[6]
+    x.shape, graph.tensors[11].shape, graph.tensors[12].shape = (1, 1, 1, 4), (1, 1, 1, 8), (1, 1, 1, 8)
+    graph.ops[3].builtin_options.filterHeight = graph.ops[3].builtin_options.filterWidth = 1
+    graph.ops[1].builtin_options.filterHeight = graph.ops[1].builtin_options.filterWidth = 12
+    graph.ops[1].builtin_options.strideH = graph.ops[1].builtin_options.strideW = 12
+    graph.ops[2].builtin_options.padding = tfl.Padding.SAME
+    assert w.shape[1:3] == (3, 3)
+    read.read_graph(emit.emit_model(graph))
+
+
+def test_training_metadata_naming_a_missing_tensor_is_refused(training_model):
+    from tinytrain_tflm.backend import schema
+    from tinytrain_tflm.passes import loss
+
+    graph = read.read_graph(training_model.read_bytes())
+    values = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    for role, index in (("logits_tensor", len(graph.tensors)), ("input_tensor", -1), ("softmax_tensor", 10**6)):
+        graph.metadata[loss.TRAINING_METADATA] = schema.encode_blob("TRAINING_METADATA", **{**values, role: index})
+        assert f"names tensor {index} as {role}" in _trainer_error(emit.emit_model(graph))

@@ -161,6 +161,13 @@ def _in_range(where: str, name: str, value: int, low: int, high: int) -> None:
         raise TinyTrainError(f"{where}: {name} {value} is outside [{low}, {high}] for its tensors")
 
 
+def _window_limit(size: int) -> int:
+    """Largest window, stride or dilation accepted over `size` input rows or columns: SAME padding lets a
+    window hang over the input (a 3x3 or 7x7 window over a 1x1 map is real), but the passes build arrays
+    per window position, so a 2^30 window must stop here."""
+    return 2 * size + 16
+
+
 def _check_builtin_window(graph: ir.Graph, where: str, op: ir.Op) -> None:
     """Strides, dilations and windows within the input, and the output size TFLite's SAME/VALID rule gives."""
     options = op.builtin_options
@@ -178,11 +185,13 @@ def _check_builtin_window(graph: ir.Graph, where: str, op: ir.Op) -> None:
             raise TinyTrainError(f"{where} needs 4-D weights, got {w.shape}")
         windows = ((w.shape[1], options.strideH, options.dilationHFactor), (w.shape[2], options.strideW, options.dilationWFactor))
     for axis, (kernel, stride, dilation) in zip((1, 2), windows, strict=True):
-        size = x.shape[axis]
-        _in_range(where, f"stride along axis {axis}", stride, 1, size)
-        _in_range(where, f"dilation along axis {axis}", dilation, 1, size)
+        limit = _window_limit(x.shape[axis])
+        _in_range(where, f"stride along axis {axis}", stride, 1, limit)
+        _in_range(where, f"dilation along axis {axis}", dilation, 1, limit)
+        _in_range(where, f"window along axis {axis}", kernel, 1, limit)
         extent = (kernel - 1) * dilation + 1
-        _in_range(where, f"window along axis {axis}", kernel, 1, size if options.padding == tfl.Padding.VALID else 2 * size)
+        _in_range(where, f"dilated window along axis {axis}", extent, 1, limit)
+        size = x.shape[axis]
         expected = -(-size // stride) if options.padding == tfl.Padding.SAME else -(-(size - extent + 1) // stride)
         if expected < 1 or y.shape[axis] != expected:
             raise TinyTrainError(
@@ -201,6 +210,6 @@ def _check_custom_options(graph: ir.Graph, where: str, op: ir.Op) -> None:
     for name, value in options.items():
         low = next((low for prefix, low in _WINDOW_FIELDS.items() if name.startswith(prefix)), None)
         if low is not None:
-            _in_range(where, name, int(value), low, largest)
+            _in_range(where, name, int(value), low, _window_limit(largest))
     if op.kind == schema_generated.INIT_VARIABLES and 2 * options["num_pairs"] != len(op.inputs):
         raise TinyTrainError(f"{where}: options name {options['num_pairs']} pairs for {len(op.inputs)} inputs")

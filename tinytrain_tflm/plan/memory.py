@@ -316,6 +316,7 @@ def check_offline_plan(graph: ir.Graph) -> None:
     expected = np.frombuffer(offline_plan(graph), "<i4")[3:]
     head = max((int(o) + tensor_bytes(graph.tensors[t]) for t, o in enumerate(expected) if o >= 0), default=0)
     for index, (found, wanted) in enumerate(zip(offsets, expected, strict=True)):
+        found, wanted = int(found), int(wanted)  # Python integers: an offset near 2^31 must not wrap
         what = f"{OFFLINE_PLAN} metadata places tensor {index} ({graph.tensors[index].name!r}) at offset {found}"
         if found < -1 or (found >= 0 and found + tensor_bytes(graph.tensors[index]) > head):
             raise TinyTrainError(f"{what}, outside the planned {head}-byte head; recompile the model")

@@ -155,6 +155,8 @@ class Trainer:
         if x.dtype == self.input.dtype:
             return x
         if x.dtype.kind == "f" and self.input.quantization is not None:
+            if not np.all(np.isfinite(x)):  # NaN would quantize to an arbitrary integer, inf to a saturated one
+                raise TinyTrainError(f"sample has {int(np.sum(~np.isfinite(x)))} NaN or infinite values")
             return self.input.quantization.quantize(x, self.input.dtype)
         raise TinyTrainError(
             f"sample must be float (quantized with the model's input scale) or {self.input.dtype.name}, got {x.dtype.name}"
