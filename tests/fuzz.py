@@ -13,7 +13,8 @@ The process limits its own address space (--memory-gib), so a mutation that make
 gigabytes fails as MemoryError, a traceback, instead of taking the machine.
 
     python tests/fuzz.py --cases 2000 --seed 0        # the CI run (tests/test_fuzz.py)
-    python tests/fuzz.py --cases 50000 --seed 7       # a release check, about 40 minutes
+    python tests/fuzz.py --cases 50000 --seed 7       # a release check, about 3 hours on one core
+    python tests/fuzz.py --seed 3 --only 676          # replays one case
 """
 
 from __future__ import annotations
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", type=int, help="replay this one case of the run (a FAILURE line's number)")
     parser.add_argument("--case-seconds", type=int, default=20, help="a case running longer is a hang")
     parser.add_argument("--memory-gib", type=float, default=4.0, help="address-space limit of the whole run")
     args = parser.parse_args(argv)
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = collections.Counter()
     failures = []
     start = time.monotonic()
-    for case in range(args.cases):
+    for case in range(args.cases) if args.only is None else [args.only]:
         rng = np.random.default_rng([args.seed, case])
         base, training = bases[case % len(bases)]
         mutated = mutate(base, rng, training)
@@ -369,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"case {case} ({'; '.join(what)}): over {args.case_seconds} s")
         outcomes[outcome] += 1
     elapsed = time.monotonic() - start
-    print(f"{args.cases} cases, seed {args.seed}, {elapsed:.0f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    print(
+        f"{sum(outcomes.values())} cases, seed {args.seed}, {elapsed:.0f} s: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+    )
     for failure in failures:
         print(f"FAILURE {failure}")
     return 1 if failures else 0

@@ -35,6 +35,19 @@ from . import ir
 MAX_TENSOR_BYTES = (1 << 31) - 1
 CONV_LIKE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 POOLS = ("AVERAGE_POOL_2D", "MAX_POOL_2D")
+# The builtin options table each op kind must carry (a mutated opcode can pair CONV_2D's with a pool);
+# the passes read the kinds in OPTIONS_REQUIRED unconditionally.
+OPTIONS_OF = {
+    "CONV_2D": tfl.Conv2DOptionsT,
+    "DEPTHWISE_CONV_2D": tfl.DepthwiseConv2DOptionsT,
+    "AVERAGE_POOL_2D": tfl.Pool2DOptionsT,
+    "MAX_POOL_2D": tfl.Pool2DOptionsT,
+    "FULLY_CONNECTED": tfl.FullyConnectedOptionsT,
+    "SOFTMAX": tfl.SoftmaxOptionsT,
+    "ADD": tfl.AddOptionsT,
+    "MEAN": tfl.ReducerOptionsT,
+}
+OPTIONS_REQUIRED = ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS, "SOFTMAX")
 # Inputs the passes read as constants (axes, paddings), by op.
 CONSTANT_OPERANDS = {"MEAN": (1,), "PAD": (1,)}
 _BLOB_OF_OP = {entry["custom_name"]: name for name, entry in schema_generated.BLOBS.items() if entry.get("custom_name")}
@@ -66,6 +79,8 @@ def verify_graph(graph: ir.Graph) -> None:
     _check_dataflow(graph)
     for position, op in enumerate(graph.ops):
         where = _op_name(position, op)
+        if not op.custom and op.kind in OPTIONS_OF:
+            _check_options_type(where, op)
         if op.kind in CONV_LIKE:
             _check_conv_like(graph, where, op)
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS):
@@ -139,6 +154,15 @@ def _check_dataflow(graph: ir.Graph) -> None:
                     f"{_op_name(position, op)} reads {_tensor_name(graph, index)} before any op writes it "
                     "(ops must come in execution order, without cycles)"
                 )
+
+
+def _check_options_type(where: str, op: ir.Op) -> None:
+    expected = OPTIONS_OF[op.kind]
+    if op.builtin_options is None and op.kind not in OPTIONS_REQUIRED:
+        return
+    if not isinstance(op.builtin_options, expected):
+        found = type(op.builtin_options).__name__ if op.builtin_options is not None else "none"
+        raise TinyTrainError(f"{where} carries {found} options, not {expected.__name__.removesuffix('T')}")
 
 
 def _operand(graph: ir.Graph, where: str, op: ir.Op, position: int, what: str) -> ir.Tensor:
