@@ -31,11 +31,13 @@ test: export TINYTRAIN_THIRD_PARTY ?= $(THIRD_PARTY_BUNDLE)
 endif
 test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
 
-# -P: import the installed package (with its compiled kernels), not the source tree.
+# PYTHONSAFEPATH (python -P, inherited by pytest-xdist's workers): import the installed package (with its
+# compiled kernels), not the source tree. -n auto: one worker per core, each test file on one worker;
+# device builds take a lock (tinytrain_tflm/firmware/device.py), so workers share build/firmware.
 test: $(STAMP) cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
-	$(VENV)/bin/python -P -m pytest
+	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 # The kernel, loss and training tests, and every crafted model run straight in TFLM, with the kernel
 # library built with AddressSanitizer and UndefinedBehaviorSanitizer, loaded into the wheel's Python

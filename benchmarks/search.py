@@ -18,6 +18,7 @@ The pretrained model is cached in build/benchmarks/ (about 2 minutes to make).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -32,10 +33,11 @@ import numpy as np  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
 from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
+from tinytrain_tflm.options import MemoryOptions  # noqa: E402
 from tinytrain_tflm.passes.optimizer import SGD  # noqa: E402
 from tinytrain_tflm.tools import tasks  # noqa: E402
 from tinytrain_tflm.tools.cli import parse_budget  # noqa: E402
-from tinytrain_tflm.tools.search import SchemeSearch  # noqa: E402
+from tinytrain_tflm.tools.search import SEARCH_OPTIONS, SchemeSearch  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "benchmarks"
 
@@ -110,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         searched = run_search(model, task, args, Path(workdir))
     # The same rule the search uses for its own baseline: sizing needs no task.
-    sizing = SchemeSearch(model, None, parse_budget(args.budget), tiles="auto", flash_requantization=args.flash_requantization)
+    memory_options = MemoryOptions("auto", flash_requantization=args.flash_requantization)
+    sizing = SchemeSearch(model, None, parse_budget(args.budget), dataclasses.replace(SEARCH_OPTIONS, memory=memory_options))
     baseline = sizing.last_layers_baseline()
 
     print(f"\none epoch on device ({len(task.train_x)} steps, lr {args.lr}), int8 gradients, first stage tiled:")

@@ -1,4 +1,4 @@
-"""Overlapping buffers (tinytrain_tflm.passes.overlap): TFLM follows the plan written into the model, the
+"""Overlapping buffers (tinytrain_tflm.plan.overlap): TFLM follows the plan written into the model, the
 results stay bit-identical, and a shift smaller than the rule allows is caught by the same check."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema_generated
-from tinytrain_tflm.passes import overlap
-from tinytrain_tflm.plan import memory
+from tinytrain_tflm.plan import memory, overlap
 from tinytrain_tflm.runtime import interpreter as runtime
 
 STEPS = 6

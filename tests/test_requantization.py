@@ -33,8 +33,8 @@ def test_every_activation_is_bit_identical_to_tflms_kernels(name):
     source = int8_model(name)
     graph = tt.read_graph(source)
     lowered = requantization.lower(graph)
-    assert {op.kind for op in lowered.ops} & set(requantization.RESTORED)
-    assert not {op.kind for op in lowered.ops} & set(requantization.LOWERED)
+    assert {op.kind for op in lowered.ops} & set(schema.RESTORED)
+    assert not {op.kind for op in lowered.ops} & set(schema.LOWERED)
     x = graph.tensors[graph.inputs[0]]
     rng = np.random.default_rng(0)
     for _ in range(3):

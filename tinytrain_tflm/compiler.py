@@ -110,7 +110,7 @@ def compile(
     tiles: run the frozen first stage in patches (tinytrain_tflm.passes.tiling), e.g.
     (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
     overlap_buffers: let an op write its output over an input it reads for the last time
-    (tinytrain_tflm.passes.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
+    (tinytrain_tflm.plan.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and
     tinytrain's do). False leaves planning to TFLM.
     flash_requantization: run the forward convs as tinytrain's TT_CONV_2D and
@@ -133,6 +133,7 @@ def compile_with(
     """compile() with its options as one value, and the savings `ablation` turns off."""
     memory_options = options.memory
     graph = read.read_graph(model)  # an offline plan it carries is dropped by attach_loss below
+    schema.check_op_options(graph)
     graph.metadata[targets.TARGET_METADATA] = target.metadata()  # before tiling: its estimates plan overlaps
     _check_int8(graph)
     _add_missing_biases(graph)

@@ -8,16 +8,7 @@ import dataclasses
 
 from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryOptions:
-    """How the compiler shrinks the arena (see compile() for each option). Tiling's and scheduling's
-    memory estimates read it, since they must estimate the model as it will be emitted."""
-
-    tiles: tuple[int, int] | str | None = None
-    overlap_buffers: bool = True
-    flash_requantization: bool = False
+from .plan.memory import MemoryOptions
 
 
 @dataclasses.dataclass(frozen=True)

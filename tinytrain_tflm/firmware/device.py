@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -319,10 +321,36 @@ def _tflm_kernel_sources(sources: Sources, kernels: str) -> list[Path]:
     ]
 
 
+_held_locks = 0  # build_firmware holds the lock while it calls build_tflm and build_kernels
+
+
+def _one_build_at_a_time(build: Callable) -> Callable:
+    """Runs `build` holding an exclusive lock on build_dir()/.lock, so processes sharing a build folder
+    (parallel test workers, two shells) never compile or link the same files at once; each checks what
+    is up to date only once it holds the lock, so the second finds the first's work done."""
+
+    @functools.wraps(build)
+    def locked(*args, **kwargs):
+        global _held_locks
+        if _held_locks:
+            return build(*args, **kwargs)
+        build_dir().mkdir(parents=True, exist_ok=True)
+        with open(build_dir() / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _held_locks += 1
+            try:
+                return build(*args, **kwargs)
+            finally:
+                _held_locks -= 1
+
+    return locked
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12]
 
 
+@_one_build_at_a_time
 def build_tflm(target: Target, sources: Sources) -> list[Path]:
     """TFLM for the target: its kernels (libtflm_kernels.a, per kernel set, CMSIS-NN included) and its
     framework (libtflm_framework.a, per core), each compiled once per (sources, flags)."""
@@ -354,6 +382,7 @@ def _kernel_sources() -> Path:
     return sources_root("kernels/cortex_m/harness") / "kernels"
 
 
+@_one_build_at_a_time
 def build_kernels(target: Target, sources: Sources) -> Path:
     """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers."""
     toolchain = _Toolchain.of(target)
@@ -377,6 +406,7 @@ class Firmware:
     flash_bytes: int  # code, constants and the model: what the device's flash holds
 
 
+@_one_build_at_a_time
 def build_firmware(model: bytes, target: Target) -> Firmware:
     """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target."""
     if not target.emulated:

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..capture import capture_fds
 from ..errors import TinyTrainError
-from ..runtime.capture import capture_fds
 
 
 def keras_to_int8(model, representative_inputs: Iterable[np.ndarray]) -> bytes:

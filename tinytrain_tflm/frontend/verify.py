@@ -12,12 +12,13 @@ tensor, before any pass loops over a shape or TFLM allocates one:
 - quantization, where present, one scale and zero point per channel, scales finite
   and positive, its axis inside the tensor; present on every int8 operand of a
   conv-like layer;
-- windows, strides, dilations and pads of builtin and tinytrain ops within the
-  tensor sizes, and the output size of a builtin windowed op what TFLite's
-  SAME/VALID rule gives.
+- windows, strides and dilations of builtin ops within the tensor sizes, and the
+  output size of a windowed op what TFLite's SAME/VALID rule gives.
 
-Buffers matching their shapes is checked earlier, on the flatbuffer (read.parse_flatbuffer),
-and the training metadata and the offline memory plan in runtime.trainer and plan.memory.
+Buffers matching their shapes is checked earlier, on the flatbuffer (read.parse_flatbuffer).
+The schema sits above this stage, so tinytrain ops' options are checked by
+backend.schema.check_op_options, which compile and every interpreter run; the training metadata
+and the offline memory plan by runtime.trainer and plan.memory.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import math
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from . import ir
 
@@ -50,9 +50,6 @@ OPTIONS_OF = {
 OPTIONS_REQUIRED = ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS, "SOFTMAX")
 # Inputs the passes read as constants (axes, paddings), by op.
 CONSTANT_OPERANDS = {"MEAN": (1,), "PAD": (1,)}
-_BLOB_OF_OP = {entry["custom_name"]: name for name, entry in schema_generated.BLOBS.items() if entry.get("custom_name")}
-# Option fields of tinytrain ops that size a window, and the smallest value each may take.
-_WINDOW_FIELDS = {"stride": 1, "dilation": 1, "filter": 1, "pad": 0, "depth_multiplier": 1}
 
 
 def element_count(shape: tuple[int, ...]) -> int:
@@ -85,8 +82,6 @@ def verify_graph(graph: ir.Graph) -> None:
             _check_conv_like(graph, where, op)
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS):
             _check_builtin_window(graph, where, op)
-        if op.custom and op.kind in _BLOB_OF_OP:
-            _check_custom_options(graph, where, op)
         for operand in CONSTANT_OPERANDS.get(op.kind, ()):
             if operand < len(op.inputs) and op.inputs[operand] >= 0 and graph.tensors[op.inputs[operand]].data is None:
                 raise TinyTrainError(f"{where}: its input {operand} {_tensor_name(graph, op.inputs[operand])} must be a constant")
@@ -180,12 +175,12 @@ def _check_conv_like(graph: ir.Graph, where: str, op: ir.Op) -> None:
             raise TinyTrainError(f"{where}: its int8 {what} {tensor.name!r} has no quantization")
 
 
-def _in_range(where: str, name: str, value: int, low: int, high: int) -> None:
+def in_range(where: str, name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise TinyTrainError(f"{where}: {name} {value} is outside [{low}, {high}] for its tensors")
 
 
-def _window_limit(size: int) -> int:
+def window_limit(size: int) -> int:
     """Largest window, stride or dilation accepted over `size` input rows or columns: SAME padding lets a
     window hang over the input (a 3x3 or 7x7 window over a 1x1 map is real), but the passes build arrays
     per window position, so a 2^30 window must stop here."""
@@ -209,12 +204,12 @@ def _check_builtin_window(graph: ir.Graph, where: str, op: ir.Op) -> None:
             raise TinyTrainError(f"{where} needs 4-D weights, got {w.shape}")
         windows = ((w.shape[1], options.strideH, options.dilationHFactor), (w.shape[2], options.strideW, options.dilationWFactor))
     for axis, (kernel, stride, dilation) in zip((1, 2), windows, strict=True):
-        limit = _window_limit(x.shape[axis])
-        _in_range(where, f"stride along axis {axis}", stride, 1, limit)
-        _in_range(where, f"dilation along axis {axis}", dilation, 1, limit)
-        _in_range(where, f"window along axis {axis}", kernel, 1, limit)
+        limit = window_limit(x.shape[axis])
+        in_range(where, f"stride along axis {axis}", stride, 1, limit)
+        in_range(where, f"dilation along axis {axis}", dilation, 1, limit)
+        in_range(where, f"window along axis {axis}", kernel, 1, limit)
         extent = (kernel - 1) * dilation + 1
-        _in_range(where, f"dilated window along axis {axis}", extent, 1, limit)
+        in_range(where, f"dilated window along axis {axis}", extent, 1, limit)
         size = x.shape[axis]
         expected = -(-size // stride) if options.padding == tfl.Padding.SAME else -(-(size - extent + 1) // stride)
         if expected < 1 or y.shape[axis] != expected:
@@ -222,18 +217,3 @@ def _check_builtin_window(graph: ir.Graph, where: str, op: ir.Op) -> None:
                 f"{where}: output has {y.shape[axis]} along axis {axis}; a {extent}-wide window with stride {stride} "
                 f"over {size} gives {max(expected, 0)}"
             )
-
-
-def _check_custom_options(graph: ir.Graph, where: str, op: ir.Op) -> None:
-    """A tinytrain op's options decode (magic, version, CRC) and its window fields fit its tensors."""
-    try:
-        options = schema.decode_blob(_BLOB_OF_OP[op.kind], op.custom_options or b"")
-    except TinyTrainError as error:
-        raise TinyTrainError(f"{where}: {error}") from None
-    largest = max((max(graph.tensors[t].shape, default=1) for t in op.inputs + op.outputs if t >= 0), default=1)
-    for name, value in options.items():
-        low = next((low for prefix, low in _WINDOW_FIELDS.items() if name.startswith(prefix)), None)
-        if low is not None:
-            _in_range(where, name, int(value), low, _window_limit(largest))
-    if op.kind == schema_generated.INIT_VARIABLES and 2 * options["num_pairs"] != len(op.inputs):
-        raise TinyTrainError(f"{where}: options name {options['num_pairs']} pairs for {len(op.inputs)} inputs")

@@ -19,13 +19,10 @@ import dataclasses
 import math
 
 import numpy as np
-from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
-from ..backend import schema, schema_generated
+from ..backend import schema
+from ..backend.schema import LOWERED, RESTORED, builtin_options
 from ..frontend import ir
-
-LOWERED = {"CONV_2D": schema_generated.CONV_2D, "DEPTHWISE_CONV_2D": schema_generated.DEPTHWISE_CONV_2D}
-RESTORED = {custom: builtin for builtin, custom in LOWERED.items()}
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -87,19 +84,6 @@ def lower(graph: ir.Graph) -> ir.Graph:
         # The builtin's version rides along (TFLM ignores custom op versions) for restore().
         g.ops[position] = ir.Op(LOWERED[op.kind], inputs, list(op.outputs), True, None, options, op.version)
     return g
-
-
-def builtin_options(op: ir.Op) -> tfl.Conv2DOptionsT | tfl.DepthwiseConv2DOptionsT:
-    """The builtin options a TT_CONV_2D or TT_DEPTHWISE_CONV_2D op was lowered from."""
-    kind = RESTORED[op.kind]
-    fields = schema.decode_blob(kind, op.custom_options)
-    options = tfl.Conv2DOptionsT() if kind == "CONV_2D" else tfl.DepthwiseConv2DOptionsT()
-    options.padding, options.strideH, options.strideW = fields["padding"], fields["stride_h"], fields["stride_w"]
-    options.dilationHFactor, options.dilationWFactor = fields["dilation_h"], fields["dilation_w"]
-    options.fusedActivationFunction = fields["activation"]
-    if kind == "DEPTHWISE_CONV_2D":
-        options.depthMultiplier = fields["depth_multiplier"]
-    return options
 
 
 def restore(op: ir.Op) -> ir.Op:

@@ -23,8 +23,7 @@ from collections.abc import Iterable
 
 from ..backend import schema_generated
 from ..frontend import ir
-from ..options import MemoryOptions
-from ..plan.memory import is_planned, plan_memory, tensor_bytes
+from ..plan.memory import MemoryOptions, is_planned, plan_memory, tensor_bytes
 
 
 def _writes(op: ir.Op) -> list[int]:
@@ -95,5 +94,4 @@ def schedule_backward(graph: ir.Graph, start: int, memory_options: MemoryOptions
     """The graph with ops[start:] (the backward pass) in whichever order, autodiff's or the greedy
     one, gives the smaller planned head (with overlapping buffers if the model will have them)."""
     reordered = dataclasses.replace(graph, ops=graph.ops[:start] + greedy_order(graph, start))
-    overlap = memory_options.overlap_buffers
-    return reordered if plan_memory(reordered, overlap).head < plan_memory(graph, overlap).head else graph
+    return reordered if plan_memory(reordered, memory_options).head < plan_memory(graph, memory_options).head else graph

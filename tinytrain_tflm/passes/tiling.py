@@ -27,9 +27,9 @@ from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..errors import TinyTrainError
 from ..frontend import ir
-from ..options import MemoryOptions
-from ..plan.memory import estimate
-from . import geometry, requantization
+from ..plan import geometry
+from ..plan.memory import MemoryOptions, estimate
+from . import requantization
 
 # Standalone, the estimates are of a model TFLM plans alone (what compile(overlap_buffers=False) emits).
 TFLM_PLANNED = MemoryOptions(overlap_buffers=False)
@@ -233,7 +233,7 @@ def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
     """Estimated arena of the graph with the compiler's later memory passes: overlapping buffers, convs
     reading their requantization from the model."""
     lowered = requantization.lower(graph) if memory_options.flash_requantization else graph
-    return estimate(lowered, overlap_buffers=memory_options.overlap_buffers).total
+    return estimate(lowered, options=memory_options).total
 
 
 def _pixels(shape: tuple[int, ...]) -> int:

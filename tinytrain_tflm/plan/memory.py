@@ -25,7 +25,7 @@ import numpy as np
 from ..backend import schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
-from ..passes import overlap
+from . import overlap
 
 ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
 
@@ -46,6 +46,17 @@ def tensor_bytes(tensor: ir.Tensor) -> int:
 def is_planned(tensor: ir.Tensor) -> bool:
     """Whether TFLM's planner places the tensor in the head: constants stay in the model, variables in the tail."""
     return tensor.data is None and not tensor.is_variable
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryOptions:
+    """How the compiler shrinks the arena (see compile() for each option). Tiling's and scheduling's
+    memory estimates read it, since they must estimate the model as it will be emitted. Lives with the
+    planner because the passes that weigh their choices by its plan take it."""
+
+    tiles: tuple[int, int] | str | None = None
+    overlap_buffers: bool = True
+    flash_requantization: bool = False
 
 
 @dataclasses.dataclass
@@ -122,7 +133,7 @@ def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixe
     bubble-sorts (stably), so groups of equal size go in reverse tensor order; that tie order changes
     the layout. Each buffer goes to the lowest offset where it misses every placed buffer live at the
     same time (TFLM's first fit), except that an op's output may lie `shift` or more bytes below an
-    input it overlaps (tinytrain_tflm.passes.overlap), and that a buffer's bands free their bytes when they
+    input it overlaps (tinytrain_tflm.plan.overlap), and that a buffer's bands free their bytes when they
     die. A group is a chain of such overlaps, placed from its last output back to its first input,
     so each input can settle over the output placed before it; a lone buffer is a group of one.
     `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM."""
@@ -259,13 +270,13 @@ def _shared_bytes(graph: ir.Graph, plan: MemoryPlan) -> None:
                     plan.shared.append((scope, out.category, common))
 
 
-def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryPlan:
-    """The head as TFLM lays it out. overlap_buffers: True places outputs over the inputs they may
-    overwrite (tinytrain_tflm.passes.overlap), the plan compile() writes into the model; False is TFLM's own
-    greedy plan; None follows the model: its offline plan if it has one (TFLM places any tensor the
-    plan leaves out around it), else TFLM's greedy plan."""
+def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None) -> MemoryPlan:
+    """The head as TFLM lays it out. With `options`, the plan compile() gives a graph it emits with them:
+    outputs placed over the inputs they may overwrite (tinytrain_tflm.plan.overlap) if
+    options.overlap_buffers, else TFLM's own greedy plan. Without, the plan of the model as it is: its
+    offline plan if it has one (TFLM places any tensor the plan leaves out around it), else TFLM's."""
     buffers = planned_buffers(graph)
-    if overlap_buffers is None and OFFLINE_PLAN in graph.metadata:
+    if options is None and OFFLINE_PLAN in graph.metadata:
         offsets = _read_offline_plan(graph)
         fixed = [b for b in buffers if offsets[b.tensor] >= 0]
         for buffer in fixed:
@@ -274,7 +285,7 @@ def plan_memory(graph: ir.Graph, overlap_buffers: bool | None = None) -> MemoryP
         place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
     else:
         place([[b] for b in buffers])
-        if overlap_buffers:  # kept only where it beats TFLM's own plan
+        if options is not None and options.overlap_buffers:  # kept only where it beats TFLM's own plan
             greedy, greedy_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
             overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
             _set_sliced_bands(graph, buffers)
@@ -328,7 +339,7 @@ def offline_plan(graph: ir.Graph) -> bytes:
     """The model's head planned with overlapping buffers, as TFLM's OfflineMemoryAllocation metadata
     (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
     offsets = np.full(len(graph.tensors), -1, np.int64)
-    for buffer in plan_memory(graph, overlap_buffers=True).buffers:
+    for buffer in plan_memory(graph, MemoryOptions(overlap_buffers=True)).buffers:
         offsets[buffer.tensor] = buffer.offset
     return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
 
@@ -444,10 +455,10 @@ class MemoryEstimate:
         return self.tail + max(self.head, self.planning)
 
 
-def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, overlap_buffers: bool | None = None) -> MemoryEstimate:
+def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: MemoryOptions | None = None) -> MemoryEstimate:
     """Predicted minimum arena, by category, with `bookkeeping` for the target's pointer size
-    (overlap_buffers: as plan_memory's)."""
-    plan = plan_memory(graph, overlap_buffers)
+    (options: as plan_memory's)."""
+    plan = plan_memory(graph, options)
     planned = plan.at_peak()
     planned["fragmentation"] = plan.head - sum(planned.values())
     optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}

@@ -33,11 +33,11 @@ from typing import TypeVar
 import numpy as np
 
 from ..backend import emit, schema, schema_generated
+from ..capture import capture_fds
 from ..errors import TFLMError, TinyTrainError
 from ..frontend import read, verify
 from ..passes import loss
 from ..plan import memory
-from .capture import capture_fds
 
 PINNED_TFLM_VERSION = "0.dev20261002031052"
 # What that wheel reports as tflite_micro.__version__: the pip version and TFLM's commit.
@@ -99,9 +99,12 @@ def load_generated_kernels(path: Path) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _verify(model: bytes) -> None:
-    """The checks every tool applies before TFLM sees a model (tinytrain_tflm.frontend.verify), and its
-    offline plan's (tinytrain_tflm.plan.memory.check_offline_plan): TFLM trusts both."""
-    memory.check_offline_plan(read.read_graph(model))
+    """The checks every tool applies before TFLM sees a model (tinytrain_tflm.frontend.verify), its
+    tinytrain ops' options (backend.schema.check_op_options) and its offline plan's
+    (tinytrain_tflm.plan.memory.check_offline_plan): TFLM trusts all three."""
+    graph = read.read_graph(model)
+    schema.check_op_options(graph)
+    memory.check_offline_plan(graph)
 
 
 def _one_line(log: str) -> str:

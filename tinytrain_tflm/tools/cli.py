@@ -19,6 +19,7 @@ from ..compiler import compile
 from ..errors import TinyTrainError
 from ..firmware import c_array, codegen
 from ..frontend import read
+from ..options import CompileOptions, MemoryOptions
 from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
@@ -302,15 +303,12 @@ def _search(args: argparse.Namespace) -> None:
     split = max(1, len(x) // 5)
     val, train = order[:split], order[split:]
     task = SearchTask(x[train], y[train], x[val], y[val])
-    tiles = _tiles(args.tile)
+    memory_options = MemoryOptions(_tiles(args.tile), flash_requantization=args.flash_requantization)
     search = SchemeSearch(
         model,
         task,
         parse_budget(args.budget),
-        optimizer=SGD(lr=args.lr),
-        gradient=args.gradient,
-        tiles=tiles,
-        flash_requantization=args.flash_requantization,
+        CompileOptions(optimizer=SGD(lr=args.lr), gradient=args.gradient, memory=memory_options),
         steps=args.steps,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
     )

@@ -19,14 +19,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..compiler import compile
+from ..compiler import compile_with
 from ..errors import TinyTrainError
 from ..frontend import read
+from ..options import CompileOptions
 from ..passes.optimizer import SGD
 from ..passes.scheme import RATIOS, conv_like_layers
 from ..plan import memory
 from ..runtime import interpreter
 from ..runtime.trainer import Trainer
+from ..target import HOST, Target
+
+# Every candidate scheme compiles with these unless the caller gives its own: int8 gradients (a quarter
+# of float32's memory, so more fits a budget) and a learning rate its few steps per part can use.
+SEARCH_OPTIONS = CompileOptions(optimizer=SGD(lr=0.005), gradient="int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +64,14 @@ class SchemeSearch:
         model: bytes,
         task: SearchTask | None,
         budget: int,
-        optimizer: SGD | None = None,
-        gradient: str = "int8",
-        tiles: tuple[int, int] | str | None = None,
-        flash_requantization: bool = False,
+        options: CompileOptions = SEARCH_OPTIONS,
+        target: Target = HOST,
         steps: int = 300,
         candidate_layers: int = 12,
         progress: Callable[[str], None] | None = None,
     ):
         self.model, self.task, self.budget = model, task, budget
-        self.optimizer = optimizer or SGD(lr=0.005)
-        self.gradient, self.tiles, self.steps = gradient, tiles, steps
-        self.flash_requantization = flash_requantization
+        self.options, self.target, self.steps = options, target, steps
         self.progress = progress or (lambda message: None)
         self.layers = len(conv_like_layers(read.read_graph(model)))
         # The classifier (the last layer) always trains; the others are candidates.
@@ -77,14 +79,7 @@ class SchemeSearch:
         self._memory: dict[str, int] = {}
 
     def _compile(self, scheme: dict):
-        return compile(
-            self.model,
-            update=scheme,
-            optimizer=self.optimizer,
-            gradient=self.gradient,
-            tiles=self.tiles,
-            flash_requantization=self.flash_requantization,
-        )
+        return compile_with(self.model, dataclasses.replace(self.options, update=scheme), self.target)
 
     def fits(self, scheme: dict) -> bool:
         """Whether the scheme's arena, measured in TFLM, fits the budget. The planner's estimate

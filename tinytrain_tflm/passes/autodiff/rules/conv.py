@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...geometry import padding_before
+from ....plan.geometry import padding_before
 from . import grad_rule
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ....errors import TinyTrainError
-from ...geometry import padding_before
+from ....plan.geometry import padding_before
 from . import grad_rule
 
 

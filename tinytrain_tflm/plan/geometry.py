@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
+from ..backend.schema import RESTORED, builtin_options
 from ..frontend import ir
-from . import requantization
 
-WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", *requantization.RESTORED)
+WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", *RESTORED)
 
 
 def padding_before(padding: int, in_size: int, out_size: int, filter_size: int, stride: int, dilation: int = 1) -> int:
@@ -24,7 +24,7 @@ def window(graph: ir.Graph, op: ir.Op, axis: int) -> tuple[int, int, int, int]:
     x, y = graph.tensors[op.inputs[0]].shape[axis], graph.tensors[op.outputs[0]].shape[axis]
     if op.kind == "PAD":
         return 1, 1, 1, int(graph.tensors[op.inputs[1]].data[axis][0])
-    o = requantization.builtin_options(op) if op.kind in requantization.RESTORED else op.builtin_options
+    o = builtin_options(op) if op.kind in RESTORED else op.builtin_options
     if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         kernel, stride, dilation = (o.filterHeight, o.strideH, 1) if axis == 1 else (o.filterWidth, o.strideW, 1)
     else:
