@@ -52,7 +52,7 @@ def _trainer_error(model: bytes) -> str:
 
 @pytest.mark.parametrize("path", CRAFTED, ids=[p.stem for p in CRAFTED])
 def test_crafted_models_get_one_line_errors(path, tmp_path):
-    assert len(CRAFTED) == 16
+    assert len(CRAFTED) == 15  # one per crash or hang of the issue (README.md beside them)
     assert "\n" not in _trainer_error(path.read_bytes())
     for args in (
         ("compile", str(path), "-o", str(tmp_path / "out.tflite")),
