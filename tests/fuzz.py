@@ -266,8 +266,8 @@ def _offline_plan(model, rng) -> str | None:
         offsets[int(rng.integers(len(offsets)))] = _extreme(rng)
     elif choice == 3:
         values = values[: int(rng.integers(len(values)))]
-    else:
-        values[int(rng.integers(3))] = _extreme(rng, 2)
+    elif len(values):  # the header (an earlier mutation may have truncated it)
+        values[int(rng.integers(min(3, len(values))))] = _extreme(rng, 2)
     buffer.data = np.frombuffer(values.tobytes(), np.uint8)
     return f"offline plan ({choice})"
 

@@ -274,28 +274,26 @@ class Interpreter:
 
 
 def zero_inputs(model: bytes) -> list[np.ndarray]:
-    """Inputs of the right dtype and shape, all zero (zero is a valid label)."""
-    subgraph = read.read_graph(model)
-    return [np.zeros(subgraph.tensors[i].shape, subgraph.tensors[i].dtype) for i in subgraph.inputs]
-
-
-def _probe_inputs(model: bytes) -> list[np.ndarray]:
-    """zero_inputs, but a training model's control input asks for a training step, so a probe runs
-    every backward op and optimizer update, not only the forward pass. Read from the flatbuffer alone:
-    an interpreter built with check_model=False probes a model the verifier would refuse."""
-    parsed = read.parse_flatbuffer(model)
-    subgraph = parsed.subgraphs[0]
+    """Inputs of the right dtype and shape, all zero (zero is a valid label). Read from the flatbuffer
+    alone: an interpreter built with check_model=False runs a model the verifier would refuse."""
+    subgraph = read.parse_flatbuffer(model).subgraphs[0]
     inputs = []
     for index in subgraph.inputs:
         tensor = subgraph.tensors[index]
         shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
-        if (
-            tensor.type not in read.DTYPES
-            or verify.tensor_byte_count(shape, 8) > verify.MAX_TENSOR_BYTES
-            or min(shape, default=1) < 1
-        ):
-            raise TinyTrainError(f"model input {index} has a type or shape no probe can fill")
+        too_large = verify.tensor_byte_count(shape, 8) > verify.MAX_TENSOR_BYTES
+        if tensor.type not in read.DTYPES or too_large or min(shape, default=1) < 1:
+            raise TinyTrainError(f"model input {index} has a type or shape no input can be made for")
         inputs.append(np.zeros(shape, read.DTYPES[tensor.type]))
+    return inputs
+
+
+def _probe_inputs(model: bytes) -> list[np.ndarray]:
+    """zero_inputs, but a training model's control input asks for a training step, so a probe runs
+    every backward op and optimizer update, not only the forward pass."""
+    inputs = zero_inputs(model)
+    parsed = read.parse_flatbuffer(model)
+    subgraph = parsed.subgraphs[0]
     blobs = {read._text(m.name): parsed.buffers[m.buffer].data for m in parsed.metadata or []}
     try:
         control = schema.decode_blob("TRAINING_METADATA", bytes(blobs[loss.TRAINING_METADATA]))["control_tensor"]
