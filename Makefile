@@ -17,7 +17,7 @@ $(STAMP): $(SOURCES)
 	  echo "error: no C++ compiler found (c++); install one, e.g. apt-get install g++" >&2; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet ".[dev]"
+	$(VENV)/bin/python -m pip install --quiet ".[dev,fleet]"
 	@touch $@
 
 demo: $(STAMP)

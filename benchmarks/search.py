@@ -36,7 +36,7 @@ from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.options import MemoryOptions  # noqa: E402
 from tinytrain_tflm.passes.optimizer import SGD  # noqa: E402
 from tinytrain_tflm.tools import tasks  # noqa: E402
-from tinytrain_tflm.tools.cli import parse_budget  # noqa: E402
+from tinytrain_tflm.tools.cli import parse_size  # noqa: E402
 from tinytrain_tflm.tools.search import SEARCH_OPTIONS, SchemeSearch  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "benchmarks"
@@ -113,7 +113,7 @@ def main() -> None:
         searched = run_search(model, task, args, Path(workdir))
     # The same rule the search uses for its own baseline: sizing needs no task.
     memory_options = MemoryOptions("auto", flash_requantization=args.flash_requantization)
-    sizing = SchemeSearch(model, None, parse_budget(args.budget), dataclasses.replace(SEARCH_OPTIONS, memory=memory_options))
+    sizing = SchemeSearch(model, None, parse_size(args.budget), dataclasses.replace(SEARCH_OPTIONS, memory=memory_options))
     baseline = sizing.last_layers_baseline()
 
     print(f"\none epoch on device ({len(task.train_x)} steps, lr {args.lr}), int8 gradients, first stage tiled:")

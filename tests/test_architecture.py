@@ -23,6 +23,7 @@ ORDER = [
     "compiler",
     "runtime",
     "firmware",
+    "fleet",
     "tools",
     "cli",
     "__init__",

@@ -16,18 +16,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-P", "-m", "tinytrain_tflm.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def _classifier(tmp_path):
-    """A one-op int8 classifier: logits = FULLY_CONNECTED(x)."""
+def _classifier(tmp_path, inputs: int = 4, classes: int = 3):
+    """A one-op int8 classifier: logits = FULLY_CONNECTED(x), weights -6..6 in turn."""
     from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
     graph = ir.Graph()
     q = lambda s: ir.Quantization(np.array([s], np.float32), np.array([0], np.int64))  # noqa: E731
-    x = graph.add_tensor(ir.Tensor("x", (1, 4), np.dtype(np.int8), q(0.05)))
-    w = graph.add_tensor(ir.Tensor("w", (3, 4), np.dtype(np.int8), q(0.02), np.arange(12, dtype=np.int8).reshape(3, 4) - 6))
-    y = graph.add_tensor(ir.Tensor("y", (1, 3), np.dtype(np.int8), q(0.1)))
+    weights = (np.arange(classes * inputs) % 13 - 6).astype(np.int8).reshape(classes, inputs)
+    x = graph.add_tensor(ir.Tensor("x", (1, inputs), np.dtype(np.int8), q(0.05)))
+    w = graph.add_tensor(ir.Tensor("w", (classes, inputs), np.dtype(np.int8), q(0.02), weights))
+    y = graph.add_tensor(ir.Tensor("y", (1, classes), np.dtype(np.int8), q(0.1)))
     graph.ops.append(ir.Op("FULLY_CONNECTED", [x, w, -1], [y], builtin_options=tfl.FullyConnectedOptionsT()))
     graph.inputs, graph.outputs = [x], [y]
-    path = tmp_path / "classifier.tflite"
+    path = tmp_path / f"classifier_{inputs}x{classes}.tflite"
     path.write_bytes(tt.emit_model(graph))
     return path
 

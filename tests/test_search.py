@@ -77,9 +77,35 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "contribution:" in result.stderr and "generation 2/2" in result.stderr
-    scheme = json.loads(out.read_text())
-    compiled = tt.compile(model, update=scheme, gradient="int8", flash_requantization=True)
-    assert tt.minimum_arena_size(compiled.bytes) <= 9.7 * 1024
+    searched = json.loads(out.read_text())
+    assert searched["compile"] == {"gradient": "int8", "tiles": None, "flash_requantization": True}
+    assert (searched["target"], searched["budget_bytes"]) == ("host", int(9.7 * 1024))
+    # The scheme alone, compiled with compile's defaults (float32 gradients, arena requantization), breaks the budget:
+    # the trap of a scheme file without its options.
+    alone = tt.minimum_arena_size(tt.compile(model, update=searched["scheme"]).bytes)
+    assert alone > 9.7 * 1024
+    # compile --update @FILE takes the search's options and budget with the scheme.
+    training = tmp_path / "training.tflite"
+    compiled = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "tinytrain_tflm.cli",
+            "compile",
+            str(model_path),
+            "--update",
+            f"@{out}",
+            "-o",
+            str(training),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    arena = tt.minimum_arena_size(training.read_bytes())
+    assert arena <= 9.7 * 1024 and f"arena: {arena:,} bytes" in compiled.stdout and compiled.stderr == ""
 
 
 def test_an_impossible_budget_is_a_clear_error(digits):

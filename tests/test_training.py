@@ -119,25 +119,38 @@ def _convert(keras_model, samples, input_type, output_type) -> bytes:
     return converter.convert()
 
 
-def test_float_input_model_trains_through_its_input_quantize(transfer):
+@pytest.mark.parametrize(("input_type", "output_type"), [("float32", "int8"), ("int8", "float32"), ("float32", "float32")])
+def test_float_edges_are_stripped_for_training_and_restored_on_export(transfer, input_type, output_type):
+    """The converter's float input (QUANTIZE) and output (DEQUANTIZE): training runs between them exactly as on the
+    all-int8 conversion of the same Keras model, and the export takes and returns what the user's model did."""
     import tensorflow as tf
 
     task, float_model, _ = transfer
-    model = _convert(float_model, task.pretrain_x[:100], tf.float32, tf.int8)
-    assert tt.read_graph(model).ops[0].kind == "QUANTIZE"
-    trainer = tt.Trainer(tt.compile(model, update="last", optimizer=tt.SGD(lr=0.005)))
-    assert trainer.input.dtype == np.float32
-    before = trainer.weights()
-    losses = [trainer.step(task.train_x[i], int(task.train_y[i])) for i in range(20)]
-    assert np.isfinite(losses).all() and any(not np.array_equal(trainer.weights()[k], v) for k, v in before.items())
-    exported = tt.read_graph(trainer.export())
-    assert exported.ops[0].kind == "QUANTIZE" and exported.tensors[exported.inputs[0]].dtype == np.float32
+    samples = task.pretrain_x[:100]
+    model = _convert(float_model, samples, getattr(tf, input_type), getattr(tf, output_type))
+    int8 = _convert(float_model, samples, tf.int8, tf.int8)
+    trainers = [tt.Trainer(tt.compile(m, update="last", optimizer=tt.SGD(lr=0.005))) for m in (model, int8)]
+    assert trainers[0].input.dtype == np.int8  # the sample is quantized on the host, 1 byte per value in the arena
+    for i in range(20):
+        assert trainers[0].step(task.train_x[i], int(task.train_y[i])) == trainers[1].step(task.train_x[i], int(task.train_y[i]))
+    assert all(np.array_equal(trainers[0].weights()[k], v) for k, v in trainers[1].weights().items())
+    exported, exported_int8 = (tt.read_graph(t.export()) for t in trainers)
+    assert [exported.tensors[t].dtype.name for t in exported.inputs + exported.outputs] == [input_type, output_type]
+    # The exported model in TFLM: its float output is the int8 model's output dequantized.
+    run = [tt.Interpreter(tt.emit_model(g), 1 << 16) for g in (exported, exported_int8)]
+    int8_in = exported_int8.tensors[exported_int8.inputs[0]].quantization
+    int8_out = exported_int8.tensors[exported_int8.outputs[0]].quantization
+    for x in task.test_x[:10]:
+        quantized = int8_in.quantize(x[None], np.int8)
+        expected = run[1].run([quantized])[0]
+        got = run[0].run([x[None].astype(np.float32) if input_type == "float32" else quantized])[0]
+        assert np.allclose(got, int8_out.dequantize(expected) if output_type == "float32" else expected)
 
 
-def test_float_output_model_is_refused_with_the_fix(transfer):
+def test_uint8_output_gets_a_hint(transfer):
     import tensorflow as tf
 
     task, float_model, _ = transfer
-    model = _convert(float_model, task.pretrain_x[:100], tf.int8, tf.float32)
-    with pytest.raises(tt.TinyTrainError, match="ends in DEQUANTIZE.*inference_output_type=tf.int8"):
+    model = _convert(float_model, task.pretrain_x[:100], tf.int8, tf.uint8)
+    with pytest.raises(tt.TinyTrainError, match="output is uint8.*inference_output_type=tf.int8"):
         tt.compile(model)

@@ -17,6 +17,7 @@ from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
 from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
 from .runtime.trainer import Trainer
+from .tools.layers import from_keras
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "attach_loss",
     "compile",
     "emit_model",
+    "from_keras",
     "minimum_arena_size",
     "read_graph",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from . import target as targets
 from .backend import emit, schema, schema_generated
 from .errors import TinyTrainError
-from .frontend import ir, read
+from .frontend import edges, ir, read
 from .options import EVERY_SAVING, Ablation, CompileOptions, MemoryOptions
 from .passes import loss, partial, requantization, schedule, tiling
 from .passes.autodiff import BackwardBuilder, Grad, build_backward
@@ -132,8 +132,10 @@ def compile_with(
 ) -> TrainingModel:
     """compile() with its options as one value, and the savings `ablation` turns off."""
     memory_options = options.memory
-    graph = read.read_graph(model)  # an offline plan it carries is dropped by attach_loss below
+    # An offline plan it carries is dropped by attach_loss below; float edges come back on export.
+    graph = read.read_graph(model)
     schema.check_op_options(graph)
+    graph = edges.strip_float_edges(graph)
     graph.metadata[targets.TARGET_METADATA] = target.metadata()  # before tiling: its estimates plan overlaps
     _check_int8(graph)
     _add_missing_biases(graph)

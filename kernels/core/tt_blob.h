@@ -43,6 +43,9 @@ tt_status tt_blob_read_i32(tt_blob_reader* reader, int32_t* value);
 /** Reads the next float32 field; TT_BLOB_BAD_LENGTH if the payload is shorter than its kind. */
 tt_status tt_blob_read_f32(tt_blob_reader* reader, float* value);
 
+/** Points *bytes at the next `count` payload bytes and skips them; TT_BLOB_BAD_LENGTH if fewer remain. */
+tt_status tt_blob_read_bytes(tt_blob_reader* reader, size_t count, const uint8_t** bytes);
+
 /** TT_SUCCESS when every payload byte was read, else TT_BLOB_BAD_LENGTH. */
 tt_status tt_blob_finish(const tt_blob_reader* reader);
 

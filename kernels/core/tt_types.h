@@ -21,6 +21,8 @@ typedef enum {
   TT_BLOB_WRONG_KIND = -6,     /**< A blob belongs to another op or metadata record. */
   TT_BLOB_BAD_CHECKSUM = -7,   /**< A blob's payload does not match its CRC-32. */
   TT_BLOB_BAD_LENGTH = -8,     /**< A blob's payload length differs from what its kind holds. */
+  TT_FLEET_MISMATCH = -9,      /**< A fleet update's tensors differ from the model's trained ones. */
+  TT_FLEET_OUT_OF_RANGE = -10, /**< A fleet update holds an int8 value of -128 (weights are symmetric). */
 } tt_status;
 
 /** One line of English for a status, for error reports. Never NULL. */

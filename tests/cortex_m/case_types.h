@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "fleet/tt_fleet_update.h"
 #include "tt_functions.h"
 
 // A gradient a kernel reads, in the representation the case tests.
@@ -159,6 +160,27 @@ struct CrcCase {
   const uint8_t* data;
   int32_t length;
   uint32_t crc;
+};
+
+// The fleet update API on one trained tensor: tt_fleet_update_write of the initial values must give
+// `upload` byte for byte; tt_fleet_update_apply of `blob` must return `status` and leave `expected`
+// (the initial values when it rejects the blob).
+struct FleetCase {
+  const char* name;
+  tt_fleet_type type;
+  uint32_t tensor, outer, channels, channels_trained, inner, num_scales;
+  const float* scales;
+  int32_t parameter_count;  // outer * channels * inner
+  const int8_t* initial_s8;
+  const int32_t* initial_s32;
+  const uint8_t* upload;
+  int32_t upload_length;
+  uint32_t round, num_samples;  // of the upload and of the blob
+  const uint8_t* blob;
+  int32_t blob_length;
+  tt_status status;
+  const int8_t* expected_s8;
+  const int32_t* expected_s32;
 };
 
 #endif  // TINYTRAIN_TESTS_CORTEX_M_CASE_TYPES_H_

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterable
@@ -664,6 +665,65 @@ def add_crc_cases(header: Header, rng: np.random.Generator) -> None:
         header.case("CrcCase", f'{{"crc32/{case_name}", {array}, {len(data)}, {zlib.crc32(data)}u}}')
 
 
+def fleet_blob(tensor: int, s32: bool, scales: np.ndarray, values: np.ndarray, round_: int, samples: int) -> bytes:
+    """An update blob for one tensor, from the layout kernels/core/fleet/tt_fleet_update.h documents."""
+    data = values.astype("<i4" if s32 else "i1").tobytes()
+    data += bytes(-len(data) % 4)
+    payload = struct.pack("<IIIIIII", round_, samples, 1, tensor, 2 if s32 else 1, values.size, scales.size)
+    payload += scales.astype("<f4").tobytes() + data
+    return struct.pack("<4sHHII", b"TTFU", 1, 1, len(payload), zlib.crc32(payload)) + payload
+
+
+def with_crc(blob: bytes) -> bytes:
+    return blob[:12] + struct.pack("<I", zlib.crc32(blob[16:])) + blob[16:]
+
+
+def add_fleet_cases(header: Header, rng: np.random.Generator) -> None:
+    # (name, int32?, tensor index, [outer, channels, trained, inner], per-channel scales?)
+    for name, s32, tensor, (outer, channels, trained, inner), per_channel in [
+        ("s8_partial_middle_axis", False, 7, (2, 4, 3, 5), True),
+        ("s32_bias", True, 12, (1, 6, 6, 1), True),
+        ("s8_per_tensor", False, 3, (3, 2, 1, 2), False),
+    ]:
+        base = f"fleet_{name}"
+        low, high = (-(10**6), 10**6) if s32 else (-127, 127)
+        dtype = np.int32 if s32 else np.int8
+        initial = rng.integers(low, high, (outer, channels, inner), endpoint=True).astype(dtype)
+        incoming = rng.integers(low, high, (outer, trained, inner), endpoint=True).astype(dtype)
+        scales = rng.uniform(1e-4, 0.03, trained if per_channel else 1).astype(np.float32)
+        applied = initial.copy()
+        applied[:, :trained, :] = incoming
+        upload = fleet_blob(tensor, s32, scales, initial[:, :trained, :], 4, 250)
+        good = fleet_blob(tensor, s32, scales, incoming, 5, 0)
+        header_end = 16 + 12 + 16  # blob header, round/samples/count, the tensor's header
+        cases = [("apply", good, "TT_SUCCESS", applied)]
+        flipped = bytearray(good)
+        flipped[-1] ^= 0x01
+        cases.append(("bad_crc", bytes(flipped), "TT_BLOB_BAD_CHECKSUM", initial))
+        other_scale = bytearray(good)
+        struct.pack_into("<f", other_scale, header_end, np.float32(scales[0]) * np.float32(2))
+        cases.append(("other_scale", with_crc(bytes(other_scale)), "TT_FLEET_MISMATCH", initial))
+        cases.append(("truncated", good[:-4], "TT_BLOB_TRUNCATED", initial))
+        if not s32:
+            minus128 = bytearray(good)
+            minus128[header_end + 4 * scales.size + len(incoming.reshape(-1)) - 1] = 0x80
+            cases.append(("int8_minus_128", with_crc(bytes(minus128)), "TT_FLEET_OUT_OF_RANGE", initial))
+        initial_name = header.array(f"{base}_initial", initial)
+        upload_name = header.array(f"{base}_upload", np.frombuffer(upload, np.uint8))
+        scales_name = header.array(f"{base}_scales", scales)
+        for kind, blob, status, expected in cases:
+            blob_name = header.array(f"{base}_{kind}_blob", np.frombuffer(blob, np.uint8))
+            expected_name = header.array(f"{base}_{kind}_expected", expected)
+            values = f"nullptr, {initial_name}" if s32 else f"{initial_name}, nullptr"
+            want = f"nullptr, {expected_name}" if s32 else f"{expected_name}, nullptr"
+            header.case(
+                "FleetCase",
+                f'{{"fleet_update/{name}/{kind}", {"TT_FLEET_S32" if s32 else "TT_FLEET_S8"}, {tensor}, {outer}, {channels}, '
+                f"{trained}, {inner}, {scales.size}, {scales_name}, {initial.size}, {values}, {upload_name}, {len(upload)}, "
+                f"4, 250, {blob_name}, {len(blob)}, {status}, {want}}}",
+            )
+
+
 CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_layer_cases,
     add_forward_cases,
@@ -674,6 +734,7 @@ CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_grad_add_cases,
     add_sgd_cases,
     add_crc_cases,
+    add_fleet_cases,
 ]
 
 

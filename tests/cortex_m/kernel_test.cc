@@ -337,6 +337,39 @@ bool RunCrc(const CrcCase& c) {
   return report.Finish();
 }
 
+uint8_t g_blob[512];  // the fleet cases' uploads
+
+bool RunFleet(const FleetCase& c) {
+  CaseReport report(c.name);
+  const bool s32 = c.type == TT_FLEET_S32;
+  if (s32) {
+    memcpy(g_s32, c.initial_s32, sizeof(int32_t) * c.parameter_count);
+  } else {
+    memcpy(g_s8, c.initial_s8, c.parameter_count);
+  }
+  const tt_fleet_tensor tensor{c.tensor, c.type, c.outer, c.channels, c.channels_trained, c.inner,
+                               c.num_scales, c.scales, s32 ? static_cast<void*>(g_s32) : g_s8};
+  const tt_fleet_info upload_info{c.round, c.num_samples};
+  size_t written = 0;
+  report.ExpectStatus(tt_fleet_update_write(&upload_info, &tensor, 1, g_blob, sizeof(g_blob), &written), TT_SUCCESS);
+  report.Digest(g_blob, written);
+  if (written != static_cast<size_t>(c.upload_length) || memcmp(g_blob, c.upload, written) != 0) {
+    report.Mismatch("upload of %lu bytes differs from the reference's %ld", static_cast<unsigned long>(written),
+                    static_cast<long>(c.upload_length));
+  }
+  tt_fleet_info info{0, 0};
+  const tt_status status =
+      report.Measure([&] { return tt_fleet_update_apply(c.blob, static_cast<size_t>(c.blob_length), &tensor, 1, &info); });
+  report.ExpectStatus(status, c.status);
+  for (int32_t i = 0; i < c.parameter_count; ++i) {
+    const long got = s32 ? g_s32[i] : g_s8[i];
+    const long want = s32 ? c.expected_s32[i] : c.expected_s8[i];
+    if (got != want) report.Mismatch("value [%ld] is %ld, want %ld", static_cast<long>(i), got, want);
+  }
+  report.Digest(s32 ? static_cast<const void*>(g_s32) : g_s8, c.parameter_count * (s32 ? sizeof(int32_t) : 1));
+  return report.Finish();
+}
+
 template <typename Case, size_t N>
 void RunAll(const Case (&cases)[N], bool (*run)(const Case&), int& passed, int& failed) {
   for (const Case& c : cases) {
@@ -378,6 +411,7 @@ int main() {
   RunAll(kGradAddCases, RunGradAdd, passed, failed);
   RunAll(kSgdCases, RunSgd, passed, failed);
   RunAll(kCrcCases, RunCrc, passed, failed);
+  RunAll(kFleetCases, RunFleet, passed, failed);
   printf("SUMMARY %d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -9,6 +9,7 @@ of classes. examples/cpp/main.cc and the Arduino sketch read nothing else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -79,11 +80,25 @@ def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | N
     return size, f"measured on {device_target.label}, emulated (QEMU {device_target.qemu_machine})"
 
 
+# C++ keywords and alternative tokens (ISO C++20, [lex.key] and [lex.digraph]): none can name a namespace.
+CPP_KEYWORDS = frozenset(
+    """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
+    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
+    while xor xor_eq""".split()
+)
+
+
 def c_identifier(text: str) -> str:
     """`text` as a C++ identifier (a namespace name), or an error naming the problem."""
     name = re.sub(r"\W", "_", text)
     if not re.fullmatch(r"[A-Za-z_]\w*", name, flags=re.ASCII):
         raise TinyTrainError(f"cannot make a C++ name of {text!r}; pass --c-name NAME")
+    if name in CPP_KEYWORDS:
+        raise TinyTrainError(f"{name!r} is a C++ keyword and cannot name the namespace; pass another --c-name")
     return name
 
 
@@ -147,6 +162,8 @@ constexpr int kControlTensor = {metadata["control_tensor"]};
 constexpr int kLossTensor = {metadata["loss_tensor"]};
 constexpr int kLogitsTensor = {metadata["logits_tensor"]};
 constexpr int kNumClasses = {metadata["num_classes"]};
+// Values in one sample (the sample input's elements): what a firmware's sample buffers hold.
+constexpr unsigned int kSampleValues = {math.prod(graph.tensors[metadata["input_tensor"]].shape)};
 
 // The builtin ops the model uses, as MicroMutableOpResolver::Add<Op> names. Size the resolver with
 // kNumBuiltinOps + tinytrain::kNumOps and add them with

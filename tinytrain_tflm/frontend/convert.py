@@ -6,6 +6,8 @@ convert exactly as a user's script would.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -14,9 +16,26 @@ from ..capture import capture_fds
 from ..errors import TinyTrainError
 
 
+def tensorflow():
+    """The tensorflow module. Its C++ start-up logs to stderr whatever TF_CPP_MIN_LOG_LEVEL says (absl's
+    "before InitializeLog" warning and the CUDA probe, twice): the import runs with stderr captured, and the
+    capture is shown only if the import fails."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with capture_fds(2) as log:
+        try:
+            import tensorflow as tf
+        except ImportError as error:
+            failure = error
+        else:
+            return tf
+    raise TinyTrainError(f"cannot import TensorFlow ({failure}); pip install tensorflow; its log: {log.text[-300:]!r}")
+
+
 def keras_to_int8(model, representative_inputs: Iterable[np.ndarray]) -> bytes:
     """Converts a float Keras model to an int8 TFLite model with int8 input and output."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     samples = [np.asarray(x, np.float32) for x in representative_inputs]
 

@@ -48,7 +48,13 @@ def attach_loss(graph: ir.Graph, label_smoothing: float = 0.0, gradient: str = "
     tensor = g.tensors[logits]
     if producer is not None and producer.kind == "DEQUANTIZE":
         raise TinyTrainError(
-            "model output is float (it ends in DEQUANTIZE); convert with inference_output_type=tf.int8 so the logits stay int8"
+            "model output is float (it ends in DEQUANTIZE): tinytrain_tflm.compile strips it, attach_loss alone does not; "
+            "compile the model, or convert with inference_output_type=tf.int8"
+        )
+    if producer is not None and producer.kind == "QUANTIZE" and tensor.dtype == np.uint8:
+        raise TinyTrainError(
+            "model output is uint8 (it ends in QUANTIZE to uint8), which tinytrain does not train through; convert with "
+            "inference_output_type=tf.int8, or keep the converter's default float32 output"
         )
     if tensor.dtype != np.int8:
         raise TinyTrainError(

@@ -64,12 +64,19 @@ class UpdateScheme:
         bias_last = spec.get("bias_last", 0)
         if not isinstance(bias_last, int) or bias_last < 0:
             raise TinyTrainError(f"bias_last must be a non-negative integer, got {bias_last!r}")
+        given = spec.get("weights", {})
+        if not isinstance(given, Mapping):
+            raise TinyTrainError(f'weights must map layer indices to channel ratios, like {{"7": 0.5}}, got {given!r}')
         weights = {}
-        for key, ratio in dict(spec.get("weights", {})).items():
+        for key, ratio in given.items():
             try:
                 layer = int(key)
             except ValueError:
                 raise TinyTrainError(f"weights key {key!r} is not a layer index") from None
+            if layer < 0:
+                raise TinyTrainError(f"weights key {key!r}: layers count from 0 (tinytrain-tflm layers MODEL lists them)")
+            if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+                raise TinyTrainError(f"channel ratio {ratio!r} of layer {layer} must be a number: 0.125, 0.25, 0.5 or 1")
             if not any(math.isclose(ratio, r) for r in RATIOS):
                 raise TinyTrainError(f"channel ratio {ratio!r} of layer {layer} must be one of 1/8, 1/4, 1/2, 1")
             weights[layer] = float(ratio)
@@ -118,3 +125,26 @@ def conv_like_layers(graph: ir.Graph) -> list[Layer]:
         channels = graph.tensors[weight].shape[channel_axis]
         layers.append(Layer(len(layers), position, op.kind, weight, bias, channels))
     return layers
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """What `tinytrain-tflm layers` shows of a conv-like layer."""
+
+    name: str  # the weight tensor's name: the key of Trainer.gradients() and Trainer.weights()
+    shape: str
+    params: int  # weights and bias values
+    update_bytes: int  # RAM copies of weights and bias plus their gradients, the whole layer training
+
+
+def layer_table(graph: ir.Graph, gradient_itemsize: int) -> list[tuple[Layer, LayerRow]]:
+    """Each conv-like layer with its row; update_bytes is an estimate (int8 weights, int32 bias, gradients of
+    `gradient_itemsize` bytes), not a measured arena difference."""
+    rows = []
+    for layer in conv_like_layers(graph):
+        weight = graph.tensors[layer.weight]
+        values = math.prod(weight.shape)
+        shape = "x".join(map(str, weight.shape))
+        update = values * (1 + gradient_itemsize) + layer.channels * (4 + gradient_itemsize)
+        rows.append((layer, LayerRow(weight.name, shape, values + layer.channels, update)))
+    return rows

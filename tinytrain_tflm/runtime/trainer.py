@@ -14,10 +14,10 @@ from .. import target
 from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
-from ..frontend import ir, read
+from ..frontend import edges, ir, read
 from ..passes import loss, requantization
 from ..plan import memory
-from .interpreter import Interpreter
+from .interpreter import MAX_ARENA_BYTES, Interpreter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,27 @@ def _merge_split_parts(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if match and match.group(1) in merged:
             merged[match.group(1)] = np.concatenate([merged[match.group(1)], merged.pop(key)])
     return merged
+
+
+def _model_bytes(model: TrainingModel | bytes | str | Path) -> bytes:
+    if isinstance(model, TrainingModel):
+        return model.bytes
+    if isinstance(model, str | Path):
+        try:
+            return Path(model).read_bytes()
+        except OSError as error:
+            raise TinyTrainError(f"cannot read {model}: {error.strerror}") from None
+    if not isinstance(model, bytes | bytearray | memoryview):
+        raise TinyTrainError(f"Trainer takes a TrainingModel, its bytes or a file path, got {type(model).__name__}")
+    return bytes(model)
+
+
+def _class_index(label) -> int:
+    """An integer class label (a Python or NumPy integer, or an integer array of one element)."""
+    value = np.asarray(label)
+    if value.dtype.kind not in "iu" or value.size != 1:
+        raise TinyTrainError(f"label must be one integer class index, got {label!r}")
+    return int(value.reshape(()))
 
 
 def _parameters(graph: ir.Graph) -> list[Parameter]:
@@ -129,19 +150,25 @@ class Trainer:
     read back; a device plans memory instead (see tinytrain_tflm.runtime.interpreter).
     """
 
-    def __init__(self, training_model: TrainingModel | bytes, kernel_library: str | Path | None = None):
-        """kernel_library: a library of kernels generated for this model (tinytrain_tflm.firmware.codegen) to
-        run instead of the generic ones."""
-        self.model = training_model.bytes if isinstance(training_model, TrainingModel) else bytes(training_model)
+    def __init__(self, training_model: TrainingModel | bytes | str | Path, kernel_library: str | Path | None = None):
+        """training_model: a compiled TrainingModel, its bytes or the path of its file. kernel_library: a library
+        of kernels generated for this model (tinytrain_tflm.firmware.codegen) to run instead of the generic ones."""
+        self.model = _model_bytes(training_model)
         self.graph = read.read_graph(self.model)
         self.metadata = training_metadata(self.graph)
         self.parameters = _parameters(self.graph)
         self.input = self.graph.tensors[self.metadata["input_tensor"]]
         # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.
-        live = sum(t.data is None and int(np.prod(t.shape)) * t.dtype.itemsize for t in self.graph.tensors)
+        live = sum(t.data is None and int(np.prod(t.shape, dtype=object)) * t.dtype.itemsize for t in self.graph.tensors)
+        arena = 2 * live + 256 * len(self.graph.tensors) + (1 << 20)
+        if arena > MAX_ARENA_BYTES:
+            raise TinyTrainError(
+                f"the model's tensors need a {arena:,}-byte arena on the host, over the {MAX_ARENA_BYTES:,}-byte limit "
+                "(a damaged file? `tinytrain-tflm plan MODEL` shows its tensors)"
+            )
         self._interpreter = Interpreter(
             self.model,
-            2 * live + 256 * len(self.graph.tensors) + (1 << 20),
+            arena,
             preserve_all_tensors=True,
             kernel_library=kernel_library,
         )
@@ -155,15 +182,15 @@ class Trainer:
         if x.dtype == self.input.dtype:
             return x
         if x.dtype.kind == "f" and self.input.quantization is not None:
-            if not np.all(np.isfinite(x)):  # NaN would quantize to an arbitrary integer, inf to a saturated one
-                raise TinyTrainError(f"sample has {int(np.sum(~np.isfinite(x)))} NaN or infinite values")
+            if not np.isfinite(x).all():
+                raise TinyTrainError("sample holds NaN or infinite values")
             return self.input.quantization.quantize(x, self.input.dtype)
         raise TinyTrainError(
             f"sample must be float (quantized with the model's input scale) or {self.input.dtype.name}, got {x.dtype.name}"
         )
 
     def _run(self, x: np.ndarray, label: int, control: int) -> list[np.ndarray]:
-        label = int(label)
+        label = _class_index(label)
         classes = self.metadata["num_classes"]
         if control and not 0 <= label < classes:
             raise TinyTrainError(f"label {label} is out of range [0, {classes})")
@@ -183,6 +210,17 @@ class Trainer:
         """Fraction of samples x whose predicted class is their label y (no update)."""
         return float(np.mean([np.argmax(self.predict(sample)) == label for sample, label in zip(x, y, strict=True)]))
 
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(accuracy, mean loss) over samples x with labels y, without updating: each sample runs the
+        backward pass too, since the loss is computed only there, but no update is applied."""
+        correct, losses = 0, []
+        logits_quantization = self.graph.tensors[self.metadata["logits_tensor"]].quantization
+        for sample, label in zip(x, y, strict=True):
+            loss_value, logits = self._run(sample, label, schema_generated.CONTROL_BACKWARD)[:2]
+            losses.append(float(loss_value[0]))
+            correct += int(np.argmax(logits_quantization.dequantize(logits)) == int(label))
+        return correct / len(losses), float(np.mean(losses))
+
     def gradients(self, x: np.ndarray, label: int) -> dict[str, np.ndarray]:
         """d loss / d (real) parameter for every trainable parameter, keyed by its source name; no update.
         A partially updated weight has gradients for its updated channels only."""
@@ -197,10 +235,10 @@ class Trainer:
 
     def weights(self) -> dict[str, np.ndarray]:
         """Current integer values of every trainable parameter, keyed by source name."""
-        return _merge_split_parts(self._values())
+        return _merge_split_parts(self.tensor_values())
 
-    def _values(self) -> dict[str, np.ndarray]:
-        """Current values of every trainable tensor of the training model, by tensor name."""
+    def tensor_values(self) -> dict[str, np.ndarray]:
+        """Current values of every trained tensor of the training model, by tensor name (split parts apart)."""
         if not self._interpreter.invoked:  # variables are filled on the first invoke after creation or reset
             return {p.name: self.graph.tensors[p.source].data.copy() for p in self.parameters}
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
@@ -211,7 +249,7 @@ class Trainer:
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)
-        values = self._values()
+        values = self.tensor_values()
         for parameter in self.parameters:
             graph.tensors[parameter.source].data = values[parameter.name]
         return graph
@@ -240,4 +278,5 @@ class Trainer:
         del graph.metadata[loss.TRAINING_METADATA]
         graph.metadata.pop(target.TARGET_METADATA, None)
         graph.metadata.pop(memory.OFFLINE_PLAN, None)  # planned for the training model's tensors
+        edges.restore_float_edges(graph)
         return emit.emit_model(graph.compact()[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import target as targets
 from ..backend import emit
-from ..compiler import compile
+from ..compiler import TrainingModel, compile
 from ..errors import TinyTrainError
 from ..firmware import c_array, codegen
 from ..frontend import read
@@ -25,6 +26,8 @@ from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
 from ..runtime import interpreter
 from ..runtime.trainer import Trainer, training_metadata
+from .layers import layers_text
+from .search import SchemeFile, SchemeSearch, SearchTask, arena_method, load_scheme_file
 
 
 def _read_model(path: str) -> bytes:
@@ -84,6 +87,25 @@ def _refuse_model(path: str) -> None:
         raise TinyTrainError(f"refusing to overwrite {path}, a TFLite model, with a plot; choose another path")
 
 
+def _check_output(path: str, inputs: list[str]) -> None:
+    """The checks on an output path that can run before any work: not an input, in a directory that exists."""
+    _refuse_inputs(path, inputs)
+    directory = Path(path).parent
+    if not directory.is_dir():
+        raise TinyTrainError(f"cannot write {path}: directory {directory} does not exist")
+    if Path(path).is_dir():
+        raise TinyTrainError(f"cannot write {path}: it is a directory")
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _check_plot(path: str, inputs: list[str]) -> None:
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise TinyTrainError(f"--plot writes an image: give a path ending in {', '.join(PLOT_SUFFIXES)}, got {path}")
+    _check_output(path, inputs)
+
+
 def _write_output(path: str, data: bytes, inputs: list[str]) -> None:
     _refuse_inputs(path, inputs)
     _write_atomically(path, lambda temporary: temporary.write_bytes(data))
@@ -120,33 +142,134 @@ def _arena(args: argparse.Namespace) -> None:
 
 
 def _attach_loss(args: argparse.Namespace) -> None:
-    _refuse_inputs(args.output, [args.model])
+    _check_output(args.output, [args.model])
     graph = read.read_graph(_read_model(args.model))
     training = loss.attach_loss(graph, label_smoothing=args.label_smoothing, gradient=args.gradient)
     _write_output(args.output, emit.emit_model(training), [args.model])
     print(f"wrote {args.output}: loss and {args.gradient} logit gradient attached")
 
 
+def _scheme_file(update: str) -> tuple[SchemeFile | None, str | None]:
+    """--update @FILE, or a path to an existing .json file: the scheme file and its path."""
+    if update.startswith("@"):
+        path = update[1:]
+    elif update.endswith(".json") and Path(update).is_file():
+        path = update
+    else:
+        return None, None
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TinyTrainError(f"cannot read the scheme file {path}: {getattr(error, 'strerror', None) or error}") from None
+    return load_scheme_file(text, path), path
+
+
+def _searched_option(args: argparse.Namespace, name: str, flag: str, searched, default):
+    """The option the user gave, else the one the scheme was searched with, else the default; a note when the
+    user overrides the search's (the budget it met may not hold then)."""
+    given = getattr(args, name)
+    if given is None:
+        return default if searched is None else searched
+    if searched is not None and given != searched:
+        print(f"note: the scheme was searched with {flag} {searched}; compiling with {given}", file=sys.stderr)
+    return given
+
+
 def _compile(args: argparse.Namespace) -> None:
-    _refuse_inputs(args.output, [args.model])
+    scheme_file, scheme_path = _scheme_file(args.update)
+    _check_output(args.output, [args.model] + ([scheme_path] if scheme_path else []))
+    ram = parse_size(args.ram, "--ram") if args.ram else None
+    searched = scheme_file.compile_options if scheme_file else {}
+    tiles = searched.get("tiles")
+    gradient = _searched_option(args, "gradient", "--gradient", searched.get("gradient"), "float32")
+    flash = _searched_option(args, "flash_requantization", "--flash-requantization", searched.get("flash_requantization"), False)
+    tile = _searched_option(args, "tile", "--tile", "x".join(map(str, tiles)) if isinstance(tiles, list) else tiles, None)
+    target_name = _searched_option(args, "target", "--target", scheme_file and scheme_file.target, "host")
+    same_target = scheme_file is not None and target_name == scheme_file.target
+    kernels = _searched_option(args, "kernels", "--kernels", scheme_file.kernels if same_target else None, None)
+    if ram is None and scheme_file and scheme_file.budget:
+        ram = scheme_file.budget
     optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
-    training = compile(
-        _read_model(args.model),
-        update=args.update,
-        optimizer=optimizer,
-        gradient=args.gradient,
-        label_smoothing=args.label_smoothing,
-        activation_masks=not args.no_masks,
-        tiles=_tiles(args.tile),
-        overlap_buffers=not args.no_overlap,
-        flash_requantization=args.flash_requantization,
-        target=targets.target(args.target or "host", args.kernels),
+    device_target = targets.target(target_name, kernels)
+    model = _read_model(args.model)
+
+    def build(gradient: str, flash: bool, tile: str | None) -> TrainingModel:
+        return compile(
+            model,
+            update=scheme_file.scheme if scheme_file else args.update,
+            optimizer=optimizer,
+            gradient=gradient,
+            label_smoothing=args.label_smoothing,
+            activation_masks=not args.no_masks,
+            tiles=_tiles(tile),
+            overlap_buffers=not args.no_overlap,
+            flash_requantization=flash,
+            target=device_target,
+        )
+
+    memory_options_given = scheme_file is not None or any(
+        getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile")
     )
+    if ram is not None and not memory_options_given:
+        training = _fit_ram(build, device_target, ram)
+    else:
+        training = build(gradient, flash, tile)
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
     trained = sum(int(np.prod(trainer.graph.tensors[p.grad].shape)) for p in trainer.parameters)
     tensors = len(trainer.parameters)
     print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
+    if ram is not None and memory_options_given:
+        _check_ram(training.bytes, device_target, ram)
+
+
+# compile --ram without memory options tries these in order, from the reference to the smallest arena: int8
+# gradients (a quarter of the gradient memory, coarser steps), flash requantization (8 bytes per output channel
+# less, but tinytrain's conv kernels instead of the target's optimized ones), tiling (recomputes the patches'
+# overlap in the first stage). Overlapping buffers stay on unless --no-overlap says otherwise.
+MEMORY_LADDER = (("float32", False, None), ("int8", False, None), ("int8", True, None), ("int8", True, "auto"))
+
+
+def _memory_flags(gradient: str, flash: bool, tile: str | None) -> str:
+    return " ".join([f"--gradient {gradient}"] + ["--flash-requantization"] * flash + [f"--tile {tile}"] * bool(tile))
+
+
+def _fit_ram(build, device_target: targets.Target, ram: int) -> TrainingModel:
+    """The first training model of MEMORY_LADDER whose arena fits `ram`, or an error naming the smallest."""
+    smallest = None
+    for options in MEMORY_LADDER:
+        training = build(*options)
+        arena, how = _target_arena(training.bytes, device_target)
+        if arena <= ram:
+            print(f"chose {_memory_flags(*options)}: the arena needs {arena:,} bytes ({how}), within the {ram:,}-byte budget")
+            return training
+        if smallest is None or arena < smallest[0]:
+            smallest = (arena, _memory_flags(*options), how)
+    arena, flags, how = smallest
+    raise TinyTrainError(
+        f"nothing fits the {ram:,}-byte budget: the smallest arena is {arena:,} bytes ({flags}; {how}); "
+        "train fewer layers (`tinytrain-tflm search --budget` finds which)"
+    )
+
+
+def _target_arena(model: bytes, device_target: targets.Target) -> tuple[int, str]:
+    """The arena a budget is judged on: on a 32-bit target the one measured on its emulated board when the
+    tools are there, else the x86-64 measurement projected to 4-byte pointers; on the host, x86-64's."""
+    if device_target.pointer_bytes == 8:
+        return _measure_arena(model), "measured in TFLM, x86-64"
+    on_device, how = c_array.device_minimum(model, device_target)
+    if on_device is not None:
+        return on_device, how
+    return memory.project_32bit(_measure_arena(model), read.read_graph(model)), f"32-bit projection; {how}"
+
+
+def _check_ram(model: bytes, device_target: targets.Target, ram: int) -> None:
+    arena, how = _target_arena(model, device_target)
+    if arena > ram:
+        over = 100 * (arena - ram) / ram
+        print(f"warning: the arena needs {arena:,} bytes ({how}), {over:.0f}% over the {ram:,}-byte budget", file=sys.stderr)
+    else:
+        print(f"arena: {arena:,} bytes ({how}), within the {ram:,}-byte budget")
 
 
 # Largest tile grid side: a first stage cut finer than 64 patches a side would be mostly halo.
@@ -182,20 +305,38 @@ def _tiles(text: str | None) -> tuple[int, int] | str | None:
     return rows, cols
 
 
-def _load_data(path: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_data(path: str, classes: int, sample_shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of an .npz; y may also be a column (N, 1). sample_shape: the model's input without the batch."""
     try:
-        with np.load(path) as data:
+        data = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise TinyTrainError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise TinyTrainError(f"{path} holds one array; give an .npz of 'x' (samples) and 'y' (labels): np.savez(path, x=x, y=y)")
+    try:
+        with data:
             x, y = data["x"], data["y"]
     except (OSError, ValueError) as error:
         raise TinyTrainError(f"cannot read {path}: {error}") from None
     except KeyError:
         raise TinyTrainError(f"{path} must hold arrays 'x' (samples) and 'y' (integer labels)") from None
-    if len(x) != len(y) or len(x) == 0:
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise TinyTrainError(f"{path}: 'y' must hold one integer label per sample, shape (N,), got shape {y.shape}")
+    if x.ndim == 0 or len(x) != len(y) or len(x) == 0:
         raise TinyTrainError(f"{path}: 'x' has {len(x)} samples and 'y' {len(y)} labels; they must match and be non-empty")
     if y.dtype.kind not in "iu":
         raise TinyTrainError(f"{path}: labels 'y' must be integers, got {y.dtype.name}")
     if y.min() < 0 or y.max() >= classes:
         raise TinyTrainError(f"{path}: labels must be in [0, {classes}), found {y.min()}..{y.max()}")
+    if sample_shape is not None and x.shape[1:] != sample_shape:
+        raise TinyTrainError(f"{path}: the model takes samples of shape {sample_shape}, 'x' holds {x.shape[1:]}")
+    if x.dtype.kind not in "iuf":
+        raise TinyTrainError(f"{path}: samples 'x' must be numbers, got {x.dtype.name}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        first = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise TinyTrainError(f"{path}: 'x' holds NaN or infinite values (first in sample {first})")
     return x, y
 
 
@@ -208,21 +349,143 @@ def _progress(done: int, total: int, text: str) -> None:
     print(f"\r[{bar}] {done}/{total} {text}", end=end, file=sys.stderr, flush=True)
 
 
+def _held_out(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, classes: int, sample_shape) -> tuple:
+    """(train x, train y, held-out x, held-out y) from --val or --validation-split; no held-out data without them."""
+    if args.val:
+        return (x, y, *_load_data(args.val, classes, sample_shape))
+    if not args.validation_split:
+        return x, y, None, None
+    count = round(len(x) * args.validation_split)
+    if not 1 <= count < len(x):
+        split = args.validation_split
+        raise TinyTrainError(f"--validation-split {split} of {len(x)} samples leaves no held-out or no training sample")
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    held, kept = order[:count], order[count:]
+    return x[kept], y[kept], x[held], y[held]
+
+
+# Rise in the share of trained int8 weights at -128 or 127 over training above which it is reported as
+# saturating. Per-channel quantization already puts one weight per output channel at a limit (a ninth of
+# a 3x3 depthwise filter), so the share is compared with the one training started from.
+SATURATION_RISE = 0.05
+
+
+def _share_at_limits(trainer: Trainer) -> float:
+    weights = [w for w in trainer.weights().values() if w.dtype == np.int8]
+    return sum(int(np.sum((w == -128) | (w == 127))) for w in weights) / max(1, sum(w.size for w in weights))
+
+
+def _diverging(trainer: Trainer, first_loss: float, mean_loss: float, start_share: float) -> str | None:
+    """Why training looks divergent (the loss not finite or above twice the first epoch's, the int8 weights
+    piling up at their limits), or None."""
+    if not np.isfinite(mean_loss):
+        return "the loss is not finite"
+    if mean_loss > 2 * first_loss:
+        return f"the mean loss rose from {first_loss:.4f} in epoch 1 to {mean_loss:.4f}"
+    share = _share_at_limits(trainer)
+    if share > start_share + SATURATION_RISE:
+        return f"{share:.0%} of the trained int8 weights sit at -128 or 127 ({start_share:.0%} before training)"
+    return None
+
+
 def _train(args: argparse.Namespace) -> None:
-    trainer = Trainer(_read_model(args.model))
-    x, y = _load_data(args.data, trainer.metadata["num_classes"])
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
-    _refuse_inputs(output, [args.model, args.data])
-    print(f"accuracy before: {trainer.accuracy(x, y):.1%} on {len(x)} samples")
+    _check_output(output, [args.model, args.data] + ([args.val] if args.val else []))
+    if args.val and args.validation_split:
+        raise TinyTrainError("give --val or --validation-split, not both")
+    if args.keep == "best" and not (args.val or args.validation_split):
+        raise TinyTrainError("--keep best needs held-out samples: --validation-split 0.1 or --val HELD_OUT.npz")
+    trainer = Trainer(_read_model(args.model))
+    classes, sample_shape = trainer.metadata["num_classes"], trainer.input.shape[1:]
+    x, y, val_x, val_y = _held_out(args, *_load_data(args.data, classes, sample_shape), classes, sample_shape)
+    if val_x is None:
+        print(f"accuracy before: {trainer.accuracy(x, y):.1%} on the {len(x)} training samples (no held-out samples)")
+    else:
+        accuracy, mean_loss = trainer.evaluate(val_x, val_y)
+        print(f"before training: held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f} ({len(val_x)} held-out samples)")
     order = np.random.default_rng(args.seed)
+    start_share, first_loss = _share_at_limits(trainer), None
+    best = None  # (held-out accuracy, -loss, epoch, training model bytes)
     for epoch in range(1, args.epochs + 1):
         losses = []
         for count, i in enumerate(order.permutation(len(x)), 1):
             losses.append(trainer.step(x[i], int(y[i])))
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
-        print(f"epoch {epoch}: mean loss {np.mean(losses):.4f}, accuracy {trainer.accuracy(x, y):.1%}")
+        line = f"epoch {epoch}: training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
+        first_loss = float(np.mean(losses)) if epoch == 1 else first_loss
+        if (why := _diverging(trainer, first_loss, float(np.mean(losses)), start_share)) is not None:
+            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr (compile) helps", file=sys.stderr)
+        if val_x is None:
+            print(f"{line}, accuracy {trainer.accuracy(x, y):.1%} on the training samples")
+            continue
+        accuracy, mean_loss = trainer.evaluate(val_x, val_y)
+        print(f"{line}; held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f}")
+        if args.keep == "best" and (best is None or (accuracy, -mean_loss) > best[:2]):
+            best = (accuracy, -mean_loss, epoch, trainer.training_model().bytes)
+    if best is not None:
+        _write_output(output, best[3], [args.model, args.data])
+        print(f"wrote {output}: the training model at epoch {best[2]}, the best held-out accuracy ({best[0]:.1%})")
+        return
     _write_output(output, trainer.training_model().bytes, [args.model, args.data])
     print(f"wrote {output} (the training model, starting from the trained weights)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _layers(args: argparse.Namespace) -> None:
+    print(layers_text(read.read_graph(_read_model(args.model)), args.gradient))
+
+
+def _fleet(args: argparse.Namespace) -> None:
+    try:
+        from ..fleet import simulation
+    except ImportError:
+        raise TinyTrainError("fleet learning needs Flower: pip install 'tinytrain-tflm[fleet]'") from None
+    model = _read_model(args.model)
+    classes = Trainer(model).metadata["num_classes"]
+    x, y = _load_data(args.data, classes)
+    test_x, test_y = _load_data(args.test, classes)
+    if not 1 <= args.clients <= len(x) or args.rounds < 1 or args.local_epochs < 1 or not args.alpha > 0:
+        raise TinyTrainError(
+            f"need 1 <= --clients <= {len(x)} samples, --rounds and --local-epochs >= 1, --alpha > 0; "
+            f"got {args.clients}, {args.rounds}, {args.local_epochs}, {args.alpha}"
+        )
+    shards = simulation.class_skew_shards(y, args.clients, args.alpha, args.seed)
+    print(f"{args.clients} clients, {len(x)} samples split by class skew (alpha {args.alpha}): {[len(s) for s in shards]}")
+    print("round  global accuracy  bytes up/down per client  accepted  rejected  clipped")
+
+    def show(r) -> None:
+        print(
+            f"{r.round:5}  {r.accuracy:15.1%}  {r.bytes_up_per_client:>10,} / {r.bytes_down_per_client:<11,}  "
+            f"{r.accepted:8}  {r.rejected:8}  {r.clipped:7}",
+            flush=True,
+        )
+
+    report = simulation.run_fleet(
+        model, [(x[s], y[s]) for s in shards], test_x, test_y, args.rounds, args.local_epochs, args.clip_norm, args.seed, show
+    )
+    print(f"payload: {report.payload_bytes:,} bytes per update; device arena: {report.arena_bytes:,} bytes (x86-64, measured)")
+    if args.output:
+        _write_output(args.output, report.model, [args.model, args.data, args.test])
+        print(f"wrote {args.output} (the training model with the fleet's global values)")
 
 
 def _device_target(args: argparse.Namespace, graph) -> targets.Target:
@@ -234,7 +497,7 @@ def _device_target(args: argparse.Namespace, graph) -> targets.Target:
 
 def _plan(args: argparse.Namespace) -> None:
     if args.plot:
-        _refuse_inputs(args.plot, [args.model])
+        _check_plot(args.plot, [args.model])
         _refuse_model(args.plot)
     model = _read_model(args.model)
     graph = read.read_graph(model)
@@ -279,23 +542,27 @@ def _plan(args: argparse.Namespace) -> None:
         print(f"plot: {args.plot}")
 
 
-def parse_budget(text: str) -> int:
-    units = {"kb": 1024, "mb": 1024 * 1024, "b": 1}
+# Memory sizes as microcontroller datasheets give them: KB = KiB = 1024 bytes, MB = MiB = 1024 KB.
+SIZE_UNITS = {"kib": 1024, "mib": 1024 * 1024, "kb": 1024, "mb": 1024 * 1024, "k": 1024, "m": 1024 * 1024, "b": 1}
+
+
+def parse_size(text: str, option: str = "--budget") -> int:
+    """Bytes from "262144", "256KB", "256KiB", "256K" or "0.25MB" (KB = KiB = 1024 bytes)."""
     lowered = text.strip().lower()
-    unit = next((u for u in ("kb", "mb", "b") if lowered.endswith(u)), "b")
+    unit = next((u for u in SIZE_UNITS if lowered.endswith(u)), "b")
     try:
-        value = float(lowered.removesuffix(unit)) * units[unit]
+        value = float(lowered.removesuffix(unit).strip()) * SIZE_UNITS[unit]
     except ValueError:
-        raise TinyTrainError(f"--budget takes bytes like 262144, 256KB or 0.25MB (KB = 1024 bytes), got {text!r}") from None
-    if not 0 < value <= interpreter.MAX_ARENA_BYTES:
-        raise TinyTrainError(f"--budget must be between 1 byte and {interpreter.MAX_ARENA_BYTES:,} bytes, got {text!r}")
+        raise TinyTrainError(f"{option} takes bytes like 262144, 256KB, 256KiB or 0.25MB (KB = 1024 B), got {text!r}") from None
+    if not np.isfinite(value) or value < 1:
+        raise TinyTrainError(f"{option} must be a positive size, got {text!r}")
     return int(value)
 
 
 def _search(args: argparse.Namespace) -> None:
-    from .search import SchemeSearch, SearchTask
-
-    _refuse_inputs(args.output, [args.model, args.data])
+    _check_output(args.output, [args.model, args.data])
+    budget = parse_size(args.budget)
+    device_target = targets.target(args.target or "host", args.kernels)
     model = _read_model(args.model)
     graph = read.read_graph(model)
     x, y = _load_data(args.data, graph.tensors[graph.outputs[0]].shape[-1])
@@ -307,21 +574,29 @@ def _search(args: argparse.Namespace) -> None:
     search = SchemeSearch(
         model,
         task,
-        parse_budget(args.budget),
+        budget,
         CompileOptions(optimizer=SGD(lr=args.lr), gradient=args.gradient, memory=memory_options),
+        device_target,
         steps=args.steps,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
     )
     result = search.run(generations=args.generations, seed=args.seed)
     _write_output(args.output, (result.to_json() + "\n").encode(), [args.model, args.data])
-    print(f"wrote {args.output}: {result.scheme} ({result.arena_bytes:,} bytes measured, summed gain {result.gain:+.3f})")
+    scheme = json.dumps(result.scheme)
+    arena = f"{result.arena_bytes:,} bytes ({arena_method(device_target)})"
+    print(f"wrote {args.output}: {scheme}, {arena}, summed gain {result.gain:+.3f}")
+    if device_target.emulated:  # the search judged the projection; the board's figure is the one that counts
+        compiled = search.compile_scheme(result.scheme)
+        _check_ram(compiled.bytes, device_target, budget)
+    print(f"compile it with: tinytrain-tflm compile {args.model} --update @{args.output} -o TRAINING.tflite")
 
 
 def _export(args: argparse.Namespace) -> None:
     if not args.output and not args.c_array:
         raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
-    if args.output:
-        _refuse_inputs(args.output, [args.model])
+    for output in (args.output, args.c_array):
+        if output:
+            _check_output(output, [args.model])
     model = _read_model(args.model)
     if args.c_array:
         source = Path(args.c_array)
@@ -350,10 +625,14 @@ def _export(args: argparse.Namespace) -> None:
 def _arduino_library(args: argparse.Namespace) -> None:
     from ..firmware import arduino
 
+    output = Path(args.output)
+    if args.force and Path(args.model).resolve().is_relative_to(output.resolve()):
+        raise TinyTrainError(f"--force would delete {output}, which holds the input model {args.model}")
+    arduino.check_destination(output, args.name, args.force)
     model = _read_model(args.model)
     origin = f"arduino-library {Path(args.model).name}"
-    files = arduino.assemble(model, Path(args.output), c_array.arena_size(model, args.arena), origin)
-    print(f"wrote {args.output}: the TinyTrain Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
+    files = arduino.assemble(model, output, c_array.arena_size(model, args.arena), origin, args.name, args.force)
+    print(f"wrote {args.output}: the {args.name} Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
 
 
 def _codegen(args: argparse.Namespace) -> None:
@@ -374,19 +653,25 @@ def _add_target_arguments(parser: argparse.ArgumentParser, target_help: str) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinytrain-tflm", description="On-device training for TensorFlow Lite Micro.")
+    installed = importlib.metadata.version("tinytrain-tflm")  # pyproject.toml's, as pip installed it
+    version = f"tinytrain-tflm {installed} (tflite-micro {interpreter.PINNED_TFLM_VERSION})"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="check the TFLM runtime and the kernel library").set_defaults(run=_doctor)
     compile_ = commands.add_parser("compile", help="compile an int8 .tflite into a training model")
     compile_.add_argument("model", help="int8 .tflite classifier (full-integer quantized)")
     compile_.add_argument("-o", "--output", required=True, help="training model to write (never the input)")
     scheme_help = '"all", "last" or JSON like \'{"bias_last": 4, "weights": {"7": 0.5}}\''
+    scheme_help += "; or @FILE (a path to a .json works too): a scheme file from `search`, with its options, target and budget"
     compile_.add_argument("--update", default="last", help=scheme_help)
+    ram_help = "arena budget, e.g. 256KB: warn when the compiled model needs more (default: a scheme file's)"
+    compile_.add_argument("--ram", help=ram_help)
     compile_.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     compile_.add_argument("--momentum", type=float, default=0.0)
     compile_.add_argument("--no-qas", action="store_true", help="naive int8 SGD instead of quantization-aware scaling")
     compile_.add_argument("--rounding", choices=sorted(ROUNDINGS), default="stochastic")
     compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
-    compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="float32", help="gradient representation")
+    compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help="gradient representation (default float32)")
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
     compile_.add_argument("--tile", help='run the frozen first stage in patches: "auto" or ROWSxCOLS, e.g. 3x2')
@@ -398,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--flash-requantization",
         action="store_true",
+        default=None,
         help="forward convs read their per-channel requantization from the model (flash), not the arena; slower on a device",
     )
     _add_target_arguments(
@@ -407,10 +693,28 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a training model on the TFLM runtime")
     train.add_argument("model", help="training model from `compile`")
     train.add_argument("--data", required=True, help=".npz with 'x' (samples) and 'y' (labels)")
-    train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0, help="shuffling seed")
+    train.add_argument("--epochs", type=_positive_int, default=1)
+    train.add_argument("--seed", type=int, default=0, help="shuffling seed (and the --validation-split draw)")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
+    held_out = train.add_argument_group("held-out samples, evaluated after every epoch")
+    held_out.add_argument("--validation-split", type=_fraction, help="hold out this fraction of --data, e.g. 0.1")
+    held_out.add_argument("--val", help=".npz of held-out samples ('x', 'y')")
+    held_out.add_argument(
+        "--keep", choices=("last", "best"), default="last", help="write the last epoch's weights or the best held-out epoch's"
+    )
     train.set_defaults(run=_train)
+    fleet = commands.add_parser("fleet", help="federated training on Flower: one TFLM Trainer per client, non-IID shards")
+    fleet.add_argument("model", help="training model from `compile`")
+    fleet.add_argument("--data", required=True, help=".npz with 'x' and 'y', split among the clients by class skew")
+    fleet.add_argument("--test", required=True, help=".npz with 'x' and 'y' the server scores the global model on")
+    fleet.add_argument("--clients", type=int, default=10)
+    fleet.add_argument("--rounds", type=int, default=5)
+    fleet.add_argument("--local-epochs", type=int, default=1, help="passes over its shard per client per round")
+    fleet.add_argument("--alpha", type=float, default=0.5, help="Dirichlet class skew: smaller, fewer classes per client")
+    fleet.add_argument("--clip-norm", type=float, help="bound on each update's L2 norm (default: the round's median)")
+    fleet.add_argument("--seed", type=int, default=0)
+    fleet.add_argument("-o", "--output", help="write the training model with the final global values")
+    fleet.set_defaults(run=_fleet)
     plan = commands.add_parser("plan", help="memory plan: measured minimum arena, estimate by category, 32-bit projection")
     plan.add_argument("model", help=".tflite (training or inference)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
@@ -429,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tile", help='tile the first stage of every candidate: "auto" or ROWSxCOLS')
     search.add_argument("--flash-requantization", action="store_true", help="compile every candidate with --flash-requantization")
     search.add_argument("--seed", type=int, default=0)
+    _add_target_arguments(search, "the device the scheme is for: the budget is judged on its arena (default host)")
     search.set_defaults(run=_search)
     export = commands.add_parser(
         "export", help="write the inference model with the training model's weights, or the training model as a C array"
@@ -451,7 +756,13 @@ def build_parser() -> argparse.ArgumentParser:
     library.add_argument("model", help="training model the TrainOnDevice sketch trains")
     library.add_argument("-o", "--output", required=True, help="new directory to create (e.g. ~/Arduino/libraries/TinyTrain)")
     library.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
+    library.add_argument("--name", default="TinyTrain", help="library name and header NAME.h (default TinyTrain)")
+    library.add_argument("--force", action="store_true", help="replace OUTPUT if it is an Arduino library already")
     library.set_defaults(run=_arduino_library)
+    layers = commands.add_parser("layers", help="list the conv-like layers an update scheme names by index")
+    layers.add_argument("model", help="int8 .tflite classifier")
+    layers.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="float32", help="for the update RAM column")
+    layers.set_defaults(run=_layers)
     arena = commands.add_parser("arena", help="measure a model's minimum TFLM arena by bisection")
     arena.add_argument("model", help=".tflite file")
     arena.set_defaults(run=_arena)
@@ -469,9 +780,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_options(args)
         args.run(args)
+        sys.stdout.flush()
     except TinyTrainError as error:
         print(f"tinytrain-tflm: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader closed the pipe (`plan M | head -1`): nothing more to say. Python would report the
+        # failed flush of stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -8,7 +8,14 @@
 2. Evolutionary search: a scheme's fitness is the sum of its parts' gains,
    if its arena fits the budget. Memory comes from the planner's estimate and
    is measured in TFLM (bisection) for every scheme the search keeps, so the
-   result is checked against the real arena, not the estimate.
+   result is checked against the real arena, not the estimate. For a 32-bit
+   target the budget is judged on the measured x86-64 arena projected to 4-byte
+   pointers (memory.project_32bit); the CLI measures the result on the emulated
+   board when it can.
+
+The result is written as a scheme file (SearchResult.to_json): the scheme with the
+compile options and target it was searched with, which `compile --update @FILE` takes
+whole, so the compiled arena is the one the search measured.
 """
 
 from __future__ import annotations
@@ -43,16 +50,71 @@ class SearchTask:
     val_y: np.ndarray
 
 
+SCHEME_FILE_VERSION = 1
+
+
 @dataclasses.dataclass
 class SearchResult:
     scheme: dict
-    arena_bytes: int  # measured in TFLM, <= the budget
+    arena_bytes: int  # measured in TFLM (projected to 32 bits for a 32-bit target), <= the budget
     gain: float  # summed contributions (the search's proxy)
     bias_gains: dict[int, float]
     weight_gains: dict[tuple[int, float], float]
+    budget: int
+    target: Target
+    compile_options: dict  # the compile() keywords every candidate was compiled with
 
     def to_json(self) -> str:
-        return json.dumps(self.scheme)
+        """The scheme file: what `compile --update @FILE` (and load_scheme_file) read back."""
+        return json.dumps(
+            {
+                "tinytrain_scheme_file": SCHEME_FILE_VERSION,
+                "scheme": self.scheme,
+                "compile": self.compile_options,
+                "target": self.target.name,
+                "kernels": self.target.kernels,
+                "budget_bytes": self.budget,
+                "arena_bytes": self.arena_bytes,
+                "arena_method": arena_method(self.target),
+            }
+        )
+
+
+def arena_method(target: Target) -> str:
+    if target.pointer_bytes == 8:
+        return "measured in TFLM (x86-64)"
+    return "measured in TFLM (x86-64), projected to 4-byte pointers"
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemeFile:
+    """A scheme with the compile options, target and budget it was searched with (all optional but the scheme)."""
+
+    scheme: dict
+    compile_options: dict
+    target: str | None
+    kernels: str | None
+    budget: int | None
+
+
+def load_scheme_file(text: str, origin: str) -> SchemeFile:
+    """A scheme file written by the search, or a plain scheme JSON ({"bias_last": ..., "weights": ...})."""
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TinyTrainError(f"{origin} is not JSON: {error}") from None
+    if not isinstance(content, dict) or "tinytrain_scheme_file" not in content:
+        return SchemeFile(content, {}, None, None, None)  # a plain scheme, which compile checks
+    if content["tinytrain_scheme_file"] != SCHEME_FILE_VERSION:
+        raise TinyTrainError(f"{origin} is scheme file version {content['tinytrain_scheme_file']}; this tool reads version 1")
+    options = content.get("compile", {})
+    known = {"gradient", "tiles", "flash_requantization"}
+    if not isinstance(options, dict) or set(options) - known:
+        raise TinyTrainError(f"{origin}: 'compile' must be an object with keys among {sorted(known)}")
+    budget = content.get("budget_bytes")
+    if budget is not None and (not isinstance(budget, int) or budget <= 0):
+        raise TinyTrainError(f"{origin}: budget_bytes must be a positive integer, got {budget!r}")
+    return SchemeFile(content.get("scheme"), options, content.get("target"), content.get("kernels"), budget)
 
 
 class SchemeSearch:
@@ -70,6 +132,7 @@ class SchemeSearch:
         candidate_layers: int = 12,
         progress: Callable[[str], None] | None = None,
     ):
+        """target: the device the schemes are compiled for; the budget is judged on its pointer size."""
         self.model, self.task, self.budget = model, task, budget
         self.options, self.target, self.steps = options, target, steps
         self.progress = progress or (lambda message: None)
@@ -78,8 +141,19 @@ class SchemeSearch:
         self.candidates = list(range(max(0, self.layers - 1 - candidate_layers), self.layers - 1))
         self._memory: dict[str, int] = {}
 
-    def _compile(self, scheme: dict):
+    def compile_scheme(self, scheme: dict):
         return compile_with(self.model, dataclasses.replace(self.options, update=scheme), self.target)
+
+    @property
+    def compile_options(self) -> dict:
+        """The memory options every candidate is compiled with, as the scheme file records them (the ones
+        its arena depends on; the optimizer is compile's own choice)."""
+        tiles = self.options.memory.tiles
+        return {
+            "gradient": self.options.gradient,
+            "tiles": list(tiles) if isinstance(tiles, tuple) else tiles,
+            "flash_requantization": self.options.memory.flash_requantization,
+        }
 
     def fits(self, scheme: dict) -> bool:
         """Whether the scheme's arena, measured in TFLM, fits the budget. The planner's estimate
@@ -87,16 +161,23 @@ class SchemeSearch:
         measurement of schemes far over budget."""
         key = json.dumps(scheme, sort_keys=True)
         if key not in self._memory:
-            model = self._compile(scheme).bytes
-            estimate = memory.estimate(read.read_graph(model)).total
-            self._memory[key] = estimate if estimate > 1.1 * self.budget else interpreter.minimum_arena_size(model)
+            model = self.compile_scheme(scheme).bytes
+            graph = read.read_graph(model)
+            bookkeeping = memory.X86_64 if self.target.pointer_bytes == 8 else memory.CORTEX_M
+            estimate = memory.estimate(graph, bookkeeping).total
+            if estimate > 1.1 * self.budget:
+                self._memory[key] = estimate
+            elif self.target.pointer_bytes == 8:
+                self._memory[key] = interpreter.minimum_arena_size(model)
+            else:
+                self._memory[key] = memory.project_32bit(interpreter.minimum_arena_size(model), graph)
         return self._memory[key] <= self.budget
 
     def accuracy_after_training(self, scheme: dict) -> float:
         """Held-out accuracy after `steps` on-device steps with this scheme (same samples for every scheme)."""
         if self.task is None:
             raise TinyTrainError("this SchemeSearch has no task: it sizes schemes (fits, last_layers_baseline), not train them")
-        trainer = Trainer(self._compile(scheme))
+        trainer = Trainer(self.compile_scheme(scheme))
         for i in np.random.default_rng(0).integers(0, len(self.task.train_x), self.steps):
             trainer.step(self.task.train_x[i], int(self.task.train_y[i]))
         return trainer.accuracy(self.task.val_x, self.task.val_y)
@@ -196,8 +277,10 @@ class SchemeSearch:
             best = (1, (0.0,) * len(self.candidates))
         scheme = to_scheme(best, self.candidates, self.layers)
         measured = self._memory[json.dumps(scheme, sort_keys=True)]
-        self.progress(f"search: best scheme {scheme} measures {measured:,} bytes")
-        return SearchResult(scheme, measured, fitness(best), bias_gains, weight_gains)
+        self.progress(f"search: best scheme {json.dumps(scheme)} measures {measured:,} bytes")
+        return SearchResult(
+            scheme, measured, fitness(best), bias_gains, weight_gains, self.budget, self.target, self.compile_options
+        )
 
 
 def with_classifier(scheme: dict, layers: int) -> dict:

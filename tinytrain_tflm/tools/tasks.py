@@ -10,13 +10,11 @@ fine-tuning of the same layers in TensorFlow with the same samples in the same o
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from ..errors import TinyTrainError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from ..frontend.convert import tensorflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +46,7 @@ def digits_new_classes(known_classes: int = 6, seed: int = 0) -> TransferTask:
 def resized(task: TransferTask, size: int, channels: int = 3) -> TransferTask:
     """The task's images scaled bilinearly to size x size, repeated over `channels` and mapped to
     [-1, 1]: the input convention of Keras' MobileNets, for a 128x128 model on the same digits."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     def scale(images: np.ndarray) -> np.ndarray:
         return (tf.image.resize(np.repeat(images, channels, axis=-1), (size, size)).numpy() * 2 - 1).astype(np.float32)
@@ -64,7 +62,7 @@ def pretrained_mobilenet_v2(task: TransferTask, alpha: float = 0.35, epochs: int
     Batch normalization's moving averages use momentum 0.9 instead of Keras' 0.999: with a few
     hundred steps the default leaves them near their initial values, and the converter folds those
     into the int8 model (test accuracy near chance although training accuracy is high)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     model = tf.keras.applications.MobileNetV2(
@@ -80,7 +78,7 @@ def pretrained_mobilenet_v2(task: TransferTask, alpha: float = 0.35, epochs: int
 
 def pretrained_cnn(task: TransferTask, epochs: int = 30, seed: int = 0):
     """A small float CNN (conv, max-pool, conv, max-pool, FC) trained with Adam on the pretraining split."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
     layers = tf.keras.layers
@@ -103,7 +101,7 @@ def pretrained_cnn(task: TransferTask, epochs: int = 30, seed: int = 0):
 def float_finetune_accuracy(model, task: TransferTask, trainable_layers: int, lr: float, order: np.ndarray) -> float:
     """Test accuracy after float SGD (batch 1, no momentum) of the last `trainable_layers` weighted
     layers of a copy of `model`, visiting training samples in `order` (indices, epochs concatenated)."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     clone = tf.keras.models.clone_model(model)
     clone.set_weights(model.get_weights())

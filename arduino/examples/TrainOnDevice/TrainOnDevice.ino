@@ -26,7 +26,8 @@ namespace {
 constexpr unsigned int kSampleStoreBytes = 16 * 1024;  // int8 samples kept in RAM for training
 constexpr int kMaxSamples = 256;
 constexpr int kHoldOutEvery = 5;
-constexpr int kLineBytes = 1024;
+// A serial line carries a whole sample ("sample LABEL v1 v2 ..."): room for 16 characters per value.
+constexpr int kLineBytes = 32 + 16 * static_cast<int>(train_model::kSampleValues);
 
 alignas(16) uint8_t g_arena[train_model::kArenaSize];
 int8_t g_samples[kSampleStoreBytes];
@@ -119,7 +120,7 @@ void Train(int epochs) {
 }
 
 void Execute(char* line) {
-  static float values[kLineBytes / 2];  // a sample line holds at most this many numbers
+  static float values[train_model::kSampleValues];  // one sample, sized from the model
   const char* command = strtok(line, " \t\r");
   if (command == nullptr) return;
   const char* argument = strtok(nullptr, " \t\r");

@@ -59,6 +59,13 @@ extern "C" tt_status tt_blob_read_f32(tt_blob_reader* reader, float* value) {
   return TT_SUCCESS;
 }
 
+extern "C" tt_status tt_blob_read_bytes(tt_blob_reader* reader, size_t count, const uint8_t** bytes) {
+  if (static_cast<size_t>(reader->end - reader->cursor) < count) return TT_BLOB_BAD_LENGTH;
+  *bytes = reader->cursor;
+  reader->cursor += count;
+  return TT_SUCCESS;
+}
+
 extern "C" tt_status tt_blob_finish(const tt_blob_reader* reader) {
   return reader->cursor == reader->end ? TT_SUCCESS : TT_BLOB_BAD_LENGTH;
 }

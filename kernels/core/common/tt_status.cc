@@ -11,6 +11,8 @@ extern "C" const char* tt_status_message(tt_status status) {
     case TT_BLOB_WRONG_KIND: return "options blob belongs to another op";
     case TT_BLOB_BAD_CHECKSUM: return "options blob is corrupt (CRC-32 mismatch)";
     case TT_BLOB_BAD_LENGTH: return "options blob has the wrong payload length for its kind";
+    case TT_FLEET_MISMATCH: return "fleet update does not match the model's trained tensors (index, type, count or scales)";
+    case TT_FLEET_OUT_OF_RANGE: return "fleet update holds an int8 weight of -128, outside the symmetric range";
   }
   return "unknown status";
 }

@@ -14,6 +14,7 @@ def conv_2d(b, op, grad, needs):
     dx = conv_transpose(dz, w)                         TT_<OP>_INPUT_GRAD (reads w, not x)
     dw = correlate(x, dz), first c_update channels     TT_<OP>_FILTER_GRAD (reads x, not w)
     dbias = sum of dz over all but channels            TT_BIAS_GRAD
+
     The input gradient is emitted first so a weight update can follow its
     gradient at once without the input gradient reading updated weights.
     """
