@@ -197,9 +197,9 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
         (("compile", "{source}", "-o", "{out}", "--lr", "nan"), "--lr must be a finite number"),
         (("compile", "{source}", "-o", "{out}", "--seed", "-1"), "--seed must be in [0, 2^31)"),
         (("compile", "{source}", "-o", "{out}", "--tile", "99999999999x1"), "--tile takes 1 to 64"),
-        (("train", "{model}", "--data", "{data}", "--epochs", "0"), "--epochs must be in [1,"),
+        (("train", "{model}", "--data", "{data}", "--epochs", "10000000"), "--epochs must be in [1, 1,000,000]"),
         (("train", "{model}", "--data", "{data}", "--seed", "-1"), "--seed must be in [0, 2^31)"),
-        (("search", "{source}", "--data", "{data}", "--budget", "nan", "-o", "{out}"), "--budget must be between"),
+        (("search", "{source}", "--data", "{data}", "--budget", "nan", "-o", "{out}"), "--budget must be a positive size"),
         (("search", "{source}", "--data", "{data}", "--budget", "1MB", "--steps", "-1", "-o", "{out}"), "--steps must be"),
     ],
 )
