@@ -262,9 +262,9 @@ def _offline_plan(model, rng) -> str | None:
     elif choice == 1 and len(planned) > 1:
         a, b = rng.choice(planned, 2, replace=False)
         offsets[a] = offsets[b]
-    elif choice == 2:
+    elif choice == 2 and len(offsets):
         offsets[int(rng.integers(len(offsets)))] = _extreme(rng)
-    elif choice == 3:
+    elif choice == 3 and len(values):
         values = values[: int(rng.integers(len(values)))]
     elif len(values):  # the header (an earlier mutation may have truncated it)
         values[int(rng.integers(min(3, len(values))))] = _extreme(rng, 2)

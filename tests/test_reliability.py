@@ -171,8 +171,11 @@ def test_no_output_command_writes_through_a_hard_link_to_its_input(training_mode
     _one_line_error(_cli("export", str(model), "--c-array", str(c_link)), "refusing to overwrite the input file")
     plot_link = _hard_link(model, tmp_path / "plot-link.png")
     _one_line_error(_cli("plan", str(model), "--plot", str(plot_link)), "refusing to overwrite the input file")
-    # A plot never replaces a model, even one that is not this run's input.
-    _one_line_error(_cli("plan", str(model), "--plot", str(source)), "a TFLite model")
+    # A plot never replaces a model, even one that is not this run's input and has an image's name.
+    other = tmp_path / "other-model.png"
+    other.write_bytes(SOURCE.read_bytes())
+    _one_line_error(_cli("plan", str(model), "--plot", str(other)), "a TFLite model")
+    assert other.read_bytes() == SOURCE.read_bytes()
     assert all(path.read_bytes() == content for path, content in inputs.items())
 
 
@@ -193,7 +196,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("compile", "{source}", "-o", "{out}", "--lr", "1e30"), "learning rate must be in (0, 1.0]"),
+        (("compile", "{source}", "-o", "{out}", "--lr", "1e30"), "learning rate must be in (0, 100.0]"),
         (("compile", "{source}", "-o", "{out}", "--lr", "nan"), "--lr must be a finite number"),
         (("compile", "{source}", "-o", "{out}", "--seed", "-1"), "--seed must be in [0, 2^31)"),
         (("compile", "{source}", "-o", "{out}", "--tile", "99999999999x1"), "--tile takes 1 to 64"),

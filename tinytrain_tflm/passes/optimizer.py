@@ -16,10 +16,11 @@ ROUNDINGS = {
     "stochastic": schema_generated.ROUND_STOCHASTIC,
 }
 
-# Largest learning rate accepted. With QAS a step moves a real weight by lr times its real gradient, as
-# float SGD does; far above 1 the int32 biases saturate within a few steps and the forward accumulator
-# wraps (lr 1e30 saturated them in 5 steps and left a model at chance).
-MAX_LEARNING_RATE = 1.0
+# Largest learning rate accepted: far above any useful one (with QAS a step moves a real weight by lr times
+# its real gradient, as float SGD does), high enough to demonstrate divergence (`train` warns of it; its
+# test uses 50), and it stops the absurd: lr 1e30 saturated the int32 biases in 5 steps, the forward
+# accumulator wrapped and the model fell to chance.
+MAX_LEARNING_RATE = 100.0
 
 
 @dataclasses.dataclass(frozen=True)
