@@ -26,6 +26,7 @@ import resource
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import flatbuffers
@@ -364,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome = "HANG"
         except Exception as error:  # noqa: BLE001 - any other exception is the finding
             outcome = "TRACEBACK"
-            failures.append(f"case {case} ({'; '.join(what)}): {type(error).__name__}: {error}")
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            where = f"{Path(frame.filename).name}:{frame.lineno}"
+            failures.append(f"case {case} ({'; '.join(what)}): {type(error).__name__} at {where}: {error}")
         finally:
             signal.alarm(0)
         if outcome == "HANG":

@@ -80,6 +80,8 @@ def verify_graph(graph: ir.Graph) -> None:
             _check_options_type(where, op)
         if op.kind in CONV_LIKE:
             _check_conv_like(graph, where, op)
+        if op.kind == "SLICE":
+            _check_slice(graph, where, op)
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", *POOLS):
             _check_builtin_window(graph, where, op)
         for operand in CONSTANT_OPERANDS.get(op.kind, ()):
@@ -149,6 +151,17 @@ def _check_dataflow(graph: ir.Graph) -> None:
                     f"{_op_name(position, op)} reads {_tensor_name(graph, index)} before any op writes it "
                     "(ops must come in execution order, without cycles)"
                 )
+
+
+def _check_slice(graph: ir.Graph, where: str, op: ir.Op) -> None:
+    """SLICE's begin and size are integer vectors with one entry per input dimension (the planner reads them)."""
+    rank = len(_operand(graph, where, op, 0, "input").shape)
+    for position, what in ((1, "begin"), (2, "size")):
+        tensor = _operand(graph, where, op, position, what)
+        if tensor.dtype.kind != "i" or tensor.shape != (rank,):
+            raise TinyTrainError(
+                f"{where}: its {what} must be an integer vector of {rank} entries, is {tensor.dtype.name} {tensor.shape}"
+            )
 
 
 def _check_options_type(where: str, op: ir.Op) -> None:
