@@ -13,7 +13,7 @@ The process limits its own address space (--memory-gib), so a mutation that make
 gigabytes fails as MemoryError, a traceback, instead of taking the machine.
 
     python tests/fuzz.py --cases 2000 --seed 0        # the CI run (tests/test_fuzz.py)
-    python tests/fuzz.py --cases 50000 --seed 7       # a release check, about 3 hours on one core
+    python tests/fuzz.py --cases 50000 --seed 7       # a release check, about 20-40 minutes
     python tests/fuzz.py --seed 3 --only 676          # replays one case
 """
 
