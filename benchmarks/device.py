@@ -16,7 +16,13 @@ cycles: QEMU models no pipeline, caches or wait states. Weights are random: neit
 instructions depend on them. Needs the cross tools and TFLM's sources (see tinytrain_tflm/firmware/device.py;
 `make test` sets TINYTRAIN_THIRD_PARTY and TINYTRAIN_BUILD_DIR).
 
+With --profile, each row is followed by the training step's instructions per op (the harness's
+per-op counter: tinytrain's custom ops by name, TFLM's builtins by theirs), largest first. With
+--reference-core, the cmsis-nn rows use tinytrain's portable kernel core instead of its Cortex-M versions
+(kernels/cmsis_nn): the "before" of those versions. --no-arena skips the arena bisection (speed only).
+
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
+        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena]
 """
 
 from __future__ import annotations
@@ -57,18 +63,32 @@ def schemes(source: bytes) -> list[tuple[str, dict]]:
     ]
 
 
-def measure(model: bytes, device_target, samples: np.ndarray) -> dict:
-    """Minimum arena, flash, and the instructions of a predict, a training step and a second predict."""
-    firmware = device.build_firmware(model, device_target)
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    profile: bool = False
+    reference_core: bool = False
+    arena: bool = True
+
+
+def measure(model: bytes, device_target, samples: np.ndarray, settings: Settings = Settings()) -> dict:
+    """Flash, and the instructions of a predict, a training step (with its per-op counts) and a second predict."""
+    firmware = device.build_firmware(model, device_target, settings.reference_core)
     graph = tt.read_graph(model)
     sample = graph.tensors[graph.inputs[0]]
     quantized = sample.quantization.quantize(samples[:1], sample.dtype)
     invokes = [(0, [0], quantized), (CONTROL_BACKWARD | CONTROL_UPDATE, [1], quantized), (0, [0], quantized)]
-    run = device.run(firmware, device_target.ram_bytes, invokes)
+    run = device.run(firmware, device_target.ram_bytes, invokes, profile=settings.profile)
     if run.error:
         raise SystemExit(f"{device_target.label}: {run.error}")
-    predict, step, again = (invoke.instructions for invoke in run.invokes)
-    return {"flash": firmware.flash_bytes, "predict": predict, "step": step, "predict again": again, "firmware": firmware}
+    predict, step, again = run.invokes
+    return {
+        "flash": firmware.flash_bytes,
+        "predict": predict.instructions,
+        "step": step.instructions,
+        "step ops": step.ops,
+        "predict again": again.instructions,
+        "firmware": firmware,
+    }
 
 
 def stock_inference(source: bytes, device_target, samples: np.ndarray) -> int:
@@ -77,7 +97,22 @@ def stock_inference(source: bytes, device_target, samples: np.ndarray) -> int:
     return measure(model, dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION), samples)["predict again"]
 
 
-def benchmark(title: str, source: bytes, rows: list[tuple[str, dict]], targets: list[str], kernel_sets: list[str]) -> None:
+def print_profile(ops: dict[str, tuple[int, int]], step: int) -> None:
+    """The step's per-op table, largest first; the rest of the step is the interpreter's own work."""
+    print("\n  | op (training step) | calls | instructions | share of the step |\n  |---|---|---|---|")
+    for name, (calls, count) in sorted(ops.items(), key=lambda item: -item[1][1]):
+        print(f"  | {name} | {calls} | {count / 1e6:,.2f} M | {100 * count / step:.1f}% |")
+    print()
+
+
+def benchmark(
+    title: str,
+    source: bytes,
+    rows: list[tuple[str, dict]],
+    targets: list[str],
+    kernel_sets: list[str],
+    settings: Settings = Settings(),
+) -> None:
     graph = tt.read_graph(source)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = np.random.default_rng(0).uniform(-1, 1, (1, *shape[1:])).astype(np.float32)
@@ -93,16 +128,21 @@ def benchmark(title: str, source: bytes, rows: list[tuple[str, dict]], targets: 
             for label, options in rows:
                 start = time.perf_counter()
                 model = tt.compile(source, target=device_target, **options).bytes
-                figures = measure(model, device_target, samples)
-                arena = device.minimum_arena(figures["firmware"])
+                figures = measure(model, device_target, samples, settings)
                 projected = memory.project_32bit(tt.minimum_arena_size(model), tt.read_graph(model))
+                if settings.arena:
+                    arena = device.minimum_arena(figures["firmware"])
+                    arena_columns = f"{arena:,} B | {projected:,} B ({100 * (projected - arena) / arena:+.1f}%)"
+                else:
+                    arena_columns = f"(not measured) | {projected:,} B"
                 print(
-                    f"| {label} | {device_target.label} | {arena:,} B | {projected:,} B "
-                    f"({100 * (projected - arena) / arena:+.1f}%) | {figures['flash']:,} B "
+                    f"| {label} | {device_target.label} | {arena_columns} | {figures['flash']:,} B "
                     f"| {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M "
                     f"| {figures['step'] / figures['predict']:.2f} | {figures['step'] / stock:.2f} |",
                     flush=True,
                 )
+                if settings.profile:
+                    print_profile(figures["step ops"], figures["step"])
                 elapsed = time.perf_counter() - start
                 print(f"  ({elapsed:.0f} s; stock inference {stock / 1e6:,.2f} M instructions)", file=sys.stderr)
 
@@ -112,14 +152,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the small CNN only (seconds, not minutes)")
     parser.add_argument("--targets", default="cortex-m7", help="comma-separated targets (default cortex-m7)")
     parser.add_argument("--kernels", default="reference,cmsis-nn", help="comma-separated kernel sets")
+    parser.add_argument("--schemes", help="MobileNetV2 scheme labels separated by ; (default: every scheme)")
+    parser.add_argument("--profile", action="store_true", help="per-op instructions of each training step")
+    parser.add_argument("--reference-core", action="store_true", help="the portable core in cmsis-nn builds too")
+    parser.add_argument("--no-arena", action="store_true", help="skip the arena bisection")
     args = parser.parse_args()
     device.check_tools()
     targets, kernel_sets = args.targets.split(","), args.kernels.split(",")
+    settings = Settings(args.profile, args.reference_core, not args.no_arena)
     blocks = [("all layers", {"update": "all", "gradient": "int8"})]
-    benchmark("MobileNetV2 blocks, 5 classes", int8_model("mobilenet_v2_blocks"), blocks, targets, kernel_sets)
+    benchmark("MobileNetV2 blocks, 5 classes", int8_model("mobilenet_v2_blocks"), blocks, targets, kernel_sets, settings)
     if not args.quick:
         source = mobilenet_v2_035_128()
-        benchmark("MobileNetV2-w0.35, 128x128, 10 classes, int8 gradients, tiled", source, schemes(source), targets, kernel_sets)
+        rows = schemes(source)
+        if args.schemes:
+            wanted = args.schemes.split(";")
+            unknown = sorted(set(wanted) - {label for label, _ in rows})
+            if unknown:
+                raise SystemExit(f"unknown schemes {unknown}; the schemes are {[label for label, _ in rows]}")
+            rows = [(label, scheme) for label, scheme in rows if label in wanted]
+        title = "MobileNetV2-w0.35, 128x128, 10 classes, int8 gradients, tiled"
+        benchmark(title, source, rows, targets, kernel_sets, settings)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
 """Benchmark: TFLM arena of training models, per model, update scheme and optimization.
 
-Not a test: prints a table. Every arena is the exact minimum measured in the
-TFLM runtime by bisection (x86-64); the 32-bit column resizes TFLM's
-bookkeeping for 4-byte pointers (tinytrain_tflm.plan.memory.project_32bit). Weights
-are random: memory does not depend on them.
+Not a test: prints tables. The main table trains MobileNetV2-w0.35 with the five sparse-update schemes
+MIT's compiler hard-codes for it (MIT_SCHEMES), the last layer and every bias, next to the paper's
+141 KB: the arena measured on x86-64, and with --device the arena measured on the emulated Cortex-M7
+(tinytrain_tflm.firmware.device, minutes per figure) with CMSIS-NN and with TFLM's reference kernels;
+then where each scheme's peak is and what the arena holds. The detailed tables after it (skipped by
+--main-only) switch each optimization off in turn on three models. Every arena is the exact minimum
+by bisection; "32-bit projected" resizes an x86-64 figure's TFLM bookkeeping for 4-byte pointers
+(tinytrain_tflm.plan.memory.project_32bit). Weights are random: memory does not depend on them.
 
-    .venv/bin/python benchmarks/memory.py [--quick]
+    .venv/bin/python benchmarks/memory.py [--main-only] [--device] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -24,11 +29,43 @@ from models import ds_cnn, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
 from tinytrain_tflm.compiler import compile_with  # noqa: E402
+from tinytrain_tflm.firmware import device  # noqa: E402
 from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions  # noqa: E402
 from tinytrain_tflm.passes import requantization, tiling  # noqa: E402
 from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
-from tinytrain_tflm.plan import memory
+from tinytrain_tflm.plan import memory  # noqa: E402
+from tinytrain_tflm.target import target  # noqa: E402
+
+PAPER_BYTES = 141 * 1024  # the paper's MobileNetV2-w0.35 training peak, sparse update + reordering
+
+# MIT's compiler (tiny-training, compilation/mcu_ir_gen.py) names five schemes for MobileNetV2-w0.35 by
+# memory budget: the biases of its last n convs, and the weights of some convs with the ratio of their
+# channels that trains (a layer it lists with ratio 0, layer 40 of 49kb, is left out). Its conv indices
+# count torch Conv2d modules in forward order, 0-based: the first conv, then depthwise and pointwise
+# convs block by block, as tinytrain's conv-like layers count them up to index 50 (see
+# tests/models.py). Its model ("nomix") ends there, with the classifier, which always trains; Keras'
+# MobileNetV2 adds a 1x1 conv to 1280 channels (Conv_1, layer 51) before its classifier (layer 52).
+# backward must pass through it, and bias_last counts it, so its 1280 biases train too.
+MIT_CONVS = 51
+MIT_SCHEMES = {
+    "49kb": (16, {36: 1, 39: 1, 41: 1 / 4, 42: 1 / 8, 45: 1 / 8, 48: 1 / 8, 49: 1 / 8}),
+    "73kb": (20, {32: 1 / 8, 33: 1 / 2, 36: 1 / 2, 39: 1, 41: 1 / 4, 42: 1 / 8, 45: 1 / 8, 48: 1}),
+    "99kb": (25, {27: 1, 30: 1, 33: 1, 36: 1, 39: 1, 42: 1 / 8, 45: 1 / 2, 48: 1}),
+    "123kb": (31, {27: 1, 30: 1, 33: 1, 36: 1, 39: 1, 42: 1 / 2, 45: 1, 48: 1}),
+    "138kb": (34, {27: 1, 30: 1, 33: 1, 36: 1, 39: 1, 42: 1, 45: 1, 48: 1}),
+}
+# The emulated Cortex-M7 with an arena region of 1 MB, so that schemes above 256 KB are measured too.
+MEASURED_ON = dataclasses.replace(target("cortex-m7"), ram_bytes=1 << 20)
+# What reaches the smallest arenas; compile()'s keyword arguments.
+BEST_OPTIONS = {"gradient": "int8", "tiles": "auto", "flash_requantization": True}
+
+
+def mit_scheme(name: str, layers: int) -> dict:
+    """MIT's scheme `name` in tinytrain's keys, on a MobileNetV2 with `layers` conv-like layers: the
+    layers after MIT's convs (feature mix, classifier) train their biases, the classifier its weights."""
+    biases, weights = MIT_SCHEMES[name]
+    return {"bias_last": biases + layers - MIT_CONVS, "weights": {**{str(k): r for k, r in weights.items()}, str(layers - 1): 1}}
 
 
 def mobilenet_v1_025_128() -> bytes:
@@ -39,6 +76,18 @@ def mobilenet_v1_025_128() -> bytes:
     model = tf.keras.applications.MobileNet(
         input_shape=(128, 128, 3), alpha=0.25, weights=None, classes=10, classifier_activation=None
     )
+    return keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (8, 128, 128, 3)).astype(np.float32))
+
+
+def mobilenet_v2_035_128_nomix() -> bytes:
+    """The MobileNetV2-w0.35 of MIT's schemes ("nomix"): Keras' without its feature-mix conv (Conv_1, 112
+    to 1280 channels), so the classifier reads the last block's 112 channels, pooled."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    backbone = tf.keras.applications.MobileNetV2(input_shape=(128, 128, 3), alpha=0.35, weights=None, include_top=False)
+    features = tf.keras.layers.GlobalAveragePooling2D()(backbone.get_layer("block_16_project_BN").output)
+    model = tf.keras.Model(backbone.input, tf.keras.layers.Dense(10)(features))
     return keras_to_int8(model, np.random.default_rng(0).uniform(-1, 1, (8, 128, 128, 3)).astype(np.float32))
 
 
@@ -71,6 +120,69 @@ def row(name: str, model: bytes) -> None:
         f"{estimate.tail:>9,} {error:+6.1f}% {len(model):>9,} {seconds:5.1f}s",
         flush=True,
     )
+
+
+def peak(graph) -> str:
+    """Where the planned head peaks (forward or backward, the op running) and its largest live buffers."""
+    plan = memory.plan_memory(graph)
+    live = sum(plan.live_bytes().values())
+    scope = int(np.argmax(live))
+    loss = next(i for i, op in enumerate(graph.ops) if op.kind == "TT_SOFTMAX_CROSS_ENTROPY")
+    pass_name = "forward" if scope <= loss else "backward"
+    sizes: dict[int, int] = {}
+    for buffer in plan.buffers:
+        for _, size, last in buffer.parts():
+            if buffer.first <= scope <= last:
+                sizes[buffer.tensor] = sizes.get(buffer.tensor, 0) + size
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:2]
+    named = ", ".join(f"{'/'.join(graph.tensors[t].name.split('/')[-2:])} {size:,} B" for t, size in largest)
+    return f"{pass_name}, {graph.ops[scope - 1].kind}: {named}"
+
+
+def main_table(title: str, source: bytes, on_device: bool, full: bool = True, only: set[str] | None = None) -> None:
+    """MIT's five schemes measured, next to the paper's 141 KB; `full` adds the last layer and every bias
+    as rows, and the defaults and TFLM's reference kernels as columns; `only` keeps the rows it names."""
+    layers = len(conv_like_layers(tt.read_graph(source)))
+    rows = [(name, mit_scheme(name, layers)) for name in MIT_SCHEMES]
+    if full:
+        rows += [("last layer", "last"), ("every bias + classifier", {"bias_last": layers, "weights": {str(layers - 1): 1}})]
+    rows = [(name, update) for name, update in rows if only is None or name in only]
+    options = ", ".join(f"{key}={value!r}" for key, value in BEST_OPTIONS.items())
+    print(f"\n{title} ({layers} conv-like layers): MIT's schemes, {options}")
+    defaults = "; defaults: compile() with the update scheme alone, for the host" if full else ""
+    print(f"(the paper: {PAPER_BYTES:,} B{defaults})")
+    columns = ["scheme", *(["defaults: x86 / 32-bit projected"] if full else []), "x86", "32-bit projected"]
+    if on_device:
+        columns += ["Cortex-M7 CMSIS-NN", *(["Cortex-M7 reference"] if full else []), "CMSIS-NN / paper"]
+    print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|", flush=True)
+    details = []
+    for name, update in rows:
+        start = time.perf_counter()
+        cells = [name]
+        if full:
+            default = tt.compile(source, update=update).bytes
+            default_x86 = tt.minimum_arena_size(default)
+            cells.append(f"{default_x86:,} / {memory.project_32bit(default_x86, tt.read_graph(default)):,}")
+        model = tt.compile(source, update=update, target=MEASURED_ON, **BEST_OPTIONS).bytes
+        graph = tt.read_graph(model)
+        x86 = tt.minimum_arena_size(model)
+        cells += [f"{x86:,}", f"{memory.project_32bit(x86, graph):,}"]
+        if on_device:
+            cmsis = device.minimum_arena(device.build_firmware(model, MEASURED_ON))
+            cells.append(f"**{cmsis:,}**")
+            if full:
+                reference_target = MEASURED_ON.with_kernels("reference")
+                reference_model = tt.compile(source, update=update, target=reference_target, **BEST_OPTIONS).bytes
+                cells.append(f"{device.minimum_arena(device.build_firmware(reference_model, reference_target)):,}")
+            cells.append(f"{cmsis / PAPER_BYTES:.2f}x")
+        print("| " + " | ".join(cells) + " |", flush=True)
+        estimate = memory.estimate(graph, memory.CORTEX_M)
+        parts = ", ".join(f"{kind} {size:,}" for kind, size in estimate.persistent.items() if size)
+        counts = f"{len(graph.ops)} ops, {len(graph.tensors)} tensors"
+        details.append(f"  {name}: head {estimate.head:,} B (peak {peak(graph)}); {parts}; {counts}")
+        print(f"  ({time.perf_counter() - start:.0f} s; scheme {update})", file=sys.stderr, flush=True)
+    print("\nWhat the arena holds (32-bit estimate, bytes), and where the head peaks:")
+    print("\n".join(details))
 
 
 def benchmark(title: str, source: bytes, quick: bool) -> None:
@@ -129,8 +241,20 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the full-update rows")
+    parser.add_argument("--main-only", action="store_true", help="MIT's schemes only, not the detailed tables")
+    parser.add_argument("--device", action="store_true", help="measure the main table on the emulated Cortex-M7 too")
+    parser.add_argument("--only", help="comma-separated rows of the main table to measure (49kb, ..., last layer)")
     args = parser.parse_args()
-    benchmark("MobileNetV2-w0.35, 128x128, 10 classes", mobilenet_v2_035_128(), args.quick)
+    if args.device:
+        device.check_tools()
+    source = mobilenet_v2_035_128()
+    only = None if args.only is None else set(args.only.split(","))
+    main_table("MobileNetV2-w0.35 (Keras), 128x128, 10 classes", source, args.device, only=only)
+    nomix = mobilenet_v2_035_128_nomix()
+    main_table("MobileNetV2-w0.35 as MIT trains it (no feature-mix conv)", nomix, args.device, full=False, only=only)
+    if args.main_only:
+        return
+    benchmark("MobileNetV2-w0.35, 128x128, 10 classes", source, args.quick)
     benchmark("MobileNet(v1)-w0.25, 128x128, 10 classes", mobilenet_v1_025_128(), args.quick)
     benchmark("DS-CNN, 20x10x1, 12 classes", ds_cnn_kws(), args.quick)
 

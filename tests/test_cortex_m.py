@@ -1,6 +1,6 @@
 """The kernel core on Cortex-M: the cross build and its checks (no heap, exceptions, RTTI, global state or
-float64), and the kernel test (tests/cortex_m) on emulated Cortex-M4F and Cortex-M7 boards in QEMU against
-NumPy references, bit-identical to the same test built for the host.
+float64), and the kernel test (tests/cortex_m) on emulated Cortex-M4F, Cortex-M7 and Cortex-M55 boards in
+QEMU against NumPy references, bit-identical to the same test built for the host.
 
 Needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm; `make test` installs them
 when run as root. Without them the tests skip, except in CI (CI=true), where they fail.
@@ -23,7 +23,7 @@ from tinytrain_tflm.target import TARGETS
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "cortex-m"
 # The make targets (kernels/cortex_m/core.mk) and the QEMU boards of the device targets.
-BOARDS = {"m4": TARGETS["cortex-m4"].qemu_machine, "m7": TARGETS["cortex-m7"].qemu_machine}
+BOARDS = {core: TARGETS[f"cortex-{core}"].board.qemu_machine for core in ("m4", "m7", "m55")}
 # tinytrain_tflm.device runs its boards the same way (its QEMU_FLAGS end with -semihosting-config).
 QEMU = ["qemu-system-arm", *device.QEMU_FLAGS, "enable=on,target=native"]
 CASE_LINE = re.compile(r"^(PASS|FAIL) (\S+) digest=([0-9a-f]{8}) instructions=(\d+|n/a)$", re.MULTILINE)
@@ -79,10 +79,11 @@ def host_results(programs) -> dict[str, tuple[str, str, str]]:
 
 def test_core_cross_compiles_clean_and_reports_code_size():
     output = make("cortex-m")
-    assert "no heap, exceptions, RTTI, global state or float64 on Cortex-M4F, Cortex-M7" in output
-    rows = dict(re.findall(r"^\| (\w+) \| \d+ \| (\d+ \| \d+) \|$", output, re.MULTILINE))
+    assert "no heap, exceptions, RTTI, global state or float64 on Cortex-M4F, Cortex-M7, Cortex-M55" in output
+    rows = dict(re.findall(r"^\| (\w+) \| \d+ \| (\d+(?: \| \d+)*) \|$", output, re.MULTILINE))
     families = {path.name for path in (REPO / "kernels" / "core").iterdir() if path.is_dir()}
     assert set(rows) == families | {"total"}
+    assert all(len(row.split(" | ")) == len(BOARDS) for row in rows.values())  # a size per core
     assert all(int(size) > 0 for row in rows.values() for size in row.split(" | "))
 
 
@@ -96,7 +97,10 @@ extern "C" double tt_bad(float x) {
 """
 
 
-@pytest.mark.parametrize("target, cpu", [("m4", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"), ("m7", "-mcpu=cortex-m7 -mfpu=fpv5-d16")])
+@pytest.mark.parametrize(
+    "target, cpu",
+    [("m4", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"), ("m7", "-mcpu=cortex-m7 -mfpu=fpv5-d16"), ("m55", "-mcpu=cortex-m55")],
+)
 def test_core_check_rejects_heap_global_state_and_float64(tmp_path, target, cpu):
     family = tmp_path / "bad"
     family.mkdir()
@@ -114,8 +118,8 @@ def test_core_check_rejects_heap_global_state_and_float64(tmp_path, target, cpu)
     assert check.returncode == 1
     assert "calls malloc (heap allocation)" in check.stderr
     assert "bytes of .bss" in check.stderr
-    # The M4F has no float64 instructions: the arithmetic becomes helper calls. The M7 has them.
-    assert ("float64 instructions" if target == "m7" else "(float64)") in check.stderr
+    # The M4F has no float64 instructions: the arithmetic becomes helper calls. The M7 and M55 have them.
+    assert ("(float64)" if target == "m4" else "float64 instructions") in check.stderr
 
 
 def test_kernel_test_passes_on_the_host(host_results):
@@ -125,10 +129,16 @@ def test_kernel_test_passes_on_the_host(host_results):
     assert all(count == "n/a" for _, _, count in host_results.values())
 
 
+def run_on_board(target: str, program: str) -> subprocess.CompletedProcess:
+    elf = BUILD / target / f"{program}.elf"
+    return subprocess.run([*QEMU, "-M", BOARDS[target], "-kernel", str(elf)], capture_output=True, text=True, timeout=300)
+
+
+# kernel_test_cmsis_nn links the core with kernels/cmsis_nn's versions, as the cmsis-nn firmware does.
+@pytest.mark.parametrize("program", ["kernel_test", "kernel_test_cmsis_nn"])
 @pytest.mark.parametrize("target", BOARDS)
-def test_kernel_test_passes_on_emulated_cortex_m(host_results, target):
-    elf = BUILD / target / "kernel_test.elf"
-    run = subprocess.run([*QEMU, "-M", BOARDS[target], "-kernel", str(elf)], capture_output=True, text=True, timeout=300)
+def test_kernel_test_passes_on_emulated_cortex_m(host_results, target, program):
+    run = run_on_board(target, program)
     results = assert_all_pass(run.stdout, run.returncode)
     assert results.keys() == host_results.keys()
     different = [name for name, (_, digest, _) in results.items() if digest != host_results[name][1]]
@@ -138,3 +148,27 @@ def test_kernel_test_passes_on_emulated_cortex_m(host_results, target):
     assert calibration, run.stdout[:500]
     assert abs(int(calibration[2]) - CALIBRATION_INSTRUCTIONS) <= 10
     assert all(count.isdigit() and int(count) > 0 for _, _, count in results.values())
+
+
+# The families kernels/cmsis_nn replaces (fully connected gradients run the conv ones).
+OPTIMIZED_FAMILIES = (
+    "conv_input_grad",
+    "conv_filter_grad",
+    "depthwise_input_grad",
+    "depthwise_filter_grad",
+    "fully_connected_input_grad",
+    "fully_connected_filter_grad",
+)
+
+
+@pytest.mark.parametrize("target", BOARDS)
+def test_cmsis_nn_program_runs_the_optimized_kernels(programs, target):
+    """Its bit-identical digests (above) test the optimized kernels only if they ran: every other family
+    takes the reference's instruction counts, each replaced family fewer in some case (not in all: with 2
+    or 3 input channels a block holds one channel, and a conv gradient takes up to 10% more)."""
+    reference, optimized = (cases(run_on_board(target, program).stdout) for program in ("kernel_test", "kernel_test_cmsis_nn"))
+    faster = {name.split("/")[0] for name, (_, _, count) in reference.items() if int(optimized[name][2]) < int(count)}
+    assert faster == set(OPTIMIZED_FAMILIES)
+    for name, (_, _, count) in reference.items():
+        if name.split("/")[0] not in OPTIMIZED_FAMILIES:
+            assert optimized[name][2] == count, (name, count, optimized[name][2])

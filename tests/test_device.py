@@ -1,6 +1,6 @@
 """Whole training on emulated Cortex-M boards (tinytrain_tflm.firmware.device): TFLM compiled from its sources for
 the core, with its reference or its CMSIS-NN kernels, tinytrain's kernels, the training model's C array and
-a bare-metal harness, run under QEMU (mps2-an386: Cortex-M4F, mps2-an500: Cortex-M7).
+a bare-metal harness, run under QEMU (mps2-an386: Cortex-M4F, mps2-an500: Cortex-M7, mps3-an547: Cortex-M55).
 
 The independent reference is the host: the pinned x86 TFLM wheel running the same model on the same
 invokes. Losses and logits must be equal bit for bit. The device's minimum arena is bisected in the
@@ -14,6 +14,7 @@ where they fail.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 
@@ -96,21 +97,42 @@ def _check_bit_identical(model: bytes, name: str, kernels: str, samples: np.ndar
     return run
 
 
-@pytest.mark.parametrize("name", ["cortex-m4", "cortex-m7"])
-def test_digits_cnn_trains_bit_identically_on_device(digits, name):
-    """The demo's CNN, every layer training, int8 gradients, TFLM's reference kernels."""
+@pytest.mark.parametrize("name, kernels", [("cortex-m4", "reference"), ("cortex-m7", "reference"), ("cortex-m55", "cmsis-nn")])
+def test_digits_cnn_trains_bit_identically_on_device(digits, name, kernels):
+    """The demo's CNN, every layer training, int8 gradients: TFLM's reference kernels, and on the Cortex-M55
+    CMSIS-NN's MVE paths (a 3x3 conv, max pooling, fully connected)."""
     model, task = digits
-    training = tt.compile(model, update="all", gradient="int8", target=target(name, "reference")).bytes
-    _check_bit_identical(training, name, "reference", task.train_x, task.train_y)
+    training = tt.compile(model, update="all", gradient="int8", target=target(name, kernels)).bytes
+    _check_bit_identical(training, name, kernels, task.train_x, task.train_y)
 
 
-def test_ds_cnn_trains_bit_identically_on_device(rng):
-    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients."""
-    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", "reference")).bytes
+def test_profiled_run_counts_every_op_of_an_invoke(digits):
+    """The harness's per-op profile: one call per node of each op name per invoke, and the ops' counts add
+    up to most of the invoke's (the rest is the interpreter's own loop), never more."""
+    model, task = digits
+    device_target = target("cortex-m7", "reference")
+    training = tt.compile(model, update="all", gradient="int8", target=device_target).bytes
+    invokes = _invokes(training, task.train_x, task.train_y)[STEPS - 1 : STEPS + 1]  # a step, then a predict
+    run = device.run(device.build_firmware(training, device_target), ARENA, invokes, profile=True)
+    assert run.error is None, run.error
+    nodes = collections.Counter(op.kind for op in tt.read_graph(training).ops)
+    for invoke in run.invokes:
+        assert {name: calls for name, (calls, _) in invoke.ops.items()} == nodes
+        counted = sum(count for _, count in invoke.ops.values())
+        assert 0.8 * invoke.instructions < counted <= invoke.instructions, (counted, invoke.instructions)
+    step, predict = run.invokes
+    assert step.ops["TT_CONV_2D_FILTER_GRAD"][1] > predict.ops["TT_CONV_2D_FILTER_GRAD"][1]  # skipped when predicting
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
+def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
+    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
+    with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
+    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels)).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32)
-    _check_bit_identical(model, "cortex-m7", "reference", samples, rng.integers(0, 4, STEPS + 2))
+    _check_bit_identical(model, "cortex-m7", kernels, samples, rng.integers(0, 4, STEPS + 2))
 
 
 def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -124,11 +146,19 @@ def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(
     "name, update, flash_requantization",
-    [("cortex-m7", "last", False), ("cortex-m7", "all", False), ("cortex-m7", "all", True), ("cortex-m4", "all", False)],
+    [
+        ("cortex-m7", "last", False),
+        ("cortex-m7", "all", False),
+        ("cortex-m7", "all", True),
+        ("cortex-m4", "all", False),
+        ("cortex-m55", "last", False),
+        ("cortex-m55", "all", False),
+    ],
 )
 def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, update, flash_requantization):
     """Compiled for a Cortex-M target with CMSIS-NN kernels (the default overlapping buffers, planned with
-    that target's rules) and run there, with TFLM's builtin convs or with tinytrain's flash-requantized ones."""
+    that target's rules) and run there, with TFLM's builtin convs or with tinytrain's flash-requantized ones.
+    On the Cortex-M55 CMSIS-NN runs its MVE (Helium) paths, under target.CMSIS_NN_MVE_NO_OVERLAP."""
     options = {"update": update, "flash_requantization": flash_requantization, "target": name}
     model, samples, labels = _blocks(options, rng)
     _check_bit_identical(model, name, "cmsis-nn", samples, labels)

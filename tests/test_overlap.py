@@ -14,6 +14,7 @@ import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema_generated
 from tinytrain_tflm.plan import memory, overlap
 from tinytrain_tflm.runtime import interpreter as runtime
+from tinytrain_tflm.target import target
 
 STEPS = 6
 
@@ -155,3 +156,19 @@ def test_a_source_model_plan_does_not_reach_the_training_model(overlap_buffers):
     interpreter = tt.Interpreter(model, 1 << 20)
     interpreter.run(runtime.zero_inputs(model))
     assert interpreter.arena_report().head == memory.plan_memory(training).head
+
+
+def test_each_target_keeps_the_outputs_its_kernels_would_corrupt_apart():
+    """The planned overlaps follow the model's target: the reference kernels' (host) overlap the builtin convs'
+    outputs, CMSIS-NN's MVE code (the M55) none of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED
+    (target.CMSIS_NN_MVE_NO_OVERLAP). Only the last layer trains, so the forward activations die at once."""
+    source = int8_model("mobilenet_v2_blocks")
+    overlapped = {}
+    for name in ("host", "cortex-m55"):
+        graph = tt.read_graph(tt.compile(source, update="last", target=name).bytes)
+        plan = memory.plan_memory(graph)
+        overlapped[name] = {graph.ops[scope - 1].kind for scope, _, _ in plan.shared}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= overlapped["host"]
+    assert target("cortex-m55").no_overlap == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert not overlapped["cortex-m55"] & target("cortex-m55").no_overlap, overlapped["cortex-m55"]
+    assert overlapped["cortex-m55"], "the M55 still overlaps the other ops' outputs"

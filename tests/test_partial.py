@@ -69,7 +69,7 @@ def test_split_shrinks_the_arena_where_it_pays_and_is_skipped_where_not():
     assert "CONCATENATION" not in [op.kind for op in tt.read_graph(small).ops]
 
 
-def test_trained_split_model_exports_and_predicts_the_same(always_split):
+def test_trained_split_model_exports_its_source_layers_and_predicts_the_same(always_split):
     _, split = _pair("float32")
     rng = np.random.default_rng(1)
     samples = [rng.integers(-128, 128, split.input.shape, dtype=np.int8) for _ in range(3)]
@@ -77,6 +77,11 @@ def test_trained_split_model_exports_and_predicts_the_same(always_split):
         split.step(x, i)
     exported = split.export()
     graph = tt.read_graph(exported)
+    source = tt.read_graph(int8_model("mobilenet_v2_blocks"))
+    assert [op.kind for op in graph.ops] == [op.kind for op in source.ops]  # the split layers joined again
+    assert [graph.tensors[op.inputs[1]].shape for op in graph.ops if op.kind == "CONV_2D"] == [
+        source.tensors[op.inputs[1]].shape for op in source.ops if op.kind == "CONV_2D"
+    ]
     interpreter = tt.Interpreter(exported, 64 * 1024)
     for x in samples:
         logits = graph.tensors[graph.outputs[0]].quantization.dequantize(interpreter.run([x])[0])

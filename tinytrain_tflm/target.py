@@ -1,5 +1,6 @@
 """Where a training model runs: the device's core, the kernels TFLM runs its builtin ops with there,
-its pointer size and the emulated board that stands for it. One entry per target in TARGETS.
+its pointer size and the emulated board that stands for it (its QEMU machine and memory map). One
+entry per target in TARGETS.
 
 The kernel set matters to the compiler: overlapping buffers (overlap.py) assume a kernel that writes
 its output rows in order and reads each input row no later than the rows it writes. That holds for
@@ -21,6 +22,21 @@ TARGET_METADATA = schema_generated.BLOBS["TARGET_METADATA"]["metadata_name"]
 
 
 @dataclasses.dataclass(frozen=True)
+class Board:
+    """A QEMU machine that emulates a target's device, and what a firmware for it must know of it."""
+
+    qemu_machine: str
+    linker_script: str  # its memory map, in kernels/cortex_m/board/
+    clock_hz: int  # the CPU clock SysTick counts (board/target_platform.cc turns ticks into instructions)
+
+
+# QEMU's MPS2 boards run their cores at 25 MHz, its MPS3 AN547 (SSE-300) at 32 MHz.
+MPS2_AN386 = Board("mps2-an386", "mps2.ld", 25_000_000)
+MPS2_AN500 = Board("mps2-an500", "mps2.ld", 25_000_000)
+MPS3_AN547 = Board("mps3-an547", "mps3_an547.ld", 32_000_000)
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     """A device: its core and the kernels TFLM runs there."""
 
@@ -30,13 +46,14 @@ class Target:
     pointer_bytes: int
     cpu_flags: tuple[str, ...] = ()  # arm-none-eabi-g++ flags; empty for the host
     cmsis_device: str = ""  # the Cortex_DFP device folder (ARMCM7, ...) CMSIS-NN's build names
-    qemu_machine: str = ""  # the QEMU board that emulates it
+    board: Board | None = None  # the QEMU board that emulates it
     ram_bytes: int = 256 * 1024  # the arena region the firmware links with
     no_overlap: frozenset[str] = frozenset()  # ops whose output must not overlap an input (see above)
+    cmsis_nn_no_overlap: frozenset[str] = frozenset()  # no_overlap when the kernels are CMSIS-NN's
 
     @property
     def emulated(self) -> bool:
-        return bool(self.qemu_machine)
+        return self.board is not None
 
     @property
     def label(self) -> str:
@@ -49,7 +66,7 @@ class Target:
             raise TinyTrainError(f"kernels must be one of {', '.join(KERNEL_SETS)}, got {kernels!r}")
         if kernels == "cmsis-nn" and not self.cmsis_device:
             raise TinyTrainError(f"target {self.name} has no CMSIS-NN kernels (they are for Cortex-M)")
-        no_overlap = CMSIS_NN_NO_OVERLAP if kernels == "cmsis-nn" else frozenset()
+        no_overlap = self.cmsis_nn_no_overlap if kernels == "cmsis-nn" else frozenset()
         return dataclasses.replace(self, kernels=kernels, no_overlap=no_overlap)
 
     def metadata(self) -> bytes:
@@ -57,28 +74,42 @@ class Target:
         return schema.encode_blob("TARGET_METADATA", target=self.id, kernels=KERNEL_SETS[self.kernels])
 
 
-# Builtin ops whose CMSIS-NN kernels break the overlap rule. CONV_2D: a 1x1 conv with stride 1 runs as
-# one matrix product over the whole tensor (arm_convolve_1x1_s8_fast), whose DSP and portable paths
-# (arm_nn_mat_mult_nt_t_s8) loop over output channel pairs outside the pixels: channels 0-1 of the last
-# pixels are written before channels 2-3 of the first ones have read their input. Its other paths, and
-# CMSIS-NN's depthwise, pooling, element-wise and pad kernels, work pixel by pixel. Shown on the
-# emulated Cortex-M7 (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
+# Builtin ops whose CMSIS-NN kernels break the overlap rule, per instruction set CMSIS-NN compiles for.
+# DSP (Cortex-M4F, M7): CONV_2D. A 1x1 conv with stride 1 runs as one matrix product over the whole
+# tensor (arm_convolve_1x1_s8_fast), whose DSP and portable paths (arm_nn_mat_mult_nt_t_s8) loop over
+# output channel pairs outside the pixels: channels 0-1 of the last pixels are written before channels
+# 2-3 of the first ones have read their input. Its other paths, and CMSIS-NN's depthwise, pooling,
+# element-wise and pad kernels, work pixel by pixel. Shown on the emulated Cortex-M7
+# (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
 CMSIS_NN_NO_OVERLAP = frozenset({"CONV_2D"})
+# MVE (Helium, Cortex-M55): CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, until each is shown safe.
+# There the matrix product (arm_nn_mat_mult_nt_t_s8) takes four pixels at a time and, for each output
+# channel in turn, reads the four inputs and writes four outputs, so a chunk straddling an image row
+# writes before it has read all it needs; the MVE depthwise paths (arm_depthwise_conv_s8_opt, or a
+# depthwise run as a conv) and the fully connected one (arm_nn_vec_mat_mult_t_s8) have loop orders of
+# their own. None is shown to corrupt training yet: MobileNetV2 blocks and a 7x7 1x1-conv model planned
+# with every conv overlapping trained bit-identically on the emulated M55. Until the loops are read to
+# the end these outputs keep bytes of their own; tests/test_device.py runs the M55 with these rules.
+CMSIS_NN_MVE_NO_OVERLAP = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 
-def _cortex_m(core: int, fpu: str, qemu_machine: str) -> Target:
-    """A hard-float Cortex-M`core` target, CMSIS-NN kernels by default, on a QEMU board."""
-    flags = ("-mthumb", f"-mcpu=cortex-m{core}", f"-mfpu={fpu}", "-mfloat-abi=hard")
-    return Target(f"cortex-m{core}", core, "cmsis-nn", 4, flags, f"ARMCM{core}", qemu_machine)
+def _cortex_m(core: int, fpu: str, board: Board, cmsis_nn_no_overlap: frozenset[str] = CMSIS_NN_NO_OVERLAP) -> Target:
+    """A hard-float Cortex-M`core` target, CMSIS-NN kernels by default, on a QEMU board. `fpu` empty:
+    the one -mcpu implies (the M55's FPU with MVE, which turns on CMSIS-NN's Helium paths)."""
+    flags = ("-mthumb", f"-mcpu=cortex-m{core}", *([f"-mfpu={fpu}"] if fpu else []), "-mfloat-abi=hard")
+    return Target(f"cortex-m{core}", core, "cmsis-nn", 4, flags, f"ARMCM{core}", board,
+                  cmsis_nn_no_overlap=cmsis_nn_no_overlap)  # fmt: skip
 
 
-# Adding a target is one entry here (and a board that QEMU emulates with board/mps2.ld's memory map).
+# Adding a target is one entry here, naming its board (a QEMU machine and its linker script in
+# kernels/cortex_m/board/).
 TARGETS = {
     target.name: target.with_kernels(target.kernels)
     for target in (
         Target("host", 0, "reference", pointer_bytes=8),
-        _cortex_m(4, "fpv4-sp-d16", "mps2-an386"),
-        _cortex_m(7, "fpv5-d16", "mps2-an500"),
+        _cortex_m(4, "fpv4-sp-d16", MPS2_AN386),
+        _cortex_m(7, "fpv5-d16", MPS2_AN500),
+        _cortex_m(55, "", MPS3_AN547, CMSIS_NN_MVE_NO_OVERLAP),
     )
 }
 HOST = TARGETS["host"]

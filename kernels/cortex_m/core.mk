@@ -1,22 +1,28 @@
-# Cross-compiles the portable kernel core (kernels/core) for Cortex-M4F and Cortex-M7 with Debian's
+# Cross-compiles the portable kernel core (kernels/core) for Cortex-M4F, Cortex-M7 and Cortex-M55 with Debian's
 # gcc-arm-none-eabi, checks that it needs no heap, exceptions, RTTI, global state or float64, and
 # prints its code size per op family. Included by the top-level Makefile:
 #   make cortex-m    both libraries, the checks and the size table
-# Outputs: build/cortex-m/<target>/libtinytrain_core.a, target in $(CORTEX_M_TARGETS).
+# Outputs: build/cortex-m/<target>/libtinytrain_core.a, target in $(CORTEX_M_TARGETS), and
+# libtinytrain_core_cmsis_nn.a beside it: the core with kernels/cmsis_nn's Cortex-M versions in place of
+# the reference files of the same path, as tinytrain_tflm.firmware.device builds the cmsis-nn kernel set.
 
 ARM_PREFIX ?= arm-none-eabi-
 CORTEX_M_BUILD := build/cortex-m
-CORTEX_M_TARGETS := m4 m7
+CORTEX_M_TARGETS := m4 m7 m55
 # Hard float: fpv4-sp-d16 is the M4F's single-precision FPU; fpv5-d16 the M7's (it also has
-# float64 instructions, which the check below forbids in the core).
+# float64 instructions, which the check below forbids in the core); the M55's FPU, with float64 and
+# MVE (Helium), is the one -mcpu=cortex-m55 implies.
 CORTEX_M_CPU_m4 := -mthumb -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 CORTEX_M_CPU_m7 := -mthumb -mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard
+CORTEX_M_CPU_m55 := -mthumb -mcpu=cortex-m55 -mfloat-abi=hard
 # The host build's warnings and language, plus -ffp-contract=off: no fused multiply-adds, so the
 # target computes the same float32 roundings as the host (the emulated test compares digests).
 CORTEX_M_CXXFLAGS := -std=c++17 -O2 -ffp-contract=off -fno-exceptions -fno-rtti -fno-threadsafe-statics \
   -ffunction-sections -fdata-sections -Wall -Wextra -Werror -Wdouble-promotion -Wshadow -MMD -MP
 
 CORE_SOURCES := $(wildcard kernels/core/*/*.cc)
+OPTIMIZED_SOURCES := $(wildcard kernels/cmsis_nn/*/*.cc)
+REPLACED_SOURCES := $(patsubst kernels/cmsis_nn/%,kernels/core/%,$(OPTIMIZED_SOURCES))
 
 # cortex_m_core_rules(target): objects and static library of the core for one target.
 define cortex_m_core_rules
@@ -28,6 +34,18 @@ CORE_OBJECTS_$(1) := $(patsubst kernels/core/%.cc,$(CORTEX_M_BUILD)/$(1)/core/%.
 -include $$(CORE_OBJECTS_$(1):.o=.d)
 
 $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a: $$(CORE_OBJECTS_$(1))
+	rm -f $$@
+	$(ARM_PREFIX)ar rcs $$@ $$^
+
+$(CORTEX_M_BUILD)/$(1)/cmsis_nn/%.o: kernels/cmsis_nn/%.cc | cortex-m-tools
+	@mkdir -p $$(@D)
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) -c $$< -o $$@
+
+OPTIMIZED_OBJECTS_$(1) := $(patsubst kernels/cmsis_nn/%.cc,$(CORTEX_M_BUILD)/$(1)/cmsis_nn/%.o,$(OPTIMIZED_SOURCES))
+-include $$(OPTIMIZED_OBJECTS_$(1):.o=.d)
+
+$(CORTEX_M_BUILD)/$(1)/libtinytrain_core_cmsis_nn.a: $$(OPTIMIZED_OBJECTS_$(1)) \
+    $(patsubst kernels/core/%.cc,$(CORTEX_M_BUILD)/$(1)/core/%.o,$(filter-out $(REPLACED_SOURCES),$(CORE_SOURCES)))
 	rm -f $$@
 	$(ARM_PREFIX)ar rcs $$@ $$^
 endef

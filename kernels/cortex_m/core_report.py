@@ -44,7 +44,7 @@ FORBIDDEN = [
     ),
 ]
 
-TARGET_NAMES = {"m4": "Cortex-M4F", "m7": "Cortex-M7"}
+TARGET_NAMES = {"m4": "Cortex-M4F", "m7": "Cortex-M7", "m55": "Cortex-M55"}
 
 
 def tool(prefix: str, name: str, *args: str) -> str:

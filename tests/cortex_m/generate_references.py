@@ -61,7 +61,12 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ("conv", "valid_stride2_per_tensor_partial", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 3, False)),
     ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 2)),
     ("conv", "pointwise", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6)),
+    # 13 and 12 input channels: kernels/cmsis_nn sums input channels in blocks of 8, then 4, then 1, and
+    # pointwise input gradients two pixels at a time (15 pixels: an odd one at the end).
+    ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
+    ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
+    ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     (
         "depthwise",
         "stride2_multiplier2_per_tensor_partial",

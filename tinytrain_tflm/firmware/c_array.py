@@ -77,7 +77,7 @@ def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | N
         size = device.minimum_arena(device.build_firmware(model, device_target))
     except TinyTrainError as error:
         return None, f"not measured on {device_target.name}: {error}"
-    return size, f"measured on {device_target.label}, emulated (QEMU {device_target.qemu_machine})"
+    return size, f"measured on {device_target.label}, emulated (QEMU {device_target.board.qemu_machine})"
 
 
 # C++ keywords and alternative tokens (ISO C++20, [lex.key] and [lex.digraph]): none can name a namespace.

@@ -378,20 +378,33 @@ def build_tflm(target: Target, sources: Sources) -> list[Path]:
 
 
 def _kernel_sources() -> Path:
-    """kernels/ with the core, the glue, the board support and the harness."""
+    """kernels/ with the core, its Cortex-M versions (cmsis_nn/), the glue, the board support and the harness."""
     return sources_root("kernels/cortex_m/harness") / "kernels"
 
 
+def core_sources(kernels: Path, kernel_set: str) -> list[Path]:
+    """The kernel core's sources for a kernel set: for cmsis-nn, kernels/cmsis_nn/<family>/<file> replaces
+    kernels/core/<family>/<file> (TFLM's way with its optimized kernels); the reference set is the core."""
+    core = {path.relative_to(kernels / "core"): path for path in kernels.glob("core/*/*.cc")}
+    if kernel_set == "cmsis-nn":
+        core |= {path.relative_to(kernels / "cmsis_nn"): path for path in kernels.glob("cmsis_nn/*/*.cc")}
+    return sorted(core.values())
+
+
 @_one_build_at_a_time
-def build_kernels(target: Target, sources: Sources) -> Path:
-    """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers."""
+def build_kernels(target: Target, sources: Sources, reference_core: bool = False) -> Path:
+    """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers; with
+    `reference_core`, the portable core whatever the kernel set (what kernels/cmsis_nn saves is measured
+    against it)."""
     toolchain = _Toolchain.of(target)
     kernels = _kernel_sources()
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
              "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}", *sources.header_flags("-isystem")]  # fmt: skip
-    out = build_dir() / "tinytrain" / f"{target.name}-{_key(kernels, sources.tflm, toolchain.cxx, *flags)}"
-    files = sorted([*kernels.glob("core/*/*.cc"), *kernels.glob("tflm/*.cc")])
-    files = [f for f in files if f.name not in ("register_host.cc", "host_resolver.cc")]
+    key = _key(kernels, sources.tflm, toolchain.cxx, *flags)
+    kernel_set = "reference" if reference_core else target.kernels
+    out = build_dir() / "tinytrain" / f"{target.name}-{kernel_set}-{key}"
+    glue = [f for f in kernels.glob("tflm/*.cc") if f.name not in ("register_host.cc", "host_resolver.cc")]
+    files = [*core_sources(kernels, kernel_set), *sorted(glue)]
     units = _units(files, kernels, out, [toolchain.cxx, *flags], [])
     _compile(units, f"tinytrain's kernels for {target.name}")
     return _archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
@@ -407,8 +420,9 @@ class Firmware:
 
 
 @_one_build_at_a_time
-def build_firmware(model: bytes, target: Target) -> Firmware:
-    """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target."""
+def build_firmware(model: bytes, target: Target, reference_core: bool = False) -> Firmware:
+    """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target
+    (`reference_core`: see build_kernels)."""
     if not target.emulated:
         raise TinyTrainError(f"target {target.name} is not an emulated board; pick one of the Cortex-M targets")
     check_tools()
@@ -419,16 +433,17 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
             f"the device build has no kernel for {', '.join(unsupported)} (it compiles {len(BUILTIN_KERNELS)} builtin ops)"
         )
     sources = locate_sources()
-    libraries = [build_kernels(target, sources), *build_tflm(target, sources)]
+    libraries = [build_kernels(target, sources, reference_core), *build_tflm(target, sources)]
     kernels = _kernel_sources()
     board = kernels / "cortex_m" / "board"
     toolchain = _Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
              f"-I{kernels / 'tflm'}", f"-I{board}", *sources.header_flags("-isystem"),
-             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.qemu_machine})"',
-             f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
+             "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.board.qemu_machine})"',
+             f"-DTT_CPU_CLOCK_HZ={target.board.clock_hz}", f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
     digest = hashlib.sha256(model).hexdigest()[:16]
-    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}-{_key(toolchain.cxx, *flags)}"
+    core = "-reference-core" if reference_core else ""
+    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}{core}-{_key(toolchain.cxx, *flags)}"
     out.mkdir(parents=True, exist_ok=True)
     flags.append(f"-I{out}")  # train_model.h
     source = out / "train_model.cc"
@@ -446,7 +461,9 @@ def build_firmware(model: bytes, target: Target) -> Firmware:
     _compile(units, f"the harness for {target.label}")
     elf = out / "harness.elf"
     # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
-    runtime_flags = ["-nostartfiles", "-T", str(board / "mps2.ld"), "--specs=nano.specs", "--specs=rdimon.specs"]
+    # -L: the board's linker script includes sections.ld from there.
+    runtime_flags = ["-nostartfiles", f"-L{board}", "-T", str(board / target.board.linker_script), "--specs=nano.specs",
+                     "--specs=rdimon.specs"]  # fmt: skip
     objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
     arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
     link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
@@ -464,7 +481,7 @@ def _flash_bytes(elf: Path) -> int:
         for fields in (line.split() for line in output.splitlines())
         if len(fields) == 3 and fields[1].isdigit()
     }
-    return sum(size for name, size in sections.items() if name in (".text", ".ARM.exidx", ".init_array", ".data"))
+    return sum(size for name, size in sections.items() if name in (".vectors", ".text", ".ARM.exidx", ".init_array", ".data"))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -472,11 +489,13 @@ def _flash_bytes(elf: Path) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Invoke:
-    """One Invoke() on the device: the loss output's float32, the logits' bytes, the instructions."""
+    """One Invoke() on the device: the loss output's float32, the logits' bytes, the instructions, and for a
+    profiled run the (calls, instructions) of each op name (builtin or custom)."""
 
     loss: np.float32
     logits: np.ndarray
     instructions: int
+    ops: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,8 +506,11 @@ class Run:
     error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
 
 
-def run(fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = ()) -> Run:
-    """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes."""
+def run(
+    fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), profile: bool = False
+) -> Run:
+    """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes; `profile`
+    fills each Invoke's per-op instruction counts."""
     if not 0 < arena_bytes <= fw.target.ram_bytes:
         raise TinyTrainError(f"an arena of {arena_bytes} bytes does not fit the target's {fw.target.ram_bytes}-byte arena region")
     arguments = ["harness", str(arena_bytes)]
@@ -497,8 +519,10 @@ def run(fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[in
         script = fw.elf.parent / f"script-{os.getpid()}.bin"
         script.write_bytes(_script(invokes))
         arguments.append(str(script))
+        if profile:
+            arguments.append("profile")
     semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
-    command = ["qemu-system-arm", "-M", fw.target.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
+    command = ["qemu-system-arm", "-M", fw.target.board.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
     timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -533,6 +557,8 @@ def _parse(result: subprocess.CompletedProcess) -> Run:
             loss = np.frombuffer(bytes.fromhex(fields[3]), np.float32)[0]
             logits = np.frombuffer(bytes.fromhex(fields[5]), np.int8)  # training models have int8 logits
             invokes.append(Invoke(loss, logits, int(fields[7], 16)))
+        elif fields[:1] == ["op"] and invokes:
+            invokes[-1].ops[fields[1]] = (int(fields[2]), int(fields[3], 16))
         elif fields[:1] in (["error"], ["FAULT:"]):
             error = line
     if result.returncode != 0 and error is None:

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,6 +216,20 @@ def run_fleet(
     return FleetReport(reports, payload.payload_size(specs), arena, payload.with_values(base, strategy.values).bytes)
 
 
+def _wait_until_listening(address: str, timeout: float = 300.0) -> None:
+    """Returns once something accepts TCP connections at HOST:PORT. In a second federation in the same
+    process, Flower 1.42's clients started before the server listened were refused once and then never
+    connected (seen in tests/test_fleet.py): so they start only once the server listens."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def run_client(address: str, client: Client) -> None:
-    # Retries cover the moment before the server listens.
-    flwr.client.start_client(server_address=address, client=client, insecure=True, max_wait_time=60)
+    _wait_until_listening(address)
+    flwr.client.start_client(server_address=address, client=client, insecure=True, max_wait_time=300)

@@ -92,6 +92,7 @@ class FleetAvg(Strategy):
         clip_norm: float | None = None,
         max_samples: int = 1_000_000,
         fit_config: dict[str, Scalar] | None = None,
+        connect_timeout: float = 120.0,
     ):
         super().__init__()
         if clip_norm is not None and not clip_norm > 0:
@@ -103,6 +104,7 @@ class FleetAvg(Strategy):
         self.clip_norm = clip_norm
         self.max_samples = max_samples
         self.fit_config = dict(fit_config or {})
+        self.connect_timeout = connect_timeout
         self.history: list[dict[str, Scalar]] = []  # per round: aggregation statistics
 
     def _global_blob(self, server_round: int) -> bytes:
@@ -114,6 +116,10 @@ class FleetAvg(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
+        # Flower's own wait is a day long: a client that died before connecting must end the run instead.
+        if not client_manager.wait_for(self.num_clients, timeout=int(self.connect_timeout)):
+            connected = client_manager.num_available()
+            raise TinyTrainError(f"only {connected} of {self.num_clients} clients connected within {self.connect_timeout:.0f} s")
         clients = client_manager.sample(num_clients=self.num_clients, min_num_clients=self.num_clients)
         ins = FitIns(to_parameters(self._global_blob(server_round)), {**self.fit_config, "round": server_round})
         return [(client, ins) for client in clients]

@@ -380,8 +380,8 @@ KERNEL_DATA = {
     schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 0),
     schema_generated.FULLY_CONNECTED_INPUT_GRAD: (120, 0),
     schema_generated.SGD: (96, 0),
-    schema_generated.CONV_2D: (96, 0),  # requantization read from the model; options parsed in Prepare
-    schema_generated.DEPTHWISE_CONV_2D: (96, 0),
+    schema_generated.CONV_2D: (48, 0),  # requantization read from the model; options parsed in Prepare, shapes in Eval
+    schema_generated.DEPTHWISE_CONV_2D: (48, 0),
 }
 DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
 INPUT_GRAD_OPS = (

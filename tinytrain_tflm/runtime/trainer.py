@@ -15,7 +15,7 @@ from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
 from ..frontend import edges, ir, read
-from ..passes import loss, requantization
+from ..passes import loss, partial, requantization
 from ..plan import memory
 from .interpreter import MAX_ARENA_BYTES, Interpreter
 
@@ -268,6 +268,7 @@ class Trainer:
             for op in map(requantization.restore, graph.ops[:loss_position])
             if not op.custom
         ]
+        graph = partial.rejoin_split_layers(graph)
         output = self.metadata["logits_tensor"]
         if self.metadata["softmax_tensor"] >= 0:
             options = tfl.SoftmaxOptionsT()

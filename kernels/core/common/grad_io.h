@@ -58,29 +58,52 @@ void WithGradReader(const tt_grad_in& g, Body&& body) {
   }
 }
 
+// What a kernel writes a gradient through: sink(value) stores the next element in output order;
+// sink.Put(index, value) stores element `index`, for a kernel that produces elements out of order.
+// A kernel stores each element exactly once per pass, in one way or the other. Copies share the
+// position, so a sink may be passed by value.
+template <typename Store>
+class GradSink {
+ public:
+  GradSink(Store store, int32_t* next) : store_(store), next_(next) {}
+  void operator()(float value) const { store_((*next_)++, value); }
+  void Put(int32_t index, float value) const { store_(index, value); }
+
+ private:
+  Store store_;
+  int32_t* next_;
+};
+
+template <typename Store>
+GradSink<Store> MakeGradSink(Store store, int32_t* next) {
+  return GradSink<Store>(store, next);
+}
+
 // Writes a gradient of representation kType described in gather form:
-// produce(sink) calls sink(value) once per output element, in output order.
+// produce(sink) stores every output element once through sink (GradSink).
 // For S8 output produce() runs twice, once to find max|g| and once to
 // quantize, so no float scratch buffer of the output's size is ever needed:
 // memory over compute, as an MCU wants.
 template <tt_grad_type kType, typename Produce>
 void WriteGradAs(const tt_grad_out& out, Produce&& produce) {
+  int32_t next = 0;
   if constexpr (kType == TT_GRAD_F32) {
     float* data = static_cast<float*>(out.data);
-    int32_t i = 0;
-    produce([&](float value) { data[i++] = value; });
+    produce(MakeGradSink([data](int32_t i, float value) { data[i] = value; }, &next));
   } else {
     float max_abs = 0.0f;
-    produce([&](float value) { max_abs = fmaxf(max_abs, fabsf(value)); });
+    produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = fmaxf(max_abs, fabsf(value)); }, &next));
     const float scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
     const float inv_scale = 1.0f / scale;
     *out.scale = scale;
     int8_t* data = static_cast<int8_t*>(out.data);
-    int32_t i = 0;
-    produce([&](float value) {
-      // |value| <= max_abs, so the rounded level is within [-127, 127].
-      data[i++] = static_cast<int8_t>(lroundf(value * inv_scale));
-    });
+    next = 0;
+    produce(MakeGradSink(
+        [data, inv_scale](int32_t i, float value) {
+          // |value| <= max_abs, so the rounded level is within [-127, 127].
+          data[i] = static_cast<int8_t>(lroundf(value * inv_scale));
+        },
+        &next));
   }
 }
 

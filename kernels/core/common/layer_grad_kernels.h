@@ -19,6 +19,7 @@
 
 #include "../tt_functions.h"
 #include "conv_grad_loops.h"
+#include "grad_io.h"
 
 namespace tinytrain_core {
 
@@ -48,6 +49,30 @@ void Conv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink&& 
   });
 }
 
+// tt_conv2d_input_grad_s8's argument checks, then body(shape, grad, filter, sink) with the gradients'
+// representations fixed at compile time: the one entry of the reference function and of its
+// optimized versions (kernels/cmsis_nn), which differ only in the body.
+template <typename Body>
+tt_status RunConv2dInputGrad(const tt_conv_grad_params* params, const tt_filter_quant_params* filter_quant,
+                             const tt_dims* grad_output_dims, const tt_grad_in* grad_output, const tt_dims* filter_dims,
+                             const int8_t* filter, const tt_dims* grad_input_dims, tt_grad_out* grad_input, Body&& body) {
+  if (!ValidConvParams(params) || !ValidDims(grad_output_dims) || !ValidDims(filter_dims) || !ValidDims(grad_input_dims) ||
+      filter == nullptr || !ValidGradIn(grad_output) || !ValidGradOut(grad_input)) {
+    return TT_ARG_ERROR;
+  }
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& filter_shape = *filter_dims;
+  const tt_dims& input_shape = *grad_input_dims;
+  if (input_shape.n != output_shape.n || filter_shape.n != output_shape.c || filter_shape.c != input_shape.c ||
+      !ValidFilterQuant(filter_quant, output_shape.c)) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_conv_grad_params, tt_filter_quant_params> shape{*params, *filter_quant, output_shape,
+                                                                          filter_shape, input_shape};
+  WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { body(shape, grad, filter, sink); });
+  return TT_SUCCESS;
+}
+
 // tt_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
 template <typename S, typename Grad, typename Sink>
 void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
@@ -58,6 +83,29 @@ void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& 
                      const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
                      return grad[Offset(s.grad_output, n, oy, ox, co)] * static_cast<float>(centered_input);
                    });
+}
+
+// tt_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as RunConv2dInputGrad.
+template <typename Body>
+tt_status RunConv2dFilterGrad(const tt_conv_grad_params* params, const tt_quant_params* input_quant,
+                              const tt_dims* grad_output_dims, const tt_grad_in* grad_output, const tt_dims* input_dims,
+                              const int8_t* input, const tt_dims* grad_filter_dims, tt_grad_out* grad_filter,
+                              Body&& body) {
+  if (!ValidConvParams(params) || !ValidInputQuant(input_quant) || !ValidDims(grad_output_dims) ||
+      !ValidDims(input_dims) || !ValidDims(grad_filter_dims) || input == nullptr || !ValidGradIn(grad_output) ||
+      !ValidGradOut(grad_filter)) {
+    return TT_ARG_ERROR;
+  }
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& input_shape = *input_dims;
+  const tt_dims& grad_filter_shape = *grad_filter_dims;
+  if (input_shape.n != output_shape.n || grad_filter_shape.n > output_shape.c || grad_filter_shape.c != input_shape.c) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape, input_shape,
+                                                                   grad_filter_shape};
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto sink) { body(shape, grad, input, sink); });
+  return TT_SUCCESS;
 }
 
 // tt_depthwise_conv2d_input_grad_s8: operand = filter [1, kh, kw, cin * m], result = grad_input.
@@ -78,6 +126,34 @@ void DepthwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter
   });
 }
 
+// tt_depthwise_conv2d_input_grad_s8's argument checks, then body(shape, grad, filter, sink), as
+// RunConv2dInputGrad.
+template <typename Body>
+tt_status RunDepthwiseConv2dInputGrad(const tt_depthwise_conv_grad_params* params,
+                                      const tt_filter_quant_params* filter_quant, const tt_dims* grad_output_dims,
+                                      const tt_grad_in* grad_output, const tt_dims* filter_dims, const int8_t* filter,
+                                      const tt_dims* grad_input_dims, tt_grad_out* grad_input, Body&& body) {
+  if (params == nullptr || !ValidConvParams(&params->conv) || params->depth_multiplier < 1 ||
+      !ValidDims(grad_output_dims) || !ValidDims(filter_dims) || !ValidDims(grad_input_dims) || filter == nullptr ||
+      !ValidGradIn(grad_output) || !ValidGradOut(grad_input)) {
+    return TT_ARG_ERROR;
+  }
+  const int32_t multiplier = params->depth_multiplier;
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& filter_shape = *filter_dims;
+  const tt_dims& input_shape = *grad_input_dims;
+  // Division, not input channels * multiplier, so no argument can overflow.
+  if (input_shape.n != output_shape.n || filter_shape.n != 1 || filter_shape.c != output_shape.c ||
+      output_shape.c % multiplier != 0 || output_shape.c / multiplier != input_shape.c ||
+      !ValidFilterQuant(filter_quant, output_shape.c)) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_depthwise_conv_grad_params, tt_filter_quant_params> shape{*params, *filter_quant, output_shape,
+                                                                                    filter_shape, input_shape};
+  WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { body(shape, grad, filter, sink); });
+  return TT_SUCCESS;
+}
+
 // tt_depthwise_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
 template <typename S, typename Grad, typename Sink>
 void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
@@ -90,6 +166,33 @@ void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input
         const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
         return grad[Offset(s.grad_output, n, oy, ox, oc)] * static_cast<float>(centered_input);
       });
+}
+
+// tt_depthwise_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as
+// RunConv2dInputGrad.
+template <typename Body>
+tt_status RunDepthwiseConv2dFilterGrad(const tt_depthwise_conv_grad_params* params, const tt_quant_params* input_quant,
+                                       const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                       const tt_dims* input_dims, const int8_t* input, const tt_dims* grad_filter_dims,
+                                       tt_grad_out* grad_filter, Body&& body) {
+  if (params == nullptr || !ValidConvParams(&params->conv) || params->depth_multiplier < 1 ||
+      !ValidInputQuant(input_quant) || !ValidDims(grad_output_dims) || !ValidDims(input_dims) ||
+      !ValidDims(grad_filter_dims) || input == nullptr || !ValidGradIn(grad_output) || !ValidGradOut(grad_filter)) {
+    return TT_ARG_ERROR;
+  }
+  const int32_t multiplier = params->depth_multiplier;
+  const tt_dims& output_shape = *grad_output_dims;
+  const tt_dims& input_shape = *input_dims;
+  const tt_dims& grad_filter_shape = *grad_filter_dims;
+  // Division, not input channels * multiplier, so no argument can overflow.
+  if (input_shape.n != output_shape.n || grad_filter_shape.n != 1 || grad_filter_shape.c > output_shape.c ||
+      output_shape.c % multiplier != 0 || output_shape.c / multiplier != input_shape.c) {
+    return TT_ARG_ERROR;
+  }
+  const LayerGradShape<tt_depthwise_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape,
+                                                                             input_shape, grad_filter_shape};
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto sink) { body(shape, grad, input, sink); });
+  return TT_SUCCESS;
 }
 
 }  // namespace tinytrain_core

@@ -1,5 +1,3 @@
-#include "../common/conv_grad_loops.h"
-#include "../common/grad_io.h"
 #include "../common/layer_grad_kernels.h"
 #include "../tt_functions.h"
 
@@ -10,25 +8,9 @@ extern "C" tt_status tt_depthwise_conv2d_filter_grad_s8(const tt_depthwise_conv_
                                                         const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
                                                         const tt_dims* input_dims, const int8_t* input,
                                                         const tt_dims* grad_filter_dims, tt_grad_out* grad_filter) {
-  if (params == nullptr || !core::ValidConvParams(&params->conv) || params->depth_multiplier < 1 ||
-      !core::ValidInputQuant(input_quant) || !core::ValidDims(grad_output_dims) || !core::ValidDims(input_dims) ||
-      !core::ValidDims(grad_filter_dims) || input == nullptr || !core::ValidGradIn(grad_output) ||
-      !core::ValidGradOut(grad_filter)) {
-    return TT_ARG_ERROR;
-  }
-  const int32_t multiplier = params->depth_multiplier;
-  const tt_dims& output_shape = *grad_output_dims;
-  const tt_dims& input_shape = *input_dims;
-  const tt_dims& grad_filter_shape = *grad_filter_dims;
-  // Division, not input channels * multiplier, so no argument can overflow.
-  if (input_shape.n != output_shape.n || grad_filter_shape.n != 1 || grad_filter_shape.c > output_shape.c ||
-      output_shape.c % multiplier != 0 || output_shape.c / multiplier != input_shape.c) {
-    return TT_ARG_ERROR;
-  }
-
-  const core::LayerGradShape<tt_depthwise_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape,
-                                                                                   input_shape, grad_filter_shape};
-  core::WithGrads(*grad_output, *grad_filter,
-                  [&](auto grad, auto sink) { core::DepthwiseConv2dFilterGrad(shape, grad, input, sink); });
-  return TT_SUCCESS;
+  return core::RunDepthwiseConv2dFilterGrad(
+      params, input_quant, grad_output_dims, grad_output, input_dims, input, grad_filter_dims, grad_filter,
+      [](const auto& shape, const auto& grad, const int8_t* inputs, auto& sink) {
+        core::DepthwiseConv2dFilterGrad(shape, grad, inputs, sink);
+      });
 }

@@ -1,4 +1,4 @@
-// Reset and fault handling for bare-metal programs on QEMU's MPS2 boards (the kernel test, the training harness): the vector
+// Reset and fault handling for bare-metal programs on QEMU's MPS2 and MPS3 boards (the kernel test, the training harness): the vector
 // table, the C runtime set-up newlib's crt0 would do (minus its semihosting stack query), and
 // the FPU enable that hard-float code needs before its first floating-point instruction.
 #include <stdint.h>
@@ -47,7 +47,7 @@ void _fini() {}
 
 using Handler = void (*)();
 
-// The first 16 entries of the ARMv7-M vector table; SysTick is the only interrupt enabled.
+// The first 16 entries of the Armv7-M / Armv8-M vector table; SysTick is the only interrupt enabled.
 __attribute__((section(".vectors"), used)) const Handler kVectorTable[16] = {
     reinterpret_cast<Handler>(&__stack_top),
     Reset_Handler,
@@ -56,7 +56,7 @@ __attribute__((section(".vectors"), used)) const Handler kVectorTable[16] = {
     Fault_Handler,  // MemManage
     Fault_Handler,  // BusFault
     Fault_Handler,  // UsageFault
-    nullptr,
+    Fault_Handler,  // SecureFault (Armv8-M with TrustZone: the M55; reserved on Armv7-M)
     nullptr,
     nullptr,
     nullptr,

@@ -1,16 +1,21 @@
 // Instruction counting on QEMU's Cortex-M boards. QEMU models no cycle timing; with
-// `-icount shift=3` its virtual clock advances exactly 8 ns per executed instruction, and SysTick
-// on the MPS2 boards runs from the 25 MHz CPU clock (40 ns per tick): one tick per 5
-// instructions. SysTick is a 24-bit counter, about 84 M instructions; its interrupt counts the
-// wraps, so a count covers a whole training step. The counts are instruction counts, not cycles;
-// the calibration loop in kernel_test.cc checks the factor on every run.
+// `-icount shift=3` its virtual clock advances exactly 8 ns per executed instruction (125 M
+// instructions per virtual second), and SysTick runs from the board's CPU clock, TT_CPU_CLOCK_HZ
+// (25 MHz on the MPS2 boards: 5 instructions per tick; 32 MHz on the MPS3 AN547: 3.90625).
+// SysTick is a 24-bit counter; its interrupt counts the wraps, so a count covers a whole training
+// step. The counts are instruction counts, not cycles, exact to a tick; the calibration loop in
+// kernel_test.cc checks the conversion on every run.
 #include <stdint.h>
 
 #include "platform.h"
 
 namespace {
 
-constexpr int64_t kInstructionsPerTick = 5;
+#ifndef TT_CPU_CLOCK_HZ
+#error "TT_CPU_CLOCK_HZ (the board's CPU clock, which SysTick counts) must be defined"
+#endif
+
+constexpr int64_t kInstructionsPerSecond = 125000000;  // -icount shift=3
 constexpr uint32_t kReload = 0xFFFFFFu;  // SysTick is a 24-bit down counter
 constexpr int64_t kTicksPerWrap = static_cast<int64_t>(kReload) + 1;
 
@@ -50,7 +55,8 @@ int64_t InstructionCount() {
     wraps = g_wraps;
     current = SysTick().current;
   } while (wraps != g_wraps);
-  return (static_cast<int64_t>(wraps) * kTicksPerWrap + (kReload - current)) * kInstructionsPerTick;
+  const int64_t ticks = static_cast<int64_t>(wraps) * kTicksPerWrap + (kReload - current);
+  return ticks * kInstructionsPerSecond / TT_CPU_CLOCK_HZ;
 }
 
 void SpinInstructions(uint32_t iterations) {

@@ -1,0 +1,60 @@
+// tt_depthwise_conv2d_filter_grad_s8 for Cortex-M (the cmsis-nn kernel set of
+// tinytrain_tflm.firmware.device): the reference's float32 arithmetic, operation for operation.
+//
+// Bit-identical to kernels/core by construction. The reference sums, per filter-gradient element
+// (ky, kx, oc), g[n, oy, ox, oc] * (x[n, iy, ix, oc / multiplier] - zero point) over the reads of
+// tap (ky, kx) in (n, oy, ox) order from 0.0f, then multiplies by the input scale. This version
+// adds the same products in the same order for a block of output channels at once: a read's
+// geometry is worked out once for the block, and with multiplier 1 (MobileNets) the block's
+// gradients and inputs are contiguous runs.
+#include <stdint.h>
+
+#include "../../core/common/conv_grad_loops.h"
+#include "../../core/common/layer_grad_kernels.h"
+#include "../../core/tt_functions.h"
+#include "../common/channel_blocks.h"
+
+namespace core = tinytrain_core;
+namespace cm = tinytrain_cmsis_nn;
+
+namespace {
+
+// core::DepthwiseConv2dFilterGrad's elements, in its order, a block of output channels at a time.
+// kMultiplier is the depth multiplier when known at compile time (1), else 0: read it from s.
+template <int32_t kMultiplier, typename S, typename Grad, typename Sink>
+void BlockedDepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink& sink) {
+  const int32_t multiplier = kMultiplier != 0 ? kMultiplier : s.params.depth_multiplier;
+  const int32_t zero_point = s.quant.zero_point;
+  cm::GatherFilterGradBlocks(
+      core::MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output), s.grad_output.n, s.result,
+      s.quant.scale, sink,
+      [&](auto width, int32_t c0, int32_t /*filter row, always 0*/, int32_t n, int32_t oy, int32_t ox, int32_t iy,
+          int32_t ix, float* sum) {
+        constexpr int32_t kWidth = decltype(width)::value;
+        const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
+        const int8_t* x = input + core::Offset(s.operand, n, iy, ix, 0);
+#pragma GCC unroll 8
+        for (int32_t j = 0; j < kWidth; ++j) {
+          const int32_t oc = c0 + j;
+          sum[j] += grad[grad_row + oc] * static_cast<float>(x[oc / multiplier] - zero_point);
+        }
+      });
+}
+
+}  // namespace
+
+extern "C" tt_status tt_depthwise_conv2d_filter_grad_s8(const tt_depthwise_conv_grad_params* params,
+                                                        const tt_quant_params* input_quant,
+                                                        const tt_dims* grad_output_dims, const tt_grad_in* grad_output,
+                                                        const tt_dims* input_dims, const int8_t* input,
+                                                        const tt_dims* grad_filter_dims, tt_grad_out* grad_filter) {
+  return core::RunDepthwiseConv2dFilterGrad(
+      params, input_quant, grad_output_dims, grad_output, input_dims, input, grad_filter_dims, grad_filter,
+      [](const auto& shape, const auto& grad, const int8_t* inputs, auto& sink) {
+        if (shape.params.depth_multiplier == 1) {
+          BlockedDepthwiseConv2dFilterGrad<1>(shape, grad, inputs, sink);
+        } else {
+          BlockedDepthwiseConv2dFilterGrad<0>(shape, grad, inputs, sink);
+        }
+      });
+}
