@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # kernels/cortex_m/core* is the core's cross build, not part of the package (its board/ and harness/ are).
 SOURCES := pyproject.toml CMakeLists.txt $(shell find kernels tinytrain_tflm schema arduino -type f -not -path '*/__pycache__/*' -not -path 'kernels/cortex_m/core*')
 
-.PHONY: setup demo test clean data
+.PHONY: setup demo test sanitize clean data
 
 setup: $(STAMP) data
 
@@ -57,6 +57,22 @@ test: $(STAMP) cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
 	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile
+
+# The kernel, loss and training tests, and every crafted model run straight in TFLM, with the kernel
+# library built with AddressSanitizer and UndefinedBehaviorSanitizer, loaded into the wheel's Python
+# process (LD_PRELOAD puts the sanitizer runtimes first; subprocesses inherit it). Any finding aborts
+# the run. Leak detection is off: CPython and the wheel keep allocations alive until exit by design.
+SANITIZE_BUILD := build/sanitize
+SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+sanitize: $(STAMP)
+	cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$(SANITIZERS)" \
+	  -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+	cmake --build $(SANITIZE_BUILD) --target tinytrain_plugin -j2
+	LD_PRELOAD="$$(c++ -print-file-name=libasan.so) $$(c++ -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	TINYTRAIN_KERNEL_LIBRARY=$(CURDIR)/$(SANITIZE_BUILD)/kernels/_tinytrain_kernels.so \
+	  $(VENV)/bin/python -P -m pytest -q -n auto --dist loadfile tests/test_kernels_*.py tests/test_loss_op.py tests/test_training.py \
+	  tests/test_reliability.py::test_kernels_refuse_crafted_models_in_prepare
 
 clean:
 	rm -rf $(VENV) build

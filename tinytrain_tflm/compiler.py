@@ -136,7 +136,9 @@ def compile_with(
     """compile() with its options as one value, and the savings `ablation` turns off."""
     memory_options = options.memory
     # An offline plan it carries is dropped by attach_loss below; float edges come back on export.
-    graph = edges.strip_float_edges(read.read_graph(model))
+    graph = read.read_graph(model)
+    schema.check_op_options(graph)
+    graph = edges.strip_float_edges(graph)
     graph.metadata[targets.TARGET_METADATA] = target.metadata()  # before tiling: its estimates plan overlaps
     _check_int8(graph)
     _add_missing_biases(graph)

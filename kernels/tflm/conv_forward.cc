@@ -76,6 +76,7 @@ template <typename Options>
 TfLiteStatus PrepareConv(TfLiteContext* context, TfLiteNode* node, const char* op_name, const Options& options,
                          int32_t depth_multiplier) {
   TT_ENSURE_MSG(context, node->user_data != nullptr, op_name, "arena too small for op data");
+  TT_ENSURE_OK(CheckNodeTensors(context, node, op_name));
   TT_ENSURE_OK(CheckIoCounts(context, node, op_name, 4, 1, 1));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_MSG(context, options.padding == kPaddingSame || options.padding == kPaddingValid, op_name,

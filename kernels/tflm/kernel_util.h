@@ -96,10 +96,69 @@ inline const char* TypeName(TfLiteType type) {
   }
 }
 
+// Element count of a tensor whose dims CheckNodeTensors accepted (so it fits int).
 inline int NumElements(const TfLiteIntArray* dims) {
   int count = 1;
   for (int i = 0; i < dims->size; ++i) count *= dims->data[i];
   return count;
+}
+
+// Bytes of one element of the types the tinytrain ops take, 0 for any other.
+inline int64_t TypeBytes(TfLiteType type) {
+  switch (type) {
+    case kTfLiteFloat32:
+    case kTfLiteInt32: return 4;
+    case kTfLiteUInt8:
+    case kTfLiteInt8: return 1;
+    default: return 0;
+  }
+}
+
+// Element count in 64 bits, or -1 when a dimension is below 1 or the count
+// passes INT32_MAX. TFLM counts elements in int: a shape whose product wraps
+// gets an allocation of the wrapped size while a kernel loops over the dims.
+inline int64_t CheckedElementCount(const TfLiteIntArray* dims) {
+  if (dims == nullptr || dims->size < 0) return -1;
+  int64_t count = 1;
+  for (int i = 0; i < dims->size; ++i) {
+    if (dims->data[i] < 1) return -1;
+    count *= dims->data[i];  // at most INT32_MAX * INT32_MAX after the check below: no int64 overflow
+    if (count > INT32_MAX) return -1;
+  }
+  return count;
+}
+
+// One node operand: present (an input may be omitted, -1), of a type the ops take, with dims whose element
+// count fits int and a byte size that matches them.
+inline TfLiteStatus CheckOperand(TfLiteContext* context, const char* op_name, const char* kind, int position,
+                                 int tensor_index, bool may_be_omitted) {
+  TT_ENSURE_MSG(context, may_be_omitted || tensor_index >= 0, op_name, "%s %d is missing (tensor index %d)", kind,
+                position, tensor_index);
+  if (tensor_index < 0) return kTfLiteOk;  // an omitted optional input: each op decides whether it may be
+  TT_TEMP_TENSOR(tensor, context, tensor_index, op_name);
+  const int64_t type_bytes = TypeBytes(tensor->type);
+  TT_ENSURE_MSG(context, type_bytes > 0, op_name, "%s %d has type %d, which no tinytrain op takes", kind, position,
+                static_cast<int>(tensor->type));
+  const int64_t count = CheckedElementCount(tensor->dims);
+  TT_ENSURE_MSG(context, count > 0, op_name,
+                "%s %d has a dimension below 1 or more than %d elements", kind, position, INT32_MAX);
+  TT_ENSURE_MSG(context, static_cast<uint64_t>(count * type_bytes) == static_cast<uint64_t>(tensor->bytes), op_name,
+                "%s %d holds %lu bytes, its shape needs %ld", kind, position, static_cast<unsigned long>(tensor->bytes),
+                static_cast<long>(count * type_bytes));
+  return kTfLiteOk;
+}
+
+// Every input and output of the node checked with CheckOperand: no kernel
+// then meets a null tensor or a size its dims do not match.
+inline TfLiteStatus CheckNodeTensors(TfLiteContext* context, const TfLiteNode* node, const char* op_name) {
+  TT_ENSURE_MSG(context, node->inputs != nullptr && node->outputs != nullptr, op_name, "node has no operand lists");
+  for (int i = 0; i < node->inputs->size; ++i) {
+    TT_ENSURE_OK(CheckOperand(context, op_name, "input", i, node->inputs->data[i], true));
+  }
+  for (int i = 0; i < node->outputs->size; ++i) {
+    TT_ENSURE_OK(CheckOperand(context, op_name, "output", i, node->outputs->data[i], false));
+  }
+  return kTfLiteOk;
 }
 
 // True when the tensor carries one scale and zero point (not per-channel).
@@ -156,12 +215,12 @@ void* InitWithOptions(TfLiteContext* context, const char* buffer, size_t length,
   return data;
 }
 
-// First check of every Prepare: the op data exists and its options parsed.
+// First check of every Prepare: the op data exists, its options parsed and every operand passes CheckNodeTensors.
 template <typename OpData>
 TfLiteStatus CheckOpData(TfLiteContext* context, const TfLiteNode* node, const char* op_name) {
   TT_ENSURE_MSG(context, node->user_data != nullptr, op_name, "arena too small for op data");
   TT_ENSURE_STATUS(context, static_cast<const OpData*>(node->user_data)->options_status, op_name, "custom options");
-  return kTfLiteOk;
+  return CheckNodeTensors(context, node, op_name);
 }
 
 inline TfLiteStatus CheckIoCounts(TfLiteContext* context, const TfLiteNode* node, const char* op_name, int inputs,

@@ -17,7 +17,9 @@ constexpr int kGradInput = kGradOpGradOutput;
 // average would divide by zero.
 TfLiteStatus CheckWindowsOverlapInput(TfLiteContext* context, const char* op_name, const char* axis, int outputs,
                                       int inputs, int filter, int stride, int pad) {
-  TT_ENSURE_MSG(context, pad < filter && (outputs - 1) * stride - pad < inputs, op_name,
+  // In 64 bits: a stride near INT32_MAX must fail the check, not wrap past it.
+  const int64_t last_window_start = static_cast<int64_t>(outputs - 1) * stride - pad;
+  TT_ENSURE_MSG(context, pad < filter && last_window_start < inputs, op_name,
                 "%d output %s with filter %d, stride %d and pad %d have windows outside the %d input %s", outputs, axis,
                 filter, stride, pad, inputs, axis);
   return kTfLiteOk;

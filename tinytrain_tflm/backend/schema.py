@@ -14,7 +14,7 @@ import zlib
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..errors import TinyTrainError
-from ..frontend import ir
+from ..frontend import ir, verify
 from . import schema_generated as generated
 
 _HEADER = struct.Struct("<4sHHII")
@@ -88,3 +88,30 @@ def builtin_options(op: ir.Op) -> tfl.Conv2DOptionsT | tfl.DepthwiseConv2DOption
     if kind == "DEPTHWISE_CONV_2D":
         options.depthMultiplier = fields["depth_multiplier"]
     return options
+
+
+_BLOB_OF_OP = {entry["custom_name"]: name for name, entry in generated.BLOBS.items() if entry.get("custom_name")}
+# Option fields of tinytrain ops that size a window or count channels, and the smallest value each may take.
+_WINDOW_FIELDS = {"stride": 1, "dilation": 1, "filter": 1, "pad": 0, "depth_multiplier": 1}
+
+
+def check_op_options(graph: ir.Graph) -> None:
+    """Every tinytrain op's options decode (magic, version, CRC) and its window fields fit its tensors
+    (tinytrain_tflm.frontend.verify.window_limit), so no pass loops over a 2^31 stride; TT_INIT_VARIABLES
+    names as many pairs as it has inputs. Raises TinyTrainError naming the op. compile and every
+    interpreter run it after read.read_graph's checks."""
+    for position, op in enumerate(graph.ops):
+        if not op.custom or op.kind not in _BLOB_OF_OP:
+            continue
+        where = f"op {position} ({op.kind})"
+        try:
+            options = decode_blob(_BLOB_OF_OP[op.kind], op.custom_options or b"")
+        except TinyTrainError as error:
+            raise TinyTrainError(f"{where}: {error}") from None
+        largest = max((max(graph.tensors[t].shape, default=1) for t in op.inputs + op.outputs if t >= 0), default=1)
+        for name, value in options.items():
+            low = next((low for prefix, low in _WINDOW_FIELDS.items() if name.startswith(prefix)), None)
+            if low is not None:
+                verify.in_range(where, name, int(value), low, verify.window_limit(largest))
+        if op.kind == generated.INIT_VARIABLES and 2 * options["num_pairs"] != len(op.inputs):
+            raise TinyTrainError(f"{where}: options name {options['num_pairs']} pairs for {len(op.inputs)} inputs")

@@ -7,11 +7,14 @@ runs only that one); SignatureDefs are dropped (TFLM ignores them).
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..errors import TinyTrainError
-from . import ir
+from . import ir, verify
 
 # TFLite TensorType -> NumPy dtype, for the types a TFLM model can hold.
 DTYPES = {
@@ -32,10 +35,16 @@ def _text(value: bytes | str | None) -> str:
 
 
 def parse_flatbuffer(data: bytes) -> tfl.ModelT:
-    """Unpacks a TFLite model, raising TinyTrainError for anything malformed."""
+    """Unpacks a TFLite model, raising TinyTrainError for anything malformed. The result is shared
+    between callers passing the same bytes (unpacking is the slow part of reading a model, and one
+    Trainer reads its model several times): copy it before changing it."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TinyTrainError(f"a model is bytes, got {type(data).__name__}")
-    data = bytes(data)
+    return _parse_flatbuffer(bytes(data))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_flatbuffer(data: bytes) -> tfl.ModelT:
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise TinyTrainError("not a TFLite model: no TFL3 file identifier")
     try:
@@ -72,7 +81,7 @@ def _check_indices(model: tfl.ModelT) -> None:
                 raise TinyTrainError(f"malformed TFLite model: {where} names missing buffer {tensor.buffer}")
             data = buffers[tensor.buffer].data
             if data is not None and len(data) and tensor.type in DTYPES:
-                expected = int(np.prod(_shape(tensor), dtype=np.int64)) * DTYPES[tensor.type].itemsize
+                expected = verify.tensor_byte_count(_shape(tensor), DTYPES[tensor.type].itemsize)
                 if len(data) != expected:
                     raise TinyTrainError(
                         f"malformed TFLite model: {where} has {len(data)} data bytes, its shape needs {expected}"
@@ -99,8 +108,9 @@ def _quantization(tensor: tfl.TensorT) -> ir.Quantization | None:
     q = tensor.quantization
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
-    zero_point = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros(len(q.scale)), np.int64)
-    return ir.Quantization(np.asarray(q.scale, np.float32), zero_point, int(q.quantizedDimension))
+    # Copies (np.array): the parsed model is shared (parse_flatbuffer), the passes edit the IR.
+    zero_point = np.array(q.zeroPoint if q.zeroPoint is not None else np.zeros(len(q.scale)), np.int64)
+    return ir.Quantization(np.array(q.scale, np.float32), zero_point, int(q.quantizedDimension))
 
 
 def op_kind(code: tfl.OperatorCodeT) -> tuple[str, bool]:
@@ -140,11 +150,12 @@ def read_graph(data: bytes) -> ir.Graph:
                 [int(i) for i in (op.inputs if op.inputs is not None else [])],
                 [int(i) for i in (op.outputs if op.outputs is not None else [])],
                 custom=custom,
-                builtin_options=op.builtinOptions,
+                builtin_options=copy.deepcopy(op.builtinOptions),  # the parsed model is shared
                 custom_options=custom_options,
                 version=model.operatorCodes[op.opcodeIndex].version,
             )
         )
     graph.inputs = [int(i) for i in (subgraph.inputs if subgraph.inputs is not None else [])]
     graph.outputs = [int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])]
+    verify.verify_graph(graph)
     return graph

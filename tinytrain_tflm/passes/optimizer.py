@@ -16,6 +16,12 @@ ROUNDINGS = {
     "stochastic": schema_generated.ROUND_STOCHASTIC,
 }
 
+# Largest learning rate accepted: far above any useful one (with QAS a step moves a real weight by lr times
+# its real gradient, as float SGD does), high enough to demonstrate divergence (`train` warns of it; its
+# test uses 50), and it stops the absurd: lr 1e30 saturated the int32 biases in 5 steps, the forward
+# accumulator wrapped and the model fell to chance.
+MAX_LEARNING_RATE = 100.0
+
 
 @dataclasses.dataclass(frozen=True)
 class SGD:
@@ -36,8 +42,8 @@ class SGD:
     seed: int = 1
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise TinyTrainError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr <= MAX_LEARNING_RATE:
+            raise TinyTrainError(f"learning rate must be in (0, {MAX_LEARNING_RATE}], got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise TinyTrainError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.rounding not in ROUNDINGS:

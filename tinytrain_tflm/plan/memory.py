@@ -303,14 +303,36 @@ def _head(buffers: list[Buffer]) -> int:
 
 
 def _read_offline_plan(graph: ir.Graph) -> np.ndarray:
-    blob = graph.metadata[OFFLINE_PLAN]
+    """The offsets of the model's offline plan, after check_offline_plan."""
+    check_offline_plan(graph)
+    return np.frombuffer(graph.metadata[OFFLINE_PLAN], "<i4")[3:]
+
+
+def check_offline_plan(graph: ir.Graph) -> None:
+    """Refuses an offline plan TFLM must not follow: truncated, for another tensor count, with an offset
+    that is negative (other than -1, unplanned) or past the head, or different from the plan this
+    package computes for the graph (shuffled or overlapping offsets give wrong results in TFLM,
+    silently). Does nothing for a model without one."""
+    blob = graph.metadata.get(OFFLINE_PLAN)
+    if blob is None:
+        return
+    count = len(graph.tensors)
     values = np.frombuffer(blob[: len(blob) // 4 * 4], "<i4")
-    if len(blob) != 4 * (3 + len(graph.tensors)) or values[2] != len(graph.tensors):
+    if len(blob) != 4 * (3 + count) or list(values[:3]) != [0, 1, count]:
         raise TinyTrainError(
-            f"malformed {OFFLINE_PLAN} metadata: {len(blob)} bytes for {len(graph.tensors)} tensors "
-            f"(expected {4 * (3 + len(graph.tensors))}); recompile the model"
+            f"malformed {OFFLINE_PLAN} metadata: {len(blob)} bytes for {count} tensors "
+            f"(expected {4 * (3 + count)}, version 0, one subgraph); recompile the model"
         )
-    return values[3:]
+    offsets = values[3:]
+    expected = np.frombuffer(offline_plan(graph), "<i4")[3:]
+    head = max((int(o) + tensor_bytes(graph.tensors[t]) for t, o in enumerate(expected) if o >= 0), default=0)
+    for index, (found, wanted) in enumerate(zip(offsets, expected, strict=True)):
+        found, wanted = int(found), int(wanted)  # Python integers: an offset near 2^31 must not wrap
+        what = f"{OFFLINE_PLAN} metadata places tensor {index} ({graph.tensors[index].name!r}) at offset {found}"
+        if found < -1 or (found >= 0 and found + tensor_bytes(graph.tensors[index]) > head):
+            raise TinyTrainError(f"{what}, outside the planned {head}-byte head; recompile the model")
+        if found != wanted:
+            raise TinyTrainError(f"{what}, where the planner puts it at {wanted}: the plan was altered; recompile the model")
 
 
 def offline_plan(graph: ir.Graph) -> bytes:

@@ -24,23 +24,28 @@ import functools
 import gc
 import os
 import re
+import select
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-from ..backend import emit, schema_generated
+from ..backend import emit, schema, schema_generated
 from ..capture import capture_fds
 from ..errors import TFLMError, TinyTrainError
-from ..frontend import read
+from ..frontend import read, verify
+from ..passes import loss
 from ..plan import memory
 
 PINNED_TFLM_VERSION = "0.dev20261002031052"
 # What that wheel reports as tflite_micro.__version__: the pip version and TFLM's commit.
 PINNED_TFLM_BUILD = PINNED_TFLM_VERSION + "-g1fae604"
 REGISTERER = "TinyTrainRegisterOps"
-PLUGIN_PATH = Path(__file__).resolve().parents[1] / "_tinytrain_kernels.so"  # installed by CMakeLists.txt
+# Installed by CMakeLists.txt; TINYTRAIN_KERNEL_LIBRARY names another build of it (`make sanitize` runs
+# the tests with one built with AddressSanitizer and UndefinedBehaviorSanitizer).
+PLUGIN_PATH = Path(os.environ.get("TINYTRAIN_KERNEL_LIBRARY") or Path(__file__).resolve().parents[1] / "_tinytrain_kernels.so")
 # The wheel segfaults below ~470 bytes (its allocator's own objects do not
 # fit, whatever the model); a real model never fits in 1 KiB anyway.
 MIN_ARENA_BYTES = 1024
@@ -90,6 +95,16 @@ def load_generated_kernels(path: Path) -> str:
         raise TinyTrainError(f"{path} is not a generated kernel library: {error}") from None
     registerer.restype = ctypes.c_char_p
     return registerer().decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _verify(model: bytes) -> None:
+    """The checks every tool applies before TFLM sees a model (tinytrain_tflm.frontend.verify), its
+    tinytrain ops' options (backend.schema.check_op_options) and its offline plan's
+    (tinytrain_tflm.plan.memory.check_offline_plan): TFLM trusts all three."""
+    graph = read.read_graph(model)
+    schema.check_op_options(graph)
+    memory.check_offline_plan(graph)
 
 
 def _one_line(log: str) -> str:
@@ -147,16 +162,22 @@ class Interpreter:
         preserve_all_tensors: bool = False,
         crash_guard: bool = True,
         kernel_library: str | Path | None = None,
+        check_model: bool = True,
     ):
         """preserve_all_tensors gives every tensor its own memory so tensor() can read any of them after
         invoke (host inspection: needs a larger arena); the default plans memory as a device would.
         crash_guard: try the arena in a forked child first (see the module docstring).
         kernel_library: a library of kernels generated for this model (load_generated_kernels) to run
-        instead of the generic ones."""
+        instead of the generic ones.
+        check_model=False hands TFLM the model with only the flatbuffer checks (read.parse_flatbuffer), not
+        tinytrain_tflm.frontend.verify's, as a firmware reading it from storage would: to test that the
+        kernels' own Prepare refuses what the verifier would have."""
         load_plugin()
         registerer = REGISTERER if kernel_library is None else load_generated_kernels(Path(kernel_library).resolve())
         # A malformed model must not reach TFLM's unchecked flatbuffer reader.
         subgraph = read.parse_flatbuffer(model).subgraphs[0]
+        if check_model:
+            _verify(bytes(model))
         # The wheel does not bounds-check input/output indices: we do.
         self.num_inputs, self.num_outputs = len(subgraph.inputs), len(subgraph.outputs)
         if arena_size < MIN_ARENA_BYTES:
@@ -170,15 +191,17 @@ class Interpreter:
         self.preserve_all_tensors = preserve_all_tensors
         self.num_tensors = len(subgraph.tensors)
         self.invoked = False  # since creation or the last reset()
-        crashed = (
-            crash_guard
-            and _run_in_child(self._model, arena_size, preserve_all_tensors, kernel_library=kernel_library) == _CRASHED
-        )
-        if crashed:
-            raise TinyTrainError(
-                f"a {arena_size}-byte arena is too small for this model (the TFLM runtime crashes with it); "
-                "`tinytrain-tflm arena MODEL` finds the minimum"
+        if crash_guard:
+            outcome = _refuse_hang(
+                _run_in_child(
+                    self._model, arena_size, preserve_all_tensors, kernel_library=kernel_library, check_model=check_model
+                )
             )
+            if outcome == _CRASHED:
+                raise TinyTrainError(
+                    f"the TFLM runtime crashed building or running a training step of this model with a {arena_size}-byte "
+                    "arena: the arena is too small (`tinytrain-tflm arena MODEL` finds the minimum) or a kernel failed"
+                )
         config = tflm_runtime.InterpreterConfig
         self._interpreter, _ = _call_tflm(
             f"creating a TFLM interpreter with a {arena_size}-byte arena",
@@ -251,12 +274,40 @@ class Interpreter:
 
 
 def zero_inputs(model: bytes) -> list[np.ndarray]:
-    """Inputs of the right dtype and shape, all zero (zero is a valid label)."""
-    subgraph = read.read_graph(model)
-    return [np.zeros(subgraph.tensors[i].shape, subgraph.tensors[i].dtype) for i in subgraph.inputs]
+    """Inputs of the right dtype and shape, all zero (zero is a valid label). Read from the flatbuffer
+    alone: an interpreter built with check_model=False runs a model the verifier would refuse."""
+    subgraph = read.parse_flatbuffer(model).subgraphs[0]
+    inputs = []
+    for index in subgraph.inputs:
+        tensor = subgraph.tensors[index]
+        shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
+        too_large = verify.tensor_byte_count(shape, 8) > verify.MAX_TENSOR_BYTES
+        if tensor.type not in read.DTYPES or too_large or min(shape, default=1) < 1:
+            raise TinyTrainError(f"model input {index} has a type or shape no input can be made for")
+        inputs.append(np.zeros(shape, read.DTYPES[tensor.type]))
+    return inputs
 
 
-_FITS, _FAILED, _CRASHED = "fits", "failed", "crashed"
+def _probe_inputs(model: bytes) -> list[np.ndarray]:
+    """zero_inputs, but a training model's control input asks for a training step, so a probe runs
+    every backward op and optimizer update, not only the forward pass."""
+    inputs = zero_inputs(model)
+    parsed = read.parse_flatbuffer(model)
+    subgraph = parsed.subgraphs[0]
+    blobs = {read._text(m.name): parsed.buffers[m.buffer].data for m in parsed.metadata or []}
+    try:
+        control = schema.decode_blob("TRAINING_METADATA", bytes(blobs[loss.TRAINING_METADATA]))["control_tensor"]
+    except (KeyError, TypeError, TinyTrainError):  # not a training model, or metadata the kernels never read
+        return inputs
+    if control in list(subgraph.inputs):
+        inputs[list(subgraph.inputs).index(control)][...] = schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE
+    return inputs
+
+
+_FITS, _FAILED, _CRASHED, _HUNG = "fits", "failed", "crashed", "hung"
+# How long a probe child may take to build the interpreter and invoke once before it counts as hung.
+# The largest model in tests/ probes in well under a second.
+PROBE_TIMEOUT_SECONDS = 120.0
 
 
 def _run_in_child(
@@ -265,8 +316,11 @@ def _run_in_child(
     preserve_all_tensors: bool = False,
     inputs: Sequence[np.ndarray] | None = None,
     kernel_library: str | Path | None = None,
+    check_model: bool = True,
 ) -> str:
-    """Builds the interpreter and invokes it once in a forked child: _FITS, _FAILED (TFLM refused) or _CRASHED."""
+    """Builds the interpreter and invokes it once (a training step for a training model) in a forked
+    child: _FITS, _FAILED (TFLM refused), _CRASHED (a signal) or _HUNG (killed after PROBE_TIMEOUT_SECONDS)."""
+    inputs = _probe_inputs(model) if inputs is None else inputs
     pid = os.fork()
     if pid == 0:  # child: never returns
         # No garbage collection in the child: objects of other threads' extension modules (TensorFlow's,
@@ -278,15 +332,32 @@ def _run_in_child(
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            interpreter = Interpreter(model, arena_size, preserve_all_tensors, crash_guard=False, kernel_library=kernel_library)
-            interpreter.run(zero_inputs(model) if inputs is None else inputs)
+            interpreter = Interpreter(
+                model, arena_size, preserve_all_tensors, crash_guard=False, kernel_library=kernel_library, check_model=check_model
+            )
+            interpreter.run(inputs)
             status = 0
         finally:
             os._exit(status)
+    exited = os.pidfd_open(pid)
+    try:
+        if not select.select([exited], [], [], PROBE_TIMEOUT_SECONDS)[0]:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(exited)
     _, wait_status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(wait_status):
-        return _CRASHED
+        return _HUNG if os.WTERMSIG(wait_status) == signal.SIGKILL else _CRASHED
     return _FITS if os.waitstatus_to_exitcode(wait_status) == 0 else _FAILED
+
+
+def _refuse_hang(outcome: str) -> str:
+    if outcome == _HUNG:
+        raise TinyTrainError(
+            f"the TFLM runtime did not finish building and invoking this model in {PROBE_TIMEOUT_SECONDS:.0f} s; "
+            "it was stopped (a hang in TFLM or a kernel)"
+        )
+    return outcome
 
 
 def minimum_arena_size(
@@ -294,10 +365,10 @@ def minimum_arena_size(
 ) -> int:
     """Smallest arena, in bytes, with which the model initializes and invokes once (bisection)."""
     load_plugin()
-    read.parse_flatbuffer(model)
-    inputs = zero_inputs(model) if inputs is None else list(inputs)
+    _verify(bytes(model))
+    inputs = _probe_inputs(model) if inputs is None else list(inputs)
     high = max(MIN_ARENA_BYTES, 4 * len(model))
-    while _run_in_child(model, high, inputs=inputs) != _FITS:
+    while _refuse_hang(_run_in_child(model, high, inputs=inputs)) != _FITS:
         if high >= MAX_ARENA_BYTES:
             # Too small is not the problem: rerun in-process to get TFLM's message.
             Interpreter(model, MAX_ARENA_BYTES).run(inputs)
@@ -306,7 +377,7 @@ def minimum_arena_size(
     low = MIN_ARENA_BYTES - 1  # treated as failing: smaller arenas are refused
     while high - low > 1:
         middle = (low + high) // 2
-        if _run_in_child(model, middle, inputs=inputs) == _FITS:
+        if _refuse_hang(_run_in_child(model, middle, inputs=inputs)) == _FITS:
             high = middle
         else:
             low = middle

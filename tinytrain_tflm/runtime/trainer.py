@@ -64,24 +64,82 @@ def _class_index(label) -> int:
 
 
 def _parameters(graph: ir.Graph) -> list[Parameter]:
-    init = next((op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES), None)
-    if init is None:
-        raise TinyTrainError("training model has no TT_INIT_VARIABLES op: it trains nothing")
-    grads = {op.inputs[0]: (op.inputs[1], op.inputs[2]) for op in graph.ops if op.kind == schema_generated.SGD}
+    """The trainable parameters TT_INIT_VARIABLES and TT_SGD name, each checked: a constant source, a
+    variable of its shape and type, and one TT_SGD updating it."""
+    inits = [op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES]
+    if len(inits) != 1:
+        raise TinyTrainError(f"training model has {len(inits)} TT_INIT_VARIABLES ops; it needs exactly one")
+    init = inits[0]
+    grads = {}
+    for op in graph.ops:
+        if op.kind == schema_generated.SGD:
+            if len(op.inputs) != 5 or op.inputs[0] < 0 or op.inputs[1] < 0 or op.inputs[0] in grads:
+                raise TinyTrainError(
+                    f"TT_SGD with inputs {op.inputs} needs (parameter, gradient, its scale, momentum, control), one per parameter"
+                )
+            grads[op.inputs[0]] = (op.inputs[1], op.inputs[2])
+    if len(init.inputs) % 2 or any(t < 0 for t in init.inputs):
+        raise TinyTrainError(f"TT_INIT_VARIABLES inputs {init.inputs} are not (source, variable) pairs")
     parameters = []
     for source, variable in zip(init.inputs[0::2], init.inputs[1::2], strict=True):
+        s, v = graph.tensors[source], graph.tensors[variable]
+        if s.data is None or not v.is_variable or s.shape != v.shape or s.dtype != v.dtype:
+            raise TinyTrainError(
+                f"TT_INIT_VARIABLES pairs tensor {source} ({s.name!r}) with tensor {variable} ({v.name!r}): "
+                "it needs a constant and a variable of the same shape and type"
+            )
+        if variable not in grads:
+            raise TinyTrainError(f"trainable variable {variable} ({v.name!r}) has no TT_SGD updating it")
         grad, scale = grads[variable]
-        parameters.append(Parameter(graph.tensors[source].name, source, variable, grad, scale))
+        parameters.append(Parameter(s.name, source, variable, grad, scale))
     return parameters
 
 
 def training_metadata(graph: ir.Graph) -> dict:
-    """The TRAINING_METADATA of a compiled training model (which tensors are sample, label, control, loss, logits)."""
+    """The TRAINING_METADATA of a compiled training model (which tensors are sample, label, control, loss, logits),
+    checked against the graph: each tensor exists and has the type and shape its role needs."""
     if loss.TRAINING_METADATA not in graph.metadata:
         raise TinyTrainError("not a tinytrain training model (no training metadata); compile it first")
-    metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    try:
+        metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    except TinyTrainError as error:
+        raise TinyTrainError(f"training metadata: {error}") from None
     if metadata["control_tensor"] < 0:
         raise TinyTrainError("training model has no control input; compile it with tinytrain_tflm.compile")
+    count = len(graph.tensors)
+    for role in ("input_tensor", "label_tensor", "control_tensor", "loss_tensor", "logits_tensor", "softmax_tensor"):
+        index = metadata[role]
+        if not (0 <= index < count or (role == "softmax_tensor" and index == -1)):
+            raise TinyTrainError(f"training metadata names tensor {index} as {role}; the model has {count} tensors")
+    inputs = [metadata[role] for role in ("input_tensor", "label_tensor", "control_tensor")]
+    if graph.inputs != inputs:
+        raise TinyTrainError(f"training metadata names inputs {inputs} (sample, label, control); the model's are {graph.inputs}")
+    logits = graph.tensors[metadata["logits_tensor"]]
+    classes = metadata["num_classes"]
+    if logits.dtype != np.int8 or len(logits.shape) != 2 or logits.shape[1] != classes or logits.quantization is None:
+        raise TinyTrainError(
+            f"training metadata: logits tensor {logits.name!r} is {logits.dtype.name} {logits.shape}; "
+            f"it must be quantized int8 [batch, {classes}] (num_classes)"
+        )
+    roles = {"label_tensor": (logits.shape[0],), "control_tensor": (1,)}
+    for role, shape in roles.items():
+        tensor = graph.tensors[metadata[role]]
+        if tensor.dtype != np.int32 or tensor.shape != shape:
+            raise TinyTrainError(
+                f"training metadata: {role} {tensor.name!r} must be int32 {shape}, is {tensor.dtype.name} {tensor.shape}"
+            )
+    sample = graph.tensors[metadata["input_tensor"]]
+    if sample.dtype.kind == "i" and sample.quantization is None:
+        raise TinyTrainError(f"training metadata: the sample tensor {sample.name!r} has no quantization")
+    losses = [op for op in graph.ops if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY]
+    if (
+        len(losses) != 1
+        or losses[0].inputs[:1] != [metadata["logits_tensor"]]
+        or losses[0].outputs[:1] != [metadata["loss_tensor"]]
+    ):
+        raise TinyTrainError("training metadata: the model needs one TT_SOFTMAX_CROSS_ENTROPY from its logits to its loss tensor")
+    if not np.isfinite(metadata["softmax_beta"]):
+        raise TinyTrainError("training metadata: softmax_beta is not finite")
     return metadata
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +37,54 @@ def _read_model(path: str) -> bytes:
         raise TinyTrainError(f"cannot read {path}: {error.strerror}") from None
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same device and inode: hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
 def _refuse_inputs(path: str, inputs: list[str]) -> None:
-    if any(Path(path).resolve() == Path(p).resolve() for p in inputs):
+    if any(_same_file(path, p) for p in inputs):
         raise TinyTrainError(f"refusing to overwrite the input file {path}; choose another -o")
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode the output gets: the old file's, else what open() would give a new one (0666 minus umask)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_atomically(path: str, write: Callable[[Path], None]) -> None:
+    """Runs write(temporary path) beside `path`, then renames it over `path`: a failed or interrupted
+    run leaves the old file whole. The temporary name keeps the suffix (matplotlib reads the format from it)."""
+    target, temporary = Path(path), None
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+        os.close(handle)
+        write(Path(temporary))
+        os.chmod(temporary, _new_file_mode(target))
+        os.replace(temporary, target)
+    except OSError as error:
+        raise TinyTrainError(f"cannot write {path}: {error.strerror}") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _refuse_model(path: str) -> None:
+    """A plot or report never replaces a TFLite model, an input of this run or not."""
+    try:
+        with open(path, "rb") as existing:
+            is_model = existing.read(8)[4:8] == b"TFL3"
+    except OSError:  # nothing there (or unreadable: the write reports it)
+        return
+    if is_model:
+        raise TinyTrainError(f"refusing to overwrite {path}, a TFLite model, with a plot; choose another path")
 
 
 def _check_output(path: str, inputs: list[str]) -> None:
@@ -60,10 +108,7 @@ def _check_plot(path: str, inputs: list[str]) -> None:
 
 def _write_output(path: str, data: bytes, inputs: list[str]) -> None:
     _refuse_inputs(path, inputs)
-    try:
-        Path(path).write_bytes(data)
-    except OSError as error:
-        raise TinyTrainError(f"cannot write {path}: {error.strerror}") from None
+    _write_atomically(path, lambda temporary: temporary.write_bytes(data))
 
 
 def _doctor(_: argparse.Namespace) -> None:
@@ -231,6 +276,27 @@ def _check_ram(model: bytes, device_target: targets.Target, ram: int) -> None:
         print(f"arena: {arena:,} bytes ({how}), within the {ram:,}-byte budget")
 
 
+# Largest tile grid side: a first stage cut finer than 64 patches a side would be mostly halo.
+MAX_TILES = 64
+# Bounds of the counting options: far above a useful run, below what never ends.
+COUNT_LIMITS = {"epochs": 10**6, "steps": 10**7, "generations": 10**5}
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Bounds every numeric option before any work (SGD bounds lr, momentum and its seed further)."""
+    for name, high in COUNT_LIMITS.items():
+        value = getattr(args, name, None)
+        if value is not None and not 1 <= value <= high:
+            raise TinyTrainError(f"--{name} must be in [1, {high:,}], got {value}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**31:
+        raise TinyTrainError(f"--seed must be in [0, 2^31), got {seed}")
+    for name in ("lr", "momentum", "label_smoothing"):
+        value = getattr(args, name, None)
+        if value is not None and not math.isfinite(value):
+            raise TinyTrainError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 def _tiles(text: str | None) -> tuple[int, int] | str | None:
     if text is None or text == "auto":
         return text
@@ -238,8 +304,8 @@ def _tiles(text: str | None) -> tuple[int, int] | str | None:
         rows, cols = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise TinyTrainError(f'--tile takes "auto" or ROWSxCOLS like 3x2, got {text!r}') from None
-    if rows < 1 or cols < 1:
-        raise TinyTrainError(f"--tile needs at least one row and column, got {text!r}")
+    if not (1 <= rows <= MAX_TILES and 1 <= cols <= MAX_TILES):
+        raise TinyTrainError(f"--tile takes 1 to {MAX_TILES} rows and columns, got {text!r}")
     return rows, cols
 
 
@@ -436,6 +502,7 @@ def _device_target(args: argparse.Namespace, graph) -> targets.Target:
 def _plan(args: argparse.Namespace) -> None:
     if args.plot:
         _check_plot(args.plot, [args.model])
+        _refuse_model(args.plot)
     model = _read_model(args.model)
     graph = read.read_graph(model)
     device_target = _device_target(args, graph)
@@ -456,7 +523,7 @@ def _plan(args: argparse.Namespace) -> None:
         "persistent": planned.persistent,
     }
     if args.plot:
-        memory.plot(graph, args.plot, title=Path(args.model).name)
+        _write_atomically(args.plot, lambda temporary: memory.plot(graph, str(temporary), title=Path(args.model).name))
     if args.json:
         print(json.dumps(report))
         return
@@ -717,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_options(args)
         args.run(args)
         sys.stdout.flush()
     except TinyTrainError as error:

@@ -1,0 +1,330 @@
+"""Hostile inputs: crafted models, altered offline plans, outputs aimed at inputs, options out of range.
+
+Each must end in one line on stderr (exit code 2) or one TinyTrainError, never a crash, a hang, a
+traceback or a changed input file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
+
+import tinytrain_tflm as tt
+from tinytrain_tflm.backend import emit
+from tinytrain_tflm.frontend import read
+from tinytrain_tflm.plan import memory
+from tinytrain_tflm.runtime.trainer import Trainer
+from tinytrain_tflm.tools import cli
+
+DATA = Path(__file__).parent / "data"
+CRAFTED = sorted((DATA / "crafted").glob("*.tflite"))
+SOURCE = DATA / "small_cnn.tflite"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-P", "-m", "tinytrain_tflm.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def _one_line_error(result: subprocess.CompletedProcess, contains: str = "") -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("tinytrain-tflm: error: "), result.stderr
+    assert contains in lines[0], lines[0]
+    return lines[0]
+
+
+def _trainer_error(model: bytes) -> str:
+    """The TinyTrainError a Trainer raises building the model or running it with controls 0, 1 and 3."""
+    try:
+        trainer = Trainer(model)
+        sample = np.zeros(trainer.input.shape, trainer.input.dtype)
+        for control in (0, 1, 3):
+            trainer._run(sample, 0, control)
+    except tt.TinyTrainError as error:
+        return str(error)
+    raise AssertionError("the model ran")
+
+
+@pytest.mark.parametrize("path", CRAFTED, ids=[p.stem for p in CRAFTED])
+def test_crafted_models_get_one_line_errors(path, tmp_path):
+    assert len(CRAFTED) == 15  # one per crash or hang of the issue (README.md beside them)
+    assert "\n" not in _trainer_error(path.read_bytes())
+    for args in (
+        ("compile", str(path), "-o", str(tmp_path / "out.tflite")),
+        ("plan", str(path)),
+        ("export", str(path), "-o", str(tmp_path / "out.tflite")),
+        ("arena", str(path)),
+    ):
+        _one_line_error(_cli(*args))
+    assert not (tmp_path / "out.tflite").exists()
+
+
+@pytest.fixture(scope="module")
+def training_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "train.tflite"
+    path.write_bytes(tt.compile(SOURCE.read_bytes(), update="last").bytes)
+    return path
+
+
+def _with_plan(model: bytes, change) -> bytes:
+    graph = read.read_graph(model)
+    blob = graph.metadata[memory.OFFLINE_PLAN]
+    header, offsets = np.frombuffer(blob[:12], "<i4"), np.frombuffer(blob[12:], "<i4").copy()
+    graph.metadata[memory.OFFLINE_PLAN] = change(header, offsets)
+    return emit.emit_model(graph)
+
+
+def _planned(offsets: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(offsets >= 0)
+
+
+def _shuffled(header, offsets):
+    planned = _planned(offsets)
+    offsets[planned] = offsets[np.roll(planned, 1)]
+    return (header.tobytes()) + offsets.tobytes()
+
+
+def _all_at_zero(header, offsets):  # every planned tensor over every other: live ones overlap
+    offsets[_planned(offsets)] = 0
+    return header.tobytes() + offsets.tobytes()
+
+
+def _negative(header, offsets):
+    offsets[_planned(offsets)[-1]] = -512
+    return header.tobytes() + offsets.tobytes()
+
+
+def _truncated(header, offsets):
+    return (header.tobytes() + offsets.tobytes())[:-4]
+
+
+def _emptied(header, offsets):
+    return b""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_shuffled, "the plan was altered"),
+        (_all_at_zero, "the plan was altered"),
+        (_negative, "outside the planned"),
+        (_truncated, "malformed OfflineMemoryAllocation"),
+        (_emptied, "malformed OfflineMemoryAllocation"),
+    ],
+)
+def test_altered_offline_plans_are_refused(training_model, tmp_path, change, message):
+    model = _with_plan(training_model.read_bytes(), change)
+    assert model != training_model.read_bytes()
+    with pytest.raises(tt.TinyTrainError, match=message):
+        memory.check_offline_plan(read.read_graph(model))
+    assert message in _trainer_error(model)
+    path = tmp_path / "altered.tflite"
+    path.write_bytes(model)
+    for args in (("plan", str(path)), ("arena", str(path)), ("export", str(path), "--c-array", str(tmp_path / "m.cc"))):
+        result = _cli(*args)
+        _one_line_error(result, message)
+        assert "arena" not in result.stdout  # no arena reported for a model whose plan is invalid
+    assert not (tmp_path / "m.cc").exists()
+
+
+def test_the_compiled_plan_passes(training_model):
+    memory.check_offline_plan(read.read_graph(training_model.read_bytes()))
+
+
+def _data(path: Path, trainer: Trainer) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (10, *trainer.input.shape[1:])).astype(np.float32)
+    np.savez(path, x=x, y=rng.integers(0, trainer.metadata["num_classes"], 10))
+    return path
+
+
+def _hard_link(target: Path, link: Path) -> Path:
+    os.link(target, link)
+    return link
+
+
+def test_no_output_command_writes_through_a_hard_link_to_its_input(training_model, tmp_path):
+    source = tmp_path / "source.tflite"
+    source.write_bytes(SOURCE.read_bytes())
+    model = tmp_path / "train.tflite"
+    model.write_bytes(training_model.read_bytes())
+    data = _data(tmp_path / "data.npz", Trainer(model.read_bytes()))
+    inputs = {path: path.read_bytes() for path in (source, model, data)}
+    for command, target, extra in [
+        ("compile", source, ()),
+        ("attach-loss", source, ()),
+        ("train", model, ("--data", str(data))),
+        ("export", model, ()),
+        ("search", source, ("--data", str(data), "--budget", "1MB")),
+    ]:
+        link = _hard_link(target, tmp_path / f"{command}-link.out")
+        _one_line_error(_cli(command, str(target), *extra, "-o", str(link)), "refusing to overwrite the input file")
+        if command in ("train", "search"):  # the data file is an input too
+            data_link = _hard_link(data, tmp_path / f"{command}-data-link.out")
+            _one_line_error(_cli(command, str(target), *extra, "-o", str(data_link)), "refusing to overwrite the input file")
+    c_link = _hard_link(model, tmp_path / "c-link.cc")
+    _one_line_error(_cli("export", str(model), "--c-array", str(c_link)), "refusing to overwrite the input file")
+    plot_link = _hard_link(model, tmp_path / "plot-link.png")
+    _one_line_error(_cli("plan", str(model), "--plot", str(plot_link)), "refusing to overwrite the input file")
+    # A plot never replaces a model, even one that is not this run's input and has an image's name.
+    other = tmp_path / "other-model.png"
+    other.write_bytes(SOURCE.read_bytes())
+    _one_line_error(_cli("plan", str(model), "--plot", str(other)), "a TFLite model")
+    assert other.read_bytes() == SOURCE.read_bytes()
+    assert all(path.read_bytes() == content for path, content in inputs.items())
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
+    old = tmp_path / "out.tflite"
+    old.write_bytes(b"old contents")
+
+    def fail(temporary: Path) -> None:
+        temporary.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(tt.TinyTrainError, match="No space left on device"):
+        cli._write_atomically(str(old), fail)
+    assert old.read_bytes() == b"old contents"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tflite"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("compile", "{source}", "-o", "{out}", "--lr", "1e30"), "learning rate must be in (0, 100.0]"),
+        (("compile", "{source}", "-o", "{out}", "--lr", "nan"), "--lr must be a finite number"),
+        (("compile", "{source}", "-o", "{out}", "--seed", "-1"), "--seed must be in [0, 2^31)"),
+        (("compile", "{source}", "-o", "{out}", "--tile", "99999999999x1"), "--tile takes 1 to 64"),
+        (("train", "{model}", "--data", "{data}", "--epochs", "10000000"), "--epochs must be in [1, 1,000,000]"),
+        (("train", "{model}", "--data", "{data}", "--seed", "-1"), "--seed must be in [0, 2^31)"),
+        (("search", "{source}", "--data", "{data}", "--budget", "nan", "-o", "{out}"), "--budget must be a positive size"),
+        (("search", "{source}", "--data", "{data}", "--budget", "1MB", "--steps", "-1", "-o", "{out}"), "--steps must be"),
+    ],
+)
+def test_options_are_bounded_before_any_work(training_model, tmp_path, args, message):
+    data = _data(tmp_path / "data.npz", Trainer(training_model.read_bytes()))
+    paths = {"source": SOURCE, "model": training_model, "data": data, "out": tmp_path / "out"}
+    _one_line_error(_cli(*(arg.format(**paths) for arg in args)), message)
+    assert not (tmp_path / "out").exists()
+
+
+# Run a model straight in TFLM with tinytrain's ops, skipping the Python checks, as a firmware reading
+# a model from storage would: a training step (every int32 [1] input, the control, set to 3).
+_RAW_TRAINING_STEP = """
+import sys
+import numpy as np
+from tflite_micro import runtime
+from tinytrain_tflm.runtime import interpreter
+interpreter.load_plugin()
+tflm = runtime.Interpreter.from_bytes(
+    open(sys.argv[1], "rb").read(), custom_op_registerers=[interpreter.REGISTERER], arena_size=1 << 24
+)
+for index in range(3):
+    details = tflm.get_input_details(index)
+    value = np.zeros(details["shape"], details["dtype"])
+    value[...] = 3 if details["dtype"] == np.int32 and tuple(details["shape"]) == (1,) else 0
+    tflm.set_input(value, index)
+tflm.invoke()
+"""
+# The crafted models aimed at the kernels, and the op whose Prepare must refuse each.
+KERNEL_CASES = {
+    "activation_mask_null_output": "TT_ACTIVATION_MASK: output 0 is missing",
+    "conv_null_output": "TT_CONV_2D: output 0 is missing",
+    "avgpool_grad_stride_overflow": "TT_AVERAGE_POOL_2D_GRAD: 5 output rows with filter 2, stride 2147483647",
+    "init_variables_short_f16": "TT_INIT_VARIABLES: input 0 has type 10",
+    "int32_wrap_TT_BIAS_GRAD": "TT_BIAS_GRAD: input 0 has a dimension below 1 or more than",
+    "int32_wrap_TT_MEAN_GRAD": "TT_MEAN_GRAD: output 0 has a dimension below 1 or more than",
+    "int32_wrap_TT_CONV_2D_FILTER_GRAD": "TT_CONV_2D_FILTER_GRAD: input 0 has a dimension below 1 or more than",
+    "int32_wrap_TT_FULLY_CONNECTED_INPUT_GRAD": "TT_FULLY_CONNECTED_INPUT_GRAD: input 0 has a dimension below 1 or more than",
+    "loss_int32_overflow": "TT_SOFTMAX_CROSS_ENTROPY: input 0 has a dimension below 1 or more than",
+    "sgd_int32_overflow": "TT_SGD: input 0 has a dimension below 1 or more than",
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_CASES))
+def test_kernels_refuse_crafted_models_in_prepare(name):
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", _RAW_TRAINING_STEP, str(DATA / "crafted" / f"{name}.tflite")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr  # a Python exception: no signal, no training step run
+    assert KERNEL_CASES[name] in result.stderr and "failed to prepare" in result.stderr, result.stderr
+
+
+def test_trainer_refuses_samples_with_nan_or_inf(training_model):
+    trainer = Trainer(training_model.read_bytes())
+    sample = np.zeros(trainer.input.shape[1:], np.float32)
+    before = trainer.weights()
+    for bad in (np.nan, np.inf, -np.inf):
+        sample.flat[3] = bad
+        with pytest.raises(tt.TinyTrainError, match="sample holds NaN or infinite values"):
+            trainer.step(sample, 0)
+    assert all(np.array_equal(before[name], value) for name, value in trainer.weights().items())  # nothing trained
+
+
+def _source_graph():
+    return read.read_graph(SOURCE.read_bytes())
+
+
+def _refused(graph, message: str) -> None:
+    with pytest.raises(tt.TinyTrainError, match=message):
+        read.read_graph(emit.emit_model(graph))
+
+
+def test_the_verifier_names_the_op_or_tensor():
+    # small_cnn: CONV_2D, MAX_POOL_2D, CONV_2D, MAX_POOL_2D, SHAPE, STRIDED_SLICE, PACK, RESHAPE, FULLY_CONNECTED
+    graph = _source_graph()
+    graph.ops[2].outputs = [10]  # CONV_2D writes the tensor it reads
+    _refused(graph, r"op 2 \(CONV_2D\) writes its own input tensor 10")
+    graph = _source_graph()
+    graph.ops[1], graph.ops[2] = graph.ops[2], graph.ops[1]
+    _refused(graph, r"op 1 \(CONV_2D\) reads tensor 10 .* before any op writes it")
+    graph = _source_graph()
+    graph.ops[3].outputs = [11]
+    _refused(graph, r"op 3 \(MAX_POOL_2D\) writes its own input")
+    graph = _source_graph()
+    graph.tensors[16].shape = (65536, 65537)  # 2^32 + 2^16 elements: wraps int32
+    _refused(graph, r"tensor 16 .* has shape \(65536, 65537\): 4,295,032,832 bytes")
+    graph = _source_graph()
+    graph.tensors[9].quantization = None
+    _refused(graph, r"op 0 \(CONV_2D\): its int8 output .* has no quantization")
+    graph = _source_graph()
+    graph.ops[1].builtin_options.filterHeight = 2**30
+    _refused(graph, r"op 1 \(MAX_POOL_2D\): window along axis 1 1073741824 is outside \[1, 40\]")
+    graph = _source_graph()
+    graph.ops[1].builtin_options.strideH = 3  # 12 rows, stride 3: 4 output rows, not the 6 the model has
+    _refused(graph, r"op 1 \(MAX_POOL_2D\): output has 6 along axis 1; a 2-wide window with stride 3 over 12 gives 4")
+    graph = _source_graph()
+    graph.tensors[7].quantization.scale[:] = 0
+    _refused(graph, r"tensor 7 .* quantization scale that is not finite and positive")
+
+
+def test_a_same_window_larger_than_its_input_is_accepted():
+    """A 3x3 SAME convolution over a 1x1 map (the last stage of a small-input MobileNet) is valid TFLite."""
+    graph = _source_graph()
+    x, w = graph.tensors[10], graph.tensors[6]
+    x.shape, graph.tensors[11].shape, graph.tensors[12].shape = (1, 1, 1, 4), (1, 1, 1, 8), (1, 1, 1, 8)
+    graph.ops[3].builtin_options.filterHeight = graph.ops[3].builtin_options.filterWidth = 1
+    graph.ops[1].builtin_options.filterHeight = graph.ops[1].builtin_options.filterWidth = 12
+    graph.ops[1].builtin_options.strideH = graph.ops[1].builtin_options.strideW = 12
+    graph.ops[2].builtin_options.padding = tfl.Padding.SAME
+    assert w.shape[1:3] == (3, 3)
+    read.read_graph(emit.emit_model(graph))
+
+
+def test_training_metadata_naming_a_missing_tensor_is_refused(training_model):
+    from tinytrain_tflm.backend import schema
+    from tinytrain_tflm.passes import loss
+
+    graph = read.read_graph(training_model.read_bytes())
+    values = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    for role, index in (("logits_tensor", len(graph.tensors)), ("input_tensor", -1), ("softmax_tensor", 10**6)):
+        graph.metadata[loss.TRAINING_METADATA] = schema.encode_blob("TRAINING_METADATA", **{**values, role: index})
+        assert f"names tensor {index} as {role}" in _trainer_error(emit.emit_model(graph))
