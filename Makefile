@@ -71,7 +71,7 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$(c++ -print-file-name=libasan.so) $$(c++ -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TINYTRAIN_KERNEL_LIBRARY=$(CURDIR)/$(SANITIZE_BUILD)/kernels/_tinytrain_kernels.so \
-	  $(VENV)/bin/python -P -m pytest -q -n auto --dist loadfile tests/test_kernels_*.py tests/test_loss_op.py tests/test_training.py \
+	  PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile tests/test_kernels_*.py tests/test_loss_op.py tests/test_training.py \
 	  tests/test_reliability.py::test_kernels_refuse_crafted_models_in_prepare
 
 clean:

@@ -95,6 +95,10 @@ def _parameters(graph: ir.Graph) -> list[Parameter]:
     return parameters
 
 
+# The loss op each TRAINING_METADATA loss id names.
+_LOSS_OPS = dict(loss.LOSSES.values())
+
+
 def training_metadata(graph: ir.Graph) -> dict:
     """The TRAINING_METADATA of a compiled training model (which tensors are sample, label, control, loss, logits),
     checked against the graph: each tensor exists and has the type and shape its role needs."""
@@ -107,37 +111,53 @@ def training_metadata(graph: ir.Graph) -> dict:
     if metadata["control_tensor"] < 0:
         raise TinyTrainError("training model has no control input; compile it with tinytrain_tflm.compile")
     count = len(graph.tensors)
-    for role in ("input_tensor", "label_tensor", "control_tensor", "loss_tensor", "logits_tensor", "softmax_tensor"):
+    heads = ("softmax_tensor", "sigmoid_tensor")  # -1: the model had no such head to put back on export
+    for role in ("input_tensor", "label_tensor", "control_tensor", "loss_tensor", "logits_tensor", *heads):
         index = metadata[role]
-        if not (0 <= index < count or (role == "softmax_tensor" and index == -1)):
+        if not (0 <= index < count or (role in heads and index == -1)):
             raise TinyTrainError(f"training metadata names tensor {index} as {role}; the model has {count} tensors")
     inputs = [metadata[role] for role in ("input_tensor", "label_tensor", "control_tensor")]
     if graph.inputs != inputs:
         raise TinyTrainError(f"training metadata names inputs {inputs} (sample, label, control); the model's are {graph.inputs}")
+    if metadata["loss"] not in _LOSS_OPS:
+        raise TinyTrainError(f"training metadata names loss {metadata['loss']}; this tinytrain_tflm knows {sorted(_LOSS_OPS)}")
+    loss_op_kind = _LOSS_OPS[metadata["loss"]]
     logits = graph.tensors[metadata["logits_tensor"]]
     classes = metadata["num_classes"]
-    if logits.dtype != np.int8 or len(logits.shape) != 2 or logits.shape[1] != classes or logits.quantization is None:
+    regression = metadata["loss"] == schema_generated.LOSS_MEAN_SQUARED_ERROR
+    if regression:  # the "classes" of a regression output are its values per sample
+        logits_ok = len(logits.shape) >= 2 and int(np.prod(logits.shape[1:])) == classes
+        expected_logits = f"[batch, ...] with {classes} values per sample"
+    else:
+        width = 1 if metadata["loss"] == schema_generated.LOSS_BINARY_CROSS_ENTROPY else classes
+        logits_ok = len(logits.shape) == 2 and logits.shape[1] == width
+        expected_logits = f"[batch, {width}]"
+    if logits.dtype != np.int8 or not logits_ok or logits.quantization is None:
         raise TinyTrainError(
             f"training metadata: logits tensor {logits.name!r} is {logits.dtype.name} {logits.shape}; "
-            f"it must be quantized int8 [batch, {classes}] (num_classes)"
+            f"it must be quantized int8 {expected_logits}"
         )
-    roles = {"label_tensor": (logits.shape[0],), "control_tensor": (1,)}
-    for role, shape in roles.items():
+    # Mean squared error's label is its int8 target, of the output's shape; the others' are class indices.
+    label = (np.int8, logits.shape) if regression else (np.int32, (logits.shape[0],))
+    roles = {"label_tensor": label, "control_tensor": (np.int32, (1,))}
+    for role, (dtype, shape) in roles.items():
         tensor = graph.tensors[metadata[role]]
-        if tensor.dtype != np.int32 or tensor.shape != shape:
+        if tensor.dtype != dtype or tensor.shape != shape:
             raise TinyTrainError(
-                f"training metadata: {role} {tensor.name!r} must be int32 {shape}, is {tensor.dtype.name} {tensor.shape}"
+                f"training metadata: {role} {tensor.name!r} must be {np.dtype(dtype).name} {shape}, "
+                f"is {tensor.dtype.name} {tensor.shape}"
             )
     sample = graph.tensors[metadata["input_tensor"]]
     if sample.dtype.kind == "i" and sample.quantization is None:
         raise TinyTrainError(f"training metadata: the sample tensor {sample.name!r} has no quantization")
-    losses = [op for op in graph.ops if op.kind == schema_generated.SOFTMAX_CROSS_ENTROPY]
+    losses = [op for op in graph.ops if op.kind in _LOSS_OPS.values()]
     if (
         len(losses) != 1
+        or losses[0].kind != loss_op_kind
         or losses[0].inputs[:1] != [metadata["logits_tensor"]]
         or losses[0].outputs[:1] != [metadata["loss_tensor"]]
     ):
-        raise TinyTrainError("training metadata: the model needs one TT_SOFTMAX_CROSS_ENTROPY from its logits to its loss tensor")
+        raise TinyTrainError(f"training metadata: the model needs one {loss_op_kind} from its logits to its loss tensor")
     if not np.isfinite(metadata["softmax_beta"]):
         raise TinyTrainError("training metadata: softmax_beta is not finite")
     return metadata

@@ -294,6 +294,7 @@ def pretrain(model, task: TransferTask, epochs: int, seed: int = 0):
     tf = tensorflow()
 
     tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # else threaded reductions make each run's model differ
     shuffled = np.random.default_rng(seed).permutation(len(task.pretrain_y))  # the held-out tenth is a random one
     model.compile(
         tf.keras.optimizers.Adam(2e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
@@ -316,6 +317,7 @@ def pretrained_real_model(task: RealTask, seed: int = 0, epochs: int | None = No
     """The task's float model pretrained on its source domain (epochs: the model's default unless
     given); returns (model, accuracy on a held-out tenth of the source data)."""
     channels, kernel, strides, default_epochs = MODELS[task.name.split("-")[0]]
+    tensorflow().keras.utils.set_random_seed(seed)  # the initial weights are drawn as the model is built
     return pretrain(mcu_cnn(task.data, channels, kernel, strides), task.data, epochs or default_epochs, seed)
 
 
