@@ -39,7 +39,7 @@ $(FASHION_MNIST_DATA):
 	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
 	else echo "error: Fashion-MNIST is missing: sudo apt-get install dataset-fashion-mnist" >&2; exit 1; fi
 
-demo: $(STAMP)
+demo: setup
 	$(VENV)/bin/python examples/demo.py
 
 # The firmware tests' TFLM and Arduino library sources: a user's TFLM_ROOT / ARDUINO_TFLM_SRC, else the
@@ -53,7 +53,7 @@ test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
 # PYTHONSAFEPATH (python -P, inherited by pytest-xdist's workers): import the installed package (with its
 # compiled kernels), not the source tree. -n auto: one worker per core, each test file on one worker;
 # device builds take a lock (tinytrain_tflm/firmware/device.py), so workers share build/firmware.
-test: $(STAMP) cortex-m-tools
+test: setup cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
 	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile
