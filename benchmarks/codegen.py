@@ -42,7 +42,9 @@ from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
 
 def configs(quick: bool) -> dict[str, tt.TrainingModel]:
     models = {
-        "DS-CNN, all layers, float32 gradients": tt.compile(int8_model("ds_cnn"), update="all", optimizer=tt.SGD(lr=0.05)),
+        "DS-CNN, all layers, float32 gradients": tt.compile(
+            int8_model("ds_cnn"), update="all", optimizer=tt.SGD(lr=0.05), gradient="float32"
+        ),
         "MobileNetV2 blocks, sparse, int8 gradients": tt.compile(
             int8_model("mobilenet_v2_blocks"), update={"bias_last": 4, "weights": {"6": 1, "4": 0.5}}, gradient="int8"
         ),

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     task = tasks.digits_new_classes()
     int8_model = keras_to_int8(tasks.pretrained_cnn(task), task.pretrain_x[:200])
-    training = tt.compile(int8_model, update=LAST_TWO, optimizer=tt.SGD(lr=LR))
+    training = tt.compile(int8_model, update=LAST_TWO, optimizer=tt.SGD(lr=LR), gradient="float32")
     shards = simulation.class_skew_shards(task.train_y, args.clients, args.alpha, seed=0)
     data = [(task.train_x[s], task.train_y[s]) for s in shards]
     specs = payload.specs(tt.Trainer(training))

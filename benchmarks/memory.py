@@ -57,8 +57,11 @@ MIT_SCHEMES = {
 }
 # The emulated Cortex-M7 with an arena region of 1 MB, so that schemes above 256 KB are measured too.
 MEASURED_ON = dataclasses.replace(target("cortex-m7"), ram_bytes=1 << 20)
-# What reaches the smallest arenas; compile()'s keyword arguments.
+# What reaches the smallest arenas; compile()'s keyword arguments (and its defaults).
 BEST_OPTIONS = {"gradient": "int8", "tiles": "auto", "flash_requantization": True}
+# Every saving of these options off: the detailed tables turn them on one by one.
+REFERENCE_OPTIONS = {"gradient": "float32", "tiles": None, "flash_requantization": False}
+UNTILED = MemoryOptions(tiles=None, flash_requantization=False)
 
 
 def mit_scheme(name: str, layers: int) -> dict:
@@ -188,6 +191,11 @@ def main_table(title: str, source: bytes, on_device: bool, full: bool = True, on
 def benchmark(title: str, source: bytes, quick: bool) -> None:
     layers = len(conv_like_layers(tt.read_graph(source)))
     sparse = paper_style(layers)
+
+    def compiled(update, **options) -> bytes:
+        """The training model with REFERENCE_OPTIONS but for `options`: each row names what it turns on."""
+        return tt.compile(source, update=update, **{**REFERENCE_OPTIONS, **options}).bytes
+
     print(f"\n{title}: {layers} conv-like layers; paper-style sparse scheme {sparse}")
     print(f"  {'configuration':46} {'arena x86':>10} {'32-bit':>10} {'planned':>10} {'persist.':>9} {'est.':>7} {'flash':>9}")
     row("inference (no training)", source)
@@ -198,22 +206,24 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     if not quick:
         schemes.append(("full update", "all"))
     for name, update in schemes:
-        row(f"{name}, float32 gradients", tt.compile(source, update=update).bytes)
-        row(f"{name}, int8 gradients", tt.compile(source, update=update, gradient="int8").bytes)
+        row(f"{name}, float32 gradients", compiled(update))
+        row(f"{name}, int8 gradients", compiled(update, gradient="int8"))
     # Each optimization switched off alone, on the sparse scheme with int8 gradients.
     grid = tiling.choose_tiles(tt.read_graph(source))
     if grid is not None:
         tiled = tt.emit_model(tiling.tile_first_stage(tt.read_graph(source), grid)[0])
         row(f"inference, first stage tiled {grid[0]}x{grid[1]}", tiled)
-    row("sparse int8, first stage tiled (auto)", tt.compile(source, update=sparse, gradient="int8", tiles="auto").bytes)
+    row("sparse int8, first stage tiled (auto)", compiled(sparse, gradient="int8", tiles="auto"))
     lean = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1}}
-    row(f"lean {lean}, int8, tiled", tt.compile(source, update=lean, gradient="int8", tiles="auto").bytes)
-    plain = tt.compile(source, update=lean, gradient="int8", tiles="auto", overlap_buffers=False)
-    row("lean, int8, tiled, without overlapping buffers (TFLM plans)", plain.bytes)
-    row("last layer, int8, tiled", tt.compile(source, update="last", gradient="int8", tiles="auto").bytes)
+    row(f"lean {lean}, int8, tiled", compiled(lean, gradient="int8", tiles="auto"))
+    plain = compiled(lean, gradient="int8", tiles="auto", overlap_buffers=False)
+    row("lean, int8, tiled, without overlapping buffers (TFLM plans)", plain)
+    row("last layer, int8, tiled", compiled("last", gradient="int8", tiles="auto"))
     partial_scheme = {"bias_last": min(8, layers), "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
     for split in (False, True):
-        options = CompileOptions(update=partial_scheme, gradient="int8", memory=MemoryOptions(tiles="auto"))
+        options = CompileOptions(
+            update=partial_scheme, gradient="int8", memory=MemoryOptions(tiles="auto", flash_requantization=False)
+        )
         trained = compile_with(source, options, ablation=Ablation(split_partial=split))
         row(f"partial {partial_scheme}, int8, tiled, {'split' if split else 'whole layers in RAM'}", trained.bytes)
     # Forward convs reading their per-channel requantization from the model instead of the arena.
@@ -221,19 +231,19 @@ def benchmark(title: str, source: bytes, quick: bool) -> None:
     graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
     row("inference, overlapping buffers, requantization in flash", tt.emit_model(graph))
     for name, update in (("last layer", "last"), ("lean", lean), ("partial, split", partial_scheme), ("sparse", sparse)):
-        flash = tt.compile(source, update=update, gradient="int8", tiles="auto", flash_requantization=True)
-        row(f"{name}, int8, tiled, requantization in flash", flash.bytes)
-    without_masks = tt.compile(source, update=sparse, gradient="int8", activation_masks=False)
-    row("sparse int8, without 1-bit masks", without_masks.bytes)
-    without_overlap = tt.compile(source, update=sparse, gradient="int8", overlap_buffers=False)
-    row("sparse int8, without overlapping buffers", without_overlap.bytes)
-    sparse_int8 = CompileOptions(update=sparse, gradient="int8")
+        flash = compiled(update, gradient="int8", tiles="auto", flash_requantization=True)
+        row(f"{name}, int8, tiled, requantization in flash", flash)
+    without_masks = compiled(sparse, gradient="int8", activation_masks=False)
+    row("sparse int8, without 1-bit masks", without_masks)
+    without_overlap = compiled(sparse, gradient="int8", overlap_buffers=False)
+    row("sparse int8, without overlapping buffers", without_overlap)
+    sparse_int8 = CompileOptions(update=sparse, gradient="int8", memory=UNTILED)
     deferred = compile_with(source, sparse_int8, ablation=Ablation(immediate_updates=False))
     row("sparse int8, updates deferred (no reordering)", deferred.bytes)
     unpruned = compile_with(source, sparse_int8, ablation=Ablation(prune_backward=False))
     row("sparse int8, backward not pruned (every activation's gradient)", unpruned.bytes)
     if not quick:
-        options = CompileOptions(update="all", gradient="int8")
+        options = CompileOptions(update="all", gradient="int8", memory=UNTILED)
         autodiff_order = compile_with(source, options, ablation=Ablation(schedule_for_planner=False))
         row("full update int8, autodiff's backward order (not scheduled)", autodiff_order.bytes)
 

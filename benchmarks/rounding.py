@@ -35,7 +35,9 @@ def main() -> None:
         float_accuracy = tasks.float_finetune_accuracy(float_model, task, trainable_layers=1, lr=lr, order=order)
         for qas, rounding in itertools.product((True, False), ("truncate", "nearest", "stochastic")):
             start = time.perf_counter()
-            trainer = tt.Trainer(tt.compile(int8_model, update="last", optimizer=tt.SGD(lr=lr, qas=qas, rounding=rounding)))
+            trainer = tt.Trainer(
+                tt.compile(int8_model, update="last", optimizer=tt.SGD(lr=lr, qas=qas, rounding=rounding), gradient="float32")
+            )
             for i in order:
                 trainer.step(task.train_x[i], int(task.train_y[i]))
             accuracy = trainer.accuracy(task.test_x, task.test_y)

@@ -18,6 +18,10 @@ from tinytrain_tflm.target import target
 
 STEPS = 6
 
+# TFLM's builtin convs, untiled: the ops whose overlaps these tests name (compile's defaults tile the first
+# stage and run the convs as tinytrain's TT_CONV_2D / TT_DEPTHWISE_CONV_2D).
+BUILTIN_UNTILED = {"tiles": None, "flash_requantization": False}
+
 
 def _device_run(model: bytes, steps: int = STEPS) -> list[np.ndarray]:
     """Losses and logits of `steps` training invokes and one prediction, run as a device runs the
@@ -46,7 +50,7 @@ def _overlapping_pairs(model: bytes) -> int:
 def test_training_is_bit_identical_with_overlapping_buffers(name, update, flash):
     # With flash_requantization the overlapping convs are tinytrain's own (TT_CONV_2D, ...).
     source = int8_model(name)
-    plain = tt.compile(source, update=update, gradient="int8", overlap_buffers=False).bytes
+    plain = tt.compile(source, update=update, gradient="int8", overlap_buffers=False, flash_requantization=flash).bytes
     overlapped = tt.compile(source, update=update, gradient="int8", flash_requantization=flash).bytes
     assert memory.OFFLINE_PLAN in tt.read_graph(overlapped).metadata
     for ours, reference in zip(_device_run(overlapped), _device_run(plain), strict=True):
@@ -57,8 +61,8 @@ def test_tflm_follows_the_plan_and_it_saves_memory():
     # An inverted residual block trained at its classifier only: its expand, depthwise and project
     # convs, the residual ADD and the stride-2 depthwise after a PAD all write over their inputs.
     source = int8_model("mobilenet_v2_blocks")
-    plain = tt.compile(source, update="last", overlap_buffers=False).bytes
-    overlapped = tt.compile(source, update="last").bytes
+    plain = tt.compile(source, update="last", overlap_buffers=False, **BUILTIN_UNTILED).bytes
+    overlapped = tt.compile(source, update="last", **BUILTIN_UNTILED).bytes
     graph = tt.read_graph(overlapped)
     interpreter = tt.Interpreter(overlapped, 1 << 20)
     interpreter.run(runtime.zero_inputs(overlapped))
@@ -70,11 +74,11 @@ def test_tflm_follows_the_plan_and_it_saves_memory():
 
 def test_a_shift_below_the_rule_corrupts_and_is_caught(monkeypatch):
     source = int8_model("mobilenet_v2_blocks")
-    reference = _device_run(tt.compile(source, update="last", overlap_buffers=False).bytes, steps=2)
+    reference = _device_run(tt.compile(source, update="last", overlap_buffers=False, **BUILTIN_UNTILED).bytes, steps=2)
     rule = overlap._rows_shift
     # Depthwise outputs placed right on their inputs overwrite input rows still to be read.
     monkeypatch.setattr(overlap, "_rows_shift", lambda graph, op: 0 if op.kind == "DEPTHWISE_CONV_2D" else rule(graph, op))
-    corrupted = tt.compile(source, update="last").bytes
+    corrupted = tt.compile(source, update="last", **BUILTIN_UNTILED).bytes
     assert _overlapping_pairs(corrupted) > 0
     outputs = _device_run(corrupted, steps=2)
     assert any(not np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
@@ -165,7 +169,7 @@ def test_each_target_keeps_the_outputs_its_kernels_would_corrupt_apart():
     source = int8_model("mobilenet_v2_blocks")
     overlapped = {}
     for name in ("host", "cortex-m55"):
-        graph = tt.read_graph(tt.compile(source, update="last", target=name).bytes)
+        graph = tt.read_graph(tt.compile(source, update="last", target=name, **BUILTIN_UNTILED).bytes)
         plan = memory.plan_memory(graph)
         overlapped[name] = {graph.ops[scope - 1].kind for scope, _, _ in plan.shared}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= overlapped["host"]

@@ -192,7 +192,7 @@ def test_sizes_accept_datasheet_units():
 def test_compile_with_memory_options_warns_over_its_ram_budget(workspace):
     tmp, source, _ = workspace
     out = str(tmp / "t.tflite")
-    measured = tt.minimum_arena_size(tt.compile(source.read_bytes(), update="all").bytes)
+    measured = tt.minimum_arena_size(tt.compile(source.read_bytes(), update="all", gradient="float32").bytes)
     chosen = ("compile", str(source), "--update", "all", "--gradient", "float32", "-o", out)
     over = _cli(*chosen, "--ram", f"{measured - 1}")
     assert over.returncode == 0 and f"warning: the arena needs {measured:,} bytes" in over.stderr
@@ -233,23 +233,27 @@ def test_from_keras_prints_the_layers_and_no_tensorflow_log():
 
 
 def test_compile_ram_picks_the_first_memory_options_that_fit(workspace):
-    """--ram without memory options: the reference options if they fit, else int8 gradients, then flash
-    requantization, then tiling; nothing fitting is one line naming the smallest arena."""
+    """--ram without memory options: the reference options (float32 gradients, requantization in the arena, no
+    tiling) if they fit, else int8 gradients, then flash requantization, then tiling; nothing fitting is one
+    line naming the smallest arena."""
     tmp, _, _ = workspace
     source = _classifier(tmp, inputs=64, classes=10)  # weights large enough that int8 gradients save
     model = source.read_bytes()
-    reference = tt.minimum_arena_size(tt.compile(model, update="all").bytes)
-    int8 = tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8").bytes)
+    untiled = {"tiles": None, "flash_requantization": False}
+    reference = tt.minimum_arena_size(tt.compile(model, update="all", gradient="float32", **untiled).bytes)
+    int8 = tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", **untiled).bytes)
     assert int8 < reference
     out = str(tmp / "t.tflite")
     result = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(reference))
-    assert result.returncode == 0 and result.stdout.startswith(f"chose --gradient float32: the arena needs {reference:,}")
+    chosen = "chose --gradient float32 --no-flash-requantization --tile none: the arena needs"
+    assert result.returncode == 0 and result.stdout.startswith(f"{chosen} {reference:,}"), result.stdout
     result = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(reference - 1))
-    assert result.returncode == 0 and result.stdout.startswith(f"chose --gradient int8: the arena needs {int8:,}")
+    chosen = "chose --gradient int8 --no-flash-requantization --tile none: the arena needs"
+    assert result.returncode == 0 and result.stdout.startswith(f"{chosen} {int8:,}"), result.stdout
     assert tt.minimum_arena_size((tmp / "t.tflite").read_bytes()) == int8
     smallest = min(
         int8,
-        tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", flash_requantization=True).bytes),
+        tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", tiles=None, flash_requantization=True).bytes),
         tt.minimum_arena_size(tt.compile(model, update="all", gradient="int8", flash_requantization=True, tiles="auto").bytes),
     )
     nothing = _cli("compile", str(source), "--update", "all", "-o", out, "--ram", str(smallest - 1))

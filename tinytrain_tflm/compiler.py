@@ -88,28 +88,34 @@ def _move_to_variables(graph: ir.Graph, forward: list[int], trainable: dict[int,
     return variables, pairs
 
 
+_DEFAULTS = CompileOptions()  # compile()'s keyword defaults are CompileOptions' own
+
+
 def compile(
     model: bytes,
     update: str | dict | UpdateScheme = "last",
     optimizer: SGD | None = None,
     *,
-    gradient: str = "float32",
-    label_smoothing: float = 0.0,
-    activation_masks: bool = True,
-    tiles: tuple[int, int] | str | None = None,
-    overlap_buffers: bool = True,
-    flash_requantization: bool = False,
+    gradient: str = _DEFAULTS.gradient,
+    label_smoothing: float = _DEFAULTS.label_smoothing,
+    activation_masks: bool = _DEFAULTS.activation_masks,
+    tiles: tuple[int, int] | str | None = _DEFAULTS.memory.tiles,
+    overlap_buffers: bool = _DEFAULTS.memory.overlap_buffers,
+    flash_requantization: bool = _DEFAULTS.memory.flash_requantization,
     target: str | targets.Target = "host",
-    loss: str = "softmax_cross_entropy",
+    loss: str = _DEFAULTS.loss,
 ) -> TrainingModel:
     """Compiles an int8 model into a training model.
 
+    The defaults are the smallest arena: int8 gradients, the first stage tiled, requantization in flash.
+
     update: which parameters train (see tinytrain_tflm.passes.scheme). gradient:
-    "float32" (the reference) or "int8" (each gradient int8 with a run-time
-    scale: a quarter of the memory). activation_masks: keep 1 bit per
+    "int8" (each gradient int8 with a run-time scale: a quarter of the memory) or
+    "float32" (the reference). activation_masks: keep 1 bit per
     element for ReLU backward where the activation itself is not needed.
     tiles: run the frozen first stage in patches (tinytrain_tflm.passes.tiling), e.g.
-    (3, 2) rows x columns, or "auto" for the grid with the smallest estimated arena.
+    (3, 2) rows x columns, "auto" for the grid with the smallest estimated arena, or
+    None for no tiling (the patches' overlap is computed again: more instructions).
     overlap_buffers: let an op write its output over an input it reads for the last time
     (tinytrain_tflm.plan.overlap), with the head planned ahead in the model's OfflineMemoryAllocation
     metadata; assumes kernels that produce output rows in order (TFLM's reference kernels and

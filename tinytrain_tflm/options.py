@@ -17,7 +17,7 @@ class CompileOptions:
 
     update: str | dict | UpdateScheme = "last"
     optimizer: SGD = SGD()
-    gradient: str = "float32"
+    gradient: str = "int8"  # "float32" is the reference the tests compare int8 with
     label_smoothing: float = 0.0
     activation_masks: bool = True
     memory: MemoryOptions = MemoryOptions()

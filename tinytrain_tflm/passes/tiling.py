@@ -32,7 +32,7 @@ from ..plan.memory import MemoryOptions, estimate
 from . import requantization
 
 # Standalone, the estimates are of a model TFLM plans alone (what compile(overlap_buffers=False) emits).
-TFLM_PLANNED = MemoryOptions(overlap_buffers=False)
+TFLM_PLANNED = MemoryOptions(tiles=None, overlap_buffers=False, flash_requantization=False)
 
 TILEABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "ADD")
 

@@ -54,9 +54,11 @@ class MemoryOptions:
     memory estimates read it, since they must estimate the model as it will be emitted. Lives with the
     planner because the passes that weigh their choices by its plan take it."""
 
-    tiles: tuple[int, int] | str | None = None
+    # The defaults are the options that give the smallest arena: on MobileNetV2 with MIT's 99kb scheme,
+    # tiling alone takes the 32-bit arena from 378 KB to 277 KB and flash requantization then to 200 KB.
+    tiles: tuple[int, int] | str | None = "auto"
     overlap_buffers: bool = True
-    flash_requantization: bool = False
+    flash_requantization: bool = True
 
 
 @dataclasses.dataclass
@@ -339,7 +341,7 @@ def offline_plan(graph: ir.Graph) -> bytes:
     """The model's head planned with overlapping buffers, as TFLM's OfflineMemoryAllocation metadata
     (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
     offsets = np.full(len(graph.tensors), -1, np.int64)
-    for buffer in plan_memory(graph, MemoryOptions(overlap_buffers=True)).buffers:
+    for buffer in plan_memory(graph, MemoryOptions(tiles=None, overlap_buffers=True)).buffers:
         offsets[buffer.tensor] = buffer.offset
     return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
 

@@ -141,6 +141,9 @@ def _arena(args: argparse.Namespace) -> None:
         print(f"    {name}: {used} bytes")
 
 
+DEFAULTS = CompileOptions()  # compile's memory options default to the Python API's: the smallest arena
+TILE_HELP = 'run the frozen first stage in patches: "auto" (default), "none" or ROWSxCOLS, e.g. 3x2'
+FLASH_HELP = "forward convs read their per-channel requantization from the model (flash), not the arena (default on)"
 LOSS_HELP = "classifier, one-logit sigmoid head, or regression / autoencoder (int8 target of the output's shape)"
 
 
@@ -184,9 +187,15 @@ def _compile(args: argparse.Namespace) -> None:
     ram = parse_size(args.ram, "--ram") if args.ram else None
     searched = scheme_file.compile_options if scheme_file else {}
     tiles = searched.get("tiles")
-    gradient = _searched_option(args, "gradient", "--gradient", searched.get("gradient"), "float32")
-    flash = _searched_option(args, "flash_requantization", "--flash-requantization", searched.get("flash_requantization"), False)
-    tile = _searched_option(args, "tile", "--tile", "x".join(map(str, tiles)) if isinstance(tiles, list) else tiles, None)
+    gradient = _searched_option(args, "gradient", "--gradient", searched.get("gradient"), DEFAULTS.gradient)
+    flash = _searched_option(
+        args,
+        "flash_requantization",
+        "--flash-requantization",
+        searched.get("flash_requantization"),
+        DEFAULTS.memory.flash_requantization,
+    )
+    tile = _searched_option(args, "tile", "--tile", _tile_text(tiles), _tile_text(DEFAULTS.memory.tiles))
     target_name = _searched_option(args, "target", "--target", scheme_file and scheme_file.target, "host")
     same_target = scheme_file is not None and target_name == scheme_file.target
     kernels = _searched_option(args, "kernels", "--kernels", scheme_file.kernels if same_target else None, None)
@@ -235,7 +244,7 @@ MEMORY_LADDER = (("float32", False, None), ("int8", False, None), ("int8", True,
 
 
 def _memory_flags(gradient: str, flash: bool, tile: str | None) -> str:
-    return " ".join([f"--gradient {gradient}"] + ["--flash-requantization"] * flash + [f"--tile {tile}"] * bool(tile))
+    return f"--gradient {gradient} --{'' if flash else 'no-'}flash-requantization --tile {tile or 'none'}"
 
 
 def _fit_ram(build, device_target: targets.Target, ram: int) -> TrainingModel:
@@ -297,13 +306,22 @@ def _check_options(args: argparse.Namespace) -> None:
             raise TinyTrainError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
+def _tile_text(tiles: tuple[int, int] | list[int] | str | None) -> str | None:
+    """--tile's spelling of a tile grid: ROWSxCOLS, "auto" or "none"; None for no choice (a scheme file without one)."""
+    if isinstance(tiles, (list, tuple)):
+        return "x".join(map(str, tiles))
+    return tiles
+
+
 def _tiles(text: str | None) -> tuple[int, int] | str | None:
-    if text is None or text == "auto":
+    if text is None or text == "none":
+        return None
+    if text == "auto":
         return text
     try:
         rows, cols = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise TinyTrainError(f'--tile takes "auto" or ROWSxCOLS like 3x2, got {text!r}') from None
+        raise TinyTrainError(f'--tile takes "auto", "none" or ROWSxCOLS like 3x2, got {text!r}') from None
     if not (1 <= rows <= MAX_TILES and 1 <= cols <= MAX_TILES):
         raise TinyTrainError(f"--tile takes 1 to {MAX_TILES} rows and columns, got {text!r}")
     return rows, cols
@@ -675,22 +693,18 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--no-qas", action="store_true", help="naive int8 SGD instead of quantization-aware scaling")
     compile_.add_argument("--rounding", choices=sorted(ROUNDINGS), default="stochastic")
     compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
-    compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help="gradient representation (default float32)")
+    gradient_help = f"gradient representation (default {DEFAULTS.gradient}; float32 is the reference, 4x the gradient memory)"
+    compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help=gradient_help)
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--loss", choices=sorted(loss.LOSSES), default="softmax_cross_entropy", help=LOSS_HELP)
     compile_.add_argument("--no-masks", action="store_true", help="keep int8 activations instead of 1-bit ReLU masks")
-    compile_.add_argument("--tile", help='run the frozen first stage in patches: "auto" or ROWSxCOLS, e.g. 3x2')
+    compile_.add_argument("--tile", help=TILE_HELP)
     compile_.add_argument(
         "--no-overlap",
         action="store_true",
         help="let TFLM plan the arena: no output written over its input (for kernels that do not produce rows in order)",
     )
-    compile_.add_argument(
-        "--flash-requantization",
-        action="store_true",
-        default=None,
-        help="forward convs read their per-channel requantization from the model (flash), not the arena; slower on a device",
-    )
+    compile_.add_argument("--flash-requantization", action=argparse.BooleanOptionalAction, help=FLASH_HELP)
     _add_target_arguments(
         compile_, "the device the model is for: its kernels decide which ops may overlap buffers (default host)"
     )
@@ -735,8 +749,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--generations", type=int, default=12)
     search.add_argument("--lr", type=float, default=0.005)
     search.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), default="int8")
-    search.add_argument("--tile", help='tile the first stage of every candidate: "auto" or ROWSxCOLS')
-    search.add_argument("--flash-requantization", action="store_true", help="compile every candidate with --flash-requantization")
+    search.add_argument("--tile", default=_tile_text(DEFAULTS.memory.tiles), help="every candidate's: " + TILE_HELP)
+    search.add_argument(
+        "--flash-requantization",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.memory.flash_requantization,
+        help="every candidate's: " + FLASH_HELP,
+    )
     search.add_argument("--seed", type=int, default=0)
     _add_target_arguments(search, "the device the scheme is for: the budget is judged on its arena (default host)")
     search.set_defaults(run=_search)

@@ -37,9 +37,9 @@ from ..runtime import interpreter
 from ..runtime.trainer import Trainer
 from ..target import HOST, Target
 
-# Every candidate scheme compiles with these unless the caller gives its own: int8 gradients (a quarter
-# of float32's memory, so more fits a budget) and a learning rate its few steps per part can use.
-SEARCH_OPTIONS = CompileOptions(optimizer=SGD(lr=0.005), gradient="int8")
+# Every candidate scheme compiles with these unless the caller gives its own: compile()'s defaults (the
+# smallest arena, so more fits a budget) and a learning rate its few steps per part can use.
+SEARCH_OPTIONS = CompileOptions(optimizer=SGD(lr=0.005))
 
 
 @dataclasses.dataclass(frozen=True)
