@@ -1,0 +1,143 @@
+"""Divergence guard on the host: watch a Trainer's steps for a loss that explodes or weights that saturate,
+warn once, and optionally roll back to the last good state kept in memory.
+
+Training diverges on a device in two visible ways: the loss climbs far above the chance level and stays
+there (a learning rate too high, data gone bad), or the int8 weights pile up at their limits (TT_SGD
+saturates them at -127 and 127), after which the model predicts one class. A single high loss is normal
+(a wrong label, a hard sample), so the loss is judged by its mean over a window of steps.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import sys
+
+import numpy as np
+
+from ..backend import schema_generated
+from ..errors import TinyTrainError
+from .trainer import Trainer
+
+GUARD_MODES = ("off", "warn", "rollback")
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardOptions:
+    """When the guard trips, and what it keeps to roll back to.
+
+    window: steps the loss is averaged over (k), and how often the weights are checked.
+    loss_bound: the mean loss over a window above which training is diverging; None: LOSS_BOUND_FACTOR
+    times the loss of a uniform prediction (ln of the class count; 2 classes for binary cross-entropy),
+    and no bound for mean squared error, whose scale is the data's.
+    saturation_rise: rise in the share of trained int8 weights at a limit over the share training started
+    from (per-channel quantization already puts one weight per output channel at +-127).
+    snapshot_every: steps between the healthy states kept for a rollback (a multiple of window).
+    rollback: roll back to the last healthy state when the guard trips, instead of only warning.
+    """
+
+    window: int = 50
+    loss_bound: float | None = None
+    saturation_rise: float = 0.05
+    snapshot_every: int = 500
+    rollback: bool = False
+
+    def __post_init__(self):
+        if self.window < 1 or self.snapshot_every < self.window or self.snapshot_every % self.window:
+            raise TinyTrainError(
+                f"the guard's snapshot interval ({self.snapshot_every}) must be a multiple of its window ({self.window} >= 1)"
+            )
+        if self.loss_bound is not None and not (math.isfinite(self.loss_bound) and self.loss_bound > 0):
+            raise TinyTrainError(f"the guard's loss bound must be finite and > 0, got {self.loss_bound}")
+        if not 0 < self.saturation_rise < 1:
+            raise TinyTrainError(f"the guard's saturation rise must be in (0, 1), got {self.saturation_rise}")
+
+
+LOSS_BOUND_FACTOR = 3.0
+
+
+def saturated_share(trainer: Trainer) -> float:
+    """Share of the trained int8 weights at a limit (|q| >= 127: TT_SGD saturates at -127 and 127)."""
+    weights = [w for w in trainer.weights().values() if w.dtype == np.int8]
+    return sum(int(np.sum(np.abs(w.astype(np.int16)) >= 127)) for w in weights) / max(1, sum(w.size for w in weights))
+
+
+def default_loss_bound(trainer: Trainer) -> float | None:
+    kind = trainer.metadata["loss"]
+    if kind == schema_generated.LOSS_MEAN_SQUARED_ERROR:
+        return None
+    classes = 2 if kind == schema_generated.LOSS_BINARY_CROSS_ENTROPY else trainer.metadata["num_classes"]
+    return LOSS_BOUND_FACTOR * math.log(max(classes, 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardEvent:
+    step: int  # steps taken through the guard when it tripped
+    reason: str
+    rolled_back_to: int | None  # the step of the state restored, or None (warned only)
+
+
+class DivergenceGuard:
+    """Steps a Trainer and watches it. Use guard.step(x, label) in place of trainer.step, and guard.trainer
+    for everything else: a rollback replaces the trainer with one built from the last healthy state."""
+
+    def __init__(self, trainer: Trainer, options: GuardOptions = GuardOptions(), warn=None):
+        """warn: called once with the first trip's one-line message (default: print it to stderr)."""
+        self.trainer = trainer
+        self.options = options
+        self.loss_bound = options.loss_bound if options.loss_bound is not None else default_loss_bound(trainer)
+        self.start_share = saturated_share(trainer)
+        self.steps = 0
+        self.events: list[GuardEvent] = []
+        self._losses: collections.deque[float] = collections.deque(maxlen=options.window)
+        self._warn = warn or (lambda line: print(line, file=sys.stderr))
+        self._snapshot = (0, trainer.training_model().bytes) if options.rollback else None
+
+    def step(self, x: np.ndarray, label) -> float:
+        """trainer.step(x, label), then the checks; returns the step's loss."""
+        loss = self.trainer.step(x, label)
+        self.steps += 1
+        self._losses.append(loss)
+        reason = self._diverging(loss)
+        if reason is not None:
+            self._trip(reason)
+        elif self._snapshot is not None and self.steps % self.options.snapshot_every == 0:
+            self._snapshot = (self.steps, self.trainer.training_model().bytes)
+        return loss
+
+    def _diverging(self, loss: float) -> str | None:
+        if not math.isfinite(loss):
+            return f"the loss is {loss}"
+        full = len(self._losses) == self.options.window
+        mean = float(np.mean(self._losses))
+        if full and self.loss_bound is not None and mean > self.loss_bound:
+            return f"the mean loss over the last {self.options.window} steps is {mean:.3g}, above {self.loss_bound:.3g}"
+        if self.steps % self.options.window == 0:
+            share = saturated_share(self.trainer)
+            if share > self.start_share + self.options.saturation_rise:
+                return f"{share:.0%} of the trained int8 weights sit at -127 or 127 ({self.start_share:.0%} at the start)"
+        return None
+
+    def _trip(self, reason: str) -> None:
+        restored = None
+        if self._snapshot is not None:
+            restored, model = self._snapshot
+            self.trainer = Trainer(model)
+            self._losses.clear()
+        if not self.events:
+            action = (
+                f"rolled back to the state of step {restored}"
+                if restored is not None
+                else "a lower --lr (compile) or `--guard rollback` helps"
+            )
+            self._warn(f"warning: step {self.steps}: training may be diverging: {reason}; {action}")
+        self.events.append(GuardEvent(self.steps, reason, restored))
+
+    def summary(self) -> str | None:
+        """One line on what the guard did, or None if it never tripped."""
+        if not self.events:
+            return None
+        rollbacks = sum(event.rolled_back_to is not None for event in self.events)
+        what = f"rolled back {rollbacks} times" if rollbacks else f"tripped {len(self.events)} times"
+        return f"guard: {what} (first at step {self.events[0].step}, last at step {self.events[-1].step})"
