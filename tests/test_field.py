@@ -84,8 +84,18 @@ def test_the_guard_rolls_back_to_the_last_healthy_state(linear_task):
     _, source, x, y = linear_task
     options = GuardOptions(window=10, snapshot_every=20, rollback=True)
     guard, warnings = _guarded(source, 50.0, options, x, y)
-    assert len(warnings) == 1 and "rolled back to the state of step" in warnings[0], warnings
+    assert len(warnings) == 2 and "rolled back to the state of step" in warnings[0], warnings
     assert all(event.rolled_back_to is not None and event.rolled_back_to % 20 == 0 for event in guard.events)
+    # It diverges from every state it restores: after halt_after rollbacks in a row it stops and keeps it.
+    last = guard.events[-1]
+    assert guard.halted and last.halted and [e.rolled_back_to for e in guard.events[-3:]] == [last.rolled_back_to] * 3
+    assert warnings[1] == (
+        f"warning: step {last.step}: training stopped: it diverged 3 times in a row from the state of step "
+        f"{last.rolled_back_to}, which it keeps; a lower --lr (compile) helps"
+    )
+    kept = guard.trainer.weights()
+    guard.step(x[0], y[0])
+    assert all(np.array_equal(guard.trainer.weights()[k], v) for k, v in kept.items())
     assert saturated_share(guard.trainer) <= guard.start_share + options.saturation_rise
     # The state restored is exactly the one the same steps reach unguarded.
     first = guard.events[0]
@@ -104,10 +114,9 @@ def test_train_guard_options(linear_task):
     data = ("--data", str(tmp / "data.npz"), "--epochs", "2")
     result = _cli("train", str(wild), *data, "--guard", "rollback", "-o", str(tmp / "rolled.tflite"))
     assert result.returncode == 0, result.stderr
-    assert [line for line in result.stderr.splitlines() if line.startswith("warning")] == [
-        next(line for line in result.stderr.splitlines() if "rolled back to the state of step" in line)
-    ]
-    assert "guard: rolled back" in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 2 and "rolled back to the state of step" in warnings[0] and "training stopped" in warnings[1]
+    assert "guard: rolled back 3 times" in result.stderr and "training stopped at step" in result.stderr
     assert saturated_share(tt.Trainer(tmp / "rolled.tflite")) < 0.05
     quiet = _cli("train", str(wild), *data, "--guard", "off", "-o", str(tmp / "off.tflite"))
     assert quiet.returncode == 0 and "warning" not in quiet.stderr and saturated_share(tt.Trainer(tmp / "off.tflite")) > 0.5

@@ -35,6 +35,8 @@ class GuardOptions:
     from (per-channel quantization already puts one weight per output channel at +-127).
     snapshot_every: steps between the healthy states kept for a rollback (a multiple of window).
     rollback: roll back to the last healthy state when the guard trips, instead of only warning.
+    halt_after: with rollback, stop updating after this many rollbacks in a row to one state (the learning
+    rate diverges from it every time: more rollbacks would only cycle); later steps evaluate, never train.
     """
 
     window: int = 50
@@ -42,6 +44,7 @@ class GuardOptions:
     saturation_rise: float = 0.05
     snapshot_every: int = 500
     rollback: bool = False
+    halt_after: int = 3
 
     def __post_init__(self):
         if self.window < 1 or self.snapshot_every < self.window or self.snapshot_every % self.window:
@@ -50,6 +53,8 @@ class GuardOptions:
             )
         if self.loss_bound is not None and not (math.isfinite(self.loss_bound) and self.loss_bound > 0):
             raise TinyTrainError(f"the guard's loss bound must be finite and > 0, got {self.loss_bound}")
+        if self.halt_after < 1:
+            raise TinyTrainError(f"the guard's halt_after must be >= 1, got {self.halt_after}")
         if not 0 < self.saturation_rise < 1:
             raise TinyTrainError(f"the guard's saturation rise must be in (0, 1), got {self.saturation_rise}")
 
@@ -76,6 +81,7 @@ class GuardEvent:
     step: int  # steps taken through the guard when it tripped
     reason: str
     rolled_back_to: int | None  # the step of the state restored, or None (warned only)
+    halted: bool = False  # the guard stopped training here (GuardOptions.halt_after)
 
 
 class DivergenceGuard:
@@ -93,9 +99,13 @@ class DivergenceGuard:
         self._losses: collections.deque[float] = collections.deque(maxlen=options.window)
         self._warn = warn or (lambda line: print(line, file=sys.stderr))
         self._snapshot = (0, trainer.training_model().bytes) if options.rollback else None
+        self._rollbacks_to_snapshot = 0
+        self.halted = False
 
     def step(self, x: np.ndarray, label) -> float:
-        """trainer.step(x, label), then the checks; returns the step's loss."""
+        """trainer.step(x, label), then the checks; returns the step's loss. Once halted, the loss only."""
+        if self.halted:
+            return float(self.trainer._run(x, label, schema_generated.CONTROL_BACKWARD)[0][0])
         loss = self.trainer.step(x, label)
         self.steps += 1
         self._losses.append(loss)
@@ -104,6 +114,7 @@ class DivergenceGuard:
             self._trip(reason)
         elif self._snapshot is not None and self.steps % self.options.snapshot_every == 0:
             self._snapshot = (self.steps, self.trainer.training_model().bytes)
+            self._rollbacks_to_snapshot = 0
         return loss
 
     def _diverging(self, loss: float) -> str | None:
@@ -121,18 +132,25 @@ class DivergenceGuard:
 
     def _trip(self, reason: str) -> None:
         restored = None
+        self._losses.clear()
         if self._snapshot is not None:
             restored, model = self._snapshot
             self.trainer = Trainer(model)
-            self._losses.clear()
-        if not self.events:
+            self._rollbacks_to_snapshot += 1
+            self.halted = self._rollbacks_to_snapshot >= self.options.halt_after
+        if self.halted:
+            self._warn(
+                f"warning: step {self.steps}: training stopped: it diverged {self.options.halt_after} times in a row "
+                f"from the state of step {restored}, which it keeps; a lower --lr (compile) helps"
+            )
+        elif not self.events:
             action = (
                 f"rolled back to the state of step {restored}"
                 if restored is not None
                 else "a lower --lr (compile) or `--guard rollback` helps"
             )
             self._warn(f"warning: step {self.steps}: training may be diverging: {reason}; {action}")
-        self.events.append(GuardEvent(self.steps, reason, restored))
+        self.events.append(GuardEvent(self.steps, reason, restored, self.halted))
 
     def summary(self) -> str | None:
         """One line on what the guard did, or None if it never tripped."""
@@ -140,4 +158,5 @@ class DivergenceGuard:
             return None
         rollbacks = sum(event.rolled_back_to is not None for event in self.events)
         what = f"rolled back {rollbacks} times" if rollbacks else f"tripped {len(self.events)} times"
-        return f"guard: {what} (first at step {self.events[0].step}, last at step {self.events[-1].step})"
+        stopped = f"; training stopped at step {self.events[-1].step}" if self.halted else ""
+        return f"guard: {what} (first at step {self.events[0].step}, last at step {self.events[-1].step}){stopped}"
