@@ -136,3 +136,34 @@ def test_bad_samples_on_the_host_are_one_line_errors(linear_task):
         trainer.step(x[0], 3)
     with pytest.raises(tt.TinyTrainError, match=r"^label -1 is out of range"):
         trainer.step(x[0], -1)
+
+
+@pytest.mark.parametrize(
+    "name, grid, scheme",
+    [("small_cnn", (2, 2), {"weights": {"1": 1, "2": 1}}), ("mobilenet_v2_blocks", (3, 2), {"weights": {"7": 1, "4": 0.5}})],
+)
+def test_the_export_of_a_tiled_model_has_the_source_layers(name, grid, scheme):
+    model = int8_model(name)
+    source = tt.read_graph(model)
+    trainer = tt.Trainer(tt.compile(model, update=scheme, tiles=grid))
+    samples = [x for x, _ in _samples(trainer, 3)]
+    for i, x in enumerate(samples):
+        trainer.step(x, i % 2)
+    exported = trainer.export()
+    graph = tt.read_graph(exported)
+
+    def layers(g):
+        return [(op.kind, g.tensors[op.outputs[0]].shape, getattr(op.builtin_options, "padding", None)) for op in g.ops]
+
+    assert layers(graph) == layers(source)
+    interpreter = tt.Interpreter(exported, 128 * 1024)
+    output = graph.tensors[graph.outputs[0]].quantization
+    for x in samples:
+        quantized = trainer.input.quantization.quantize(x, np.int8)
+        np.testing.assert_array_equal(output.dequantize(interpreter.run([quantized])[0]), trainer.predict(x))
+    # The same scheme trains the same layers of the export, tiled or not, from the trained weights.
+    for tiles in (grid, None):
+        again = tt.Trainer(tt.compile(exported, update=scheme, tiles=tiles))
+        shapes = lambda t: [(p.name, t.graph.tensors[p.grad].shape) for p in t.parameters]  # noqa: E731
+        assert shapes(again) == shapes(trainer)
+        assert all(np.array_equal(again.weights()[k], v) for k, v in trainer.weights().items())

@@ -15,7 +15,7 @@ from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
 from ..frontend import edges, ir, read
-from ..passes import loss, optimizer, partial, requantization
+from ..passes import loss, optimizer, partial, requantization, tiling
 from ..plan import memory
 from .interpreter import MAX_ARENA_BYTES, Interpreter
 
@@ -360,7 +360,7 @@ class Trainer:
             for op in map(requantization.restore, graph.ops[:loss_position])
             if not op.custom
         ]
-        graph = partial.rejoin_split_layers(graph)
+        graph = partial.rejoin_split_layers(tiling.untile_first_stage(graph))
         output = self.metadata["logits_tensor"]
         if self.metadata["softmax_tensor"] >= 0:
             options = tfl.SoftmaxOptionsT()
