@@ -27,7 +27,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..errors import TinyTrainError
-from ..frontend import ir
+from ..frontend import ir, verify
 from ..plan import geometry
 from ..plan.memory import MemoryOptions, estimate
 from . import requantization
@@ -313,7 +313,18 @@ def untile_first_stage(graph: ir.Graph) -> ir.Graph:
     tile (0, 0) gives each stage op's kind, constants and options, and whether any tile pads for an op
     tells a SAME op from a VALID one (a PAD op's pads come from the first and last tiles). A PAD that pads
     no tile is an identity and is not restored. Tensor indices stay as they are (the tiles' tensors are
-    left unused, for a compact() to drop). A graph without tiles is returned as it is."""
+    left unused, for a compact() to drop). A graph without tiles is returned as it is, and so is one whose
+    tile-named tensors do not form tiles this pass can rejoin into a valid graph (a model edited by hand):
+    its export keeps the tiles, which predict the same."""
+    try:
+        untiled = _untiled(graph)
+        verify.verify_graph(untiled)
+    except (TinyTrainError, KeyError, IndexError, StopIteration, ValueError, TypeError, AttributeError):
+        return graph
+    return untiled
+
+
+def _untiled(graph: ir.Graph) -> ir.Graph:
     producers = {t: op for op in graph.ops for t in op.outputs}
     named = {t: _TILE_TENSOR.fullmatch(graph.tensors[t].name) for t in producers}
     tiled = {id(op) for op in graph.ops if any(named[t] for t in op.outputs)}
