@@ -111,7 +111,7 @@ def test_train_guard_options(linear_task):
     tmp, source, _, _ = linear_task
     wild = tmp / "wild.tflite"
     wild.write_bytes(tt.compile(source, update="all", optimizer=tt.SGD(lr=50.0)).bytes)
-    data = ("--data", str(tmp / "data.npz"), "--epochs", "2")
+    data = ("--data", str(tmp / "data.npz"), "--epochs", "4")
     result = _cli("train", str(wild), *data, "--guard", "rollback", "-o", str(tmp / "rolled.tflite"))
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
