@@ -167,3 +167,30 @@ def test_the_export_of_a_tiled_model_has_the_source_layers(name, grid, scheme):
         shapes = lambda t: [(p.name, t.graph.tensors[p.grad].shape) for p in t.parameters]  # noqa: E731
         assert shapes(again) == shapes(trainer)
         assert all(np.array_equal(again.weights()[k], v) for k, v in trainer.weights().items())
+
+
+def test_a_garbage_burst_rolls_back_and_passes_untrained(linear_task):
+    _, source, x, y = linear_task
+    compiled = tt.compile(source, update="all", optimizer=tt.SGD(lr=0.05))
+    guard = DivergenceGuard(tt.Trainer(compiled), GuardOptions(window=10, snapshot_every=20, rollback=True), lambda line: None)
+    for sample, label in zip(x[:100], y[:100], strict=True):
+        guard.step(sample, label)
+    assert not guard.events
+    rng = np.random.default_rng(1)
+    for _ in range(40):  # noise far outside the input range, random labels
+        guard.step(rng.normal(0, 50, 4).astype(np.float32), int(rng.integers(3)))
+    assert guard.events and guard.paused and not guard.halted
+    # Once a window scores a healthy loss again, training resumes from the state restored: nothing of the burst
+    # is learnt (the window rolls: the pause ends within the clean samples, which train from then on).
+    trained = []
+    for sample, label in zip(x[100:120], y[100:120], strict=True):
+        if not guard.paused:
+            trained.append((sample, label))
+        guard.step(sample, label)
+    assert not guard.paused and 0 < len(trained) < 20
+    assert all(event.rolled_back_to == guard.events[0].rolled_back_to for event in guard.events)
+    replay = tt.Trainer(compiled)
+    for sample, label in [*zip(x[: guard.events[0].rolled_back_to], y, strict=False), *trained]:
+        replay.step(sample, label)
+    for key, value in replay.weights().items():
+        np.testing.assert_array_equal(guard.trainer.weights()[key], value)
