@@ -32,8 +32,8 @@ from tinytrain_tflm.tools import tasks
 WRONG_LABELS = 0.2
 BURST = 500  # garbage steps, starting half-way
 NAN_EVERY = 50  # within the burst
-EVALUATE_EVERY = 500  # steps between accuracy and saturation points
-TEST_SAMPLES = 300  # held-out samples per accuracy point (of 899)
+EVALUATE_EVERY = 1000  # steps between accuracy and saturation points (and one at the end of the burst)
+TEST_SAMPLES = 200  # held-out samples per accuracy point (of 899)
 
 
 @dataclasses.dataclass
@@ -94,7 +94,7 @@ def long_run(model: bytes, task: tasks.TransferTask, run: Run, steps: int) -> Ru
             run.refused += 1
             continue
         run.non_finite += not math.isfinite(loss)
-        if (step + 1) % EVALUATE_EVERY == 0:
+        if (step + 1) % EVALUATE_EVERY == 0 or step + 1 == steps // 2 + BURST:
             record(step + 1)
     if guard is not None:
         run.rollbacks = len(guard.events)

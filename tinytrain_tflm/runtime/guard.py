@@ -37,8 +37,9 @@ class GuardOptions:
     loss_bound: the mean loss over a window above which training is diverging; None: LOSS_BOUND_FACTOR
     times the loss of a uniform prediction (ln of the class count; 2 classes for binary cross-entropy),
     and no bound for mean squared error, whose scale is the data's.
-    loss_rise: training is diverging too when the window's mean loss exceeds this many times the mean
-    loss of the last healthy snapshot interval (None: no such check).
+    loss_rise: training is diverging too when the window's mean loss exceeds this many times the lowest
+    mean loss of a snapshot interval so far (None: no such check). Measured against the best interval, not
+    the last, so a slow slide toward chance (the loss creeping up to ln(classes)) trips it too.
     saturation_rise: rise in the share of trained int8 weights at a limit over the share training started
     from (per-channel quantization already puts one weight per output channel at +-127).
     snapshot_every: steps between the healthy states kept for a rollback (a multiple of window).
@@ -49,7 +50,7 @@ class GuardOptions:
 
     window: int = 50
     loss_bound: float | None = None
-    loss_rise: float | None = 3.0
+    loss_rise: float | None = 2.0
     saturation_rise: float = 0.05
     snapshot_every: int = 500
     rollback: bool = False
@@ -112,7 +113,7 @@ class DivergenceGuard:
         self._snapshot = (0, trainer.training_model().bytes) if options.rollback else None
         self._rollbacks_to_snapshot = 0
         self._interval_losses: list[float] = []  # since the last snapshot_every boundary
-        self.reference_loss: float | None = None  # mean loss of the last healthy interval
+        self.reference_loss: float | None = None  # the lowest mean loss of a snapshot interval so far
         self.paused = False  # after a rollback, until a window of samples scores a healthy loss
         self.halted = False
 
@@ -134,7 +135,8 @@ class DivergenceGuard:
         if reason is not None:
             self._trip(reason)
         elif self.steps % self.options.snapshot_every == 0:
-            self.reference_loss = float(np.mean(self._interval_losses))
+            interval = float(np.mean(self._interval_losses))
+            self.reference_loss = interval if self.reference_loss is None else min(self.reference_loss, interval)
             self._interval_losses = []
             if self._snapshot is not None:
                 self._snapshot = (self.steps, self.trainer.training_model().bytes)
@@ -151,7 +153,7 @@ class DivergenceGuard:
         rise = self.options.loss_rise
         if rise is not None and self.reference_loss is not None and mean > rise * self.reference_loss:
             before = self.reference_loss
-            return f"the mean loss over the last {window} steps is {mean:.3g}, over {rise:g} times the {before:.3g} before"
+            return f"the mean loss over the last {window} steps is {mean:.3g}, over {rise:g} times the best {before:.3g} so far"
         return None
 
     def _diverging(self, loss: float) -> str | None:
