@@ -378,7 +378,7 @@ static inline tt_status tt_parse_grad_add(const uint8_t* blob, size_t length, tt
 
 /** Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range. */
 typedef struct {
-  float learning_rate; /**< Step size in real units, > 0. */
+  float learning_rate; /**< Step size in real units, > 0: the default, which the learning_rate input overrides at run time. */
   float momentum; /**< Momentum coefficient in [0, 1); the momentum input must be present iff > 0. */
   int32_t qas; /**< 1: quantization-aware scaling, the integer step is lr * g / s (the float SGD step in real units); 0: naive int8 SGD, lr * s * g (the gradient w.r.t. the integer). */
   int32_t rounding; /**< How a fractional integer step is rounded: ROUND_TRUNCATE (toward zero, as the paper's MCU code), ROUND_NEAREST or ROUND_STOCHASTIC. */

@@ -16,6 +16,7 @@ constexpr int kParameter = 0;
 constexpr int kGrad = 1;  // followed by its scale input
 constexpr int kMomentum = 3;
 constexpr int kControl = 4;
+constexpr int kLearningRate = 5;
 
 TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
   const tt_sgd_options& o = data->options;
@@ -64,11 +65,17 @@ void SgdOp::Reset(TfLiteContext*, void* buffer) {
 
 TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 5, 0, 0));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 6, 0, 0));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareOptions(context, data));
   TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGrad, &data->grad_type));
   TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
+
+  TT_TEMP_TENSOR(learning_rate, context, node->inputs->data[kLearningRate], kOpName);
+  TT_ENSURE_MSG(context,
+                learning_rate.get() != nullptr && learning_rate->is_variable && learning_rate->type == kTfLiteFloat32 &&
+                    NumElements(learning_rate->dims) == 1,
+                kOpName, "the learning-rate input must be a float32 [1] variable tensor");
 
   TT_TEMP_TENSOR(parameter, context, node->inputs->data[kParameter], kOpName);
   TT_ENSURE_MSG(context, parameter.get() != nullptr && parameter->is_variable, kOpName,
@@ -125,14 +132,21 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
 TfLiteStatus SgdOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   if (!ControlBitSet(context, node, kControl, TT_CONTROL_UPDATE)) return kTfLiteOk;
   auto* data = static_cast<OpData*>(node->user_data);
+  // 0, a variable's value after AllocateTensors and Reset, selects the compiled learning rate.
+  const float override_rate = EvalInput(context, node, kLearningRate)->data.f[0];
+  TT_ENSURE_MSG(context, override_rate == 0.0f || (override_rate > 0.0f && override_rate <= FLT_MAX), kOpName,
+                "the learning-rate input must be > 0, or 0 for the compiled %g; got %g",
+                static_cast<double>(data->params.learning_rate), static_cast<double>(override_rate));
+  tt_sgd_params params = data->params;
+  if (override_rate != 0.0f) params.learning_rate = override_rate;
   const tt_grad_in grad = EvalGradInput(context, node, kGrad, data->grad_type);
   float* momentum = data->params.momentum > 0.0f ? EvalInput(context, node, kMomentum)->data.f : nullptr;
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
   const tt_status status =
       data->parameter_is_int8
-          ? data->kernel.int8(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+          ? data->kernel.int8(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,
                              momentum, parameter->data.int8)
-          : data->kernel.int32(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
+          : data->kernel.int32(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,
                               momentum, parameter->data.i32);
   TT_ENSURE_STATUS(context, status, kOpName, "eval");
   return kTfLiteOk;

@@ -63,4 +63,4 @@ class SGD:
         options = schema.encode_blob(
             "SGD", learning_rate=self.lr, momentum=self.momentum, qas=int(self.qas), rounding=ROUNDINGS[self.rounding], seed=seed
         )
-        b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control], [], options)
+        b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control, b.learning_rate], [], options)

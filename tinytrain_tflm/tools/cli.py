@@ -25,7 +25,7 @@ from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
 from ..runtime import interpreter
-from ..runtime.trainer import Trainer, training_metadata
+from ..runtime.trainer import Trainer, scheduled_learning_rate, training_metadata
 from .layers import layers_text
 from .search import SchemeFile, SchemeSearch, SearchTask, arena_method, load_scheme_file
 
@@ -400,6 +400,9 @@ def _train(args: argparse.Namespace) -> None:
     if args.keep == "best" and not (args.val or args.validation_split):
         raise TinyTrainError("--keep best needs held-out samples: --validation-split 0.1 or --val HELD_OUT.npz")
     trainer = Trainer(_read_model(args.model))
+    if trainer.compiled_learning_rate is None:
+        raise TinyTrainError("the model updates no parameter (compiled with an update scheme that trains nothing)")
+    base_rate = args.lr if args.lr is not None else trainer.compiled_learning_rate
     classes, sample_shape = trainer.metadata["num_classes"], trainer.input.shape[1:]
     x, y, val_x, val_y = _held_out(args, *_load_data(args.data, classes, sample_shape), classes, sample_shape)
     if val_x is None:
@@ -410,15 +413,17 @@ def _train(args: argparse.Namespace) -> None:
     order = np.random.default_rng(args.seed)
     start_share, first_loss = _share_at_limits(trainer), None
     best = None  # (held-out accuracy, -loss, epoch, training model bytes)
+    step_epochs = args.step_epochs or max(1, args.epochs // 3)
     for epoch in range(1, args.epochs + 1):
+        trainer.learning_rate = scheduled_learning_rate(args.schedule, base_rate, epoch, args.epochs, step_epochs, args.gamma)
         losses = []
         for count, i in enumerate(order.permutation(len(x)), 1):
             losses.append(trainer.step(x[i], int(y[i])))
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
-        line = f"epoch {epoch}: training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
+        line = f"epoch {epoch}: lr {trainer.learning_rate:.4g}, training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
         first_loss = float(np.mean(losses)) if epoch == 1 else first_loss
         if (why := _diverging(trainer, first_loss, float(np.mean(losses)), start_share)) is not None:
-            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr (compile) helps", file=sys.stderr)
+            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr helps", file=sys.stderr)
         if val_x is None:
             print(f"{line}, accuracy {trainer.accuracy(x, y):.1%} on the training samples")
             continue
@@ -441,6 +446,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -701,6 +716,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=1)
     train.add_argument("--seed", type=int, default=0, help="shuffling seed (and the --validation-split draw)")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
+    rates = train.add_argument_group("learning rate, set at run time (the model keeps its compiled one)")
+    rates.add_argument("--lr", type=_positive_float, help="learning rate of the first epoch (default: the compiled one)")
+    rates.add_argument(
+        "--schedule",
+        choices=("constant", "step", "cosine"),
+        default="constant",
+        help="per epoch: step multiplies by --gamma every --step-epochs epochs; cosine falls from --lr toward 0",
+    )
+    rates.add_argument("--step-epochs", type=_positive_int, help="epochs between step decays (default: a third of --epochs)")
+    rates.add_argument("--gamma", type=_fraction, default=0.1, help="step schedule's factor (default 0.1)")
     held_out = train.add_argument_group("held-out samples, evaluated after every epoch")
     held_out.add_argument("--validation-split", type=_fraction, help="hold out this fraction of --data, e.g. 0.1")
     held_out.add_argument("--val", help=".npz of held-out samples ('x', 'y')")

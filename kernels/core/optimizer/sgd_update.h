@@ -99,9 +99,11 @@ inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params,
   return rounding != TT_ROUND_STOCHASTIC || (rng_state != nullptr && *rng_state != 0);
 }
 
-// The update of tt_sgd_update_s8 / _s32 (after ValidSgdArgs), saturating to ParameterLimits<T>.
+// The update of tt_sgd_update_s8 / _s32 (after ValidSgdArgs), saturating to ParameterLimits<T>. The
+// learning rate is an argument rather than read from s.params: it may change between invokes (the
+// learning-rate input of TT_SGD), so a kernel generated for one model must not fold it into a constant.
 template <typename T, typename S, typename Grad>
-void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, T* parameter) {
+void SgdUpdate(const S& s, float learning_rate, uint32_t* rng_state, const Grad& g, float* momentum, T* parameter) {
   const float beta = s.params.momentum;
   WithRounding(s.params.rounding, rng_state, [&](auto round) {
     int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
@@ -110,7 +112,7 @@ void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, 
         // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
         // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
         const float scale = s.scales[s.num_scales == 1 ? 0 : c];
-        const float factor = s.params.qas ? s.params.learning_rate / scale : s.params.learning_rate * scale;
+        const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
         T* values = parameter + (outer * s.dims.channels + c) * s.dims.inner;
         for (int32_t inner = 0; inner < s.dims.inner; ++inner, ++i) {
           float velocity = g[i];
@@ -135,7 +137,7 @@ tt_status SgdUpdateChecked(uint32_t* rng_state, const tt_sgd_params* params, int
                            const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, T* parameter) {
   if (!ValidSgdArgs(rng_state, params, num_scales, scales, dims, grad, momentum, parameter)) return TT_ARG_ERROR;
   const SgdShape shape{*params, *dims, num_scales, scales};
-  WithGradReader(*grad, [&](auto g) { SgdUpdate(shape, rng_state, g, momentum, parameter); });
+  WithGradReader(*grad, [&](auto g) { SgdUpdate(shape, params->learning_rate, rng_state, g, momentum, parameter); });
   return TT_SUCCESS;
 }
 
