@@ -71,12 +71,13 @@ class SgdModel:
     model: bytes
     parameter: int  # tensor indices, for Interpreter.tensor()
     momentum: int | None
+    accumulator: int | None = None
 
 
 LEARNING_RATE = ir.Tensor("learning_rate", (1,), np.dtype(np.float32), is_variable=True)
 
 
-def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False) -> SgdModel:
+def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False, accumulator: bool = False) -> SgdModel:
     """TT_INIT_VARIABLES(source -> parameter), then TT_SGD(parameter, grad, momentum, control, learning rate).
     Graph inputs: the gradient (and its scale in int8 mode), control, then the learning rate."""
     graph = ir.Graph()
@@ -85,12 +86,13 @@ def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False) -> 
     p_source, p = graph.add_tensor(source), graph.add_tensor(parameter)
     grad = [-1 if t is None else graph.add_tensor(t) for t in grad_tensors("grad", case.grad_shape, mode)]
     m = graph.add_tensor(ir.Tensor("momentum", case.grad_shape, np.dtype(np.float32), is_variable=True)) if momentum else -1
+    a = graph.add_tensor(ir.Tensor("accumulator", case.grad_shape, np.dtype(np.float32), is_variable=True)) if accumulator else -1
     c, rate = graph.add_tensor(CONTROL), graph.add_tensor(LEARNING_RATE)
     init_options = schema.encode_blob("INIT_VARIABLES", num_pairs=1)
     graph.ops.append(ir.Op(schema_generated.INIT_VARIABLES, [p_source, p], [], custom=True, custom_options=init_options))
-    graph.ops.append(ir.Op(schema_generated.SGD, [p, *grad, m, c, rate], [], custom=True, custom_options=options))
+    graph.ops.append(ir.Op(schema_generated.SGD, [p, *grad, m, c, rate, a], [], custom=True, custom_options=options))
     graph.inputs = [i for i in grad if i >= 0] + [c, rate]
-    return SgdModel(emit_model(graph), p, m if momentum else None)
+    return SgdModel(emit_model(graph), p, m if momentum else None, a if accumulator else None)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -298,7 +300,12 @@ FILTER = ir.Tensor("w", (4, 3), np.dtype(np.int8), per_channel([0.01] * 4), is_v
 
 
 def sgd_only_model(
-    parameter=FILTER, grad_shape=(4, 3), momentum_input: ir.Tensor | None = None, learning_rate_input=LEARNING_RATE, **options
+    parameter=FILTER,
+    grad_shape=(4, 3),
+    momentum_input: ir.Tensor | None = None,
+    learning_rate_input=LEARNING_RATE,
+    accumulator_input: ir.Tensor | None = None,
+    **options,
 ) -> bytes:
     """TT_SGD alone, on a float32 gradient: the Prepare checks."""
     graph = ir.Graph()
@@ -306,8 +313,9 @@ def sgd_only_model(
     g = graph.add_tensor(ir.Tensor("grad", grad_shape, np.dtype(np.float32)))
     m = -1 if momentum_input is None else graph.add_tensor(momentum_input)
     c, rate = graph.add_tensor(CONTROL), graph.add_tensor(learning_rate_input)
+    a = -1 if accumulator_input is None else graph.add_tensor(accumulator_input)
     blob = sgd_options(**{"learning_rate": 0.1, **options})
-    graph.ops.append(ir.Op(schema_generated.SGD, [p, g, -1, m, c, rate], [], custom=True, custom_options=blob))
+    graph.ops.append(ir.Op(schema_generated.SGD, [p, g, -1, m, c, rate, a], [], custom=True, custom_options=blob))
     graph.inputs = [g, c, rate]
     return emit_model(graph)
 
@@ -363,6 +371,14 @@ def momentum_tensor(shape=(4, 3), is_variable=True) -> ir.Tensor:
             sgd_only_model(learning_rate_input=dataclasses.replace(LEARNING_RATE, shape=(2,))),
             r"the learning-rate input must be a float32 \[1\] variable tensor",
         ),
+        (
+            sgd_only_model(accumulator_input=momentum_tensor((4, 2))),
+            "the accumulator input must be -1 or a float32 variable of grad's shape",
+        ),
+        (
+            sgd_only_model(accumulator_input=momentum_tensor(is_variable=False)),
+            "the accumulator input must be -1 or a float32 variable of grad's shape",
+        ),
     ],
 )
 def test_sgd_prepare_rejects(model, message):
@@ -394,3 +410,38 @@ def test_learning_rate_input_out_of_range_fails_the_invoke(rng, rate):
     feeds, _ = gradient_steps(rng, case, "float32", steps=1)
     with pytest.raises(TFLMError, match=r"TT_SGD: the learning-rate input must be > 0, or 0 for the compiled 0.5; got"):
         train(model, feeds, learning_rate=rate)
+
+
+ACCUMULATE = control(schema_generated.CONTROL_ACCUMULATE)
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_accumulated_gradients_update_once_with_their_mean(rng, mode, momentum):
+    """Two mini-batches of 3: two accumulating invokes leave the parameter alone, the third steps with the
+    float32 mean ((g1 + g2) + g3) / 3, clears the accumulator, and the next mini-batch starts afresh."""
+    make_case, lr, _ = LAYOUTS["conv_partial_axis0"]
+    case = make_case(rng)
+    model = sgd_model(case, mode, sgd_options(lr, momentum=momentum), momentum=momentum > 0, accumulator=True)
+    feeds, reals = gradient_steps(rng, case, mode, steps=6)
+    interpreter = Interpreter(model.model, ARENA, preserve_all_tensors=True)
+    means = []
+    for batch in (0, 1):
+        first = 3 * batch
+        for i in (first, first + 1):
+            train(model, feeds[i : i + 1], bits=ACCUMULATE, interpreter=interpreter)
+            want = reference_sgd(case, means, lr, momentum=momentum)
+            np.testing.assert_array_equal(interpreter.tensor(model.parameter), want)
+        np.testing.assert_array_equal(interpreter.tensor(model.accumulator), reals[first] + reals[first + 1])
+        train(model, feeds[first + 2 : first + 3], interpreter=interpreter)
+        means.append((reals[first] + reals[first + 1] + reals[first + 2]) / np.float32(3))
+        np.testing.assert_array_equal(interpreter.tensor(model.parameter), reference_sgd(case, means, lr, momentum=momentum))
+        np.testing.assert_array_equal(interpreter.tensor(model.accumulator), 0)
+
+
+def test_accumulating_without_an_accumulator_fails_the_invoke(rng):
+    case = int8_case(rng, (4, 3, 3, 2), 0, 4)
+    model = sgd_model(case, "float32", sgd_options(0.5))
+    feeds, _ = gradient_steps(rng, case, "float32", steps=1)
+    with pytest.raises(TFLMError, match=r"TT_SGD: CONTROL_ACCUMULATE needs an accumulator"):
+        train(model, feeds, bits=ACCUMULATE)

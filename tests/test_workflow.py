@@ -427,3 +427,66 @@ def test_evaluate_predicts_a_binary_classifier_from_its_one_logit(tmp_path):
     accuracy, _ = trainer.evaluate(x, y)
     assert accuracy == pytest.approx(want) and trainer.accuracy(x, y) == pytest.approx(want)
     assert want != pytest.approx(np.mean(y == 0))  # what argmax gave
+
+
+def test_mini_batches_apply_the_mean_gradient_once(workspace):
+    """batch_size 3: the weights stay through two samples, then take one step with the mean of the three
+    per-sample gradients. Those gradients are the float gradients of the int8 forward pass, checked here
+    against NumPy: d loss / d W = (softmax(z) - onehot(y)) x^T, with bias gradient softmax(z) - onehot(y)."""
+    tmp, source, training = workspace
+    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.2, rounding="nearest", accumulate=True))
+    trainer = tt.Trainer(compiled)
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"][:6], data["y"][:6]
+    weight, bias = trainer.layers[0]
+    sample_quantization = trainer.input.quantization
+    trainer.batch_size = 3
+    for first in (0, 3):
+        start = trainer.weights()
+        per_sample = [trainer.gradients(x[i], y[i]) for i in range(first, first + 3)]
+        for i, gradients in zip(range(first, first + 3), per_sample, strict=True):
+            z = trainer.predict(x[i])[0].astype(np.float64)
+            error = np.exp(z - z.max()) / np.exp(z - z.max()).sum() - np.eye(3)[y[i]]
+            real_x = sample_quantization.dequantize(sample_quantization.quantize(x[i][None], np.int8))[0]
+            np.testing.assert_allclose(gradients[weight], np.outer(error, real_x), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(gradients[bias], error, rtol=1e-4, atol=1e-6)
+        mean = {
+            name: (per_sample[0][name].astype(np.float32) + per_sample[1][name] + per_sample[2][name]) / np.float32(3)
+            for name in start
+        }
+        for i in range(first, first + 2):
+            trainer.step(x[i], y[i])
+            assert all(np.array_equal(trainer.weights()[name], start[name]) for name in start), i
+        trainer.step(x[first + 2], y[first + 2])
+        want = _predicted_sgd(trainer, start, mean, 0.2)
+        for name, value in trainer.weights().items():
+            np.testing.assert_array_equal(value, want[name], err_msg=f"batch from {first}: {name}")
+        assert any(not np.array_equal(want[name], start[name]) for name in start)
+    # Batch size 1 on the accumulating model trains as the model without accumulators does, bit for bit.
+    plain, single = (
+        tt.Trainer(training.read_bytes()),
+        tt.Trainer(tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.05, accumulate=True))),
+    )
+    for i in range(6):
+        assert plain.step(x[i], y[i]) == single.step(x[i], y[i])
+    assert all(np.array_equal(value, single.weights()[name]) for name, value in plain.weights().items())
+    with pytest.raises(tt.TinyTrainError, match=r"mini-batches need gradient accumulators: compile with SGD\(accumulate=True\)"):
+        plain.batch_size = 2
+    _one_line_error(_cli("train", str(training), "--data", str(tmp / "data.npz"), "--batch", "4"), "compile --accumulate")
+
+
+def test_train_batch_runs_mini_batches(workspace):
+    tmp, source, _ = workspace
+    accumulating = tmp / "accumulating.tflite"
+    result = _cli("compile", str(source), "--update", "all", "--accumulate", "--lr", "0.05", "-o", str(accumulating))
+    assert result.returncode == 0, result.stderr
+    out = tmp / "batched.tflite"
+    result = _cli("train", str(accumulating), "--data", str(tmp / "data.npz"), "--batch", "4", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    trainer = tt.Trainer(accumulating.read_bytes())
+    trainer.batch_size = 4
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    for i in np.random.default_rng(0).permutation(len(x)):
+        trainer.step(x[i], int(y[i]))
+    assert trainer.training_model().bytes == out.read_bytes()

@@ -17,6 +17,7 @@ extern "C" {
 
 #define TT_CONTROL_BACKWARD 1 /* Control bit: run the loss and every backward op. */
 #define TT_CONTROL_UPDATE 2 /* Control bit: apply the optimizer updates. */
+#define TT_CONTROL_ACCUMULATE 4 /* Control bit: add the gradients to TT_SGD's accumulators instead of updating (mini-batches); needs CONTROL_BACKWARD. */
 #define TT_ROUND_TRUNCATE 0 /* SGD rounding: toward zero. */
 #define TT_ROUND_NEAREST 1 /* SGD rounding: to nearest, ties away from zero. */
 #define TT_ROUND_STOCHASTIC 2 /* SGD rounding: up with probability equal to the fractional part. */

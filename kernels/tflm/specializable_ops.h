@@ -358,6 +358,7 @@ struct SgdOp {
     const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
     int32_t num_scales;      // 1 (per-tensor) or one per channel.
     uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
+    int32_t accumulated;     // Samples in the accumulator since the last update; 0 after Init and reset().
     bool parameter_is_int8;  // An int8 weight, else an int32 bias.
     Kernel kernel;
   };

@@ -147,10 +147,10 @@ def _parameters(graph: ir.Graph) -> list[Parameter]:
     grads = {}
     for op in graph.ops:
         if op.kind == schema_generated.SGD:
-            if len(op.inputs) != 6 or op.inputs[0] < 0 or op.inputs[1] < 0 or op.inputs[0] in grads:
+            if len(op.inputs) != 7 or op.inputs[0] < 0 or op.inputs[1] < 0 or op.inputs[0] in grads:
                 raise TinyTrainError(
                     f"TT_SGD with inputs {op.inputs} needs (parameter, gradient, its scale, momentum, control, "
-                    "learning rate), one per parameter"
+                    "learning rate, accumulator), one per parameter"
                 )
             if op.inputs[5] != graph.inputs[-1]:
                 raise TinyTrainError(f"TT_SGD reads learning rate {op.inputs[5]}; it must be the model's last input")
@@ -279,6 +279,27 @@ class Trainer:
         self.layers = _layer_names(self._source_forward(self.graph))
         self.compiled_learning_rate = compiled_learning_rate(self.graph)
         self._learning_rate: float | None = None  # None: the compiled one
+        updates = [op for op in self.graph.ops if op.kind == schema_generated.SGD]
+        self.accumulates = bool(updates) and all(op.inputs[6] >= 0 for op in updates)
+        self._batch_size = 1
+        self._pending = 0  # samples accumulated since the last update
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per update: step() accumulates the gradients of batch_size - 1 samples and updates on the
+        next with their mean (the model must be compiled with SGD(accumulate=True)). A partial batch left
+        when it changes, or at an epoch's end, joins the next update."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise TinyTrainError(f"batch size must be an integer >= 1, got {value!r}")
+        if value > 1 and not self.accumulates:
+            raise TinyTrainError(
+                "mini-batches need gradient accumulators: compile with SGD(accumulate=True) (`compile --accumulate`)"
+            )
+        self._batch_size = int(value)
 
     @property
     def learning_rate(self) -> float | None:
@@ -333,11 +354,16 @@ class Trainer:
         return self._interpreter.run([*inputs, np.array([rate or 0.0], np.float32)])  # 0: the compiled rate
 
     def step(self, x: np.ndarray, label, lr: float | None = None) -> float:
-        """One SGD step on one sample; returns the loss before the update. label: the class (0 or 1 for
-        binary cross-entropy), or the target for mean squared error (the sample itself for an autoencoder).
-        lr: this step's learning rate (default: learning_rate)."""
+        """One SGD step on one sample (with batch_size > 1, one sample of a mini-batch: the update comes on
+        its last); returns the loss before the update. label: the class (0 or 1 for binary cross-entropy), or
+        the target for mean squared error (the sample itself for an autoencoder). lr: this step's learning
+        rate (default: learning_rate)."""
         rate = None if lr is None else _checked_learning_rate(lr)
-        return float(self._run(x, label, schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE, rate)[0][0])
+        applies = self._pending + 1 >= self._batch_size
+        action = schema_generated.CONTROL_UPDATE if applies else schema_generated.CONTROL_ACCUMULATE
+        loss_value = float(self._run(x, label, schema_generated.CONTROL_BACKWARD | action, rate)[0][0])
+        self._pending = 0 if applies else self._pending + 1
+        return loss_value
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Dequantized output the loss reads (logits [batch, classes]); no gradient, no update."""
@@ -395,8 +421,10 @@ class Trainer:
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
 
     def reset(self) -> None:
-        """Back to the source model's weights; momentum cleared (TFLM zeroes variables, TT_INIT_VARIABLES copies again)."""
+        """Back to the source model's weights; momentum and accumulated gradients cleared (TFLM zeroes variables,
+        TT_INIT_VARIABLES copies again)."""
         self._interpreter.reset()
+        self._pending = 0
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)

@@ -192,7 +192,14 @@ def _compile(args: argparse.Namespace) -> None:
     kernels = _searched_option(args, "kernels", "--kernels", scheme_file.kernels if same_target else None, None)
     if ram is None and scheme_file and scheme_file.budget:
         ram = scheme_file.budget
-    optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
+    optimizer = SGD(
+        lr=args.lr,
+        momentum=args.momentum,
+        qas=not args.no_qas,
+        rounding=args.rounding,
+        seed=args.seed,
+        accumulate=args.accumulate,
+    )
     device_target = targets.target(target_name, kernels)
     model = _read_model(args.model)
 
@@ -403,6 +410,7 @@ def _train(args: argparse.Namespace) -> None:
     if trainer.compiled_learning_rate is None:
         raise TinyTrainError("the model updates no parameter (compiled with an update scheme that trains nothing)")
     base_rate = args.lr if args.lr is not None else trainer.compiled_learning_rate
+    trainer.batch_size = args.batch
     classes, sample_shape = trainer.metadata["num_classes"], trainer.input.shape[1:]
     x, y, val_x, val_y = _held_out(args, *_load_data(args.data, classes, sample_shape), classes, sample_shape)
     if val_x is None:
@@ -690,6 +698,11 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--no-qas", action="store_true", help="naive int8 SGD instead of quantization-aware scaling")
     compile_.add_argument("--rounding", choices=sorted(ROUNDINGS), default="stochastic")
     compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
+    compile_.add_argument(
+        "--accumulate",
+        action="store_true",
+        help="gradient accumulators for mini-batches (`train --batch N`): RAM for float32 gradients of every trained value",
+    )
     compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help="gradient representation (default float32)")
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--loss", choices=sorted(loss.LOSSES), default="softmax_cross_entropy", help=LOSS_HELP)
@@ -716,6 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=1)
     train.add_argument("--seed", type=int, default=0, help="shuffling seed (and the --validation-split draw)")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
+    train.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=1,
+        help="update every N samples with their mean gradient (a model compiled with --accumulate); default 1",
+    )
     rates = train.add_argument_group("learning rate, set at run time (the model keeps its compiled one)")
     rates.add_argument("--lr", type=_positive_float, help="learning rate of the first epoch (default: the compiled one)")
     rates.add_argument(
