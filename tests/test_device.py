@@ -112,7 +112,7 @@ def test_mini_batches_accumulate_bit_identically_on_device(digits):
     """Gradient accumulation: mini-batches of 3 (two invokes with CONTROL_ACCUMULATE, then an update), the
     device's losses and logits equal to the host's, the predictions after the two updates included."""
     model, task = digits
-    device_target = target("cortex-m4", "reference")
+    device_target = target("cortex-m4", "cmsis-nn")  # the digits case's build of TFLM
     optimizer = tt.SGD(lr=0.005, accumulate=True)
     training = tt.compile(model, update="all", gradient="int8", optimizer=optimizer, target=device_target).bytes
     accumulate = CONTROL_BACKWARD | CONTROL_ACCUMULATE
