@@ -151,7 +151,8 @@ constexpr char kTargetKernels[] = "{device_target.kernels}";
 // kArenaBytes32: {arena.method_32bit}.
 // kArenaSize adds headroom (1 KiB + 1/32, for TFLM version drift) to the figure for the pointer size
 // being compiled, rounded up to whole 16-byte units. Never give TFLM less than the minimum: with TFLM
-// 90b983c an undersized arena can crash the device (its planner computes a negative size) instead of failing AllocateTensors.
+// 90b983c an undersized arena can crash the device (its planner computes a negative size) instead of
+// failing AllocateTensors.
 constexpr unsigned int kArenaBytes64 = {arena.bytes_64bit};
 constexpr unsigned int kArenaBytes32 = {arena.bytes_32bit};
 constexpr unsigned int kArenaSize = ({platform_bytes} + {ArenaSize.headroom(arena.bytes_64bit)} + 15) / 16 * 16;
