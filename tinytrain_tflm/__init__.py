@@ -16,7 +16,7 @@ from .passes.loss import attach_loss
 from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
 from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
-from .runtime.trainer import Trainer
+from .runtime.trainer import Trainer, scheduled_learning_rate
 from .tools.layers import from_keras
 
 __version__ = "0.1.0"
@@ -40,4 +40,5 @@ __all__ = [
     "from_keras",
     "minimum_arena_size",
     "read_graph",
+    "scheduled_learning_rate",
 ]
