@@ -27,6 +27,10 @@ typedef struct {
 /** CRC-32 (IEEE 802.3, as zlib.crc32) of `length` bytes. Bitwise: no table in flash. */
 uint32_t tt_crc32(const uint8_t* data, size_t length);
 
+/** The CRC-32 of (the bytes `crc` covers, then `data`), as zlib.crc32(data, crc): a checksum computed
+ * in pieces, for data read or written in chunks. tt_crc32(d, n) is tt_crc32_extend(0, d, n). */
+uint32_t tt_crc32_extend(uint32_t crc, const uint8_t* data, size_t length);
+
 /**
  * Checks a blob's header and checksum and positions `reader` on its payload.
  * @param[in]  blob    the blob; may be NULL only when length is 0

@@ -15,8 +15,10 @@ uint16_t ReadU16(const uint8_t* p) {
 
 }  // namespace
 
-extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) {
-  uint32_t crc = 0xFFFFFFFFu;
+extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) { return tt_crc32_extend(0, data, length); }
+
+extern "C" uint32_t tt_crc32_extend(uint32_t crc, const uint8_t* data, size_t length) {
+  crc = ~crc;
   for (size_t i = 0; i < length; ++i) {
     crc ^= data[i];
     for (int bit = 0; bit < 8; ++bit) {
