@@ -3,7 +3,7 @@
 // the model's C array in flash, and the tensor arena alone in a 256 KB RAM region (the board's linker script in board/).
 //
 // Its arguments come over semihosting (QEMU's -semihosting-config arg=...):
-//   harness ARENA_BYTES [SCRIPT [profile] [flash=PATH [cut=N]]]
+//   harness ARENA_BYTES [SCRIPT [profile] [flash=PATH [cut=N]] [guard=BOUND,PATIENCE]]
 // ARENA_BYTES (at most the arena region, kArenaCapacity) is the arena MicroInterpreter gets. Without SCRIPT the run
 // ends after AllocateTensors: that is all an arena bisection needs. SCRIPT is a file of invokes:
 //   header   "TTS1", uint32 invokes, uint32 sample bytes, uint32 label count (little endian)
@@ -13,6 +13,10 @@
 // the pretrained values) and restores the newest valid checkpoint. A control of kScriptSave saves a checkpoint,
 // kScriptDump prints the checkpointed tensors (their labels and sample are ignored). cut=N is a power cut: the
 // storage takes N bytes of this run's writes, then the run ends, mid-write.
+// guard=BOUND,PATIENCE turns on the field guards (kernels/core/guard) for training invokes: a sample with a label
+// out of range or every value at an int8 limit is skipped, not trained on; after PATIENCE training steps in a row
+// with a loss above BOUND or not finite, the harness rolls back to its last good checkpoint (with flash=), else to
+// the pretrained weights (MicroInterpreter::Reset).
 // Every line printed is one fact:
 //   target NAME KERNELS PLATFORM                       the model's target (train_model.h) and the board
 //   arena_used BYTES                                   after AllocateTensors
@@ -26,6 +30,10 @@
 //   checkpoint saved SLOT SEQUENCE                     per kScriptSave
 //   checkpoint power_cut BYTES                         the cut: BYTES written in this run; the run ends
 //   state HEX                                          per kScriptDump: the checkpointed tensors' bytes, in order
+//   skipped I REASON                                   with guard=: invoke I not run (REASON: label, saturated)
+//   rollback I SLOT SEQUENCE                           with guard=: after invoke I, the checkpoint restored
+//                                                      (SLOT -1: none valid, the pretrained weights instead)
+//   guard SKIPPED_LABELS SKIPPED_SATURATED ROLLBACKS   with guard=: the totals, after the script
 //   error MESSAGE                                      then exit code 1
 // The sample is written before every invoke, as the firmware contract asks (a tiled model's first
 // stage reuses its input's bytes).
@@ -34,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/core/guard/tt_training_guard.h"
+#include "kernels/core/tt_schema_generated.h"
 #include "kernels/tflm/tinytrain_checkpoint.h"
 #include "kernels/tflm/tinytrain_resolver.h"
 #include "platform.h"
@@ -237,9 +247,45 @@ void PrintHex(const uint8_t* bytes, size_t count) {
   for (size_t i = 0; i < count; ++i) printf("%02x", bytes[i]);
 }
 
+// The field guards of guard=: what they counted, and the classes a label must be below (0: no label check).
+struct Guard {
+  tt_divergence_guard divergence;
+  tt_sample_counts refused;
+  int32_t label_classes;
+};
+
+int32_t LabelClasses() {
+  switch (train_model::kLoss) {
+    case TT_LOSS_SOFTMAX_CROSS_ENTROPY: return train_model::kNumClasses;
+    case TT_LOSS_BINARY_CROSS_ENTROPY: return 2;
+    default: return 0;  // mean squared error: the label is a target
+  }
+}
+
+// After a training invoke under guard=: rolls back when the divergence guard says so.
+int CheckDivergence(tflite::MicroInterpreter& interpreter, uint32_t invoke, float loss, Guard* guard,
+                    Checkpoint* checkpoint) {
+  if (!tt_divergence_guard_step(&guard->divergence, loss)) return 0;
+  if (checkpoint != nullptr) {
+    const tt_status status = tt_checkpoint_restore(&checkpoint->storage, checkpoint->model_id, checkpoint->tensors,
+                                                   checkpoint->count, &checkpoint->state);
+    if (status == TT_SUCCESS) {
+      printf("rollback %lu %ld %lu\n", static_cast<unsigned long>(invoke), static_cast<long>(checkpoint->state.slot),
+             static_cast<unsigned long>(checkpoint->state.sequence));
+      return 0;
+    }
+    if (status != TT_CHECKPOINT_NONE) return Fail("rollback: ", tt_status_message(status));
+  }
+  // No checkpoint: back to the pretrained weights (variables zeroed, TT_INIT_VARIABLES copies on the next invoke).
+  if (interpreter.Reset() != kTfLiteOk) return Fail("rollback: Reset failed");
+  printf("rollback %lu -1 0\n", static_cast<unsigned long>(invoke));
+  return 0;
+}
+
 // `profile`, when not null, is the interpreter's profiler: its counts are printed after each invoke;
-// `checkpoint`, when not null, serves the script's checkpoint actions.
-int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile* profile, Checkpoint* checkpoint) {
+// `checkpoint`, when not null, serves the script's checkpoint actions; `guard`, when not null, guards training.
+int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile* profile, Checkpoint* checkpoint,
+              Guard* guard) {
   FILE* script = fopen(path, "rb");
   if (script == nullptr) return Fail("cannot open script ", path);
   uint32_t header[4];
@@ -261,6 +307,15 @@ int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile
       if (ended) break;
       continue;
     }
+    const bool training = (control & TT_CONTROL_UPDATE) != 0;
+    if (guard != nullptr && training) {
+      const tt_sample_verdict verdict = tt_sample_check_s8(sample->data.int8, sample_bytes, labels->data.i32, label_count,
+                                                           guard->label_classes, &guard->refused);
+      if (verdict != TT_SAMPLE_OK) {
+        printf("skipped %lu %s\n", static_cast<unsigned long>(i), verdict == TT_SAMPLE_BAD_LABEL ? "label" : "saturated");
+        continue;
+      }
+    }
     interpreter.input(train_model::kControlInput)->data.i32[0] = control;
     StartInstructionCount();
     const TfLiteStatus status = interpreter.Invoke();
@@ -276,8 +331,13 @@ int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile
     const uint64_t count = static_cast<uint64_t>(instructions);
     printf(" instructions %08lx%08lx\n", static_cast<unsigned long>(count >> 32), static_cast<unsigned long>(count));
     if (profile != nullptr) profile->PrintAndReset();
+    if (guard != nullptr && training && CheckDivergence(interpreter, i, loss->data.f[0], guard, checkpoint) != 0) return 1;
   }
   fclose(script);
+  if (guard != nullptr) {
+    printf("guard %lu %lu %lu\n", static_cast<unsigned long>(guard->refused.bad_labels),
+           static_cast<unsigned long>(guard->refused.saturated), static_cast<unsigned long>(guard->divergence.rollbacks));
+  }
   return 0;
 }
 
@@ -294,6 +354,8 @@ int main() {
   OpProfile* profile = nullptr;
   const char* flash = nullptr;
   uint32_t cut = UINT32_MAX;
+  Guard guard = {{0.0f, 0, 0, 0}, {0, 0}, LabelClasses()};
+  Guard* guarded = nullptr;
   for (int i = 3; i < count; ++i) {
     if (strcmp(arguments[i], "profile") == 0) {
       profile = &op_profile;
@@ -301,6 +363,12 @@ int main() {
       flash = arguments[i] + 6;
     } else if (strncmp(arguments[i], "cut=", 4) == 0) {
       cut = static_cast<uint32_t>(strtoul(arguments[i] + 4, nullptr, 10));
+    } else if (strncmp(arguments[i], "guard=", 6) == 0) {
+      char* patience = nullptr;
+      guard.divergence.loss_bound = static_cast<float>(strtod(arguments[i] + 6, &patience));
+      guard.divergence.patience = *patience == ',' ? static_cast<uint32_t>(strtoul(patience + 1, nullptr, 10)) : 0;
+      if (guard.divergence.patience == 0) return Fail("guard= takes BOUND,PATIENCE with PATIENCE >= 1: ", arguments[i]);
+      guarded = &guard;
     } else {
       return Fail("unknown argument ", arguments[i]);
     }
@@ -321,6 +389,9 @@ int main() {
   tinytrain::TrainingInterpreter interpreter(tflite::GetModel(train_model::kData), resolver, g_arena, arena_bytes,
                                             nullptr, profile);
   if (interpreter.AllocateTensors() != kTfLiteOk) return Fail("AllocateTensors failed");
+  if (guarded != nullptr && interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
+    return Fail("guard= checks int8 samples; this model's sample is not int8");
+  }
   printf("arena_used %lu\n", static_cast<unsigned long>(interpreter.arena_used_bytes()));
   Checkpoint* checkpoint = nullptr;
   if (flash != nullptr) {
@@ -328,7 +399,7 @@ int main() {
     if (Boot(interpreter, flash, cut, checkpoint) != 0) return 1;
     if (profile != nullptr) profile->Reset();  // the boot invoke is not the script's
   }
-  const int result = count > 2 ? RunScript(interpreter, arguments[2], profile, checkpoint) : 0;
+  const int result = count > 2 ? RunScript(interpreter, arguments[2], profile, checkpoint, guarded) : 0;
   for (size_t i = arena_bytes; i < kArenaCapacity; ++i) {
     if (g_arena[i] != kCanary) return Fail("a write past the arena's end");
   }
