@@ -271,3 +271,58 @@ def test_corrupt_or_foreign_checkpoints_fall_back(models, firmware, rng, tmp_pat
     flash.write_bytes(bytes(image))
     foreign = _run(firmware, dump, flash)
     assert foreign.checkpoints == [("none", FOREIGN, BAD_MAGIC)] and foreign.states == [pretrained]
+
+
+def _first_rollback(losses, bound: float, patience: int) -> int | None:
+    """Where tt_divergence_guard asks for a rollback: the step ending the first run of `patience` losses above
+    `bound` (or not finite)."""
+    run = 0
+    for step, loss in enumerate(losses):
+        run = 0 if loss <= bound else run + 1
+        if run == patience:
+            return step
+    return None
+
+
+def test_guard_skips_bad_samples_and_rolls_back_a_divergence(models, firmware, rng, tmp_path):
+    """guard=BOUND:PATIENCE: a label out of range and a sample at the int8 limits everywhere are skipped and
+    counted, the state untouched; two training steps in a row with a loss above the bound roll back to the
+    last checkpoint. The bound comes from an unguarded run of the same steps: the highest one whose first
+    rollback falls after the checkpoint. The guarded run repeats that run's losses up to the rollback (the
+    skipped samples changed nothing) and rolls back exactly where a Python model of the guard says."""
+    model, _ = models
+    count, before = 10, 3  # training steps, of which the first `before` come before the checkpoint
+    samples = rng.uniform(-1, 1, (count, 12, 12, 1)).astype(np.float32)
+    plain = _script(model, ["train"] * count, samples, rng.integers(0, 3, count))
+    flash = tmp_path / "flash.bin"
+    flash.write_bytes(checkpoint.erased_storage(model))
+    losses = [float(invoke.loss) for invoke in _run(firmware, plain, flash).invokes]
+    ordered = sorted(set(losses), reverse=True)
+    # float32 bounds, as the device compares them.
+    bounds = [float(np.float32((high + low) / 2)) for high, low in zip(ordered, ordered[1:], strict=False)]
+    bound = next(b for b in bounds if (_first_rollback(losses, b, 2) or -1) >= before)
+    trip = _first_rollback(losses, bound, 2)
+
+    save, dump = device.SAVE_CHECKPOINT, device.DUMP_STATE
+    any_sample = plain[0][2]
+    saturated = np.where(np.arange(144) % 2, 127, -128).astype(np.int8).reshape(1, 12, 12, 1)
+    guarded = [
+        *plain[:before],
+        (save, [0], any_sample),
+        (dump, [0], any_sample),
+        (TRAIN, [3], any_sample),  # label 3 of classes 0-2
+        (TRAIN, [0], saturated),
+        (dump, [0], any_sample),
+        *plain[before : trip + 1],
+        (dump, [0], any_sample),
+    ]
+    flash.write_bytes(checkpoint.erased_storage(model))
+    run = device.run(firmware, ARENA, guarded, flash=flash, guard=(bound, 2))
+    assert run.error is None, run.error
+    assert run.skipped == [(before + 2, "label"), (before + 3, "saturated")]
+    assert [float(invoke.loss) for invoke in run.invokes] == losses[: trip + 1]
+    assert run.rollbacks == [(trip + 5, 0, 1)]  # to slot 0's checkpoint (sequence 1)
+    assert run.guard_totals == (1, 1, 1)
+    saved, after_skips, after_rollback = run.states
+    assert saved == after_skips == after_rollback
+    assert checkpoint.read(model, flash.read_bytes()).values == _split(model, saved)

@@ -550,7 +550,7 @@ def run(
             if cut is not None:
                 arguments.append(f"cut={cut}")
         if guard is not None:
-            arguments.append(f"guard={guard[0]!r},{guard[1]}")
+            arguments.append(f"guard={guard[0]!r}:{guard[1]}")
     semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
     command = ["qemu-system-arm", "-M", fw.target.board.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
     timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S

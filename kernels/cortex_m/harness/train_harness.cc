@@ -3,7 +3,7 @@
 // the model's C array in flash, and the tensor arena alone in a 256 KB RAM region (the board's linker script in board/).
 //
 // Its arguments come over semihosting (QEMU's -semihosting-config arg=...):
-//   harness ARENA_BYTES [SCRIPT [profile] [flash=PATH [cut=N]] [guard=BOUND,PATIENCE]]
+//   harness ARENA_BYTES [SCRIPT [profile] [flash=PATH [cut=N]] [guard=BOUND:PATIENCE]]
 // ARENA_BYTES (at most the arena region, kArenaCapacity) is the arena MicroInterpreter gets. Without SCRIPT the run
 // ends after AllocateTensors: that is all an arena bisection needs. SCRIPT is a file of invokes:
 //   header   "TTS1", uint32 invokes, uint32 sample bytes, uint32 label count (little endian)
@@ -13,7 +13,7 @@
 // the pretrained values) and restores the newest valid checkpoint. A control of kScriptSave saves a checkpoint,
 // kScriptDump prints the checkpointed tensors (their labels and sample are ignored). cut=N is a power cut: the
 // storage takes N bytes of this run's writes, then the run ends, mid-write.
-// guard=BOUND,PATIENCE turns on the field guards (kernels/core/guard) for training invokes: a sample with a label
+// guard=BOUND:PATIENCE turns on the field guards (kernels/core/guard) for training invokes: a sample with a label
 // out of range or every value at an int8 limit is skipped, not trained on; after PATIENCE training steps in a row
 // with a loss above BOUND or not finite, the harness rolls back to its last good checkpoint (with flash=), else to
 // the pretrained weights (MicroInterpreter::Reset).
@@ -191,18 +191,24 @@ struct Checkpoint {
 
 Checkpoint g_checkpoint;
 
-// Opens the storage, runs the boot invoke that fills the variables, and restores the newest valid checkpoint.
-int Boot(tinytrain::TrainingInterpreter& interpreter, const char* path, uint32_t cut, Checkpoint* c) {
-  c->flash = FileFlash{fopen(path, "r+b"), 0, cut, 0, false};
-  if (c->flash.file == nullptr || fseek(c->flash.file, 0, SEEK_END) != 0) return Fail("cannot open the flash file ", path);
-  c->flash.slot_bytes = static_cast<uint32_t>(ftell(c->flash.file)) / TT_CHECKPOINT_SLOTS;
-  c->storage = tt_checkpoint_storage{&c->flash, c->flash.slot_bytes, FlashRead, FlashErase, FlashWrite};
+// A predict invoke on a zero sample: after AllocateTensors or Reset, TT_INIT_VARIABLES copies the pretrained
+// values into the variables on the first invoke, and a restore must come after that.
+int InitializeVariables(tflite::MicroInterpreter& interpreter) {
   TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
   TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
   memset(sample->data.raw, 0, sample->bytes);
   memset(labels->data.raw, 0, labels->bytes);
   interpreter.input(train_model::kControlInput)->data.i32[0] = 0;  // predict: no update
-  if (interpreter.Invoke() != kTfLiteOk) return Fail("the boot invoke failed");
+  return interpreter.Invoke() == kTfLiteOk ? 0 : Fail("the invoke that initializes the variables failed");
+}
+
+// Opens the storage, runs the invoke that fills the variables, and restores the newest valid checkpoint.
+int Boot(tinytrain::TrainingInterpreter& interpreter, const char* path, uint32_t cut, Checkpoint* c) {
+  c->flash = FileFlash{fopen(path, "r+b"), 0, cut, 0, false};
+  if (c->flash.file == nullptr || fseek(c->flash.file, 0, SEEK_END) != 0) return Fail("cannot open the flash file ", path);
+  c->flash.slot_bytes = static_cast<uint32_t>(ftell(c->flash.file)) / TT_CHECKPOINT_SLOTS;
+  c->storage = tt_checkpoint_storage{&c->flash, c->flash.slot_bytes, FlashRead, FlashErase, FlashWrite};
+  if (InitializeVariables(interpreter) != 0) return 1;
   const tflite::Model* model = tflite::GetModel(train_model::kData);
   if (tinytrain::CheckpointTensors(model, interpreter, c->tensors, kMaxCheckpointTensors, &c->count) != kTfLiteOk) {
     return Fail("cannot find the checkpointed tensors");
@@ -276,8 +282,9 @@ int CheckDivergence(tflite::MicroInterpreter& interpreter, uint32_t invoke, floa
     }
     if (status != TT_CHECKPOINT_NONE) return Fail("rollback: ", tt_status_message(status));
   }
-  // No checkpoint: back to the pretrained weights (variables zeroed, TT_INIT_VARIABLES copies on the next invoke).
+  // No checkpoint: back to the pretrained weights (Reset zeroes the variables and momentum, the next invoke copies).
   if (interpreter.Reset() != kTfLiteOk) return Fail("rollback: Reset failed");
+  if (InitializeVariables(interpreter) != 0) return 1;
   printf("rollback %lu -1 0\n", static_cast<unsigned long>(invoke));
   return 0;
 }
@@ -366,8 +373,8 @@ int main() {
     } else if (strncmp(arguments[i], "guard=", 6) == 0) {
       char* patience = nullptr;
       guard.divergence.loss_bound = static_cast<float>(strtod(arguments[i] + 6, &patience));
-      guard.divergence.patience = *patience == ',' ? static_cast<uint32_t>(strtoul(patience + 1, nullptr, 10)) : 0;
-      if (guard.divergence.patience == 0) return Fail("guard= takes BOUND,PATIENCE with PATIENCE >= 1: ", arguments[i]);
+      guard.divergence.patience = *patience == ':' ? static_cast<uint32_t>(strtoul(patience + 1, nullptr, 10)) : 0;
+      if (guard.divergence.patience == 0) return Fail("guard= takes BOUND:PATIENCE with PATIENCE >= 1: ", arguments[i]);
       guarded = &guard;
     } else {
       return Fail("unknown argument ", arguments[i]);
