@@ -32,6 +32,13 @@ uint32_t tt_crc32(const uint8_t* data, size_t length);
 uint32_t tt_crc32_extend(uint32_t crc, const uint8_t* data, size_t length);
 
 /**
+ * Writes a blob header: magic, version, kind, payload length and the payload's CRC-32 (`crc`), into
+ * the TT_BLOB_HEADER_BYTES at `header`.
+ */
+void tt_blob_write_header(uint8_t* header, uint32_t magic, uint16_t version, uint16_t kind, uint32_t payload_length,
+                          uint32_t crc);
+
+/**
  * Checks a blob's header and checksum and positions `reader` on its payload.
  * @param[in]  blob    the blob; may be NULL only when length is 0
  * @param[in]  length  total bytes of the blob, header included

@@ -184,13 +184,7 @@ extern "C" tt_status tt_checkpoint_save(const tt_checkpoint_storage* storage, ui
   if (!WritePayload(storage, slot, sequence, model_id, tensors, num_tensors, &crc)) return TT_CHECKPOINT_STORAGE;
   // The header goes last: until it is whole, the slot has no magic or no matching checksum.
   uint8_t header[TT_BLOB_HEADER_BYTES];
-  WriteU32(header, TT_CHECKPOINT_MAGIC);
-  header[4] = TT_CHECKPOINT_VERSION & 0xFF;
-  header[5] = TT_CHECKPOINT_VERSION >> 8;
-  header[6] = TT_CHECKPOINT_KIND_STATE & 0xFF;
-  header[7] = TT_CHECKPOINT_KIND_STATE >> 8;
-  WriteU32(header + 8, payload);
-  WriteU32(header + 12, crc);
+  tt_blob_write_header(header, TT_CHECKPOINT_MAGIC, TT_CHECKPOINT_VERSION, TT_CHECKPOINT_KIND_STATE, payload, crc);
   if (storage->write(storage->context, slot, 0, header, TT_BLOB_HEADER_BYTES) != 0) return TT_CHECKPOINT_STORAGE;
   state->slot = static_cast<int32_t>(slot);
   state->sequence = sequence;
