@@ -162,8 +162,8 @@ def erased_storage(model: bytes, slot_bytes: int | None = None) -> bytes:
 
 def apply(model: bytes, data: bytes) -> TrainingModel:
     """`model` with the parameters of its checkpoint in `data` as its starting point (the constants
-    TT_INIT_VARIABLES copies), for export or further training. A checkpointed tensor with no such
-    constant (momentum) is not carried: a training model starts with zero momentum."""
+    TT_INIT_VARIABLES copies), for export or further training. Momentum is carried where the model has a
+    constant for it (a model saved by Trainer.training_model); elsewhere training restarts at zero momentum."""
     checkpoint = read(model, data)
     graph = read_graph(model)
     init = next(op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES)
