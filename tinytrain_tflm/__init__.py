@@ -15,6 +15,7 @@ from .frontend.read import read_graph
 from .passes.loss import attach_loss
 from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
+from .runtime import checkpoint
 from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
 from .runtime.trainer import Trainer, scheduled_learning_rate
 from .tools.layers import from_keras
@@ -35,6 +36,7 @@ __all__ = [
     "TrainingModel",
     "UpdateScheme",
     "attach_loss",
+    "checkpoint",
     "compile",
     "emit_model",
     "from_keras",

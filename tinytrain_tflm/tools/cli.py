@@ -24,7 +24,7 @@ from ..options import CompileOptions, MemoryOptions
 from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
-from ..runtime import interpreter
+from ..runtime import checkpoint, interpreter
 from ..runtime.guard import GUARD_MODES, DivergenceGuard, GuardOptions
 from ..runtime.trainer import Trainer, scheduled_learning_rate, training_metadata
 from .layers import layers_text
@@ -603,17 +603,20 @@ def _search(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     if not args.output and not args.c_array:
         raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
+    inputs = [args.model, *([args.checkpoint] if args.checkpoint else [])]
     for output in (args.output, args.c_array):
         if output:
-            _check_output(output, [args.model])
+            _check_output(output, inputs)
     model = _read_model(args.model)
+    if args.checkpoint:
+        model = checkpoint.apply(model, _read_model(args.checkpoint)).bytes
     if args.c_array:
         source = Path(args.c_array)
         header = c_array.header_path(source)
         if args.output and Path(args.output).resolve() in (source.resolve(), header.resolve()):
             raise TinyTrainError(f"-o {args.output} and --c-array {args.c_array} would write the same file")
         for path in (source, header):
-            _refuse_inputs(str(path), [args.model])
+            _refuse_inputs(str(path), inputs)
         name = c_array.c_identifier(args.c_name or source.stem)
         origin = f"export {Path(args.model).name} --c-array {source.name}"
         graph = read.read_graph(model)
@@ -622,12 +625,12 @@ def _export(args: argparse.Namespace) -> None:
         text, header_text = c_array.c_array_files(model, source, name, arena, origin)
         if arena.method == "measured" and not arena.method_32bit.startswith("measured"):
             print(f"note: kArenaBytes32 is {arena.method_32bit}", file=sys.stderr)
-        _write_output(str(header), header_text.encode(), [args.model])
-        _write_output(str(source), text.encode(), [args.model])
+        _write_output(str(header), header_text.encode(), inputs)
+        _write_output(str(source), text.encode(), inputs)
         print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
     if args.output:
         exported = Trainer(model).export()
-        _write_output(args.output, exported, [args.model])
+        _write_output(args.output, exported, inputs)
         print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
 
 
@@ -783,6 +786,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", help="inference .tflite to write (never the input)")
     export.add_argument("--c-array", help="write the training model as OUT.cc plus OUT.h (arena size, tensor positions)")
     export.add_argument("--c-name", help="C++ namespace of the array and constants (default: OUT's file name)")
+    export.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="start from this device checkpoint's weights (one checkpoint, or the device's two-slot storage image)",
+    )
     arena_help = "arena size in the header: measured in TFLM by bisection (default) or the planner's estimate"
     export.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
     _add_target_arguments(export, "measure kArenaBytes32 on this target's emulated board (default: the model's target)")
