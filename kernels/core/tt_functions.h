@@ -567,8 +567,9 @@ typedef struct {
  * out[n, oy, ox, co] = clamp(requant_co(bias[co] + sum of
  * filter[co, ky, kx, ci] * (x[n, iy, ix, ci] + input_offset)) + output_offset)
  * over the taps inside the input. Writes output rows in order, so the output
- * may overlap input rows no later output row reads (tinytrain_tflm/passes/overlap.py).
+ * may overlap input rows no later output row reads (tinytrain_tflm/plan/overlap.py).
  *
+ * @param[in]  ctx          scratch of tt_conv2d_s8_get_buffer_size bytes (NULL when that is 0)
  * @param[in]  params       geometry (strides, dilations >= 1, pads >= 0), offsets, clamp
  * @param[in]  input_dims   [n, ih, iw, cin]
  * @param[in]  filter_dims  [cout, kh, kw, cin]
@@ -577,15 +578,25 @@ typedef struct {
  * @param[in]  output_dims  [n, oh, ow, cout]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
-tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
-                       const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
+tt_status tt_conv2d_s8(const tt_context* ctx, const tt_conv_params* params, const tt_dims* input_dims,
+                       const int8_t* input, const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
                        const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+
+/**
+ * Bytes of scratch tt_conv2d_s8 needs in ctx for these arguments: 0 in the
+ * portable core; the Cortex-M version (kernels/cmsis_nn) asks CMSIS-NN.
+ *
+ * @return the size, or -1 when the arguments are invalid
+ */
+int32_t tt_conv2d_s8_get_buffer_size(const tt_conv_params* params, const tt_dims* input_dims,
+                                     const tt_dims* filter_dims, const tt_dims* output_dims);
 
 /**
  * Forward DEPTHWISE_CONV_2D on int8 (m = depth_multiplier), bit-identical to
  * TFLite's reference kernel: output channel oc = ci * m + j sums
  * filter[0, ky, kx, oc] * (x[n, iy, ix, ci] + input_offset), then as tt_conv2d_s8.
  *
+ * @param[in]  ctx          scratch of tt_depthwise_conv2d_s8_get_buffer_size bytes (NULL when that is 0)
  * @param[in]  params       as tt_conv2d_s8's, depth_multiplier >= 1
  * @param[in]  input_dims   [n, ih, iw, cin]
  * @param[in]  filter_dims  [1, kh, kw, cin * m]
@@ -594,9 +605,14 @@ tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, 
  * @param[in]  output_dims  [n, oh, ow, cin * m]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
-tt_status tt_depthwise_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
-                                 const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
-                                 const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* params, const tt_dims* input_dims,
+                                 const int8_t* input, const tt_dims* filter_dims, const int8_t* filter,
+                                 const int32_t* bias, const tt_requantization* requant, const tt_dims* output_dims,
+                                 int8_t* output);
+
+/** As tt_conv2d_s8_get_buffer_size, for tt_depthwise_conv2d_s8. */
+int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv_params* params, const tt_dims* input_dims,
+                                               const tt_dims* filter_dims, const tt_dims* output_dims);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -39,6 +39,15 @@ typedef struct {
   int32_t c;
 } tt_dims;
 
+/**
+ * Scratch memory the caller provides (in TFLM, from the arena, requested in
+ * Prepare): `size` bytes at `buf`. A function that needs none accepts NULL.
+ */
+typedef struct {
+  void* buf;
+  int32_t size;
+} tt_context;
+
 /** Per-tensor affine quantization: real = scale * (q - zero_point). */
 typedef struct {
   float scale;

@@ -408,8 +408,10 @@ def build_kernels(target: Target, sources: Sources, reference_core: bool = False
     kernels = _kernel_sources()
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
              "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}", *sources.header_flags("-isystem")]  # fmt: skip
-    key = _key(kernels, sources.tflm, toolchain.cxx, *flags)
     kernel_set = "reference" if reference_core else target.kernels
+    if kernel_set == "cmsis-nn":  # its forward convolutions call CMSIS-NN (built with TFLM's kernels)
+        flags += sources.cmsis_flags(target)
+    key = _key(kernels, sources.tflm, toolchain.cxx, *flags)
     out = build_dir() / "tinytrain" / f"{target.name}-{kernel_set}-{key}"
     glue = [f for f in kernels.glob("tflm/*.cc") if f.name not in ("register_host.cc", "host_resolver.cc")]
     files = [*core_sources(kernels, kernel_set), *sorted(glue)]
