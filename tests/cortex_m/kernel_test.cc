@@ -191,7 +191,7 @@ bool RunForwardConv(const ForwardConvCase& c) {
   const tt_requantization requant{c.multiplier, c.shift};
   const tt_status status = report.Measure([&] {
     const auto kernel = c.depthwise ? tt_depthwise_conv2d_s8 : tt_conv2d_s8;
-    return kernel(&c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
+    return kernel(nullptr, &c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
   });
   report.ExpectStatus(status, TT_SUCCESS);
   const int32_t count = c.output_dims.n * c.output_dims.h * c.output_dims.w * c.output_dims.c;
