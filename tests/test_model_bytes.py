@@ -24,12 +24,15 @@ MODELS = ("mobilenet_v2_blocks", "ds_cnn", "small_cnn")
 PARTIAL = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5, two pointwise convs 2/8 and 4/8
 
 # (model, compile() options or CompileOptions fields with an "ablation", sha256 of the training model)
+# The int8-gradient cases changed with delayed scaling: the scale tensor of each gradient a backward op
+# quantizes became a variable float32 [3] holding its history (kernels/core/tt_types.h); every
+# float32-gradient case kept its bytes.
 CASES = [
     ("mobilenet_v2_blocks", {}, "3a60f31760fb28f019ee005cf6460b2f833d1e01f2798c1e854c93f09cc3936e"),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8"},
-        "2d1fbdf4986a7c93fece27d53eefae992eb55f3f360d13411356428ab917c94a",
+        "0940cf5e901d3b4d5c57b606ee642bb8f474adbd204d31e69f0d5141eead0383",
     ),
     # "auto" finds no grid that beats the untiled first stage here: the same bytes as the first case
     (
@@ -40,12 +43,12 @@ CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": (2, 3), "gradient": "int8"},
-        "42f678bca2b3cd6a12878363e7e878c39e71a3502ef82f6fd71f5a1d40072b94",
+        "3daeb7899cc1fad77f90d95842ac327f6783d45d38bd0dd44befecf41da1da9f",
     ),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8", "flash_requantization": True},
-        "1082043e39d79bee7ab2f141d262112ceb5066fda2bb2d75c9e58f128ada978e",
+        "465f247d2fcfa3ca3143586dc9e75db9d2461c03202805109ce4821ff0e83559",
     ),
     (
         "mobilenet_v2_blocks",
@@ -80,7 +83,7 @@ CASES = [
     (
         "ds_cnn",
         {"update": "all", "gradient": "int8", "ablation": Ablation(schedule_for_planner=False)},
-        "e5559cdc79cb969dc4a9e01c44baacc3d0df31d46e6f378a169ca6b9505ce30a",
+        "d90aa6d840d2ea14c6d5f2cc50468bf6ee3ef853eb37b6af60ae8c7612daa3d5",
     ),
     (
         "ds_cnn",
@@ -95,7 +98,7 @@ CASES = [
     (
         "small_cnn",
         {"update": "all", "gradient": "int8", "optimizer": tt.SGD(rounding="nearest", qas=False)},
-        "ff04258b10da76aed0dd67789809cda80a5651fd232e2625bb1cd2db5e266be1",
+        "40bbce90367ef677e11cba409ff29c6ed559666b48f0de1f6940ffc2a034e2bc",
     ),
     (
         "small_cnn",
@@ -109,7 +112,7 @@ PARTIAL_CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": {"weights": {"6": 0.5, "7": 0.5}}, "gradient": "int8", "tiles": (2, 2)},
-        "2987e3fc948e3538cd70ee207bb50f3d212564d2946be3fd9ab366691e1aebf2",
+        "284a29ce057694048ad2f03338cbdf0f7695a0ffa3d58c16d33aa3385070b3aa",
     ),
     (
         "mobilenet_v2_blocks",

@@ -96,6 +96,12 @@ inline float GradReference(const tt_grad_in& g) { return g.type == TT_GRAD_S8 ? 
 constexpr float kHeadroom = 1.41421356f;
 constexpr float kLowestTopLevel = 63.5f;
 
+// max(max_abs, |value|) by a comparison: fmaxf is a library call on the Cortex-M4F's FPv4.
+inline float LargerMagnitude(float max_abs, float value) {
+  const float magnitude = fabsf(value);
+  return magnitude > max_abs ? magnitude : max_abs;
+}
+
 // Writes a gradient of representation kType described in gather form:
 // produce(sink) stores every output element once through sink (GradSink).
 // S8 output takes its scale as tt_grad_out describes (reference: GradReference
@@ -117,10 +123,14 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
       next = 0;
       produce(MakeGradSink(
           [data, inv_scale, &max_abs](int32_t i, float value) {
-            max_abs = fmaxf(max_abs, fabsf(value));
+            max_abs = LargerMagnitude(max_abs, value);
             // At a predicted scale a value can round past int8 (that pass is then redone); at the
-            // exact one, value * inv_scale may exceed 127 by a rounding error only.
-            data[i] = static_cast<int8_t>(lroundf(fminf(fmaxf(value * inv_scale, -127.0f), 127.0f)));
+            // exact one, value * inv_scale may exceed 127 by a rounding error only. Comparisons, not
+            // fminf/fmaxf, which are library calls on the Cortex-M4F's FPv4.
+            float level = value * inv_scale;
+            level = level > 127.0f ? 127.0f : level;
+            level = level < -127.0f ? -127.0f : level;
+            data[i] = static_cast<int8_t>(lroundf(level));
           },
           &next));
       return max_abs;
@@ -143,7 +153,7 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
         history->second_passes += 1.0f;
       }
     } else {
-      produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = fmaxf(max_abs, fabsf(value)); }, &next));
+      produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }, &next));
       scale = exact_scale(max_abs);
       quantize(scale);
       if (history != nullptr) history->second_passes += 1.0f;
