@@ -64,3 +64,33 @@ class SGD:
             "SGD", learning_rate=self.lr, momentum=self.momentum, qas=int(self.qas), rounding=ROUNDINGS[self.rounding], seed=seed
         )
         b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control], [], options)
+
+
+def _xorshift32(state: int) -> int:
+    """One step of TT_SGD's generator (kernels/core/optimizer/sgd_update.h: NextRandom)."""
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    return state ^ ((state << 5) & 0xFFFFFFFF)
+
+
+def _apply(columns: list[int], vector: int) -> int:
+    """A 32x32 matrix over GF(2), given by its columns, times a 32-bit vector."""
+    result = 0
+    for bit, column in enumerate(columns):
+        if vector >> bit & 1:
+            result ^= column
+    return result
+
+
+def advance_seed(seed: int, draws: int) -> int:
+    """The state of TT_SGD's generator after `draws` numbers from `seed`: what its seed option must become
+    for a saved model to continue the stream (each stochastic update draws one number per element of its
+    gradient). xorshift32 is linear over GF(2), so the jump is its matrix to the power `draws`, by
+    squaring: 10^9 draws take about 30 matrix products, not 10^9 steps."""
+    power = [_xorshift32(1 << bit) for bit in range(32)]
+    while draws:
+        if draws & 1:
+            seed = _apply(power, seed)
+        power = [_apply(power, column) for column in power]
+        draws >>= 1
+    return seed

@@ -15,7 +15,7 @@ from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
 from ..frontend import edges, ir, read
-from ..passes import loss, partial, requantization
+from ..passes import loss, optimizer, partial, requantization, tiling
 from ..plan import memory
 from .interpreter import MAX_ARENA_BYTES, Interpreter
 
@@ -63,9 +63,10 @@ def _class_index(label) -> int:
     return int(value.reshape(()))
 
 
-def _parameters(graph: ir.Graph) -> list[Parameter]:
+def _parameters(graph: ir.Graph) -> tuple[list[Parameter], dict[int, int]]:
     """The trainable parameters TT_INIT_VARIABLES and TT_SGD name, each checked: a constant source, a
-    variable of its shape and type, and one TT_SGD updating it."""
+    variable of its shape and type, and one TT_SGD updating it; and the momentum variables TT_INIT_VARIABLES
+    also fills (a saved model's momentum: Trainer.training_model), variable -> constant source."""
     inits = [op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES]
     if len(inits) != 1:
         raise TinyTrainError(f"training model has {len(inits)} TT_INIT_VARIABLES ops; it needs exactly one")
@@ -78,9 +79,10 @@ def _parameters(graph: ir.Graph) -> list[Parameter]:
                     f"TT_SGD with inputs {op.inputs} needs (parameter, gradient, its scale, momentum, control), one per parameter"
                 )
             grads[op.inputs[0]] = (op.inputs[1], op.inputs[2])
+    momenta = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
     if len(init.inputs) % 2 or any(t < 0 for t in init.inputs):
         raise TinyTrainError(f"TT_INIT_VARIABLES inputs {init.inputs} are not (source, variable) pairs")
-    parameters = []
+    parameters, momentum_sources = [], {}
     for source, variable in zip(init.inputs[0::2], init.inputs[1::2], strict=True):
         s, v = graph.tensors[source], graph.tensors[variable]
         if s.data is None or not v.is_variable or s.shape != v.shape or s.dtype != v.dtype:
@@ -88,11 +90,14 @@ def _parameters(graph: ir.Graph) -> list[Parameter]:
                 f"TT_INIT_VARIABLES pairs tensor {source} ({s.name!r}) with tensor {variable} ({v.name!r}): "
                 "it needs a constant and a variable of the same shape and type"
             )
+        if variable in momenta:
+            momentum_sources[variable] = source
+            continue
         if variable not in grads:
             raise TinyTrainError(f"trainable variable {variable} ({v.name!r}) has no TT_SGD updating it")
         grad, scale = grads[variable]
         parameters.append(Parameter(s.name, source, variable, grad, scale))
-    return parameters
+    return parameters, momentum_sources
 
 
 # The loss op each TRAINING_METADATA loss id names.
@@ -176,7 +181,8 @@ class Trainer:
         self.model = _model_bytes(training_model)
         self.graph = read.read_graph(self.model)
         self.metadata = training_metadata(self.graph)
-        self.parameters = _parameters(self.graph)
+        self.parameters, self._momentum_sources = _parameters(self.graph)
+        self._updates = 0  # update invokes since creation or the last reset: how far the rounding streams moved
         self.input = self.graph.tensors[self.metadata["input_tensor"]]
         # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.
         live = sum(t.data is None and int(np.prod(t.shape, dtype=object)) * t.dtype.itemsize for t in self.graph.tensors)
@@ -231,7 +237,9 @@ class Trainer:
         return np.full(tensor.shape, label, np.int32)
 
     def _run(self, x: np.ndarray, label, control: int) -> list[np.ndarray]:
-        return self._interpreter.run([self._sample(x), self._labels(label, control), np.array([control], np.int32)])
+        outputs = self._interpreter.run([self._sample(x), self._labels(label, control), np.array([control], np.int32)])
+        self._updates += bool(control & schema_generated.CONTROL_UPDATE)
+        return outputs
 
     def step(self, x: np.ndarray, label) -> float:
         """One SGD step on one sample; returns the loss before the update. label: the class (0 or 1 for
@@ -289,8 +297,10 @@ class Trainer:
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
 
     def reset(self) -> None:
-        """Back to the source model's weights; momentum cleared (TFLM zeroes variables, TT_INIT_VARIABLES copies again)."""
+        """Back to the model's starting point: its weights, its momentum (zero unless the model was saved with
+        some) and its rounding streams (TFLM zeroes variables and resets the ops, TT_INIT_VARIABLES copies again)."""
         self._interpreter.reset()
+        self._updates = 0
 
     def _trained_graph(self) -> ir.Graph:
         graph = copy.deepcopy(self.graph)
@@ -299,9 +309,46 @@ class Trainer:
             graph.tensors[parameter.source].data = values[parameter.name]
         return graph
 
+    def _momenta(self) -> dict[int, np.ndarray]:
+        """Current values of every momentum variable (float32, zero before the first update)."""
+        values = {}
+        for op in self.graph.ops:
+            momentum = op.inputs[3] if op.kind == schema_generated.SGD else -1
+            if momentum < 0:
+                continue
+            if self._interpreter.invoked:
+                values[momentum] = self._interpreter.tensor(momentum)
+            elif momentum in self._momentum_sources:
+                values[momentum] = self.graph.tensors[self._momentum_sources[momentum]].data.copy()
+            else:
+                values[momentum] = np.zeros(self.graph.tensors[momentum].shape, np.float32)
+        return values
+
     def training_model(self) -> TrainingModel:
-        """The training model with the current weights as its starting point (to save and resume)."""
-        return TrainingModel(emit.emit_model(self._trained_graph()))
+        """The training model with the current state as its starting point, to save and resume bit-identically:
+        the weights, the momentum (a constant TT_INIT_VARIABLES copies into each momentum variable) and each
+        stochastic-rounding generator's position (its TT_SGD seed option, advanced by the numbers drawn)."""
+        graph = self._trained_graph()
+        init = next(op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES)
+        for momentum, values in self._momenta().items():
+            if momentum in self._momentum_sources:
+                graph.tensors[self._momentum_sources[momentum]].data = values
+            else:
+                variable = graph.tensors[momentum]
+                source = graph.add_tensor(ir.Tensor(f"{variable.name}/saved", variable.shape, variable.dtype, data=values))
+                init.inputs += [source, momentum]
+        init.custom_options = schema.encode_blob("INIT_VARIABLES", num_pairs=len(init.inputs) // 2)
+        for op in graph.ops:
+            if op.kind == schema_generated.SGD:
+                options = schema.decode_blob("SGD", op.custom_options)
+                if options["rounding"] == schema_generated.ROUND_STOCHASTIC:
+                    draws = self._updates * int(np.prod(graph.tensors[op.inputs[1]].shape))
+                    state = optimizer.advance_seed(options["seed"] & 0xFFFFFFFF, draws)  # the kernel's uint32
+                    options["seed"] = state - (state >> 31 << 32)  # the option's int32 of those bits
+                    op.custom_options = schema.encode_blob("SGD", **options)
+        if memory.OFFLINE_PLAN in graph.metadata:  # one offset per tensor: the new constants are not planned
+            graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+        return TrainingModel(emit.emit_model(graph))
 
     def export(self) -> bytes:
         """An ordinary inference .tflite with the trained weights, for stock TFLM (no custom op)."""
@@ -313,7 +360,7 @@ class Trainer:
             for op in map(requantization.restore, graph.ops[:loss_position])
             if not op.custom
         ]
-        graph = partial.rejoin_split_layers(graph)
+        graph = partial.rejoin_split_layers(tiling.untile_first_stage(graph))
         output = self.metadata["logits_tensor"]
         if self.metadata["softmax_tensor"] >= 0:
             options = tfl.SoftmaxOptionsT()

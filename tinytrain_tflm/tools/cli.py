@@ -25,6 +25,7 @@ from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
 from ..runtime import interpreter
+from ..runtime.guard import GUARD_MODES, DivergenceGuard, GuardOptions
 from ..runtime.trainer import Trainer, training_metadata
 from .layers import layers_text
 from .search import SchemeFile, SchemeSearch, SearchTask, arena_method, load_scheme_file
@@ -295,6 +296,9 @@ def _check_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and not math.isfinite(value):
             raise TinyTrainError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    guard_loss = getattr(args, "guard_loss", None)
+    if guard_loss is not None and not (math.isfinite(guard_loss) and guard_loss > 0):
+        raise TinyTrainError(f"--guard-loss must be a finite number > 0, got {guard_loss}")
 
 
 def _tiles(text: str | None) -> tuple[int, int] | str | None:
@@ -368,30 +372,6 @@ def _held_out(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, classes: i
     return x[kept], y[kept], x[held], y[held]
 
 
-# Rise in the share of trained int8 weights at -128 or 127 over training above which it is reported as
-# saturating. Per-channel quantization already puts one weight per output channel at a limit (a ninth of
-# a 3x3 depthwise filter), so the share is compared with the one training started from.
-SATURATION_RISE = 0.05
-
-
-def _share_at_limits(trainer: Trainer) -> float:
-    weights = [w for w in trainer.weights().values() if w.dtype == np.int8]
-    return sum(int(np.sum((w == -128) | (w == 127))) for w in weights) / max(1, sum(w.size for w in weights))
-
-
-def _diverging(trainer: Trainer, first_loss: float, mean_loss: float, start_share: float) -> str | None:
-    """Why training looks divergent (the loss not finite or above twice the first epoch's, the int8 weights
-    piling up at their limits), or None."""
-    if not np.isfinite(mean_loss):
-        return "the loss is not finite"
-    if mean_loss > 2 * first_loss:
-        return f"the mean loss rose from {first_loss:.4f} in epoch 1 to {mean_loss:.4f}"
-    share = _share_at_limits(trainer)
-    if share > start_share + SATURATION_RISE:
-        return f"{share:.0%} of the trained int8 weights sit at -128 or 127 ({start_share:.0%} before training)"
-    return None
-
-
 def _train(args: argparse.Namespace) -> None:
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
     _check_output(output, [args.model, args.data] + ([args.val] if args.val else []))
@@ -408,17 +388,17 @@ def _train(args: argparse.Namespace) -> None:
         accuracy, mean_loss = trainer.evaluate(val_x, val_y)
         print(f"before training: held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f} ({len(val_x)} held-out samples)")
     order = np.random.default_rng(args.seed)
-    start_share, first_loss = _share_at_limits(trainer), None
+    guard = None
+    if args.guard != "off":
+        guard = DivergenceGuard(trainer, GuardOptions(loss_bound=args.guard_loss, rollback=args.guard == "rollback"))
     best = None  # (held-out accuracy, -loss, epoch, training model bytes)
     for epoch in range(1, args.epochs + 1):
         losses = []
         for count, i in enumerate(order.permutation(len(x)), 1):
-            losses.append(trainer.step(x[i], int(y[i])))
+            losses.append(trainer.step(x[i], int(y[i])) if guard is None else guard.step(x[i], int(y[i])))
+            trainer = trainer if guard is None else guard.trainer  # a rollback replaces it
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
         line = f"epoch {epoch}: training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
-        first_loss = float(np.mean(losses)) if epoch == 1 else first_loss
-        if (why := _diverging(trainer, first_loss, float(np.mean(losses)), start_share)) is not None:
-            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr (compile) helps", file=sys.stderr)
         if val_x is None:
             print(f"{line}, accuracy {trainer.accuracy(x, y):.1%} on the training samples")
             continue
@@ -426,6 +406,8 @@ def _train(args: argparse.Namespace) -> None:
         print(f"{line}; held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f}")
         if args.keep == "best" and (best is None or (accuracy, -mean_loss) > best[:2]):
             best = (accuracy, -mean_loss, epoch, trainer.training_model().bytes)
+    if guard is not None and guard.summary() is not None:
+        print(guard.summary(), file=sys.stderr)
     if best is not None:
         _write_output(output, best[3], [args.model, args.data])
         print(f"wrote {output}: the training model at epoch {best[2]}, the best held-out accuracy ({best[0]:.1%})")
@@ -706,6 +688,16 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--val", help=".npz of held-out samples ('x', 'y')")
     held_out.add_argument(
         "--keep", choices=("last", "best"), default="last", help="write the last epoch's weights or the best held-out epoch's"
+    )
+    guard = train.add_argument_group("divergence guard (tinytrain_tflm.runtime.guard)")
+    guard.add_argument(
+        "--guard",
+        choices=GUARD_MODES,
+        default="warn",
+        help="warn once when the loss explodes or the weights saturate; rollback: also restore the last good state",
+    )
+    guard.add_argument(
+        "--guard-loss", type=float, help="mean loss over 50 steps that counts as diverging (default: 3 x ln(classes))"
     )
     train.set_defaults(run=_train)
     fleet = commands.add_parser("fleet", help="federated training on Flower: one TFLM Trainer per client, non-IID shards")
