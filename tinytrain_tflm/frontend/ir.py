@@ -40,6 +40,11 @@ class Quantization:
 GRAD_SCALE_WITH_HISTORY = (3,)
 
 
+def scale_histories(graph: Graph) -> set[int]:
+    """The int8 gradients' scales with their history: the only variables an op writes as an output."""
+    return {t for op in graph.ops for t in op.outputs if t >= 0 and graph.tensors[t].is_variable}
+
+
 @dataclasses.dataclass
 class Tensor:
     name: str

@@ -462,8 +462,7 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: Memory
     planned = plan.at_peak()
     planned["fragmentation"] = plan.head - sum(planned.values())
     optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
-    # The only variables an op writes as an output: int8 gradients' scales with their history (delayed scaling).
-    scale_histories = {t for op in graph.ops for t in op.outputs if t >= 0 and graph.tensors[t].is_variable}
+    scale_histories = ir.scale_histories(graph)
     weights = optimizer = histories = 0
     for index, tensor in enumerate(graph.tensors):
         if tensor.is_variable:
