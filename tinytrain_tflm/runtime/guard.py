@@ -173,7 +173,9 @@ class DivergenceGuard:
         self._interval_losses = []
         if self._snapshot is not None:
             restored, model = self._snapshot
-            self.trainer = Trainer(model)
+            previous, self.trainer = self.trainer, Trainer(model)
+            # The run-time settings are the caller's, not training state: the restored trainer keeps them.
+            self.trainer.learning_rate, self.trainer.batch_size = previous.learning_rate, previous.batch_size
             self._rollbacks_to_snapshot += 1
             self.halted = self._rollbacks_to_snapshot >= self.options.halt_after
             self.paused = not self.halted
