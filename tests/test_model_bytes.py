@@ -24,12 +24,15 @@ MODELS = ("mobilenet_v2_blocks", "ds_cnn", "small_cnn")
 PARTIAL = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5, two pointwise convs 2/8 and 4/8
 
 # (model, compile() options or CompileOptions fields with an "ablation", sha256 of the training model)
+# The int8-gradient cases changed with delayed scaling: the scale tensor of each gradient a backward op
+# quantizes became a variable float32 [3] holding its history (kernels/core/tt_types.h); every
+# float32-gradient case kept its bytes.
 CASES = [
     ("mobilenet_v2_blocks", {}, "b361aabe55d012270ab599cd2f0db99294d42dd8ff26cd5e820d867ae011e549"),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8"},
-        "f2a4aa314efb3fbd621ff006c680d89d5f871db7408789ba7a6474108ac166b6",
+        "73c3119e20722db96957714f0dfee161a1ffe748d426f839270dc40fc7823189",
     ),
     # "auto" finds no grid that beats the untiled first stage here: the same bytes as the first case
     (
@@ -40,12 +43,12 @@ CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": (2, 3), "gradient": "int8"},
-        "7e9a43eaabc480cbd3fdbd9813a4ff1c54ae58c142538f6a98bb83c8f9eefe54",
+        "da375c2b7dd3dc1e51b017b267776fed9243b4e99b4a368582219c5463d54051",
     ),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8", "flash_requantization": True},
-        "2d8d30f3a5edeac43567255710f997d64e6067879058b0186162b6aede7a1f23",
+        "61feef634640dfa78ae7f7656b07304555dc3bff00194adfa783bebf12ed696f",
     ),
     (
         "mobilenet_v2_blocks",
@@ -80,7 +83,7 @@ CASES = [
     (
         "ds_cnn",
         {"update": "all", "gradient": "int8", "ablation": Ablation(schedule_for_planner=False)},
-        "eef8b3a10f1c9a9dee0112a39c626b2dc8d02475eff622dae8623dbb29fb4b48",
+        "2517cd4e046ffb3df600129cf4a2afb547bb0b0f128f7c70353deabaedd26253",
     ),
     (
         "ds_cnn",
@@ -100,7 +103,7 @@ CASES = [
     (
         "small_cnn",
         {"update": "all", "gradient": "int8", "optimizer": tt.SGD(rounding="nearest", qas=False)},
-        "43d59fce50f0eb27160a56772a4216a3303ef3e57afd8df6f6706fa0f6c24eb6",
+        "7f5507688a87f21c7eb20e7717b71c35475d0a2bf36b482160e3df523308c8bb",
     ),
     (
         "small_cnn",
@@ -114,7 +117,7 @@ PARTIAL_CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": {"weights": {"6": 0.5, "7": 0.5}}, "gradient": "int8", "tiles": (2, 2)},
-        "94115d446e335711473b7b852fdd8cb27164dcf0b1c28cfd837986ee6df15b75",
+        "5ef68baba565440544fcec9c7cc4e26ec8587873d8ec1963580ef75fa20a1171",
     ),
     (
         "mobilenet_v2_blocks",

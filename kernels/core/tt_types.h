@@ -68,14 +68,35 @@ typedef struct {
 } tt_grad_in;
 
 /**
- * A gradient a kernel writes. For S8 the kernel picks the scale, max|g| / 127
- * (1 when every value is 0), stores it in *scale, and writes values in
- * [-127, 127] rounded to nearest.
+ * Delayed scaling of an S8 gradient: what one training step leaves for the
+ * next, kept in a variable tensor (zeroed by TFLM at allocation and reset).
+ */
+typedef struct {
+  /** max|g| / reference of the last step (see tt_grad_out); 0 before the first step. */
+  float gain;
+  /** Steps that took a second pass over the values: a count, exact below 2^24. */
+  float second_passes;
+} tt_grad_history;
+
+/**
+ * A gradient a kernel writes. For S8 the kernel picks the scale, stores it in
+ * *scale and writes values in [-127, 127] rounded to nearest:
+ * - with no history, or one whose gain is 0 (the first step, or the last one's
+ *   values were all 0): scale max|g| / 127 (1 when every value is 0), found by
+ *   a first pass over the values, then a second pass quantizes;
+ * - with a history whose gain is > 0: one pass at scale
+ *   sqrt(2) * gain * reference / 127, reference being the scale of the
+ *   gradient the kernel reads (1 when it reads float32 or none). The levels
+ *   stand if the largest one is in [64, 127]; otherwise (a value saturated, or
+ *   more than one bit of resolution went unused) a second pass quantizes at
+ *   max|g| / 127.
+ * In both cases the step's max|g| / reference becomes the history's gain.
  */
 typedef struct {
   tt_grad_type type;
   void* data;
-  float* scale; /**< S8 only. */
+  float* scale;             /**< S8 only. */
+  tt_grad_history* history; /**< S8 only; null for the two passes of every step. */
 } tt_grad_out;
 
 #ifdef __cplusplus

@@ -100,8 +100,8 @@ tt_grad_in GradIn(const GradOperand& g) {
 }
 
 tt_grad_out GradOut(tt_grad_type type) {
-  if (type == TT_GRAD_S8) return tt_grad_out{TT_GRAD_S8, g_s8, &g_scale};
-  return tt_grad_out{TT_GRAD_F32, g_f32, nullptr};
+  if (type == TT_GRAD_S8) return tt_grad_out{TT_GRAD_S8, g_s8, &g_scale, nullptr};
+  return tt_grad_out{TT_GRAD_F32, g_f32, nullptr, nullptr};
 }
 
 // Checks the gradient in g_f32 or g_s8 / g_scale against `want` (see ExpectedGrad).

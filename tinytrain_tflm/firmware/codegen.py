@@ -309,7 +309,8 @@ _ACTIVATION_FROM_MASK_PARAMS = "int32_t, const uint8_t* mask, const tt_grad_in* 
 _ACTIVATION_FROM_MASK = "core::ActivationGradMaskAs<S::grad_type>(S{}, mask, *grad_output, *grad_input);"
 _GRAD_ADD = (
     "core::WriteGradAs<S::grad_type>(*sum, [&](auto sink) { "
-    "core::GradAdd(S{}, core::ReadGradAs<S::grad_type>(*a), core::ReadGradAs<S::grad_type>(*b), sink); });"
+    "core::GradAdd(S{}, core::ReadGradAs<S::grad_type>(*a), core::ReadGradAs<S::grad_type>(*b), sink); }, "
+    "core::GradAddReference(*a, *b));"
 )
 _SGD_BODY = (
     "core::SgdUpdate(S{}, params->learning_rate, rng_state, core::ReadGradAs<S::grad_type>(*grad), momentum, accumulator, "

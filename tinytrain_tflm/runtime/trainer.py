@@ -137,10 +137,18 @@ def scheduled_learning_rate(
     raise TinyTrainError(f"schedule must be constant, step or cosine, got {schedule!r}")
 
 
+def _run_state_variables(graph: ir.Graph) -> set[int]:
+    """Variables that training changes besides the parameters: each TT_SGD's momentum and each int8 gradient's
+    scale history (delayed scaling), both saved by Trainer.training_model."""
+    momenta = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
+    return momenta | ir.scale_histories(graph)
+
+
 def _parameters(graph: ir.Graph) -> tuple[list[Parameter], dict[int, int]]:
     """The trainable parameters TT_INIT_VARIABLES and TT_SGD name, each checked: a constant source, a
-    variable of its shape and type, and one TT_SGD updating it; and the momentum variables TT_INIT_VARIABLES
-    also fills (a saved model's momentum: Trainer.training_model), variable -> constant source."""
+    variable of its shape and type, and one TT_SGD updating it; and the momentum variables and int8 gradients'
+    scale histories TT_INIT_VARIABLES also fills (a saved model's state: Trainer.training_model), variable ->
+    constant source."""
     inits = [op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES]
     if len(inits) != 1:
         raise TinyTrainError(f"training model has {len(inits)} TT_INIT_VARIABLES ops; it needs exactly one")
@@ -156,7 +164,7 @@ def _parameters(graph: ir.Graph) -> tuple[list[Parameter], dict[int, int]]:
             if op.inputs[5] != graph.inputs[-1]:
                 raise TinyTrainError(f"TT_SGD reads learning rate {op.inputs[5]}; it must be the model's last input")
             grads[op.inputs[0]] = (op.inputs[1], op.inputs[2])
-    momenta = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
+    momenta = _run_state_variables(graph)
     if len(init.inputs) % 2 or any(t < 0 for t in init.inputs):
         raise TinyTrainError(f"TT_INIT_VARIABLES inputs {init.inputs} are not (source, variable) pairs")
     parameters, momentum_sources = [], {}
@@ -444,12 +452,10 @@ class Trainer:
         return graph
 
     def _momenta(self) -> dict[int, np.ndarray]:
-        """Current values of every momentum variable (float32, zero before the first update)."""
+        """Current values of every momentum variable and int8 gradient scale history (float32, zero before
+        the first update)."""
         values = {}
-        for op in self.graph.ops:
-            momentum = op.inputs[3] if op.kind == schema_generated.SGD else -1
-            if momentum < 0:
-                continue
+        for momentum in sorted(_run_state_variables(self.graph)):
             if self._interpreter.invoked:
                 values[momentum] = self._interpreter.tensor(momentum)
             elif momentum in self._momentum_sources:
@@ -460,7 +466,8 @@ class Trainer:
 
     def training_model(self) -> TrainingModel:
         """The training model with the current state as its starting point, to save and resume bit-identically:
-        the weights, the momentum (a constant TT_INIT_VARIABLES copies into each momentum variable) and each
+        the weights, the momentum and the int8 gradients' scale histories (constants TT_INIT_VARIABLES copies
+        into those variables) and each
         stochastic-rounding generator's position (its TT_SGD seed option, advanced by the numbers drawn)."""
         graph = self._trained_graph()
         init = next(op for op in graph.ops if op.kind == schema_generated.INIT_VARIABLES)
