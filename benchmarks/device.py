@@ -4,7 +4,8 @@ Not a test: prints a table. Per model, update scheme, target and kernel set:
 - the exact minimum arena, bisected in the emulated firmware (32-bit, TFLM 90b983c), next to `plan`'s
   32-bit projection;
 - flash: the firmware's code and constants, the model included;
-- instructions per inference (control 0) and per training step (control 3), their ratio, and the
+- instructions per inference (control 0) and per training step (control 3; the first after allocation
+  apart, see measure()), their ratio, and the
   ratio of a step to the unmodified model's stock TFLM inference on the same target and kernels. That
   inference is the unmodified graph (no tiling, no tinytrain forward op, TFLM's own arena plan) run as
   the second predict invoke of its last-layer training model: its loss op then only writes NaN, and
@@ -21,8 +22,16 @@ per-op counter: tinytrain's custom ops by name, TFLM's builtins by theirs), larg
 --reference-core, the cmsis-nn rows use tinytrain's portable kernel core instead of its Cortex-M versions
 (kernels/cmsis_nn): the "before" of those versions. --no-arena skips the arena bisection (speed only).
 
+--speed prints only the speed table of issue 12 (emulated Cortex-M7, CMSIS-NN, 1 MB arena region, no
+bisection): the DS-CNN with every layer training, MobileNetV2-w0.35 128x128 with MIT's 99kb scheme
+(benchmarks/memory.py's mit_scheme) and with its last layer, each with and without flash requantization;
+stock TFLM + CMSIS-NN inference of the unmodified model, our predict and train step, and the step's
+share in forward, backward and update from the per-op profile: forward is what the predict invoke's ops
+take (the same forward ops), update the TT_SGD ops, backward the rest of the step's ops (the loss and
+every gradient op). Shares are of the step's per-op total, which leaves out the interpreter's own work.
+
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
-        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena]
+        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed]
 """
 
 from __future__ import annotations
@@ -36,12 +45,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/memory.py (python -P leaves it out)
 
 import numpy as np  # noqa: E402
+from memory import ds_cnn_kws, mit_scheme  # noqa: E402  (benchmarks/memory.py)
 from models import int8_model, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE  # noqa: E402
+from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE, SGD  # noqa: E402
 from tinytrain_tflm.firmware import device  # noqa: E402
 from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
 from tinytrain_tflm.plan import memory
@@ -71,21 +82,27 @@ class Settings:
 
 
 def measure(model: bytes, device_target, samples: np.ndarray, settings: Settings = Settings()) -> dict:
-    """Flash, and the instructions of a predict, a training step (with its per-op counts) and a second predict."""
+    """Flash, and the instructions of a predict, two training steps on different samples (the second with
+    its per-op counts) and a second predict. The first step after allocation finds each int8 gradient's
+    scale in two passes; later ones quantize in one pass at the scale the last step predicts, unless it
+    misses (kernels/core/common/grad_io.h): the second step is what training costs per step."""
     firmware = device.build_firmware(model, device_target, settings.reference_core)
     graph = tt.read_graph(model)
     sample = graph.tensors[graph.inputs[0]]
-    quantized = sample.quantization.quantize(samples[:1], sample.dtype)
-    invokes = [(0, [0], quantized), (CONTROL_BACKWARD | CONTROL_UPDATE, [1], quantized), (0, [0], quantized)]
+    quantized, other = (sample.quantization.quantize(samples[i : i + 1], sample.dtype) for i in (0, 1))
+    train = CONTROL_BACKWARD | CONTROL_UPDATE
+    invokes = [(0, [0], quantized), (train, [1], quantized), (train, [2], other), (0, [0], quantized)]
     run = device.run(firmware, device_target.ram_bytes, invokes, profile=settings.profile)
     if run.error:
         raise SystemExit(f"{device_target.label}: {run.error}")
-    predict, step, again = run.invokes
+    predict, first_step, step, again = run.invokes
     return {
         "flash": firmware.flash_bytes,
         "predict": predict.instructions,
+        "first step": first_step.instructions,
         "step": step.instructions,
         "step ops": step.ops,
+        "predict ops": predict.ops,
         "predict again": again.instructions,
         "firmware": firmware,
     }
@@ -116,9 +133,18 @@ def benchmark(
 ) -> None:
     graph = tt.read_graph(source)
     shape = graph.tensors[graph.inputs[0]].shape
-    samples = np.random.default_rng(0).uniform(-1, 1, (1, *shape[1:])).astype(np.float32)
+    samples = np.random.default_rng(0).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
     print(f"\n{title}")
-    columns = ["scheme", "target", "32-bit arena measured", "plan's projection", "flash", "predict", "train step"]
+    columns = [
+        "scheme",
+        "target",
+        "32-bit arena measured",
+        "plan's projection",
+        "flash",
+        "predict",
+        "first train step",
+        "train step",
+    ]
     columns += ["step / predict", "step / stock inference"]
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
@@ -138,7 +164,8 @@ def benchmark(
                     arena_columns = f"(not measured) | {projected:,} B"
                 print(
                     f"| {label} | {device_target.label} | {arena_columns} | {figures['flash']:,} B "
-                    f"| {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M "
+                    f"| {figures['predict'] / 1e6:,.2f} M | {figures['first step'] / 1e6:,.2f} M "
+                    f"| {figures['step'] / 1e6:,.2f} M "
                     f"| {figures['step'] / figures['predict']:.2f} | {figures['step'] / stock:.2f} |",
                     flush=True,
                 )
@@ -146,6 +173,70 @@ def benchmark(
                     print_profile(figures["step ops"], figures["step"])
                 elapsed = time.perf_counter() - start
                 print(f"  ({elapsed:.0f} s; stock inference {stock / 1e6:,.2f} M instructions)", file=sys.stderr)
+
+
+def speed_models() -> list[tuple[str, bytes, list[tuple[str, dict]]]]:
+    """Issue 12's speed table: (title, model, [(scheme, compile options)]), each scheme also with flash
+    requantization."""
+    mobilenet = mobilenet_v2_035_128()
+    layers = len(conv_like_layers(tt.read_graph(mobilenet)))
+    base = {"gradient": "int8", "tiles": "auto"}
+    models = [
+        ("DS-CNN, 20x10x1, 12 classes", ds_cnn_kws(), [("all layers", {"gradient": "int8", "update": "all"})]),
+        (
+            "MobileNetV2-w0.35, 128x128, 10 classes",
+            mobilenet,
+            [("MIT 99kb", {**base, "update": mit_scheme("99kb", layers)}), ("last layer", {**base, "update": "last"})],
+        ),
+    ]
+    flash = {"flash_requantization": True}
+    return [
+        (
+            title,
+            model,
+            [
+                row
+                for label, options in rows
+                for row in ((label, options), (f"{label}, flash requantization", {**options, **flash}))
+            ],
+        )
+        for title, model, rows in models
+    ]
+
+
+def step_shares(predict_ops: dict[str, tuple[int, int]], step_ops: dict[str, tuple[int, int]]) -> tuple[float, float, float]:
+    """Forward, backward and update shares of the step's per-op instructions (see the module docstring)."""
+    total = sum(count for _, count in step_ops.values())
+    forward = sum(count for _, count in predict_ops.values())
+    update = sum(count for name, (_, count) in step_ops.items() if name == SGD)
+    return forward / total, (total - forward - update) / total, update / total
+
+
+def speed_table(name: str = "cortex-m7") -> None:
+    device_target = dataclasses.replace(target(name, "cmsis-nn"), ram_bytes=STOCK_ARENA_REGION)
+    columns = ["model", "scheme", "stock TFLM + CMSIS-NN inference", "our predict", "our train step"]
+    columns += ["step / stock inference", "forward", "backward", "update"]
+    print(f"\nSpeed on {device_target.label}, instructions (QEMU -icount), int8 gradients")
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for title, source, rows in speed_models():
+        graph = tt.read_graph(source)
+        shape = graph.tensors[graph.inputs[0]].shape
+        samples = np.random.default_rng(0).uniform(-1, 1, (1, *shape[1:])).astype(np.float32)
+        stock = stock_inference(source, device_target, samples)
+        for label, options in rows:
+            start = time.perf_counter()
+            model = tt.compile(source, target=device_target, **options).bytes
+            figures = measure(model, device_target, samples, Settings(profile=True, arena=False))
+            shares = step_shares(figures["predict ops"], figures["step ops"])
+            print(
+                f"| {title} | {label} | {stock / 1e6:,.2f} M | {figures['predict'] / 1e6:,.2f} M "
+                f"| {figures['step'] / 1e6:,.2f} M | {figures['step'] / stock:.2f} | "
+                + " | ".join(f"{100 * share:.0f}%" for share in shares)
+                + " |",
+                flush=True,
+            )
+            print(f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 
 def main() -> None:
@@ -157,8 +248,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="per-op instructions of each training step")
     parser.add_argument("--reference-core", action="store_true", help="the portable core in cmsis-nn builds too")
     parser.add_argument("--no-arena", action="store_true", help="skip the arena bisection")
+    parser.add_argument("--speed", action="store_true", help="issue 12's speed table only (emulated Cortex-M7)")
     args = parser.parse_args()
     device.check_tools()
+    if args.speed:
+        speed_table()
+        return
     targets, kernel_sets = args.targets.split(","), args.kernels.split(",")
     settings = Settings(args.profile, args.reference_core, not args.no_arena)
     blocks = [("all layers", {"update": "all", "gradient": "int8"})]

@@ -13,9 +13,15 @@ QAS and stochastic rounding). Rows: accuracy before training; the classifier alo
 with every bias; the scheme `SchemeSearch` finds under the budget; all layers. Each trains the same
 samples in the same order per seed; the fp32 column fine-tunes exactly the same parameters in
 TensorFlow with the same SGD, samples and order. The budget is the arena halfway between the
-classifier alone and all layers (override with --budget). The search's contribution analysis runs
-once per task, on seed 0's validation split (held out from training and test); seeds 1 and 2 reuse
-its scheme on other splits (for watch: other wearers).
+classifier alone and all layers (override with --budget). The search runs per seed, on that seed's
+validation split (held out from training and test); where two seeds' search data are the same (watch:
+every seed's search adapts the same pilot wearer) the earlier result is reused, the search being
+deterministic. --search-once searches on seed 0's split only and trains its scheme on every seed.
+
+--instructions adds each scheme's training step on the emulated Cortex-M7 (CMSIS-NN kernels, QEMU
+counting instructions) and the instructions to reach the classifier alone's accuracy (each seed's steps
+times its scheme's instructions per step); it needs the cross tools and TFLM's sources (README, "On a
+microcontroller").
 
 Arena: measured in TFLM on x86 (bisection) and projected to a 32-bit MCU (plan.memory.project_32bit).
 "to reach" is the first checkpoint (every --check-every steps) where the test accuracy reaches the
@@ -27,6 +33,8 @@ classifier alone's final accuracy, averaged over the seeds that reach it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -41,8 +49,8 @@ from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 from tinytrain_tflm.passes.scheme import RATIOS  # noqa: E402
 from tinytrain_tflm.plan import memory  # noqa: E402
 from tinytrain_tflm.tools import tasks  # noqa: E402
-from tinytrain_tflm.tools.cli import parse_budget  # noqa: E402
-from tinytrain_tflm.tools.search import SchemeSearch, SearchTask  # noqa: E402
+from tinytrain_tflm.tools.cli import parse_size  # noqa: E402
+from tinytrain_tflm.tools.search import SEARCH_OPTIONS, SchemeSearch, SearchTask  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "transfer"
 # Per task: epochs on device (over its training split) and the learning rate.
@@ -75,8 +83,9 @@ def arena(model: bytes, scheme) -> tuple[int, int]:
 
 
 def step_instructions(model: bytes, scheme, sample: np.ndarray) -> int:
-    """Instructions of one training step (backward and update) on the emulated Cortex-M7, reference
-    kernels (tinytrain_tflm.firmware.device; QEMU counts instructions, not cycles)."""
+    """Instructions of one training step (one invoke: forward, loss, backward and update) on the emulated
+    Cortex-M7 with its default kernels, CMSIS-NN's for TFLM's forward ops (tinytrain_tflm.firmware.device;
+    QEMU counts instructions, not cycles)."""
     from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
     from tinytrain_tflm.firmware import device
     from tinytrain_tflm.target import target
@@ -91,6 +100,20 @@ def step_instructions(model: bytes, scheme, sample: np.ndarray) -> int:
     if run.error:
         raise SystemExit(f"cortex-m7: {run.error}")
     return run.invokes[0].instructions
+
+
+def cached_instructions(model: bytes, scheme_key: str, sample: np.ndarray) -> int:
+    """step_instructions, kept in build/transfer/instructions.json per (model, scheme): each scheme is one
+    firmware build, minutes on a loaded machine, and the count depends only on the model and scheme."""
+    path = CACHE / "instructions.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{hashlib.sha256(model).hexdigest()[:16]} {scheme_key}"
+    if key not in known:
+        count = step_instructions(model, json.loads(scheme_key), sample)
+        known = json.loads(path.read_text()) if path.exists() else {}  # another run may have added some meanwhile
+        known[key] = count
+        path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    return known[key]
 
 
 def train_int8(model: bytes, scheme, task: tasks.TransferTask, order: np.ndarray, lr: float, check_every: int) -> list[float]:
@@ -147,47 +170,73 @@ def run_task(name: str, args: argparse.Namespace) -> object:
     layers = len(tt.passes.scheme.conv_like_layers(tt.read_graph(model)))
     base_arena = arena(model, "last")[0]
     all_arena = arena(model, "all")[0]
-    budget = parse_budget(args.budget) if args.budget else (base_arena + all_arena) // 2
+    budget = parse_size(args.budget) if args.budget else (base_arena + all_arena) // 2
     print(f"\n== {name}: {first.description}")
     print(f"   float source accuracy {source_accuracy:.1%}; int8 model {len(model):,} bytes, {layers} conv-like layers")
     print(f"   budget {budget:,} bytes (classifier alone {base_arena:,}, all layers {all_arena:,}, x86 measured)", flush=True)
 
-    start = time.perf_counter()
     steps = args.search_steps or len(first.search_x) * epochs
-    search = SchemeSearch(
-        model,
-        SearchTask(first.search_x, first.search_y, first.val_x, first.val_y),
-        budget,
-        optimizer=tt.SGD(lr=lr),
-        steps=steps,
-        candidate_layers=layers - 1,
-        progress=lambda message: print(f"   {message}", flush=True) if args.verbose else None,
-    )
-    found = search.run(generations=args.generations)
-    print(f"   search ({steps} steps per contribution, {time.perf_counter() - start:.0f} s): {json.dumps(found.scheme)}")
-    rows = [
+    searches: dict[str, object] = {}  # the search's data (hash) -> its result
+
+    def search(task: tasks.RealTask):
+        """SchemeSearch on this seed's search data, or the earlier result when a seed's search data are the
+        same (watch: every seed adapts the same pilot wearer; the search itself is deterministic)."""
+        key = hashlib.sha256(b"".join(a.tobytes() for a in (task.search_x, task.search_y, task.val_x, task.val_y))).hexdigest()
+        if key not in searches:
+            start = time.perf_counter()
+            searches[key] = SchemeSearch(
+                model,
+                SearchTask(task.search_x, task.search_y, task.val_x, task.val_y),
+                budget,
+                dataclasses.replace(SEARCH_OPTIONS, optimizer=tt.SGD(lr=lr)),
+                steps=steps,
+                candidate_layers=layers - 1,
+                progress=lambda message: print(f"   {message}", flush=True) if args.verbose else None,
+            ).run(generations=args.generations)
+            print(
+                f"   search ({steps} steps per contribution, {time.perf_counter() - start:.0f} s):"
+                f" {json.dumps(searches[key].scheme)}",
+                flush=True,
+            )
+        else:
+            print("   search: the same data as an earlier seed's, its scheme reused")
+        return searches[key]
+
+    fixed = [
         ("classifier only", "last"),
         ("classifier + all biases", {"bias_last": layers, "weights": {str(layers - 1): 1}}),
-        ("searched", found.scheme),
+        ("searched", None),  # per seed
         ("all layers", "all"),
     ]
-    sizes = {label: arena(model, scheme) for label, scheme in rows}
-    instructions = {
-        label: step_instructions(model, scheme, first.data.train_x[0]) if args.instructions else None for label, scheme in rows
-    }
-    befores, results = [], {label: ([], [], []) for label, _ in rows}
+    labels = [label for label, _ in fixed]
+    sizes: dict[str, object] = {}  # scheme (json) -> arena (x86, 32-bit)
+
+    def measure(scheme) -> str:
+        key = json.dumps(scheme, sort_keys=True)
+        if key not in sizes:
+            sizes[key] = arena(model, scheme)
+        return key
+
+    befores, results = [], {label: ([], [], []) for label in labels}  # int8 curves, fp32 finals, scheme keys
+    found = None
     for seed in range(args.seeds):
         task = first if seed == 0 else tasks.real_task(name, seed=seed)
+        seed_search = search(first if args.search_once else task)
+        found = found or seed_search
         data = task.data
         order = np.concatenate([np.random.default_rng(100 * seed + e).permutation(len(data.train_x)) for e in range(epochs)])
         befores.append(tt.Trainer(tt.compile(model, update="last")).accuracy(data.test_x, data.test_y))
-        for label, scheme in rows:
+        for label, scheme in fixed:
+            scheme = scheme or seed_search.scheme
             curve = train_int8(model, scheme, data, order, lr, args.check_every)
             fp32 = tasks.float_finetune(float_model, scheme, data, lr, order)
             results[label][0].append(curve)
             results[label][1].append(fp32)
+            results[label][2].append(measure(scheme))
         print(f"   seed {seed}: {task.description}; {len(order)} steps; before {befores[-1]:.1%}", flush=True)
 
+    # After training: firmware builds share one lock across processes, and no accuracy run waits on them.
+    instructions = {key: cached_instructions(model, key, first.data.train_x[0]) if args.instructions else None for key in sizes}
     total = len(order)
     reference = np.mean([curve[-1] for curve in results["classifier only"][0]])
     print(f"\n   {name}: test accuracy over {args.seeds} seeds (mean +- std), {total} steps of batch 1, lr {lr}")
@@ -196,23 +245,32 @@ def run_task(name: str, args: argparse.Namespace) -> object:
         f" {'M7 M instr/step':>15} {'to reach':>8} {'M instr':>8}"
     )
     print(f"   {'before training':26} {np.mean(befores):>7.1%} +-{np.std(befores):4.1%}")
-    for label, _ in rows:
-        finals = np.array([curve[-1] for curve in results[label][0]])
-        fp32 = np.array(results[label][1])
-        reached = [steps_to_reach(c, reference, args.check_every, total) for c in results[label][0]]
+    for label in labels:
+        curves, fp32, keys = results[label]
+        finals, fp32 = np.array([curve[-1] for curve in curves]), np.array(fp32)
+        reached = [steps_to_reach(c, reference, args.check_every, total) for c in curves]
+        # Instructions to reach: each seed's steps times its scheme's instructions per step.
+        costs = [r * instructions[k] for r, k in zip(reached, keys, strict=True) if r is not None and instructions[k]]
         reached = [r for r in reached if r is not None]
         to_reach = f"{np.mean(reached):.0f}" if len(reached) == args.seeds else f"{len(reached)}/{args.seeds}"
-        x86, projected = sizes[label]
-        fits = "" if x86 <= budget else " (over budget)"
-        per_step = instructions[label]
-        cost = f"{per_step / 1e6:.2f}" if per_step else "-"
-        to_reach_cost = f"{np.mean(reached) * per_step / 1e6:.0f}" if per_step and len(reached) == args.seeds else "-"
+        x86 = np.mean([sizes[k][0] for k in keys])
+        projected = np.mean([sizes[k][1] for k in keys])
+        fits = "" if all(sizes[k][0] <= budget for k in keys) else " (over budget)"
+        per_step = [instructions[k] for k in keys if instructions[k]]
+        cost = f"{np.mean(per_step) / 1e6:.2f}" if per_step else "-"
+        to_reach_cost = f"{np.mean(costs) / 1e6:.0f}" if len(costs) == args.seeds else "-"
         print(
             f"   {label:26} {finals.mean():>7.1%} +-{finals.std():4.1%} {fp32.mean():>7.1%} +-{fp32.std():4.1%}"
-            f" {100 * (finals.mean() - fp32.mean()):>+8.1f}p {x86:>10,} {projected:>8,} {cost:>15} {to_reach:>8}"
+            f" {100 * (finals.mean() - fp32.mean()):>+8.1f}p {x86:>10,.0f} {projected:>8,.0f} {cost:>15} {to_reach:>8}"
             f" {to_reach_cost:>8}{fits}"
         )
-    print(f"   searched scheme: {json.dumps(found.scheme)}", flush=True)
+    for seed, key in enumerate(results["searched"][2]):
+        x86, projected = sizes[key]
+        print(f"   searched, seed {seed}: {key} ({x86:,} B x86)")
+    print("   per seed, int8 / fp32 final:")
+    for label in labels:
+        pairs = ", ".join(f"{c[-1]:.1%}/{f:.1%}" for c, f in zip(results[label][0], results[label][1], strict=True))
+        print(f"     {label:26} {pairs}", flush=True)
     return found, layers
 
 
@@ -224,6 +282,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="learning rate (default: per task)")
     parser.add_argument("--search-steps", type=int, help="steps per contribution measurement (default: the task's run)")
     parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument(
+        "--search-once", action="store_true", help="search on seed 0's split only and train its scheme on every seed (faster)"
+    )
     parser.add_argument("--check-every", type=int, default=100, help="steps between test accuracy checkpoints")
     parser.add_argument("--plot", help="contribution curves (default: build/transfer/contributions-<tasks>.png)")
     parser.add_argument(

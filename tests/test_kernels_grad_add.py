@@ -7,7 +7,8 @@ import pytest
 from conftest import CONTROL, control, grad_outputs, grad_tensors, grad_values, op_model, read_grad
 
 from tinytrain_tflm import Interpreter, TFLMError
-from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.backend import emit, schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 OPTIONS = schema.encode_blob("GRAD_ADD")
 
@@ -53,3 +54,47 @@ def test_grad_add_prepare_rejects(b_shape, b_mode, sum_shape, message):
     model = grad_add_model((2, 8), b_shape, sum_shape, "float32", b_mode, "float32")
     with pytest.raises(TFLMError, match=f"TT_GRAD_ADD: {message}"):
         Interpreter(model, 16 * 1024)
+
+
+def test_int8_sum_scales_from_the_last_steps_gain(rng):
+    """Delayed scaling (kernels/core/tt_types.h) with a scale tensor that keeps its history: the first step
+    takes the exact scale, a step whose gain holds takes sqrt(2) times the predicted one in a single pass,
+    and a step whose values would saturate takes the exact scale in a second pass, counted."""
+    shape = (3, 10)
+    graph = ir.Graph()
+    a, a_scale, b, b_scale, control_input = (
+        graph.add_tensor(t) for t in [*grad_tensors("a", shape, "int8"), *grad_tensors("b", shape, "int8"), CONTROL]
+    )
+    total = graph.add_tensor(ir.Tensor("sum", shape, np.dtype(np.int8)))
+    scale = graph.add_tensor(ir.Tensor("sum_scale", ir.GRAD_SCALE_WITH_HISTORY, np.dtype(np.float32), is_variable=True))
+    graph.inputs, graph.outputs = [a, a_scale, b, b_scale, control_input], [total]
+    graph.ops.append(ir.Op(schema_generated.GRAD_ADD, graph.inputs, [total, scale], custom=True, custom_options=OPTIONS))
+    interpreter = Interpreter(emit.emit_model(graph), 16 * 1024, preserve_all_tensors=True)
+    levels = rng.integers(-127, 128, shape).astype(np.int8)
+    levels.flat[0] = 127
+    zero = np.zeros(shape, np.int8)
+
+    def step(b_levels, s):
+        feed = [levels, np.array([s], np.float32), b_levels, np.array([s], np.float32)]
+        (got,) = interpreter.run([*feed, control(schema_generated.CONTROL_BACKWARD)])
+        want = (levels.astype(np.float64) + b_levels) * np.float32(s)
+        history = interpreter.tensor(scale)
+        assert np.abs(got * np.float64(history[0]) - want).max() <= history[0] * (0.5 + 1e-5)
+        return history, np.abs(got).max()
+
+    # First step: two passes, exact scale; the gain is max|sum| / the larger input scale: 127 levels.
+    history, top = step(zero, 0.01)
+    np.testing.assert_allclose(history, [0.01, 127, 1], rtol=1e-6)
+    assert top == 127
+    # The gain holds at half the input scale: one pass at sqrt(2) * the predicted scale, top level 127 / sqrt(2).
+    history, top = step(zero, 0.005)
+    np.testing.assert_allclose(history, [0.005 * np.sqrt(2), 127, 1], rtol=1e-6)
+    assert top == 90
+    # The gain doubles: at the predicted scale the sum would saturate, so a second pass takes the exact one.
+    history, top = step(levels, 0.01)
+    np.testing.assert_allclose(history, [0.02, 254, 2], rtol=1e-6)
+    assert top == 127
+    # Reset zeroes the history: the next step is a first step again.
+    interpreter.reset()
+    history, _ = step(zero, 0.005)
+    np.testing.assert_allclose(history, [0.005, 127, 1], rtol=1e-6)

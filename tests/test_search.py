@@ -14,7 +14,7 @@ from tinytrain_tflm.frontend.convert import keras_to_int8
 from tinytrain_tflm.tools import tasks
 from tinytrain_tflm.tools.search import SchemeSearch, SearchTask
 
-BUDGET = 9_900  # bytes: the last two layers fit (9,584 measured), all three do not (11,904)
+BUDGET = 9_900  # bytes: the last two layers fit (9,544 measured), all three do not (11,768)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
             "search",
             str(model_path),
             "--budget",
-            "9.7KB",
+            "9.3KB",
             "--data",
             str(data_path),
             "-o",
@@ -79,12 +79,12 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
     assert "contribution:" in result.stderr and "generation 2/2" in result.stderr
     searched = json.loads(out.read_text())
     assert searched["compile"] == {"gradient": "int8", "tiles": "auto", "flash_requantization": True}
-    assert (searched["target"], searched["budget_bytes"]) == ("host", int(9.7 * 1024))
+    assert (searched["target"], searched["budget_bytes"]) == ("host", int(9.3 * 1024))
     # The scheme alone, compiled with other options (float32 gradients, arena requantization), breaks the budget:
     # the trap of a scheme file without its options.
     reference = {"gradient": "float32", "tiles": None, "flash_requantization": False}
     alone = tt.minimum_arena_size(tt.compile(model, update=searched["scheme"], **reference).bytes)
-    assert alone > 9.7 * 1024
+    assert alone > 9.3 * 1024
     # compile --update @FILE takes the search's options and budget with the scheme.
     training = tmp_path / "training.tflite"
     compiled = subprocess.run(
@@ -106,7 +106,7 @@ def test_search_command_writes_the_scheme(digits, tmp_path):
     )
     assert compiled.returncode == 0, compiled.stderr
     arena = tt.minimum_arena_size(training.read_bytes())
-    assert arena <= 9.7 * 1024 and f"arena: {arena:,} bytes" in compiled.stdout and compiled.stderr == ""
+    assert arena <= 9.3 * 1024 and f"arena: {arena:,} bytes" in compiled.stdout and compiled.stderr == ""
 
 
 def test_an_impossible_budget_is_a_clear_error(digits):
@@ -119,8 +119,8 @@ def test_contributions_skip_exactly_the_parts_over_budget(digits):
     from tinytrain_tflm.tools.search import with_classifier
 
     _, model, search_task = digits
-    # Measured with the classifier: any part of layer 0, 8,952 B; of layer 1, 8,984 B; biases of all three, 9,424 B.
-    search = SchemeSearch(model, search_task, 8_968, steps=5)
+    # Measured with the classifier: any part of layer 0, 8,896 B; of layer 1, 8,976 B; biases of all three, 9,336 B.
+    search = SchemeSearch(model, search_task, 8_936, steps=5)
     bias_gains, weight_gains = search.contributions()
     parts = [(layer, ratio) for layer in search.candidates for ratio in tt.passes.scheme.RATIOS]
     fitting = {p for p in parts if search.fits(with_classifier({"weights": {str(p[0]): p[1]}}, search.layers))}

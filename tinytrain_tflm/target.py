@@ -80,7 +80,10 @@ class Target:
 # output channel pairs outside the pixels: channels 0-1 of the last pixels are written before channels
 # 2-3 of the first ones have read their input. Its other paths, and CMSIS-NN's depthwise, pooling,
 # element-wise and pad kernels, work pixel by pixel. Shown on the emulated Cortex-M7
-# (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training.
+# (tests/test_device.py), where overlapping a 1x1 conv's output corrupts training. tinytrain's own
+# TT_CONV_2D and TT_DEPTHWISE_CONV_2D (flash requantization) call CMSIS-NN one output row at a time
+# (kernels/cmsis_nn/common/conv_rows.h), which keeps the rule whatever the order inside a row, here and
+# under MVE: they overlap on every target.
 CMSIS_NN_NO_OVERLAP = frozenset({"CONV_2D"})
 # MVE (Helium, Cortex-M55): CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, until each is shown safe.
 # There the matrix product (arm_nn_mat_mult_nt_t_s8) takes four pixels at a time and, for each output

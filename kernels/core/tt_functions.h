@@ -481,10 +481,30 @@ typedef struct {
 } tt_sgd_dims;
 
 /**
+ * The gradients of a mini-batch's samples so far, summed, which the next
+ * update averages with its own (gradient accumulation).
+ */
+typedef struct {
+  float* sum;    /**< float32 [outer, channels_to_update, inner]; an update reads it, then zeroes it. */
+  int32_t count; /**< Samples summed into it, >= 0. */
+} tt_sgd_accumulator;
+
+/**
+ * sum += grad, element by element (a mini-batch sample's gradient, not yet applied).
+ *
+ * @param[in]     dims the parameter as [outer, channels, inner]
+ * @param[in]     grad [outer, channels_to_update, inner]
+ * @param[in,out] sum  float32 [outer, channels_to_update, inner]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_accumulate(const tt_sgd_dims* dims, const tt_grad_in* grad, float* sum);
+
+/**
  * One SGD step on an int8 weight tensor, in place. For each element of the
  * first channels_to_update channels, with g its gradient w.r.t. the real
  * (dequantized) weight and f_c = learning_rate / s_c with QAS, learning_rate * s_c
  * without (s_c = scales[c], or scales[0] when num_scales is 1):
+ *   with an accumulator g = (sum + g) / (count + 1), the mean over the mini-batch, and sum = 0;
  *   v = g, or with momentum m = momentum * m + g and v = m;
  *   q = saturate(q + round(-f_c * v)) to [-127, 127].
  * Float arithmetic is single precision in exactly this order.
@@ -497,11 +517,13 @@ typedef struct {
  * @param[in]     dims         the parameter as [outer, channels, inner]
  * @param[in]     grad         [outer, channels_to_update, inner]
  * @param[in,out] momentum     float32 [outer, channels_to_update, inner] iff params->momentum > 0, else NULL
+ * @param[in,out] accumulator  the mini-batch's summed gradients, or NULL to step with grad alone
  * @param[in,out] parameter    int8 [outer, channels, inner]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
 tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
-                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int8_t* parameter);
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum,
+                           tt_sgd_accumulator* accumulator, int8_t* parameter);
 
 /**
  * As tt_sgd_update_s8 for an int32 bias (scale s_weight * s_input per
@@ -511,7 +533,8 @@ tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int
  * @param[in,out] parameter int32 [outer, channels, inner]
  */
 tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
-                            const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
+                            const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum,
+                            tt_sgd_accumulator* accumulator, int32_t* parameter);
 
 /**
  * Everything a forward int8 convolution needs besides its tensors: the
@@ -544,8 +567,9 @@ typedef struct {
  * out[n, oy, ox, co] = clamp(requant_co(bias[co] + sum of
  * filter[co, ky, kx, ci] * (x[n, iy, ix, ci] + input_offset)) + output_offset)
  * over the taps inside the input. Writes output rows in order, so the output
- * may overlap input rows no later output row reads (tinytrain_tflm/passes/overlap.py).
+ * may overlap input rows no later output row reads (tinytrain_tflm/plan/overlap.py).
  *
+ * @param[in]  ctx          scratch of tt_conv2d_s8_get_buffer_size bytes (NULL when that is 0)
  * @param[in]  params       geometry (strides, dilations >= 1, pads >= 0), offsets, clamp
  * @param[in]  input_dims   [n, ih, iw, cin]
  * @param[in]  filter_dims  [cout, kh, kw, cin]
@@ -554,15 +578,25 @@ typedef struct {
  * @param[in]  output_dims  [n, oh, ow, cout]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
-tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
-                       const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
+tt_status tt_conv2d_s8(const tt_context* ctx, const tt_conv_params* params, const tt_dims* input_dims,
+                       const int8_t* input, const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
                        const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+
+/**
+ * Bytes of scratch tt_conv2d_s8 needs in ctx for these arguments: 0 in the
+ * portable core; the Cortex-M version (kernels/cmsis_nn) asks CMSIS-NN.
+ *
+ * @return the size, or -1 when the arguments are invalid
+ */
+int32_t tt_conv2d_s8_get_buffer_size(const tt_conv_params* params, const tt_dims* input_dims,
+                                     const tt_dims* filter_dims, const tt_dims* output_dims);
 
 /**
  * Forward DEPTHWISE_CONV_2D on int8 (m = depth_multiplier), bit-identical to
  * TFLite's reference kernel: output channel oc = ci * m + j sums
  * filter[0, ky, kx, oc] * (x[n, iy, ix, ci] + input_offset), then as tt_conv2d_s8.
  *
+ * @param[in]  ctx          scratch of tt_depthwise_conv2d_s8_get_buffer_size bytes (NULL when that is 0)
  * @param[in]  params       as tt_conv2d_s8's, depth_multiplier >= 1
  * @param[in]  input_dims   [n, ih, iw, cin]
  * @param[in]  filter_dims  [1, kh, kw, cin * m]
@@ -571,9 +605,14 @@ tt_status tt_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, 
  * @param[in]  output_dims  [n, oh, ow, cin * m]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
-tt_status tt_depthwise_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
-                                 const tt_dims* filter_dims, const int8_t* filter, const int32_t* bias,
-                                 const tt_requantization* requant, const tt_dims* output_dims, int8_t* output);
+tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* params, const tt_dims* input_dims,
+                                 const int8_t* input, const tt_dims* filter_dims, const int8_t* filter,
+                                 const int32_t* bias, const tt_requantization* requant, const tt_dims* output_dims,
+                                 int8_t* output);
+
+/** As tt_conv2d_s8_get_buffer_size, for tt_depthwise_conv2d_s8. */
+int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv_params* params, const tt_dims* input_dims,
+                                               const tt_dims* filter_dims, const tt_dims* output_dims);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -23,6 +23,9 @@ typedef enum {
   TT_BLOB_BAD_LENGTH = -8,     /**< A blob's payload length differs from what its kind holds. */
   TT_FLEET_MISMATCH = -9,      /**< A fleet update's tensors differ from the model's trained ones. */
   TT_FLEET_OUT_OF_RANGE = -10, /**< A fleet update holds an int8 value of -128 (weights are symmetric). */
+  TT_CHECKPOINT_FOREIGN = -11, /**< A checkpoint was written for another training model (identity or tensors differ). */
+  TT_CHECKPOINT_STORAGE = -12, /**< The checkpoint storage's read, erase or write callback failed. */
+  TT_CHECKPOINT_NONE = -13,    /**< Neither checkpoint slot holds a valid checkpoint of this model. */
 } tt_status;
 
 /** One line of English for a status, for error reports. Never NULL. */
@@ -35,6 +38,15 @@ typedef struct {
   int32_t w;
   int32_t c;
 } tt_dims;
+
+/**
+ * Scratch memory the caller provides (in TFLM, from the arena, requested in
+ * Prepare): `size` bytes at `buf`. A function that needs none accepts NULL.
+ */
+typedef struct {
+  void* buf;
+  int32_t size;
+} tt_context;
 
 /** Per-tensor affine quantization: real = scale * (q - zero_point). */
 typedef struct {
@@ -56,14 +68,35 @@ typedef struct {
 } tt_grad_in;
 
 /**
- * A gradient a kernel writes. For S8 the kernel picks the scale, max|g| / 127
- * (1 when every value is 0), stores it in *scale, and writes values in
- * [-127, 127] rounded to nearest.
+ * Delayed scaling of an S8 gradient: what one training step leaves for the
+ * next, kept in a variable tensor (zeroed by TFLM at allocation and reset).
+ */
+typedef struct {
+  /** max|g| / reference of the last step (see tt_grad_out); 0 before the first step. */
+  float gain;
+  /** Steps that took a second pass over the values: a count, exact below 2^24. */
+  float second_passes;
+} tt_grad_history;
+
+/**
+ * A gradient a kernel writes. For S8 the kernel picks the scale, stores it in
+ * *scale and writes values in [-127, 127] rounded to nearest:
+ * - with no history, or one whose gain is 0 (the first step, or the last one's
+ *   values were all 0): scale max|g| / 127 (1 when every value is 0), found by
+ *   a first pass over the values, then a second pass quantizes;
+ * - with a history whose gain is > 0: one pass at scale
+ *   sqrt(2) * gain * reference / 127, reference being the scale of the
+ *   gradient the kernel reads (1 when it reads float32 or none). The levels
+ *   stand if the largest one is in [64, 127]; otherwise (a value saturated, or
+ *   more than one bit of resolution went unused) a second pass quantizes at
+ *   max|g| / 127.
+ * In both cases the step's max|g| / reference becomes the history's gain.
  */
 typedef struct {
   tt_grad_type type;
   void* data;
-  float* scale; /**< S8 only. */
+  float* scale;             /**< S8 only. */
+  tt_grad_history* history; /**< S8 only; null for the two passes of every step. */
 } tt_grad_out;
 
 #ifdef __cplusplus

@@ -233,7 +233,20 @@ inline TfLiteStatus CheckIoCounts(TfLiteContext* context, const TfLiteNode* node
 
 // Gradient operands. A gradient input is a (data, scale) pair of node inputs,
 // the scale input being -1 for float32; a gradient output is its data output,
-// followed by a float32 [1] scale output only when it is int8.
+// followed by a scale output only when it is int8.
+//
+// An int8 gradient's scale tensor is float32 [1], or float32 [3] holding the
+// scale then its tt_grad_history: a variable tensor, so the history outlives
+// the invoke, for a writer that scales from the last step (tt_grad_out).
+constexpr int kScaleElements = 1;
+constexpr int kScaleWithHistoryElements = kScaleElements + sizeof(tt_grad_history) / sizeof(float);
+static_assert(sizeof(tt_grad_history) % sizeof(float) == 0, "tt_grad_history is made of floats");
+
+inline bool IsGradScale(const TfLiteTensor* scale) {
+  if (scale == nullptr || scale->type != kTfLiteFloat32) return false;
+  const int elements = NumElements(scale->dims);
+  return elements == kScaleElements || (elements == kScaleWithHistoryElements && scale->is_variable);
+}
 
 inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
                                      int data_input, tt_grad_type* type) {
@@ -249,8 +262,9 @@ inline TfLiteStatus PrepareGradInput(TfLiteContext* context, const TfLiteNode* n
   TT_ENSURE_MSG(context, grad->type == kTfLiteInt8, op_name, "gradient input %d must be float32 or int8, got %s",
                 data_input, TypeName(grad->type));
   TT_TEMP_TENSOR(scale, context, scale_index, op_name);
-  TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
-                op_name, "int8 gradient input %d needs a float32 [1] scale as input %d", data_input, data_input + 1);
+  TT_ENSURE_MSG(context, IsGradScale(scale.get()), op_name,
+                "int8 gradient input %d needs a float32 [1] scale, or a variable [3] with its history, as input %d",
+                data_input, data_input + 1);
   *type = TT_GRAD_S8;
   return kTfLiteOk;
 }
@@ -267,8 +281,9 @@ inline TfLiteStatus PrepareGradOutput(TfLiteContext* context, const TfLiteNode* 
                 node->outputs->size);
   if (type == TT_GRAD_S8) {
     TT_TEMP_TENSOR(scale, context, node->outputs->data[data_output + 1], op_name);
-    TT_ENSURE_MSG(context, scale.get() != nullptr && scale->type == kTfLiteFloat32 && NumElements(scale->dims) == 1,
-                  op_name, "the scale of int8 gradient output %d must be float32 [1]", data_output);
+    TT_ENSURE_MSG(context, IsGradScale(scale.get()), op_name,
+                  "the scale of int8 gradient output %d must be float32 [1], or a variable [3] with its history",
+                  data_output);
   }
   return kTfLiteOk;
 }
@@ -289,8 +304,14 @@ inline tt_grad_in EvalGradInput(const TfLiteContext* context, const TfLiteNode* 
 
 inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode* node, int data_output,
                                   tt_grad_type type) {
-  float* scale = type == TT_GRAD_S8 ? EvalOutput(context, node, data_output + 1)->data.f : nullptr;
-  return tt_grad_out{type, EvalOutput(context, node, data_output)->data.data, scale};
+  void* data = EvalOutput(context, node, data_output)->data.data;
+  if (type != TT_GRAD_S8) return tt_grad_out{type, data, nullptr, nullptr};
+  const TfLiteEvalTensor* scale = EvalOutput(context, node, data_output + 1);
+  // Prepare checked the layout (IsGradScale): the history follows the scale.
+  tt_grad_history* history = NumElements(scale->dims) == kScaleWithHistoryElements
+                                 ? reinterpret_cast<tt_grad_history*>(scale->data.f + kScaleElements)
+                                 : nullptr;
+  return tt_grad_out{type, data, scale->data.f, history};
 }
 
 // Whether this invoke asked for `bit` (TT_CONTROL_BACKWARD or TT_CONTROL_UPDATE).

@@ -100,8 +100,8 @@ tt_grad_in GradIn(const GradOperand& g) {
 }
 
 tt_grad_out GradOut(tt_grad_type type) {
-  if (type == TT_GRAD_S8) return tt_grad_out{TT_GRAD_S8, g_s8, &g_scale};
-  return tt_grad_out{TT_GRAD_F32, g_f32, nullptr};
+  if (type == TT_GRAD_S8) return tt_grad_out{TT_GRAD_S8, g_s8, &g_scale, nullptr};
+  return tt_grad_out{TT_GRAD_F32, g_f32, nullptr, nullptr};
 }
 
 // Checks the gradient in g_f32 or g_s8 / g_scale against `want` (see ExpectedGrad).
@@ -191,7 +191,7 @@ bool RunForwardConv(const ForwardConvCase& c) {
   const tt_requantization requant{c.multiplier, c.shift};
   const tt_status status = report.Measure([&] {
     const auto kernel = c.depthwise ? tt_depthwise_conv2d_s8 : tt_conv2d_s8;
-    return kernel(&c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
+    return kernel(nullptr, &c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
   });
   report.ExpectStatus(status, TT_SUCCESS);
   const int32_t count = c.output_dims.n * c.output_dims.h * c.output_dims.w * c.output_dims.c;

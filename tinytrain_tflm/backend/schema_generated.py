@@ -6,6 +6,7 @@ MAGIC = b'TTRN'
 
 CONTROL_BACKWARD = 1  # Control bit: run the loss and every backward op.
 CONTROL_UPDATE = 2  # Control bit: apply the optimizer updates.
+CONTROL_ACCUMULATE = 4  # Control bit: add the gradients to TT_SGD's accumulators instead of updating (mini-batches); needs CONTROL_BACKWARD.
 ROUND_TRUNCATE = 0  # SGD rounding: toward zero.
 ROUND_NEAREST = 1  # SGD rounding: to nearest, ties away from zero.
 ROUND_STOCHASTIC = 2  # SGD rounding: up with probability equal to the fractional part.
@@ -61,14 +62,14 @@ BLOBS = {
         ],
         "id": 4,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient",
             "grad_output_scale",
             "activation: int8 y (compared with lower_q/upper_q) or uint8 mask from ACTIVATION_MASK",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127); int8 reuses the input scale"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h); int8 reuses the input scale"
         ]
     },
     "ACTIVATION_MASK": {
@@ -132,13 +133,13 @@ BLOBS = {
         ],
         "id": 12,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
             "grad_output_scale",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [n, ih, iw, c]"
         ]
     },
     "BIAS_GRAD": {
@@ -147,13 +148,13 @@ BLOBS = {
         "fields": [],
         "id": 11,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [..., c]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [..., c]",
             "grad_output_scale",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_bias: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update], c_update <= c"
+            "grad_bias: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [c_update], c_update <= c"
         ]
     },
     "BINARY_CROSS_ENTROPY": {
@@ -257,14 +258,14 @@ BLOBS = {
         ],
         "id": 6,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
             "grad_output_scale",
             "input: int8 [n, ih, iw, cin], per-tensor quantized (the forward input)",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update, kh, kw, cin], c_update <= cout"
+            "grad_filter: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [c_update, kh, kw, cin], c_update <= cout"
         ]
     },
     "CONV_2D_INPUT_GRAD": {
@@ -304,14 +305,14 @@ BLOBS = {
         ],
         "id": 5,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, cout]",
             "grad_output_scale",
             "filter: int8 [cout, kh, kw, cin], per-channel quantized on axis 0",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, cin]"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [n, ih, iw, cin]"
         ]
     },
     "DEPTHWISE_CONV_2D": {
@@ -408,14 +409,14 @@ BLOBS = {
         ],
         "id": 8,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
             "grad_output_scale",
             "input: int8 [n, ih, iw, cin], per-tensor quantized",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [1, kh, kw, c_update], c_update <= cin * depth_multiplier"
+            "grad_filter: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [1, kh, kw, c_update], c_update <= cin * depth_multiplier"
         ]
     },
     "DEPTHWISE_CONV_2D_INPUT_GRAD": {
@@ -460,14 +461,14 @@ BLOBS = {
         ],
         "id": 7,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, cin * depth_multiplier]",
             "grad_output_scale",
             "filter: int8 [1, kh, kw, cin * depth_multiplier], per-channel quantized on axis 3",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, cin]"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [n, ih, iw, cin]"
         ]
     },
     "FULLY_CONNECTED_FILTER_GRAD": {
@@ -476,14 +477,14 @@ BLOBS = {
         "fields": [],
         "id": 10,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, out]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, out]",
             "grad_output_scale",
             "input: int8, n * in elements, per-tensor quantized",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_filter: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [c_update, in], c_update <= out"
+            "grad_filter: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [c_update, in], c_update <= out"
         ]
     },
     "FULLY_CONNECTED_INPUT_GRAD": {
@@ -492,14 +493,14 @@ BLOBS = {
         "fields": [],
         "id": 9,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, out]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, out]",
             "grad_output_scale",
             "filter: int8 [out, in], per-tensor or per-channel (axis 0) quantized",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), the forward input's shape (n * in elements)"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), the forward input's shape (n * in elements)"
         ]
     },
     "GRAD_ADD": {
@@ -508,15 +509,15 @@ BLOBS = {
         "fields": [],
         "id": 15,
         "inputs": [
-            "a: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "a: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient",
             "a_scale",
-            "b: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, same shape as a",
+            "b: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, same shape as a",
             "b_scale",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "sum: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127)"
+            "sum: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h)"
         ]
     },
     "INIT_VARIABLES": {
@@ -573,14 +574,14 @@ BLOBS = {
         ],
         "id": 13,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, oh, ow, c]",
             "grad_output_scale",
             "input: int8 [n, ih, iw, c], the forward input",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [n, ih, iw, c]"
         ]
     },
     "MEAN_GRAD": {
@@ -589,13 +590,13 @@ BLOBS = {
         "fields": [],
         "id": 14,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, [n, c] or [n, 1, 1, c]",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, [n, c] or [n, 1, 1, c]",
             "grad_output_scale",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), [n, ih, iw, c]"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), [n, ih, iw, c]"
         ]
     },
     "MEAN_SQUARED_ERROR": {
@@ -621,14 +622,14 @@ BLOBS = {
         "fields": [],
         "id": 20,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, y's shape (rank <= 4)",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, y's shape (rank <= 4)",
             "grad_output_scale",
             "other: int8, per-tensor quantized, the other operand b; each dimension equal to y's or 1",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), a's shape: each dimension equal to y's or 1"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), a's shape: each dimension equal to y's or 1"
         ]
     },
     "SGD": {
@@ -636,7 +637,7 @@ BLOBS = {
         "doc": "Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range.",
         "fields": [
             {
-                "doc": "Step size in real units, > 0.",
+                "doc": "Step size in real units, > 0: the default, which the learning_rate input overrides at run time.",
                 "name": "learning_rate",
                 "type": "float32"
             },
@@ -664,10 +665,12 @@ BLOBS = {
         "id": 16,
         "inputs": [
             "parameter: int8 or int32 variable tensor, per-channel or per-tensor quantized; updated in place",
-            "grad: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, the parameter's shape except c_update <= c along the quantized dimension (the first channels are updated)",
+            "grad: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient, the parameter's shape except c_update <= c along the quantized dimension (the first channels are updated)",
             "grad_scale",
             "momentum: float32 variable tensor of grad's shape, or -1 when momentum is 0",
-            "control: int32 [1]; the op does nothing unless (control & CONTROL_UPDATE)"
+            "control: int32 [1]; the op does nothing unless (control & (CONTROL_UPDATE | CONTROL_ACCUMULATE))",
+            "learning_rate: float32 [1] variable tensor, the model's last input, shared by every TT_SGD: 0 (its value after AllocateTensors and Reset) uses the learning_rate field; a value > 0 replaces it until it is written again",
+            "accumulator: float32 variable tensor of grad's shape, or -1 (no mini-batches): CONTROL_ACCUMULATE without CONTROL_UPDATE adds the gradient to it; CONTROL_UPDATE then steps with the mean of the accumulated gradients and this one, and clears it"
         ],
         "kind": "op",
         "outputs": []
@@ -793,14 +796,14 @@ BLOBS = {
         ],
         "id": 19,
         "inputs": [
-            "grad_output: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient",
+            "grad_output: gradient operand: float32, or int8 with the next input its float32 scale (zero point 0; [1], or [3] whose first element is the scale); the scale input is -1 for a float32 gradient",
             "grad_output_scale",
             "saved: int8, per-tensor quantized, grad_output's element count: y for UNARY_LOGISTIC and UNARY_TANH, x for UNARY_HARD_SWISH and UNARY_LEAKY_RELU",
             "control: int32 [1]; the op does nothing unless (control & CONTROL_BACKWARD)"
         ],
         "kind": "op",
         "outputs": [
-            "grad_input: gradient output: float32, or int8 followed by a float32 [1] output receiving its run-time scale (max|g|/127), grad_output's element count"
+            "grad_input: gradient output: float32, or int8 followed by its scale output: float32 [1] receiving max|g|/127 (two passes over the values), or a variable float32 [3] (scale, gain, second passes) for delayed scaling, one pass in most steps (tt_grad_out in kernels/core/tt_types.h), grad_output's element count"
         ]
     }
 }

@@ -35,6 +35,16 @@ class Quantization:
         return (q.astype(np.float64) - self._broadcast(self.zero_point, q.ndim)) * self._broadcast(self.scale, q.ndim)
 
 
+# Shape of an int8 gradient's scale tensor when its writer keeps a history across steps (delayed
+# scaling): the scale, then tt_grad_history's gain and saturation count (kernels/core/tt_types.h).
+GRAD_SCALE_WITH_HISTORY = (3,)
+
+
+def scale_histories(graph: Graph) -> set[int]:
+    """The int8 gradients' scales with their history: the only variables an op writes as an output."""
+    return {t for op in graph.ops for t in op.outputs if t >= 0 and graph.tensors[t].is_variable}
+
+
 @dataclasses.dataclass
 class Tensor:
     name: str

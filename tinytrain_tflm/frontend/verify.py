@@ -130,7 +130,7 @@ def _check_dataflow(graph: ir.Graph) -> None:
         for index in op.inputs:
             if not -1 <= index < count:
                 raise TinyTrainError(f"{where} reads tensor {index}, which does not exist (the model has {count})")
-        for index in op.outputs:
+        for k, index in enumerate(op.outputs):
             if not 0 <= index < count:
                 raise TinyTrainError(f"{where} writes tensor {index}, which does not exist (the model has {count})")
             if index in op.inputs:
@@ -138,7 +138,7 @@ def _check_dataflow(graph: ir.Graph) -> None:
             if index in writer:
                 raise TinyTrainError(f"{where} writes {_tensor_name(graph, index)}, which op {writer[index]} already writes")
             tensor = graph.tensors[index]
-            if tensor.data is not None or tensor.is_variable or index in graph.inputs:
+            if tensor.data is not None or (tensor.is_variable and not _scale_with_history(graph, op, k)) or index in graph.inputs:
                 raise TinyTrainError(f"{where} writes {_tensor_name(graph, index)}, a constant, variable or model input")
             writer[index] = position
     for position, op in enumerate(graph.ops):
@@ -151,6 +151,19 @@ def _check_dataflow(graph: ir.Graph) -> None:
                     f"{_op_name(position, op)} reads {_tensor_name(graph, index)} before any op writes it "
                     "(ops must come in execution order, without cycles)"
                 )
+
+
+def _scale_with_history(graph: ir.Graph, op: ir.Op, k: int) -> bool:
+    """Whether output k of op is the one variable an op may write: the scale of the int8 gradient before it,
+    a float32 [3] with the history its writer keeps across steps (kernels/tflm/kernel_util.h)."""
+    tensor = graph.tensors[op.outputs[k]]
+    return (
+        op.custom
+        and k > 0
+        and graph.tensors[op.outputs[k - 1]].dtype == np.int8
+        and tensor.dtype == np.float32
+        and tensor.shape == ir.GRAD_SCALE_WITH_HISTORY
+    )
 
 
 def _check_slice(graph: ir.Graph, where: str, op: ir.Op) -> None:

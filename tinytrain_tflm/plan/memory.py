@@ -463,13 +463,18 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: Memory
     plan = plan_memory(graph, options)
     planned = plan.at_peak()
     planned["fragmentation"] = plan.head - sum(planned.values())
-    optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
-    weights = optimizer = 0
+    # Momentum (input 3), the learning rate (input 5) and gradient accumulators (input 6).
+    sgd_ops = [op for op in graph.ops if op.kind == schema_generated.SGD]
+    optimizer_state = {t for op in sgd_ops for t in (op.inputs[3], op.inputs[5], op.inputs[6]) if t >= 0}
+    scale_histories = ir.scale_histories(graph)
+    weights = optimizer = histories = 0
     for index, tensor in enumerate(graph.tensors):
         if tensor.is_variable:
             size = tensor_bytes(tensor)
             if index in optimizer_state:
                 optimizer += size
+            elif index in scale_histories:
+                histories += size
             else:
                 weights += size
     io = graph.inputs + graph.outputs
@@ -478,6 +483,7 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: Memory
     persistent = {
         "trainable weights": weights,
         "optimizer state": optimizer,
+        "gradient scale history": histories,
         "kernel data": kernel_data_bytes(graph),
         "TFLM bookkeeping": bookkeeping.eval_tensor * len(graph.tensors)
         + bookkeeping.node * len(graph.ops)

@@ -63,6 +63,31 @@ inline bool ValidForwardConv(const tt_conv_params* params, const tt_dims* input_
          ValidRequantization(requant, output_dims->c);
 }
 
+// Every check of tt_conv2d_s8 (the portable core and the Cortex-M version).
+inline bool ValidConv2d(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
+                        const tt_dims* filter_dims, const int8_t* filter, const tt_requantization* requant,
+                        const tt_dims* output_dims, const int8_t* output) {
+  return ValidForwardConv(params, input_dims, input, filter_dims, filter, requant, output_dims, output) &&
+         filter_dims->n == output_dims->c && filter_dims->c == input_dims->c;
+}
+
+// Every check of tt_depthwise_conv2d_s8.
+inline bool ValidDepthwiseConv2d(const tt_conv_params* params, const tt_dims* input_dims, const int8_t* input,
+                                 const tt_dims* filter_dims, const int8_t* filter, const tt_requantization* requant,
+                                 const tt_dims* output_dims, const int8_t* output) {
+  return ValidForwardConv(params, input_dims, input, filter_dims, filter, requant, output_dims, output) &&
+         params->depth_multiplier >= 1 && filter_dims->n == 1 && filter_dims->c == output_dims->c &&
+         output_dims->c == input_dims->c * params->depth_multiplier;
+}
+
+// What the portable forward convolutions' *_get_buffer_size return: no scratch (0), or -1 for invalid geometry.
+inline int32_t PortableScratchBytes(const tt_conv_params* params, const tt_dims* input_dims, const tt_dims* filter_dims,
+                                    const tt_dims* output_dims) {
+  const bool valid = params != nullptr && ValidConvParams(&params->conv) && ValidDims(input_dims) &&
+                     ValidDims(filter_dims) && ValidDims(output_dims);
+  return valid ? 0 : -1;
+}
+
 // Writes every output element in order (n, oy, ox, oc), rows before later rows:
 // the bias plus tap(n, iy, ix, ky, kx, oc) summed over the taps (ky, kx) whose
 // input position (iy, ix) is inside the input, requantized and clamped.

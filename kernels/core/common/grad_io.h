@@ -79,41 +79,97 @@ GradSink<Store> MakeGradSink(Store store, int32_t* next) {
   return GradSink<Store>(store, next);
 }
 
+// The scale a written gradient is measured against (tt_grad_out): that of the gradient g the kernel
+// reads, 1 when it is float32. Every backward op is linear in the gradient it reads, so
+// max|written| / reference depends on the step's activations and the direction of the incoming
+// gradient, not on its size: at batch 1 that size follows the sample's loss and changes from one
+// step to the next far more than the ratio does.
+inline float GradReference(const tt_grad_in& g) { return g.type == TT_GRAD_S8 ? g.scale : 1.0f; }
+
+// Delayed scaling (tt_grad_out): the single pass quantizes at kHeadroom times the maximum the last
+// step's gain predicts, and its levels stand when the step's top level lands in
+// [kLowestTopLevel, 127]: no value saturated, and at most one bit of resolution was left unused
+// against the exact scale. Otherwise a second pass quantizes at the exact scale, which the first
+// one measured. So an int8 gradient is never worse than one bit off the two-pass one, and a step
+// costs two passes only when its gain left the window [kHeadroom / 2, kHeadroom] times the last
+// one: sqrt(2) centres that window on an unchanged gain in log scale.
+constexpr float kHeadroom = 1.41421356f;
+constexpr float kLowestTopLevel = 63.5f;
+
+// max(max_abs, |value|) by a comparison: fmaxf is a library call on the Cortex-M4F's FPv4.
+inline float LargerMagnitude(float max_abs, float value) {
+  const float magnitude = fabsf(value);
+  return magnitude > max_abs ? magnitude : max_abs;
+}
+
 // Writes a gradient of representation kType described in gather form:
 // produce(sink) stores every output element once through sink (GradSink).
-// For S8 output produce() runs twice, once to find max|g| and once to
-// quantize, so no float scratch buffer of the output's size is ever needed:
-// memory over compute, as an MCU wants.
+// S8 output takes its scale as tt_grad_out describes (reference: GradReference
+// of the gradient read). No float scratch buffer of the output's size is ever
+// needed: a pass that finds the scale is paid in compute instead, memory over
+// compute as an MCU wants. Delayed scaling saves that pass in most steps.
 template <tt_grad_type kType, typename Produce>
-void WriteGradAs(const tt_grad_out& out, Produce&& produce) {
+void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.0f) {
   int32_t next = 0;
   if constexpr (kType == TT_GRAD_F32) {
     float* data = static_cast<float*>(out.data);
     produce(MakeGradSink([data](int32_t i, float value) { data[i] = value; }, &next));
   } else {
-    float max_abs = 0.0f;
-    produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = fmaxf(max_abs, fabsf(value)); }, &next));
-    const float scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
-    const float inv_scale = 1.0f / scale;
-    *out.scale = scale;
     int8_t* data = static_cast<int8_t*>(out.data);
-    next = 0;
-    produce(MakeGradSink(
-        [data, inv_scale](int32_t i, float value) {
-          // |value| <= max_abs, so the rounded level is within [-127, 127].
-          data[i] = static_cast<int8_t>(lroundf(value * inv_scale));
-        },
-        &next));
+    // One pass storing the levels at `scale`; returns the step's max|g|.
+    auto quantize = [&](float scale) {
+      const float inv_scale = 1.0f / scale;
+      float max_abs = 0.0f;
+      next = 0;
+      produce(MakeGradSink(
+          [data, inv_scale, &max_abs](int32_t i, float value) {
+            max_abs = LargerMagnitude(max_abs, value);
+            // At a predicted scale a value can round past int8 (that pass is then redone); at the
+            // exact one, value * inv_scale may exceed 127 by a rounding error only. Comparisons, not
+            // fminf/fmaxf, which are library calls on the Cortex-M4F's FPv4.
+            float level = value * inv_scale;
+            level = level > 127.0f ? 127.0f : level;
+            level = level < -127.0f ? -127.0f : level;
+            data[i] = static_cast<int8_t>(lroundf(level));
+          },
+          &next));
+      return max_abs;
+    };
+    auto exact_scale = [](float max_abs) { return max_abs > 0.0f ? max_abs / 127.0f : 1.0f; };
+    tt_grad_history* history = out.history;
+    const float predicted_scale = history != nullptr ? history->gain * reference * kHeadroom / 127.0f : 0.0f;
+    float max_abs = 0.0f;
+    float scale = predicted_scale;
+    // A gain of 0 means there is no last step to go by: after allocation or reset (the first step),
+    // or after a step whose values were all 0. That step takes the two passes of the exact scale,
+    // as every step did before delayed scaling. A compile-time estimate of the first scale instead
+    // would need representative data the compiler does not have.
+    if (isnormal(predicted_scale)) {
+      max_abs = quantize(predicted_scale);
+      const float top_level = max_abs / predicted_scale;
+      if (max_abs > 0.0f && !(top_level >= kLowestTopLevel && top_level < 127.5f)) {
+        scale = exact_scale(max_abs);
+        quantize(scale);
+        history->second_passes += 1.0f;
+      }
+    } else {
+      produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }, &next));
+      scale = exact_scale(max_abs);
+      quantize(scale);
+      if (history != nullptr) history->second_passes += 1.0f;
+    }
+    *out.scale = scale;
+    if (history != nullptr) history->gain = max_abs / reference;
   }
 }
 
 // WriteGradAs for out's representation, chosen at run time.
 template <typename Produce>
-void WriteGrad(const tt_grad_out& out, Produce&& produce) {
+void WriteGrad(const tt_grad_out& out, Produce&& produce, float reference = 1.0f) {
   if (out.type == TT_GRAD_F32) {
-    WriteGradAs<TT_GRAD_F32>(out, produce);
+    WriteGradAs<TT_GRAD_F32>(out, produce, reference);
   } else {
-    WriteGradAs<TT_GRAD_S8>(out, produce);
+    WriteGradAs<TT_GRAD_S8>(out, produce, reference);
   }
 }
 
@@ -121,13 +177,15 @@ void WriteGrad(const tt_grad_out& out, Produce&& produce) {
 // both representations fixed at compile time, as a generated kernel has them.
 template <tt_grad_type kIn, tt_grad_type kOut, typename Body>
 void WithGradsAs(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
-  WriteGradAs<kOut>(out, [&](auto sink) { body(ReadGradAs<kIn>(in), sink); });
+  WriteGradAs<kOut>(out, [&](auto sink) { body(ReadGradAs<kIn>(in), sink); }, GradReference(in));
 }
 
 // The same with both representations chosen at run time (the generic kernels).
 template <typename Body>
 void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
-  WithGradReader(in, [&](auto reader) { WriteGrad(out, [&](auto sink) { body(reader, sink); }); });
+  WithGradReader(in, [&](auto reader) {
+    WriteGrad(out, [&](auto sink) { body(reader, sink); }, GradReference(in));
+  });
 }
 
 // The shape of an element-wise kernel, whose bodies read only s.count: a
@@ -135,6 +193,11 @@ void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
 struct CountShape {
   int32_t count;
 };
+
+// tt_grad_add's reference: the sum is linear in both gradients, so it is measured against the larger scale.
+inline float GradAddReference(const tt_grad_in& a, const tt_grad_in& b) {
+  return fmaxf(GradReference(a), GradReference(b));
+}
 
 // tt_grad_add.
 template <typename S, typename A, typename B, typename Sink>
@@ -148,7 +211,9 @@ inline bool ValidGradIn(const tt_grad_in* g) {
 }
 
 inline bool ValidGradOut(const tt_grad_out* g) {
-  return g != nullptr && g->data != nullptr && (g->type == TT_GRAD_F32 || (g->type == TT_GRAD_S8 && g->scale != nullptr));
+  return g != nullptr && g->data != nullptr &&
+         (g->type == TT_GRAD_F32 ||
+          (g->type == TT_GRAD_S8 && g->scale != nullptr && (g->history == nullptr || g->history->gain >= 0.0f)));
 }
 
 }  // namespace tinytrain_core

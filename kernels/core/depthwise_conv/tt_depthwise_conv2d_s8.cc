@@ -3,13 +3,12 @@
 
 namespace core = tinytrain_core;
 
-extern "C" tt_status tt_depthwise_conv2d_s8(const tt_conv_params* params, const tt_dims* input_dims,
-                                            const int8_t* input, const tt_dims* filter_dims, const int8_t* filter,
-                                            const int32_t* bias, const tt_requantization* requant,
+// ctx unused: these loops need no scratch.
+extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context*, const tt_conv_params* params,
+                                            const tt_dims* input_dims, const int8_t* input, const tt_dims* filter_dims,
+                                            const int8_t* filter, const int32_t* bias, const tt_requantization* requant,
                                             const tt_dims* output_dims, int8_t* output) {
-  if (!core::ValidForwardConv(params, input_dims, input, filter_dims, filter, requant, output_dims, output) ||
-      params->depth_multiplier < 1 || filter_dims->n != 1 || filter_dims->c != output_dims->c ||
-      output_dims->c != input_dims->c * params->depth_multiplier) {
+  if (!core::ValidDepthwiseConv2d(params, input_dims, input, filter_dims, filter, requant, output_dims, output)) {
     return TT_ARG_ERROR;
   }
   const tt_dims& in = *input_dims;

@@ -34,12 +34,13 @@ class Grad:
 class BackwardBuilder:
     """What a gradient rule may do: create gradient tensors and emit backward ops."""
 
-    def __init__(self, graph: ir.Graph, gradient_dtype: str, control: int, trainable: dict[int, int]):
+    def __init__(self, graph: ir.Graph, gradient_dtype: str, control: int, trainable: dict[int, int], learning_rate: int):
         if gradient_dtype not in GRADIENT_DTYPES:
             raise TinyTrainError(f"gradient must be one of {sorted(GRADIENT_DTYPES)}, got {gradient_dtype!r}")
         self.graph = graph
         self.gradient_dtype = gradient_dtype
         self.control = control
+        self.learning_rate = learning_rate  # the run-time learning-rate input the optimizer reads
         self.trainable = trainable  # parameter tensor -> leading output channels to update
         self.ops: list[ir.Op] = []
         self._names: Counter[str] = Counter()
@@ -85,8 +86,16 @@ class BackwardBuilder:
     def grad_op(self, name: str, grads: list[Grad], forward_inputs: list[int], result: Grad, **options: float) -> Grad:
         """Emits the custom op TT_<name>(grads..., forward_inputs..., control) -> result."""
         op_name = schema_generated.BLOBS[name]["custom_name"]
+        if result.scale is not None and name not in SCALE_COPYING_OPS:
+            self._keep_scale_history(result.scale)
         self.emit(op_name, [*grads, *forward_inputs, self.control], [result], schema.encode_blob(name, **options))
         return result
+
+    def _keep_scale_history(self, scale: int) -> None:
+        """Makes an int8 gradient's scale tensor the variable float32 [3] (scale, tt_grad_history) with which
+        its writer quantizes in one pass, at the scale the last step's gain predicts (kernels/core/tt_types.h)."""
+        tensor = self.graph.tensors[scale]
+        self.graph.tensors[scale] = dataclasses.replace(tensor, shape=ir.GRAD_SCALE_WITH_HISTORY, is_variable=True)
 
     def through_activation(self, y: int, activation: int, grad: Grad) -> Grad:
         """Gradient before a fused activation: zero where the forward output y was clamped."""
@@ -94,6 +103,11 @@ class BackwardBuilder:
             return grad
         lower_q, upper_q = activation_bounds(activation, self.graph.tensors[y])
         return self.grad_op("ACTIVATION_GRAD", [grad], [y], self.new_grad(y), lower_q=lower_q, upper_q=upper_q)
+
+
+# Backward ops that copy their input gradient's int8 levels and scale (zeroing some values), so they
+# quantize nothing and need no history; every other one writing an int8 gradient quantizes it.
+SCALE_COPYING_OPS = {"ACTIVATION_GRAD"}
 
 
 ACTIVATION_RANGES = {

@@ -1,0 +1,30 @@
+// tt_conv2d_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device): CMSIS-NN's s8
+// convolution, one call per output row, with the model's per-channel multipliers and shifts (see
+// ../common/conv_rows.h for why per row and why the results equal the portable core's).
+#include "../../core/common/conv_forward.h"
+#include "../../core/tt_functions.h"
+#include "../common/conv_rows.h"
+#include "arm_nnfunctions.h"
+
+namespace cm = tinytrain_cmsis_nn;
+
+extern "C" tt_status tt_conv2d_s8(const tt_context* ctx, const tt_conv_params* params, const tt_dims* input_dims,
+                                  const int8_t* input, const tt_dims* filter_dims, const int8_t* filter,
+                                  const int32_t* bias, const tt_requantization* requant, const tt_dims* output_dims,
+                                  int8_t* output) {
+  if (!tinytrain_core::ValidConv2d(params, input_dims, input, filter_dims, filter, requant, output_dims, output)) {
+    return TT_ARG_ERROR;
+  }
+  const cm::RowOperands op = cm::MakeRowOperands(ctx, *requant, *filter_dims, *output_dims);
+  return cm::ForEachRow(*params, *input_dims, input, filter_dims->h, *output_dims, output,
+                        [&](const cm::ConvRow& row, const int8_t* x, int8_t* y) {
+                          const cmsis_nn_conv_params conv = cm::RowParams<cmsis_nn_conv_params>(*params, row);
+                          const cmsis_nn_dims rows = cm::RowInputDims(*input_dims, row);
+                          if (cm::PointwiseRow(conv, *filter_dims)) {
+                            return arm_convolve_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
+                                                           filter, &op.bias, bias, &op.output_row, y);
+                          }
+                          return arm_convolve_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter, filter,
+                                                 &op.bias, bias, nullptr, &op.output_row, y);
+                        });
+}
