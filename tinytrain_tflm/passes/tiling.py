@@ -354,6 +354,55 @@ def _fused(graph: ir.Graph, tiles: tuple[int, int], length: int) -> ir.Graph | N
     return g
 
 
+def restore_stage(graph: ir.Graph, op: ir.Op) -> list[ir.Op]:
+    """The builtin ops a TT_TILED_STAGE op runs, with new tensors between them (from its description's
+    export columns: each op's padding, activation and output scale); any other op alone. For exported
+    inference models, which stock TFLM runs."""
+    if op.kind != schema_generated.TILED_STAGE:
+        return [op]
+    description = graph.tensors[op.inputs[1]].data
+    tensors = [op.inputs[0]]  # stage tensor k + 1: the output of stage op k
+    ops = []
+    for k, values in enumerate(description):
+        row = dict(zip(stage_plan.FIELDS, (int(v) for v in values), strict=True))
+        x = tensors[row["input"] + 1]
+        if k == len(description) - 1:
+            out = op.outputs[0]
+        else:
+            scale = np.array([row["output_scale_bits"]], np.int32).view(np.float32)
+            quantization = ir.Quantization(scale, np.array([row["output_offset"]], np.int64))
+            if row["kind"] == schema_generated.STAGE_OP_PAD:
+                quantization = graph.tensors[x].quantization
+            shape = (1, row["height"], row["width"], row["channels"])
+            out = graph.add_tensor(
+                ir.Tensor(f"{graph.tensors[op.outputs[0]].name}/stage{k}", shape, np.dtype(np.int8), quantization)
+            )
+        tensors.append(out)
+        weights = op.inputs[2 + 3 * k : 4 + 3 * k]
+        if row["kind"] == schema_generated.STAGE_OP_PAD:
+            _, h, w, _ = graph.tensors[x].shape
+            pads = [[0, 0], [row["pad_top"], row["height"] - h - row["pad_top"]]]
+            pads += [[row["pad_left"], row["width"] - w - row["pad_left"]], [0, 0]]
+            paddings = graph.add_tensor(
+                ir.Tensor(f"{graph.tensors[out].name}/paddings", (4, 2), np.dtype(np.int32), data=np.array(pads, np.int32))
+            )
+            ops.append(ir.Op("PAD", [x, paddings], [out], builtin_options=tfl.PadOptionsT()))
+        elif row["kind"] == schema_generated.STAGE_OP_ADD:
+            options = tfl.AddOptionsT()
+            options.fusedActivationFunction = row["activation"]
+            ops.append(ir.Op("ADD", [x, tensors[row["input2"] + 1]], [out], builtin_options=options))
+        else:
+            depthwise = row["kind"] == schema_generated.STAGE_OP_DEPTHWISE
+            options = tfl.DepthwiseConv2DOptionsT() if depthwise else tfl.Conv2DOptionsT()
+            options.padding, options.fusedActivationFunction = row["padding"], row["activation"]
+            options.strideH, options.strideW = row["stride_h"], row["stride_w"]
+            options.dilationHFactor, options.dilationWFactor = row["dilation_h"], row["dilation_w"]
+            if depthwise:
+                options.depthMultiplier = row["depth_multiplier"]
+            ops.append(ir.Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, *weights], [out], builtin_options=options))
+    return ops
+
+
 def _per_tile(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Graph, dict[int, int]]:
     stage = list(range(length))
     g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
@@ -371,9 +420,9 @@ def _per_tile(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.
 
 
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
-# Row bands: TT_TILED_STAGE writes them straight into its output, in row order. Costly grids last: a tie
-# keeps the first, which recomputes fewer halo rows.
-BANDS = ((4, 1), (8, 1), (16, 1))
+# Finer grids cost TT_TILED_STAGE only halo recomputation, not memory: its scratch shrinks with the tile.
+# Costly grids last: a tie keeps the first. Row bands are kept for stages whose width is small.
+FINE_GRIDS = ((8, 8), (16, 16), (8, 1), (16, 1))
 
 
 def tile_auto(
@@ -385,7 +434,7 @@ def tile_auto(
     if not stage_lengths(graph, trained):
         return None
     best, best_bytes = None, _estimate(graph, memory_options)
-    for grid in GRIDS + (BANDS if fused else ()):
+    for grid in GRIDS + (FINE_GRIDS if fused else ()):
         tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options, fused=fused)
         size = _estimate(tiled[0], memory_options)
         if size < best_bytes:

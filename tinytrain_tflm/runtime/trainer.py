@@ -15,7 +15,7 @@ from ..backend import emit, schema, schema_generated
 from ..compiler import TrainingModel
 from ..errors import TinyTrainError
 from ..frontend import edges, ir, read
-from ..passes import loss, partial, requantization
+from ..passes import loss, partial, requantization, tiling
 from ..plan import memory
 from .interpreter import MAX_ARENA_BYTES, Interpreter
 
@@ -308,9 +308,10 @@ class Trainer:
         graph = self._trained_graph()
         sources = {p.variable: p.source for p in self.parameters}
         loss_position = next(i for i, op in enumerate(graph.ops) if op.kind in schema.LOSS_OPS)
+        forward = [restored for op in graph.ops[:loss_position] for restored in tiling.restore_stage(graph, op)]
         graph.ops = [
             dataclasses.replace(op, inputs=[sources.get(t, t) for t in op.inputs])
-            for op in map(requantization.restore, graph.ops[:loss_position])
+            for op in map(requantization.restore, forward)
             if not op.custom
         ]
         graph = partial.rejoin_split_layers(graph)
