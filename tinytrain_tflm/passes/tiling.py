@@ -34,9 +34,9 @@ import dataclasses
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
+from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
-from ..backend import schema, schema_generated
 from ..plan import geometry
 from ..plan import tiled_stage as stage_plan
 from ..plan.memory import MemoryOptions, estimate

@@ -58,13 +58,17 @@ def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[in
             spans = [_window(description[k], axis, need[k + 1][axis]) for axis in (0, 1)]
             spans = [(max(0, a), min(sizes[t][axis], b)) for axis, (a, b) in enumerate(spans)]
             old = need[t]
-            need[t] = tuple(spans) if old is None else tuple((min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans))
+            need[t] = (
+                tuple(spans)
+                if old is None
+                else tuple((min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans, strict=True))
+            )
     have = [need[0]]  # the input's patch is copied into the scratch buffer
     for k, row in enumerate(description):
         source = have[int(row[COLUMN["input"]]) + 1]
         if row[COLUMN["kind"]] == generated.STAGE_OP_PAD:
             pads = (int(row[COLUMN["pad_top"]]), int(row[COLUMN["pad_left"]]))
-            have.append(tuple((a + p, b + p) for (a, b), p in zip(source, pads)))
+            have.append(tuple((a + p, b + p) for (a, b), p in zip(source, pads, strict=True)))
             continue
         have.append(need[k + 1])
         if row[COLUMN["kind"]] in CONVS and any(source[axis][0] < _window(row, axis, need[k + 1][axis])[0] for axis in (0, 1)):
