@@ -58,11 +58,8 @@ def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[in
             spans = [_window(description[k], axis, need[k + 1][axis]) for axis in (0, 1)]
             spans = [(max(0, a), min(sizes[t][axis], b)) for axis, (a, b) in enumerate(spans)]
             old = need[t]
-            need[t] = (
-                tuple(spans)
-                if old is None
-                else tuple((min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans, strict=True))
-            )
+            hull = spans if old is None else [(min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans, strict=True)]
+            need[t] = tuple(hull)
     have = [need[0]]  # the input's patch is copied into the scratch buffer
     for k, row in enumerate(description):
         source = have[int(row[COLUMN["input"]]) + 1]
