@@ -73,8 +73,40 @@ def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[in
     return need
 
 
+MAX_EXTENT = 1 << 15  # the kernel's bound on every size and window field
+
+
+def _well_formed(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> bool:
+    """What this mirror needs before it walks the tiles (the kernel's Prepare checks more): rows of known
+    kinds reading earlier tensors, sizes and windows in range, at most one tile per output row and column."""
+    if description is None or description.ndim != 2 or description.shape[1] != len(FIELDS) or len(input_shape) != 4:
+        return False
+    if (
+        not 1 <= len(description) <= generated.STAGE_MAX_OPS
+        or not 1 <= min(input_shape[1:]) <= max(input_shape[1:]) <= MAX_EXTENT
+    ):
+        return False
+    columns = {name: description[:, COLUMN[name]].astype(np.int64) for name in FIELDS}
+    positions = np.arange(len(description))
+    sized = [columns[name] for name in ("height", "width", "channels", "kernel_h", "kernel_w", "stride_h", "stride_w")]
+    sized += [columns["dilation_h"], columns["dilation_w"]]
+    adds = columns["kind"] == generated.STAGE_OP_ADD
+    return bool(
+        np.all((columns["kind"] >= generated.STAGE_OP_CONV) & (columns["kind"] <= generated.STAGE_OP_ADD))
+        and np.all((columns["input"] >= -1) & (columns["input"] < positions))
+        and np.all(np.where(adds, (columns["input2"] >= -1) & (columns["input2"] < positions), columns["input2"] == -1))
+        and all(np.all(np.where(adds, True, (c >= 1) & (c <= MAX_EXTENT))) for c in sized)
+        and all(np.all((columns[name] >= 0) & (columns[name] <= MAX_EXTENT)) for name in ("pad_top", "pad_left"))
+        and 1 <= tiles[0] <= description[-1, COLUMN["height"]]
+        and 1 <= tiles[1] <= description[-1, COLUMN["width"]]
+    )
+
+
 def scratch_bytes(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> int | None:
-    """Bytes of scratch the kernel requests for this stage on this input, or None where it refuses the tiling."""
+    """Bytes of scratch the kernel requests for this stage on this input, or None where it refuses the tiling
+    (or the description is malformed)."""
+    if not _well_formed(description, input_shape, tiles):
+        return None
     n = len(description)
     size = [0] * (n + 1)
     for ty in range(tiles[0]):

@@ -104,6 +104,10 @@ inline bool ValidOffsets(const tt_conv_params& p) {
          p.activation_min >= -128 && p.activation_min <= p.activation_max && p.activation_max <= 127;
 }
 
+// Bound of every size and window field, so no product below overflows and no loop runs for long on a
+// corrupted description (2^15: larger than any image an MCU holds).
+constexpr int32_t kMaxExtent = 1 << 15;
+
 // Every row's own checks, given the shapes of the tensors before it (see tt_tiled_stage_get_buffer_size).
 inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input) {
   if (params == nullptr || params->description == nullptr || params->num_ops < 1 ||
@@ -124,7 +128,12 @@ inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input
     }
     const tt_dims in = dims[op.input + 1];
     dims[k + 1] = tt_dims{1, op.height, op.width, op.channels};
-    if (!ValidDims(&dims[k + 1])) return false;
+    if (!ValidDims(&dims[k + 1]) || op.height > kMaxExtent || op.width > kMaxExtent || op.channels > kMaxExtent ||
+        op.kernel_h > kMaxExtent || op.kernel_w > kMaxExtent || op.conv.conv.stride_h > kMaxExtent ||
+        op.conv.conv.stride_w > kMaxExtent || op.conv.conv.dilation_h > kMaxExtent ||
+        op.conv.conv.dilation_w > kMaxExtent || op.conv.conv.pad_top > kMaxExtent || op.conv.conv.pad_left > kMaxExtent) {
+      return false;
+    }
     padded[k + 1] = op.kind == TT_STAGE_OP_PAD;
     if (op.kind == TT_STAGE_OP_PAD) {
       if (op.conv.conv.pad_top < 0 || op.conv.conv.pad_left < 0 || op.height < in.h + op.conv.conv.pad_top ||
@@ -157,7 +166,9 @@ inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input
     const Span cols = Window(op, false, Span{op.width - 1, op.width});
     if (rows.start >= in.h || cols.start >= in.w || rows.stop <= 0 || cols.stop <= 0) return false;
   }
-  return true;
+  const tt_dims& out = dims[params->num_ops];
+  return params->tiles_h <= out.h && params->tiles_w <= out.w && input->h <= kMaxExtent && input->w <= kMaxExtent &&
+         input->c <= kMaxExtent;
 }
 
 // Fills the tile's spans; false where the stage cannot run in tiles (a tensor no later op reads, or a conv
@@ -228,11 +239,15 @@ inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, in
     for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
       if (!Need(params, input, ty, tx, &tile)) return false;
       for (int32_t t = 0; t <= n; ++t) {
-        const int32_t patch = tile.need_rows[t].length() * tile.need_cols[t].length() * tile.dims[t].c;
-        size[t] = patch > size[t] ? patch : size[t];
+        const int64_t patch = int64_t{tile.need_rows[t].length()} * tile.need_cols[t].length() * tile.dims[t].c;
+        if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
+        size[t] = patch > size[t] ? static_cast<int32_t>(patch) : size[t];
       }
     }
   }
+  int64_t sum = 0;
+  for (int32_t t = 0; t <= n; ++t) sum += size[t] + 3;
+  if (sum > INT32_MAX / 2) return false;  // so no offset below overflows
   for (int32_t k = 0; k < n; ++k) {
     const StageOp op = StageOpAt(params, k);
     int32_t sources[2];
