@@ -402,3 +402,28 @@ def test_arduino_library_glue_and_sketch_compile(tflm, request, training_model, 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # each file parses TFLM's headers: seconds apiece
         failed = [found for found in pool.map(failure, checks) if found]
     assert not failed, failed
+
+
+@pytest.mark.parametrize(
+    "stderr, expected",
+    [
+        (
+            "/usr/bin/ld: harness.o: in function `Setup':\nharness.cc:(.text+0x1c): undefined reference to `__dso_handle'\n"
+            "collect2: error: ld returned 1 exit status\n",
+            "harness.cc:(.text+0x1c): undefined reference to `__dso_handle'",
+        ),
+        (
+            "In file included from a.cc:1:\na.cc:3:5: error: 'x' was not declared in this scope\n",
+            "a.cc:3:5: error: 'x' was not declared in this scope",
+        ),
+        (
+            "ld: region `RAM' overflowed by 1024 bytes\ncollect2: error: ld returned 1 exit status\n",
+            "ld: region `RAM' overflowed by 1024 bytes",
+        ),
+        ("", "exit code 1"),
+    ],
+)
+def test_a_failed_build_reports_the_line_that_names_the_cause(stderr, expected):
+    """Not collect2's closing line, which every link failure ends with and which names no cause."""
+    failed = subprocess.CompletedProcess(["arm-none-eabi-g++"], 1, "", stderr)
+    assert device._first_error(failed) == expected

@@ -22,10 +22,8 @@ TfLiteStatus PrepareClampRange(TfLiteContext* context, const char* op_name, cons
 
 constexpr int kMaskY = 0;       // TT_ACTIVATION_MASK's input
 constexpr int kMaskOutput = 0;  // and output
-constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
 constexpr int kActivation = 2;
 constexpr int kActivationGradInputs = 4;  // grad_output, its scale, activation, control
-constexpr int kGradInput = kGradOpGradOutput;
 
 }  // namespace
 
@@ -69,14 +67,8 @@ TfLiteStatus ActivationGradOp::Prepare(TfLiteContext* context, TfLiteNode* node)
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareClampRange(context, kName, data->options, &data->params));
 
-  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kName);
+  TT_ENSURE_OK(PrepareElementwiseGradCount(context, node, kName, &data->count));
   TT_TEMP_TENSOR(activation, context, node->inputs->data[kActivation], kName);
-  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kName);
-  data->count = NumElements(grad_output->dims);
-  TT_ENSURE_MSG(context, data->count >= 1, kName, "grad_output is empty");
-  TT_ENSURE_MSG(context, NumElements(grad_input->dims) == data->count, kName,
-                "grad_input has %d elements, grad_output %d", NumElements(grad_input->dims),
-                static_cast<int>(data->count));
   TT_ENSURE_MSG(context, activation.get() != nullptr, kName, "activation input is missing");
   data->activation_is_mask = activation->type == kTfLiteUInt8;
   const int activation_count = NumElements(activation->dims);

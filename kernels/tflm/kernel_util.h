@@ -336,6 +336,19 @@ TfLiteStatus EvalGradOp(TfLiteContext* context, TfLiteNode* node, const char* op
   return kTfLiteOk;
 }
 
+// For an elementwise backward op (after PrepareGradOp): both gradients hold the
+// same `count` >= 1 elements, which the op's other operands are checked against.
+inline TfLiteStatus PrepareElementwiseGradCount(TfLiteContext* context, TfLiteNode* node, const char* op_name,
+                                                int32_t* count) {
+  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOpGradInput], op_name);
+  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradOpGradOutput], op_name);
+  *count = NumElements(grad_output->dims);
+  TT_ENSURE_MSG(context, *count >= 1, op_name, "grad_output is empty");
+  TT_ENSURE_MSG(context, NumElements(grad_input->dims) == *count, op_name, "grad_input has %d elements, grad_output %d",
+                NumElements(grad_input->dims), static_cast<int>(*count));
+  return kTfLiteOk;
+}
+
 }  // namespace tinytrain
 
 #endif  // TINYTRAIN_KERNELS_TFLM_KERNEL_UTIL_H_

@@ -8,10 +8,8 @@
 namespace tinytrain {
 namespace {
 
-constexpr int kGradOutput = kGradOpGradInput;  // followed by its scale input
 constexpr int kSaved = 2;
 constexpr int kUnaryGradInputs = 4;  // grad_output, its scale, saved, control
-constexpr int kGradInput = kGradOpGradOutput;
 
 }  // namespace
 
@@ -27,14 +25,8 @@ TfLiteStatus UnaryGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
                 "function must be one of the UNARY_* constants (%d to %d), got %d", TT_UNARY_LOGISTIC,
                 TT_UNARY_LEAKY_RELU, static_cast<int>(o.function));
 
-  TT_TEMP_TENSOR(grad_output, context, node->inputs->data[kGradOutput], kName);
+  TT_ENSURE_OK(PrepareElementwiseGradCount(context, node, kName, &data->count));
   TT_TEMP_TENSOR(saved, context, node->inputs->data[kSaved], kName);
-  TT_TEMP_TENSOR(grad_input, context, node->outputs->data[kGradInput], kName);
-  data->count = NumElements(grad_output->dims);
-  TT_ENSURE_MSG(context, data->count >= 1, kName, "grad_output is empty");
-  TT_ENSURE_MSG(context, NumElements(grad_input->dims) == data->count, kName,
-                "grad_input has %d elements, grad_output %d", NumElements(grad_input->dims),
-                static_cast<int>(data->count));
   TT_ENSURE_MSG(context, saved.get() != nullptr && saved->type == kTfLiteInt8, kName,
                 "saved must be the int8 forward tensor");
   TT_ENSURE_MSG(context, NumElements(saved->dims) == data->count, kName,

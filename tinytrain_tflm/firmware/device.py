@@ -275,11 +275,19 @@ def _compile(units: Sequence[tuple[Path, Path, list[str]]], what: str) -> None:
                 print(f"tinytrain: compiling {what}: {done}/{len(stale)}", file=sys.stderr, flush=True)
 
 
+# What a failed compiler or linker run says went wrong, most telling first. collect2's closing "ld returned 1
+# exit status" also contains "error", but it never names the cause, which the linker printed above it.
+_ERROR_MARKERS = ("error:", "undefined reference", "multiple definition", "overflow", "error")
+
+
 def _first_error(result: subprocess.CompletedProcess) -> str:
     """The line of a failed compiler or linker run that says what went wrong (a region overflow among them)."""
-    lines = result.stderr.splitlines()
-    errors = [line for line in lines if "error" in line or "overflow" in line] or lines
-    return errors[0] if errors else f"exit code {result.returncode}"
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("collect2")]
+    for marker in _ERROR_MARKERS:
+        found = next((line for line in lines if marker in line), None)
+        if found is not None:
+            return found
+    return lines[0] if lines else f"exit code {result.returncode}"
 
 
 def _archive(library: Path, objects: list[Path], toolchain: _Toolchain) -> Path:
