@@ -24,7 +24,7 @@ from conftest import require
 from models import int8_model
 
 import tinytrain_tflm as tt
-from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
+from tinytrain_tflm.backend.schema_generated import CONTROL_ACCUMULATE, CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.firmware import c_array, device
 from tinytrain_tflm.frontend.convert import keras_to_int8
@@ -37,6 +37,8 @@ PREDICT = 0
 STEPS = 6
 # Generous: every model here needs far less, and the region is what the claim is about.
 ARENA = 256 * 1024
+# The learning-rate input at 0, as the device harness leaves it: the compiled learning rate.
+COMPILED_RATE = np.zeros(1, np.float32)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +68,7 @@ def _host(model: bytes, invokes) -> list[tuple[np.ndarray, np.ndarray]]:
     """(loss, logits) of each invoke on the host runtime, the model's own arena plan included."""
     interpreter = tt.Interpreter(model, 4 << 20)
     runs = [
-        interpreter.run([sample, np.array(labels, np.int32), np.array([control], np.int32)])
+        interpreter.run([sample, np.array(labels, np.int32), np.array([control], np.int32), COMPILED_RATE])
         for control, labels, sample in invokes
     ]
     return [(loss.astype(np.float32).ravel(), logits.ravel()) for loss, logits in runs]
@@ -104,6 +106,28 @@ def test_digits_cnn_trains_bit_identically_on_device(digits, name, kernels):
     model, task = digits
     training = tt.compile(model, update="all", gradient="int8", target=target(name, kernels)).bytes
     _check_bit_identical(training, name, kernels, task.train_x, task.train_y)
+
+
+def test_mini_batches_accumulate_bit_identically_on_device(digits):
+    """Gradient accumulation: mini-batches of 3 (two invokes with CONTROL_ACCUMULATE, then an update), the
+    device's losses and logits equal to the host's, the predictions after the two updates included."""
+    model, task = digits
+    device_target = target("cortex-m4", "cmsis-nn")  # the digits case's build of TFLM
+    optimizer = tt.SGD(lr=0.005, accumulate=True)
+    training = tt.compile(model, update="all", gradient="int8", optimizer=optimizer, target=device_target).bytes
+    accumulate = CONTROL_BACKWARD | CONTROL_ACCUMULATE
+    invokes = [
+        (accumulate if i < STEPS and i % 3 != 2 else control, labels, sample)
+        for i, (control, labels, sample) in enumerate(_invokes(training, task.train_x, task.train_y))
+    ]
+    run = device.run(device.build_firmware(training, device_target), ARENA, invokes)
+    assert run.error is None, run.error
+    for i, ((control, _, _), on_device, (loss, logits)) in enumerate(
+        zip(invokes, run.invokes, _host(training, invokes), strict=True)
+    ):
+        if control != PREDICT:
+            assert on_device.loss.tobytes() == loss.tobytes(), (i, on_device.loss, loss)
+        assert on_device.logits.tobytes() == logits.astype(on_device.logits.dtype).tobytes(), (i, on_device.logits, logits)
 
 
 def test_profiled_run_counts_every_op_of_an_invoke(digits):

@@ -31,6 +31,7 @@ from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UP
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.firmware import c_array, device
 from tinytrain_tflm.plan import memory
+from tinytrain_tflm.runtime.trainer import compiled_learning_rate
 from tinytrain_tflm.target import HOST
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
          train_model::kLossOutput, train_model::kLogitsOutput, train_model::kSampleTensor,
          train_model::kLabelTensor, train_model::kControlTensor, train_model::kLossTensor,
          train_model::kLogitsTensor, train_model::kNumClasses, train_model::kNumBuiltinOps);
+  printf("%d %.9g %d\n", train_model::kLearningRateInput, static_cast<double>(train_model::kLearningRate),
+         train_model::kAccumulates ? 1 : 0);
 #define PRINT_NAME(OP) printf("%s\n", #OP);
   TRAIN_MODEL_FOR_EACH_BUILTIN(PRINT_NAME)
   return 0;
@@ -94,13 +97,14 @@ def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
 
     model = training_model.read_bytes()
     assert (tmp_path / "bytes.bin").read_bytes() == model
-    values, *builtins = run.stdout.split("\n")
+    values, rate_line, *builtins = run.stdout.split("\n")
     misalignment, size, arena64, arena32, arena, *positions = (int(v) for v in values.split())
     assert misalignment == 0 and size == len(model)
     graph = tt.read_graph(model)
     measured = tt.minimum_arena_size(model)
     assert (arena64, arena32) == (measured, memory.project_32bit(measured, graph))
-    assert arena == measured + c_array.ArenaSize.headroom(measured) and arena % 16 == 0  # this host is 64-bit
+    # This host is 64-bit; the size is rounded up to whole 16-byte units (a minimum need not be one).
+    assert arena == -(-(measured + c_array.ArenaSize.headroom(measured)) // 16) * 16
     sample, label, control, loss, logits, *tensors, classes, num_builtins = positions
     # Independent of the metadata: the compiler's tensor names and the graph's input/output lists.
     names = [graph.tensors[t].name for t in (graph.inputs[label], graph.inputs[control], graph.outputs[loss])]
@@ -114,6 +118,9 @@ def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
         graph.outputs[logits],
     ]
     assert classes == 3 and num_builtins == 1 and [b for b in builtins if b] == ["FullyConnected"]
+    rate_input, rate, accumulates = rate_line.split()
+    assert graph.tensors[graph.inputs[int(rate_input)]].name == "tinytrain/learning_rate"
+    assert np.float32(float(rate)) == np.float32(0.01) and accumulates == "0"  # compile()'s default SGD
 
 
 def test_export_writes_both_outputs_and_never_its_input(training_model, tmp_path):
@@ -241,7 +248,9 @@ def _example_losses_on_host(model: bytes, steps: int = 300, report_every: int = 
         values = [mix(label * 65599 + i) % 201 - 100 + below(61) - 30 for i in range(int(np.prod(shape)))]
         sample = np.clip(values, -128, 127).astype(np.int8).reshape(shape)
         control = np.array([TT_CONTROL_TRAIN], np.int32)
-        losses.append(interpreter.run([sample, np.array([label], np.int32), control])[0][0])
+        # main.cc's step schedule: the second half of the steps at half the compiled rate (0: the compiled one).
+        rate = np.float32(0) if len(losses) < steps // 2 else np.float32(compiled_learning_rate(graph)) * np.float32(0.5)
+        losses.append(interpreter.run([sample, np.array([label], np.int32), control, np.array([rate])])[0][0])
     return [float(np.mean(losses[i : i + report_every])) for i in range(0, steps, report_every)]
 
 

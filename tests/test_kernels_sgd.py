@@ -71,23 +71,28 @@ class SgdModel:
     model: bytes
     parameter: int  # tensor indices, for Interpreter.tensor()
     momentum: int | None
+    accumulator: int | None = None
 
 
-def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False) -> SgdModel:
-    """TT_INIT_VARIABLES(source -> parameter), then TT_SGD(parameter, grad, momentum, control).
-    Graph inputs: the gradient (and its scale in int8 mode), then control."""
+LEARNING_RATE = ir.Tensor("learning_rate", (1,), np.dtype(np.float32), is_variable=True)
+
+
+def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False, accumulator: bool = False) -> SgdModel:
+    """TT_INIT_VARIABLES(source -> parameter), then TT_SGD(parameter, grad, momentum, control, learning rate).
+    Graph inputs: the gradient (and its scale in int8 mode), control, then the learning rate."""
     graph = ir.Graph()
     source = ir.Tensor("source", case.initial.shape, case.initial.dtype, case.quantization, case.initial)
     parameter = ir.Tensor("parameter", case.initial.shape, case.initial.dtype, case.quantization, is_variable=True)
     p_source, p = graph.add_tensor(source), graph.add_tensor(parameter)
     grad = [-1 if t is None else graph.add_tensor(t) for t in grad_tensors("grad", case.grad_shape, mode)]
     m = graph.add_tensor(ir.Tensor("momentum", case.grad_shape, np.dtype(np.float32), is_variable=True)) if momentum else -1
-    c = graph.add_tensor(CONTROL)
+    a = graph.add_tensor(ir.Tensor("accumulator", case.grad_shape, np.dtype(np.float32), is_variable=True)) if accumulator else -1
+    c, rate = graph.add_tensor(CONTROL), graph.add_tensor(LEARNING_RATE)
     init_options = schema.encode_blob("INIT_VARIABLES", num_pairs=1)
     graph.ops.append(ir.Op(schema_generated.INIT_VARIABLES, [p_source, p], [], custom=True, custom_options=init_options))
-    graph.ops.append(ir.Op(schema_generated.SGD, [p, *grad, m, c], [], custom=True, custom_options=options))
-    graph.inputs = [i for i in grad if i >= 0] + [c]
-    return SgdModel(emit_model(graph), p, m if momentum else None)
+    graph.ops.append(ir.Op(schema_generated.SGD, [p, *grad, m, c, rate, a], [], custom=True, custom_options=options))
+    graph.inputs = [i for i in grad if i >= 0] + [c, rate]
+    return SgdModel(emit_model(graph), p, m if momentum else None, a if accumulator else None)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -115,10 +120,13 @@ def reference_sgd(case: Case, grads: list[np.ndarray], learning_rate, momentum=0
     return q.astype(case.initial.dtype)
 
 
-def train(model: SgdModel, feeds: list[list[np.ndarray]], bits=UPDATE, interpreter: Interpreter | None = None) -> Interpreter:
+def train(
+    model: SgdModel, feeds: list[list[np.ndarray]], bits=UPDATE, interpreter: Interpreter | None = None, learning_rate=0.0
+) -> Interpreter:
+    """Runs one invoke per feed; learning_rate: the learning-rate input (0: the compiled one)."""
     interpreter = interpreter or Interpreter(model.model, ARENA, preserve_all_tensors=True)
     for feed in feeds:
-        interpreter.run([*feed, bits])
+        interpreter.run([*feed, bits, np.array([learning_rate], np.float32)])
     return interpreter
 
 
@@ -291,16 +299,24 @@ def per_channel(scales: list[float], axis: int = 0) -> ir.Quantization:
 FILTER = ir.Tensor("w", (4, 3), np.dtype(np.int8), per_channel([0.01] * 4), is_variable=True)
 
 
-def sgd_only_model(parameter=FILTER, grad_shape=(4, 3), momentum_input: ir.Tensor | None = None, **options) -> bytes:
+def sgd_only_model(
+    parameter=FILTER,
+    grad_shape=(4, 3),
+    momentum_input: ir.Tensor | None = None,
+    learning_rate_input=LEARNING_RATE,
+    accumulator_input: ir.Tensor | None = None,
+    **options,
+) -> bytes:
     """TT_SGD alone, on a float32 gradient: the Prepare checks."""
     graph = ir.Graph()
     p = graph.add_tensor(parameter)
     g = graph.add_tensor(ir.Tensor("grad", grad_shape, np.dtype(np.float32)))
     m = -1 if momentum_input is None else graph.add_tensor(momentum_input)
-    c = graph.add_tensor(CONTROL)
+    c, rate = graph.add_tensor(CONTROL), graph.add_tensor(learning_rate_input)
+    a = -1 if accumulator_input is None else graph.add_tensor(accumulator_input)
     blob = sgd_options(**{"learning_rate": 0.1, **options})
-    graph.ops.append(ir.Op(schema_generated.SGD, [p, g, -1, m, c], [], custom=True, custom_options=blob))
-    graph.inputs = [g, c]
+    graph.ops.append(ir.Op(schema_generated.SGD, [p, g, -1, m, c, rate, a], [], custom=True, custom_options=blob))
+    graph.inputs = [g, c, rate]
     return emit_model(graph)
 
 
@@ -347,8 +363,85 @@ def momentum_tensor(shape=(4, 3), is_variable=True) -> ir.Tensor:
             r"rounding must be ROUND_TRUNCATE \(0\), ROUND_NEAREST \(1\) or ROUND_STOCHASTIC \(2\), got 3",
         ),
         (sgd_only_model(seed=0), r"seed must be nonzero \(xorshift32 stays at 0\)"),
+        (
+            sgd_only_model(learning_rate_input=dataclasses.replace(LEARNING_RATE, is_variable=False)),
+            r"the learning-rate input must be a float32 \[1\] variable tensor",
+        ),
+        (
+            sgd_only_model(learning_rate_input=dataclasses.replace(LEARNING_RATE, shape=(2,))),
+            r"the learning-rate input must be a float32 \[1\] variable tensor",
+        ),
+        (
+            sgd_only_model(accumulator_input=momentum_tensor((4, 2))),
+            "the accumulator input must be -1 or a float32 variable of grad's shape",
+        ),
+        (
+            sgd_only_model(accumulator_input=momentum_tensor(is_variable=False)),
+            "the accumulator input must be -1 or a float32 variable of grad's shape",
+        ),
     ],
 )
 def test_sgd_prepare_rejects(model, message):
     with pytest.raises(TFLMError, match=f"TT_SGD: {message}"):
         Interpreter(model, 16 * 1024, check_model=False)
+
+
+@pytest.mark.parametrize("qas", [1, 0])
+def test_learning_rate_input_replaces_the_compiled_one_until_set_to_zero(rng, qas):
+    """Step 1 at the input's rate, step 2 at 0 (the compiled rate again), each as NumPy predicts."""
+    make_case, lr_qas, lr_naive = LAYOUTS["conv_per_channel_axis0"]
+    case = make_case(rng)
+    compiled = lr_qas if qas else lr_naive
+    model = sgd_model(case, "float32", sgd_options(compiled, qas=qas))
+    feeds, reals = gradient_steps(rng, case, "float32", steps=2)
+    interpreter = train(model, feeds[:1], learning_rate=compiled / 4)
+    after_first = reference_sgd(case, reals[:1], compiled / 4, qas=qas)
+    np.testing.assert_array_equal(interpreter.tensor(model.parameter), after_first)
+    assert not np.array_equal(after_first, reference_sgd(case, reals[:1], compiled, qas=qas))  # the rate mattered
+    train(model, feeds[1:], interpreter=interpreter, learning_rate=0.0)
+    want = reference_sgd(dataclasses.replace(case, initial=after_first), reals[1:], compiled, qas=qas)
+    np.testing.assert_array_equal(interpreter.tensor(model.parameter), want)
+
+
+@pytest.mark.parametrize("rate", [-0.5, float("nan"), float("inf")])
+def test_learning_rate_input_out_of_range_fails_the_invoke(rng, rate):
+    case = int8_case(rng, (4, 3, 3, 2), 0, 4)
+    model = sgd_model(case, "float32", sgd_options(0.5))
+    feeds, _ = gradient_steps(rng, case, "float32", steps=1)
+    with pytest.raises(TFLMError, match=r"TT_SGD: the learning-rate input must be > 0, or 0 for the compiled 0.5; got"):
+        train(model, feeds, learning_rate=rate)
+
+
+ACCUMULATE = control(schema_generated.CONTROL_ACCUMULATE)
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_accumulated_gradients_update_once_with_their_mean(rng, mode, momentum):
+    """Two mini-batches of 3: two accumulating invokes leave the parameter alone, the third steps with the
+    float32 mean ((g1 + g2) + g3) / 3, clears the accumulator, and the next mini-batch starts afresh."""
+    make_case, lr, _ = LAYOUTS["conv_partial_axis0"]
+    case = make_case(rng)
+    model = sgd_model(case, mode, sgd_options(lr, momentum=momentum), momentum=momentum > 0, accumulator=True)
+    feeds, reals = gradient_steps(rng, case, mode, steps=6)
+    interpreter = Interpreter(model.model, ARENA, preserve_all_tensors=True)
+    means = []
+    for batch in (0, 1):
+        first = 3 * batch
+        for i in (first, first + 1):
+            train(model, feeds[i : i + 1], bits=ACCUMULATE, interpreter=interpreter)
+            want = reference_sgd(case, means, lr, momentum=momentum)
+            np.testing.assert_array_equal(interpreter.tensor(model.parameter), want)
+        np.testing.assert_array_equal(interpreter.tensor(model.accumulator), reals[first] + reals[first + 1])
+        train(model, feeds[first + 2 : first + 3], interpreter=interpreter)
+        means.append((reals[first] + reals[first + 1] + reals[first + 2]) / np.float32(3))
+        np.testing.assert_array_equal(interpreter.tensor(model.parameter), reference_sgd(case, means, lr, momentum=momentum))
+        np.testing.assert_array_equal(interpreter.tensor(model.accumulator), 0)
+
+
+def test_accumulating_without_an_accumulator_fails_the_invoke(rng):
+    case = int8_case(rng, (4, 3, 3, 2), 0, 4)
+    model = sgd_model(case, "float32", sgd_options(0.5))
+    feeds, _ = gradient_steps(rng, case, "float32", steps=1)
+    with pytest.raises(TFLMError, match=r"TT_SGD: CONTROL_ACCUMULATE needs an accumulator"):
+        train(model, feeds, bits=ACCUMULATE)

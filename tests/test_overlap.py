@@ -19,6 +19,8 @@ from tinytrain_tflm.runtime import interpreter as runtime
 from tinytrain_tflm.target import target
 
 STEPS = 6
+# The learning-rate input at 0: the compiled learning rate.
+COMPILED_RATE = np.zeros(1, np.float32)
 
 
 def _device_run(model: bytes, steps: int = STEPS) -> list[np.ndarray]:
@@ -32,7 +34,7 @@ def _device_run(model: bytes, steps: int = STEPS) -> list[np.ndarray]:
     for step in range(steps + 1):
         sample = rng.integers(-128, 128, x.shape, dtype=np.int8)
         control = 0 if step == steps else schema_generated.CONTROL_BACKWARD | schema_generated.CONTROL_UPDATE
-        loss, logits = interpreter.run([sample, np.array([step % 3], np.int32), np.array([control], np.int32)])[:2]
+        loss, logits = interpreter.run([sample, np.array([step % 3], np.int32), np.array([control], np.int32), COMPILED_RATE])[:2]
         outputs += [logits] if control == 0 else [loss, logits]  # predicting computes no loss
     return outputs
 

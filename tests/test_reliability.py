@@ -6,12 +6,14 @@ traceback or a changed input file.
 
 from __future__ import annotations
 
+import copy
 import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
@@ -255,10 +257,30 @@ def _at_current_schema(model: bytes) -> bytes:
     return model.replace(schema_generated.MAGIC + struct.pack("<H", 1), schema_generated.MAGIC + current)
 
 
+def _at_current_layout(model: bytes) -> bytes:
+    """The crafted model with the inputs TT_SGD gained after it was crafted: the learning-rate variable (also
+    the model's last input) and no accumulator (-1). Without them every TT_SGD would stop at its input count
+    before the op aimed at reached its own Prepare."""
+    parsed = copy.deepcopy(read.parse_flatbuffer(model))
+    updates = {i for i, code in enumerate(parsed.operatorCodes) if read._text(code.customCode) == schema_generated.SGD}
+    subgraph = parsed.subgraphs[0]
+    rate = tfl.TensorT()
+    rate.name, rate.shape, rate.type, rate.isVariable = "learning_rate", np.array([1], np.int32), tfl.TensorType.FLOAT32, True
+    subgraph.tensors.append(rate)
+    index = len(subgraph.tensors) - 1
+    subgraph.inputs = np.append(subgraph.inputs, index).astype(np.int32)  # flatbuffers packs the array's dtype
+    for op in subgraph.operators:
+        if op.opcodeIndex in updates:
+            op.inputs = np.append(op.inputs, [index, -1]).astype(np.int32)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 @pytest.mark.parametrize("name", sorted(KERNEL_CASES))
 def test_kernels_refuse_crafted_models_in_prepare(name, tmp_path):
     model = tmp_path / f"{name}.tflite"
-    model.write_bytes(_at_current_schema((DATA / "crafted" / f"{name}.tflite").read_bytes()))
+    model.write_bytes(_at_current_layout(_at_current_schema((DATA / "crafted" / f"{name}.tflite").read_bytes())))
     result = subprocess.run(
         [sys.executable, "-P", "-c", _RAW_TRAINING_STEP, str(model)],
         capture_output=True,

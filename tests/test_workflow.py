@@ -6,12 +6,14 @@ import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_cli import _classifier, _cli
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.passes.scheme import layer_table
 from tinytrain_tflm.tools.cli import parse_size
 
 
@@ -308,3 +310,183 @@ def test_arduino_library_takes_a_name_and_force_and_sizes_the_sketch_from_the_mo
     (tmp / "notes").mkdir()
     _one_line_error(_cli("arduino-library", str(training), "-o", str(tmp / "notes"), "--force"), "not an Arduino library")
     _one_line_error(_cli("arduino-library", str(training), "-o", str(tmp / "x"), "--name", "my lib"), "library name 'my lib'")
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """TT_SGD's nearest rounding (roundf: ties away from zero)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _predicted_sgd(trainer: tt.Trainer, weights, gradients, lr: float) -> dict[str, np.ndarray]:
+    """Each parameter after one QAS step with nearest rounding, in the kernel's float32 arithmetic:
+    q + round(-(lr / s) * g), saturated (int8 weights to [-127, 127])."""
+    predicted = {}
+    for parameter in trainer.parameters:
+        q, g = weights[parameter.name], gradients[parameter.name].astype(np.float32)
+        quantization = trainer.graph.tensors[parameter.variable].quantization
+        scales = quantization.scale.astype(np.float32).reshape([-1] + [1] * (q.ndim - 1) if quantization.scale.size > 1 else [])
+        step = _round_half_away(-(np.float32(lr) / scales) * g).astype(np.int64)
+        low, high = (-127, 127) if q.dtype == np.int8 else (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+        predicted[parameter.name] = np.clip(q.astype(np.int64) + step, low, high).astype(q.dtype)
+    return predicted
+
+
+def test_learning_rate_set_at_run_time_moves_the_weights_as_numpy_predicts(workspace):
+    tmp, source, _ = workspace
+    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.05, rounding="nearest"))
+    trainer = tt.Trainer(compiled)
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    assert trainer.learning_rate == trainer.compiled_learning_rate == pytest.approx(0.05)
+    for step, (lr, how) in enumerate([(0.05, "compiled"), (0.4, "property"), (0.01, "step"), (0.4, "property kept")]):
+        weights, gradients = trainer.weights(), trainer.gradients(x[step], y[step])
+        want = _predicted_sgd(trainer, weights, gradients, lr)
+        if how == "property":
+            trainer.learning_rate = lr
+            assert trainer.learning_rate == lr
+        trainer.step(x[step], y[step], lr=lr if how == "step" else None)
+        for name, value in trainer.weights().items():
+            np.testing.assert_array_equal(value, want[name], err_msg=f"step {step} ({how}): {name}")
+        if lr != 0.05:  # another rate would have moved them otherwise: the rate reached the kernel
+            other = _predicted_sgd(trainer, weights, gradients, 0.05)
+            assert any(not np.array_equal(other[name], want[name]) for name in want), step
+    assert trainer.learning_rate == 0.4  # step(lr=) changed one step only
+    for bad in (0, -1.0, float("nan"), 1e3, "0.1"):
+        with pytest.raises(tt.TinyTrainError, match="learning rate must be"):
+            trainer.learning_rate = bad
+    # Saved and reloaded, the model keeps its compiled rate: the run-time one is the trainer's.
+    assert tt.Trainer(trainer.training_model()).learning_rate == pytest.approx(0.05)
+
+
+def test_learning_rate_schedules_follow_their_formulas():
+    cosine = [tt.scheduled_learning_rate("cosine", 0.2, epoch, 4) for epoch in range(1, 5)]
+    assert cosine == pytest.approx([0.2, 0.1 * (1 + np.cos(np.pi / 4)), 0.1, 0.1 * (1 + np.cos(3 * np.pi / 4))])
+    step = [tt.scheduled_learning_rate("step", 0.2, epoch, 5, step_epochs=2, gamma=0.5) for epoch in range(1, 6)]
+    assert step == pytest.approx([0.2, 0.2, 0.1, 0.1, 0.05])
+    assert tt.scheduled_learning_rate("constant", 0.2, 3, 4) == 0.2
+    with pytest.raises(tt.TinyTrainError, match="schedule must be constant, step or cosine"):
+        tt.scheduled_learning_rate("linear", 0.2, 1, 4)
+
+
+def test_train_schedule_sets_each_epochs_rate(workspace):
+    """The CLI's cosine schedule: the printed rates follow the formula, and the trained model is the one a
+    Trainer gives stepping with those rates in the same order."""
+    tmp, _, training = workspace
+    out = tmp / "cosine.tflite"
+    result = _cli(
+        "train", str(training), "--data", str(tmp / "data.npz"), "--epochs", "3", "--lr", "0.2", "--schedule", "cosine",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rates = [tt.scheduled_learning_rate("cosine", 0.2, epoch, 3) for epoch in (1, 2, 3)]
+    printed = [float(line.split("lr ")[1].split(",")[0]) for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert printed == pytest.approx(rates, rel=1e-3)
+    trainer = tt.Trainer(training.read_bytes())
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    order = np.random.default_rng(0)  # train's default --seed
+    for rate in rates:
+        for i in order.permutation(len(x)):
+            trainer.step(x[i], int(y[i]), lr=rate)
+    assert trainer.training_model().bytes == out.read_bytes()
+
+
+def test_gradients_and_weights_take_the_layer_indices_schemes_use():
+    """On a tiled, partially updated model whose forward ops read requantization from flash: the indices of
+    `tinytrain-tflm layers` on the source model reach the same tensors as the names."""
+    source = (Path(__file__).parent / "data" / "mobilenet_v2_blocks.tflite").read_bytes()
+    names = [row.name for _, row in layer_table(tt.read_graph(source), 4)]
+    scheme = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}
+    compiled = tt.compile(source, update=scheme, tiles=(2, 3), flash_requantization=True)
+    trainer = tt.Trainer(compiled)
+    gradients, weights = trainer.gradients(np.zeros(trainer.input.shape, np.float32), 1), trainer.weights()
+    for index in (4, 6, 7):
+        assert gradients[index] is gradients[names[index]] and weights[index] is weights[names[index]]
+    assert [gradients[i].shape[0] for i in (4, 6, 7)] == [8, 2, 3]  # the updated channels only
+    for index in (5, 6, 7):
+        bias = trainer.layers[index][1]
+        assert gradients[index, "bias"] is gradients[bias] and weights[index, "bias"].dtype == np.int32
+    with pytest.raises(tt.TinyTrainError, match="layer 5's weights .* are not trained"):
+        gradients[5]
+    with pytest.raises(tt.TinyTrainError, match="layer 8 does not exist: the model's conv-like layers are 0 to 7"):
+        weights[8]
+    with pytest.raises(tt.TinyTrainError, match=r"give a tensor name, a layer index or \(index, \"bias\"\)"):
+        weights[4, "scale"]
+
+
+def test_evaluate_predicts_a_binary_classifier_from_its_one_logit(tmp_path):
+    """Binary cross-entropy has one logit: class 1 when it is positive, as accuracy() says; argmax over one
+    value would always say 0."""
+    source = _classifier(tmp_path, classes=1)
+    trainer = tt.Trainer(tt.compile(source.read_bytes(), update="all", loss="binary_cross_entropy"))
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (40, 4)).astype(np.float32)
+    logits = np.array([trainer.predict(sample)[0, 0] for sample in x])
+    y = np.where(rng.uniform(size=40) < 0.8, logits > 0, logits <= 0).astype(np.int32)  # right about 80% of the time
+    want = np.mean((logits > 0) == y)
+    accuracy, _ = trainer.evaluate(x, y)
+    assert accuracy == pytest.approx(want) and trainer.accuracy(x, y) == pytest.approx(want)
+    assert want != pytest.approx(np.mean(y == 0))  # what argmax gave
+
+
+def test_mini_batches_apply_the_mean_gradient_once(workspace):
+    """batch_size 3: the weights stay through two samples, then take one step with the mean of the three
+    per-sample gradients. Those gradients are the float gradients of the int8 forward pass, checked here
+    against NumPy: d loss / d W = (softmax(z) - onehot(y)) x^T, with bias gradient softmax(z) - onehot(y)."""
+    tmp, source, training = workspace
+    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.2, rounding="nearest", accumulate=True))
+    trainer = tt.Trainer(compiled)
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"][:6], data["y"][:6]
+    weight, bias = trainer.layers[0]
+    sample_quantization = trainer.input.quantization
+    trainer.batch_size = 3
+    for first in (0, 3):
+        start = trainer.weights()
+        per_sample = [trainer.gradients(x[i], y[i]) for i in range(first, first + 3)]
+        for i, gradients in zip(range(first, first + 3), per_sample, strict=True):
+            z = trainer.predict(x[i])[0].astype(np.float64)
+            error = np.exp(z - z.max()) / np.exp(z - z.max()).sum() - np.eye(3)[y[i]]
+            real_x = sample_quantization.dequantize(sample_quantization.quantize(x[i][None], np.int8))[0]
+            np.testing.assert_allclose(gradients[weight], np.outer(error, real_x), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(gradients[bias], error, rtol=1e-4, atol=1e-6)
+        mean = {
+            name: (per_sample[0][name].astype(np.float32) + per_sample[1][name] + per_sample[2][name]) / np.float32(3)
+            for name in start
+        }
+        for i in range(first, first + 2):
+            trainer.step(x[i], y[i])
+            assert all(np.array_equal(trainer.weights()[name], start[name]) for name in start), i
+        trainer.step(x[first + 2], y[first + 2])
+        want = _predicted_sgd(trainer, start, mean, 0.2)
+        for name, value in trainer.weights().items():
+            np.testing.assert_array_equal(value, want[name], err_msg=f"batch from {first}: {name}")
+        assert any(not np.array_equal(want[name], start[name]) for name in start)
+    # Batch size 1 on the accumulating model trains as the model without accumulators does, bit for bit.
+    plain, single = (
+        tt.Trainer(training.read_bytes()),
+        tt.Trainer(tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.05, accumulate=True))),
+    )
+    for i in range(6):
+        assert plain.step(x[i], y[i]) == single.step(x[i], y[i])
+    assert all(np.array_equal(value, single.weights()[name]) for name, value in plain.weights().items())
+    with pytest.raises(tt.TinyTrainError, match=r"mini-batches need gradient accumulators: compile with SGD\(accumulate=True\)"):
+        plain.batch_size = 2
+    _one_line_error(_cli("train", str(training), "--data", str(tmp / "data.npz"), "--batch", "4"), "compile --accumulate")
+
+
+def test_train_batch_runs_mini_batches(workspace):
+    tmp, source, _ = workspace
+    accumulating = tmp / "accumulating.tflite"
+    result = _cli("compile", str(source), "--update", "all", "--accumulate", "--lr", "0.05", "-o", str(accumulating))
+    assert result.returncode == 0, result.stderr
+    out = tmp / "batched.tflite"
+    result = _cli("train", str(accumulating), "--data", str(tmp / "data.npz"), "--batch", "4", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    trainer = tt.Trainer(accumulating.read_bytes())
+    trainer.batch_size = 4
+    with np.load(tmp / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    for i in np.random.default_rng(0).permutation(len(x)):
+        trainer.step(x[i], int(y[i]))
+    assert trainer.training_model().bytes == out.read_bytes()

@@ -15,8 +15,9 @@ from .frontend.read import read_graph
 from .passes.loss import attach_loss
 from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme
+from .runtime import checkpoint
 from .runtime.interpreter import ArenaReport, Interpreter, minimum_arena_size
-from .runtime.trainer import Trainer
+from .runtime.trainer import Trainer, scheduled_learning_rate
 from .tools.layers import from_keras
 
 __version__ = "0.1.0"
@@ -35,9 +36,11 @@ __all__ = [
     "TrainingModel",
     "UpdateScheme",
     "attach_loss",
+    "checkpoint",
     "compile",
     "emit_model",
     "from_keras",
     "minimum_arena_size",
     "read_graph",
+    "scheduled_learning_rate",
 ]

@@ -8,7 +8,9 @@ Op order in the training model:
   backward ops in reverse forward order, each TT_SGD right after the last op
     that reads its parameter's gradient or old value
 Inputs: sample, int32 label, int32 control (CONTROL_* bits: 0 predicts,
-CONTROL_BACKWARD computes gradients, both bits train). Outputs: loss, logits.
+CONTROL_BACKWARD computes gradients, both bits train), and the float32 [1]
+learning-rate variable every TT_SGD reads (0, as TFLM leaves a variable, means
+the compiled learning rate). Outputs: loss, logits.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from .passes.autodiff.masks import use_activation_masks
 from .passes.optimizer import SGD
 from .passes.scheme import UpdateScheme, conv_like_layers
 from .plan import memory
+
+# The learning-rate input's name: a variable, so its value persists across invokes and TFLM zeroes it
+# (the compiled learning rate) at AllocateTensors and Reset; an input, so a firmware reaches it with
+# MicroInterpreter::input() like the others.
+LEARNING_RATE_TENSOR = "tinytrain/learning_rate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +170,9 @@ def compile_with(
     trainable, pairs = _move_to_variables(graph, forward, trainable)
 
     control = metadata["control_tensor"]
-    b = BackwardBuilder(graph, gradient, control, trainable)
+    learning_rate = graph.add_tensor(ir.Tensor(LEARNING_RATE_TENSOR, (1,), np.dtype(np.float32), is_variable=True))
+    graph.inputs = graph.inputs + [learning_rate]
+    b = BackwardBuilder(graph, gradient, control, trainable, learning_rate)
     logits_grad = Grad(loss_op.outputs[1], loss_op.outputs[2] if gradient == "int8" else None)
     update = options.optimizer.emit_update
     build_backward(

@@ -4,7 +4,8 @@
 // The labelled samples are synthetic (each class is a fixed pseudo-random int8 pattern plus noise),
 // so the example runs on any model whatever its input shape. It prints the held-out accuracy, the
 // mean loss every kReportEvery steps, the accuracy again, and once more after MicroInterpreter::Reset()
-// (the pretrained weights). Usage: tinytrain_example [STEPS]
+// (the pretrained weights). The second half of the steps runs at half the compiled learning rate, set
+// at run time through the learning-rate input: a step schedule. Usage: tinytrain_example [STEPS]
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +125,11 @@ int main(int argc, char** argv) {
   printf("accuracy before: %.3f\n", static_cast<double>(accuracy));
   Random random(1);
   float loss_sum = 0.0f;
+  // A variable: it keeps what is written here across invokes (0, as AllocateTensors leaves it, means
+  // train_model::kLearningRate, the compiled rate).
+  float* learning_rate = interpreter.input(train_model::kLearningRateInput)->data.f;
   for (int step = 1; step <= steps; ++step) {
+    if (step == steps / 2 + 1) *learning_rate = train_model::kLearningRate * 0.5f;
     SetSample(interpreter, random.Below(train_model::kNumClasses), random);
     if (!Run(interpreter, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE)) return 1;
     loss_sum += interpreter.output(train_model::kLossOutput)->data.f[0];  // before this step's update

@@ -27,6 +27,17 @@ typedef struct {
 /** CRC-32 (IEEE 802.3, as zlib.crc32) of `length` bytes. Bitwise: no table in flash. */
 uint32_t tt_crc32(const uint8_t* data, size_t length);
 
+/** The CRC-32 of (the bytes `crc` covers, then `data`), as zlib.crc32(data, crc): a checksum computed
+ * in pieces, for data read or written in chunks. tt_crc32(d, n) is tt_crc32_extend(0, d, n). */
+uint32_t tt_crc32_extend(uint32_t crc, const uint8_t* data, size_t length);
+
+/**
+ * Writes a blob header: magic, version, kind, payload length and the payload's CRC-32 (`crc`), into
+ * the TT_BLOB_HEADER_BYTES at `header`.
+ */
+void tt_blob_write_header(uint8_t* header, uint32_t magic, uint16_t version, uint16_t kind, uint32_t payload_length,
+                          uint32_t crc);
+
 /**
  * Checks a blob's header and checksum and positions `reader` on its payload.
  * @param[in]  blob    the blob; may be NULL only when length is 0

@@ -481,10 +481,30 @@ typedef struct {
 } tt_sgd_dims;
 
 /**
+ * The gradients of a mini-batch's samples so far, summed, which the next
+ * update averages with its own (gradient accumulation).
+ */
+typedef struct {
+  float* sum;    /**< float32 [outer, channels_to_update, inner]; an update reads it, then zeroes it. */
+  int32_t count; /**< Samples summed into it, >= 0. */
+} tt_sgd_accumulator;
+
+/**
+ * sum += grad, element by element (a mini-batch sample's gradient, not yet applied).
+ *
+ * @param[in]     dims the parameter as [outer, channels, inner]
+ * @param[in]     grad [outer, channels_to_update, inner]
+ * @param[in,out] sum  float32 [outer, channels_to_update, inner]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_accumulate(const tt_sgd_dims* dims, const tt_grad_in* grad, float* sum);
+
+/**
  * One SGD step on an int8 weight tensor, in place. For each element of the
  * first channels_to_update channels, with g its gradient w.r.t. the real
  * (dequantized) weight and f_c = learning_rate / s_c with QAS, learning_rate * s_c
  * without (s_c = scales[c], or scales[0] when num_scales is 1):
+ *   with an accumulator g = (sum + g) / (count + 1), the mean over the mini-batch, and sum = 0;
  *   v = g, or with momentum m = momentum * m + g and v = m;
  *   q = saturate(q + round(-f_c * v)) to [-127, 127].
  * Float arithmetic is single precision in exactly this order.
@@ -497,11 +517,13 @@ typedef struct {
  * @param[in]     dims         the parameter as [outer, channels, inner]
  * @param[in]     grad         [outer, channels_to_update, inner]
  * @param[in,out] momentum     float32 [outer, channels_to_update, inner] iff params->momentum > 0, else NULL
+ * @param[in,out] accumulator  the mini-batch's summed gradients, or NULL to step with grad alone
  * @param[in,out] parameter    int8 [outer, channels, inner]
  * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
  */
 tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
-                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int8_t* parameter);
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum,
+                           tt_sgd_accumulator* accumulator, int8_t* parameter);
 
 /**
  * As tt_sgd_update_s8 for an int32 bias (scale s_weight * s_input per
@@ -511,7 +533,8 @@ tt_status tt_sgd_update_s8(uint32_t* rng_state, const tt_sgd_params* params, int
  * @param[in,out] parameter int32 [outer, channels, inner]
  */
 tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
-                            const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, int32_t* parameter);
+                            const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum,
+                            tt_sgd_accumulator* accumulator, int32_t* parameter);
 
 /**
  * Everything a forward int8 convolution needs besides its tensors: the

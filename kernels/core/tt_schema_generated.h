@@ -17,6 +17,7 @@ extern "C" {
 
 #define TT_CONTROL_BACKWARD 1 /* Control bit: run the loss and every backward op. */
 #define TT_CONTROL_UPDATE 2 /* Control bit: apply the optimizer updates. */
+#define TT_CONTROL_ACCUMULATE 4 /* Control bit: add the gradients to TT_SGD's accumulators instead of updating (mini-batches); needs CONTROL_BACKWARD. */
 #define TT_ROUND_TRUNCATE 0 /* SGD rounding: toward zero. */
 #define TT_ROUND_NEAREST 1 /* SGD rounding: to nearest, ties away from zero. */
 #define TT_ROUND_STOCHASTIC 2 /* SGD rounding: up with probability equal to the fractional part. */
@@ -386,7 +387,7 @@ static inline tt_status tt_parse_grad_add(const uint8_t* blob, size_t length, tt
 
 /** Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range. */
 typedef struct {
-  float learning_rate; /**< Step size in real units, > 0. */
+  float learning_rate; /**< Step size in real units, > 0: the default, which the learning_rate input overrides at run time. */
   float momentum; /**< Momentum coefficient in [0, 1); the momentum input must be present iff > 0. */
   int32_t qas; /**< 1: quantization-aware scaling, the integer step is lr * g / s (the float SGD step in real units); 0: naive int8 SGD, lr * s * g (the gradient w.r.t. the integer). */
   int32_t rounding; /**< How a fractional integer step is rounded: ROUND_TRUNCATE (toward zero, as the paper's MCU code), ROUND_NEAREST or ROUND_STOCHASTIC. */

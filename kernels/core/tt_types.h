@@ -23,6 +23,9 @@ typedef enum {
   TT_BLOB_BAD_LENGTH = -8,     /**< A blob's payload length differs from what its kind holds. */
   TT_FLEET_MISMATCH = -9,      /**< A fleet update's tensors differ from the model's trained ones. */
   TT_FLEET_OUT_OF_RANGE = -10, /**< A fleet update holds an int8 value of -128 (weights are symmetric). */
+  TT_CHECKPOINT_FOREIGN = -11, /**< A checkpoint was written for another training model (identity or tensors differ). */
+  TT_CHECKPOINT_STORAGE = -12, /**< The checkpoint storage's read, erase or write callback failed. */
+  TT_CHECKPOINT_NONE = -13,    /**< Neither checkpoint slot holds a valid checkpoint of this model. */
 } tt_status;
 
 /** One line of English for a status, for error reports. Never NULL. */

@@ -16,6 +16,8 @@ constexpr int kParameter = 0;
 constexpr int kGrad = 1;  // followed by its scale input
 constexpr int kMomentum = 3;
 constexpr int kControl = 4;
+constexpr int kLearningRate = 5;
+constexpr int kAccumulator = 6;
 
 TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
   const tt_sgd_options& o = data->options;
@@ -60,15 +62,22 @@ void* SgdOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
 void SgdOp::Reset(TfLiteContext*, void* buffer) {
   auto* data = static_cast<OpData*>(buffer);
   data->rng_state = static_cast<uint32_t>(data->options.seed);
+  data->accumulated = 0;  // TFLM zeroes the accumulator variables too
 }
 
 TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(CheckOpData<OpData>(context, node, kOpName));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 5, 0, 0));
+  TT_ENSURE_OK(CheckIoCounts(context, node, kOpName, 7, 0, 0));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareOptions(context, data));
   TT_ENSURE_OK(PrepareGradInput(context, node, kOpName, kGrad, &data->grad_type));
   TT_ENSURE_OK(PrepareControl(context, node, kOpName, kControl));
+
+  TT_TEMP_TENSOR(learning_rate, context, node->inputs->data[kLearningRate], kOpName);
+  TT_ENSURE_MSG(context,
+                learning_rate.get() != nullptr && learning_rate->is_variable && learning_rate->type == kTfLiteFloat32 &&
+                    NumElements(learning_rate->dims) == 1,
+                kOpName, "the learning-rate input must be a float32 [1] variable tensor");
 
   TT_TEMP_TENSOR(parameter, context, node->inputs->data[kParameter], kOpName);
   TT_ENSURE_MSG(context, parameter.get() != nullptr && parameter->is_variable, kOpName,
@@ -112,6 +121,12 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
     TT_ENSURE_MSG(context, momentum.get() == nullptr, kOpName, "the momentum input must be -1 when momentum is 0");
   }
 
+  TT_TEMP_TENSOR(accumulator, context, node->inputs->data[kAccumulator], kOpName);
+  TT_ENSURE_MSG(context,
+                accumulator.get() == nullptr || (accumulator->type == kTfLiteFloat32 && accumulator->is_variable &&
+                                                 SameShapeExcept(accumulator->dims, grad->dims, -1)),
+                kOpName, "the accumulator input must be -1 or a float32 variable of grad's shape");
+
   // TFLM points a tensor's scales into the model flatbuffer (flatbuffer_utils.cc, little-endian
   // targets), which outlives the interpreter: keep the pointer, copy nothing.
   data->scales = quantization->scale->data;
@@ -123,18 +138,40 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus SgdOp::Eval(TfLiteContext* context, TfLiteNode* node) {
-  if (!ControlBitSet(context, node, kControl, TT_CONTROL_UPDATE)) return kTfLiteOk;
+  const bool update = ControlBitSet(context, node, kControl, TT_CONTROL_UPDATE);
+  const bool accumulate = ControlBitSet(context, node, kControl, TT_CONTROL_ACCUMULATE);
+  if (!update && !accumulate) return kTfLiteOk;
   auto* data = static_cast<OpData*>(node->user_data);
+  // -1 (no accumulator) has no eval tensor to ask for.
+  TfLiteEvalTensor* accumulator = node->inputs->data[kAccumulator] >= 0 ? EvalInput(context, node, kAccumulator) : nullptr;
+  TT_ENSURE_MSG(context, accumulator != nullptr || !accumulate || update, kOpName,
+                "CONTROL_ACCUMULATE needs an accumulator (compile with gradient accumulation)");
+  if (!update) {
+    const tt_grad_in grad = EvalGradInput(context, node, kGrad, data->grad_type);
+    TT_ENSURE_STATUS(context, tt_sgd_accumulate(&data->dims, &grad, accumulator->data.f), kOpName, "accumulate");
+    ++data->accumulated;
+    return kTfLiteOk;
+  }
+  // 0, a variable's value after AllocateTensors and Reset, selects the compiled learning rate.
+  const float override_rate = EvalInput(context, node, kLearningRate)->data.f[0];
+  TT_ENSURE_MSG(context, override_rate == 0.0f || (override_rate > 0.0f && override_rate <= FLT_MAX), kOpName,
+                "the learning-rate input must be > 0, or 0 for the compiled %g; got %g",
+                static_cast<double>(data->params.learning_rate), static_cast<double>(override_rate));
+  tt_sgd_params params = data->params;
+  if (override_rate != 0.0f) params.learning_rate = override_rate;
   const tt_grad_in grad = EvalGradInput(context, node, kGrad, data->grad_type);
   float* momentum = data->params.momentum > 0.0f ? EvalInput(context, node, kMomentum)->data.f : nullptr;
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
+  tt_sgd_accumulator sum{accumulator != nullptr ? accumulator->data.f : nullptr, data->accumulated};
+  tt_sgd_accumulator* batch = accumulator != nullptr ? &sum : nullptr;
   const tt_status status =
       data->parameter_is_int8
-          ? data->kernel.int8(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
-                             momentum, parameter->data.int8)
-          : data->kernel.int32(&data->rng_state, &data->params, data->num_scales, data->scales, &data->dims, &grad,
-                              momentum, parameter->data.i32);
+          ? data->kernel.int8(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,
+                             momentum, batch, parameter->data.int8)
+          : data->kernel.int32(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,
+                              momentum, batch, parameter->data.i32);
   TT_ENSURE_STATUS(context, status, kOpName, "eval");
+  data->accumulated = 0;
   return kTfLiteOk;
 }
 

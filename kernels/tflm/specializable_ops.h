@@ -56,8 +56,9 @@ inline bool Same(const tt_pool_params& a, const tt_pool_params& b) {
   return a.filter_h == b.filter_h && a.filter_w == b.filter_w && a.stride_h == b.stride_h &&
          a.stride_w == b.stride_w && a.pad_top == b.pad_top && a.pad_left == b.pad_left;
 }
+// Not the learning rate: TT_SGD reads it at run time (its learning-rate input), a generated kernel too.
 inline bool Same(const tt_sgd_params& a, const tt_sgd_params& b) {
-  return a.learning_rate == b.learning_rate && a.momentum == b.momentum && a.qas == b.qas && a.rounding == b.rounding;
+  return a.momentum == b.momentum && a.qas == b.qas && a.rounding == b.rounding;
 }
 inline bool Same(const tt_sgd_dims& a, const tt_sgd_dims& b) {
   return a.outer == b.outer && a.channels == b.channels && a.channels_to_update == b.channels_to_update &&
@@ -357,6 +358,7 @@ struct SgdOp {
     const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
     int32_t num_scales;      // 1 (per-tensor) or one per channel.
     uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
+    int32_t accumulated;     // Samples in the accumulator since the last update; 0 after Init and reset().
     bool parameter_is_int8;  // An int8 weight, else an int32 bias.
     Kernel kernel;
   };

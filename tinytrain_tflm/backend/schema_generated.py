@@ -6,6 +6,7 @@ MAGIC = b'TTRN'
 
 CONTROL_BACKWARD = 1  # Control bit: run the loss and every backward op.
 CONTROL_UPDATE = 2  # Control bit: apply the optimizer updates.
+CONTROL_ACCUMULATE = 4  # Control bit: add the gradients to TT_SGD's accumulators instead of updating (mini-batches); needs CONTROL_BACKWARD.
 ROUND_TRUNCATE = 0  # SGD rounding: toward zero.
 ROUND_NEAREST = 1  # SGD rounding: to nearest, ties away from zero.
 ROUND_STOCHASTIC = 2  # SGD rounding: up with probability equal to the fractional part.
@@ -643,7 +644,7 @@ BLOBS = {
         "doc": "Updates a trainable int8 weight or int32 bias variable in place from its gradient w.r.t. the real (dequantized) parameter: SGD with optional momentum and quantization-aware scaling, saturating to the type's range.",
         "fields": [
             {
-                "doc": "Step size in real units, > 0.",
+                "doc": "Step size in real units, > 0: the default, which the learning_rate input overrides at run time.",
                 "name": "learning_rate",
                 "type": "float32"
             },
@@ -674,7 +675,9 @@ BLOBS = {
             "grad: gradient operand: float32, or int8 with the next input its float32 [1] scale (zero point 0); the scale input is -1 for a float32 gradient, the parameter's shape except c_update <= c along the quantized dimension (the first channels are updated)",
             "grad_scale",
             "momentum: float32 variable tensor of grad's shape, or -1 when momentum is 0",
-            "control: int32 [1]; the op does nothing unless (control & CONTROL_UPDATE)"
+            "control: int32 [1]; the op does nothing unless (control & (CONTROL_UPDATE | CONTROL_ACCUMULATE))",
+            "learning_rate: float32 [1] variable tensor, the model's last input, shared by every TT_SGD: 0 (its value after AllocateTensors and Reset) uses the learning_rate field; a value > 0 replaces it until it is written again",
+            "accumulator: float32 variable tensor of grad's shape, or -1 (no mini-batches): CONTROL_ACCUMULATE without CONTROL_UPDATE adds the gradient to it; CONTROL_UPDATE then steps with the mean of the accumulated gradients and this one, and clears it"
         ],
         "kind": "op",
         "outputs": []

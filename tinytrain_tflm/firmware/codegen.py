@@ -290,8 +290,8 @@ _FC_PARAMETERS = (
     "const tt_dims*, tt_grad_out* {result}"
 )
 _SGD_PARAMS = (
-    "uint32_t* rng_state, const tt_sgd_params*, int32_t, const float*, const tt_sgd_dims*, const tt_grad_in* grad, "
-    "float* momentum, {type}* parameter"
+    "uint32_t* rng_state, const tt_sgd_params* params, int32_t, const float*, const tt_sgd_dims*, const tt_grad_in* grad, "
+    "float* momentum, tt_sgd_accumulator* accumulator, {type}* parameter"
 )
 _LOSS_PARAMS = (
     "const tt_softmax_cross_entropy_params*, const tt_quant_params*, const tt_dims*, const int8_t* logits, "
@@ -311,7 +311,10 @@ _GRAD_ADD = (
     "core::WriteGradAs<S::grad_type>(*sum, [&](auto sink) { "
     "core::GradAdd(S{}, core::ReadGradAs<S::grad_type>(*a), core::ReadGradAs<S::grad_type>(*b), sink); });"
 )
-_SGD_BODY = "core::SgdUpdate(S{}, rng_state, core::ReadGradAs<S::grad_type>(*grad), momentum, parameter);"
+_SGD_BODY = (
+    "core::SgdUpdate(S{}, params->learning_rate, rng_state, core::ReadGradAs<S::grad_type>(*grad), momentum, accumulator, "
+    "parameter);"
+)
 
 
 def _single_grad_kind(

@@ -506,19 +506,43 @@ class Invoke:
     ops: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
+# Script entries whose control is one of these are harness actions on the checkpoint storage (run's `flash`),
+# not invokes: save a checkpoint, print the checkpointed tensors (a Run's `states`).
+SAVE_CHECKPOINT = -1
+DUMP_STATE = -2
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     target: str | None  # what the firmware says it runs: the model's target and kernels, the board
     arena_used: int | None  # MicroInterpreter::arena_used_bytes() after AllocateTensors
     invokes: list[Invoke]
     error: str | None  # the harness's error line, or what ended the run (a fault, a hang)
+    # With `flash`: the checkpoint lines, e.g. ("restored", slot, sequence), ("none", status0, status1),
+    # ("saved", slot, sequence), ("power_cut", bytes written); and each DUMP_STATE's bytes.
+    checkpoints: list[tuple] = dataclasses.field(default_factory=list)
+    states: list[bytes] = dataclasses.field(default_factory=list)
+    # With `guard`: the invokes skipped, (script position, "label" or "saturated"); the rollbacks, (position,
+    # slot restored or -1 for the pretrained weights, sequence); the totals (bad labels, saturated, rollbacks).
+    skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    rollbacks: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    guard_totals: tuple[int, int, int] | None = None
 
 
 def run(
-    fw: Firmware, arena_bytes: int, invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (), profile: bool = False
+    fw: Firmware,
+    arena_bytes: int,
+    invokes: Sequence[tuple[int, Sequence[int], np.ndarray]] = (),
+    profile: bool = False,
+    flash: Path | None = None,
+    cut: int | None = None,
+    guard: tuple[float, int] | None = None,
 ) -> Run:
     """Runs the harness with an arena of `arena_bytes` and the (control, labels, sample) invokes; `profile`
-    fills each Invoke's per-op instruction counts."""
+    fills each Invoke's per-op instruction counts. `flash` is a file of two checkpoint slots the device boots
+    from (restoring its newest valid checkpoint) and saves to; `cut` cuts the power after that many bytes of
+    the run's writes to it. `guard` (loss bound, patience) turns on the harness's field guards: bad samples
+    skipped, and a rollback after `patience` training steps in a row with a loss above the bound."""
     if not 0 < arena_bytes <= fw.target.ram_bytes:
         raise TinyTrainError(f"an arena of {arena_bytes} bytes does not fit the target's {fw.target.ram_bytes}-byte arena region")
     arguments = ["harness", str(arena_bytes)]
@@ -529,6 +553,12 @@ def run(
         arguments.append(str(script))
         if profile:
             arguments.append("profile")
+        if flash is not None:
+            arguments.append(f"flash={Path(flash).resolve()}")
+            if cut is not None:
+                arguments.append(f"cut={cut}")
+        if guard is not None:
+            arguments.append(f"guard={guard[0]!r}:{guard[1]}")
     semihosting = "enable=on,target=native," + ",".join(f"arg={a}" for a in arguments)
     command = ["qemu-system-arm", "-M", fw.target.board.qemu_machine, *QEMU_FLAGS, semihosting, "-kernel", str(fw.elf)]
     timeout = RUN_TIMEOUT_S if invokes else ALLOCATE_TIMEOUT_S
@@ -554,10 +584,21 @@ def _script(invokes: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> bytes:
 
 
 def _parse(result: subprocess.CompletedProcess) -> Run:
-    target, arena_used, invokes, error = None, None, [], None
+    target, arena_used, invokes, error, checkpoints, states = None, None, [], None, [], []
+    skipped, rollbacks, guard_totals = [], [], None
     for line in result.stdout.splitlines():
         fields = line.split()
-        if fields[:1] == ["target"]:
+        if fields[:1] == ["skipped"]:
+            skipped.append((int(fields[1]), fields[2]))
+        elif fields[:1] == ["rollback"]:
+            rollbacks.append(tuple(map(int, fields[1:])))
+        elif fields[:1] == ["guard"]:
+            guard_totals = tuple(map(int, fields[1:]))
+        elif fields[:1] == ["checkpoint"]:
+            checkpoints.append((fields[1], *map(int, fields[2:])))
+        elif fields[:1] == ["state"]:
+            states.append(bytes.fromhex(fields[1]))
+        elif fields[:1] == ["target"]:
             target = line.removeprefix("target ")
         elif fields[:1] == ["arena_used"]:
             arena_used = int(fields[1])
@@ -571,7 +612,7 @@ def _parse(result: subprocess.CompletedProcess) -> Run:
             error = line
     if result.returncode != 0 and error is None:
         error = f"exit code {result.returncode}: {(result.stderr.strip().splitlines() or [''])[-1]}"
-    return Run(target, arena_used, invokes, error)
+    return Run(target, arena_used, invokes, error, checkpoints, states, skipped, rollbacks, guard_totals)
 
 
 def fits(fw: Firmware, arena_bytes: int) -> bool:

@@ -33,6 +33,10 @@ class SGD:
     rounding: a step smaller than one quantum is lost under "truncate" (what
     the paper's MCU code does); "stochastic" keeps its expectation at no
     memory cost and is the default; "nearest" is between the two.
+    accumulate: a float32 gradient accumulator per parameter (as much RAM as
+    float32 gradients of the trained parameters) for mini-batches: invokes with
+    CONTROL_ACCUMULATE add their gradients, the next CONTROL_UPDATE steps with
+    the mean (Trainer.batch_size, `train --batch`).
     """
 
     lr: float = 0.01
@@ -40,6 +44,7 @@ class SGD:
     qas: bool = True
     rounding: str = "stochastic"
     seed: int = 1
+    accumulate: bool = False
 
     def __post_init__(self):
         if not 0 < self.lr <= MAX_LEARNING_RATE:
@@ -53,14 +58,47 @@ class SGD:
 
     def emit_update(self, b, parameter: int, grad) -> None:
         """Emits TT_SGD for one parameter (the engine's update callback)."""
-        momentum = -1
-        if self.momentum > 0:
+
+        def state(kind: str) -> int:  # a float32 variable of the gradient's shape
             shape = b.graph.tensors[grad.data].shape
-            name = f"{b.graph.tensors[parameter].name}/momentum"
-            momentum = b.graph.add_tensor(ir.Tensor(name, shape, np.dtype(np.float32), is_variable=True))
+            name = f"{b.graph.tensors[parameter].name}/{kind}"
+            return b.graph.add_tensor(ir.Tensor(name, shape, np.dtype(np.float32), is_variable=True))
+
+        momentum = state("momentum") if self.momentum > 0 else -1
+        accumulator = state("accumulator") if self.accumulate else -1
         # One generator per parameter, each with its own seed, so streams differ.
         seed = (self.seed + 7919 * len([op for op in b.ops if op.kind == schema_generated.SGD])) % (2**31 - 1) or 1
         options = schema.encode_blob(
             "SGD", learning_rate=self.lr, momentum=self.momentum, qas=int(self.qas), rounding=ROUNDINGS[self.rounding], seed=seed
         )
-        b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control], [], options)
+        b.emit(schema_generated.SGD, [parameter, grad, momentum, b.control, b.learning_rate, accumulator], [], options)
+
+
+def _xorshift32(state: int) -> int:
+    """One step of TT_SGD's generator (kernels/core/optimizer/sgd_update.h: NextRandom)."""
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    return state ^ ((state << 5) & 0xFFFFFFFF)
+
+
+def _apply(columns: list[int], vector: int) -> int:
+    """A 32x32 matrix over GF(2), given by its columns, times a 32-bit vector."""
+    result = 0
+    for bit, column in enumerate(columns):
+        if vector >> bit & 1:
+            result ^= column
+    return result
+
+
+def advance_seed(seed: int, draws: int) -> int:
+    """The state of TT_SGD's generator after `draws` numbers from `seed`: what its seed option must become
+    for a saved model to continue the stream (each stochastic update draws one number per element of its
+    gradient). xorshift32 is linear over GF(2), so the jump is its matrix to the power `draws`, by
+    squaring: 10^9 draws take about 30 matrix products, not 10^9 steps."""
+    power = [_xorshift32(1 << bit) for bit in range(32)]
+    while draws:
+        if draws & 1:
+            seed = _apply(power, seed)
+        power = [_apply(power, column) for column in power]
+        draws >>= 1
+    return seed

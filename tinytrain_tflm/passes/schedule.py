@@ -28,8 +28,8 @@ from ..plan.memory import MemoryOptions, is_planned, plan_memory, tensor_bytes
 
 def _writes(op: ir.Op) -> list[int]:
     written = list(op.outputs)
-    if op.kind == schema_generated.SGD:  # parameter and momentum (inputs 0 and 3) are updated in place
-        written += [op.inputs[0], *op.inputs[3:4]]
+    if op.kind == schema_generated.SGD:  # parameter, momentum and accumulator (inputs 0, 3, 6) are updated in place
+        written += [op.inputs[0], op.inputs[3], op.inputs[6]]
     return [t for t in written if t >= 0]
 
 

@@ -131,7 +131,7 @@ def conv_like_layers(graph: ir.Graph) -> list[Layer]:
 class LayerRow:
     """What `tinytrain-tflm layers` shows of a conv-like layer."""
 
-    name: str  # the weight tensor's name: the key of Trainer.gradients() and Trainer.weights()
+    name: str  # the weight tensor's name: a key of Trainer.gradients() and Trainer.weights(), as is the index
     shape: str
     params: int  # weights and bias values
     update_bytes: int  # RAM copies of weights and bias plus their gradients, the whole layer training

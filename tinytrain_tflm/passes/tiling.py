@@ -30,13 +30,14 @@ passes through them.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
-from ..frontend import ir
+from ..frontend import ir, verify
 from ..plan import geometry
 from ..plan import tiled_stage as stage_plan
 from ..plan.memory import MemoryOptions, estimate
@@ -465,3 +466,118 @@ def _concatenate(b: _Builder, parts: list[int], axis: int, like: int, name: str,
     options = tfl.ConcatenationOptionsT()
     options.axis = axis
     return b.op("CONCATENATION", parts, output, options)
+
+
+_TILE_TENSOR = re.compile(r"tile(\d+)_(\d+)/(?:input|op(\d+)/.*)|tile_row\d+")
+
+
+def untile_first_stage(graph: ir.Graph) -> ir.Graph:
+    """The graph with a tiled first stage (tile_first_stage) run whole again, as the source model ran it:
+    one op per stage op, with its own padding, instead of the tiles' slices, explicit pads and
+    concatenations; bit-identical, as the tiling itself is. The tiles are recognised by the names
+    tile_first_stage gives their tensors ("tileY_X/opP/output", "tileY_X/opP/padded", "tile_rowY"):
+    tile (0, 0) gives each stage op's kind, constants and options, and whether any tile pads for an op
+    tells a SAME op from a VALID one (a PAD op's pads come from the first and last tiles). A PAD that pads
+    no tile is an identity and is not restored. Tensor indices stay as they are (the tiles' tensors are
+    left unused, for a compact() to drop). A graph without tiles is returned as it is, and so is one whose
+    tile-named tensors do not form tiles this pass can rejoin into a valid graph (a model edited by hand):
+    its export keeps the tiles, which predict the same."""
+    try:
+        untiled = _untiled(graph)
+        verify.verify_graph(untiled)
+    except (TinyTrainError, KeyError, IndexError, StopIteration, ValueError, TypeError, AttributeError):
+        return graph
+    return untiled
+
+
+def _untiled(graph: ir.Graph) -> ir.Graph:
+    producers = {t: op for op in graph.ops for t in op.outputs}
+    named = {t: _TILE_TENSOR.fullmatch(graph.tensors[t].name) for t in producers}
+    tiled = {id(op) for op in graph.ops if any(named[t] for t in op.outputs)}
+    if not tiled:
+        return graph
+    g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
+    # The op writing the stage output: the last concatenation, or the single tile's last op. It reads tile tensors only.
+    tiled |= {id(op) for op in g.ops if op.inputs and all(named.get(t) for t in op.inputs if g.tensors[t].data is None)}
+    final = next(t for op in g.ops if id(op) in tiled for t in op.outputs if not named[t])
+    activations = (t for op in g.ops if id(op) in tiled for t in op.inputs if t >= 0 and g.tensors[t].data is None)
+    source = next(t for t in activations if t not in producers)
+    stage: dict[int, dict[tuple[int, int], dict[str, ir.Op]]] = {}  # position -> tile -> "output"/"padded" -> op
+    for op in g.ops:
+        match = named.get(op.outputs[0]) if op.outputs else None
+        if match and match.group(3) is not None:
+            part = g.tensors[op.outputs[0]].name.rsplit("/", 1)[1]
+            stage.setdefault(int(match.group(3)), {}).setdefault((int(match.group(1)), int(match.group(2))), {})[part] = op
+    if producers[final].kind != "CONCATENATION":  # one tile: its last op writes the stage output
+        last, writer = max(stage), producers[final]
+        pad = stage[last].get((0, 0), {}).get("padded")
+        own_pad = pad is not None and "output" not in stage[last][(0, 0)] and _pads_as_same(g, pad, writer)
+        stage.setdefault(last if own_pad else last + 1, {}).setdefault((0, 0), {})["output"] = writer
+    last_tile = max(tile for tiles in stage.values() for tile in tiles)
+    whole: dict[int, int] = {}  # stage position -> its whole output tensor
+
+    def origin(tensor: int, position: int) -> int:
+        """The whole tensor a tile's operand of the op at `position` is a window of (through slices and pads)."""
+        while tensor != source:
+            match = named.get(tensor)
+            if match and match.group(3) is not None and int(match.group(3)) != position:
+                return whole[int(match.group(3))]
+            tensor = producers[tensor].inputs[0]  # a SLICE window or the op's own explicit PAD
+        return source
+
+    ops = []
+    for position in sorted(stage):
+        first = stage[position].get((0, 0), {})
+        padded = [tiles["padded"] for tiles in stage[position].values() if "padded" in tiles]
+        template = first.get("output") or first.get("padded") or (padded[0] if padded else None)
+        if template is None:  # an identity PAD: the tiles of its readers read windows of its input
+            continue
+        output = g.tensors[template.outputs[0]]
+        if "output" not in first:  # a PAD op of the source model
+            inputs = [origin(template.inputs[0], position)]
+            before = g.tensors[first["padded"].inputs[1]].data if "padded" in first else np.zeros((4, 2), np.int32)
+            after = stage[position].get(last_tile, {}).get("padded")
+            after = g.tensors[after.inputs[1]].data if after is not None else np.zeros((4, 2), np.int32)
+            pads = np.stack([before[:, 0], after[:, 1]], axis=1).astype(np.int32)
+            x = g.tensors[inputs[0]].shape
+            shape = tuple(int(size + pad.sum()) for size, pad in zip(x, pads, strict=True))
+            paddings = g.add_tensor(ir.Tensor(f"op{position}/paddings", pads.shape, np.dtype(np.int32), data=pads))
+            op = ir.Op("PAD", [inputs[0], paddings], [], builtin_options=template.builtin_options)
+        elif template.kind == "ADD":
+            inputs = [origin(t, position) for t in template.inputs]
+            shape = g.tensors[inputs[0]].shape
+            op = dataclasses.replace(template, inputs=inputs)
+        else:
+            inputs = [origin(template.inputs[0], position)]
+            options = _copy(template.builtin_options)
+            options.padding = tfl.Padding.SAME if padded else tfl.Padding.VALID
+            x, w = g.tensors[inputs[0]].shape, g.tensors[template.inputs[1]].shape
+            sizes = []
+            windows = ((1, options.strideH, options.dilationHFactor), (2, options.strideW, options.dilationWFactor))
+            for axis, stride, dilation in windows:
+                extent = (w[axis] - 1) * dilation + 1
+                sizes.append(-(-x[axis] // stride) if padded else -(-(x[axis] - extent + 1) // stride))
+            shape = (x[0], *sizes, output.shape[3])
+            op = dataclasses.replace(template, inputs=[inputs[0], *template.inputs[1:]], builtin_options=options)
+        whole[position] = g.add_tensor(ir.Tensor(f"op{position}/output", shape, output.dtype, output.quantization))
+        op.outputs = [whole[position]]
+        ops.append(op)
+    ops[-1].outputs = [final]
+    start = next(i for i, op in enumerate(g.ops) if id(op) in tiled)
+    g.ops = g.ops[:start] + ops + [op for op in g.ops[start:] if id(op) not in tiled]
+    return g
+
+
+def _pads_as_same(graph: ir.Graph, pad: ir.Op, op: ir.Op) -> bool:
+    """Whether `pad` pads op's input as op's own SAME padding would (so it is op's explicit pad, not a PAD of
+    the source model): the only case a single tile leaves ambiguous."""
+    if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or op.inputs[0] != pad.outputs[0]:
+        return False
+    paddings, x = graph.tensors[pad.inputs[1]].data, graph.tensors[pad.inputs[0]].shape
+    o = op.builtin_options
+    for axis, stride, dilation in ((1, o.strideH, o.dilationHFactor), (2, o.strideW, o.dilationWFactor)):
+        extent = (graph.tensors[op.inputs[1]].shape[axis] - 1) * dilation + 1
+        total = max((-(-x[axis] // stride) - 1) * stride + extent - x[axis], 0)
+        if list(paddings[axis]) != [total // 2, total - total // 2]:
+            return False
+    return True

@@ -482,7 +482,9 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: Memory
     plan = plan_memory(graph, options)
     planned = plan.at_peak()
     planned["fragmentation"] = plan.head - sum(planned.values())
-    optimizer_state = {op.inputs[3] for op in graph.ops if op.kind == schema_generated.SGD and op.inputs[3] >= 0}
+    # Momentum (input 3), the learning rate (input 5) and gradient accumulators (input 6).
+    sgd_ops = [op for op in graph.ops if op.kind == schema_generated.SGD]
+    optimizer_state = {t for op in sgd_ops for t in (op.inputs[3], op.inputs[5], op.inputs[6]) if t >= 0}
     weights = optimizer = 0
     for index, tensor in enumerate(graph.tensors):
         if tensor.is_variable:

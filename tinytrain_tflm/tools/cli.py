@@ -24,8 +24,9 @@ from ..options import CompileOptions, MemoryOptions
 from ..passes import loss
 from ..passes.optimizer import ROUNDINGS, SGD
 from ..plan import memory
-from ..runtime import interpreter
-from ..runtime.trainer import Trainer, training_metadata
+from ..runtime import checkpoint, interpreter
+from ..runtime.guard import GUARD_MODES, DivergenceGuard, GuardOptions
+from ..runtime.trainer import Trainer, scheduled_learning_rate, training_metadata
 from .layers import layers_text
 from .search import SchemeFile, SchemeSearch, SearchTask, arena_method, load_scheme_file
 
@@ -192,7 +193,14 @@ def _compile(args: argparse.Namespace) -> None:
     kernels = _searched_option(args, "kernels", "--kernels", scheme_file.kernels if same_target else None, None)
     if ram is None and scheme_file and scheme_file.budget:
         ram = scheme_file.budget
-    optimizer = SGD(lr=args.lr, momentum=args.momentum, qas=not args.no_qas, rounding=args.rounding, seed=args.seed)
+    optimizer = SGD(
+        lr=args.lr,
+        momentum=args.momentum,
+        qas=not args.no_qas,
+        rounding=args.rounding,
+        seed=args.seed,
+        accumulate=args.accumulate,
+    )
     device_target = targets.target(target_name, kernels)
     model = _read_model(args.model)
 
@@ -295,6 +303,9 @@ def _check_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and not math.isfinite(value):
             raise TinyTrainError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    guard_loss = getattr(args, "guard_loss", None)
+    if guard_loss is not None and not (math.isfinite(guard_loss) and guard_loss > 0):
+        raise TinyTrainError(f"--guard-loss must be a finite number > 0, got {guard_loss}")
 
 
 def _tiles(text: str | None) -> tuple[int, int] | str | None:
@@ -368,30 +379,6 @@ def _held_out(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, classes: i
     return x[kept], y[kept], x[held], y[held]
 
 
-# Rise in the share of trained int8 weights at -128 or 127 over training above which it is reported as
-# saturating. Per-channel quantization already puts one weight per output channel at a limit (a ninth of
-# a 3x3 depthwise filter), so the share is compared with the one training started from.
-SATURATION_RISE = 0.05
-
-
-def _share_at_limits(trainer: Trainer) -> float:
-    weights = [w for w in trainer.weights().values() if w.dtype == np.int8]
-    return sum(int(np.sum((w == -128) | (w == 127))) for w in weights) / max(1, sum(w.size for w in weights))
-
-
-def _diverging(trainer: Trainer, first_loss: float, mean_loss: float, start_share: float) -> str | None:
-    """Why training looks divergent (the loss not finite or above twice the first epoch's, the int8 weights
-    piling up at their limits), or None."""
-    if not np.isfinite(mean_loss):
-        return "the loss is not finite"
-    if mean_loss > 2 * first_loss:
-        return f"the mean loss rose from {first_loss:.4f} in epoch 1 to {mean_loss:.4f}"
-    share = _share_at_limits(trainer)
-    if share > start_share + SATURATION_RISE:
-        return f"{share:.0%} of the trained int8 weights sit at -128 or 127 ({start_share:.0%} before training)"
-    return None
-
-
 def _train(args: argparse.Namespace) -> None:
     output = args.output or str(Path(args.model).with_suffix(".trained.tflite"))
     _check_output(output, [args.model, args.data] + ([args.val] if args.val else []))
@@ -400,6 +387,10 @@ def _train(args: argparse.Namespace) -> None:
     if args.keep == "best" and not (args.val or args.validation_split):
         raise TinyTrainError("--keep best needs held-out samples: --validation-split 0.1 or --val HELD_OUT.npz")
     trainer = Trainer(_read_model(args.model))
+    if trainer.compiled_learning_rate is None:
+        raise TinyTrainError("the model updates no parameter (compiled with an update scheme that trains nothing)")
+    base_rate = args.lr if args.lr is not None else trainer.compiled_learning_rate
+    trainer.batch_size = args.batch
     classes, sample_shape = trainer.metadata["num_classes"], trainer.input.shape[1:]
     x, y, val_x, val_y = _held_out(args, *_load_data(args.data, classes, sample_shape), classes, sample_shape)
     if val_x is None:
@@ -408,17 +399,19 @@ def _train(args: argparse.Namespace) -> None:
         accuracy, mean_loss = trainer.evaluate(val_x, val_y)
         print(f"before training: held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f} ({len(val_x)} held-out samples)")
     order = np.random.default_rng(args.seed)
-    start_share, first_loss = _share_at_limits(trainer), None
+    guard = None
+    if args.guard != "off":
+        guard = DivergenceGuard(trainer, GuardOptions(loss_bound=args.guard_loss, rollback=args.guard == "rollback"))
     best = None  # (held-out accuracy, -loss, epoch, training model bytes)
+    step_epochs = args.step_epochs or max(1, args.epochs // 3)
     for epoch in range(1, args.epochs + 1):
+        trainer.learning_rate = scheduled_learning_rate(args.schedule, base_rate, epoch, args.epochs, step_epochs, args.gamma)
         losses = []
         for count, i in enumerate(order.permutation(len(x)), 1):
-            losses.append(trainer.step(x[i], int(y[i])))
+            losses.append(trainer.step(x[i], int(y[i])) if guard is None else guard.step(x[i], int(y[i])))
+            trainer = trainer if guard is None else guard.trainer  # a rollback replaces it
             _progress(count, len(x), f"epoch {epoch}/{args.epochs} loss {np.mean(losses):.4f}")
-        line = f"epoch {epoch}: training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
-        first_loss = float(np.mean(losses)) if epoch == 1 else first_loss
-        if (why := _diverging(trainer, first_loss, float(np.mean(losses)), start_share)) is not None:
-            print(f"warning: epoch {epoch}: training may be diverging: {why}; a lower --lr (compile) helps", file=sys.stderr)
+        line = f"epoch {epoch}: lr {trainer.learning_rate:.4g}, training loss {np.mean(losses):.4f} (mean over the epoch's steps)"
         if val_x is None:
             print(f"{line}, accuracy {trainer.accuracy(x, y):.1%} on the training samples")
             continue
@@ -426,6 +419,8 @@ def _train(args: argparse.Namespace) -> None:
         print(f"{line}; held-out accuracy {accuracy:.1%}, loss {mean_loss:.4f}")
         if args.keep == "best" and (best is None or (accuracy, -mean_loss) > best[:2]):
             best = (accuracy, -mean_loss, epoch, trainer.training_model().bytes)
+    if guard is not None and guard.summary() is not None:
+        print(guard.summary(), file=sys.stderr)
     if best is not None:
         _write_output(output, best[3], [args.model, args.data])
         print(f"wrote {output}: the training model at epoch {best[2]}, the best held-out accuracy ({best[0]:.1%})")
@@ -441,6 +436,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -598,17 +603,20 @@ def _search(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     if not args.output and not args.c_array:
         raise TinyTrainError("export needs -o TUNED.tflite (inference model), --c-array OUT.cc (training model), or both")
+    inputs = [args.model, *([args.checkpoint] if args.checkpoint else [])]
     for output in (args.output, args.c_array):
         if output:
-            _check_output(output, [args.model])
+            _check_output(output, inputs)
     model = _read_model(args.model)
+    if args.checkpoint:
+        model = checkpoint.apply(model, _read_model(args.checkpoint)).bytes
     if args.c_array:
         source = Path(args.c_array)
         header = c_array.header_path(source)
         if args.output and Path(args.output).resolve() in (source.resolve(), header.resolve()):
             raise TinyTrainError(f"-o {args.output} and --c-array {args.c_array} would write the same file")
         for path in (source, header):
-            _refuse_inputs(str(path), [args.model])
+            _refuse_inputs(str(path), inputs)
         name = c_array.c_identifier(args.c_name or source.stem)
         origin = f"export {Path(args.model).name} --c-array {source.name}"
         graph = read.read_graph(model)
@@ -617,12 +625,12 @@ def _export(args: argparse.Namespace) -> None:
         text, header_text = c_array.c_array_files(model, source, name, arena, origin)
         if arena.method == "measured" and not arena.method_32bit.startswith("measured"):
             print(f"note: kArenaBytes32 is {arena.method_32bit}", file=sys.stderr)
-        _write_output(str(header), header_text.encode(), [args.model])
-        _write_output(str(source), text.encode(), [args.model])
+        _write_output(str(header), header_text.encode(), inputs)
+        _write_output(str(source), text.encode(), inputs)
         print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
     if args.output:
         exported = Trainer(model).export()
-        _write_output(args.output, exported, [args.model])
+        _write_output(args.output, exported, inputs)
         print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
 
 
@@ -675,6 +683,11 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--no-qas", action="store_true", help="naive int8 SGD instead of quantization-aware scaling")
     compile_.add_argument("--rounding", choices=sorted(ROUNDINGS), default="stochastic")
     compile_.add_argument("--seed", type=int, default=1, help="stochastic rounding seed")
+    compile_.add_argument(
+        "--accumulate",
+        action="store_true",
+        help="gradient accumulators for mini-batches (`train --batch N`): RAM for float32 gradients of every trained value",
+    )
     compile_.add_argument("--gradient", choices=sorted(loss.GRADIENT_DTYPES), help="gradient representation (default float32)")
     compile_.add_argument("--label-smoothing", type=float, default=0.0)
     compile_.add_argument("--loss", choices=sorted(loss.LOSSES), default="softmax_cross_entropy", help=LOSS_HELP)
@@ -701,11 +714,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=1)
     train.add_argument("--seed", type=int, default=0, help="shuffling seed (and the --validation-split draw)")
     train.add_argument("-o", "--output", help="trained training model (default: MODEL.trained.tflite)")
+    train.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=1,
+        help="update every N samples with their mean gradient (a model compiled with --accumulate); default 1",
+    )
+    rates = train.add_argument_group("learning rate, set at run time (the model keeps its compiled one)")
+    rates.add_argument("--lr", type=_positive_float, help="learning rate of the first epoch (default: the compiled one)")
+    rates.add_argument(
+        "--schedule",
+        choices=("constant", "step", "cosine"),
+        default="constant",
+        help="per epoch: step multiplies by --gamma every --step-epochs epochs; cosine falls from --lr toward 0",
+    )
+    rates.add_argument("--step-epochs", type=_positive_int, help="epochs between step decays (default: a third of --epochs)")
+    rates.add_argument("--gamma", type=_fraction, default=0.1, help="step schedule's factor (default 0.1)")
     held_out = train.add_argument_group("held-out samples, evaluated after every epoch")
     held_out.add_argument("--validation-split", type=_fraction, help="hold out this fraction of --data, e.g. 0.1")
     held_out.add_argument("--val", help=".npz of held-out samples ('x', 'y')")
     held_out.add_argument(
         "--keep", choices=("last", "best"), default="last", help="write the last epoch's weights or the best held-out epoch's"
+    )
+    guard = train.add_argument_group("divergence guard (tinytrain_tflm.runtime.guard)")
+    guard.add_argument(
+        "--guard",
+        choices=GUARD_MODES,
+        default="warn",
+        help="warn once when the loss explodes or the weights saturate; rollback: also restore the last good state",
+    )
+    guard.add_argument(
+        "--guard-loss", type=float, help="mean loss over 50 steps that counts as diverging (default: 3 x ln(classes))"
     )
     train.set_defaults(run=_train)
     fleet = commands.add_parser("fleet", help="federated training on Flower: one TFLM Trainer per client, non-IID shards")
@@ -747,6 +786,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", help="inference .tflite to write (never the input)")
     export.add_argument("--c-array", help="write the training model as OUT.cc plus OUT.h (arena size, tensor positions)")
     export.add_argument("--c-name", help="C++ namespace of the array and constants (default: OUT's file name)")
+    export.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="start from this device checkpoint's weights (one checkpoint, or the device's two-slot storage image)",
+    )
     arena_help = "arena size in the header: measured in TFLM by bisection (default) or the planner's estimate"
     export.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
     _add_target_arguments(export, "measure kArenaBytes32 on this target's emulated board (default: the model's target)")

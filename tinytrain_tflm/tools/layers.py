@@ -20,7 +20,10 @@ def layers_text(graph: ir.Graph, gradient: str = "float32") -> str:
     lines.append(
         f"update RAM: RAM copies of weights and bias, and their {gradient} gradients, the whole layer training (estimate)"
     )
-    lines.append('schemes name layers by index: update=\'{"bias_last": 2, "weights": {"7": 0.5}}\'; Trainer.gradients() by name')
+    lines.append(
+        'schemes name layers by index: update=\'{"bias_last": 2, "weights": {"7": 0.5}}\'; '
+        "so do Trainer.gradients()[i] and Trainer.weights()[i]"
+    )
     return "\n".join(lines)
 
 

@@ -9,14 +9,20 @@ uint32_t ReadU32(const uint8_t* p) {
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
+void WriteU32(uint8_t* p, uint32_t value) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
 uint16_t ReadU16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | (p[1] << 8));
 }
 
 }  // namespace
 
-extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) {
-  uint32_t crc = 0xFFFFFFFFu;
+extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) { return tt_crc32_extend(0, data, length); }
+
+extern "C" uint32_t tt_crc32_extend(uint32_t crc, const uint8_t* data, size_t length) {
+  crc = ~crc;
   for (size_t i = 0; i < length; ++i) {
     crc ^= data[i];
     for (int bit = 0; bit < 8; ++bit) {
@@ -24,6 +30,17 @@ extern "C" uint32_t tt_crc32(const uint8_t* data, size_t length) {
     }
   }
   return ~crc;
+}
+
+extern "C" void tt_blob_write_header(uint8_t* header, uint32_t magic, uint16_t version, uint16_t kind,
+                                     uint32_t payload_length, uint32_t crc) {
+  WriteU32(header, magic);
+  header[4] = static_cast<uint8_t>(version & 0xFF);
+  header[5] = static_cast<uint8_t>(version >> 8);
+  header[6] = static_cast<uint8_t>(kind & 0xFF);
+  header[7] = static_cast<uint8_t>(kind >> 8);
+  WriteU32(header + 8, payload_length);
+  WriteU32(header + 12, crc);
 }
 
 extern "C" tt_status tt_blob_open(tt_blob_reader* reader, const uint8_t* blob, size_t length,

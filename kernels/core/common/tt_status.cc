@@ -13,6 +13,9 @@ extern "C" const char* tt_status_message(tt_status status) {
     case TT_BLOB_BAD_LENGTH: return "options blob has the wrong payload length for its kind";
     case TT_FLEET_MISMATCH: return "fleet update does not match the model's trained tensors (index, type, count or scales)";
     case TT_FLEET_OUT_OF_RANGE: return "fleet update holds an int8 weight of -128, outside the symmetric range";
+    case TT_CHECKPOINT_FOREIGN: return "checkpoint belongs to another training model (identity or tensors differ)";
+    case TT_CHECKPOINT_STORAGE: return "checkpoint storage failed to read, erase or write";
+    case TT_CHECKPOINT_NONE: return "no valid checkpoint of this model in either slot";
   }
   return "unknown status";
 }

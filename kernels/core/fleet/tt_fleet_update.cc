@@ -148,13 +148,8 @@ extern "C" tt_status tt_fleet_update_write(const tt_fleet_info* info, const tt_f
     p += bytes;
   }
   const uint32_t payload = static_cast<uint32_t>(size - TT_BLOB_HEADER_BYTES);
-  WriteU32(blob, TT_FLEET_MAGIC);
-  blob[4] = TT_FLEET_VERSION & 0xFF;
-  blob[5] = TT_FLEET_VERSION >> 8;
-  blob[6] = TT_FLEET_KIND_VALUES & 0xFF;
-  blob[7] = TT_FLEET_KIND_VALUES >> 8;
-  WriteU32(blob + 8, payload);
-  WriteU32(blob + 12, tt_crc32(blob + TT_BLOB_HEADER_BYTES, payload));
+  tt_blob_write_header(blob, TT_FLEET_MAGIC, TT_FLEET_VERSION, TT_FLEET_KIND_VALUES, payload,
+                       tt_crc32(blob + TT_BLOB_HEADER_BYTES, payload));
   *written = size;
   return TT_SUCCESS;
 }

@@ -80,10 +80,11 @@ struct SgdShape {
 // The argument checks of tt_sgd_update_s8 / _s32.
 inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
                          const float* scales, const tt_sgd_dims* dims, const tt_grad_in* grad, const float* momentum,
-                         const void* parameter) {
+                         const tt_sgd_accumulator* accumulator, const void* parameter) {
   if (params == nullptr || scales == nullptr || dims == nullptr || !ValidGradIn(grad) || parameter == nullptr) {
     return false;
   }
+  if (accumulator != nullptr && (accumulator->sum == nullptr || accumulator->count < 0)) return false;
   if (num_scales != 1 && num_scales < dims->channels_to_update) return false;
   if (dims->outer < 1 || dims->inner < 1 || dims->channels_to_update < 1 ||
       dims->channels_to_update > dims->channels) {
@@ -99,10 +100,17 @@ inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params,
   return rounding != TT_ROUND_STOCHASTIC || (rng_state != nullptr && *rng_state != 0);
 }
 
-// The update of tt_sgd_update_s8 / _s32 (after ValidSgdArgs), saturating to ParameterLimits<T>.
+// The update of tt_sgd_update_s8 / _s32 (after ValidSgdArgs), saturating to ParameterLimits<T>. The
+// learning rate is an argument rather than read from s.params: it may change between invokes (the
+// learning-rate input of TT_SGD), so a kernel generated for one model must not fold it into a constant.
+// With an accumulator each gradient is first averaged with the mini-batch's accumulated ones, and the
+// accumulator cleared for the next mini-batch.
 template <typename T, typename S, typename Grad>
-void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, T* parameter) {
+void SgdUpdate(const S& s, float learning_rate, uint32_t* rng_state, const Grad& g, float* momentum,
+               tt_sgd_accumulator* accumulator, T* parameter) {
   const float beta = s.params.momentum;
+  float* sum = accumulator != nullptr ? accumulator->sum : nullptr;
+  const float samples = accumulator != nullptr ? static_cast<float>(accumulator->count + 1) : 1.0f;
   WithRounding(s.params.rounding, rng_state, [&](auto round) {
     int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
     for (int32_t outer = 0; outer < s.dims.outer; ++outer) {
@@ -110,10 +118,14 @@ void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, 
         // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
         // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
         const float scale = s.scales[s.num_scales == 1 ? 0 : c];
-        const float factor = s.params.qas ? s.params.learning_rate / scale : s.params.learning_rate * scale;
+        const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
         T* values = parameter + (outer * s.dims.channels + c) * s.dims.inner;
         for (int32_t inner = 0; inner < s.dims.inner; ++inner, ++i) {
           float velocity = g[i];
+          if (sum != nullptr) {
+            velocity = (sum[i] + velocity) / samples;
+            sum[i] = 0.0f;
+          }
           if (momentum != nullptr) {
             momentum[i] = beta * momentum[i] + velocity;
             velocity = momentum[i];
@@ -127,15 +139,21 @@ void SgdUpdate(const S& s, uint32_t* rng_state, const Grad& g, float* momentum, 
       }
     }
   });
+  if (accumulator != nullptr) accumulator->count = 0;
 }
 
 // The generic functions: checks, then the update with run-time shape and representation.
 template <typename T>
 tt_status SgdUpdateChecked(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales, const float* scales,
-                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum, T* parameter) {
-  if (!ValidSgdArgs(rng_state, params, num_scales, scales, dims, grad, momentum, parameter)) return TT_ARG_ERROR;
+                           const tt_sgd_dims* dims, const tt_grad_in* grad, float* momentum,
+                           tt_sgd_accumulator* accumulator, T* parameter) {
+  if (!ValidSgdArgs(rng_state, params, num_scales, scales, dims, grad, momentum, accumulator, parameter)) {
+    return TT_ARG_ERROR;
+  }
   const SgdShape shape{*params, *dims, num_scales, scales};
-  WithGradReader(*grad, [&](auto g) { SgdUpdate(shape, rng_state, g, momentum, parameter); });
+  WithGradReader(*grad, [&](auto g) {
+    SgdUpdate(shape, params->learning_rate, rng_state, g, momentum, accumulator, parameter);
+  });
   return TT_SUCCESS;
 }
 

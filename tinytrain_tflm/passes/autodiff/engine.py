@@ -34,12 +34,13 @@ class Grad:
 class BackwardBuilder:
     """What a gradient rule may do: create gradient tensors and emit backward ops."""
 
-    def __init__(self, graph: ir.Graph, gradient_dtype: str, control: int, trainable: dict[int, int]):
+    def __init__(self, graph: ir.Graph, gradient_dtype: str, control: int, trainable: dict[int, int], learning_rate: int):
         if gradient_dtype not in GRADIENT_DTYPES:
             raise TinyTrainError(f"gradient must be one of {sorted(GRADIENT_DTYPES)}, got {gradient_dtype!r}")
         self.graph = graph
         self.gradient_dtype = gradient_dtype
         self.control = control
+        self.learning_rate = learning_rate  # the run-time learning-rate input the optimizer reads
         self.trainable = trainable  # parameter tensor -> leading output channels to update
         self.ops: list[ir.Op] = []
         self._names: Counter[str] = Counter()

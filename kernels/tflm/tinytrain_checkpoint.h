@@ -1,0 +1,81 @@
+// Firmware only (real TFLM headers): the training state kernels/core/checkpoint saves and restores,
+// found in a MicroInterpreter.
+//
+//   tinytrain::TrainingInterpreter interpreter(model, resolver, arena, arena_bytes);
+//   interpreter.AllocateTensors();
+//   interpreter.Invoke();  // the first invoke: TT_INIT_VARIABLES copies the pretrained values
+//   tt_checkpoint_tensor tensors[kMax];
+//   uint32_t count;
+//   tinytrain::CheckpointTensors(model, interpreter, tensors, kMax, &count);
+//   const uint32_t id = tt_checkpoint_model_id(model_bytes, model_size);
+//   tt_checkpoint_state state;
+//   tt_checkpoint_restore(&storage, id, tensors, count, &state);  // TT_CHECKPOINT_NONE: pretrained kept
+//   ... train ... tt_checkpoint_save(&storage, id, tensors, count, &state);
+#ifndef TINYTRAIN_KERNELS_TFLM_TINYTRAIN_CHECKPOINT_H_
+#define TINYTRAIN_KERNELS_TFLM_TINYTRAIN_CHECKPOINT_H_
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../core/checkpoint/tt_checkpoint.h"
+#include "tensorflow/lite/micro/memory_helpers.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace tinytrain {
+
+// A MicroInterpreter that also hands out any tensor of subgraph 0, variables included. TFLM's
+// GetTensor serves only with preserve_all_tensors (every tensor kept, a far larger arena); the eval
+// tensors exist regardless, and this reads them through the interpreter's context, as a kernel does.
+class TrainingInterpreter : public tflite::MicroInterpreter {
+ public:
+  using tflite::MicroInterpreter::MicroInterpreter;
+
+  // The tensor after AllocateTensors; nullptr for an index outside subgraph 0.
+  TfLiteEvalTensor* EvalTensor(const tflite::Model* model, int tensor_index) {
+    const auto* tensors = model->subgraphs()->Get(0)->tensors();
+    if (tensor_index < 0 || tensors == nullptr || static_cast<uint32_t>(tensor_index) >= tensors->size()) {
+      return nullptr;
+    }
+    return context().GetEvalTensor(&context(), tensor_index);
+  }
+};
+
+// TT_SGD's inputs: (parameter, gradient, gradient scale, momentum or -1, control).
+constexpr int kSgdParameterInput = 0;
+constexpr int kSgdMomentumInput = 3;
+
+// Fills `tensors` with `model`'s training state, in the order tinytrain_tflm.runtime.checkpoint
+// uses: per TT_SGD op in execution order, its parameter, then its momentum when it has one.
+// kTfLiteError when the model has no TT_SGD, a tensor is missing, or more than `capacity` are needed.
+inline TfLiteStatus CheckpointTensors(const tflite::Model* model, TrainingInterpreter& interpreter,
+                                      tt_checkpoint_tensor* tensors, uint32_t capacity, uint32_t* count) {
+  *count = 0;
+  const auto* codes = model->operator_codes();
+  const auto* operators = model->subgraphs()->Get(0)->operators();
+  if (codes == nullptr || operators == nullptr) return kTfLiteError;
+  for (const auto* op : *operators) {
+    if (op->opcode_index() >= codes->size()) return kTfLiteError;
+    const auto* name = codes->Get(op->opcode_index())->custom_code();
+    if (name == nullptr || strcmp(name->c_str(), "TT_SGD") != 0) continue;
+    const auto* inputs = op->inputs();
+    if (inputs == nullptr || inputs->size() <= static_cast<uint32_t>(kSgdMomentumInput)) return kTfLiteError;
+    for (const int input : {kSgdParameterInput, kSgdMomentumInput}) {
+      const int index = inputs->Get(input);
+      if (index < 0) continue;  // no momentum
+      TfLiteEvalTensor* tensor = interpreter.EvalTensor(model, index);
+      size_t bytes = 0;
+      if (*count == capacity || tensor == nullptr || tensor->data.data == nullptr ||
+          tflite::TfLiteEvalTensorByteLength(tensor, &bytes) != kTfLiteOk || bytes == 0 || bytes > UINT32_MAX) {
+        return kTfLiteError;
+      }
+      tensors[(*count)++] = tt_checkpoint_tensor{static_cast<uint32_t>(index), static_cast<uint32_t>(bytes),
+                                                 tensor->data.data};
+    }
+  }
+  return *count > 0 ? kTfLiteOk : kTfLiteError;
+}
+
+}  // namespace tinytrain
+
+#endif  // TINYTRAIN_KERNELS_TFLM_TINYTRAIN_CHECKPOINT_H_
