@@ -32,23 +32,17 @@ void AddPatch(const core::StageOp& op, const core::StageTile& tile, const int8_t
   }
 }
 
-// Conv op k over its tile patch, reading its input's patch; pads are the window's rows and columns
-// before that patch (zeros: the op's own padding or a PAD's).
-tt_status ConvPatch(const core::StageOp& op, const tt_stage_weights& weights, const core::StageTile& tile,
-                    const int8_t* const* data, int32_t k, int8_t* out) {
-  const int32_t t = op.input + 1;
-  tt_conv_params params = op.conv;
-  params.conv.pad_top = tile.have_rows[t].start - core::Window(op, true, tile.need_rows[k + 1]).start;
-  params.conv.pad_left = tile.have_cols[t].start - core::Window(op, false, tile.need_cols[k + 1]).start;
-  const tt_dims in{1, tile.have_rows[t].length(), tile.have_cols[t].length(), tile.dims[t].c};
-  const tt_dims output{1, tile.need_rows[k + 1].length(), tile.need_cols[k + 1].length(), op.channels};
+// Conv op k over its tile patch, reading its input's patch, with the convs' scratch `ctx`.
+tt_status ConvPatch(const tt_context* ctx, const core::StageOp& op, const tt_stage_weights& weights,
+                    const core::StageTile& tile, const int8_t* const* data, int32_t k, int8_t* out) {
+  const core::ConvPatchArgs a = core::PatchArgs(op, tile, k);
+  const int8_t* input = data[op.input + 1];
   if (op.kind == TT_STAGE_OP_DEPTHWISE) {
-    const tt_dims filter{1, op.kernel_h, op.kernel_w, op.channels};
-    return tt_depthwise_conv2d_s8(&params, &in, data[t], &filter, weights.filter, weights.bias, &weights.requant,
-                                  &output, out);
+    return tt_depthwise_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias,
+                                  &weights.requant, &a.output, out);
   }
-  const tt_dims filter{op.channels, op.kernel_h, op.kernel_w, in.c};
-  return tt_conv2d_s8(&params, &in, data[t], &filter, weights.filter, weights.bias, &weights.requant, &output, out);
+  return tt_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias, &weights.requant,
+                      &a.output, out);
 }
 
 }  // namespace
@@ -57,12 +51,13 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
                                        int8_t* scratch, int32_t scratch_bytes, const tt_dims* input_dims,
                                        const int8_t* input, const tt_dims* output_dims, int8_t* output) {
   int32_t offset[TT_STAGE_MAX_OPS + 1];
-  int32_t needed = 0;
+  int32_t needed = 0, conv_at = 0, conv_bytes = 0;
   if (!core::ValidStage(params, input_dims) || weights == nullptr || input == nullptr || output == nullptr ||
-      output_dims == nullptr || !core::Layout(*params, *input_dims, offset, &needed) || scratch_bytes < needed ||
-      (needed > 0 && scratch == nullptr)) {
+      output_dims == nullptr || !core::StageScratch(*params, *input_dims, offset, &conv_at, &conv_bytes, &needed) ||
+      scratch_bytes < needed || (needed > 0 && scratch == nullptr)) {
     return TT_ARG_ERROR;
   }
+  const tt_context conv_ctx{conv_bytes > 0 ? scratch + conv_at : nullptr, conv_bytes};
   const int32_t n = params->num_ops;
   const core::StageOp last = core::StageOpAt(*params, n - 1);
   if (output_dims->n != 1 || output_dims->h != last.height || output_dims->w != last.width ||
@@ -99,7 +94,7 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
         if (op.kind == TT_STAGE_OP_ADD) {
           AddPatch(op, tile, data, k, out);
         } else {
-          const tt_status status = ConvPatch(op, weights[k], tile, data, k, out);
+          const tt_status status = ConvPatch(&conv_ctx, op, weights[k], tile, data, k, out);
           if (status != TT_SUCCESS) return status;
         }
         data[t] = out;
