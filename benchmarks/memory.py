@@ -138,7 +138,8 @@ def peak(graph) -> str:
             if buffer.first <= scope <= last:
                 sizes[buffer.tensor] = sizes.get(buffer.tensor, 0) + size
     largest = sorted(sizes.items(), key=lambda item: -item[1])[:2]
-    named = ", ".join(f"{'/'.join(graph.tensors[t].name.split('/')[-2:])} {size:,} B" for t, size in largest)
+    names = ["/".join(tensor.name.split("/")[-2:]) for tensor in graph.tensors]
+    named = ", ".join(f"{names[t] if t < len(names) else 'scratch'} {size:,} B" for t, size in largest)
     return f"{pass_name}, {graph.ops[scope - 1].kind}: {named}"
 
 

@@ -188,6 +188,15 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
     _check_bit_identical(model, name, "cmsis-nn", samples, labels)
 
 
+def test_tiled_stage_trains_bit_identically_under_cmsis_nn(rng):
+    """The first stage, through the residual block, as one TT_TILED_STAGE op in 2x2 tiles (its scratch
+    buffer placed by TFLM around the offline plan, as the memory plan predicts), the classifier training."""
+    model, samples, labels = _blocks({"update": "last", "tiles": (2, 2), "target": "cortex-m7"}, rng)
+    graph = tt.read_graph(model)
+    assert [op.kind for op in graph.ops].count("TT_TILED_STAGE") == 1
+    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
+
+
 def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
     """Why the CMSIS-NN targets keep CONV_2D's output apart from its input: the same model planned with the
     reference kernels' rules (a 1x1 conv writing over its dying input) trains wrongly under CMSIS-NN. If this

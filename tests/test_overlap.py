@@ -12,6 +12,8 @@ from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema_generated
+from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions
 from tinytrain_tflm.plan import memory, overlap
 from tinytrain_tflm.runtime import interpreter as runtime
 from tinytrain_tflm.target import target
@@ -132,11 +134,13 @@ def test_cli_compile_no_overlap(tmp_path):
 
 
 def test_a_tiled_stage_reuses_the_input_rows_it_has_sliced():
-    # The tiled stage SLICEs the input tile by tile; each band of input rows frees its bytes after the
-    # last slice reading it, and later tiles' buffers may take them. Results stay bit-identical.
+    # A stage run as per-tile copies of its ops SLICEs the input tile by tile; each band of input rows frees
+    # its bytes after the last slice reading it, and later tiles' buffers may take them. Results stay
+    # bit-identical.
     source = int8_model("mobilenet_v2_blocks")
     plain = tt.compile(source, update="last", gradient="int8", overlap_buffers=False).bytes
-    tiled = tt.compile(source, update="last", gradient="int8", tiles=(3, 1)).bytes
+    options = CompileOptions(update="last", gradient="int8", memory=MemoryOptions(tiles=(3, 1)))
+    tiled = compile_with(source, options, ablation=Ablation(fused_stage=False)).bytes
     graph = tt.read_graph(tiled)
     plan = memory.plan_memory(graph)
     image = next(b for b in plan.buffers if b.tensor == graph.inputs[0])

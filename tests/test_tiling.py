@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.backend import schema
 from tinytrain_tflm.passes import tiling
-from tinytrain_tflm.plan import memory
+from tinytrain_tflm.plan import memory, tiled_stage
+from tinytrain_tflm.runtime import interpreter
 
 
 def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:
@@ -23,16 +27,52 @@ def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:
     return True
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4), (4, 1)])
 @pytest.mark.parametrize("length", [5, 9])
-def test_tiled_blocks_are_bit_identical(grid, length):
+def test_tiled_stage_op_is_bit_identical(grid, length):
     # 5: VALID conv, conv, PAD, stride-2 depthwise, conv.  9: also the inverted residual block with its
-    # ADD, whose skip input is needed over a smaller window than the expand conv reads (one more SLICE).
+    # ADD, whose skip input is needed over a smaller window than the expand conv reads. (4, 1): row bands,
+    # the last op writing straight into the output.
     model = int8_model("mobilenet_v2_blocks")
-    tiled, _ = tiling.tile_first_stage(tt.read_graph(model), grid, length=length)
-    slices_per_tile = 0 if grid == (1, 1) else 1 if length == 5 else 2  # one tile reads whole tensors: no SLICE
+    graph = tt.read_graph(model)
+    tiled, _ = tiling.tile_first_stage(graph, grid, length=length)
+    assert [op.kind for op in tiled.ops] == ["TT_TILED_STAGE"] + [op.kind for op in graph.ops[length:]]
+    assert _same_outputs(model, tt.emit_model(tiled))
+
+
+@pytest.mark.parametrize(("grid", "length"), [((2, 2), 5), ((3, 2), 9), ((4, 4), 9)])
+def test_per_tile_copies_are_bit_identical(grid, length):
+    model = int8_model("mobilenet_v2_blocks")
+    tiled, _ = tiling.tile_first_stage(tt.read_graph(model), grid, length=length, fused=False)
+    slices_per_tile = 1 if length == 5 else 2  # the residual block's skip input: one more SLICE
     assert [op.kind for op in tiled.ops].count("SLICE") == grid[0] * grid[1] * slices_per_tile
     assert _same_outputs(model, tt.emit_model(tiled))
+
+
+def test_scratch_plan_is_the_kernels():
+    """plan.tiled_stage mirrors the kernel's scratch size (the memory plan reserves it): both agree, and
+    refuse the same tilings (more tiles than output rows)."""
+    library = interpreter.load_plugin()
+    cases = [(int8_model("mobilenet_v2_blocks"), length, grid) for length in (5, 9) for grid in ((1, 1), (3, 2), (4, 1), (9, 1))]
+    cases += [(mobilenet_v2_035_128(), 13, grid) for grid in ((4, 4), (8, 1))]
+    for model, length, grid in cases:
+        graph = tt.read_graph(model)
+        stage = graph.ops[:length]
+        source = {stage[0].inputs[0]: -1} | {op.outputs[0]: k for k, op in enumerate(stage)}
+        description = np.ascontiguousarray([tiling._stage_row(graph, op, source) for op in stage], np.int32)
+        shape = graph.tensors[stage[0].inputs[0]].shape
+        rows = description.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        theirs = library.TinyTrainTiledStageScratch(rows, length, *grid, *shape[1:])
+        ours = tiled_stage.scratch_bytes(description, shape, grid)
+        assert (-1 if ours is None else ours) == theirs, (length, grid)
+        assert (theirs == -1) == (grid == (9, 1))  # 9 bands of an 8-row output: an empty tile
+
+
+def test_tiled_stage_prepare_refuses_a_tiling_it_cannot_run():
+    graph, _ = tiling.tile_first_stage(tt.read_graph(int8_model("mobilenet_v2_blocks")), (2, 2), length=5)
+    graph.ops[0].custom_options = schema.encode_blob("TILED_STAGE", num_ops=5, tiles_h=9, tiles_w=2)
+    with pytest.raises(tt.TFLMError, match="TT_TILED_STAGE: description .*tiling the stage cannot run"):
+        tt.Interpreter(tt.emit_model(graph), 1 << 20)
 
 
 def test_stage_lengths_end_where_one_tensor_carries_everything_on():
@@ -65,12 +105,22 @@ def test_training_a_tiled_model_gives_the_same_gradients():
 
 def test_auto_grid_beats_the_untiled_estimate_or_declines():
     big, small = tt.read_graph(mobilenet_v2_035_128()), tt.read_graph(int8_model("ds_cnn"))
+    for graph in (big, small):
+        best = tiling.tile_auto(graph)
+        assert best is None or memory.estimate(best[1]).total < memory.estimate(graph).total
     assert tiling.choose_tiles(big) is not None
-    grid = tiling.choose_tiles(big)
-    assert memory.estimate(tiling.tile_first_stage(big, grid)[0]).total < memory.estimate(big).total
-    assert tiling.choose_tiles(small) is None  # a 20x10 input: repeating ops costs more than it saves
+    # A 20x10 input: per-tile copies of the stage cost more in ops than they save; one TT_TILED_STAGE may not.
+    assert tiling.tile_auto(small, fused=False) is None
 
 
 def test_a_trained_layer_in_the_stage_is_refused():
     with pytest.raises(tt.TinyTrainError, match=r"op 0 \(CONV_2D\) is in the tiled first stage but trains"):
         tt.compile(int8_model("mobilenet_v2_blocks"), update="all", tiles=(2, 2))
+
+
+def test_export_runs_the_stage_as_builtin_ops():
+    """Stock TFLM has no TT_TILED_STAGE: export restores the stage's ops, giving the untiled model's outputs."""
+    model = int8_model("mobilenet_v2_blocks")
+    exported = tt.Trainer(tt.compile(model, update="last", tiles=(2, 2))).export()
+    assert [op.kind for op in tt.read_graph(exported).ops] == [op.kind for op in tt.read_graph(model).ops]
+    assert _same_outputs(tt.Trainer(tt.compile(model, update="last")).export(), exported)

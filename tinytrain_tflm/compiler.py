@@ -160,10 +160,11 @@ def compile_with(
         graph, trainable = partial.split_partial_layers(graph, trainable)
     tiled = None
     if memory_options.tiles == "auto":
-        best = tiling.tile_auto(graph, set(trainable), memory_options)
+        best = tiling.tile_auto(graph, set(trainable), memory_options, ablation.fused_stage)
         tiled = None if best is None else best[1:]
     elif memory_options.tiles is not None:
-        tiled = tiling.tile_first_stage(graph, tuple(memory_options.tiles), set(trainable), memory_options=memory_options)
+        grid, fused = tuple(memory_options.tiles), ablation.fused_stage
+        tiled = tiling.tile_first_stage(graph, grid, set(trainable), memory_options=memory_options, fused=fused)
     if tiled is not None:
         graph, renumber = tiled
         trainable = {renumber[t]: channels for t, channels in trainable.items()}

@@ -32,12 +32,14 @@ class Ablation:
     split_partial: False keeps the whole weight tensor of a partially trained layer as a variable
     (tinytrain_tflm.passes.partial). prune_backward: False computes the gradient of every activation.
     schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.passes.schedule; deferred
-    updates never reorder)."""
+    updates never reorder). fused_stage: False emits a tiled first stage as per-tile copies of its ops
+    instead of one TT_TILED_STAGE op (tinytrain_tflm.passes.tiling)."""
 
     immediate_updates: bool = True
     split_partial: bool = True
     prune_backward: bool = True
     schedule_for_planner: bool = True
+    fused_stage: bool = True
 
 
 EVERY_SAVING = Ablation()  # what compile() emits

@@ -614,6 +614,62 @@ tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* pa
 int32_t tt_depthwise_conv2d_s8_get_buffer_size(const tt_conv_params* params, const tt_dims* input_dims,
                                                const tt_dims* filter_dims, const tt_dims* output_dims);
 
+/**
+ * A frozen stage of int8 convolutions run tile by tile (TT_TILED_STAGE). The
+ * description is the op's constant int32 [num_ops, TT_STAGE_ROW_FIELDS] table
+ * (its layout: schema/tinytrain.json); stage op k reads the stage input (-1)
+ * or an earlier op's output, and the last op's output is the stage output.
+ */
+typedef struct {
+  const int32_t* description; /**< int32 [num_ops, TT_STAGE_ROW_FIELDS]. */
+  int32_t num_ops;            /**< 1 to TT_STAGE_MAX_OPS. */
+  int32_t tiles_h;            /**< Tiles along the output's height, 1 to its height. */
+  int32_t tiles_w;            /**< Tiles along the output's width, 1 to its width. */
+} tt_tiled_stage_params;
+
+/** The constant tensors of one stage op: a conv's, or all NULL for PAD and ADD. */
+typedef struct {
+  const int8_t* filter;    /**< Conv [cout, kh, kw, cin], depthwise [1, kh, kw, cout]. */
+  const int32_t* bias;     /**< [cout], or NULL for none. */
+  tt_requantization requant;
+} tt_stage_weights;
+
+/**
+ * Scratch bytes tt_tiled_stage_s8 needs for this stage and input, after
+ * checking the description: every op's geometry against its input's shape,
+ * each tensor read by later ops only, a PAD's output read by convs only, and
+ * no conv whose tile patch starts before its window (a tensor two readers
+ * need over different windows must be read by an ADD for all but one). The
+ * intermediate patches of one tile share the buffer by lifetime, and a tile
+ * reuses it whole.
+ *
+ * @param[in]  params      the stage
+ * @param[in]  input_dims  [1, ih, iw, cin]
+ * @param[out] bytes       scratch bytes (0 for a stage with no intermediate patch)
+ * @return TT_SUCCESS, or TT_ARG_ERROR
+ */
+tt_status tt_tiled_stage_get_buffer_size(const tt_tiled_stage_params* params, const tt_dims* input_dims, int32_t* bytes);
+
+/**
+ * Runs the stage tile by tile, bit-identical to its ops run whole: each conv
+ * as tt_conv2d_s8 or tt_depthwise_conv2d_s8, each ADD as TFLite's int8 ADD,
+ * each PAD with the zero point. With tiles_w 1 the tiles are row bands, run top
+ * to bottom: a band reads every input row it needs before it writes its output
+ * rows, so the output may overlap the input as far as a single conv's could.
+ *
+ * @param[in]  params       the stage, as for tt_tiled_stage_get_buffer_size
+ * @param[in]  weights      num_ops entries
+ * @param[in]  scratch      at least tt_tiled_stage_get_buffer_size's bytes
+ * @param[in]  input_dims   [1, ih, iw, cin]
+ * @param[in]  input        int8 stage input
+ * @param[in]  output_dims  the last op's output shape
+ * @param[out] output       int8 stage output
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, const tt_stage_weights* weights, int8_t* scratch,
+                            int32_t scratch_bytes, const tt_dims* input_dims, const int8_t* input,
+                            const tt_dims* output_dims, int8_t* output);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

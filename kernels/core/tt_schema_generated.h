@@ -30,6 +30,12 @@ extern "C" {
 #define TT_LOSS_SOFTMAX_CROSS_ENTROPY 0 /* Training loss: softmax cross-entropy; labels are int32 [batch] class indices. */
 #define TT_LOSS_BINARY_CROSS_ENTROPY 1 /* Training loss: binary cross-entropy on one logit; labels are int32 [batch], 0 or 1. */
 #define TT_LOSS_MEAN_SQUARED_ERROR 2 /* Training loss: mean squared error; the label is an int8 target of the output's shape and quantization. */
+#define TT_STAGE_OP_CONV 0 /* TT_TILED_STAGE op kind: CONV_2D. */
+#define TT_STAGE_OP_DEPTHWISE 1 /* TT_TILED_STAGE op kind: DEPTHWISE_CONV_2D. */
+#define TT_STAGE_OP_PAD 2 /* TT_TILED_STAGE op kind: PAD of height and width with the zero point (read only by convs). */
+#define TT_STAGE_OP_ADD 3 /* TT_TILED_STAGE op kind: int8 ADD of two same-shape tensors. */
+#define TT_STAGE_ROW_FIELDS 30 /* int32 fields per row of a TT_TILED_STAGE description. */
+#define TT_STAGE_MAX_OPS 24 /* Most ops a TT_TILED_STAGE runs (bounds the kernel's stack). */
 
 #define TT_BLOB_SOFTMAX_CROSS_ENTROPY 1
 #define TT_BLOB_INIT_VARIABLES 2
@@ -53,6 +59,7 @@ extern "C" {
 #define TT_BLOB_MUL_GRAD 20
 #define TT_BLOB_BINARY_CROSS_ENTROPY 21
 #define TT_BLOB_MEAN_SQUARED_ERROR 22
+#define TT_BLOB_TILED_STAGE 23
 #define TT_BLOB_TRAINING_METADATA 100
 #define TT_BLOB_TARGET_METADATA 101
 
@@ -79,8 +86,9 @@ extern "C" {
   X(UNARY_GRAD, "TT_UNARY_GRAD") \
   X(MUL_GRAD, "TT_MUL_GRAD") \
   X(BINARY_CROSS_ENTROPY, "TT_BINARY_CROSS_ENTROPY") \
-  X(MEAN_SQUARED_ERROR, "TT_MEAN_SQUARED_ERROR")
-#define TT_NUM_OPS 22
+  X(MEAN_SQUARED_ERROR, "TT_MEAN_SQUARED_ERROR") \
+  X(TILED_STAGE, "TT_TILED_STAGE")
+#define TT_NUM_OPS 23
 
 /** Mean softmax cross-entropy of int8 logits against integer labels, and its gradient w.r.t. the logits. */
 typedef struct {
@@ -510,6 +518,25 @@ static inline tt_status tt_parse_mean_squared_error(const uint8_t* blob, size_t 
   tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
                                   TT_BLOB_MEAN_SQUARED_ERROR);
   (void)out;
+  if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
+  return status;
+}
+
+/** A frozen first stage of int8 CONV_2D, DEPTHWISE_CONV_2D, PAD and ADD ops run as one op, patch by patch (MCUNetV2's patch-based inference): for each of tiles_h x tiles_w tiles of the stage output it computes every stage op over the region that tile needs, in one scratch buffer reused across tiles. Bit-identical to the ops run whole (each conv as TT_CONV_2D / TT_DEPTHWISE_CONV_2D, each ADD as TFLite's int8 ADD), with one node and no tensor in the arena for the stage's inside. Batch 1. */
+typedef struct {
+  int32_t num_ops; /**< Stage ops: the description's rows, 1 to STAGE_MAX_OPS. */
+  int32_t tiles_h; /**< Tiles along the output's height, 1 to its height. */
+  int32_t tiles_w; /**< Tiles along the output's width, 1 to its width; with 1 (row bands) the last op writes straight into the output, in row order. */
+} tt_tiled_stage_options;
+
+/** Parses a TT_BLOB_TILED_STAGE blob; any status but TT_SUCCESS leaves *out unspecified. */
+static inline tt_status tt_parse_tiled_stage(const uint8_t* blob, size_t length, tt_tiled_stage_options* out) {
+  tt_blob_reader reader;
+  tt_status status = tt_blob_open(&reader, blob, length, TT_BLOB_MAGIC, TT_SCHEMA_VERSION,
+                                  TT_BLOB_TILED_STAGE);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->num_ops);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->tiles_h);
+  if (status == TT_SUCCESS) status = tt_blob_read_i32(&reader, &out->tiles_w);
   if (status == TT_SUCCESS) status = tt_blob_finish(&reader);
   return status;
 }

@@ -19,6 +19,12 @@ UNARY_LEAKY_RELU = 3  # TT_UNARY_GRAD function: y = x for x > 0, alpha x otherwi
 LOSS_SOFTMAX_CROSS_ENTROPY = 0  # Training loss: softmax cross-entropy; labels are int32 [batch] class indices.
 LOSS_BINARY_CROSS_ENTROPY = 1  # Training loss: binary cross-entropy on one logit; labels are int32 [batch], 0 or 1.
 LOSS_MEAN_SQUARED_ERROR = 2  # Training loss: mean squared error; the label is an int8 target of the output's shape and quantization.
+STAGE_OP_CONV = 0  # TT_TILED_STAGE op kind: CONV_2D.
+STAGE_OP_DEPTHWISE = 1  # TT_TILED_STAGE op kind: DEPTHWISE_CONV_2D.
+STAGE_OP_PAD = 2  # TT_TILED_STAGE op kind: PAD of height and width with the zero point (read only by convs).
+STAGE_OP_ADD = 3  # TT_TILED_STAGE op kind: int8 ADD of two same-shape tensors.
+STAGE_ROW_FIELDS = 30  # int32 fields per row of a TT_TILED_STAGE description.
+STAGE_MAX_OPS = 24  # Most ops a TT_TILED_STAGE runs (bounds the kernel's stack).
 
 # Custom op names, as the kernels register them.
 SOFTMAX_CROSS_ENTROPY = 'TT_SOFTMAX_CROSS_ENTROPY'
@@ -43,6 +49,7 @@ UNARY_GRAD = 'TT_UNARY_GRAD'
 MUL_GRAD = 'TT_MUL_GRAD'
 BINARY_CROSS_ENTROPY = 'TT_BINARY_CROSS_ENTROPY'
 MEAN_SQUARED_ERROR = 'TT_MEAN_SQUARED_ERROR'
+TILED_STAGE = 'TT_TILED_STAGE'
 
 BLOBS = {
     "ACTIVATION_GRAD": {
@@ -720,6 +727,37 @@ BLOBS = {
         "id": 101,
         "kind": "metadata",
         "metadata_name": "TINYTRAIN_TARGET"
+    },
+    "TILED_STAGE": {
+        "custom_name": "TT_TILED_STAGE",
+        "doc": "A frozen first stage of int8 CONV_2D, DEPTHWISE_CONV_2D, PAD and ADD ops run as one op, patch by patch (MCUNetV2's patch-based inference): for each of tiles_h x tiles_w tiles of the stage output it computes every stage op over the region that tile needs, in one scratch buffer reused across tiles. Bit-identical to the ops run whole (each conv as TT_CONV_2D / TT_DEPTHWISE_CONV_2D, each ADD as TFLite's int8 ADD), with one node and no tensor in the arena for the stage's inside. Batch 1.",
+        "fields": [
+            {
+                "doc": "Stage ops: the description's rows, 1 to STAGE_MAX_OPS.",
+                "name": "num_ops",
+                "type": "int32"
+            },
+            {
+                "doc": "Tiles along the output's height, 1 to its height.",
+                "name": "tiles_h",
+                "type": "int32"
+            },
+            {
+                "doc": "Tiles along the output's width, 1 to its width; with 1 (row bands) the last op writes straight into the output, in row order.",
+                "name": "tiles_w",
+                "type": "int32"
+            }
+        ],
+        "id": 23,
+        "inputs": [
+            "input: int8 [1, ih, iw, cin], the stage input",
+            "description: int32 [num_ops, STAGE_ROW_FIELDS], constant: one row per stage op, in order: kind (STAGE_OP_*), input, second input (ADD; else -1), where -1 is the stage input and k the output of stage op k, output height, width and channels, kernel height and width, strides (h, w), dilations (h, w), pad before (top, left: TFLite's for a conv, the PAD's rows and columns), depth multiplier, input offset (minus the zero point), output offset, activation min and max, then for ADD its second input's offset, left shift, and the multiplier and shift of the first input, the second input and the output, as TFLite's ADD computes them in Prepare (0 otherwise), and last, for export only (the kernel ignores them), the builtin op's TFLite padding and fused activation and its output's scale as float32 bits",
+            "filter, bias, requantization of each stage op in turn: as TT_CONV_2D's (or TT_DEPTHWISE_CONV_2D's) inputs 1-3 for a conv, -1 three times for PAD and ADD"
+        ],
+        "kind": "op",
+        "outputs": [
+            "output: int8 [1, oh, ow, cout], the stage output (the last op's)"
+        ]
     },
     "TRAINING_METADATA": {
         "doc": "Tells a runtime which tensors of subgraph 0 are the training model's sample input, label, control, loss and logits.",

@@ -11,11 +11,20 @@ back into the stage output. Tiles run one after
 another, so TFLM's planner reuses their small buffers and the stage's peak
 falls to about one patch's worth.
 
+The stage is emitted as one TT_TILED_STAGE op, whose kernel loops over the
+tiles itself in one scratch buffer (its size: tinytrain_tflm.plan.tiled_stage):
+one node and no tensor for the stage's inside, where copies of the stage ops
+per tile would cost a node, tensors and kernel data each (about 140 ops on
+MobileNetV2). Where that kernel cannot run a stage (a conv reading a patch wider
+than its window, a batch above 1) or when measuring what it saves, the stage is
+instead emitted as those per-tile copies: SLICE ops cut each tile's input
+region, explicit PADs supply the image border, CONCATENATION joins the tiles.
+
 The result is bit-identical to the untiled graph: interior patch borders read
-real neighbour values (the halo, recomputed per tile), and where a patch
-touches the image border an explicit PAD supplies what the op's own padding
-did. Both pad with the zero point, i.e. real 0. The stage must be frozen
-(nothing in it trains): its ops are replaced.
+real neighbour values (the halo, recomputed per tile), and at the image border
+the op's own padding (or PAD) gives the zero point, i.e. real 0. The stage
+must be frozen (nothing in it trains): its ops are replaced, so backward never
+passes through them.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ import re
 import numpy as np
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
+from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir, verify
 from ..plan import geometry
+from ..plan import tiled_stage as stage_plan
 from ..plan.memory import MemoryOptions, estimate
 from . import requantization
 
@@ -207,9 +218,11 @@ def tile_first_stage(
     trained: set[int] | None = None,
     length: int | None = None,
     memory_options: MemoryOptions = TFLM_PLANNED,
+    fused: bool = True,
 ) -> tuple[ir.Graph, dict[int, int]]:
     """The graph with its first `length` ops run in tiles[0] x tiles[1] patches (see the module docstring),
-    compacted, and the map from old tensor indices to new ones. The stage holds no op reading a tensor in
+    compacted, and the map from old tensor indices to new ones; `fused` False emits per-tile copies of the
+    stage ops even where one TT_TILED_STAGE op could run them. The stage holds no op reading a tensor in
     `trained`. By default its length is the one of stage_lengths whose tiled graph has the smallest
     estimated arena (of the model as compile() will emit it: see _estimate): deeper stages cut more
     activation memory but repeat more ops and halo pixels."""
@@ -223,11 +236,11 @@ def tile_first_stage(
         # Past 1/8 of the input's resolution activations are small: tiling there only repeats ops.
         source = graph.tensors[graph.inputs[0]].shape
         large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
-        candidates = (_tiled(graph, tiles, k) for k in large or lengths[:1])
+        candidates = (_tiled(graph, tiles, k, fused) for k in large or lengths[:1])
         return min(candidates, key=lambda tiled: _estimate(tiled[0], memory_options))
     if length not in lengths:
         raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
-    return _tiled(graph, tiles, length)
+    return _tiled(graph, tiles, length, fused)
 
 
 def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
@@ -241,7 +254,157 @@ def _pixels(shape: tuple[int, ...]) -> int:
     return shape[1] * shape[2]
 
 
-def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Graph, dict[int, int]]:
+def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int, fused: bool = True) -> tuple[ir.Graph, dict[int, int]]:
+    fused_graph = _fused(graph, tiles, length) if fused else None
+    return fused_graph.compact() if fused_graph is not None else _per_tile(graph, tiles, length)
+
+
+_ACTIVATIONS = {  # TFLite's fused activations as the real range they clamp to
+    tfl.ActivationFunctionType.NONE: (None, None),
+    tfl.ActivationFunctionType.RELU: (0.0, None),
+    tfl.ActivationFunctionType.RELU_N1_TO_1: (-1.0, 1.0),
+    tfl.ActivationFunctionType.RELU6: (0.0, 6.0),
+}
+
+
+def _activation_range(activation: int, tensor: ir.Tensor) -> tuple[int, int]:
+    """The int8 clamp of a fused activation, as TFLite's CalculateActivationRangeQuantized computes it (float32)."""
+    scale, zero_point = np.float32(tensor.quantization.scale[0]), int(tensor.quantization.zero_point[0])
+
+    def quantize(real: float) -> int:
+        value = float(np.float32(real) / scale)
+        return zero_point + int(np.sign(value) * np.floor(abs(value) + 0.5))  # roundf: halves away from zero
+
+    low, high = _ACTIVATIONS[activation]
+    return (-128 if low is None else max(-128, quantize(low))), (127 if high is None else min(127, quantize(high)))
+
+
+def _scale_and_zero_point(tensor: ir.Tensor) -> tuple[float, int]:
+    return float(np.float32(tensor.quantization.scale[0])), int(tensor.quantization.zero_point[0])
+
+
+def _add_fields(graph: ir.Graph, op: ir.Op) -> dict[str, int]:
+    """TFLite's int8 ADD parameters, as its Prepare computes them (in double, from float32 scales)."""
+    (s1, z1), (s2, z2), (so, zo) = (_scale_and_zero_point(graph.tensors[t]) for t in (*op.inputs, op.outputs[0]))
+    left_shift = 20
+    twice_max = 2 * max(s1, s2)
+    fields = {"input_offset": -z1, "input2_offset": -z2, "output_offset": zo, "left_shift": left_shift}
+    for name, real in (("input", s1 / twice_max), ("input2", s2 / twice_max), ("output", twice_max / ((1 << left_shift) * so))):
+        fields[f"{name}_multiplier"], fields[f"{name}_shift"] = requantization.quantize_multiplier(real)
+    return fields
+
+
+def _stage_row(graph: ir.Graph, op: ir.Op, source: dict[int, int]) -> list[int]:
+    """The description row of a stage op (plan.tiled_stage.FIELDS); `source` maps a tensor to -1 (the stage
+    input) or the stage op writing it."""
+    out = graph.tensors[op.outputs[0]]
+    kinds = {"CONV_2D": schema_generated.STAGE_OP_CONV, "DEPTHWISE_CONV_2D": schema_generated.STAGE_OP_DEPTHWISE}
+    kinds.update(PAD=schema_generated.STAGE_OP_PAD, ADD=schema_generated.STAGE_OP_ADD)
+    row = dict.fromkeys(stage_plan.FIELDS, 0)
+    row.update(kind=kinds[op.kind], input=source[op.inputs[0]], input2=source[op.inputs[1]] if op.kind == "ADD" else -1)
+    row.update(height=out.shape[1], width=out.shape[2], channels=out.shape[3])
+    row["output_scale_bits"] = int(np.float32(out.quantization.scale[0]).view(np.int32))
+    if op.kind == "ADD":
+        row.update(_add_fields(graph, op), activation=op.builtin_options.fusedActivationFunction)
+        row["activation_min"], row["activation_max"] = _activation_range(row["activation"], out)
+        return [row[name] for name in stage_plan.FIELDS]
+    for axis, suffix in ((1, "h"), (2, "w")):  # a PAD's window: 1 x 1, after its rows and columns before
+        kernel, stride, dilation, pad = geometry.window(graph, op, axis)
+        row.update({f"kernel_{suffix}": kernel, f"stride_{suffix}": stride, f"dilation_{suffix}": dilation})
+        row["pad_top" if axis == 1 else "pad_left"] = pad
+    if op.kind != "PAD":
+        x = graph.tensors[op.inputs[0]]
+        options = op.builtin_options
+        row.update(padding=options.padding, activation=options.fusedActivationFunction)
+        row["depth_multiplier"] = out.shape[3] // x.shape[3] if op.kind == "DEPTHWISE_CONV_2D" else 1
+        row["input_offset"], row["output_offset"] = -_scale_and_zero_point(x)[1], _scale_and_zero_point(out)[1]
+        row["activation_min"], row["activation_max"] = _activation_range(row["activation"], out)
+    return [row[name] for name in stage_plan.FIELDS]
+
+
+def _fused(graph: ir.Graph, tiles: tuple[int, int], length: int) -> ir.Graph | None:
+    """The graph with ops[:length] as one TT_TILED_STAGE op, or None where its kernel cannot run them."""
+    g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
+    stage = g.ops[:length]
+    source = {stage[0].inputs[0]: -1} | {op.outputs[0]: k for k, op in enumerate(stage)}
+    input_shape = g.tensors[stage[0].inputs[0]].shape
+    pads_keep_quantization = all(
+        _scale_and_zero_point(g.tensors[op.inputs[0]]) == _scale_and_zero_point(g.tensors[op.outputs[0]])
+        for op in stage
+        if op.kind == "PAD"
+    )
+    if input_shape[0] != 1 or len(stage) > schema_generated.STAGE_MAX_OPS or not pads_keep_quantization:
+        return None
+    if any(g.tensors[t].dtype != np.int8 for op in stage for t in (op.inputs[0], op.outputs[0])):
+        return None
+    description = np.array([_stage_row(g, op, source) for op in stage], np.int32)
+    if stage_plan.scratch_bytes(description, input_shape, tiles) is None:
+        return None
+    inputs = [stage[0].inputs[0]]
+    inputs.append(g.add_tensor(ir.Tensor("tiled_stage/description", description.shape, np.dtype(np.int32), data=description)))
+    for op in stage:
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            table = requantization.requantization(g, op)
+            name = f"{g.tensors[op.outputs[0]].name}/requantization"
+            bias = op.inputs[2] if len(op.inputs) > 2 else -1
+            inputs += [op.inputs[1], bias, g.add_tensor(ir.Tensor(name, table.shape, np.dtype(np.int32), data=table))]
+        else:
+            inputs += [-1, -1, -1]
+    options = schema.encode_blob("TILED_STAGE", num_ops=length, tiles_h=tiles[0], tiles_w=tiles[1])
+    g.ops = [ir.Op(schema_generated.TILED_STAGE, inputs, [stage[-1].outputs[0]], True, None, options), *g.ops[length:]]
+    return g
+
+
+def restore_stage(graph: ir.Graph, op: ir.Op) -> list[ir.Op]:
+    """The builtin ops a TT_TILED_STAGE op runs, with new tensors between them (from its description's
+    export columns: each op's padding, activation and output scale); any other op alone. For exported
+    inference models, which stock TFLM runs."""
+    if op.kind != schema_generated.TILED_STAGE:
+        return [op]
+    description = graph.tensors[op.inputs[1]].data
+    tensors = [op.inputs[0]]  # stage tensor k + 1: the output of stage op k
+    ops = []
+    for k, values in enumerate(description):
+        row = dict(zip(stage_plan.FIELDS, (int(v) for v in values), strict=True))
+        x = tensors[row["input"] + 1]
+        if k == len(description) - 1:
+            out = op.outputs[0]
+        else:
+            scale = np.array([row["output_scale_bits"]], np.int32).view(np.float32)
+            quantization = ir.Quantization(scale, np.array([row["output_offset"]], np.int64))
+            if row["kind"] == schema_generated.STAGE_OP_PAD:
+                quantization = graph.tensors[x].quantization
+            shape = (1, row["height"], row["width"], row["channels"])
+            out = graph.add_tensor(
+                ir.Tensor(f"{graph.tensors[op.outputs[0]].name}/stage{k}", shape, np.dtype(np.int8), quantization)
+            )
+        tensors.append(out)
+        weights = op.inputs[2 + 3 * k : 4 + 3 * k]
+        if row["kind"] == schema_generated.STAGE_OP_PAD:
+            _, h, w, _ = graph.tensors[x].shape
+            pads = [[0, 0], [row["pad_top"], row["height"] - h - row["pad_top"]]]
+            pads += [[row["pad_left"], row["width"] - w - row["pad_left"]], [0, 0]]
+            paddings = graph.add_tensor(
+                ir.Tensor(f"{graph.tensors[out].name}/paddings", (4, 2), np.dtype(np.int32), data=np.array(pads, np.int32))
+            )
+            ops.append(ir.Op("PAD", [x, paddings], [out], builtin_options=tfl.PadOptionsT()))
+        elif row["kind"] == schema_generated.STAGE_OP_ADD:
+            options = tfl.AddOptionsT()
+            options.fusedActivationFunction = row["activation"]
+            ops.append(ir.Op("ADD", [x, tensors[row["input2"] + 1]], [out], builtin_options=options))
+        else:
+            depthwise = row["kind"] == schema_generated.STAGE_OP_DEPTHWISE
+            options = tfl.DepthwiseConv2DOptionsT() if depthwise else tfl.Conv2DOptionsT()
+            options.padding, options.fusedActivationFunction = row["padding"], row["activation"]
+            options.strideH, options.strideW = row["stride_h"], row["stride_w"]
+            options.dilationHFactor, options.dilationWFactor = row["dilation_h"], row["dilation_w"]
+            if depthwise:
+                options.depthMultiplier = row["depth_multiplier"]
+            ops.append(ir.Op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, *weights], [out], builtin_options=options))
+    return ops
+
+
+def _per_tile(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Graph, dict[int, int]]:
     stage = list(range(length))
     g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops))
     output = g.ops[stage[-1]].outputs[0]
@@ -258,19 +421,22 @@ def _tiled(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.Gra
 
 
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
+# Finer grids cost TT_TILED_STAGE only halo recomputation, not memory: its scratch shrinks with the tile.
+# Costly grids last: a tie keeps the first. Row bands are kept for stages whose width is small.
+FINE_GRIDS = ((8, 8), (16, 16), (8, 1), (16, 1))
 
 
 def tile_auto(
-    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED
+    graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED, fused: bool = True
 ) -> tuple[tuple[int, int], ir.Graph, dict[int, int]] | None:
     """(grid, tiled graph, tensor renumbering) of the grid and stage length with the smallest estimated
-    arena, or None when no grid beats the untiled graph (each tile repeats the stage's ops, whose
-    kernel data and bookkeeping cost memory too)."""
+    arena, or None when no grid beats the untiled graph (per-tile copies of the stage repeat its ops, whose
+    kernel data and bookkeeping cost memory too; a TT_TILED_STAGE op costs its scratch buffer)."""
     if not stage_lengths(graph, trained):
         return None
     best, best_bytes = None, _estimate(graph, memory_options)
-    for grid in GRIDS:
-        tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options)
+    for grid in GRIDS + (FINE_GRIDS if fused else ()):
+        tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options, fused=fused)
         size = _estimate(tiled[0], memory_options)
         if size < best_bytes:
             best, best_bytes = (grid, *tiled), size

@@ -25,7 +25,7 @@ import numpy as np
 from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
-from . import overlap
+from . import overlap, tiled_stage
 
 ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
 
@@ -114,8 +114,21 @@ def _categories(graph: ir.Graph) -> dict[int, str]:
     return roles
 
 
+def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
+    """Scratch an op requests from TFLM's planner in Prepare: a TT_TILED_STAGE op's buffer, else none."""
+    if op.kind != schema_generated.TILED_STAGE:
+        return 0
+    options = schema.decode_blob("TILED_STAGE", op.custom_options)
+    description, shape = graph.tensors[op.inputs[1]].data, graph.tensors[op.inputs[0]].shape
+    size = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]))
+    if size is None:
+        raise TinyTrainError(f"{op.kind}: its kernel cannot run this stage in {options['tiles_h']}x{options['tiles_w']} tiles")
+    return size
+
+
 def planned_buffers(graph: ir.Graph) -> list[Buffer]:
-    """Every tensor TFLM plans in the head, with its lifetime and role, in TFLM's order (tensor index)."""
+    """Every tensor TFLM plans in the head, with its lifetime and role, in TFLM's order (tensor index),
+    then each op's scratch buffer (numbered after the tensors, as TFLM adds them), live while it runs."""
     spans = _lifetimes(graph)
     roles = _categories(graph)
     buffers = []
@@ -125,6 +138,10 @@ def planned_buffers(graph: ir.Graph) -> list[Buffer]:
         size = tensor_bytes(tensor)
         if size:
             buffers.append(Buffer(index, size, *spans[index], roles.get(index, ACTIVATION)))
+    for scope, op in enumerate(graph.ops, start=1):
+        size = scratch_bytes(graph, op)
+        if size:
+            buffers.append(Buffer(len(graph.tensors) + len(buffers), _aligned(size), scope, scope, ACTIVATION))
     return buffers
 
 
@@ -189,7 +206,8 @@ def _set_sliced_bands(graph: ir.Graph, buffers: list[Buffer]) -> None:
         for tensor in set(op.inputs):
             readers.setdefault(tensor, []).append((scope, op))
     for buffer in buffers:
-        buffer.bands = _sliced_bands(graph, buffer, readers.get(buffer.tensor, []))
+        if buffer.tensor < len(graph.tensors):  # not a scratch buffer
+            buffer.bands = _sliced_bands(graph, buffer, readers.get(buffer.tensor, []))
 
 
 def _sliced_bands(graph: ir.Graph, buffer: Buffer, readers: list[tuple[int, ir.Op]]) -> tuple[tuple[int, int, int], ...]:
@@ -280,11 +298,12 @@ def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None) -> Memory
     buffers = planned_buffers(graph)
     if options is None and OFFLINE_PLAN in graph.metadata:
         offsets = _read_offline_plan(graph)
-        fixed = [b for b in buffers if offsets[b.tensor] >= 0]
+        fixed = [b for b in buffers if b.tensor < len(offsets) and offsets[b.tensor] >= 0]  # scratch: TFLM places it
         for buffer in fixed:
             buffer.offset = int(offsets[buffer.tensor])
         _set_sliced_bands(graph, fixed)
-        place([[b] for b in buffers if offsets[b.tensor] < 0], fixed=fixed)
+        placed = {b.tensor for b in fixed}
+        place([[b] for b in buffers if b.tensor not in placed], fixed=fixed)
     else:
         place([[b] for b in buffers])
         if options is not None and options.overlap_buffers:  # kept only where it beats TFLM's own plan
@@ -342,7 +361,8 @@ def offline_plan(graph: ir.Graph) -> bytes:
     (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
     offsets = np.full(len(graph.tensors), -1, np.int64)
     for buffer in plan_memory(graph, MemoryOptions(tiles=None, overlap_buffers=True)).buffers:
-        offsets[buffer.tensor] = buffer.offset
+        if buffer.tensor < len(graph.tensors):  # TFLM places scratch buffers itself, in the gaps this plan leaves
+            offsets[buffer.tensor] = buffer.offset
     return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
 
 
@@ -384,6 +404,7 @@ KERNEL_DATA = {
     schema_generated.SGD: (96, 0),
     schema_generated.CONV_2D: (48, 0),  # requantization read from the model; options parsed in Prepare, shapes in Eval
     schema_generated.DEPTHWISE_CONV_2D: (48, 0),
+    schema_generated.TILED_STAGE: (48, 0),  # OpData (options, scratch index and size) and TFLM's scratch handle
 }
 DEFAULT_KERNEL_DATA = (64, 0)  # an op kind not measured yet
 INPUT_GRAD_OPS = (

@@ -496,9 +496,11 @@ class Trainer:
         read from their constants, lowered ops restored, split layers rejoined. Tensors keep their indices."""
         sources = {p.variable: p.source for p in self.parameters}
         loss_position = next(i for i, op in enumerate(graph.ops) if op.kind in schema.LOSS_OPS)
+        graph = dataclasses.replace(graph, tensors=list(graph.tensors))  # restore_stage adds the stage's tensors
+        forward = [restored for op in graph.ops[:loss_position] for restored in tiling.restore_stage(graph, op)]
         ops = [
             dataclasses.replace(op, inputs=[sources.get(t, t) for t in op.inputs])
-            for op in map(requantization.restore, graph.ops[:loss_position])
+            for op in map(requantization.restore, forward)
             if not op.custom
         ]
         return partial.rejoin_split_layers(tiling.untile_first_stage(dataclasses.replace(graph, ops=ops)))

@@ -1,0 +1,334 @@
+/* Internal to the kernel core: the geometry of a tiled stage (TT_TILED_STAGE),
+ * shared by tt_tiled_stage_get_buffer_size and tt_tiled_stage_s8 so that the
+ * scratch size Prepare requests is the one Eval uses.
+ *
+ * Tensors of a stage are numbered 0 for the stage input and k + 1 for the
+ * output of stage op k. For one tile, Need() walks the ops backwards and gives
+ * each tensor the rows and columns that tile needs of it (the hull over its
+ * readers, clipped to the tensor), the stage input's too, which each tile copies
+ * into the scratch buffer first; a PAD's output holds no bytes of its own but
+ * aliases its input's patch, shifted by the pad, so a conv reading it sees the
+ * padding as out-of-patch zeros, as it sees its own padding. */
+#ifndef TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
+#define TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
+
+#include <stdint.h>
+
+#include "../tt_functions.h"
+#include "../tt_schema_generated.h"
+#include "conv_grad_loops.h"
+
+namespace tinytrain_core {
+
+struct Span {
+  int32_t start;
+  int32_t stop;
+  int32_t length() const { return stop - start; }
+};
+
+// One description row, named (the layout is schema/tinytrain.json's).
+struct StageOp {
+  int32_t kind;
+  int32_t input;
+  int32_t input2;
+  int32_t height, width, channels;
+  int32_t kernel_h, kernel_w;
+  tt_conv_params conv;  // strides, dilations, pads, depth multiplier, offsets, clamp (ADD: offsets and clamp)
+  int32_t input2_offset, left_shift;
+  int32_t input_multiplier, input_shift, input2_multiplier, input2_shift, output_multiplier, output_shift;
+};
+
+inline StageOp ReadStageOp(const int32_t* row) {
+  StageOp op;
+  op.kind = row[0], op.input = row[1], op.input2 = row[2];
+  op.height = row[3], op.width = row[4], op.channels = row[5];
+  op.kernel_h = row[6], op.kernel_w = row[7];
+  op.conv.conv = tt_conv_grad_params{row[8], row[9], row[10], row[11], row[12], row[13]};
+  op.conv.depth_multiplier = row[14];
+  op.conv.input_offset = row[15], op.conv.output_offset = row[16];
+  op.conv.activation_min = row[17], op.conv.activation_max = row[18];
+  op.input2_offset = row[19], op.left_shift = row[20];
+  op.input_multiplier = row[21], op.input_shift = row[22];
+  op.input2_multiplier = row[23], op.input2_shift = row[24];
+  op.output_multiplier = row[25], op.output_shift = row[26];
+  return op;
+}
+
+inline StageOp StageOpAt(const tt_tiled_stage_params& params, int32_t k) {
+  return ReadStageOp(params.description + k * TT_STAGE_ROW_FIELDS);
+}
+
+inline bool IsConv(const StageOp& op) { return op.kind == TT_STAGE_OP_CONV || op.kind == TT_STAGE_OP_DEPTHWISE; }
+
+// Tile t of `parts` along an axis of `size`: edges at round(t * size / parts), halves up.
+inline Span TileSpan(int32_t size, int32_t parts, int32_t t) {
+  const auto edge = [&](int32_t i) { return static_cast<int32_t>((2 * int64_t{i} * size + parts) / (2 * parts)); };
+  return Span{edge(t), edge(t + 1)};
+}
+
+// Input span (unclipped) that one axis of op reads for output span `out`.
+inline Span Window(const StageOp& op, bool rows, Span out) {
+  if (op.kind == TT_STAGE_OP_ADD) return out;
+  const int32_t kernel = rows ? op.kernel_h : op.kernel_w;
+  const int32_t stride = rows ? op.conv.conv.stride_h : op.conv.conv.stride_w;
+  const int32_t dilation = rows ? op.conv.conv.dilation_h : op.conv.conv.dilation_w;
+  const int32_t pad = rows ? op.conv.conv.pad_top : op.conv.conv.pad_left;
+  return Span{out.start * stride - pad, (out.stop - 1) * stride - pad + (kernel - 1) * dilation + 1};
+}
+
+inline Span Clip(Span span, int32_t size) {
+  return Span{span.start > 0 ? span.start : 0, span.stop < size ? span.stop : size};
+}
+
+inline Span Hull(Span a, Span b) {
+  return Span{a.start < b.start ? a.start : b.start, a.stop > b.stop ? a.stop : b.stop};
+}
+
+// Per stage tensor: its shape, what one tile needs of it (need) and where its bytes are (have, the patch
+// its data holds: need, or for a PAD's output the aliased input's have shifted by the pad).
+struct StageTile {
+  tt_dims dims[TT_STAGE_MAX_OPS + 1];
+  Span need_rows[TT_STAGE_MAX_OPS + 1], need_cols[TT_STAGE_MAX_OPS + 1];
+  Span have_rows[TT_STAGE_MAX_OPS + 1], have_cols[TT_STAGE_MAX_OPS + 1];
+  int32_t root[TT_STAGE_MAX_OPS + 1];  // the tensor whose bytes it is (itself but for PAD outputs)
+};
+
+// The tensors op reads: its input, and an ADD's second input.
+inline int32_t Sources(const StageOp& op, int32_t* sources) {
+  sources[0] = op.input, sources[1] = op.input2;
+  return op.kind == TT_STAGE_OP_ADD ? 2 : 1;
+}
+
+inline bool ValidOffsets(const tt_conv_params& p) {
+  return p.input_offset >= -127 && p.input_offset <= 128 && p.output_offset >= -128 && p.output_offset <= 127 &&
+         p.activation_min >= -128 && p.activation_min <= p.activation_max && p.activation_max <= 127;
+}
+
+// Bound of every size and window field, so no product below overflows and no loop runs for long on a
+// corrupted description (2^15: larger than any image an MCU holds).
+constexpr int32_t kMaxExtent = 1 << 15;
+
+// Every row's own checks, given the shapes of the tensors before it (see tt_tiled_stage_get_buffer_size).
+inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input) {
+  if (params == nullptr || params->description == nullptr || params->num_ops < 1 ||
+      params->num_ops > TT_STAGE_MAX_OPS || params->tiles_h < 1 || params->tiles_w < 1 || !ValidDims(input) ||
+      input->n != 1) {
+    return false;
+  }
+  tt_dims dims[TT_STAGE_MAX_OPS + 1];
+  bool padded[TT_STAGE_MAX_OPS + 1] = {false};
+  dims[0] = *input;
+  for (int32_t k = 0; k < params->num_ops; ++k) {
+    const StageOp op = StageOpAt(*params, k);
+    int32_t sources[2];
+    const int32_t count = Sources(op, sources);
+    if (op.kind < TT_STAGE_OP_CONV || op.kind > TT_STAGE_OP_ADD || (count == 1 && op.input2 != -1)) return false;
+    for (int32_t i = 0; i < count; ++i) {
+      if (sources[i] < -1 || sources[i] >= k || (padded[sources[i] + 1] && !IsConv(op))) return false;
+    }
+    const tt_dims in = dims[op.input + 1];
+    dims[k + 1] = tt_dims{1, op.height, op.width, op.channels};
+    if (!ValidDims(&dims[k + 1]) || op.height > kMaxExtent || op.width > kMaxExtent || op.channels > kMaxExtent ||
+        op.kernel_h > kMaxExtent || op.kernel_w > kMaxExtent || op.conv.conv.stride_h > kMaxExtent ||
+        op.conv.conv.stride_w > kMaxExtent || op.conv.conv.dilation_h > kMaxExtent ||
+        op.conv.conv.dilation_w > kMaxExtent || op.conv.conv.pad_top > kMaxExtent || op.conv.conv.pad_left > kMaxExtent) {
+      return false;
+    }
+    padded[k + 1] = op.kind == TT_STAGE_OP_PAD;
+    if (op.kind == TT_STAGE_OP_PAD) {
+      if (op.conv.conv.pad_top < 0 || op.conv.conv.pad_left < 0 || op.height < in.h + op.conv.conv.pad_top ||
+          op.width < in.w + op.conv.conv.pad_left || op.channels != in.c || k == params->num_ops - 1) {
+        return false;
+      }
+      continue;
+    }
+    if (op.kind == TT_STAGE_OP_ADD) {
+      const tt_dims other = dims[op.input2 + 1];
+      if (in.h != op.height || in.w != op.width || in.c != op.channels || other.h != op.height ||
+          other.w != op.width || other.c != op.channels || !ValidOffsets(op.conv) || op.input2_offset < -127 ||
+          op.input2_offset > 128 || op.left_shift < 0 || op.left_shift > 20) {
+        return false;
+      }
+      const int32_t shifts[] = {op.input_shift, op.input2_shift, op.output_shift};
+      for (const int32_t shift : shifts) {
+        if (shift < -31 || shift > 0) return false;
+      }
+      if (op.input_multiplier < 0 || op.input2_multiplier < 0 || op.output_multiplier < 0) return false;
+      continue;
+    }
+    const bool depthwise = op.kind == TT_STAGE_OP_DEPTHWISE;
+    if (!ValidConvParams(&op.conv.conv) || op.kernel_h < 1 || op.kernel_w < 1 || !ValidOffsets(op.conv) ||
+        (depthwise && (op.conv.depth_multiplier < 1 || op.channels != in.c * op.conv.depth_multiplier))) {
+      return false;
+    }
+    // Every output row and column reads at least one real input row and column.
+    const Span rows = Window(op, true, Span{op.height - 1, op.height});
+    const Span cols = Window(op, false, Span{op.width - 1, op.width});
+    if (rows.start >= in.h || cols.start >= in.w || rows.stop <= 0 || cols.stop <= 0) return false;
+  }
+  const tt_dims& out = dims[params->num_ops];
+  return params->tiles_h <= out.h && params->tiles_w <= out.w && input->h <= kMaxExtent && input->w <= kMaxExtent &&
+         input->c <= kMaxExtent;
+}
+
+// Fills the tile's spans; false where the stage cannot run in tiles (a tensor no later op reads, or a conv
+// whose patch starts before its window).
+inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int32_t ty, int32_t tx, StageTile* tile) {
+  const int32_t n = params.num_ops;
+  tile->dims[0] = input;
+  for (int32_t t = 0; t <= n; ++t) {
+    tile->need_rows[t] = Span{0, 0};
+    tile->need_cols[t] = Span{0, 0};
+  }
+  for (int32_t k = 0; k < n; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    tile->dims[k + 1] = tt_dims{input.n, op.height, op.width, op.channels};
+  }
+  tile->need_rows[n] = TileSpan(tile->dims[n].h, params.tiles_h, ty);
+  tile->need_cols[n] = TileSpan(tile->dims[n].w, params.tiles_w, tx);
+  for (int32_t k = n - 1; k >= 0; --k) {
+    if (tile->need_rows[k + 1].length() <= 0 || tile->need_cols[k + 1].length() <= 0) return false;
+    const StageOp op = StageOpAt(params, k);
+    int32_t sources[2];
+    for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) {
+      const int32_t t = sources[i] + 1;
+      const Span rows = Clip(Window(op, true, tile->need_rows[k + 1]), tile->dims[t].h);
+      const Span cols = Clip(Window(op, false, tile->need_cols[k + 1]), tile->dims[t].w);
+      if (tile->need_rows[t].length() > 0) {  // read by a later op too: the hull of both windows
+        tile->need_rows[t] = Hull(tile->need_rows[t], rows);
+        tile->need_cols[t] = Hull(tile->need_cols[t], cols);
+      } else {
+        tile->need_rows[t] = rows;
+        tile->need_cols[t] = cols;
+      }
+    }
+  }
+  tile->root[0] = 0;  // the input's patch is copied into the scratch buffer, as the other patches are written there
+  tile->have_rows[0] = tile->need_rows[0];
+  tile->have_cols[0] = tile->need_cols[0];
+  for (int32_t k = 0; k < n; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    const int32_t t = op.input + 1;
+    if (op.kind == TT_STAGE_OP_PAD) {
+      const tt_conv_grad_params& pad = op.conv.conv;
+      tile->root[k + 1] = tile->root[t];
+      tile->have_rows[k + 1] = Span{tile->have_rows[t].start + pad.pad_top, tile->have_rows[t].stop + pad.pad_top};
+      tile->have_cols[k + 1] = Span{tile->have_cols[t].start + pad.pad_left, tile->have_cols[t].stop + pad.pad_left};
+      continue;
+    }
+    tile->root[k + 1] = k + 1;
+    tile->have_rows[k + 1] = tile->need_rows[k + 1];
+    tile->have_cols[k + 1] = tile->need_cols[k + 1];
+    if (IsConv(op) && (tile->have_rows[t].start < Window(op, true, tile->need_rows[k + 1]).start ||
+                       tile->have_cols[t].start < Window(op, false, tile->need_cols[k + 1]).start)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Where each tensor's patch lies in the scratch buffer (offset[t], -1 for none: PAD outputs, and the output
+// of the last op when it writes into the stage output), and the buffer's size.
+// Patches are sized for their largest tile and placed first fit by lifetime within a tile.
+inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset, int32_t* bytes) {
+  const int32_t n = params.num_ops;
+  int32_t size[TT_STAGE_MAX_OPS + 1] = {0};
+  int32_t last[TT_STAGE_MAX_OPS + 1] = {0};
+  StageTile tile;
+  for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
+    for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
+      if (!Need(params, input, ty, tx, &tile)) return false;
+      for (int32_t t = 0; t <= n; ++t) {
+        const int64_t patch = int64_t{tile.need_rows[t].length()} * tile.need_cols[t].length() * tile.dims[t].c;
+        if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
+        size[t] = patch > size[t] ? static_cast<int32_t>(patch) : size[t];
+      }
+    }
+  }
+  int64_t sum = 0;
+  for (int32_t t = 0; t <= n; ++t) sum += size[t] + 3;
+  if (sum > INT32_MAX / 2) return false;  // so no offset below overflows
+  for (int32_t k = 0; k < n; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    int32_t sources[2];
+    for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) last[tile.root[sources[i] + 1]] = k;
+  }
+  *bytes = 0;
+  for (int32_t t = 0; t <= n; ++t) {
+    const bool stored = tile.root[t] == t && !(t == n && params.tiles_w == 1);
+    offset[t] = -1;
+    if (!stored) continue;
+    const int32_t first = t - 1, length = (size[t] + 3) / 4 * 4;
+    int32_t at = 0;
+    for (bool moved = true; moved;) {  // past every earlier patch alive with this one that it would overlap
+      moved = false;
+      for (int32_t u = 0; u < t; ++u) {
+        if (offset[u] >= 0 && last[u] >= first && at < offset[u] + size[u] && offset[u] < at + length) {
+          at = (offset[u] + size[u] + 3) / 4 * 4;
+          moved = true;
+        }
+      }
+    }
+    offset[t] = at;
+    *bytes = at + length > *bytes ? at + length : *bytes;
+  }
+  return true;
+}
+
+// A conv op's arguments over its patch of one tile; the pads are the window's rows and columns before the
+// input's patch (zeros: the op's own padding or a PAD's).
+struct ConvPatchArgs {
+  tt_conv_params params;
+  tt_dims input, filter, output;
+};
+
+inline ConvPatchArgs PatchArgs(const StageOp& op, const StageTile& tile, int32_t k) {
+  const int32_t t = op.input + 1;
+  ConvPatchArgs args{op.conv, {1, tile.have_rows[t].length(), tile.have_cols[t].length(), tile.dims[t].c},
+                     {op.channels, op.kernel_h, op.kernel_w, tile.dims[t].c},
+                     {1, tile.need_rows[k + 1].length(), tile.need_cols[k + 1].length(), op.channels}};
+  args.params.conv.pad_top = tile.have_rows[t].start - Window(op, true, tile.need_rows[k + 1]).start;
+  args.params.conv.pad_left = tile.have_cols[t].start - Window(op, false, tile.need_cols[k + 1]).start;
+  if (op.kind == TT_STAGE_OP_DEPTHWISE) args.filter = tt_dims{1, op.kernel_h, op.kernel_w, op.channels};
+  return args;
+}
+
+// The most scratch a conv of the stage asks for over any tile (its ctx, after the patches): none in the
+// portable core, CMSIS-NN's im2col and the like where kernels/cmsis_nn replaces the convs. False when a
+// conv rejects its arguments.
+inline bool ConvScratch(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* bytes) {
+  *bytes = 0;
+  StageTile tile;
+  for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
+    for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
+      if (!Need(params, input, ty, tx, &tile)) return false;
+      for (int32_t k = 0; k < params.num_ops; ++k) {
+        const StageOp op = StageOpAt(params, k);
+        if (!IsConv(op)) continue;
+        const ConvPatchArgs a = PatchArgs(op, tile, k);
+        const int32_t size = op.kind == TT_STAGE_OP_DEPTHWISE
+                                 ? tt_depthwise_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output)
+                                 : tt_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output);
+        if (size < 0) return false;
+        *bytes = size > *bytes ? size : *bytes;
+      }
+    }
+  }
+  return true;
+}
+
+// The scratch the stage needs: its patches (offsets as Layout places them), then its convs' ctx at
+// *conv_at, aligned for it.
+inline bool StageScratch(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset,
+                         int32_t* conv_at, int32_t* conv_bytes, int32_t* bytes) {
+  if (!Layout(params, input, offset, bytes) || !ConvScratch(params, input, conv_bytes)) return false;
+  *conv_at = (*bytes + 15) / 16 * 16;
+  const int64_t total = int64_t{*conv_at} + *conv_bytes;
+  if (total > INT32_MAX / 2) return false;
+  if (*conv_bytes > 0) *bytes = static_cast<int32_t>(total);
+  return true;
+}
+
+}  // namespace tinytrain_core
+
+#endif  // TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_

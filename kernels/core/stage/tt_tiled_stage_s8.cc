@@ -1,0 +1,112 @@
+#include <string.h>
+
+#include "../common/conv_forward.h"
+#include "../common/tiled_stage.h"
+#include "../tt_functions.h"
+
+namespace core = tinytrain_core;
+
+namespace {
+
+// TFLite's int8 ADD of two patches over `rows` x `cols`, each read where its patch (have) holds them.
+void AddPatch(const core::StageOp& op, const core::StageTile& tile, const int8_t* const* data, int32_t k,
+              int8_t* out) {
+  const core::Span rows = tile.need_rows[k + 1], cols = tile.need_cols[k + 1];
+  const int32_t channels = op.channels;
+  const int32_t a = op.input + 1, b = op.input2 + 1;
+  for (int32_t y = rows.start; y < rows.stop; ++y) {
+    const int8_t* x1 = data[a] + ((y - tile.have_rows[a].start) * tile.have_cols[a].length() +
+                                  (cols.start - tile.have_cols[a].start)) * channels;
+    const int8_t* x2 = data[b] + ((y - tile.have_rows[b].start) * tile.have_cols[b].length() +
+                                  (cols.start - tile.have_cols[b].start)) * channels;
+    for (int32_t i = 0; i < cols.length() * channels; ++i) {
+      const int32_t left = static_cast<int32_t>(static_cast<uint32_t>(x1[i] + op.conv.input_offset) << op.left_shift);
+      const int32_t right = static_cast<int32_t>(static_cast<uint32_t>(x2[i] + op.input2_offset) << op.left_shift);
+      const int32_t sum = core::Requantize(left, op.input_multiplier, op.input_shift) +
+                          core::Requantize(right, op.input2_multiplier, op.input2_shift);
+      int32_t value = core::Requantize(sum, op.output_multiplier, op.output_shift) + op.conv.output_offset;
+      value = value < op.conv.activation_min ? op.conv.activation_min : value;
+      value = value > op.conv.activation_max ? op.conv.activation_max : value;
+      *out++ = static_cast<int8_t>(value);
+    }
+  }
+}
+
+// Conv op k over its tile patch, reading its input's patch, with the convs' scratch `ctx`.
+tt_status ConvPatch(const tt_context* ctx, const core::StageOp& op, const tt_stage_weights& weights,
+                    const core::StageTile& tile, const int8_t* const* data, int32_t k, int8_t* out) {
+  const core::ConvPatchArgs a = core::PatchArgs(op, tile, k);
+  const int8_t* input = data[op.input + 1];
+  if (op.kind == TT_STAGE_OP_DEPTHWISE) {
+    return tt_depthwise_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias,
+                                  &weights.requant, &a.output, out);
+  }
+  return tt_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias, &weights.requant,
+                      &a.output, out);
+}
+
+}  // namespace
+
+extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, const tt_stage_weights* weights,
+                                       int8_t* scratch, int32_t scratch_bytes, const tt_dims* input_dims,
+                                       const int8_t* input, const tt_dims* output_dims, int8_t* output) {
+  int32_t offset[TT_STAGE_MAX_OPS + 1];
+  int32_t needed = 0, conv_at = 0, conv_bytes = 0;
+  if (!core::ValidStage(params, input_dims) || weights == nullptr || input == nullptr || output == nullptr ||
+      output_dims == nullptr || !core::StageScratch(*params, *input_dims, offset, &conv_at, &conv_bytes, &needed) ||
+      scratch_bytes < needed || (needed > 0 && scratch == nullptr)) {
+    return TT_ARG_ERROR;
+  }
+  const tt_context conv_ctx{conv_bytes > 0 ? scratch + conv_at : nullptr, conv_bytes};
+  const int32_t n = params->num_ops;
+  const core::StageOp last = core::StageOpAt(*params, n - 1);
+  if (output_dims->n != 1 || output_dims->h != last.height || output_dims->w != last.width ||
+      output_dims->c != last.channels) {
+    return TT_ARG_ERROR;
+  }
+  for (int32_t k = 0; k < n; ++k) {
+    const core::StageOp op = core::StageOpAt(*params, k);
+    if (core::IsConv(op) && (weights[k].filter == nullptr || !core::ValidRequantization(&weights[k].requant, op.channels))) {
+      return TT_ARG_ERROR;
+    }
+  }
+  const int32_t row_bytes = output_dims->w * output_dims->c;
+  core::StageTile tile;
+  const int8_t* data[TT_STAGE_MAX_OPS + 1];
+  for (int32_t ty = 0; ty < params->tiles_h; ++ty) {
+    for (int32_t tx = 0; tx < params->tiles_w; ++tx) {
+      core::Need(*params, *input_dims, ty, tx, &tile);  // succeeded for every tile in Layout
+      const int32_t patch_row = tile.need_cols[0].length() * input_dims->c;
+      for (int32_t y = tile.need_rows[0].start; y < tile.need_rows[0].stop; ++y) {
+        memcpy(scratch + offset[0] + (y - tile.need_rows[0].start) * patch_row,
+               input + (y * input_dims->w + tile.need_cols[0].start) * input_dims->c, static_cast<size_t>(patch_row));
+      }
+      data[0] = scratch + offset[0];
+      for (int32_t k = 0; k < n; ++k) {
+        const core::StageOp op = core::StageOpAt(*params, k);
+        const int32_t t = k + 1;
+        if (op.kind == TT_STAGE_OP_PAD) {
+          data[t] = data[op.input + 1];
+          continue;
+        }
+        const bool direct = offset[t] < 0;  // the last op's row band, straight into the output
+        int8_t* out = direct ? output + tile.need_rows[t].start * row_bytes : scratch + offset[t];
+        if (op.kind == TT_STAGE_OP_ADD) {
+          AddPatch(op, tile, data, k, out);
+        } else {
+          const tt_status status = ConvPatch(&conv_ctx, op, weights[k], tile, data, k, out);
+          if (status != TT_SUCCESS) return status;
+        }
+        data[t] = out;
+      }
+      if (offset[n] >= 0) {  // a 2-D tile: its rows into the output
+        const int32_t tile_row = tile.need_cols[n].length() * output_dims->c;
+        for (int32_t y = 0; y < tile.need_rows[n].length(); ++y) {
+          memcpy(output + (tile.need_rows[n].start + y) * row_bytes + tile.need_cols[n].start * output_dims->c,
+                 scratch + offset[n] + y * tile_row, static_cast<size_t>(tile_row));
+        }
+      }
+    }
+  }
+  return TT_SUCCESS;
+}

@@ -1,0 +1,141 @@
+"""The scratch a TT_TILED_STAGE op asks TFLM for, as its kernel computes it (kernels/core/common/tiled_stage.h).
+
+The op runs a frozen first stage of convs patch by patch (tinytrain_tflm.passes.tiling). Per tile it needs each
+stage tensor over a window (the hull over the tensor's readers, clipped), and copies the input's first; the
+patches of one tile share one
+buffer by lifetime, each sized for its largest tile, and every tile reuses it. The memory plan reserves that
+buffer while the op runs, so it must be the kernel's number to the byte: tests/test_tiling.py checks this
+mirror against the kernel library's own TinyTrainTiledStageScratch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import schema_generated as generated
+
+# The columns of a description row (schema/tinytrain.json, TT_TILED_STAGE's description input).
+FIELDS = (
+    "kind input input2 height width channels kernel_h kernel_w stride_h stride_w dilation_h dilation_w pad_top "
+    "pad_left depth_multiplier input_offset output_offset activation_min activation_max input2_offset left_shift "
+    "input_multiplier input_shift input2_multiplier input2_shift output_multiplier output_shift padding activation "
+    "output_scale_bits"
+).split()
+COLUMN = {name: i for i, name in enumerate(FIELDS)}
+CONVS = (generated.STAGE_OP_CONV, generated.STAGE_OP_DEPTHWISE)
+
+
+def tile_span(size: int, parts: int, tile: int) -> tuple[int, int]:
+    """Tile `tile` of `parts` along an axis of `size`: edges at round(t * size / parts), halves up."""
+    return tuple((2 * t * size + parts) // (2 * parts) for t in (tile, tile + 1))
+
+
+def _window(row: np.ndarray, axis: int, span: tuple[int, int]) -> tuple[int, int]:
+    if row[COLUMN["kind"]] == generated.STAGE_OP_ADD:
+        return span
+    names = ("kernel_h", "stride_h", "dilation_h", "pad_top") if axis == 0 else ("kernel_w", "stride_w", "dilation_w", "pad_left")
+    kernel, stride, dilation, pad = (int(row[COLUMN[name]]) for name in names)
+    return span[0] * stride - pad, (span[1] - 1) * stride - pad + (kernel - 1) * dilation + 1
+
+
+def _sources(row: np.ndarray) -> list[int]:
+    count = 2 if row[COLUMN["kind"]] == generated.STAGE_OP_ADD else 1
+    return [int(row[COLUMN["input"]]), int(row[COLUMN["input2"]])][:count]
+
+
+def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], ty: int, tx: int):
+    """(need, sizes) of one tile: need[t] = (rows, cols) of stage tensor t (0 the input, k + 1 op k's output);
+    None where the kernel refuses the stage (a tensor no later op reads, a conv patch starting before its window)."""
+    n = len(description)
+    sizes = [tuple(input_shape[1:3])] + [(int(r[COLUMN["height"]]), int(r[COLUMN["width"]])) for r in description]
+    need: list[tuple[tuple[int, int], tuple[int, int]] | None] = [None] * (n + 1)
+    need[n] = (tile_span(sizes[n][0], tiles[0], ty), tile_span(sizes[n][1], tiles[1], tx))
+    for k in range(n - 1, -1, -1):
+        if need[k + 1] is None or any(b <= a for a, b in need[k + 1]):
+            return None
+        for source in _sources(description[k]):
+            t = source + 1
+            spans = [_window(description[k], axis, need[k + 1][axis]) for axis in (0, 1)]
+            spans = [(max(0, a), min(sizes[t][axis], b)) for axis, (a, b) in enumerate(spans)]
+            old = need[t]
+            hull = spans if old is None else [(min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans, strict=True)]
+            need[t] = tuple(hull)
+    have = [need[0]]  # the input's patch is copied into the scratch buffer
+    for k, row in enumerate(description):
+        source = have[int(row[COLUMN["input"]]) + 1]
+        if row[COLUMN["kind"]] == generated.STAGE_OP_PAD:
+            pads = (int(row[COLUMN["pad_top"]]), int(row[COLUMN["pad_left"]]))
+            have.append(tuple((a + p, b + p) for (a, b), p in zip(source, pads, strict=True)))
+            continue
+        have.append(need[k + 1])
+        if row[COLUMN["kind"]] in CONVS and any(source[axis][0] < _window(row, axis, need[k + 1][axis])[0] for axis in (0, 1)):
+            return None
+    return need
+
+
+MAX_EXTENT = 1 << 15  # the kernel's bound on every size and window field
+
+
+def _well_formed(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> bool:
+    """What this mirror needs before it walks the tiles (the kernel's Prepare checks more): rows of known
+    kinds reading earlier tensors, sizes and windows in range, at most one tile per output row and column."""
+    if description is None or description.ndim != 2 or description.shape[1] != len(FIELDS) or len(input_shape) != 4:
+        return False
+    if (
+        not 1 <= len(description) <= generated.STAGE_MAX_OPS
+        or not 1 <= min(input_shape[1:]) <= max(input_shape[1:]) <= MAX_EXTENT
+    ):
+        return False
+    columns = {name: description[:, COLUMN[name]].astype(np.int64) for name in FIELDS}
+    positions = np.arange(len(description))
+    sized = [columns[name] for name in ("height", "width", "channels", "kernel_h", "kernel_w", "stride_h", "stride_w")]
+    sized += [columns["dilation_h"], columns["dilation_w"]]
+    adds = columns["kind"] == generated.STAGE_OP_ADD
+    return bool(
+        np.all((columns["kind"] >= generated.STAGE_OP_CONV) & (columns["kind"] <= generated.STAGE_OP_ADD))
+        and np.all((columns["input"] >= -1) & (columns["input"] < positions))
+        and np.all(np.where(adds, (columns["input2"] >= -1) & (columns["input2"] < positions), columns["input2"] == -1))
+        and all(np.all(np.where(adds, True, (c >= 1) & (c <= MAX_EXTENT))) for c in sized)
+        and all(np.all((columns[name] >= 0) & (columns[name] <= MAX_EXTENT)) for name in ("pad_top", "pad_left"))
+        and 1 <= tiles[0] <= description[-1, COLUMN["height"]]
+        and 1 <= tiles[1] <= description[-1, COLUMN["width"]]
+    )
+
+
+def scratch_bytes(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> int | None:
+    """Bytes of scratch the kernel requests for this stage on this input, or None where it refuses the tiling
+    (or the description is malformed)."""
+    if not _well_formed(description, input_shape, tiles):
+        return None
+    n = len(description)
+    size = [0] * (n + 1)
+    for ty in range(tiles[0]):
+        for tx in range(tiles[1]):
+            need = _need(description, input_shape, tiles, ty, tx)
+            if need is None:
+                return None
+            for t in range(n + 1):
+                (r0, r1), (c0, c1) = need[t]
+                channels = input_shape[3] if t == 0 else int(description[t - 1][COLUMN["channels"]])
+                size[t] = max(size[t], (r1 - r0) * (c1 - c0) * channels)
+    root = list(range(n + 1))
+    last = [0] * (n + 1)
+    for k, row in enumerate(description):
+        if row[COLUMN["kind"]] == generated.STAGE_OP_PAD:
+            root[k + 1] = root[int(row[COLUMN["input"]]) + 1]
+        for source in _sources(row):
+            last[root[source + 1]] = k
+    offset = [-1] * (n + 1)
+    total = 0
+    for t in range(n + 1):
+        if root[t] != t or (t == n and tiles[1] == 1):
+            continue
+        length, at, moved = -(-size[t] // 4) * 4, 0, True
+        while moved:  # past every earlier patch alive with this one that it would overlap
+            moved = False
+            for u in range(t):
+                if offset[u] >= 0 and last[u] >= t - 1 and at < offset[u] + size[u] and offset[u] < at + length:
+                    at, moved = -(-(offset[u] + size[u]) // 4) * 4, True
+        offset[t] = at
+        total = max(total, at + length)
+    return total
