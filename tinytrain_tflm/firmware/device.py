@@ -406,8 +406,11 @@ def build_kernels(target: Target, sources: Sources, reference_core: bool = False
     against it)."""
     toolchain = _Toolchain.of(target)
     kernels = _kernel_sources()
-    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
-             "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}", *sources.header_flags("-isystem")]  # fmt: skip
+    # -ffp-contract=off: no fused multiply-adds, which the FPU has and x86-64 does not use, so every float the
+    # kernels compute rounds as on the host (delayed gradient scaling turned a 1-ulp difference into another level).
+    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+             "-Wdouble-promotion", "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}",
+             *sources.header_flags("-isystem")]  # fmt: skip
     kernel_set = "reference" if reference_core else target.kernels
     if kernel_set == "cmsis-nn":  # its forward convolutions call CMSIS-NN (built with TFLM's kernels)
         flags += sources.cmsis_flags(target)
