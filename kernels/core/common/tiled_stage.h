@@ -60,9 +60,14 @@ inline StageOp StageOpAt(const tt_tiled_stage_params& params, int32_t k) {
 
 inline bool IsConv(const StageOp& op) { return op.kind == TT_STAGE_OP_CONV || op.kind == TT_STAGE_OP_DEPTHWISE; }
 
-// Tile t of `parts` along an axis of `size`: edges at round(t * size / parts), halves up.
+// Most tiles along an axis: it keeps TileSpan's arithmetic in 32 bits (no 64-bit division on a Cortex-M).
+constexpr int32_t kMaxTilesPerAxis = 1024;
+
+// Tile t of `parts` along an axis of `size`: edges at round(t * size / parts), halves up. With size = q * parts
+// + r, that is t * q + round(t * r / parts), and t * r < parts^2 stays small.
 inline Span TileSpan(int32_t size, int32_t parts, int32_t t) {
-  const auto edge = [&](int32_t i) { return static_cast<int32_t>((2 * int64_t{i} * size + parts) / (2 * parts)); };
+  const int32_t q = size / parts, r = size % parts;
+  const auto edge = [&](int32_t i) { return i * q + (2 * i * r + parts) / (2 * parts); };
   return Span{edge(t), edge(t + 1)};
 }
 
@@ -111,7 +116,8 @@ constexpr int32_t kMaxExtent = 1 << 15;
 // Every row's own checks, given the shapes of the tensors before it (see tt_tiled_stage_get_buffer_size).
 inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input) {
   if (params == nullptr || params->description == nullptr || params->num_ops < 1 ||
-      params->num_ops > TT_STAGE_MAX_OPS || params->tiles_h < 1 || params->tiles_w < 1 || !ValidDims(input) ||
+      params->num_ops > TT_STAGE_MAX_OPS || params->tiles_h < 1 || params->tiles_w < 1 ||
+      params->tiles_h > kMaxTilesPerAxis || params->tiles_w > kMaxTilesPerAxis || !ValidDims(input) ||
       input->n != 1) {
     return false;
   }
