@@ -118,8 +118,8 @@ def test_contributions_skip_exactly_the_parts_over_budget(digits):
     from tinytrain_tflm.tools.search import with_classifier
 
     _, model, search_task = digits
-    # Measured with the classifier: any part of layer 0, 8,992 B; of layer 1, 9,072 B; biases of all three, 9,432 B.
-    search = SchemeSearch(model, search_task, 9_024, steps=5)
+    # Measured with the classifier: any part of layer 0, 9,064 B; of layer 1, 9,144 B; biases of all three, 9,504 B.
+    search = SchemeSearch(model, search_task, 9_104, steps=5)
     bias_gains, weight_gains = search.contributions()
     parts = [(layer, ratio) for layer in search.candidates for ratio in tt.passes.scheme.RATIOS]
     fitting = {p for p in parts if search.fits(with_classifier({"weights": {str(p[0]): p[1]}}, search.layers))}
