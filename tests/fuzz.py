@@ -226,7 +226,9 @@ def _custom_options(model, rng) -> str | None:
     ops = [
         op
         for op in model.subgraphs[0].operators
-        if 0 <= op.opcodeIndex < len(codes) and read._text(codes[op.opcodeIndex].customCode) in BLOB_OF_OP
+        if 0 <= op.opcodeIndex < len(codes)
+        and read._text(codes[op.opcodeIndex].customCode) in BLOB_OF_OP
+        and op.customOptions is not None  # an empty options blob reads back as none: nothing to mutate
     ]
     op = _pick(rng, ops)
     if op is None:

@@ -217,7 +217,9 @@ def test_power_cut_mid_checkpoint_restores_the_last_good_state(models, firmware,
     # to rounding, since GCC contracts the Cortex-M build's multiply-adds into fused ones (x86-64 does not).
     host = tt.Interpreter(model, 4 << 20, preserve_all_tensors=True)
     for control, label, sample in first[1 : 1 + STEPS]:
-        host.run([sample, np.array(label, np.int32), np.array([control], np.int32)])
+        host.run(
+            [sample, np.array(label, np.int32), np.array([control], np.int32), np.zeros(1, np.float32)]
+        )  # 0: the compiled rate
     for tensor, value in _split(model, good).items():
         expected = host.tensor(tensor)
         on_device = np.frombuffer(value, expected.dtype).reshape(expected.shape)

@@ -24,6 +24,10 @@ from pathlib import Path
 ALLOWED_EXTERNALS = {
     "memcpy",
     "__aeabi_memcpy",
+    "memset",  # zero-initialized local arrays
+    "__aeabi_memset",
+    "__aeabi_memclr",
+    "__aeabi_memclr4",
     "floorf",
     "roundf",
     "lroundf",

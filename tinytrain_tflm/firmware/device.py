@@ -18,9 +18,9 @@ run compiles only the model and the harness.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import fcntl
-import functools
 import hashlib
 import os
 import shutil
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -329,36 +329,22 @@ def _tflm_kernel_sources(sources: Sources, kernels: str) -> list[Path]:
     ]
 
 
-_held_locks = 0  # build_firmware holds the lock while it calls build_tflm and build_kernels
-
-
-def _one_build_at_a_time(build: Callable) -> Callable:
-    """Runs `build` holding an exclusive lock on build_dir()/.lock, so processes sharing a build folder
-    (parallel test workers, two shells) never compile or link the same files at once; each checks what
-    is up to date only once it holds the lock, so the second finds the first's work done."""
-
-    @functools.wraps(build)
-    def locked(*args, **kwargs):
-        global _held_locks
-        if _held_locks:
-            return build(*args, **kwargs)
-        build_dir().mkdir(parents=True, exist_ok=True)
-        with open(build_dir() / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            _held_locks += 1
-            try:
-                return build(*args, **kwargs)
-            finally:
-                _held_locks -= 1
-
-    return locked
+@contextlib.contextmanager
+def _building(folder: Path) -> Iterator[Path]:
+    """Holds an exclusive lock on folder/.lock while the caller compiles into `folder`, so processes sharing a
+    build cache (parallel test workers, two shells, two worktrees) never write the same files at once, while
+    builds into other folders (another model's harness, another core's TFLM) go on beside them. The caller
+    checks what is up to date only once it holds the lock, so the second finds the first's work done."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield folder
 
 
 def _key(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12]
 
 
-@_one_build_at_a_time
 def build_tflm(target: Target, sources: Sources) -> list[Path]:
     """TFLM for the target: its kernels (libtflm_kernels.a, per kernel set, CMSIS-NN included) and its
     framework (libtflm_framework.a, per core), each compiled once per (sources, flags)."""
@@ -368,7 +354,9 @@ def build_tflm(target: Target, sources: Sources) -> list[Path]:
     framework = _units(
         _tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], []
     )
-    _compile(framework, f"TFLM's framework for {target.name}")
+    with _building(core_dir / "framework"):
+        _compile(framework, f"TFLM's framework for {target.name}")
+        framework_library = _archive(core_dir / "libtflm_framework.a", [unit[1] for unit in framework], toolchain)
     if target.kernels == "cmsis-nn":
         flags += sources.cmsis_flags(target)
     kernel_dir = core_dir / target.kernels
@@ -378,11 +366,9 @@ def build_tflm(target: Target, sources: Sources) -> list[Path]:
     if target.kernels == "cmsis-nn":
         cmsis = (p for p in (sources.cmsis_nn / "Source").rglob("*.c") if not p.name.endswith(("_f16.c", "_f32.c", "_flt.c")))
         kernels += _units(sorted(cmsis), sources.cmsis_nn, kernel_dir / "cmsis-nn", [], [toolchain.cc, "-std=c11", *flags])
-    _compile(kernels, f"TFLM's kernels for {target.label}")
-    return [
-        _archive(kernel_dir / "libtflm_kernels.a", [unit[1] for unit in kernels], toolchain),
-        _archive(core_dir / "libtflm_framework.a", [unit[1] for unit in framework], toolchain),
-    ]
+    with _building(kernel_dir):
+        _compile(kernels, f"TFLM's kernels for {target.label}")
+        return [_archive(kernel_dir / "libtflm_kernels.a", [unit[1] for unit in kernels], toolchain), framework_library]
 
 
 def _kernel_sources() -> Path:
@@ -399,15 +385,17 @@ def core_sources(kernels: Path, kernel_set: str) -> list[Path]:
     return sorted(core.values())
 
 
-@_one_build_at_a_time
 def build_kernels(target: Target, sources: Sources, reference_core: bool = False) -> Path:
     """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers; with
     `reference_core`, the portable core whatever the kernel set (what kernels/cmsis_nn saves is measured
     against it)."""
     toolchain = _Toolchain.of(target)
     kernels = _kernel_sources()
-    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
-             "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}", *sources.header_flags("-isystem")]  # fmt: skip
+    # -ffp-contract=off: no fused multiply-adds, which the FPU has and x86-64 does not use, so every float the
+    # kernels compute rounds as on the host (delayed gradient scaling turned a 1-ulp difference into another level).
+    flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+             "-Wdouble-promotion", "-DTINYTRAIN_REAL_TFLM", f"-I{kernels}", f"-I{kernels / 'core'}",
+             *sources.header_flags("-isystem")]  # fmt: skip
     kernel_set = "reference" if reference_core else target.kernels
     if kernel_set == "cmsis-nn":  # its forward convolutions call CMSIS-NN (built with TFLM's kernels)
         flags += sources.cmsis_flags(target)
@@ -416,8 +404,9 @@ def build_kernels(target: Target, sources: Sources, reference_core: bool = False
     glue = [f for f in kernels.glob("tflm/*.cc") if f.name not in ("register_host.cc", "host_resolver.cc")]
     files = [*core_sources(kernels, kernel_set), *sorted(glue)]
     units = _units(files, kernels, out, [toolchain.cxx, *flags], [])
-    _compile(units, f"tinytrain's kernels for {target.name}")
-    return _archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
+    with _building(out):
+        _compile(units, f"tinytrain's kernels for {target.name}")
+        return _archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,7 +418,6 @@ class Firmware:
     flash_bytes: int  # code, constants and the model: what the device's flash holds
 
 
-@_one_build_at_a_time
 def build_firmware(model: bytes, target: Target, reference_core: bool = False) -> Firmware:
     """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target
     (`reference_core`: see build_kernels)."""
@@ -454,33 +442,43 @@ def build_firmware(model: bytes, target: Target, reference_core: bool = False) -
     digest = hashlib.sha256(model).hexdigest()[:16]
     core = "-reference-core" if reference_core else ""
     out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}{core}-{_key(toolchain.cxx, *flags)}"
-    out.mkdir(parents=True, exist_ok=True)
-    flags.append(f"-I{out}")  # train_model.h
-    source = out / "train_model.cc"
-    if not source.is_file():
-        arena = c_array.ArenaSize(0, 0, "estimated")  # the harness takes its arena size at run time
-        text, header = c_array.c_array_files(model, source, "train_model", arena, "device harness")
-        source.with_suffix(".h").write_text(header)
-        source.write_text(text)
-    units = [
-        (source, out / "train_model.o", [toolchain.cxx, *flags]),
-        (kernels / "cortex_m/harness/train_harness.cc", out / "train_harness.o", [toolchain.cxx, *flags]),
-        (board / "startup.cc", out / "startup.o", [toolchain.cxx, *flags]),
-        (board / "target_platform.cc", out / "target_platform.o", [toolchain.cxx, *flags]),
-    ]
-    _compile(units, f"the harness for {target.label}")
-    elf = out / "harness.elf"
-    # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
-    # -L: the board's linker script includes sections.ld from there.
-    runtime_flags = ["-nostartfiles", f"-L{board}", "-T", str(board / target.board.linker_script), "--specs=nano.specs",
-                     "--specs=rdimon.specs"]  # fmt: skip
-    objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
-    arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
-    link = [toolchain.cxx, *toolchain.flags, *runtime_flags, arena_region, "-Wl,--gc-sections", *objects, "-lm", "-o", str(elf)]
-    result = subprocess.run(link, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise TinyTrainError(f"linking the harness for {target.label} failed: {_first_error(result)}")
-    return Firmware(elf, target, _flash_bytes(elf))
+    with _building(out):
+        flags.append(f"-I{out}")  # train_model.h
+        source = out / "train_model.cc"
+        if not source.is_file():
+            arena = c_array.ArenaSize(0, 0, "estimated")  # the harness takes its arena size at run time
+            text, header = c_array.c_array_files(model, source, "train_model", arena, "device harness")
+            source.with_suffix(".h").write_text(header)
+            source.write_text(text)
+        units = [
+            (source, out / "train_model.o", [toolchain.cxx, *flags]),
+            (kernels / "cortex_m/harness/train_harness.cc", out / "train_harness.o", [toolchain.cxx, *flags]),
+            (board / "startup.cc", out / "startup.o", [toolchain.cxx, *flags]),
+            (board / "target_platform.cc", out / "target_platform.o", [toolchain.cxx, *flags]),
+        ]
+        _compile(units, f"the harness for {target.label}")
+        elf = out / "harness.elf"
+        # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
+        # -L: the board's linker script includes sections.ld from there.
+        runtime_flags = ["-nostartfiles", f"-L{board}", "-T", str(board / target.board.linker_script), "--specs=nano.specs",
+                         "--specs=rdimon.specs"]  # fmt: skip
+        objects = [str(unit[1]) for unit in units] + [str(library) for library in libraries]
+        arena_region = f"-Wl,--defsym=__arena_region_bytes={target.ram_bytes}"
+        link = [
+            toolchain.cxx,
+            *toolchain.flags,
+            *runtime_flags,
+            arena_region,
+            "-Wl,--gc-sections",
+            *objects,
+            "-lm",
+            "-o",
+            str(elf),
+        ]
+        result = subprocess.run(link, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise TinyTrainError(f"linking the harness for {target.label} failed: {_first_error(result)}")
+        return Firmware(elf, target, _flash_bytes(elf))
 
 
 def _flash_bytes(elf: Path) -> int:

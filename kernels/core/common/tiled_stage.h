@@ -60,9 +60,14 @@ inline StageOp StageOpAt(const tt_tiled_stage_params& params, int32_t k) {
 
 inline bool IsConv(const StageOp& op) { return op.kind == TT_STAGE_OP_CONV || op.kind == TT_STAGE_OP_DEPTHWISE; }
 
-// Tile t of `parts` along an axis of `size`: edges at round(t * size / parts), halves up.
+// Most tiles along an axis: it keeps TileSpan's arithmetic in 32 bits (no 64-bit division on a Cortex-M).
+constexpr int32_t kMaxTilesPerAxis = 1024;
+
+// Tile t of `parts` along an axis of `size`: edges at round(t * size / parts), halves up. With size = q * parts
+// + r, that is t * q + round(t * r / parts), and t * r < parts^2 stays small.
 inline Span TileSpan(int32_t size, int32_t parts, int32_t t) {
-  const auto edge = [&](int32_t i) { return static_cast<int32_t>((2 * int64_t{i} * size + parts) / (2 * parts)); };
+  const int32_t q = size / parts, r = size % parts;
+  const auto edge = [&](int32_t i) { return i * q + (2 * i * r + parts) / (2 * parts); };
   return Span{edge(t), edge(t + 1)};
 }
 
@@ -111,7 +116,8 @@ constexpr int32_t kMaxExtent = 1 << 15;
 // Every row's own checks, given the shapes of the tensors before it (see tt_tiled_stage_get_buffer_size).
 inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input) {
   if (params == nullptr || params->description == nullptr || params->num_ops < 1 ||
-      params->num_ops > TT_STAGE_MAX_OPS || params->tiles_h < 1 || params->tiles_w < 1 || !ValidDims(input) ||
+      params->num_ops > TT_STAGE_MAX_OPS || params->tiles_h < 1 || params->tiles_w < 1 ||
+      params->tiles_h > kMaxTilesPerAxis || params->tiles_w > kMaxTilesPerAxis || !ValidDims(input) ||
       input->n != 1) {
     return false;
   }
@@ -227,17 +233,55 @@ inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int3
   return true;
 }
 
+// A conv op's arguments over its patch of one tile; the pads are the window's rows and columns before the
+// input's patch (zeros: the op's own padding or a PAD's).
+struct ConvPatchArgs {
+  tt_conv_params params;
+  tt_dims input, filter, output;
+};
+
+inline ConvPatchArgs PatchArgs(const StageOp& op, const StageTile& tile, int32_t k) {
+  const int32_t t = op.input + 1;
+  ConvPatchArgs args{op.conv, {1, tile.have_rows[t].length(), tile.have_cols[t].length(), tile.dims[t].c},
+                     {op.channels, op.kernel_h, op.kernel_w, tile.dims[t].c},
+                     {1, tile.need_rows[k + 1].length(), tile.need_cols[k + 1].length(), op.channels}};
+  args.params.conv.pad_top = tile.have_rows[t].start - Window(op, true, tile.need_rows[k + 1]).start;
+  args.params.conv.pad_left = tile.have_cols[t].start - Window(op, false, tile.need_cols[k + 1]).start;
+  if (op.kind == TT_STAGE_OP_DEPTHWISE) args.filter = tt_dims{1, op.kernel_h, op.kernel_w, op.channels};
+  return args;
+}
+
+// The most scratch a conv of the stage asks for on this tile (its ctx, after the patches): none in the
+// portable core, CMSIS-NN's im2col and the like where kernels/cmsis_nn replaces the convs. False when a
+// conv rejects its arguments.
+inline bool TileConvScratch(const tt_tiled_stage_params& params, const StageTile& tile, int32_t* bytes) {
+  for (int32_t k = 0; k < params.num_ops; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    if (!IsConv(op)) continue;
+    const ConvPatchArgs a = PatchArgs(op, tile, k);
+    const int32_t size = op.kind == TT_STAGE_OP_DEPTHWISE
+                             ? tt_depthwise_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output)
+                             : tt_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output);
+    if (size < 0) return false;
+    *bytes = size > *bytes ? size : *bytes;
+  }
+  return true;
+}
+
 // Where each tensor's patch lies in the scratch buffer (offset[t], -1 for none: PAD outputs, and the output
-// of the last op when it writes into the stage output), and the buffer's size.
+// of the last op when it writes into the stage output), the patches' size, and (in the same pass over the
+// tiles) the most scratch a conv asks for on any tile.
 // Patches are sized for their largest tile and placed first fit by lifetime within a tile.
-inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset, int32_t* bytes) {
+inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset, int32_t* bytes,
+                   int32_t* conv_bytes) {
   const int32_t n = params.num_ops;
   int32_t size[TT_STAGE_MAX_OPS + 1] = {0};
   int32_t last[TT_STAGE_MAX_OPS + 1] = {0};
   StageTile tile;
+  *conv_bytes = 0;
   for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
     for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
-      if (!Need(params, input, ty, tx, &tile)) return false;
+      if (!Need(params, input, ty, tx, &tile) || !TileConvScratch(params, tile, conv_bytes)) return false;
       for (int32_t t = 0; t <= n; ++t) {
         const int64_t patch = int64_t{tile.need_rows[t].length()} * tile.need_cols[t].length() * tile.dims[t].c;
         if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
@@ -275,53 +319,11 @@ inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, in
   return true;
 }
 
-// A conv op's arguments over its patch of one tile; the pads are the window's rows and columns before the
-// input's patch (zeros: the op's own padding or a PAD's).
-struct ConvPatchArgs {
-  tt_conv_params params;
-  tt_dims input, filter, output;
-};
-
-inline ConvPatchArgs PatchArgs(const StageOp& op, const StageTile& tile, int32_t k) {
-  const int32_t t = op.input + 1;
-  ConvPatchArgs args{op.conv, {1, tile.have_rows[t].length(), tile.have_cols[t].length(), tile.dims[t].c},
-                     {op.channels, op.kernel_h, op.kernel_w, tile.dims[t].c},
-                     {1, tile.need_rows[k + 1].length(), tile.need_cols[k + 1].length(), op.channels}};
-  args.params.conv.pad_top = tile.have_rows[t].start - Window(op, true, tile.need_rows[k + 1]).start;
-  args.params.conv.pad_left = tile.have_cols[t].start - Window(op, false, tile.need_cols[k + 1]).start;
-  if (op.kind == TT_STAGE_OP_DEPTHWISE) args.filter = tt_dims{1, op.kernel_h, op.kernel_w, op.channels};
-  return args;
-}
-
-// The most scratch a conv of the stage asks for over any tile (its ctx, after the patches): none in the
-// portable core, CMSIS-NN's im2col and the like where kernels/cmsis_nn replaces the convs. False when a
-// conv rejects its arguments.
-inline bool ConvScratch(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* bytes) {
-  *bytes = 0;
-  StageTile tile;
-  for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
-    for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
-      if (!Need(params, input, ty, tx, &tile)) return false;
-      for (int32_t k = 0; k < params.num_ops; ++k) {
-        const StageOp op = StageOpAt(params, k);
-        if (!IsConv(op)) continue;
-        const ConvPatchArgs a = PatchArgs(op, tile, k);
-        const int32_t size = op.kind == TT_STAGE_OP_DEPTHWISE
-                                 ? tt_depthwise_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output)
-                                 : tt_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output);
-        if (size < 0) return false;
-        *bytes = size > *bytes ? size : *bytes;
-      }
-    }
-  }
-  return true;
-}
-
 // The scratch the stage needs: its patches (offsets as Layout places them), then its convs' ctx at
 // *conv_at, aligned for it.
 inline bool StageScratch(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset,
                          int32_t* conv_at, int32_t* conv_bytes, int32_t* bytes) {
-  if (!Layout(params, input, offset, bytes) || !ConvScratch(params, input, conv_bytes)) return false;
+  if (!Layout(params, input, offset, bytes, conv_bytes)) return false;
   *conv_at = (*bytes + 15) / 16 * 16;
   const int64_t total = int64_t{*conv_at} + *conv_bytes;
   if (total > INT32_MAX / 2) return false;
