@@ -65,7 +65,7 @@ STOCK_ARENA_REGION = 1 << 20
 def schemes(source: bytes) -> list[tuple[str, dict]]:
     layers = len(conv_like_layers(tt.read_graph(source)))
     partial = {"bias_last": 8, "weights": {str(layers - 1): 1, str(layers - 3): 0.25, str(layers - 6): 0.125}}
-    base = {"gradient": "int8", "tiles": "auto"}
+    base = {"gradient": "int8", "tiles": "auto", "flash_requantization": False}
     return [
         ("last layer", {**base, "update": "last"}),
         ("last layer, flash requantization", {**base, "update": "last", "flash_requantization": True}),
@@ -180,9 +180,10 @@ def speed_models() -> list[tuple[str, bytes, list[tuple[str, dict]]]]:
     requantization."""
     mobilenet = mobilenet_v2_035_128()
     layers = len(conv_like_layers(tt.read_graph(mobilenet)))
-    base = {"gradient": "int8", "tiles": "auto"}
+    base = {"gradient": "int8", "tiles": "auto", "flash_requantization": False}
+    all_layers = {"gradient": "int8", "tiles": "auto", "flash_requantization": False, "update": "all"}
     models = [
-        ("DS-CNN, 20x10x1, 12 classes", ds_cnn_kws(), [("all layers", {"gradient": "int8", "update": "all"})]),
+        ("DS-CNN, 20x10x1, 12 classes", ds_cnn_kws(), [("all layers", all_layers)]),
         (
             "MobileNetV2-w0.35, 128x128, 10 classes",
             mobilenet,
@@ -239,6 +240,46 @@ def speed_table(name: str = "cortex-m7") -> None:
             print(f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 
+# Each of compile's memory-first defaults turned off alone, then both (issue 13: the defaults are the options
+# that fit best without a speed penalty on the target).
+DEFAULTS_OFF = [
+    ("compile's defaults (int8 gradients, tiles auto, flash requantization)", {}),
+    ("--tile none", {"tiles": None}),
+    ("--no-flash-requantization", {"flash_requantization": False}),
+    ("--tile none --no-flash-requantization", {"tiles": None, "flash_requantization": False}),
+]
+
+
+def defaults_table(name: str = "cortex-m7") -> None:
+    """MobileNetV2-w0.35 128x128 with MIT's 99kb scheme on the emulated target with CMSIS-NN: the bisected
+    arena and the instructions of a training step, with compile's defaults and each memory default off."""
+    device_target = target(name, "cmsis-nn")
+    source = mobilenet_v2_035_128()
+    scheme = mit_scheme("99kb", len(conv_like_layers(tt.read_graph(source))))
+    shape = tt.read_graph(source).tensors[tt.read_graph(source).inputs[0]].shape
+    samples = np.random.default_rng(0).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
+    region = dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION)
+    columns = ["compiled with", "arena measured", "vs defaults", "predict", "train step", "vs defaults"]
+    print(f"\nMobileNetV2-w0.35 128x128, MIT 99kb, on {device_target.label} (instructions, QEMU -icount)")
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    first = None
+    for label, options in DEFAULTS_OFF:
+        start = time.perf_counter()
+        model = tt.compile(source, update=scheme, target=device_target, **options).bytes
+        figures = measure(model, region, samples, Settings(profile=True, arena=False))
+        arena = device.minimum_arena(figures["firmware"])
+        first = first or (arena, figures["step"])
+        print(
+            f"| {label} | {arena:,} B | {100 * (arena - first[0]) / first[0]:+.1f}% "
+            f"| {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M "
+            f"| {100 * (figures['step'] - first[1]) / first[1]:+.1f}% |",
+            flush=True,
+        )
+        print_profile(figures["step ops"], figures["step"])
+        print(f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small CNN only (seconds, not minutes)")
@@ -249,14 +290,18 @@ def main() -> None:
     parser.add_argument("--reference-core", action="store_true", help="the portable core in cmsis-nn builds too")
     parser.add_argument("--no-arena", action="store_true", help="skip the arena bisection")
     parser.add_argument("--speed", action="store_true", help="issue 12's speed table only (emulated Cortex-M7)")
+    parser.add_argument("--defaults", action="store_true", help="issue 13's table: each compile default off (Cortex-M7)")
     args = parser.parse_args()
     device.check_tools()
     if args.speed:
         speed_table()
         return
+    if args.defaults:
+        defaults_table()
+        return
     targets, kernel_sets = args.targets.split(","), args.kernels.split(",")
     settings = Settings(args.profile, args.reference_core, not args.no_arena)
-    blocks = [("all layers", {"update": "all", "gradient": "int8"})]
+    blocks = [("all layers", {"update": "all", "gradient": "int8", "tiles": None, "flash_requantization": False})]
     benchmark("MobileNetV2 blocks, 5 classes", int8_model("mobilenet_v2_blocks"), blocks, targets, kernel_sets, settings)
     if not args.quick:
         source = mobilenet_v2_035_128()

@@ -10,7 +10,7 @@ import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema_generated as names
 from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.frontend.convert import keras_to_int8
-from tinytrain_tflm.options import Ablation, CompileOptions
+from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions
 
 
 def _ops(training: tt.TrainingModel) -> tuple[tt.Graph, list[tt.Op]]:
@@ -175,11 +175,11 @@ def test_deferred_updates_all_follow_the_backward_pass():
 
 
 def test_without_pruning_every_activation_gets_a_gradient_and_the_trained_ones_are_unchanged():
+    # Untiled (the first conv's output is a tensor of the graph), float32 gradients, TFLM's builtin convs.
     model, scheme = int8_model("mobilenet_v2_blocks"), {"weights": {"4": 1}}
-    pruned, full = (
-        tt.compile(model, update=scheme),
-        compile_with(model, CompileOptions(update=scheme), ablation=Ablation(prune_backward=False)),
-    )
+    untiled = MemoryOptions(tiles=None, flash_requantization=False)
+    options = CompileOptions(update=scheme, gradient="float32", memory=untiled)
+    pruned, full = compile_with(model, options), compile_with(model, options, ablation=Ablation(prune_backward=False))
     graph, ops = _ops(full)
     # Down to the first conv's output (the gradient of the 1x1 conv's input), although nothing trains there.
     first_output = graph.tensors[graph.ops[1].outputs[0]].shape  # ops[0] initializes variables

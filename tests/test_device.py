@@ -152,7 +152,8 @@ def test_profiled_run_counts_every_op_of_an_invoke(digits):
 def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
     """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
     with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
-    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels)).bytes
+    options = {"gradient": "float32", "tiles": None, "flash_requantization": False}
+    model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels), **options).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape
     samples = rng.uniform(-1, 1, (STEPS + 2, *shape[1:])).astype(np.float32)
@@ -183,7 +184,7 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
     """Compiled for a Cortex-M target with CMSIS-NN kernels (the default overlapping buffers, planned with
     that target's rules) and run there, with TFLM's builtin convs or with tinytrain's flash-requantized ones.
     On the Cortex-M55 CMSIS-NN runs its MVE (Helium) paths, under target.CMSIS_NN_MVE_NO_OVERLAP."""
-    options = {"update": update, "flash_requantization": flash_requantization, "target": name}
+    options = {"update": update, "tiles": None, "flash_requantization": flash_requantization, "target": name}
     model, samples, labels = _blocks(options, rng)
     _check_bit_identical(model, name, "cmsis-nn", samples, labels)
 
@@ -191,7 +192,8 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
 def test_tiled_stage_trains_bit_identically_under_cmsis_nn(rng):
     """The first stage, through the residual block, as one TT_TILED_STAGE op in 2x2 tiles (its scratch
     buffer placed by TFLM around the offline plan, as the memory plan predicts), the classifier training."""
-    model, samples, labels = _blocks({"update": "last", "tiles": (2, 2), "target": "cortex-m7"}, rng)
+    options = {"update": "last", "tiles": (2, 2), "flash_requantization": False, "target": "cortex-m7"}
+    model, samples, labels = _blocks(options, rng)
     graph = tt.read_graph(model)
     assert [op.kind for op in graph.ops].count("TT_TILED_STAGE") == 1
     _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
@@ -201,7 +203,8 @@ def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
     """Why the CMSIS-NN targets keep CONV_2D's output apart from its input: the same model planned with the
     reference kernels' rules (a 1x1 conv writing over its dying input) trains wrongly under CMSIS-NN. If this
     starts passing bit-identically, CMSIS-NN changed its loop order and target.CMSIS_NN_NO_OVERLAP can shrink."""
-    model, samples, labels = _blocks({"update": "last"}, rng)
+    # TFLM's builtin CONV_2D (CMSIS-NN's), untiled: the 1x1 convs of the first blocks are graph ops.
+    model, samples, labels = _blocks({"update": "last", "tiles": None, "flash_requantization": False}, rng)
     invokes, run, host = _device_and_host(model, "cortex-m7", "cmsis-nn", samples, labels)
     losses = np.array([invoke.loss for invoke in run.invokes[:STEPS]])
     assert not np.array_equal(losses, np.concatenate([loss for loss, _ in host[:STEPS]]))
@@ -282,7 +285,8 @@ def test_plan_says_when_it_can_only_project(monkeypatch, capsys, tmp_path):
 
 def test_device_build_refuses_ops_it_has_no_kernel_for(tmp_path):
     """A model with a builtin op the firmware does not compile is named before any build starts."""
-    graph = tt.read_graph(tt.compile(int8_model("small_cnn"), update="last").bytes)
+    untiled = {"tiles": None, "flash_requantization": False}  # op 1 is TFLM's builtin CONV_2D
+    graph = tt.read_graph(tt.compile(int8_model("small_cnn"), update="last", **untiled).bytes)
     graph.ops[1] = dataclasses.replace(graph.ops[1], kind="SVDF")
     with pytest.raises(TinyTrainError, match=r"^the device build has no kernel for SVDF \(it compiles \d+ builtin ops\)$"):
         device.build_firmware(tt.emit_model(graph), target("cortex-m7", "reference"))

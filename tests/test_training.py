@@ -91,8 +91,10 @@ def test_on_device_training_learns_new_classes_like_float_finetuning(transfer):
     # converter's scales, so their range is fixed: a modest learning rate keeps them off the limits.
     epochs, lr = 3, 0.005
     order = np.concatenate([np.random.default_rng(epoch).permutation(len(task.train_x)) for epoch in range(epochs)])
+    # float32 gradients, the reference mode the float fine-tuning is compared with; untiled, TFLM's builtin convs.
     update = {"bias_last": 2, "weights": {"1": 1, "2": 1}}
-    trainer = tt.Trainer(tt.compile(int8, update=update, optimizer=tt.SGD(lr=lr)))
+    options = {"gradient": "float32", "tiles": None, "flash_requantization": False}
+    trainer = tt.Trainer(tt.compile(int8, update=update, optimizer=tt.SGD(lr=lr), **options))
     before = _accuracy(trainer, task.test_x, task.test_y)
     for i in order:
         trainer.step(task.train_x[i], int(task.train_y[i]))

@@ -337,7 +337,9 @@ def _predicted_sgd(trainer: tt.Trainer, weights, gradients, lr: float) -> dict[s
 
 def test_learning_rate_set_at_run_time_moves_the_weights_as_numpy_predicts(workspace):
     tmp, source, _ = workspace
-    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.05, rounding="nearest"))
+    # float32 gradients: the prediction applies the QAS step to the gradients Trainer.gradients reports, which
+    # are the ones the kernel steps with only in the float32 reference mode (int8 ones are rescaled first).
+    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.05, rounding="nearest"), gradient="float32")
     trainer = tt.Trainer(compiled)
     with np.load(tmp / "data.npz") as data:
         x, y = data["x"], data["y"]
@@ -438,7 +440,9 @@ def test_mini_batches_apply_the_mean_gradient_once(workspace):
     per-sample gradients. Those gradients are the float gradients of the int8 forward pass, checked here
     against NumPy: d loss / d W = (softmax(z) - onehot(y)) x^T, with bias gradient softmax(z) - onehot(y)."""
     tmp, source, training = workspace
-    compiled = tt.compile(source.read_bytes(), update="all", optimizer=tt.SGD(lr=0.2, rounding="nearest", accumulate=True))
+    # float32 gradients: the reference mode, whose gradients and accumulated mean NumPy predicts exactly.
+    optimizer = tt.SGD(lr=0.2, rounding="nearest", accumulate=True)
+    compiled = tt.compile(source.read_bytes(), update="all", optimizer=optimizer, gradient="float32")
     trainer = tt.Trainer(compiled)
     with np.load(tmp / "data.npz") as data:
         x, y = data["x"][:6], data["y"][:6]
