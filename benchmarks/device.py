@@ -247,6 +247,7 @@ DEFAULTS_OFF = [
     ("--tile none", {"tiles": None}),
     ("--no-flash-requantization", {"flash_requantization": False}),
     ("--tile none --no-flash-requantization", {"tiles": None, "flash_requantization": False}),
+    ("--gradient float32", {"gradient": "float32"}),
 ]
 
 
