@@ -30,8 +30,12 @@ share in forward, backward and update from the per-op profile: forward is what t
 take (the same forward ops), update the TT_SGD ops, backward the rest of the step's ops (the loss and
 every gradient op). Shares are of the step's per-op total, which leaves out the interpreter's own work.
 
+--defaults prints issue 13's table: MobileNetV2-w0.35 128x128 with MIT's 99kb scheme on the emulated
+Cortex-M7 with CMSIS-NN, compiled with compile's defaults and with each memory default turned off: the
+bisected arena, the instructions of a predict and of a training step, and each step's per-op profile.
+
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
-        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed]
+        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed] [--defaults]
 """
 
 from __future__ import annotations
