@@ -1,5 +1,5 @@
 // Firmware only (real TFLM headers): the training state kernels/core/checkpoint saves and restores,
-// found in a MicroInterpreter.
+// found in a MicroInterpreter: each TT_SGD's parameter, momentum and stochastic-rounding state.
 //
 //   tinytrain::TrainingInterpreter interpreter(model, resolver, arena, arena_bytes);
 //   interpreter.AllocateTensors();
@@ -18,9 +18,13 @@
 #include <string.h>
 
 #include "../core/checkpoint/tt_checkpoint.h"
+#include "specializable_ops.h"
 #include "tensorflow/lite/micro/memory_helpers.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#ifndef TINYTRAIN_LEGACY_TFLM_REGISTRATION
+#include "tensorflow/lite/micro/micro_interpreter_graph.h"
+#endif
 
 namespace tinytrain {
 
@@ -39,6 +43,22 @@ class TrainingInterpreter : public tflite::MicroInterpreter {
     }
     return context().GetEvalTensor(&context(), tensor_index);
   }
+
+  // What operator `op_index` of subgraph 0 keeps between invokes (its init's result, TFLM's
+  // node.user_data) after AllocateTensors; nullptr outside subgraph 0. TFLM has no public accessor: the
+  // interpreter's graph holds the nodes (a MicroInterpreterGraph since TFLMRegistration, a MicroGraph
+  // before), reached through the context, as the graph kernels (IF, WHILE) reach it.
+  void* OpData(const tflite::Model* model, int op_index) {
+    const auto* operators = model->subgraphs()->Get(0)->operators();
+    if (op_index < 0 || operators == nullptr || static_cast<uint32_t>(op_index) >= operators->size()) return nullptr;
+#ifdef TINYTRAIN_LEGACY_TFLM_REGISTRATION
+    tflite::MicroGraph& graph = tflite::GetMicroContext(&context())->graph();
+#else
+    auto& graph = static_cast<tflite::MicroInterpreterGraph&>(tflite::GetMicroContext(&context())->graph());
+#endif
+    if (graph.GetAllocations() == nullptr) return nullptr;
+    return graph.GetAllocations()[0].node_and_registrations[op_index].node.user_data;
+  }
 };
 
 // TT_SGD's inputs: (parameter, gradient, gradient scale, momentum or -1, control).
@@ -46,15 +66,18 @@ constexpr int kSgdParameterInput = 0;
 constexpr int kSgdMomentumInput = 3;
 
 // Fills `tensors` with `model`'s training state, in the order tinytrain_tflm.runtime.checkpoint
-// uses: per TT_SGD op in execution order, its parameter, then its momentum when it has one.
-// kTfLiteError when the model has no TT_SGD, a tensor is missing, or more than `capacity` are needed.
+// uses: per TT_SGD op in execution order, its parameter, its momentum when it has one, and its
+// stochastic-rounding generator state (in its op data; an entry under every rounding mode, so one
+// model has one layout). kTfLiteError when the model has no TT_SGD, a tensor or op data is missing,
+// or more than `capacity` entries are needed.
 inline TfLiteStatus CheckpointTensors(const tflite::Model* model, TrainingInterpreter& interpreter,
                                       tt_checkpoint_tensor* tensors, uint32_t capacity, uint32_t* count) {
   *count = 0;
   const auto* codes = model->operator_codes();
   const auto* operators = model->subgraphs()->Get(0)->operators();
   if (codes == nullptr || operators == nullptr) return kTfLiteError;
-  for (const auto* op : *operators) {
+  for (uint32_t op_index = 0; op_index < operators->size(); ++op_index) {
+    const auto* op = operators->Get(op_index);
     if (op->opcode_index() >= codes->size()) return kTfLiteError;
     const auto* name = codes->Get(op->opcode_index())->custom_code();
     if (name == nullptr || strcmp(name->c_str(), "TT_SGD") != 0) continue;
@@ -72,6 +95,10 @@ inline TfLiteStatus CheckpointTensors(const tflite::Model* model, TrainingInterp
       tensors[(*count)++] = tt_checkpoint_tensor{static_cast<uint32_t>(index), static_cast<uint32_t>(bytes),
                                                  tensor->data.data};
     }
+    auto* data = static_cast<SgdOp::OpData*>(interpreter.OpData(model, static_cast<int>(op_index)));
+    if (*count == capacity || data == nullptr) return kTfLiteError;
+    tensors[(*count)++] = tt_checkpoint_tensor{TT_CHECKPOINT_ROUNDING_STATE | op_index,
+                                               static_cast<uint32_t>(sizeof(data->rng_state)), &data->rng_state};
   }
   return *count > 0 ? kTfLiteOk : kTfLiteError;
 }
