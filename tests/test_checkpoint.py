@@ -5,7 +5,8 @@ the harness's run-time learning rate.
 
 The independent references: the host's x86 TFLM running the same training steps (its variables, written by
 Python, must equal the device's slot byte for byte), Python's model of the rounding generator
-(optimizer.advance_seed), the model's own constants for the pretrained state, and zlib's CRC-32. The device tests need the cross tools and TFLM's sources, as tests/test_device.py does.
+(optimizer.advance_seed), the model's own constants for the pretrained state, and zlib's CRC-32. The device
+tests need the cross tools and TFLM's sources, as tests/test_device.py does.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from conftest import require
 from models import int8_model
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.backend import schema
 from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.backend import schema
 from tinytrain_tflm.firmware import device
 from tinytrain_tflm.passes import optimizer
 from tinytrain_tflm.runtime import checkpoint
@@ -146,6 +147,7 @@ def test_export_takes_a_checkpoint(models, rng, tmp_path):
     applied = checkpoint.apply(model, data)
     assert tt.Trainer(applied).export() == expected
     assert tt.Trainer(model).export() != expected
+
     # The rounding states become the seeds, as the trainer's own save (Trainer.training_model) advances them.
     def seeds(training: bytes) -> list[int]:
         return [schema.decode_blob("SGD", op.custom_options)["seed"] for op in tt.read_graph(training).ops if op.kind == "TT_SGD"]
