@@ -392,3 +392,32 @@ def test_harness_sets_the_learning_rate_at_run_time(models, firmware, rng, tmp_p
     on_device = {t: value for t, value in _split(model, state).items() if t in expected}
     assert on_device == expected
     assert on_device != host_parameters([0.0] * count)
+
+
+def test_int8_gradients_scale_histories_are_checkpointed(models, rng, tmp_path):
+    """With int8 gradients each gradient's scale history (a variable TT_SGD reads) is training state too: it is an
+    entry of the checkpoint, and on the emulated Cortex-M7 training resumed after a reboot reaches, byte for
+    byte, the state uninterrupted training reached."""
+    require(device.check_tools)
+    require(device.locate_sources)
+    sgd = tt.SGD(lr=0.05, momentum=0.9, rounding="stochastic", seed=1)
+    options = {"gradient": "int8", "tiles": None, "flash_requantization": False, "overlap_buffers": True}
+    model = tt.compile(int8_model("small_cnn"), update="all", optimizer=sgd, **options).bytes
+    graph = tt.read_graph(model)
+    entries = checkpoint.state_entries(graph)
+    histories = [op.inputs[2] for op in graph.ops if op.kind == "TT_SGD"]
+    assert len(set(entries)) == len(entries) and set(histories) <= set(entries)
+    assert all(graph.tensors[t].is_variable for t in histories)
+
+    firmware = device.build_firmware(model, target("cortex-m7", "reference"))
+    samples = rng.uniform(-1, 1, (2 * STEPS, 12, 12, 1)).astype(np.float32)
+    labels = rng.integers(0, 3, 2 * STEPS)
+    save, dump = device.SAVE_CHECKPOINT, device.DUMP_STATE
+    flash = tmp_path / "flash.bin"
+    flash.write_bytes(checkpoint.erased_storage(model))
+    first = _run(firmware, _script(model, [*["train"] * STEPS, save, dump, *["train"] * STEPS, dump], samples, labels), flash)
+    good, uninterrupted = first.states
+    assert all(_split(model, good)[t] != bytes(len(_split(model, good)[t])) for t in histories)  # the histories moved
+    resumed = _run(firmware, _script(model, [dump, *["train"] * STEPS, dump], samples[STEPS:], labels[STEPS:]), flash)
+    assert resumed.checkpoints == [("restored", 0, 1)]
+    assert resumed.states == [good, uninterrupted]

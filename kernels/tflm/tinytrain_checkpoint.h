@@ -1,5 +1,6 @@
 // Firmware only (real TFLM headers): the training state kernels/core/checkpoint saves and restores,
-// found in a MicroInterpreter: each TT_SGD's parameter, momentum and stochastic-rounding state.
+// found in a MicroInterpreter: each TT_SGD's parameter, momentum, int8 gradient scale history and
+// stochastic-rounding state.
 //
 //   tinytrain::TrainingInterpreter interpreter(model, resolver, arena, arena_bytes);
 //   interpreter.AllocateTensors();
@@ -63,19 +64,21 @@ class TrainingInterpreter : public tflite::MicroInterpreter {
 
 // TT_SGD's inputs: (parameter, gradient, gradient scale, momentum or -1, control).
 constexpr int kSgdParameterInput = 0;
+constexpr int kSgdGradScaleInput = 2;  // a variable (the scale with its history) for int8 gradients
 constexpr int kSgdMomentumInput = 3;
 
 // Fills `tensors` with `model`'s training state, in the order tinytrain_tflm.runtime.checkpoint
-// uses: per TT_SGD op in execution order, its parameter, its momentum when it has one, and its
-// stochastic-rounding generator state (in its op data; an entry under every rounding mode, so one
-// model has one layout). kTfLiteError when the model has no TT_SGD, a tensor or op data is missing,
+// uses: per TT_SGD op in execution order, its parameter, its momentum when it has one, its gradient's
+// scale history when that is a variable (int8 gradients), and its stochastic-rounding generator state
+// (in its op data; an entry under every rounding mode, so one model has one layout). kTfLiteError when the model has no TT_SGD, a tensor or op data is missing,
 // or more than `capacity` entries are needed.
 inline TfLiteStatus CheckpointTensors(const tflite::Model* model, TrainingInterpreter& interpreter,
                                       tt_checkpoint_tensor* tensors, uint32_t capacity, uint32_t* count) {
   *count = 0;
   const auto* codes = model->operator_codes();
   const auto* operators = model->subgraphs()->Get(0)->operators();
-  if (codes == nullptr || operators == nullptr) return kTfLiteError;
+  const auto* model_tensors = model->subgraphs()->Get(0)->tensors();
+  if (codes == nullptr || operators == nullptr || model_tensors == nullptr) return kTfLiteError;
   for (uint32_t op_index = 0; op_index < operators->size(); ++op_index) {
     const auto* op = operators->Get(op_index);
     if (op->opcode_index() >= codes->size()) return kTfLiteError;
@@ -83,9 +86,11 @@ inline TfLiteStatus CheckpointTensors(const tflite::Model* model, TrainingInterp
     if (name == nullptr || strcmp(name->c_str(), "TT_SGD") != 0) continue;
     const auto* inputs = op->inputs();
     if (inputs == nullptr || inputs->size() <= static_cast<uint32_t>(kSgdMomentumInput)) return kTfLiteError;
-    for (const int input : {kSgdParameterInput, kSgdMomentumInput}) {
+    for (const int input : {kSgdParameterInput, kSgdMomentumInput, kSgdGradScaleInput}) {
       const int index = inputs->Get(input);
       if (index < 0) continue;  // no momentum
+      if (static_cast<uint32_t>(index) >= model_tensors->size()) return kTfLiteError;
+      if (!model_tensors->Get(index)->is_variable()) continue;  // a float32 gradient's constant scale
       TfLiteEvalTensor* tensor = interpreter.EvalTensor(model, index);
       size_t bytes = 0;
       if (*count == capacity || tensor == nullptr || tensor->data.data == nullptr ||
