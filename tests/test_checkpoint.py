@@ -24,6 +24,7 @@ from tinytrain_tflm.backend import schema
 from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.firmware import device
+from tinytrain_tflm.frontend import ir
 from tinytrain_tflm.passes import optimizer
 from tinytrain_tflm.runtime import checkpoint
 from tinytrain_tflm.target import target
@@ -395,8 +396,8 @@ def test_harness_sets_the_learning_rate_at_run_time(models, firmware, rng, tmp_p
 
 
 def test_int8_gradients_scale_histories_are_checkpointed(models, rng, tmp_path):
-    """With int8 gradients each gradient's scale history (a variable TT_SGD reads) is training state too: it is an
-    entry of the checkpoint, and on the emulated Cortex-M7 training resumed after a reboot reaches, byte for
+    """With int8 gradients each gradient's scale history (a variable its gradient op writes) is training state
+    too: it is an entry of the checkpoint, and on the emulated Cortex-M7 training resumed after a reboot reaches, byte for
     byte, the state uninterrupted training reached."""
     require(device.check_tools)
     require(device.locate_sources)
@@ -405,9 +406,9 @@ def test_int8_gradients_scale_histories_are_checkpointed(models, rng, tmp_path):
     model = tt.compile(int8_model("small_cnn"), update="all", optimizer=sgd, **options).bytes
     graph = tt.read_graph(model)
     entries = checkpoint.state_entries(graph)
-    histories = [op.inputs[2] for op in graph.ops if op.kind == "TT_SGD"]
-    assert len(set(entries)) == len(entries) and set(histories) <= set(entries)
-    assert all(graph.tensors[t].is_variable for t in histories)
+    histories = ir.scale_histories(graph)  # the activation gradients' too, not only those TT_SGD reads
+    assert len(set(entries)) == len(entries) and histories <= set(entries)
+    assert {op.inputs[2] for op in graph.ops if op.kind == "TT_SGD"} < histories
 
     firmware = device.build_firmware(model, target("cortex-m7", "reference"))
     samples = rng.uniform(-1, 1, (2 * STEPS, 12, 12, 1)).astype(np.float32)

@@ -31,7 +31,7 @@ constexpr int kNoise = 30;  // +- quanta of uniform noise on each input value
 constexpr int kSaveEvery = 100;            // steps between checkpoints
 constexpr float kLossBound = 100.0f;       // the divergence guard: a loss above this (or not finite) ...
 constexpr uint32_t kPatience = 10;         // ... for this many steps in a row rolls back
-constexpr uint32_t kMaxCheckpointEntries = 128;  // up to 4 per TT_SGD (tinytrain::CheckpointTensors)
+constexpr uint32_t kMaxCheckpointEntries = 128;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 
 alignas(16) uint8_t g_arena[train_model::kArenaSize];
 

@@ -1,6 +1,6 @@
 """Device checkpoints: the training state a firmware saves with kernels/core/checkpoint (per TT_SGD, the
-variable it updates, its momentum, its int8 gradient's scale history and its stochastic-rounding generator's
-state), read and written here in the same layout, byte for byte.
+variable it updates, its momentum and its stochastic-rounding generator's state, and every int8 gradient's
+scale history), read and written here in the same layout, byte for byte.
 
 One checkpoint (a slot's record) is the tinytrain blob header with magic "TTCK" (magic, version, kind,
 payload bytes, CRC-32 of the payload), then the payload: sequence, model identity (CRC-32 of the training
@@ -34,7 +34,7 @@ ROUNDING_STATE = 0x80000000  # in an entry's index: TT_SGD op (low bits)'s stoch
 _HEADER = struct.Struct("<IHHII")  # magic, version, kind, payload bytes, CRC-32
 _FIELDS = struct.Struct("<III")  # sequence, model identity, entry count
 _ENTRY = struct.Struct("<II")  # index, bytes
-_SGD_PARAMETER, _SGD_GRAD_SCALE, _SGD_MOMENTUM = 0, 2, 3  # TT_SGD's inputs: parameter, gradient, scale, momentum, ...
+_SGD_PARAMETER, _SGD_MOMENTUM = 0, 3  # TT_SGD's inputs: parameter, gradient, scale, momentum, control, ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +52,16 @@ def model_identity(model: bytes) -> int:
 
 
 def state_entries(graph: ir.Graph) -> list[int]:
-    """The checkpointed entries in the firmware's order: per TT_SGD op, its parameter, its momentum (when it
-    has one), its gradient's scale history (when that is a variable: int8 gradients) and ROUNDING_STATE | its
-    op index (under every rounding mode: one model, one layout)."""
+    """The checkpointed entries in the firmware's order, op by op: every variable the op writes as an output
+    (an int8 gradient's scale with its history), then for a TT_SGD its parameter, its momentum (when it has
+    one) and ROUNDING_STATE | its op index (under every rounding mode: one model, one layout)."""
     entries = []
     for index, op in enumerate(graph.ops):
+        entries += [t for t in op.outputs if t >= 0 and graph.tensors[t].is_variable]
         if op.kind == schema_generated.SGD:
-            inputs = (op.inputs[_SGD_PARAMETER], op.inputs[_SGD_MOMENTUM], op.inputs[_SGD_GRAD_SCALE])
-            entries += [t for t in inputs if t >= 0 and graph.tensors[t].is_variable]
+            entries += [t for t in (op.inputs[_SGD_PARAMETER], op.inputs[_SGD_MOMENTUM]) if t >= 0]
             entries.append(ROUNDING_STATE | index)
-    if not entries:
+    if not any(entry & ROUNDING_STATE for entry in entries):
         raise TinyTrainError("not a training model: it has no TT_SGD, so nothing to checkpoint")
     return entries
 

@@ -1,5 +1,5 @@
 /* Device checkpoint: the trained state of a training model (every variable TT_SGD updates, its
- * momentum, its int8 gradient's scale history and its stochastic-rounding generator's state) saved to, and restored from, a storage the firmware provides (RAM, a flash page or two,
+ * momentum and its stochastic-rounding generator's state, every int8 gradient's scale history) saved to, and restored from, a storage the firmware provides (RAM, a flash page or two,
  * a file) through read/erase/write callbacks. Portable: no TFLM type; the firmware fills a
  * tt_checkpoint_tensor per checkpointed variable (kernels/tflm/tinytrain_checkpoint.h does it from
  * a MicroInterpreter) and calls these. An entry is a tensor or, with TT_CHECKPOINT_ROUNDING_STATE set in

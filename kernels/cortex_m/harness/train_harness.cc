@@ -68,7 +68,7 @@ constexpr int kMaxArguments = 6;
 constexpr int32_t kScriptSave = -1;
 constexpr int32_t kScriptDump = -2;
 constexpr int32_t kScriptLearningRate = -3;
-constexpr uint32_t kMaxCheckpointTensors = 192;  // up to 4 entries per TT_SGD (CheckpointTensors)
+constexpr uint32_t kMaxCheckpointTensors = 192;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 constexpr uint32_t kSemihostingGetCommandLine = 0x15;
 constexpr uint8_t kCanary = 0x5A;
 
