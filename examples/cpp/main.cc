@@ -124,7 +124,8 @@ bool GuardedStep(tinytrain::TrainingInterpreter& interpreter, Field& field, int 
   const float loss = interpreter.output(train_model::kLossOutput)->data.f[0];  // before this step's update
   *loss_sum += loss;
   if (tt_divergence_guard_step(&field.guard, loss)) {
-    // Back to the last checkpoint; without one, Reset: the next invoke copies the pretrained values.
+    // Back to the last checkpoint; without one, Reset: the next invoke copies the pretrained values (Reset
+    // also zeroes the learning-rate input: the compiled rate until the schedule writes it again).
     return tt_checkpoint_restore(&field.storage, field.model_id, field.entries, field.num_entries, &field.saved) ==
                TT_SUCCESS ||
            interpreter.Reset() == kTfLiteOk;
@@ -178,6 +179,10 @@ int main(int argc, char** argv) {
   }
   tt_checkpoint_ram ram{nullptr, static_cast<uint32_t>(tt_checkpoint_size(field.entries, field.num_entries))};
   ram.bytes = static_cast<uint8_t*>(calloc(TT_CHECKPOINT_SLOTS, ram.slot_bytes));
+  if (ram.bytes == nullptr) {
+    fprintf(stderr, "error: no memory for two %lu-byte checkpoint slots\n", static_cast<unsigned long>(ram.slot_bytes));
+    return 1;
+  }
   field.storage = tt_checkpoint_ram_storage(&ram);
   field.model_id = tt_checkpoint_model_id(train_model::kData, train_model::kSize);
   field.guard = tt_divergence_guard{kLossBound, kPatience, 0, 0};

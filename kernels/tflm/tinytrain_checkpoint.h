@@ -75,7 +75,8 @@ inline bool AddCheckpointTensor(const tflite::Model* model, TrainingInterpreter&
       tflite::TfLiteEvalTensorByteLength(tensor, &bytes) != kTfLiteOk || bytes == 0 || bytes > UINT32_MAX) {
     return false;
   }
-  tensors[(*count)++] = tt_checkpoint_tensor{static_cast<uint32_t>(index), static_cast<uint32_t>(bytes), tensor->data.data};
+  tensors[(*count)++] =
+      tt_checkpoint_tensor{static_cast<uint32_t>(index), static_cast<uint32_t>(bytes), tensor->data.data};
   return true;
 }
 

@@ -1,9 +1,10 @@
 /* Device checkpoint: the trained state of a training model (every variable TT_SGD updates, its
- * momentum and its stochastic-rounding generator's state, every int8 gradient's scale history) saved to, and restored from, a storage the firmware provides (RAM, a flash page or two,
- * a file) through read/erase/write callbacks. Portable: no TFLM type; the firmware fills a
- * tt_checkpoint_tensor per checkpointed variable (kernels/tflm/tinytrain_checkpoint.h does it from
- * a MicroInterpreter) and calls these. An entry is a tensor or, with TT_CHECKPOINT_ROUNDING_STATE set in
- * its index, a 4-byte state an op keeps outside the tensors; the core treats both alike.
+ * momentum and its stochastic-rounding generator's state, every int8 gradient's scale history) saved
+ * to, and restored from, a storage the firmware provides (RAM, a flash page or two, a file) through
+ * read/erase/write callbacks. Portable: no TFLM type; the firmware fills a tt_checkpoint_tensor per
+ * checkpointed entry (kernels/tflm/tinytrain_checkpoint.h does it from a MicroInterpreter) and calls
+ * these. An entry is a tensor or, with TT_CHECKPOINT_ROUNDING_STATE set in its index, a 4-byte state
+ * an op keeps outside the tensors; the core treats both alike.
  *
  * The storage holds two slots of slot_bytes each. A save writes the slot that does not hold the
  * newest valid checkpoint, with the next sequence number, erasing it first and writing its header
