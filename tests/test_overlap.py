@@ -178,37 +178,3 @@ def test_each_target_keeps_the_outputs_its_kernels_would_corrupt_apart():
     assert target("cortex-m55").no_overlap == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
     assert not overlapped["cortex-m55"] & target("cortex-m55").no_overlap, overlapped["cortex-m55"]
     assert overlapped["cortex-m55"], "the M55 still overlaps the other ops' outputs"
-
-
-def _stage_model(grid: tuple[int, int], overlap_buffers: bool = True) -> bytes:
-    """The blocks model trained at its classifier, its first stage one TT_TILED_STAGE op in `grid` tiles;
-    every option that changes the plan stated."""
-    options = {"gradient": "int8", "flash_requantization": False, "tiles": grid}
-    return tt.compile(int8_model("mobilenet_v2_blocks"), update="last", overlap_buffers=overlap_buffers, **options).bytes
-
-
-def _stage_shared_bytes(model: bytes) -> int:
-    """Bytes the TT_TILED_STAGE op's output shares with its input in the model's plan."""
-    graph = tt.read_graph(model)
-    scope = next(i for i, op in enumerate(graph.ops, start=1) if op.kind == schema_generated.TILED_STAGE)
-    return sum(size for at, _, size in memory.plan_memory(graph).shared if at == scope)
-
-
-@pytest.mark.parametrize("grid", [(2, 2), (4, 1)], ids=["2x2", "row_bands"])
-def test_a_tiled_stage_writes_its_output_over_the_input_rows_it_has_read(grid):
-    # The stage copies each tile's input patch before writing the tile's output, so its output may lie over
-    # the image rows no later tile reads (2x2: a tile's output goes out after its patch, beside the next tile's).
-    overlapped = _stage_model(grid)
-    assert _stage_shared_bytes(overlapped) > 0
-    for ours, reference in zip(_device_run(overlapped), _device_run(_stage_model(grid, overlap_buffers=False)), strict=True):
-        np.testing.assert_array_equal(ours, reference)
-
-
-def test_a_stage_shift_below_the_rule_corrupts(monkeypatch):
-    # Row bands of the output placed right on the image overwrite rows the next band still reads.
-    reference = _device_run(_stage_model((4, 1), overlap_buffers=False), steps=2)
-    monkeypatch.setattr(overlap, "_stage_shift", lambda graph, op: 0)
-    corrupted = _stage_model((4, 1))
-    assert _stage_shared_bytes(corrupted) > 0
-    outputs = _device_run(corrupted, steps=2)
-    assert any(not np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))

@@ -17,10 +17,6 @@ row, and for kernels that compute a few pixels at a time across a row
 boundary, since such a chunk reads all it needs before it writes. Element-wise
 ops (out[i] from in[i] only) may write over an input of the same shape and type
 in place (shift 0), and TFLM's RESHAPE copies nothing when its output is its input.
-A TT_TILED_STAGE op copies each tile's input patch into its scratch before it
-writes any of that tile's output, so its output (1/64 of the image at 16x16)
-may cover the input bytes no later tile reads: the stage then costs its input
-plus its scratch, not input plus output.
 
 Only an input whose lifetime ends at the op qualifies, and never a graph
 output, and no op whose kernel on the model's target breaks the rule (the
@@ -35,9 +31,8 @@ import dataclasses
 import numpy as np
 
 from .. import target
-from ..backend import schema, schema_generated
+from ..backend import schema_generated
 from ..frontend import ir
-from . import tiled_stage
 from .geometry import WINDOWED, window
 
 ELEMENT_WISE = ("ADD", schema_generated.ACTIVATION_GRAD, schema_generated.GRAD_ADD)
@@ -76,29 +71,8 @@ def _rows_shift(graph: ir.Graph, op: ir.Op) -> int | None:
     return shift
 
 
-def _stage_shift(graph: ir.Graph, op: ir.Op) -> int | None:
-    """Smallest shift by which a TT_TILED_STAGE op's output may start below its input: after each tile, the
-    output bytes written so far (up to the last one, gaps between 2-D tiles counted as written) may cover
-    only input bytes before the first one a later tile reads."""
-    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-    options = schema.decode_blob("TILED_STAGE", op.custom_options)
-    windows = tiled_stage.tile_windows(graph.tensors[op.inputs[1]].data, x.shape, (options["tiles_h"], options["tiles_w"]))
-    if windows is None or len(y.shape) != 4:
-        return None
-    in_pixel, out_pixel = x.shape[3] * x.dtype.itemsize, y.shape[3] * y.dtype.itemsize
-    first_read = [(rows[0] * x.shape[2] + cols[0]) * in_pixel for (rows, cols), _ in windows]
-    shift = written = 0
-    for tile, (_, (rows, cols)) in enumerate(windows[:-1]):
-        written = max(written, ((rows[1] - 1) * y.shape[2] + cols[1]) * out_pixel)
-        shift = max(shift, written - min(first_read[tile + 1 :]))
-    return shift
-
-
 def _candidates(graph: ir.Graph, op: ir.Op, no_overlap: frozenset[str]) -> list[tuple[int, int]]:
     """(input, shift) pairs op's output may overlap, before lifetimes are considered."""
-    if op.kind == schema_generated.TILED_STAGE:
-        shift = _stage_shift(graph, op)
-        return [] if shift is None else [(op.inputs[0], shift)]
     if not op.outputs or (op.custom and op.kind not in ELEMENT_WISE + WINDOWED):  # other tinytrain ops: unknown order
         return []
     if not op.custom and op.kind in no_overlap:

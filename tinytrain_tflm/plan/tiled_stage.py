@@ -139,17 +139,3 @@ def scratch_bytes(description: np.ndarray, input_shape: tuple[int, ...], tiles: 
         offset[t] = at
         total = max(total, at + length)
     return total
-
-
-def tile_windows(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> list | None:
-    """Per tile, in the order the kernel runs them (rows of tiles, left to right), the (rows, cols) of the
-    stage input it reads and the (rows, cols) of the output it writes; None where the kernel refuses the
-    tiling. The kernel copies a tile's input patch before it writes any of the tile's output."""
-    if scratch_bytes(description, input_shape, tiles) is None:
-        return None
-    windows = []
-    for ty in range(tiles[0]):
-        for tx in range(tiles[1]):
-            need = _need(description, input_shape, tiles, ty, tx)
-            windows.append((need[0], need[len(description)]))
-    return windows
