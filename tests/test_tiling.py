@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import subprocess
 
 import numpy as np
 import pytest
+from conftest import require
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema
+from tinytrain_tflm.firmware import device, sources_root
 from tinytrain_tflm.passes import tiling
 from tinytrain_tflm.plan import memory, tiled_stage
 from tinytrain_tflm.runtime import interpreter
@@ -66,6 +69,68 @@ def test_scratch_plan_is_the_kernels():
         ours = tiled_stage.scratch_bytes(description, shape, grid)
         assert (-1 if ours is None else ours) == theirs, (length, grid)
         assert (theirs == -1) == (grid == (9, 1))  # 9 bands of an 8-row output: an empty tile
+
+
+def _stage_description(graph, length: int) -> np.ndarray:
+    stage = graph.ops[:length]
+    source = {stage[0].inputs[0]: -1} | {op.outputs[0]: k for k, op in enumerate(stage)}
+    return np.ascontiguousarray([tiling._stage_row(graph, op, source) for op in stage], np.int32)
+
+
+# The stage's scratch as the Cortex-M4/M7 build computes it: kernels/core/stage's get_buffer_size over
+# kernels/cmsis_nn's conv get_buffer_size and CMSIS-NN's buffer-size sources with its DSP paths. Built for the
+# host: those functions are integer arithmetic on shapes, the same on any CPU with the same macros.
+_PROBE = """
+#include "tt_functions.h"
+extern "C" int32_t probe(const int32_t* rows, int32_t n, int32_t th, int32_t tw, int32_t h, int32_t w, int32_t c) {
+  const tt_tiled_stage_params params{rows, n, th, tw};
+  const tt_dims input{1, h, w, c};
+  int32_t bytes = 0;
+  return tt_tiled_stage_get_buffer_size(&params, &input, &bytes) == TT_SUCCESS ? bytes : -1;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cmsis_nn_stage_scratch(tmp_path_factory):
+    sources = require(device.locate_sources)
+    if sources.cmsis_nn is None:
+        pytest.skip("no CMSIS-NN sources")
+    kernels, folder = sources_root("kernels/cortex_m/harness") / "kernels", tmp_path_factory.mktemp("probe")
+    (folder / "probe.cc").write_text(_PROBE)
+    flags = ["-O1", "-fPIC", "-DARM_MATH_DSP", f"-I{kernels / 'core'}", f"-I{sources.cmsis_nn / 'Include'}"]
+    units = [folder / "probe.cc", kernels / "core/stage/tt_tiled_stage_get_buffer_size.cc"]
+    units += [kernels / f"cmsis_nn/{family}/tt_{family}2d_s8_get_buffer_size.cc" for family in ("conv", "depthwise_conv")]
+    c_units = [
+        sources.cmsis_nn / f"Source/ConvolutionFunctions/arm_{name}_get_buffer_sizes_s8.c"
+        for name in ("convolve", "depthwise_conv")
+    ]
+    objects = []
+    for unit in units + c_units:
+        objects.append(folder / f"{unit.stem}.o")
+        compiler = ["g++", "-std=c++17"] if unit.suffix == ".cc" else ["gcc", "-w"]
+        subprocess.run([*compiler, *flags, "-c", str(unit), "-o", str(objects[-1])], check=True, capture_output=True)
+    library = folder / "probe.so"
+    subprocess.run(["g++", "-shared", *map(str, objects), "-o", str(library)], check=True, capture_output=True)
+    return ctypes.CDLL(str(library)).probe
+
+
+def test_scratch_plan_counts_the_cmsis_nn_convs(cmsis_nn_stage_scratch):
+    """On a Cortex-M4/M7 the stage's convs are CMSIS-NN's, called per output row: the mirror adds what those
+    calls ask for after the patches (the 3x3 stem's im2col), as the kernel does, and refuses what it refuses."""
+    cases = [(int8_model("mobilenet_v2_blocks"), length, grid) for length in (5, 9) for grid in ((1, 1), (3, 2), (4, 1), (9, 1))]
+    cases += [(mobilenet_v2_035_128(), 6, grid) for grid in ((4, 4), (16, 8), (16, 16))]
+    grown = 0
+    for model, length, grid in cases:
+        graph = tt.read_graph(model)
+        description, shape = _stage_description(graph, length), graph.tensors[graph.ops[0].inputs[0]].shape
+        rows = description.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        theirs = cmsis_nn_stage_scratch(rows, length, *grid, *shape[1:])
+        ours = tiled_stage.scratch_bytes(description, shape, grid, convs="dsp")
+        assert (-1 if ours is None else ours) == theirs, (length, grid)
+        portable = tiled_stage.scratch_bytes(description, shape, grid)
+        grown += portable is not None and ours > portable
+    assert grown == len(cases) - 2  # every stage starts with a 3x3 conv, which im2cols; (9, 1) is refused
 
 
 def test_tiled_stage_prepare_refuses_a_tiling_it_cannot_run():
