@@ -178,6 +178,24 @@ def test_auto_grid_beats_the_untiled_estimate_or_declines():
     assert tiling.tile_auto(small, fused=False) is None
 
 
+def test_auto_grid_takes_the_least_work_among_the_smallest(monkeypatch):
+    """Finer tiles recompute more halo: among the grids whose estimate is within SPEED_SLACK_BYTES of the
+    smallest, tile_auto takes the one whose convs do the fewest multiply-accumulates; with no slack, the
+    smallest estimate. Compile options as tile_auto's default: TFLM-planned, no flash requantization."""
+    graph = tt.read_graph(int8_model("ds_cnn"))
+    choices = {None: (tiling._estimate(graph, tiling.TFLM_PLANNED), tiling.forward_work(graph))}
+    for grid in tiling.GRIDS + tiling.FINE_GRIDS:
+        tiled = tiling.tile_first_stage(graph, grid)[0]
+        choices[grid] = (tiling._estimate(tiled, tiling.TFLM_PLANNED), tiling.forward_work(tiled))
+    smallest = min(size for size, _ in choices.values())
+    chosen = tiling.choose_tiles(graph)
+    near = [work for size, work in choices.values() if size <= smallest + tiling.SPEED_SLACK_BYTES]
+    assert choices[chosen][0] <= smallest + tiling.SPEED_SLACK_BYTES and choices[chosen][1] == min(near)
+    monkeypatch.setattr(tiling, "SPEED_SLACK_BYTES", 0)
+    smallest_only = tiling.choose_tiles(graph)
+    assert choices[smallest_only][0] == smallest and choices[smallest_only][1] > choices[chosen][1]
+
+
 def test_a_trained_layer_in_the_stage_is_refused():
     with pytest.raises(tt.TinyTrainError, match=r"op 0 \(CONV_2D\) is in the tiled first stage but trains"):
         tt.compile(int8_model("mobilenet_v2_blocks"), update="all", tiles=(2, 2))
