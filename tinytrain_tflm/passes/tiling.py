@@ -423,7 +423,7 @@ def _per_tile(graph: ir.Graph, tiles: tuple[int, int], length: int) -> tuple[ir.
 GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 # Finer grids cost TT_TILED_STAGE only halo recomputation, not memory: its scratch shrinks with the tile.
 # Row bands are kept for stages whose width is small.
-FINE_GRIDS = ((8, 8), (16, 8), (8, 16), (16, 16), (8, 1), (16, 1))
+FINE_GRIDS = ((8, 8), (16, 8), (8, 16), (16, 12), (12, 16), (16, 16), (8, 1), (16, 1))
 # Estimates this close to the smallest count as as small: among them tile_auto takes the least work. A
 # finer grid recomputes more halo (16x16 tiles double the work of MobileNetV2's first stage) for bytes that
 # often do not matter, once the arena peaks outside the stage.

@@ -92,9 +92,8 @@ def _im2col_bytes(taps: int, convs: str) -> int:
 def _row_scratch(
     row: np.ndarray, input_hwc: tuple[int, int, int], output_wc: tuple[int, int], pads: tuple[int, int], convs: str
 ) -> int:
-    """What CMSIS-NN asks for one output row's call of a stage conv (kernels/cmsis_nn/.../*_get_buffer_size.cc,
-    CMSIS-NN's *_get_buffer_size), built with GCC: its input rows `input_hwc`, output row (width, channels),
-    pads (top, left)."""
+    """What CMSIS-NN asks for one call of a stage conv (kernels/cmsis_nn/.../*_get_buffer_size.cc, CMSIS-NN's
+    *_get_buffer_size), built with GCC: its input rows `input_hwc`, output (width, channels), pads (top, left)."""
     kernel_h, kernel_w = int(row[COLUMN["kernel_h"]]), int(row[COLUMN["kernel_w"]])
     dilated = int(row[COLUMN["dilation_h"]]) != 1 or int(row[COLUMN["dilation_w"]]) != 1
     rows, _, channels = input_hwc
@@ -134,9 +133,9 @@ def _one_by_n_bytes(row: np.ndarray, input_hwc: tuple[int, int, int], output_w: 
 
 
 def _tile_conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], need, have, convs: str) -> int:
-    """The most scratch one CMSIS-NN row call of the stage's convs asks for on this tile (the kernel's
+    """The most scratch one CMSIS-NN call of the stage's convs may ask for on this tile (the kernel's
     TileConvScratch): each conv runs over its input's patch (have) for its output's (need), the patch's
-    border as padding, one output row at a time (kernels/cmsis_nn/common/conv_rows.h's RowWindow)."""
+    border as padding, in one call or one per output row (kernels/cmsis_nn/common/conv_rows.h)."""
     channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
     most = 0
     for k, row in enumerate(description):
@@ -149,11 +148,13 @@ def _tile_conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], ne
         pad_left = in_c0 - _window(row, 1, out_cols)[0]
         stride, dilation, kernel = (int(row[COLUMN[name]]) for name in ("stride_h", "dilation_h", "kernel_h"))
         span = dilation * (kernel - 1) + 1
+        calls = [(in_r1 - in_r0, pad_top)]  # the whole patch in one call, when its output misses its input
         for oy in range(out_rows[1] - out_rows[0]):
             top = oy * stride - pad_top
             first, stop = max(top, 0), min(top + span, in_r1 - in_r0)
-            rows, row_pad = (1, span) if stop <= first else (stop - first, first - top)
-            output_wc = (out_cols[1] - out_cols[0], channels[k + 1])
+            calls.append((1, span) if stop <= first else (stop - first, first - top))
+        output_wc = (out_cols[1] - out_cols[0], channels[k + 1])
+        for rows, row_pad in calls:
             size = _row_scratch(row, (rows, in_c1 - in_c0, channels[t]), output_wc, (row_pad, pad_left), convs)
             most = max(most, size)
     return most
