@@ -30,8 +30,13 @@ share in forward, backward and update from the per-op profile: forward is what t
 take (the same forward ops), update the TT_SGD ops, backward the rest of the step's ops (the loss and
 every gradient op). Shares are of the step's per-op total, which leaves out the interpreter's own work.
 
+--stage "none;auto;4x4;..." prints the tiled stage's table (issue 12, item 3): MobileNetV2-w0.35 128x128 with
+MIT's 99kb scheme, int8 gradients, flash requantization, overlapping buffers, per first-stage grid, on
+emulated Cortex-M7 with CMSIS-NN: predict, step, stock inference, the TT_TILED_STAGE op's instructions,
+the bisected 32-bit arena and the plan's stage scratch, with per-op profiles of the predict and of stock.
+
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
-        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed]
+        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed] [--stage GRIDS]
 """
 
 from __future__ import annotations
