@@ -125,26 +125,49 @@ inline RowOperands MakeRowOperands(const tt_context* ctx, const tt_requantizatio
                      {1, 1, 1, output.c}};
 }
 
-// Runs call(window, input rows, output rows): once for a batch-1 image whose output bytes miss its input's,
-// else for every output row in order, images one after another; TT_ARG_ERROR at the first call CMSIS-NN
-// rejects.
+// Output rows [oy, oy + count) as one call: from the first row's window to the last's. Each row's window
+// then lies where CMSIS-NN looks for it (oy's top plus a stride per row). A window wholly in the padding
+// keeps its row to itself.
+inline ConvRow RowsWindow(const tt_conv_params& params, int32_t input_h, int32_t kernel_h, int32_t oy, int32_t count) {
+  const ConvRow first = RowWindow(params, input_h, kernel_h, oy);
+  const ConvRow last = RowWindow(params, input_h, kernel_h, oy + count - 1);
+  return ConvRow{first.first, last.first + last.rows - first.first, first.pad_top, params.conv.stride_h, count};
+}
+
+// Runs call(window, input rows, output rows), TT_ARG_ERROR at the first call CMSIS-NN rejects. A batch-1
+// image whose output bytes miss its input's is one call. Otherwise output rows go in order, as many per
+// call as write no byte of an input row that call or a later one reads (an output the planner overlaps
+// often lies that far below its input), at least one: the planner keeps a single row's call safe.
 template <typename Call>
 tt_status ForEachRow(const tt_conv_params& params, const tt_dims& input, const int8_t* input_data, int32_t kernel_h,
                      const tt_dims& output, int8_t* output_data, Call&& call) {
   const int32_t input_row = input.w * input.c;
   const int32_t output_row = output.w * output.c;
   const uintptr_t in = reinterpret_cast<uintptr_t>(input_data), out = reinterpret_cast<uintptr_t>(output_data);
-  const bool apart = out + static_cast<uintptr_t>(output.h * output_row) <= in ||
-                     in + static_cast<uintptr_t>(input.h * input_row) <= out;
+  const uintptr_t in_end = in + static_cast<uintptr_t>(input.h * input_row);
+  const bool apart = out + static_cast<uintptr_t>(output.h * output_row) <= in || in_end <= out;
   if (output.n == 1 && apart) {
     return call(WholeImage(params, input.h, output.h), input_data, output_data) == ARM_CMSIS_NN_SUCCESS ? TT_SUCCESS
                                                                                                          : TT_ARG_ERROR;
   }
+  // Rows [oy, oy + count) write bytes below every input row from the first they read on, and no window of
+  // theirs lies wholly in the padding (RowWindow's one-row stand-in, whose pad is its span).
+  const int32_t span = params.conv.dilation_h * (kernel_h - 1) + 1;
+  const auto misses = [&](int32_t oy, int32_t count) {
+    const ConvRow first = RowWindow(params, input.h, kernel_h, oy);
+    const ConvRow last = RowWindow(params, input.h, kernel_h, oy + count - 1);
+    return first.pad_top < span && last.pad_top < span &&
+           out + static_cast<uintptr_t>((oy + count) * output_row) <= in + static_cast<uintptr_t>(first.first * input_row);
+  };
   for (int32_t n = 0; n < output.n; ++n) {
-    for (int32_t oy = 0; oy < output.h; ++oy) {
-      const ConvRow row = RowWindow(params, input.h, kernel_h, oy);
+    for (int32_t oy = 0; oy < output.h;) {
+      int32_t count = 1;
+      while (output.n == 1 && oy + count < output.h && misses(oy, count + 1)) ++count;
+      const ConvRow row = count == 1 ? RowWindow(params, input.h, kernel_h, oy)
+                                     : RowsWindow(params, input.h, kernel_h, oy, count);
       const int8_t* x = input_data + (n * input.h + row.first) * input_row;
       if (call(row, x, output_data + (n * output.h + oy) * output_row) != ARM_CMSIS_NN_SUCCESS) return TT_ARG_ERROR;
+      oy += count;
     }
   }
   return TT_SUCCESS;
