@@ -10,7 +10,8 @@
  * or of the window's rows above the input, so the wrappers' fast paths (batch 1, pads <= 1) apply.
  * Where the output's bytes miss the input's (not overlapped, or a tiled stage's patches), one call
  * over the whole image is as safe and cheaper: each call redoes per-channel work (the 1x1 path sums
- * every filter row for the input offset), which on a 4-pixel row costs a quarter more.
+ * every filter row for the input offset), which on a 4-pixel row costs a quarter more. Where they
+ * overlap, a band of rows whose output lies below every input row still to be read is as safe.
  *
  * Bit-identity with the portable core: CMSIS-NN's scalar and DSP paths requantize as TFLite's
  * reference does (a rounding doubling high multiply, then a rounding right shift; its
