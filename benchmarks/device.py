@@ -34,8 +34,13 @@ every gradient op). Shares are of the step's per-op total, which leaves out the 
 Cortex-M7 with CMSIS-NN, compiled with compile's defaults and with each memory default turned off: the
 bisected arena, the instructions of a predict and of a training step, and each step's per-op profile.
 
+--stage "none;auto;4x4;..." prints the tiled stage's table (issue 12, item 3): MobileNetV2-w0.35 128x128 with
+MIT's 99kb scheme, int8 gradients, flash requantization, overlapping buffers, per first-stage grid, on
+emulated Cortex-M7 with CMSIS-NN: predict, step, stock inference, the TT_TILED_STAGE op's instructions,
+the bisected 32-bit arena and the plan's stage scratch, with per-op profiles of the predict and of stock.
+
     .venv/bin/python benchmarks/device.py [--quick] [--targets cortex-m7,cortex-m4] [--kernels reference,cmsis-nn]
-        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed] [--defaults]
+        [--schemes "last layer;..."] [--profile] [--reference-core] [--no-arena] [--speed] [--stage GRIDS] [--defaults]
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ from memory import ds_cnn_kws, mit_scheme  # noqa: E402  (benchmarks/memory.py)
 from models import int8_model, mobilenet_v2_035_128  # noqa: E402
 
 import tinytrain_tflm as tt  # noqa: E402
-from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE, SGD  # noqa: E402
+from tinytrain_tflm.backend import schema  # noqa: E402
+from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE, SGD, TILED_STAGE  # noqa: E402
 from tinytrain_tflm.firmware import device  # noqa: E402
 from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
 from tinytrain_tflm.plan import memory
@@ -112,18 +118,23 @@ def measure(model: bytes, device_target, samples: np.ndarray, settings: Settings
     }
 
 
-def stock_inference(source: bytes, device_target, samples: np.ndarray) -> int:
-    """Instructions of the unmodified graph's inference (see the module docstring), in a 1 MB arena region."""
+def stock_inference(source: bytes, device_target, samples: np.ndarray, profile: bool = False) -> int:
+    """Instructions of the unmodified graph's inference (see the module docstring), in a 1 MB arena region;
+    with `profile`, also printed per op."""
     untouched = {"tiles": None, "flash_requantization": False, "overlap_buffers": False}
     model = tt.compile(source, update="last", target=device_target, **untouched).bytes
-    return measure(model, dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION), samples)["predict again"]
+    region = dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION)
+    figures = measure(model, region, samples, Settings(profile=profile, arena=False))
+    if profile:
+        print_profile(figures["predict ops"], figures["predict"], "stock inference")
+    return figures["predict again"]
 
 
-def print_profile(ops: dict[str, tuple[int, int]], step: int) -> None:
-    """The step's per-op table, largest first; the rest of the step is the interpreter's own work."""
-    print("\n  | op (training step) | calls | instructions | share of the step |\n  |---|---|---|---|")
+def print_profile(ops: dict[str, tuple[int, int]], total: int, invoke: str = "training step") -> None:
+    """An invoke's per-op table, largest first; the rest of the invoke is the interpreter's own work."""
+    print(f"\n  | op ({invoke}) | calls | instructions | share of the {invoke} |\n  |---|---|---|---|")
     for name, (calls, count) in sorted(ops.items(), key=lambda item: -item[1][1]):
-        print(f"  | {name} | {calls} | {count / 1e6:,.2f} M | {100 * count / step:.1f}% |")
+        print(f"  | {name} | {calls} | {count / 1e6:,.2f} M | {100 * count / total:.1f}% |")
     print()
 
 
@@ -285,6 +296,57 @@ def defaults_table(name: str = "cortex-m7") -> None:
         print(f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 
+def parse_tiles(text: str) -> tuple[int, int] | str | None:
+    """A --stage grid: none, auto, or HxW."""
+    if text in ("none", "auto"):
+        return None if text == "none" else "auto"
+    try:
+        rows, cols = (int(part) for part in text.split("x"))
+    except ValueError:
+        raise SystemExit(f"--stage: a grid is none, auto or HxW (e.g. 4x4), got {text!r}") from None
+    return rows, cols
+
+
+def stage_table(grids: list[str], name: str = "cortex-m7") -> None:
+    """Issue 12 item 3's table: MobileNetV2-w0.35 128x128, MIT's 99kb scheme, int8 gradients, flash
+    requantization, overlapping buffers, on emulated Cortex-M7 with CMSIS-NN (1 MB arena region), per
+    first-stage tiling: predict, step, the stage op's instructions in the predict, the exact 32-bit
+    arena (bisected on the device) and stock TFLM + CMSIS-NN inference of the unmodified model."""
+    device_target = dataclasses.replace(target(name, "cmsis-nn"), ram_bytes=STOCK_ARENA_REGION)
+    source = mobilenet_v2_035_128()
+    layers = len(conv_like_layers(tt.read_graph(source)))
+    shape = tt.read_graph(source).tensors[tt.read_graph(source).inputs[0]].shape
+    samples = np.random.default_rng(0).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
+    stock = stock_inference(source, device_target, samples, profile=True)
+    base = {"gradient": "int8", "update": mit_scheme("99kb", layers), "flash_requantization": True}
+    base["overlap_buffers"] = True
+    columns = ["tiles", "predict", "step", "stock inference", "step / stock", "TT_TILED_STAGE (predict)"]
+    columns += ["32-bit arena measured", "stage scratch (plan)"]
+    print(f"\nMobileNetV2-w0.35 128x128, MIT 99kb, int8 gradients, flash requantization, {device_target.label}")
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for text in grids:
+        start = time.perf_counter()
+        model = tt.compile(source, target=device_target, tiles=parse_tiles(text), **base).bytes
+        graph = tt.read_graph(model)
+        stage = next((op for op in graph.ops if op.kind == TILED_STAGE), None)
+        label = text
+        if stage is not None:
+            options = schema.decode_blob("TILED_STAGE", stage.custom_options)
+            label += f" ({options['tiles_h']}x{options['tiles_w']}, {options['num_ops']} ops)" if text == "auto" else ""
+        figures = measure(model, device_target, samples, Settings(profile=True))
+        stage_calls, stage_count = figures["predict ops"].get(TILED_STAGE, (0, 0))
+        arena = device.minimum_arena(figures["firmware"])
+        scratch = memory.scratch_bytes(graph, stage) if stage is not None else 0
+        print(
+            f"| {label} | {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M | {stock / 1e6:,.2f} M "
+            f"| {figures['step'] / stock:.2f} | {stage_count / 1e6:,.2f} M ({stage_calls}) | {arena:,} B | {scratch:,} B |",
+            flush=True,
+        )
+        print_profile(figures["predict ops"], figures["predict"], "predict")
+        print(f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small CNN only (seconds, not minutes)")
@@ -295,9 +357,13 @@ def main() -> None:
     parser.add_argument("--reference-core", action="store_true", help="the portable core in cmsis-nn builds too")
     parser.add_argument("--no-arena", action="store_true", help="skip the arena bisection")
     parser.add_argument("--speed", action="store_true", help="issue 12's speed table only (emulated Cortex-M7)")
+    parser.add_argument("--stage", help="the tiled-stage table for these grids, ; separated (none;auto;4x4;...)")
     parser.add_argument("--defaults", action="store_true", help="issue 13's table: each compile default off (Cortex-M7)")
     args = parser.parse_args()
     device.check_tools()
+    if args.stage:
+        stage_table(args.stage.split(";"))
+        return
     if args.speed:
         speed_table()
         return

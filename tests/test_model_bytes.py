@@ -41,11 +41,12 @@ CASES = [
         "0fbec5a57a7981eb8b658c980746c600d9db940ceb09a086d68f2d8ec62b046b",
     ),
     # "auto" finds a grid that beats the untiled first stage here once the stage is one TT_TILED_STAGE op
-    # (per-tile copies of its ops cost more than they saved)
+    # (per-tile copies of its ops cost more than they saved); weighing work within 512 B of the smallest
+    # estimate, it takes 4x4 tiles over 5 ops (was 8x8 over 9: 8,312 B measured, now 6,808 B)
     (
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": "auto"},
-        "154aadc2601e1cfe7669548025d08dd1a912ccfcbd33f89261696a0d3e321cad",
+        "4b85d9566566885830c7eed1e14294273ca6ef68ba07fc30595593dcd8a2cd3b",
     ),
     (
         "mobilenet_v2_blocks",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import subprocess
 
 import numpy as np
 import pytest
+from conftest import require
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema
+from tinytrain_tflm.firmware import device, sources_root
 from tinytrain_tflm.passes import tiling
 from tinytrain_tflm.plan import memory, tiled_stage
 from tinytrain_tflm.runtime import interpreter
@@ -68,6 +71,68 @@ def test_scratch_plan_is_the_kernels():
         assert (theirs == -1) == (grid == (9, 1))  # 9 bands of an 8-row output: an empty tile
 
 
+def _stage_description(graph, length: int) -> np.ndarray:
+    stage = graph.ops[:length]
+    source = {stage[0].inputs[0]: -1} | {op.outputs[0]: k for k, op in enumerate(stage)}
+    return np.ascontiguousarray([tiling._stage_row(graph, op, source) for op in stage], np.int32)
+
+
+# The stage's scratch as the Cortex-M4/M7 build computes it: kernels/core/stage's get_buffer_size over
+# kernels/cmsis_nn's conv get_buffer_size and CMSIS-NN's buffer-size sources with its DSP paths. Built for the
+# host: those functions are integer arithmetic on shapes, the same on any CPU with the same macros.
+_PROBE = """
+#include "tt_functions.h"
+extern "C" int32_t probe(const int32_t* rows, int32_t n, int32_t th, int32_t tw, int32_t h, int32_t w, int32_t c) {
+  const tt_tiled_stage_params params{rows, n, th, tw};
+  const tt_dims input{1, h, w, c};
+  int32_t bytes = 0;
+  return tt_tiled_stage_get_buffer_size(&params, &input, &bytes) == TT_SUCCESS ? bytes : -1;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cmsis_nn_stage_scratch(tmp_path_factory):
+    sources = require(device.locate_sources)
+    if sources.cmsis_nn is None:
+        pytest.skip("no CMSIS-NN sources")
+    kernels, folder = sources_root("kernels/cortex_m/harness") / "kernels", tmp_path_factory.mktemp("probe")
+    (folder / "probe.cc").write_text(_PROBE)
+    flags = ["-O1", "-fPIC", "-DARM_MATH_DSP", f"-I{kernels / 'core'}", f"-I{sources.cmsis_nn / 'Include'}"]
+    units = [folder / "probe.cc", kernels / "core/stage/tt_tiled_stage_get_buffer_size.cc"]
+    units += [kernels / f"cmsis_nn/{family}/tt_{family}2d_s8_get_buffer_size.cc" for family in ("conv", "depthwise_conv")]
+    c_units = [
+        sources.cmsis_nn / f"Source/ConvolutionFunctions/arm_{name}_get_buffer_sizes_s8.c"
+        for name in ("convolve", "depthwise_conv")
+    ]
+    objects = []
+    for unit in units + c_units:
+        objects.append(folder / f"{unit.stem}.o")
+        compiler = ["g++", "-std=c++17"] if unit.suffix == ".cc" else ["gcc", "-w"]
+        subprocess.run([*compiler, *flags, "-c", str(unit), "-o", str(objects[-1])], check=True, capture_output=True)
+    library = folder / "probe.so"
+    subprocess.run(["g++", "-shared", *map(str, objects), "-o", str(library)], check=True, capture_output=True)
+    return ctypes.CDLL(str(library)).probe
+
+
+def test_scratch_plan_counts_the_cmsis_nn_convs(cmsis_nn_stage_scratch):
+    """On a Cortex-M4/M7 the stage's convs are CMSIS-NN's, called per output row: the mirror adds what those
+    calls ask for after the patches (the 3x3 stem's im2col), as the kernel does, and refuses what it refuses."""
+    cases = [(int8_model("mobilenet_v2_blocks"), length, grid) for length in (5, 9) for grid in ((1, 1), (3, 2), (4, 1), (9, 1))]
+    cases += [(mobilenet_v2_035_128(), 6, grid) for grid in ((4, 4), (16, 8), (16, 16))]
+    grown = 0
+    for model, length, grid in cases:
+        graph = tt.read_graph(model)
+        description, shape = _stage_description(graph, length), graph.tensors[graph.ops[0].inputs[0]].shape
+        rows = description.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        theirs = cmsis_nn_stage_scratch(rows, length, *grid, *shape[1:])
+        ours = tiled_stage.scratch_bytes(description, shape, grid, convs="dsp")
+        assert (-1 if ours is None else ours) == theirs, (length, grid)
+        portable = tiled_stage.scratch_bytes(description, shape, grid)
+        grown += portable is not None and ours > portable
+    assert grown == len(cases) - 2  # every stage starts with a 3x3 conv, which im2cols; (9, 1) is refused
+
+
 def test_tiled_stage_prepare_refuses_a_tiling_it_cannot_run():
     graph, _ = tiling.tile_first_stage(tt.read_graph(int8_model("mobilenet_v2_blocks")), (2, 2), length=5)
     graph.ops[0].custom_options = schema.encode_blob("TILED_STAGE", num_ops=5, tiles_h=9, tiles_w=2)
@@ -111,6 +176,24 @@ def test_auto_grid_beats_the_untiled_estimate_or_declines():
     assert tiling.choose_tiles(big) is not None
     # A 20x10 input: per-tile copies of the stage cost more in ops than they save; one TT_TILED_STAGE may not.
     assert tiling.tile_auto(small, fused=False) is None
+
+
+def test_auto_grid_takes_the_least_work_among_the_smallest(monkeypatch):
+    """Finer tiles recompute more halo: among the grids whose estimate is within SPEED_SLACK_BYTES of the
+    smallest, tile_auto takes the one whose convs do the fewest multiply-accumulates; with no slack, the
+    smallest estimate. Compile options as tile_auto's default: TFLM-planned, no flash requantization."""
+    graph = tt.read_graph(int8_model("ds_cnn"))
+    choices = {None: (tiling._estimate(graph, tiling.TFLM_PLANNED), tiling.forward_work(graph))}
+    for grid in tiling.GRIDS + tiling.FINE_GRIDS:
+        tiled = tiling.tile_first_stage(graph, grid)[0]
+        choices[grid] = (tiling._estimate(tiled, tiling.TFLM_PLANNED), tiling.forward_work(tiled))
+    smallest = min(size for size, _ in choices.values())
+    chosen = tiling.choose_tiles(graph)
+    near = [work for size, work in choices.values() if size <= smallest + tiling.SPEED_SLACK_BYTES]
+    assert choices[chosen][0] <= smallest + tiling.SPEED_SLACK_BYTES and choices[chosen][1] == min(near)
+    monkeypatch.setattr(tiling, "SPEED_SLACK_BYTES", 0)
+    smallest_only = tiling.choose_tiles(graph)
+    assert choices[smallest_only][0] == smallest and choices[smallest_only][1] > choices[chosen][1]
 
 
 def test_a_trained_layer_in_the_stage_is_refused():

@@ -50,6 +50,7 @@ class Target:
     ram_bytes: int = 256 * 1024  # the arena region the firmware links with
     no_overlap: frozenset[str] = frozenset()  # ops whose output must not overlap an input (see above)
     cmsis_nn_no_overlap: frozenset[str] = frozenset()  # no_overlap when the kernels are CMSIS-NN's
+    mve: bool = False  # Helium: CMSIS-NN compiles its MVE paths (other buffer sizes) instead of its DSP ones
 
     @property
     def emulated(self) -> bool:
@@ -101,7 +102,7 @@ def _cortex_m(core: int, fpu: str, board: Board, cmsis_nn_no_overlap: frozenset[
     the one -mcpu implies (the M55's FPU with MVE, which turns on CMSIS-NN's Helium paths)."""
     flags = ("-mthumb", f"-mcpu=cortex-m{core}", *([f"-mfpu={fpu}"] if fpu else []), "-mfloat-abi=hard")
     return Target(f"cortex-m{core}", core, "cmsis-nn", 4, flags, f"ARMCM{core}", board,
-                  cmsis_nn_no_overlap=cmsis_nn_no_overlap)  # fmt: skip
+                  cmsis_nn_no_overlap=cmsis_nn_no_overlap, mve=not fpu)  # fmt: skip
 
 
 # Adding a target is one entry here, naming its board (a QEMU machine and its linker script in

@@ -22,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import target
 from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
@@ -115,8 +116,9 @@ def _categories(graph: ir.Graph) -> dict[int, str]:
 
 
 def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
-    """Scratch an op requests from TFLM's planner in Prepare: a TT_TILED_STAGE op's buffer; TFLM's quantized
-    MEAN's int32 accumulator per output element and two int arrays (input rank, axis count); else none."""
+    """Scratch an op requests from TFLM's planner in Prepare: a TT_TILED_STAGE op's buffer (its convs' own
+    included where the model's target runs them with CMSIS-NN); TFLM's quantized MEAN's int32 accumulator per
+    output element and two int arrays (input rank, axis count); else none."""
     if op.kind == "MEAN":
         x = graph.tensors[op.inputs[0]]
         if x.dtype not in (np.int8, np.int16):
@@ -131,7 +133,9 @@ def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
         return 0
     options = schema.decode_blob("TILED_STAGE", op.custom_options)
     description, shape = graph.tensors[op.inputs[1]].data, graph.tensors[op.inputs[0]].shape
-    size = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]))
+    device = target.of_model(graph)
+    convs = ("mve" if device.mve else "dsp") if device.kernels == "cmsis-nn" else None
+    size = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]), convs)
     if size is None:
         raise TinyTrainError(f"{op.kind}: its kernel cannot run this stage in {options['tiles_h']}x{options['tiles_w']} tiles")
     return size

@@ -43,9 +43,12 @@ def _sources(row: np.ndarray) -> list[int]:
     return [int(row[COLUMN["input"]]), int(row[COLUMN["input2"]])][:count]
 
 
-def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], ty: int, tx: int):
-    """(need, sizes) of one tile: need[t] = (rows, cols) of stage tensor t (0 the input, k + 1 op k's output);
-    None where the kernel refuses the stage (a tensor no later op reads, a conv patch starting before its window)."""
+def _need(
+    description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], ty: int, tx: int, with_have: bool = False
+):
+    """need of one tile: need[t] = (rows, cols) of stage tensor t (0 the input, k + 1 op k's output), and with
+    `with_have` (need, have), have[t] the patch its bytes hold (a PAD's output: its input's, shifted); None where
+    the kernel refuses the stage (a tensor no later op reads, a conv patch starting before its window)."""
     n = len(description)
     sizes = [tuple(input_shape[1:3])] + [(int(r[COLUMN["height"]]), int(r[COLUMN["width"]])) for r in description]
     need: list[tuple[tuple[int, int], tuple[int, int]] | None] = [None] * (n + 1)
@@ -70,7 +73,91 @@ def _need(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[in
         have.append(need[k + 1])
         if row[COLUMN["kind"]] in CONVS and any(source[axis][0] < _window(row, axis, need[k + 1][axis])[0] for axis in (0, 1)):
             return None
-    return need
+    return (need, have) if with_have else need
+
+
+# CMSIS-NN's MVE depthwise kernel takes input channels in blocks of this many (its CH_IN_BLOCK_MVE), and
+# runs a depthwise conv of one input channel and more than this many outputs as a conv (its
+# CONVERT_DW_CONV_WITH_ONE_INPUT_CH_AND_OUTPUT_CH_ABOVE_THRESHOLD, for GCC).
+_MVE_CHANNEL_BLOCK = 124
+_MVE_ONE_CHANNEL_AS_CONV = 8
+
+
+def _im2col_bytes(taps: int, convs: str) -> int:
+    """arm_convolve_s8's buffer for `taps` input values per output: two int16 columns (DSP), four 16-byte
+    aligned int8 columns (MVE)."""
+    return 4 * (-(-taps // 4) * 4) if convs == "dsp" else 64 * -(-taps // 16)
+
+
+def _row_scratch(
+    row: np.ndarray, input_hwc: tuple[int, int, int], output_wc: tuple[int, int], pads: tuple[int, int], convs: str
+) -> int:
+    """What CMSIS-NN asks for one call of a stage conv (kernels/cmsis_nn/.../*_get_buffer_size.cc, CMSIS-NN's
+    *_get_buffer_size), built with GCC: its input rows `input_hwc`, output (width, channels), pads (top, left)."""
+    kernel_h, kernel_w = int(row[COLUMN["kernel_h"]]), int(row[COLUMN["kernel_w"]])
+    dilated = int(row[COLUMN["dilation_h"]]) != 1 or int(row[COLUMN["dilation_w"]]) != 1
+    rows, _, channels = input_hwc
+    out_channels = output_wc[1]
+    if row[COLUMN["kind"]] == generated.STAGE_OP_CONV:
+        if kernel_h == kernel_w == 1 and pads == (0, 0) and not dilated:
+            return 0  # the 1x1 paths: no buffer with GCC
+        return _im2col_bytes(kernel_h * kernel_w * channels, convs)
+    if convs == "mve" and channels == 1 and out_channels > _MVE_ONE_CHANNEL_AS_CONV:
+        # run as a conv of `out_channels` filters over the one channel, whose filter it transposes first
+        transposed = out_channels * kernel_h * kernel_w
+        if kernel_h == kernel_w == 1 and pads == (0, 0) and not dilated:
+            return transposed
+        if rows == 1 and kernel_h == 1 and int(row[COLUMN["dilation_w"]]) == 1 and int(row[COLUMN["stride_w"]]) % 4 == 0:
+            return transposed + _one_by_n_bytes(row, input_hwc, output_wc[0], pads[1])
+        return transposed + _im2col_bytes(kernel_h * kernel_w, convs)
+    if channels != out_channels or dilated:
+        return 0  # arm_depthwise_conv_s8: no buffer
+    if convs == "dsp":
+        return 0 if kernel_h == kernel_w == 3 and max(pads) <= 1 else 2 * channels * kernel_h * kernel_w
+    return 4 * _MVE_CHANNEL_BLOCK * kernel_h * kernel_w
+
+
+def _one_by_n_bytes(row: np.ndarray, input_hwc: tuple[int, int, int], output_w: int, pad_left: int) -> int:
+    """arm_convolve_1_x_n_s8's MVE buffer, for a one-channel input row (the depthwise-as-conv case above)."""
+    _, width, channels = input_hwc
+    kernel_w, stride = int(row[COLUMN["kernel_w"]]), int(row[COLUMN["stride_w"]])
+    total_pad = (output_w - 1) * stride + kernel_w - width
+    odd = total_pad % 2
+    right = max(1, (pad_left + odd + stride - 1) // stride) if pad_left + odd else 0
+    left = max(1, (pad_left + stride - 1) // stride) if pad_left else 0
+    if right + max(output_w - right - left, 0) + left != output_w:
+        return _im2col_bytes(kernel_w * channels, "mve")
+    left_bytes = pad_left * channels
+    right_bytes = right * channels if odd else left_bytes
+    return max(kernel_w * channels + left_bytes, (kernel_w - 1) * channels + right_bytes)
+
+
+def _tile_conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], need, have, convs: str) -> int:
+    """The most scratch one CMSIS-NN call of the stage's convs may ask for on this tile (the kernel's
+    TileConvScratch): each conv runs over its input's patch (have) for its output's (need), the patch's
+    border as padding, in one call or one per output row (kernels/cmsis_nn/common/conv_rows.h)."""
+    channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
+    most = 0
+    for k, row in enumerate(description):
+        if row[COLUMN["kind"]] not in CONVS:
+            continue
+        t = int(row[COLUMN["input"]]) + 1
+        (in_r0, in_r1), (in_c0, in_c1) = have[t]
+        out_rows, out_cols = need[k + 1]
+        pad_top = in_r0 - _window(row, 0, out_rows)[0]
+        pad_left = in_c0 - _window(row, 1, out_cols)[0]
+        stride, dilation, kernel = (int(row[COLUMN[name]]) for name in ("stride_h", "dilation_h", "kernel_h"))
+        span = dilation * (kernel - 1) + 1
+        calls = [(in_r1 - in_r0, pad_top)]  # the whole patch in one call, when its output misses its input
+        for oy in range(out_rows[1] - out_rows[0]):
+            top = oy * stride - pad_top
+            first, stop = max(top, 0), min(top + span, in_r1 - in_r0)
+            calls.append((1, span) if stop <= first else (stop - first, first - top))
+        output_wc = (out_cols[1] - out_cols[0], channels[k + 1])
+        for rows, row_pad in calls:
+            size = _row_scratch(row, (rows, in_c1 - in_c0, channels[t]), output_wc, (row_pad, pad_left), convs)
+            most = max(most, size)
+    return most
 
 
 MAX_EXTENT = 1 << 15  # the kernel's bound on every size and window field
@@ -102,22 +189,29 @@ def _well_formed(description: np.ndarray, input_shape: tuple[int, ...], tiles: t
     )
 
 
-def scratch_bytes(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> int | None:
+def scratch_bytes(
+    description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], convs: str | None = None
+) -> int | None:
     """Bytes of scratch the kernel requests for this stage on this input, or None where it refuses the tiling
-    (or the description is malformed)."""
+    (or the description is malformed). `convs` names the conv kernels the stage calls, whose own scratch
+    follows the patches (16-byte aligned): None for the portable core (none), "dsp" or "mve" for CMSIS-NN's
+    on a Cortex-M with the DSP extension or with Helium (kernels/cmsis_nn, one call per output row)."""
     if not _well_formed(description, input_shape, tiles):
         return None
     n = len(description)
     size = [0] * (n + 1)
+    conv_bytes = 0
     for ty in range(tiles[0]):
         for tx in range(tiles[1]):
-            need = _need(description, input_shape, tiles, ty, tx)
+            need, have = _need(description, input_shape, tiles, ty, tx, with_have=True) or (None, None)
             if need is None:
                 return None
             for t in range(n + 1):
                 (r0, r1), (c0, c1) = need[t]
                 channels = input_shape[3] if t == 0 else int(description[t - 1][COLUMN["channels"]])
                 size[t] = max(size[t], (r1 - r0) * (c1 - c0) * channels)
+            if convs is not None:
+                conv_bytes = max(conv_bytes, _tile_conv_scratch(description, input_shape, need, have, convs))
     root = list(range(n + 1))
     last = [0] * (n + 1)
     for k, row in enumerate(description):
@@ -138,4 +232,26 @@ def scratch_bytes(description: np.ndarray, input_shape: tuple[int, ...], tiles: 
                     at, moved = -(-(offset[u] + size[u]) // 4) * 4, True
         offset[t] = at
         total = max(total, at + length)
-    return total
+    return -(-total // 16) * 16 + conv_bytes if conv_bytes else total
+
+
+def stage_work(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> int | None:
+    """Multiply-accumulates of the stage's convs over every tile, halos recomputed included (what finer
+    tiles cost in speed), or None where the kernel refuses the tiling."""
+    if not _well_formed(description, input_shape, tiles):
+        return None
+    channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
+    work = 0
+    for ty in range(tiles[0]):
+        for tx in range(tiles[1]):
+            need = _need(description, input_shape, tiles, ty, tx)
+            if need is None:
+                return None
+            for k, row in enumerate(description):
+                if row[COLUMN["kind"]] not in CONVS:
+                    continue
+                (r0, r1), (c0, c1) = need[k + 1]
+                depth = 1 if row[COLUMN["kind"]] == generated.STAGE_OP_DEPTHWISE else channels[int(row[COLUMN["input"]]) + 1]
+                taps = int(row[COLUMN["kernel_h"]]) * int(row[COLUMN["kernel_w"]]) * depth
+                work += (r1 - r0) * (c1 - c0) * channels[k + 1] * taps
+    return work

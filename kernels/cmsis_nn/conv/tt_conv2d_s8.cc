@@ -1,5 +1,5 @@
 // tt_conv2d_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device): CMSIS-NN's s8
-// convolution, one call per output row, with the model's per-channel multipliers and shifts (see
+// convolution, one call per output row (or per image), with the model's per-channel multipliers and shifts (see
 // ../common/conv_rows.h for why per row and why the results equal the portable core's).
 #include "../../core/common/conv_forward.h"
 #include "../../core/tt_functions.h"
@@ -20,11 +20,12 @@ extern "C" tt_status tt_conv2d_s8(const tt_context* ctx, const tt_conv_params* p
                         [&](const cm::ConvRow& row, const int8_t* x, int8_t* y) {
                           const cmsis_nn_conv_params conv = cm::RowParams<cmsis_nn_conv_params>(*params, row);
                           const cmsis_nn_dims rows = cm::RowInputDims(*input_dims, row);
+                          const cmsis_nn_dims outputs = cm::RowOutputDims(*output_dims, row);
                           if (cm::PointwiseRow(conv, *filter_dims)) {
                             return arm_convolve_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
-                                                           filter, &op.bias, bias, &op.output_row, y);
+                                                           filter, &op.bias, bias, &outputs, y);
                           }
                           return arm_convolve_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter, filter,
-                                                 &op.bias, bias, nullptr, &op.output_row, y);
+                                                 &op.bias, bias, nullptr, &outputs, y);
                         });
 }

@@ -1,5 +1,5 @@
 // tt_depthwise_conv2d_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device):
-// arm_depthwise_conv_wrapper_s8, one call per output row, with the model's per-channel multipliers and
+// arm_depthwise_conv_wrapper_s8, one call per output row (or per image), with the model's per-channel multipliers and
 // shifts (see ../common/conv_rows.h for why per row and why the results equal the portable core's).
 #include "../../core/common/conv_forward.h"
 #include "../../core/tt_functions.h"
@@ -21,7 +21,8 @@ extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv
                         [&](const cm::ConvRow& row, const int8_t* x, int8_t* y) {
                           const cmsis_nn_dw_conv_params conv = cm::DepthwiseRowParams(*params, row);
                           const cmsis_nn_dims rows = cm::RowInputDims(*input_dims, row);
+                          const cmsis_nn_dims outputs = cm::RowOutputDims(*output_dims, row);
                           return arm_depthwise_conv_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
-                                                               filter, &op.bias, bias, &op.output_row, y);
+                                                               filter, &op.bias, bias, &outputs, y);
                         });
 }
