@@ -69,8 +69,12 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     # pointwise input gradients two pixels at a time (15 pixels: an odd one at the end).
     ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
-    # 260 output channels: kernels/cmsis_nn rescales an int8 gradient's levels for 256 at a time.
+    # One input channel (a first layer): kernels/cmsis_nn blocks an int8 filter gradient over filters, 8 + 1.
+    ("conv", "first_layer_filter_blocks", ConvGeometry(1, (6, 5), 1, (5, 3), 9, (2, 2), (1, 1), "SAME", 9)),
+    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 256 output channels at a time
+    # (260: two chunks) and sums 128 input channels at a time (133: two groups).
     ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 3), 5, (1, 1), 260, (1, 1), (1, 1), "VALID", 3)),
+    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 3), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     (

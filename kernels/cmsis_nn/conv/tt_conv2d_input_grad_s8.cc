@@ -21,17 +21,12 @@
 
 #include <type_traits>
 
-// The cmsis-nn kernel set's targets (Cortex-M4, M7, M55) all have the DSP extension.
-#if !defined(__ARM_FEATURE_DSP)
-#error "kernels/cmsis_nn needs the DSP extension (SXTB16 and the halfword MACs)"
-#endif
-#include <arm_acle.h>
-
 #include "../../core/common/conv_grad_loops.h"
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/common/s8_grad_sums.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
 namespace cm = tinytrain_cmsis_nn;
@@ -135,47 +130,13 @@ void PointwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter
 
 // Output channels whose multipliers and rescaled levels a pointwise int8 input gradient keeps on the
 // stack: 4 B each for both, 2 KB of the firmware's 16 KB stack. More output channels are rescaled a
-// chunk at a time, again for each block of input channels.
+// chunk at a time.
 constexpr int32_t kRescaledChunk = 256;
 
-// SXTB16 of weights >> 8 (bytes 1 and 3 sign-extended into the halves), the shift folded into the
-// instruction's rotation, which GCC does not do on its own.
-inline uint32_t OddBytes(uint32_t weights) {
-  uint32_t halves;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(halves) : "r"(weights));
-  return halves;
-}
-
-// Four input channels' sums for two pixels: the 8 int32 accumulators of the DSP loop below.
-struct FourChannelSums {
-  int32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;  // the first pixel
-  int32_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;  // the second
-};
-
-// Adds, for rows [0, count) of the filter from `row` on (one output channel each, in_channels apart),
-// the row's weights at input channels c..c+3 times the output channel's two rescaled levels
-// (levels[i]: the first pixel's in the low half, the second's in the high one). One 32-bit load
-// gives four weights; SXTB16 sign-extends weights 0 and 2 (then 1 and 3) into 16-bit halves, and
-// the halfword MACs (SMLABB, SMLATB, SMLABT, SMLATT) multiply each half by each pixel's level: 8
-// MACs for 2 loads, 2 SXTB16 and the loop.
-inline void AddFourChannels(const int8_t* row, int32_t in_channels, const uint32_t* levels, int32_t count,
-                            FourChannelSums& sums) {
-  for (int32_t i = 0; i < count; ++i, row += in_channels) {
-    uint32_t weights;
-    memcpy(&weights, row, 4);
-    const uint32_t even = __sxtb16(weights);       // weights 0 and 2
-    const uint32_t odd = OddBytes(weights);        // weights 1 and 3
-    const uint32_t level = levels[i];
-    sums.c0 = __smlabb(even, level, sums.c0);
-    sums.c2 = __smlatb(even, level, sums.c2);
-    sums.d0 = __smlabt(even, level, sums.d0);
-    sums.d2 = __smlatt(even, level, sums.d2);
-    sums.c1 = __smlabb(odd, level, sums.c1);
-    sums.c3 = __smlatb(odd, level, sums.c3);
-    sums.d1 = __smlabt(odd, level, sums.d1);
-    sums.d3 = __smlatt(odd, level, sums.d3);
-  }
-}
+// Input channels whose two pixels' sums a pointwise int8 input gradient keeps on the stack (1 KB)
+// while it goes through the output channels a chunk at a time: the levels of a chunk are rescaled
+// once per group of this many input channels.
+constexpr int32_t kSummedChannels = 128;
 
 // The int8 input gradient of pixels p and p + 1 (p alone when `pair` is false) of a pointwise
 // convolution, each element stored at its index: Value(sum over co of r(level[p][co], co) * w[co][c]),
@@ -198,38 +159,37 @@ void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::R
     }
   };
   if (one_chunk) rescale(0, out_channels);
-  auto sum_rows = [&](auto add_rows) {
+  // The group's sums: first pixel, then second, per input channel of the group.
+  int32_t first_sums[kSummedChannels];
+  int32_t second_sums[kSummedChannels];
+  for (int32_t group = 0; group < in_channels; group += kSummedChannels) {
+    const int32_t width = in_channels - group < kSummedChannels ? in_channels - group : kSummedChannels;
+    for (int32_t j = 0; j < width; ++j) first_sums[j] = second_sums[j] = 0;
     for (int32_t first = 0; first < out_channels; first += kRescaledChunk) {
       const int32_t count = out_channels - first < kRescaledChunk ? out_channels - first : kRescaledChunk;
       if (!one_chunk) rescale(first, count);
-      add_rows(first, count);
-    }
-  };
-  auto store = [&](int32_t c, int32_t first_sum, int32_t second_sum) {
-    sink.Put(p * in_channels + c, rescaled.Value(first_sum));
-    if (pair) sink.Put((p + 1) * in_channels + c, rescaled.Value(second_sum));
-  };
-  int32_t c = 0;
-  for (; c + 4 <= in_channels; c += 4) {
-    FourChannelSums sums;
-    sum_rows([&](int32_t first, int32_t count) {
-      AddFourChannels(filter + first * in_channels + c, in_channels, levels, count, sums);
-    });
-    store(c, sums.c0, sums.d0);
-    store(c + 1, sums.c1, sums.d1);
-    store(c + 2, sums.c2, sums.d2);
-    store(c + 3, sums.c3, sums.d3);
-  }
-  for (; c < in_channels; ++c) {
-    int32_t first_sum = 0, second_sum = 0;
-    sum_rows([&](int32_t first, int32_t count) {
-      const int8_t* weight = filter + first * in_channels + c;
-      for (int32_t i = 0; i < count; ++i, weight += in_channels) {
-        first_sum = __smlabb(*weight, levels[i], first_sum);
-        second_sum = __smlabt(*weight, levels[i], second_sum);
+      const int8_t* rows = filter + first * in_channels + group;
+      int32_t j = 0;
+      for (; j + 4 <= width; j += 4) {
+        cm::FourChannelSums sums;
+        sums.c0 = first_sums[j], sums.c1 = first_sums[j + 1], sums.c2 = first_sums[j + 2], sums.c3 = first_sums[j + 3];
+        sums.d0 = second_sums[j], sums.d1 = second_sums[j + 1], sums.d2 = second_sums[j + 2], sums.d3 = second_sums[j + 3];
+        cm::AddFourChannels(rows + j, in_channels, count, [&](int32_t i) { return levels[i]; }, sums);
+        first_sums[j] = sums.c0, first_sums[j + 1] = sums.c1, first_sums[j + 2] = sums.c2, first_sums[j + 3] = sums.c3;
+        second_sums[j] = sums.d0, second_sums[j + 1] = sums.d1, second_sums[j + 2] = sums.d2, second_sums[j + 3] = sums.d3;
       }
-    });
-    store(c, first_sum, second_sum);
+      for (; j < width; ++j) {  // The last input channels one at a time.
+        const int8_t* weight = rows + j;
+        for (int32_t i = 0; i < count; ++i, weight += in_channels) {
+          first_sums[j] = __smlabb(*weight, levels[i], first_sums[j]);
+          second_sums[j] = __smlabt(*weight, levels[i], second_sums[j]);
+        }
+      }
+    }
+    for (int32_t j = 0; j < width; ++j) {
+      sink.Put(p * in_channels + group + j, rescaled.Value(first_sums[j]));
+      if (pair) sink.Put((p + 1) * in_channels + group + j, rescaled.Value(second_sums[j]));
+    }
   }
 }
 
