@@ -32,27 +32,41 @@ struct FourChannelSums {
   int32_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;  // times the high halves'
 };
 
+// Adds four int8 values (as one 32-bit word) times the two 16-bit factors of `factor` (low and high
+// half) to sums.c* and sums.d*: SXTB16 sign-extends values 0 and 2 (then 1 and 3) into 16-bit halves,
+// and each halfword MAC multiplies one half by one factor.
+inline void AddFourValues(uint32_t values, uint32_t factor, FourChannelSums& sums) {
+  const uint32_t even = EvenBytes(values);  // values 0 and 2
+  const uint32_t odd = OddBytes(values);    // values 1 and 3
+  sums.c0 = __smlabb(even, factor, sums.c0);
+  sums.c2 = __smlatb(even, factor, sums.c2);
+  sums.d0 = __smlabt(even, factor, sums.d0);
+  sums.d2 = __smlatt(even, factor, sums.d2);
+  sums.c1 = __smlabb(odd, factor, sums.c1);
+  sums.c3 = __smlatb(odd, factor, sums.c3);
+  sums.d1 = __smlabt(odd, factor, sums.d1);
+  sums.d3 = __smlatt(odd, factor, sums.d3);
+}
+
 // For i in [0, count): four int8 values at row + i * stride (channels c..c+3) times the two 16-bit
-// factors of factors(i) (low and high half), added to sums.c* and sums.d*. One 32-bit load gives the
-// four values; SXTB16 sign-extends values 0 and 2 (then 1 and 3) into 16-bit halves, and each
-// halfword MAC multiplies one half by one factor: 8 MACs for 2 loads, 2 SXTB16 and the loop.
+// factors of factors(i), added to sums (AddFourValues). Two rows per iteration: with 8 accumulators
+// the M-profile's registers hold one row's pointers and temporaries but spill some loop state, which
+// two rows then reload half as often: 16 MACs for 3 loads, 4 SXTB16 and the loop.
 template <typename Factors>
 inline void AddFourChannels(const int8_t* row, int32_t stride, int32_t count, Factors&& factors,
                             FourChannelSums& sums) {
-  for (int32_t i = 0; i < count; ++i, row += stride) {
-    uint32_t values;
-    memcpy(&values, row, 4);
-    const uint32_t even = EvenBytes(values);  // values 0 and 2
-    const uint32_t odd = OddBytes(values);    // values 1 and 3
-    const uint32_t factor = factors(i);
-    sums.c0 = __smlabb(even, factor, sums.c0);
-    sums.c2 = __smlatb(even, factor, sums.c2);
-    sums.d0 = __smlabt(even, factor, sums.d0);
-    sums.d2 = __smlatt(even, factor, sums.d2);
-    sums.c1 = __smlabb(odd, factor, sums.c1);
-    sums.c3 = __smlatb(odd, factor, sums.c3);
-    sums.d1 = __smlabt(odd, factor, sums.d1);
-    sums.d3 = __smlatt(odd, factor, sums.d3);
+  int32_t i = 0;
+  for (; i + 2 <= count; i += 2, row += 2 * stride) {
+    uint32_t first, second;
+    memcpy(&first, row, 4);
+    memcpy(&second, row + stride, 4);
+    AddFourValues(first, factors(i), sums);
+    AddFourValues(second, factors(i + 1), sums);
+  }
+  if (i < count) {
+    uint32_t last;
+    memcpy(&last, row, 4);
+    AddFourValues(last, factors(i), sums);
   }
 }
 

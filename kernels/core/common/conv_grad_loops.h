@@ -3,7 +3,8 @@
  * through conv, by fully connected), plus their common argument checks. The
  * forward convolutions (conv_forward.h) use the same geometry.
  *
- * Sums are accumulated in float32. An input-gradient element sums
+ * Sums of a float32 gradient are accumulated in float32 (an int8 gradient's
+ * are integers: s8_grad_sums.h). An input-gradient element sums
  * kh * kw * cout terms (kh * kw * m for depthwise), a filter-gradient element
  * n * oh * ow terms; the rounding error grows at most linearly with the count
  * (count * 2^-24 relative to the sum of |terms|), far below the 1/254 step of

@@ -101,6 +101,20 @@ int64_t FilterGradTerms(const S& s) {
   return static_cast<int64_t>(s.grad_output.n) * s.grad_output.h * s.grad_output.w;
 }
 
+// The int8 filter gradients' sums: GatherFilterGradSums of product(n, oy, ox, iy, ix, f, c), an int32
+// level times centered input, in the narrowest exact accumulator; each sum times both scales to sink.
+template <typename S, typename Sink, typename Product>
+void ExactFilterGradSums(const S& s, const ConvGeometry& geometry, const S8GradReader& grad, Sink&& sink,
+                         Product&& product) {
+  const float unit = grad.scale * s.quant.scale;
+  WithExactAccumulator(FilterGradTerms(s), kLargestLevel * kLargestCentered, [&](auto zero) {
+    using Sum = decltype(zero);
+    GatherFilterGradSums<Sum>(
+        geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(static_cast<float>(sum) * unit); },
+        [&](auto... index) { return static_cast<Sum>(product(index...)); });
+  });
+}
+
 // tt_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter. An int8
 // gradient's elements are exact integer sums of levels times centered inputs, times both scales.
 template <typename S, typename Grad, typename Sink>
@@ -108,16 +122,11 @@ void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& 
   const ConvGeometry geometry = MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
   if constexpr (ReadsS8<Grad>::value) {
-    const float unit = grad.scale * s.quant.scale;
-    WithExactAccumulator(FilterGradTerms(s), kLargestLevel * kLargestCentered, [&](auto zero) {
-      using Sum = decltype(zero);
-      GatherFilterGradSums<Sum>(
-          geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(static_cast<float>(sum) * unit); },
-          [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
-            const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
-            return static_cast<Sum>(grad.data[Offset(s.grad_output, n, oy, ox, co)] * centered_input);
-          });
-    });
+    ExactFilterGradSums(s, geometry, grad, sink,
+                        [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
+                          const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
+                          return grad.data[Offset(s.grad_output, n, oy, ox, co)] * centered_input;
+                        });
   } else {
     GatherFilterGrad(geometry, s.grad_output.n, s.result, s.quant.scale, sink,
                      [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
@@ -219,16 +228,12 @@ void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input
   const ConvGeometry geometry = MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
   if constexpr (ReadsS8<Grad>::value) {
-    const float unit = grad.scale * s.quant.scale;
-    WithExactAccumulator(FilterGradTerms(s), kLargestLevel * kLargestCentered, [&](auto zero) {
-      using Sum = decltype(zero);
-      GatherFilterGradSums<Sum>(
-          geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(static_cast<float>(sum) * unit); },
-          [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
-            const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
-            return static_cast<Sum>(grad.data[Offset(s.grad_output, n, oy, ox, oc)] * centered_input);
-          });
-    });
+    ExactFilterGradSums(
+        s, geometry, grad, sink,
+        [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
+          const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
+          return grad.data[Offset(s.grad_output, n, oy, ox, oc)] * centered_input;
+        });
   } else {
     GatherFilterGrad(
         geometry, s.grad_output.n, s.result, s.quant.scale, sink,
