@@ -27,7 +27,7 @@ void BiasGrad(const S& s, const Grad& grad, Sink&& sink) {
       for (int32_t c = 0; c < s.channels_to_update; ++c) {
         Sum sum = 0;
         for (int32_t row = 0; row < rows; ++row) sum += grad.data[row * channels + c];
-        sink(static_cast<float>(sum) * grad.scale);
+        sink(SumToFloat(sum) * grad.scale);
       }
     });
   } else {

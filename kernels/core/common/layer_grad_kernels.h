@@ -110,7 +110,7 @@ void ExactFilterGradSums(const S& s, const ConvGeometry& geometry, const S8GradR
   WithExactAccumulator(FilterGradTerms(s), kLargestLevel * kLargestCentered, [&](auto zero) {
     using Sum = decltype(zero);
     GatherFilterGradSums<Sum>(
-        geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(static_cast<float>(sum) * unit); },
+        geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(SumToFloat(sum) * unit); },
         [&](auto... index) { return static_cast<Sum>(product(index...)); });
   });
 }

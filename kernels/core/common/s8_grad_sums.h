@@ -11,7 +11,6 @@
 #ifndef TINYTRAIN_KERNELS_CORE_COMMON_S8_GRAD_SUMS_H_
 #define TINYTRAIN_KERNELS_CORE_COMMON_S8_GRAD_SUMS_H_
 
-#include <math.h>
 #include <stdint.h>
 
 #include "../tt_types.h"
@@ -46,6 +45,18 @@ void WithExactAccumulator(int64_t terms, int64_t largest_term, Body&& body) {
   }
 }
 
+// An exact integer sum as float32: int32 by the FPU's conversion; int64 (beyond any MCU layer) as its
+// high and low parts, with int32 conversions only (int64 to float is a library call on Cortex-M).
+inline float SumToFloat(int32_t sum) { return static_cast<float>(sum); }
+inline float SumToFloat(int64_t sum) {
+  return static_cast<float>(static_cast<int32_t>(sum >> 16)) * 65536.0f + static_cast<float>(static_cast<int32_t>(sum & 0xFFFF));
+}
+
+// 2^exponent for |exponent| <= 30, exactly, without ldexpf (a library call on Cortex-M).
+inline float PowerOfTwo(int32_t exponent) {
+  return exponent >= 0 ? static_cast<float>(1 << exponent) : 1.0f / static_cast<float>(1 << -exponent);
+}
+
 // x rounded to the nearest integer, halves away from 0 (x + 0.5 truncated: the same bits on every
 // IEEE float32 target, and no library call on the Cortex-M4F).
 inline int32_t RoundToInt(float x) { return static_cast<int32_t>(x + (x < 0.0f ? -0.5f : 0.5f)); }
@@ -66,8 +77,8 @@ class RescaledLevels {
     int32_t bits = 16;
     for (int32_t capacity = 1; capacity < terms; capacity *= 2) --bits;
     bits = bits > 7 ? 7 : bits;
-    unit_ = ldexpf(1.0f / largest, bits + 15);
-    value_unit_ = grad_scale * ldexpf(largest, -bits);
+    unit_ = (1.0f / largest) * PowerOfTwo(bits + 15);
+    value_unit_ = grad_scale * (largest * PowerOfTwo(-bits));
   }
   // Channel co's integer multiplier M[co].
   int32_t Multiplier(int32_t co) const { return RoundToInt(scales_[co] * unit_); }
