@@ -266,9 +266,14 @@ def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path:
     assert run.returncode == 0, run.stderr
     print(run.stdout, file=sys.stderr)
     losses = [float(v) for v in re.findall(r"mean loss ([0-9.]+)", run.stdout)]
-    before, after, after_reset = (float(v) for v in re.findall(r"accuracy [\w ]+: ([0-9.]+)", run.stdout))
+    before, after, after_reset, after_restore = (float(v) for v in re.findall(r"accuracy [\w ]+: ([0-9.]+)", run.stdout))
     assert len(losses) == 6 and np.isfinite(losses).all()
     assert after_reset == before  # Reset brought the pretrained weights back: the same predictions
+    # Checkpoints every 100 steps (the last at step 300), none at boot, no sample refused, no rollback; restoring
+    # the last one over the pretrained weights brings the trained predictions back.
+    assert "checkpoint at boot: none;" in run.stdout
+    assert "checkpoint sequence 3 in slot 0; skipped 0 bad labels, 0 saturated samples; 0 rollbacks" in run.stdout
+    assert after_restore == after
     return {"losses": losses, "before": before, "after": after}
 
 

@@ -11,6 +11,7 @@ import pytest
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.frontend.convert import keras_to_int8
 from tinytrain_tflm.plan import memory
 
 SPARSE = {"bias_last": 22, "weights": {"52": 1, "50": 1, "47": 0.5}}
@@ -39,6 +40,27 @@ def test_planned_head_is_tflms(name, update, gradient, overlap_buffers):
         model = tt.compile(int8_model(name), update=update, gradient=gradient, overlap_buffers=overlap_buffers).bytes
     assert (memory.OFFLINE_PLAN in tt.read_graph(model).metadata) == overlap_buffers
     assert memory.plan_memory(tt.read_graph(model)).head == _measured_head(model)
+
+
+@pytest.mark.parametrize("overlap_buffers", [False, True], ids=["tflm_plans", "offline_plan"])
+def test_planned_head_holds_the_mean_scratch(overlap_buffers):
+    # A wide 1x1 conv pooled by MEAN (GlobalAveragePooling2D): TFLM's int8 MEAN asks for an int32 accumulator
+    # per output channel (2 KB here) while the conv's 8 KB output is live, at the head's peak; the plan must
+    # leave room for it or TFLM puts it above the head.
+    import tensorflow as tf
+
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 8))
+    x = keras.layers.Conv2D(512, 1, activation="relu")(inputs)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    samples = np.random.default_rng(0).uniform(-1, 1, (16, 4, 4, 8)).astype(np.float32)
+    graph = tt.read_graph(keras_to_int8(keras.Model(inputs, outputs), samples))
+    mean = next(op for op in graph.ops if op.kind == "MEAN")
+    assert memory.scratch_bytes(graph, mean) == 4 * 512 + 16 + 16
+    if overlap_buffers:
+        graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    assert memory.plan_memory(graph).head == _measured_head(tt.emit_model(graph))
 
 
 @pytest.mark.parametrize("name", ["ds_cnn", "small_cnn", "mobilenet_v2_blocks"])

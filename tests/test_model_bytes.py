@@ -26,13 +26,15 @@ PARTIAL = {"bias_last": 3, "weights": {"7": 0.5, "6": 0.25, "4": 0.5}}  # FC 3/5
 # (model, compile() options or CompileOptions fields with an "ablation", sha256 of the training model)
 # The int8-gradient cases changed with delayed scaling: the scale tensor of each gradient a backward op
 # quantizes became a variable float32 [3] holding its history (kernels/core/tt_types.h); every
-# float32-gradient case kept its bytes.
+# float32-gradient case kept its bytes. The cases whose graph has a MEAN changed their offline plan when the
+# plan began to reserve TFLM's MEAN scratch (an int32 accumulator per output element, placed by TFLM in a gap
+# the plan leaves; before, TFLM could find none at the peak and put it above the plan's head).
 CASES = [
-    ("mobilenet_v2_blocks", {}, "b361aabe55d012270ab599cd2f0db99294d42dd8ff26cd5e820d867ae011e549"),
+    ("mobilenet_v2_blocks", {}, "8baf3f9d8b42c55ab05435128e572838a2904d5c1874eb4213c40985591df519"),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8"},
-        "73c3119e20722db96957714f0dfee161a1ffe748d426f839270dc40fc7823189",
+        "0fbec5a57a7981eb8b658c980746c600d9db940ceb09a086d68f2d8ec62b046b",
     ),
     # "auto" finds a grid that beats the untiled first stage here once the stage is one TT_TILED_STAGE op
     # (per-tile copies of its ops cost more than they saved)
@@ -44,23 +46,23 @@ CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": (2, 3), "gradient": "int8"},
-        "9a6a886a29b602df220a395c72aeaafa77834f302972138e7c388d78d86cfd92",
+        "b2c1b3346dced2fa6b1fdad5bebb860c9ccae696bc2d4a5c69c87e6e8cb7e38c",
     ),
     # The per-tile copies: the bytes the (2, 3) case had before TT_TILED_STAGE existed
     (
         "mobilenet_v2_blocks",
         {"update": "last", "gradient": "int8", "memory": MemoryOptions(tiles=(2, 3)), "ablation": Ablation(fused_stage=False)},
-        "da375c2b7dd3dc1e51b017b267776fed9243b4e99b4a368582219c5463d54051",
+        "53d62fa79a44f68a253398999c7b8b5fa26437a618fe4bd281d3b8237b869922",
     ),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "gradient": "int8", "flash_requantization": True},
-        "61feef634640dfa78ae7f7656b07304555dc3bff00194adfa783bebf12ed696f",
+        "d9045d8c758c5581cd104141860fa0ceba2f353a6d2446b49a1d5416b7bbdb7d",
     ),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "tiles": "auto", "flash_requantization": True},
-        "54ccce45d603ed928810250f54be45d8e8ee6ec1c40b14bcf1b80c8cf407161a",
+        "ce66720d975c4c42e70991dfc07387db0628dfe9e3bd183b84ee051ea89e9c9d",
     ),
     (
         "mobilenet_v2_blocks",
@@ -70,12 +72,12 @@ CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": "all", "target": "cortex-m7"},
-        "18d6b76673d1bf0ac11670d8a66f791fb9eab11d80da901d42f7643e3e5c7ed0",
+        "61a2f7a44abfce397ba6623fa240dab0ab2d1500ff764718de21fe836d3ef84e",
     ),
     (
         "mobilenet_v2_blocks",
         {"update": "all", "target": target("cortex-m7", "reference")},
-        "b30ad53036f71212e83fe444935aea3d31c8b4a54ca79a5f2751bcd7d1619bdd",
+        "e389af82af139a41cbc313014d8e6ea59600985a6d4bb6b4ed470f1ec36c09f1",
     ),
     (
         "ds_cnn",
@@ -120,16 +122,16 @@ CASES = [
 ]
 # Partially trained layers, split even where that costs more than it saves (as it does in these small models).
 PARTIAL_CASES = [
-    ("mobilenet_v2_blocks", {"update": PARTIAL}, "4757bae8fc56a98347e4a166cc774df9a52a3fbb47f0d741607bec9c23603006"),
+    ("mobilenet_v2_blocks", {"update": PARTIAL}, "830bb8f39aba9b5fdc19415f2c9beddbbd1aaaedb5b12df1ac50c5e7c57815c7"),
     (
         "mobilenet_v2_blocks",
         {"update": {"weights": {"6": 0.5, "7": 0.5}}, "gradient": "int8", "tiles": (2, 2)},
-        "ae81beba97952597353878d927c4624fc1d21171de81e38e93db87ac965ca731",  # the stage as TT_TILED_STAGE
+        "532e06f9bbdb99f65de20fedb9e2ca9be0cc22e507c07a6ae7b09b0be31ce849",  # the stage as TT_TILED_STAGE
     ),
     (
         "mobilenet_v2_blocks",
         {"update": PARTIAL, "ablation": Ablation(split_partial=False)},
-        "c0570ae8f2fa4436fbc20061ddbf439ecefa3df8d2e6a86d0d62b9ab95bdf242",
+        "a7d3f22aca10ccfc3f1b06fbc9d2c88c6fa9f25b193539aa38d666bc12c8c540",
     ),
 ]
 

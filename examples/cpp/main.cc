@@ -5,11 +5,17 @@
 // so the example runs on any model whatever its input shape. It prints the held-out accuracy, the
 // mean loss every kReportEvery steps, the accuracy again, and once more after MicroInterpreter::Reset()
 // (the pretrained weights). The second half of the steps runs at half the compiled learning rate, set
-// at run time through the learning-rate input: a step schedule. Usage: tinytrain_example [STEPS]
+// at run time through the learning-rate input: a step schedule. It wires the field guards as a device
+// would: every sample checked before training (tt_sample_check_s8), the state checkpointed every
+// kSaveEvery steps (kernels/core/checkpoint, two slots), and a divergence rolled back to the last
+// checkpoint (tt_divergence_guard_step). At the end it restores that checkpoint over the pretrained
+// weights, as a reboot would. Usage: tinytrain_example [STEPS]
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/core/guard/tt_training_guard.h"
+#include "kernels/tflm/tinytrain_checkpoint.h"
 #include "kernels/tflm/tinytrain_resolver.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -22,6 +28,10 @@ constexpr int kDefaultSteps = 300;
 constexpr int kReportEvery = 50;
 constexpr int kEvalSamplesPerClass = 10;
 constexpr int kNoise = 30;  // +- quanta of uniform noise on each input value
+constexpr int kSaveEvery = 100;            // steps between checkpoints
+constexpr float kLossBound = 100.0f;       // the divergence guard: a loss above this (or not finite) ...
+constexpr uint32_t kPatience = 10;         // ... for this many steps in a row rolls back
+constexpr uint32_t kMaxCheckpointEntries = 128;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 
 alignas(16) uint8_t g_arena[train_model::kArenaSize];
 
@@ -91,6 +101,40 @@ bool Accuracy(tflite::MicroInterpreter& interpreter, float* accuracy) {
   return true;
 }
 
+// What a device keeps to train in the field: its checkpoint storage and what the slots hold, and the guards.
+struct Field {
+  tt_checkpoint_storage storage;
+  tt_checkpoint_tensor entries[kMaxCheckpointEntries];
+  uint32_t num_entries;
+  uint32_t model_id;
+  tt_checkpoint_state saved;
+  tt_divergence_guard guard;
+  tt_sample_counts refused;
+};
+
+// One training step on the sample in the inputs, guarded; false on a failure.
+bool GuardedStep(tinytrain::TrainingInterpreter& interpreter, Field& field, int step, float* loss_sum) {
+  const TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  const TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
+  if (tt_sample_check_s8(sample->data.int8, sample->bytes, labels->data.i32, labels->bytes / sizeof(int32_t),
+                         train_model::kNumClasses, &field.refused) != TT_SAMPLE_OK) {
+    return true;  // a label out of range or a sample clipped everywhere: counted, never trained on
+  }
+  if (!Run(interpreter, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE)) return false;
+  const float loss = interpreter.output(train_model::kLossOutput)->data.f[0];  // before this step's update
+  *loss_sum += loss;
+  if (tt_divergence_guard_step(&field.guard, loss)) {
+    // Back to the last checkpoint; without one, Reset: the next invoke copies the pretrained values (Reset
+    // also zeroes the learning-rate input: the compiled rate until the schedule writes it again).
+    return tt_checkpoint_restore(&field.storage, field.model_id, field.entries, field.num_entries, &field.saved) ==
+               TT_SUCCESS ||
+           interpreter.Reset() == kTfLiteOk;
+  }
+  if (step % kSaveEvery != 0 || field.guard.bad_steps != 0) return true;
+  return tt_checkpoint_save(&field.storage, field.model_id, field.entries, field.num_entries, &field.saved) ==
+         TT_SUCCESS;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,7 +152,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "error: cannot register tinytrain's ops\n");
     return 1;
   }
-  tflite::MicroInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
+  // A MicroInterpreter that also hands out the variables and op state a checkpoint holds.
+  tinytrain::TrainingInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     fprintf(stderr, "error: AllocateTensors failed with a %u-byte arena\n", train_model::kArenaSize);
     return 1;
@@ -123,6 +168,29 @@ int main(int argc, char** argv) {
   float accuracy = 0.0f;
   if (!Accuracy(interpreter, &accuracy)) return 1;
   printf("accuracy before: %.3f\n", static_cast<double>(accuracy));
+
+  // Checkpoints, after the first Invoke (TT_INIT_VARIABLES has copied the pretrained values). The two slots
+  // are RAM here; a board gives two flash pages through read/erase/write callbacks.
+  static Field field;
+  if (tinytrain::CheckpointTensors(model, interpreter, field.entries, kMaxCheckpointEntries, &field.num_entries) !=
+      kTfLiteOk) {
+    fprintf(stderr, "error: cannot find the checkpointed state (more than %u entries?)\n", kMaxCheckpointEntries);
+    return 1;
+  }
+  tt_checkpoint_ram ram{nullptr, static_cast<uint32_t>(tt_checkpoint_size(field.entries, field.num_entries))};
+  ram.bytes = static_cast<uint8_t*>(calloc(TT_CHECKPOINT_SLOTS, ram.slot_bytes));
+  if (ram.bytes == nullptr) {
+    fprintf(stderr, "error: no memory for two %lu-byte checkpoint slots\n", static_cast<unsigned long>(ram.slot_bytes));
+    return 1;
+  }
+  field.storage = tt_checkpoint_ram_storage(&ram);
+  field.model_id = tt_checkpoint_model_id(train_model::kData, train_model::kSize);
+  field.guard = tt_divergence_guard{kLossBound, kPatience, 0, 0};
+  // At boot: the newest valid checkpoint; with none (as here, on empty slots) the pretrained values stay.
+  const tt_status boot =
+      tt_checkpoint_restore(&field.storage, field.model_id, field.entries, field.num_entries, &field.saved);
+  printf("checkpoint at boot: %s; %lu bytes a slot\n", boot == TT_SUCCESS ? "restored" : "none",
+         static_cast<unsigned long>(ram.slot_bytes));
   Random random(1);
   float loss_sum = 0.0f;
   // A variable: it keeps what is written here across invokes (0, as AllocateTensors leaves it, means
@@ -131,8 +199,7 @@ int main(int argc, char** argv) {
   for (int step = 1; step <= steps; ++step) {
     if (step == steps / 2 + 1) *learning_rate = train_model::kLearningRate * 0.5f;
     SetSample(interpreter, random.Below(train_model::kNumClasses), random);
-    if (!Run(interpreter, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE)) return 1;
-    loss_sum += interpreter.output(train_model::kLossOutput)->data.f[0];  // before this step's update
+    if (!GuardedStep(interpreter, field, step, &loss_sum)) return 1;
     if (step % kReportEvery == 0) {
       printf("step %d: mean loss %.4f\n", step, static_cast<double>(loss_sum / kReportEvery));
       loss_sum = 0.0f;
@@ -140,8 +207,21 @@ int main(int argc, char** argv) {
   }
   if (!Accuracy(interpreter, &accuracy)) return 1;
   printf("accuracy after: %.3f\n", static_cast<double>(accuracy));
+  printf("checkpoint sequence %lu in slot %ld; skipped %lu bad labels, %lu saturated samples; %lu rollbacks\n",
+         static_cast<unsigned long>(field.saved.sequence), static_cast<long>(field.saved.slot),
+         static_cast<unsigned long>(field.refused.bad_labels), static_cast<unsigned long>(field.refused.saturated),
+         static_cast<unsigned long>(field.guard.rollbacks));
   // Reset zeroes the variables and makes TT_INIT_VARIABLES copy the pretrained weights again.
   if (interpreter.Reset() != kTfLiteOk || !Accuracy(interpreter, &accuracy)) return 1;
   printf("accuracy after reset: %.3f\n", static_cast<double>(accuracy));
+  // What a reboot does: the last checkpoint over the pretrained values (the same as after training when the
+  // last step was a save).
+  if (tt_checkpoint_restore(&field.storage, field.model_id, field.entries, field.num_entries, &field.saved) !=
+          TT_SUCCESS ||
+      !Accuracy(interpreter, &accuracy)) {
+    return 1;
+  }
+  printf("accuracy after restore: %.3f\n", static_cast<double>(accuracy));
+  free(ram.bytes);
   return 0;
 }

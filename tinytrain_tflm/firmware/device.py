@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import math
 import os
 import shutil
 import struct
@@ -507,9 +508,21 @@ class Invoke:
 
 
 # Script entries whose control is one of these are harness actions on the checkpoint storage (run's `flash`),
-# not invokes: save a checkpoint, print the checkpointed tensors (a Run's `states`).
+# not invokes: save a checkpoint, print the checkpointed entries (a Run's `states`).
 SAVE_CHECKPOINT = -1
 DUMP_STATE = -2
+# ... and one that sets the learning-rate input for the invokes after it (set_learning_rate makes the entry).
+SET_LEARNING_RATE = -3
+
+
+def set_learning_rate(rate: float, like: tuple[int, Sequence[int], np.ndarray]) -> tuple[int, list[int], np.ndarray]:
+    """The script entry that sets the model's learning-rate input to `rate` (0: the compiled rate) for the invokes
+    after it, shaped like the invoke `like`: the float32's bits go in the first label."""
+    _, labels, sample = like
+    if not (math.isfinite(rate) and 0 <= rate <= np.finfo(np.float32).max):
+        raise TinyTrainError(f"a learning rate must be > 0, or 0 for the compiled one; got {rate}")
+    (bits,) = struct.unpack("<i", np.float32(rate).tobytes())
+    return SET_LEARNING_RATE, [bits, *[0] * (len(labels) - 1)], np.zeros_like(sample)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,7 +113,18 @@ def _categories(graph: ir.Graph) -> dict[int, str]:
 
 
 def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
-    """Scratch an op requests from TFLM's planner in Prepare: a TT_TILED_STAGE op's buffer, else none."""
+    """Scratch an op requests from TFLM's planner in Prepare: a TT_TILED_STAGE op's buffer; TFLM's quantized
+    MEAN's int32 accumulator per output element and two int arrays (input rank, axis count); else none."""
+    if op.kind == "MEAN":
+        x = graph.tensors[op.inputs[0]]
+        if x.dtype not in (np.int8, np.int16):
+            return 0
+        requests = (
+            4 * int(np.prod(graph.tensors[op.outputs[0]].shape)),
+            4 * len(x.shape),
+            4 * int(np.prod(graph.tensors[op.inputs[1]].shape)),
+        )
+        return sum(_aligned(size) for size in requests)
     if op.kind != schema_generated.TILED_STAGE:
         return 0
     options = schema.decode_blob("TILED_STAGE", op.custom_options)

@@ -3,6 +3,7 @@ that the README holds exactly this): `python -m tinytrain_tflm.tools.ops_table` 
 
 from __future__ import annotations
 
+from ..backend.schema import LOWERED
 from ..passes.autodiff.rules import GRAD_RULES, NON_DIFFERENTIABLE
 from ..passes.scheme import CONV_LIKE, RATIOS
 
@@ -11,28 +12,38 @@ END = "<!-- end of supported ops -->"
 
 
 def _summary(rule) -> str:
-    """A rule's formula: its docstring's first line, and the paragraph after it when that gives the gradients
-    (the lines starting with "d"), joined with semicolons."""
+    """A rule's formula: its docstring's first paragraph (wrapped prose: its lines joined with spaces), and the
+    paragraph after it when that gives the gradients (one per line, each starting with "d"), joined with
+    semicolons."""
     paragraphs = [[" ".join(line.split()) for line in p.strip().splitlines()] for p in rule.__doc__.strip().split("\n\n")]
-    lines = paragraphs[0]
+    lines = [" ".join(paragraphs[0])]
     if len(paragraphs) > 1 and all(line.startswith("d") for line in paragraphs[1]):
         lines = lines + paragraphs[1]
     text = "; ".join(line.rstrip(";.") for line in lines)
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")  # table cells, not HTML
 
 
+def _forward(kind: str) -> str:
+    """What runs the op's forward pass in a training model: TFLM's builtin, or tinytrain's kernel when
+    --flash-requantization lowers it (passes/requantization.py)."""
+    if kind in LOWERED:
+        return f"TFLM's `{kind}`; `{LOWERED[kind]}` with `--flash-requantization`"
+    return f"TFLM's `{kind}`"
+
+
 def ops_table() -> str:
     ratios = ", ".join(f"1/{round(1 / r)}" if r < 1 else "1" for r in RATIOS)
     rows = [
         BEGIN,
-        "| op | gradient rule (from its docstring) | parameters that train |",
-        "|---|---|---|",
+        "| op | forward runs as | backward: gradient rule (from its docstring) | parameters that train |",
+        "|---|---|---|---|",
     ]
     for kind in sorted(GRAD_RULES):
         trains = f"weights (the first {ratios} of the output channels), bias" if kind in CONV_LIKE else "none"
-        rows.append(f"| `{kind}` | {_summary(GRAD_RULES[kind])} | {trains} |")
+        rows.append(f"| `{kind}` | {_forward(kind)} | {_summary(GRAD_RULES[kind])} | {trains} |")
     for kind in sorted(NON_DIFFERENTIABLE):
-        rows.append(f"| `{kind}` | no gradient: its output is an integer description of its input | none |")
+        no_gradient = "no gradient: its output is an integer description of its input"
+        rows.append(f"| `{kind}` | {_forward(kind)} | {no_gradient} | none |")
     rows.append(END)
     return "\n".join(rows) + "\n"
 

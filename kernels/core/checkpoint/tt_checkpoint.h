@@ -1,8 +1,10 @@
-/* Device checkpoint: the trained state of a training model (every variable TT_SGD updates and its
- * momentum) saved to, and restored from, a storage the firmware provides (RAM, a flash page or two,
- * a file) through read/erase/write callbacks. Portable: no TFLM type; the firmware fills a
- * tt_checkpoint_tensor per checkpointed variable (kernels/tflm/tinytrain_checkpoint.h does it from
- * a MicroInterpreter) and calls these.
+/* Device checkpoint: the trained state of a training model (every variable TT_SGD updates, its
+ * momentum and its stochastic-rounding generator's state, every int8 gradient's scale history) saved
+ * to, and restored from, a storage the firmware provides (RAM, a flash page or two, a file) through
+ * read/erase/write callbacks. Portable: no TFLM type; the firmware fills a tt_checkpoint_tensor per
+ * checkpointed entry (kernels/tflm/tinytrain_checkpoint.h does it from a MicroInterpreter) and calls
+ * these. An entry is a tensor or, with TT_CHECKPOINT_ROUNDING_STATE set in its index, a 4-byte state
+ * an op keeps outside the tensors; the core treats both alike.
  *
  * The storage holds two slots of slot_bytes each. A save writes the slot that does not hold the
  * newest valid checkpoint, with the next sequence number, erasing it first and writing its header
@@ -12,11 +14,14 @@
  * nothing is changed, so the variables keep the pretrained values TT_INIT_VARIABLES copied.
  *
  * Slot layout (little-endian), the tinytrain blob header with its own magic:
- *   0  u32 magic "TTCK"   4 u16 version (1)   6 u16 kind (1: training state)
+ *   0  u32 magic "TTCK"   4 u16 version (2)   6 u16 kind (1: training state)
  *   8  u32 payload bytes  12 u32 CRC-32 of the payload
- *   16 payload: u32 sequence, u32 model identity, u32 num_tensors,
- *      per tensor u32 tensor index, u32 bytes,
- *      then per tensor its bytes, zero-padded to a multiple of 4.
+ *   16 payload: u32 sequence, u32 model identity, u32 num_tensors (entries),
+ *      per entry u32 index (a tensor index, or TT_CHECKPOINT_ROUNDING_STATE | op index), u32 bytes,
+ *      then per entry its bytes, zero-padded to a multiple of 4.
+ * Version 1 had no rounding-state entries; a version-1 slot is refused as TT_BLOB_BAD_VERSION (its
+ * resumed training would not be bit-identical), so the first boot of a version-2 firmware keeps the
+ * pretrained values until its first save.
  * The model identity is the CRC-32 of the training model's .tflite bytes (tt_checkpoint_model_id).
  * tinytrain_tflm/runtime/checkpoint.py writes and reads the same layout. */
 #ifndef TINYTRAIN_KERNELS_CORE_CHECKPOINT_TT_CHECKPOINT_H_
@@ -32,13 +37,17 @@ extern "C" {
 #endif
 
 #define TT_CHECKPOINT_MAGIC 0x4B435454u /* "TTCK" */
-#define TT_CHECKPOINT_VERSION 1
+#define TT_CHECKPOINT_VERSION 2
 #define TT_CHECKPOINT_KIND_STATE 1
 #define TT_CHECKPOINT_SLOTS 2
+/** Set in an entry's index: the entry is not a tensor but the uint32 stochastic-rounding generator state
+ *  of the TT_SGD op whose operator index (subgraph 0) is in the low bits. */
+#define TT_CHECKPOINT_ROUNDING_STATE 0x80000000u
 
-/** One checkpointed variable: its index in the training model's subgraph 0 and its RAM data. */
+/** One checkpointed entry: a variable (its index in the training model's subgraph 0) or an op's rounding
+ *  state, and its RAM data. */
 typedef struct {
-  uint32_t tensor; /**< Tensor index in subgraph 0. */
+  uint32_t tensor; /**< Tensor index in subgraph 0, or TT_CHECKPOINT_ROUNDING_STATE | TT_SGD's op index. */
   uint32_t bytes;  /**< Bytes of `data`, >= 1. */
   void* data;      /**< The variable's data in the arena. */
 } tt_checkpoint_tensor;

@@ -11,8 +11,10 @@
 // flash=PATH is the checkpoint storage (kernels/core/checkpoint): a host file of two equal slots, read and written
 // over semihosting as a device's flash pages. At boot the harness runs one predict invoke (TT_INIT_VARIABLES copies
 // the pretrained values) and restores the newest valid checkpoint. A control of kScriptSave saves a checkpoint,
-// kScriptDump prints the checkpointed tensors (their labels and sample are ignored). cut=N is a power cut: the
+// kScriptDump prints the checkpointed entries (their labels and sample are ignored). cut=N is a power cut: the
 // storage takes N bytes of this run's writes, then the run ends, mid-write.
+// A control of kScriptLearningRate writes the float32 whose bits are labels[0] into the learning-rate input (0: the
+// compiled rate), as a firmware's schedule does; it stays for the invokes after it.
 // guard=BOUND:PATIENCE turns on the field guards (kernels/core/guard) for training invokes: a sample with a label
 // out of range or every value at an int8 limit is skipped, not trained on; after PATIENCE training steps in a row
 // with a loss above BOUND or not finite, the harness rolls back to its last good checkpoint (with flash=), else to
@@ -29,7 +31,8 @@
 //                                                      invoke and the instructions they took
 //   checkpoint saved SLOT SEQUENCE                     per kScriptSave
 //   checkpoint power_cut BYTES                         the cut: BYTES written in this run; the run ends
-//   state HEX                                          per kScriptDump: the checkpointed tensors' bytes, in order
+//   state HEX                                          per kScriptDump: the checkpointed entries' bytes, in order
+//                                                      (tensors and rounding states, CheckpointTensors' order)
 //   skipped I REASON                                   with guard=: invoke I not run (REASON: label, saturated)
 //   rollback I SLOT SEQUENCE                           with guard=: after invoke I, the checkpoint restored
 //                                                      (SLOT -1: none valid, the pretrained weights instead)
@@ -64,7 +67,8 @@ constexpr size_t kArenaCapacity = TT_ARENA_CAPACITY;
 constexpr int kMaxArguments = 6;
 constexpr int32_t kScriptSave = -1;
 constexpr int32_t kScriptDump = -2;
-constexpr uint32_t kMaxCheckpointTensors = 64;
+constexpr int32_t kScriptLearningRate = -3;
+constexpr uint32_t kMaxCheckpointTensors = 192;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 constexpr uint32_t kSemihostingGetCommandLine = 0x15;
 constexpr uint8_t kCanary = 0x5A;
 
@@ -307,6 +311,10 @@ int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile
     if (!ReadWords(script, &control, 1) || !ReadWords(script, labels->data.i32, label_count) ||
         fread(sample->data.raw, 1, sample_bytes, script) != sample_bytes) {
       return Fail("script ends early: ", path);
+    }
+    if (control == kScriptLearningRate) {
+      memcpy(interpreter.input(train_model::kLearningRateInput)->data.f, labels->data.i32, sizeof(float));
+      continue;
     }
     if (control == kScriptSave || control == kScriptDump) {
       bool ended = false;
