@@ -116,7 +116,10 @@ typedef struct {
  * gradient with the real filter:
  * gx[n, iy, ix, ci] = sum of gz[n, oy, ox, co] * scale[co] * filter[co, ky, kx, ci]
  * over every (co, ky, kx) and output (oy, ox) whose tap (ky, kx) reads (iy, ix).
- * Needs no forward input.
+ * Needs no forward input. An int8 grad_output is summed as integers: each level
+ * times scale[co] / max scale rounded to an integer step 2^-bits of a level
+ * (bits = min(7, 16 - ceil(log2(kh * kw * cout)))), so each term is within one
+ * such step of the exact one; then times the scales once (common/s8_grad_sums.h).
  *
  * @param[in]  params           strides and dilations >= 1, pads >= 0
  * @param[in]  filter_quant     1 or cout scales, each > 0
@@ -138,7 +141,10 @@ tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params, const tt_fi
  * correlation of the real forward input with the output gradient:
  * gw[co, ky, kx, ci] = sum over (n, oy, ox) of gz[n, oy, ox, co] * x[n, iy, ix, ci],
  * (iy, ix) being what tap (ky, kx) of output (oy, ox) reads (x = 0 in the
- * padding). Needs no filter.
+ * padding). Needs no filter. An int8 grad_output's levels times the centered
+ * inputs are summed exactly as integers, then times both scales; so are the
+ * depthwise filter gradient's, and the depthwise input gradient's (levels times
+ * weights) when m = 1.
  *
  * @param[in]  params           strides and dilations >= 1, pads >= 0
  * @param[in]  input_quant      per-tensor quantization of the input, scale > 0

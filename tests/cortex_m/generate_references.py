@@ -12,7 +12,10 @@ kernels promise exactly that arithmetic.
 Tolerances. The kernels accumulate in float32. A float output element that sums k products (each of
 at most 3 rounded factors, plus a final scale) is allowed (k + 4) * 2^-24 * sum|terms|, the classic
 bound on recursive summation with a margin for the factors, plus half an ulp for storing the float64
-reference as float32. Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
+reference as float32. Reading an int8 gradient, the layer kernels sum integers (exact, so well within
+that bound), except that the conv input gradient first rescales the levels to the largest filter
+scale in 2^bits steps (kernels/core/common/s8_grad_sums.h): each term may be off by half a step
+times its weight, rescaling_bound(). Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
 The loss functions use the core's own exp and log (kernels/core/common/tt_math.h, within 1.2 and 2.2
 ulp): softmax_cross_entropy() doubles their bound. Being plain float32 arithmetic, they give the same
 bits on every target, so their outputs too must be bit-identical to the host build's.
@@ -66,6 +69,12 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     # pointwise input gradients two pixels at a time (15 pixels: an odd one at the end).
     ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
+    # One input channel (a first layer): kernels/cmsis_nn blocks an int8 filter gradient over filters, 8 + 1.
+    ("conv", "first_layer_filter_blocks", ConvGeometry(1, (6, 5), 1, (5, 3), 9, (2, 2), (1, 1), "SAME", 9)),
+    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 256 output channels at a time
+    # (260: two chunks) and sums 128 input channels at a time (133: two groups).
+    ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 3), 5, (1, 1), 260, (1, 1), (1, 1), "VALID", 3)),
+    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 3), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     (
@@ -243,6 +252,15 @@ def summation_bound(want: np.ndarray, abs_sum: np.ndarray, terms: int) -> np.nda
     return (terms + 4) * EPS * abs_sum + EPS * np.abs(want)
 
 
+def rescaling_bound(spec: ConvGeometry, depthwise: bool, gz: Grad, levels: np.ndarray, scales: np.ndarray, terms: int):
+    """The int8 conv input gradient's rescaling error (s8_grad_sums.h's RescaledLevels): grad scale * max
+    scale * 2^-bits per term (half a step for rounding r, and as much again for the rounded integer
+    multiplier, |q| * 2^-16 steps at most), times |weight|, bits = min(7, 16 - ceil(log2(terms)))."""
+    bits = min(7, 16 - math.ceil(math.log2(terms)))
+    ones = np.ones(gz.real.shape)
+    return gz.scale * float(scales.max()) * 2.0**-bits * conv_input_grad(spec, depthwise, ones, np.abs(levels.astype(np.float64)))
+
+
 def expected_grad(header: Header, name: str, kind: str, want: np.ndarray, tolerance: np.ndarray) -> str:
     """ExpectedGrad of a gradient output in representation `kind`: real values and a bound per element."""
     values = header.array(f"{name}_want", want.reshape(-1).astype(np.float32))
@@ -351,6 +369,9 @@ def add_layer_cases(header: Header, rng: np.random.Generator) -> None:
             gx_abs = conv_input_grad(conv, depthwise, np.abs(gz.real), np.abs(w_real))
             gw = conv_filter_grad(conv, depthwise, gz.real, x_real)
             gw_abs = conv_filter_grad(conv, depthwise, np.abs(gz.real), np.abs(x_real))
+            input_bound = summation_bound(gx, gx_abs, input_terms)
+            if kind == "s8" and not depthwise:
+                input_bound = input_bound + rescaling_bound(conv, depthwise, gz, levels, scales, input_terms)
             operand = gz.operand(header, f"{base}_grad_output")
             filter_array = header.array(f"{base}_filter", levels)
             scale_array = header.array(f"{base}_filter_scales", scales)
@@ -360,7 +381,7 @@ def add_layer_cases(header: Header, rng: np.random.Generator) -> None:
                 f'{{"{op}_input_grad/{case_name}/{kind}", LayerGradKernel::k{kernel_name}Input, {geometry}, '
                 f"{dims(grad_output_shape)}, {operand}, {dims(filter_shape)}, {filter_array}, "
                 f"{{{scale_array}, {scales.size}}}, {{0.0f, 0}}, {dims(input_shape)}, "
-                f"{expected_grad(header, base + '_input_grad', kind, gx, summation_bound(gx, gx_abs, input_terms))}}}",
+                f"{expected_grad(header, base + '_input_grad', kind, gx, input_bound)}}}",
             )
             header.case(
                 "LayerGradCase",

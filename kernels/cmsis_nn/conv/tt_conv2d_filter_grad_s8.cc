@@ -1,38 +1,191 @@
 // tt_conv2d_filter_grad_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device):
 // the reference's float32 arithmetic, operation for operation, in loops shaped for the M-profile.
 //
-// Bit-identical to kernels/core by construction. The reference sums, per filter-gradient element
-// (f, ky, kx, c), g[n, oy, ox, f] * (x[n, iy, ix, c] - zero point) over the reads of tap (ky, kx)
-// in (n, oy, ox) order from 0.0f, then multiplies by the input scale. This version adds the same
-// products in the same order for a block of input channels at once: the gradient element is read
+// Bit-identical to kernels/core by construction. For a float32 gradient the reference sums, per
+// filter-gradient element (f, ky, kx, c), g[n, oy, ox, f] * (x[n, iy, ix, c] - zero point) over the
+// reads of tap (ky, kx) in (n, oy, ox) order from 0.0f, then multiplies by the input scale; for an
+// int8 one, the same sum of levels in int32, exact (core/common/s8_grad_sums.h), then both scales.
+// This version adds the same products in the same order for a block of input channels at once: the gradient element is read
 // once per read for the whole block (the reference read it for each channel), the block's sums
 // stay in registers, and the block's inputs at one position are one contiguous run.
 #include <stdint.h>
+#include <string.h>
+
+#include <type_traits>
 
 #include "../../core/common/conv_grad_loops.h"
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
 namespace cm = tinytrain_cmsis_nn;
 
 namespace {
 
+// Pixels whose level pairs a pointwise int8 filter gradient gathers on the stack: 1 KB.
+constexpr int32_t kPairedPixels = 256;
+
+// Whether output pixel p reads input pixel p alone, through the filter's only tap.
+template <typename S>
+bool IsPointwise(const S& s) {
+  return s.result.h == 1 && s.result.w == 1 && s.params.stride_h == 1 && s.params.stride_w == 1 &&
+         s.params.pad_top == 0 && s.params.pad_left == 0 && s.grad_output.h == s.operand.h &&
+         s.grad_output.w == s.operand.w;
+}
+
+// The int8 filter gradient of a pointwise convolution: gw[f][c] = sum over pixels p of
+// level[p][f] * (x[p][c] - zero point), a matrix product summed as sum(level * x) - zero point *
+// sum(level), exactly. Filters f, f + 2 (then f + 1, f + 3) times four input channels take the halfword
+// MACs of AddFourChannels: one word load gives four filters' levels, SXTB16 two of them as factors.
+template <typename S, typename Sink>
+void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& sink) {
+  const int32_t pixels = s.grad_output.n * s.grad_output.h * s.grad_output.w;
+  const int32_t out_channels = s.grad_output.c;
+  const int32_t in_channels = s.result.c;
+  const int32_t filters = s.result.n;
+  const int32_t zero_point = s.quant.zero_point;
+  const float unit = grad.scale * s.quant.scale;
+  auto store = [&](int32_t f, int32_t c, int32_t sum, int32_t level_sum) {
+    sink.Put(f * in_channels + c, static_cast<float>(sum - zero_point * level_sum) * unit);
+  };
+  // Filter f's sum over pixels of level[p][f] * x[p][c], for one input channel c.
+  auto channel_sum = [&](int32_t f, int32_t c) {
+    int32_t sum = 0;
+    for (int32_t p = 0; p < pixels; ++p) sum += grad.data[p * out_channels + f] * input[p * in_channels + c];
+    return sum;
+  };
+  auto level_sum = [&](int32_t f) {
+    int32_t sum = 0;
+    for (int32_t p = 0; p < pixels; ++p) sum += grad.data[p * out_channels + f];
+    return sum;
+  };
+  int32_t f = 0;
+  for (; f + 4 <= filters; f += 4) {
+    const int32_t level_sums[4] = {level_sum(f), level_sum(f + 1), level_sum(f + 2), level_sum(f + 3)};
+    // Filters f + kOdd (the low halves) and f + kOdd + 2 (the high ones).
+    auto two_filters = [&](auto odd_filters) {
+      constexpr int32_t kOdd = decltype(odd_filters)::value;
+      const int8_t* levels = grad.data + f;
+      auto level_pair = [&](int32_t p) {
+        uint32_t four;
+        memcpy(&four, levels + p * out_channels, 4);
+        if constexpr (kOdd == 1) return cm::OddBytes(four);
+        return cm::EvenBytes(four);
+      };
+      // Up to kPairedPixels pixels, the level pairs are gathered once for every block of input
+      // channels into a contiguous run (the loop then keeps its pointers in registers).
+      uint32_t pairs[kPairedPixels];
+      const bool paired = pixels <= kPairedPixels;
+      if (paired) {
+        for (int32_t p = 0; p < pixels; ++p) pairs[p] = level_pair(p);
+      }
+      int32_t c = 0;
+      for (; c + 4 <= in_channels; c += 4) {
+        cm::FourChannelSums sums;
+        if (paired) {
+          cm::AddFourChannels(input + c, in_channels, pixels, [&](int32_t p) { return pairs[p]; }, sums);
+        } else {
+          cm::AddFourChannels(input + c, in_channels, pixels, level_pair, sums);
+        }
+        const int32_t low[4] = {sums.c0, sums.c1, sums.c2, sums.c3};
+        const int32_t high[4] = {sums.d0, sums.d1, sums.d2, sums.d3};
+        for (int32_t j = 0; j < 4; ++j) {
+          store(f + kOdd, c + j, low[j], level_sums[kOdd]);
+          store(f + kOdd + 2, c + j, high[j], level_sums[kOdd + 2]);
+        }
+      }
+      for (; c < in_channels; ++c) {
+        store(f + kOdd, c, channel_sum(f + kOdd, c), level_sums[kOdd]);
+        store(f + kOdd + 2, c, channel_sum(f + kOdd + 2, c), level_sums[kOdd + 2]);
+      }
+    };
+    two_filters(std::integral_constant<int32_t, 0>{});
+    two_filters(std::integral_constant<int32_t, 1>{});
+  }
+  for (; f < filters; ++f) {
+    const int32_t levels = level_sum(f);
+    for (int32_t c = 0; c < in_channels; ++c) store(f, c, channel_sum(f, c), levels);
+  }
+}
+
+// An int8 filter gradient with fewer than 4 input channels (a network's first conv), where a block of
+// input channels would hold one: blocks of filters instead, whose levels are one contiguous run of a
+// gradient row, each element stored at its index. The same exact int32 sums as the reference.
+template <typename S, typename Sink>
+void FilterBlockedS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& sink) {
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
+  const int32_t zero_point = s.quant.zero_point;
+  const float unit = grad.scale * s.quant.scale;
+  const tt_dims& grad_filter = s.result;
+  for (int32_t ky = 0; ky < grad_filter.h; ++ky) {
+    for (int32_t kx = 0; kx < grad_filter.w; ++kx) {
+      for (int32_t c = 0; c < grad_filter.c; ++c) {
+        cm::ForEachChannelBlock(grad_filter.n, [&](auto width, int32_t f0) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          int32_t sum[kWidth] = {};
+          for (int32_t n = 0; n < s.grad_output.n; ++n) {
+            geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
+              geometry.cols.ForEachReadOfTap(kx, [&](int32_t ox, int32_t ix) {
+                const int32_t centered_input = input[core::Offset(s.operand, n, iy, ix, c)] - zero_point;
+                const int8_t* levels = grad.data + core::Offset(s.grad_output, n, oy, ox, f0);
+#pragma GCC unroll 8
+                for (int32_t j = 0; j < kWidth; ++j) sum[j] += levels[j] * centered_input;
+              });
+            });
+          }
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) {
+            sink.Put(core::Offset(grad_filter, f0 + j, ky, kx, c), static_cast<float>(sum[j]) * unit);
+          }
+        });
+      }
+    }
+  }
+}
+
 // core::Conv2dFilterGrad's elements, in its order, a block of input channels at a time.
 template <typename S, typename Grad, typename Sink>
 void BlockedConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink& sink) {
   const int32_t zero_point = s.quant.zero_point;
-  cm::GatherFilterGradBlocks(
-      core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output), s.grad_output.n, s.result, s.quant.scale,
-      sink,
-      [&](auto width, int32_t c0, int32_t f, int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, float* sum) {
-        constexpr int32_t kWidth = decltype(width)::value;
-        const float g = grad[core::Offset(s.grad_output, n, oy, ox, f)];
-        const int8_t* x = input + core::Offset(s.operand, n, iy, ix, c0);
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
+  if constexpr (core::ReadsS8<Grad>::value) {
+    // Levels times centered inputs, summed exactly in int32 (the reference may take int64 for more
+    // reads than an MCU's layers have: it then runs instead).
+    if (core::FilterGradTerms(s) * core::kLargestLevel * core::kLargestCentered > INT32_MAX) {
+      core::Conv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    if (IsPointwise(s)) {
+      PointwiseS8Conv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    if (s.result.c < 4) {
+      FilterBlockedS8Conv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    const float unit = grad.scale * s.quant.scale;
+    cm::GatherFilterGradBlockSums<int32_t>(
+        geometry, s.grad_output.n, s.result, [&](int32_t sum) { sink(static_cast<float>(sum) * unit); },
+        [&](auto width, int32_t c0, int32_t f, int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t* sum) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          const int32_t level = grad.data[core::Offset(s.grad_output, n, oy, ox, f)];
+          const int8_t* x = input + core::Offset(s.operand, n, iy, ix, c0);
 #pragma GCC unroll 8
-        for (int32_t j = 0; j < kWidth; ++j) sum[j] += g * static_cast<float>(x[j] - zero_point);
-      });
+          for (int32_t j = 0; j < kWidth; ++j) sum[j] += level * (x[j] - zero_point);
+        });
+  } else {
+    cm::GatherFilterGradBlocks(
+        geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+        [&](auto width, int32_t c0, int32_t f, int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, float* sum) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          const float g = grad[core::Offset(s.grad_output, n, oy, ox, f)];
+          const int8_t* x = input + core::Offset(s.operand, n, iy, ix, c0);
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) sum[j] += g * static_cast<float>(x[j] - zero_point);
+        });
+  }
 }
 
 }  // namespace

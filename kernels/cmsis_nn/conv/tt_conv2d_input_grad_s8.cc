@@ -1,7 +1,14 @@
 // tt_conv2d_input_grad_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device):
-// the reference's float32 arithmetic, operation for operation, in loops shaped for the M-profile.
+// the reference's arithmetic, operation for operation, in loops shaped for the M-profile.
 //
-// Bit-identical to kernels/core by construction. The reference sums, per input-gradient element,
+// An int8 gradient: the reference sums, per input-gradient element, rescaled levels r times weights
+// in int32 (core/common/s8_grad_sums.h), exactly, so any order gives its bits. A pointwise
+// convolution (most of a MobileNet's backward) rescales two pixels' levels into int16 once, then
+// sums with the DSP extension's halfword MACs: per output channel, four input channels of both
+// pixels in 8 MACs on one 32-bit weight load (AddFourChannels). Other
+// convolutions rescale a tap's levels per block of input channels and use plain integer MACs.
+//
+// A float32 gradient: bit-identical to kernels/core by construction. The reference sums, per input-gradient element,
 // one inner sum per reading tap in tap order, each inner sum adding (g[co] * scale[co]) * w in
 // output-channel order from 0.0f. This version computes the same products and adds them in the
 // same order; it only stops redoing work: the scaled gradient g[co] * scale[co] is computed once
@@ -9,15 +16,17 @@
 // block's sums stay in registers, and a tap's weights for the block are one contiguous run. A
 // pointwise convolution (1x1, stride 1, no padding: input pixel p is read by output pixel p alone)
 // also takes two pixels at once, so each weight is converted to float once for both.
-//
-// Integer accumulation (int8 x int8 -> int32 with the DSP extension's dual MACs) cannot give the
-// same results: the per-channel filter scales sit inside the sum over output channels.
 #include <stdint.h>
+#include <string.h>
+
+#include <type_traits>
 
 #include "../../core/common/conv_grad_loops.h"
 #include "../../core/common/layer_grad_kernels.h"
+#include "../../core/common/s8_grad_sums.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
 namespace cm = tinytrain_cmsis_nn;
@@ -30,8 +39,25 @@ void BlockedConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, 
   const core::FilterScales scales(s.quant);
   // Consecutive output channels of one tap are this far apart in the [cout, kh, kw, cin] filter.
   const int32_t channel_stride = s.operand.h * s.operand.w * s.operand.c;
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.result, s.operand, s.grad_output);
+  if constexpr (core::ReadsS8<Grad>::value) {
+    const core::RescaledLevels rescaled(scales, s.grad_output.c, core::InputGradTerms(s), grad.scale);
+    cm::GatherInputGradBlockSums<int32_t>(
+        geometry, s.result, [&](int32_t, int32_t sum) { sink(rescaled.Value(sum)); },
+        [&](auto width, int32_t c0, int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t* sum) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          const int8_t* levels = grad.data + core::Offset(s.grad_output, n, oy, ox, 0);
+          const int8_t* weights = filter + core::Offset(s.operand, 0, ky, kx, c0);
+          for (int32_t co = 0; co < s.grad_output.c; ++co, weights += channel_stride) {
+            const int32_t level = rescaled(levels[co], co);
+#pragma GCC unroll 8
+            for (int32_t j = 0; j < kWidth; ++j) sum[j] += level * weights[j];
+          }
+        });
+    return;
+  }
   cm::GatherInputGradBlocks(
-      core::MakeConvGeometry(s.params, s.result, s.operand, s.grad_output), s.result, sink,
+      geometry, s.result, sink,
       [&](auto width, int32_t c0, int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, float* sum) {
         constexpr int32_t kWidth = decltype(width)::value;
         const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
@@ -102,6 +128,84 @@ void PointwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter
   if (p < pixels) PointwisePixels<1>(s, grad, scales, filter, p, sink);
 }
 
+// Output channels whose multipliers and rescaled levels a pointwise int8 input gradient keeps on the
+// stack: 4 B each for both, 2 KB of the firmware's 16 KB stack. More output channels are rescaled a
+// chunk at a time.
+constexpr int32_t kRescaledChunk = 256;
+
+// Input channels whose two pixels' sums a pointwise int8 input gradient keeps on the stack (1 KB)
+// while it goes through the output channels a chunk at a time: the levels of a chunk are rescaled
+// once per group of this many input channels.
+constexpr int32_t kSummedChannels = 128;
+
+// The int8 input gradient of pixels p and p + 1 (p alone when `pair` is false) of a pointwise
+// convolution, each element stored at its index: Value(sum over co of r(level[p][co], co) * w[co][c]),
+// core::Conv2dInputGrad's sums. multipliers[co] is RescaledLevels::Multiplier(co) when every output
+// channel fits one chunk; otherwise it is filled here, chunk by chunk.
+template <typename S, typename Sink>
+void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::RescaledLevels& rescaled,
+                       int32_t* multipliers, const int8_t* filter, int32_t p, bool pair, Sink& sink) {
+  const int32_t in_channels = s.result.c;
+  const int32_t out_channels = s.grad_output.c;
+  const bool one_chunk = out_channels <= kRescaledChunk;
+  uint32_t levels[kRescaledChunk];
+  auto rescale = [&](int32_t first, int32_t count) {
+    const int8_t* level = grad.data + p * out_channels + first;
+    for (int32_t i = 0; i < count; ++i) {
+      if (!one_chunk) multipliers[i] = rescaled.Multiplier(first + i);
+      const int32_t second = pair ? core::RescaledLevels::Rescale(level[out_channels + i], multipliers[i]) : 0;
+      levels[i] = static_cast<uint16_t>(core::RescaledLevels::Rescale(level[i], multipliers[i])) |
+                  (static_cast<uint32_t>(second) << 16);
+    }
+  };
+  if (one_chunk) rescale(0, out_channels);
+  // The group's sums: first pixel, then second, per input channel of the group.
+  int32_t first_sums[kSummedChannels];
+  int32_t second_sums[kSummedChannels];
+  for (int32_t group = 0; group < in_channels; group += kSummedChannels) {
+    const int32_t width = in_channels - group < kSummedChannels ? in_channels - group : kSummedChannels;
+    for (int32_t j = 0; j < width; ++j) first_sums[j] = second_sums[j] = 0;
+    for (int32_t first = 0; first < out_channels; first += kRescaledChunk) {
+      const int32_t count = out_channels - first < kRescaledChunk ? out_channels - first : kRescaledChunk;
+      if (!one_chunk) rescale(first, count);
+      const int8_t* rows = filter + first * in_channels + group;
+      int32_t j = 0;
+      for (; j + 4 <= width; j += 4) {
+        cm::FourChannelSums sums;
+        sums.c0 = first_sums[j], sums.c1 = first_sums[j + 1], sums.c2 = first_sums[j + 2], sums.c3 = first_sums[j + 3];
+        sums.d0 = second_sums[j], sums.d1 = second_sums[j + 1], sums.d2 = second_sums[j + 2], sums.d3 = second_sums[j + 3];
+        cm::AddFourChannels(rows + j, in_channels, count, [&](int32_t i) { return levels[i]; }, sums);
+        first_sums[j] = sums.c0, first_sums[j + 1] = sums.c1, first_sums[j + 2] = sums.c2, first_sums[j + 3] = sums.c3;
+        second_sums[j] = sums.d0, second_sums[j + 1] = sums.d1, second_sums[j + 2] = sums.d2, second_sums[j + 3] = sums.d3;
+      }
+      for (; j < width; ++j) {  // The last input channels one at a time.
+        const int8_t* weight = rows + j;
+        for (int32_t i = 0; i < count; ++i, weight += in_channels) {
+          first_sums[j] = __smlabb(*weight, levels[i], first_sums[j]);
+          second_sums[j] = __smlabt(*weight, levels[i], second_sums[j]);
+        }
+      }
+    }
+    for (int32_t j = 0; j < width; ++j) {
+      sink.Put(p * in_channels + group + j, rescaled.Value(first_sums[j]));
+      if (pair) sink.Put((p + 1) * in_channels + group + j, rescaled.Value(second_sums[j]));
+    }
+  }
+}
+
+// The int8 input gradient of a pointwise convolution, two pixels at a time.
+template <typename S, typename Sink>
+void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& sink) {
+  const int32_t out_channels = s.grad_output.c;
+  const core::RescaledLevels rescaled(core::FilterScales(s.quant), out_channels, core::InputGradTerms(s), grad.scale);
+  int32_t multipliers[kRescaledChunk];
+  for (int32_t co = 0; co < out_channels && co < kRescaledChunk; ++co) multipliers[co] = rescaled.Multiplier(co);
+  const int32_t pixels = s.result.n * s.result.h * s.result.w;
+  for (int32_t p = 0; p < pixels; p += 2) {
+    PointwiseS8Pixels(s, grad, rescaled, multipliers, filter, p, p + 1 < pixels, sink);
+  }
+}
+
 }  // namespace
 
 extern "C" tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params,
@@ -112,10 +216,12 @@ extern "C" tt_status tt_conv2d_input_grad_s8(const tt_conv_grad_params* params,
   return core::RunConv2dInputGrad(
       params, filter_quant, grad_output_dims, grad_output, filter_dims, filter, grad_input_dims, grad_input,
       [](const auto& shape, const auto& grad, const int8_t* weights, auto& sink) {
-        if (IsPointwise(shape)) {
-          PointwiseConv2dInputGrad(shape, grad, weights, sink);
-        } else {
+        if (!IsPointwise(shape)) {
           BlockedConv2dInputGrad(shape, grad, weights, sink);
+        } else if constexpr (core::ReadsS8<std::decay_t<decltype(grad)>>::value) {
+          PointwiseS8Conv2dInputGrad(shape, grad, weights, sink);
+        } else {
+          PointwiseConv2dInputGrad(shape, grad, weights, sink);
         }
       });
 }

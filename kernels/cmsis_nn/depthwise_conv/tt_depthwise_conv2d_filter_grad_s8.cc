@@ -1,9 +1,10 @@
 // tt_depthwise_conv2d_filter_grad_s8 for Cortex-M (the cmsis-nn kernel set of
-// tinytrain_tflm.firmware.device): the reference's float32 arithmetic, operation for operation.
+// tinytrain_tflm.firmware.device): the reference's arithmetic, operation for operation.
 //
 // Bit-identical to kernels/core by construction. The reference sums, per filter-gradient element
 // (ky, kx, oc), g[n, oy, ox, oc] * (x[n, iy, ix, oc / multiplier] - zero point) over the reads of
-// tap (ky, kx) in (n, oy, ox) order from 0.0f, then multiplies by the input scale. This version
+// tap (ky, kx) in (n, oy, ox) order from 0.0f, then multiplies by the input scale; an int8
+// gradient's levels are summed so in int32, exactly, then times both scales. This version
 // adds the same products in the same order for a block of output channels at once: a read's
 // geometry is worked out once for the block, and with multiplier 1 (MobileNets) the block's
 // gradients and inputs are contiguous runs.
@@ -25,20 +26,42 @@ template <int32_t kMultiplier, typename S, typename Grad, typename Sink>
 void BlockedDepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink& sink) {
   const int32_t multiplier = kMultiplier != 0 ? kMultiplier : s.params.depth_multiplier;
   const int32_t zero_point = s.quant.zero_point;
-  cm::GatherFilterGradBlocks(
-      core::MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output), s.grad_output.n, s.result,
-      s.quant.scale, sink,
-      [&](auto width, int32_t c0, int32_t /*filter row, always 0*/, int32_t n, int32_t oy, int32_t ox, int32_t iy,
-          int32_t ix, float* sum) {
-        constexpr int32_t kWidth = decltype(width)::value;
-        const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
-        const int8_t* x = input + core::Offset(s.operand, n, iy, ix, 0);
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output);
+  if constexpr (core::ReadsS8<Grad>::value) {
+    // Exact int32 sums, as in tt_conv2d_filter_grad_s8's version.
+    if (core::FilterGradTerms(s) * core::kLargestLevel * core::kLargestCentered > INT32_MAX) {
+      core::DepthwiseConv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    const float unit = grad.scale * s.quant.scale;
+    cm::GatherFilterGradBlockSums<int32_t>(
+        geometry, s.grad_output.n, s.result, [&](int32_t sum) { sink(static_cast<float>(sum) * unit); },
+        [&](auto width, int32_t c0, int32_t /*filter row, always 0*/, int32_t n, int32_t oy, int32_t ox, int32_t iy,
+            int32_t ix, int32_t* sum) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          const int8_t* levels = grad.data + core::Offset(s.grad_output, n, oy, ox, 0);
+          const int8_t* x = input + core::Offset(s.operand, n, iy, ix, 0);
 #pragma GCC unroll 8
-        for (int32_t j = 0; j < kWidth; ++j) {
-          const int32_t oc = c0 + j;
-          sum[j] += grad[grad_row + oc] * static_cast<float>(x[oc / multiplier] - zero_point);
-        }
-      });
+          for (int32_t j = 0; j < kWidth; ++j) {
+            const int32_t oc = c0 + j;
+            sum[j] += levels[oc] * (x[oc / multiplier] - zero_point);
+          }
+        });
+  } else {
+    cm::GatherFilterGradBlocks(
+        geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+        [&](auto width, int32_t c0, int32_t /*filter row, always 0*/, int32_t n, int32_t oy, int32_t ox, int32_t iy,
+            int32_t ix, float* sum) {
+          constexpr int32_t kWidth = decltype(width)::value;
+          const int32_t grad_row = core::Offset(s.grad_output, n, oy, ox, 0);
+          const int8_t* x = input + core::Offset(s.operand, n, iy, ix, 0);
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kWidth; ++j) {
+            const int32_t oc = c0 + j;
+            sum[j] += grad[grad_row + oc] * static_cast<float>(x[oc / multiplier] - zero_point);
+          }
+        });
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "../common/s8_grad_sums.h"
 #include "../tt_types.h"
 
 namespace tinytrain_core {
@@ -15,14 +16,26 @@ struct BiasGradShape {
   int32_t channels_to_update;  // in [1, c]
 };
 
+// An int8 gradient's sums are exact integer sums of its levels, times its scale.
 template <typename S, typename Grad, typename Sink>
 void BiasGrad(const S& s, const Grad& grad, Sink&& sink) {
   const int32_t rows = s.grad_output.n * s.grad_output.h * s.grad_output.w;
   const int32_t channels = s.grad_output.c;
-  for (int32_t c = 0; c < s.channels_to_update; ++c) {
-    float sum = 0.0f;
-    for (int32_t row = 0; row < rows; ++row) sum += grad[row * channels + c];
-    sink(sum);
+  if constexpr (ReadsS8<Grad>::value) {
+    WithExactAccumulator(rows, kLargestLevel, [&](auto zero) {
+      using Sum = decltype(zero);
+      for (int32_t c = 0; c < s.channels_to_update; ++c) {
+        Sum sum = 0;
+        for (int32_t row = 0; row < rows; ++row) sum += grad.data[row * channels + c];
+        sink(SumToFloat(sum) * grad.scale);
+      }
+    });
+  } else {
+    for (int32_t c = 0; c < s.channels_to_update; ++c) {
+      float sum = 0.0f;
+      for (int32_t row = 0; row < rows; ++row) sum += grad[row * channels + c];
+      sink(sum);
+    }
   }
 }
 

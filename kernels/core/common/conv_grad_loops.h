@@ -3,7 +3,8 @@
  * through conv, by fully connected), plus their common argument checks. The
  * forward convolutions (conv_forward.h) use the same geometry.
  *
- * Sums are accumulated in float32. An input-gradient element sums
+ * Sums of a float32 gradient are accumulated in float32 (an int8 gradient's
+ * are integers: s8_grad_sums.h). An input-gradient element sums
  * kh * kw * cout terms (kh * kw * m for depthwise), a filter-gradient element
  * n * oh * ow terms; the rounding error grows at most linearly with the count
  * (count * 2^-24 relative to the sum of |terms|), far below the 1/254 step of
@@ -82,48 +83,62 @@ inline ConvGeometry MakeConvGeometry(const tt_conv_grad_params& params, const tt
 }
 
 // Writes an input gradient of shape `input` in order: element (n, iy, ix, c)
-// is the sum of term(n, oy, ox, ky, kx, c) over every output (oy, ox) and tap
-// (ky, kx) that read (iy, ix).
-template <typename Sink, typename Term>
-void GatherInputGrad(const ConvGeometry& geometry, const tt_dims& input, Sink&& sink, Term&& term) {
+// is emit(the Sum of term(n, oy, ox, ky, kx, c) over every output (oy, ox) and
+// tap (ky, kx) that read (iy, ix)), from Sum{0} in that order.
+template <typename Sum, typename Emit, typename Term>
+void GatherInputGradSums(const ConvGeometry& geometry, const tt_dims& input, Emit&& emit, Term&& term) {
   for (int32_t n = 0; n < input.n; ++n) {
     for (int32_t iy = 0; iy < input.h; ++iy) {
       for (int32_t ix = 0; ix < input.w; ++ix) {
         for (int32_t c = 0; c < input.c; ++c) {
-          float sum = 0.0f;
+          Sum sum = 0;
           geometry.rows.ForEachReaderOf(iy, [&](int32_t ky, int32_t oy) {
             geometry.cols.ForEachReaderOf(ix, [&](int32_t kx, int32_t ox) { sum += term(n, oy, ox, ky, kx, c); });
           });
-          sink(sum);
+          emit(sum);
         }
       }
     }
   }
 }
 
-// Writes a filter gradient of shape `grad_filter` in order: element
-// (f, ky, kx, c) is input_scale times the sum of term(n, oy, ox, iy, ix, f, c)
-// over every batch n and output (oy, ox) whose tap (ky, kx) reads (iy, ix)
-// inside the input. Terms use the centered input q - zero_point (exact in
-// float) and the input's scale multiplies each sum once, not each term.
+// GatherInputGradSums of float32 terms, each sum going to sink as it is.
 template <typename Sink, typename Term>
-void GatherFilterGrad(const ConvGeometry& geometry, int32_t batches, const tt_dims& grad_filter, float input_scale,
-                      Sink&& sink, Term&& term) {
+void GatherInputGrad(const ConvGeometry& geometry, const tt_dims& input, Sink&& sink, Term&& term) {
+  GatherInputGradSums<float>(geometry, input, sink, term);
+}
+
+// Writes a filter gradient of shape `grad_filter` in order: element
+// (f, ky, kx, c) is emit(the Sum of term(n, oy, ox, iy, ix, f, c) over every
+// batch n and output (oy, ox) whose tap (ky, kx) reads (iy, ix) inside the
+// input), from Sum{0} in that order. Terms use the centered input
+// q - zero_point (exact) and the input's scale multiplies each sum once, not
+// each term.
+template <typename Sum, typename Emit, typename Term>
+void GatherFilterGradSums(const ConvGeometry& geometry, int32_t batches, const tt_dims& grad_filter, Emit&& emit,
+                          Term&& term) {
   for (int32_t f = 0; f < grad_filter.n; ++f) {
     for (int32_t ky = 0; ky < grad_filter.h; ++ky) {
       for (int32_t kx = 0; kx < grad_filter.w; ++kx) {
         for (int32_t c = 0; c < grad_filter.c; ++c) {
-          float sum = 0.0f;
+          Sum sum = 0;
           for (int32_t n = 0; n < batches; ++n) {
             geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
               geometry.cols.ForEachReadOfTap(kx, [&](int32_t ox, int32_t ix) { sum += term(n, oy, ox, iy, ix, f, c); });
             });
           }
-          sink(input_scale * sum);
+          emit(sum);
         }
       }
     }
   }
+}
+
+// GatherFilterGradSums of float32 terms: input_scale times each sum goes to sink.
+template <typename Sink, typename Term>
+void GatherFilterGrad(const ConvGeometry& geometry, int32_t batches, const tt_dims& grad_filter, float input_scale,
+                      Sink&& sink, Term&& term) {
+  GatherFilterGradSums<float>(geometry, batches, grad_filter, [&](float sum) { sink(input_scale * sum); }, term);
 }
 
 // Per-channel filter scales with per-tensor broadcast and no branch per

@@ -20,6 +20,7 @@
 #include "../tt_functions.h"
 #include "conv_grad_loops.h"
 #include "grad_io.h"
+#include "s8_grad_sums.h"
 
 namespace tinytrain_core {
 
@@ -33,20 +34,41 @@ struct LayerGradShape {
   tt_dims result;
 };
 
-// tt_conv2d_input_grad_s8: operand = filter [cout, kh, kw, cin], result = grad_input.
+// The taps of a filter times its output channels: the most terms an input-gradient element sums.
+template <typename S>
+int32_t InputGradTerms(const S& s) {
+  return s.operand.h * s.operand.w * s.grad_output.c;
+}
+
+// tt_conv2d_input_grad_s8: operand = filter [cout, kh, kw, cin], result = grad_input. An int8
+// gradient's elements are integer sums of RescaledLevels times weights (s8_grad_sums.h).
 template <typename S, typename Grad, typename Sink>
 void Conv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink&& sink) {
   const ConvGeometry geometry = MakeConvGeometry(s.params, s.result, s.operand, s.grad_output);
   const FilterScales scales(s.quant);
-  GatherInputGrad(geometry, s.result, sink, [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
-    const int32_t grad_row = Offset(s.grad_output, n, oy, ox, 0);
-    float sum = 0.0f;
-    for (int32_t co = 0; co < s.grad_output.c; ++co) {
-      const int8_t weight = filter[Offset(s.operand, co, ky, kx, ci)];
-      sum += grad[grad_row + co] * scales[co] * static_cast<float>(weight);
-    }
-    return sum;
-  });
+  if constexpr (ReadsS8<Grad>::value) {
+    const RescaledLevels rescaled(scales, s.grad_output.c, InputGradTerms(s), grad.scale);
+    GatherInputGradSums<int32_t>(
+        geometry, s.result, [&](int32_t sum) { sink(rescaled.Value(sum)); },
+        [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
+          const int8_t* levels = grad.data + Offset(s.grad_output, n, oy, ox, 0);
+          int32_t sum = 0;
+          for (int32_t co = 0; co < s.grad_output.c; ++co) {
+            sum += rescaled(levels[co], co) * filter[Offset(s.operand, co, ky, kx, ci)];
+          }
+          return sum;
+        });
+  } else {
+    GatherInputGrad(geometry, s.result, sink, [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
+      const int32_t grad_row = Offset(s.grad_output, n, oy, ox, 0);
+      float sum = 0.0f;
+      for (int32_t co = 0; co < s.grad_output.c; ++co) {
+        const int8_t weight = filter[Offset(s.operand, co, ky, kx, ci)];
+        sum += grad[grad_row + co] * scales[co] * static_cast<float>(weight);
+      }
+      return sum;
+    });
+  }
 }
 
 // tt_conv2d_input_grad_s8's argument checks, then body(shape, grad, filter, sink) with the gradients'
@@ -73,16 +95,45 @@ tt_status RunConv2dInputGrad(const tt_conv_grad_params* params, const tt_filter_
   return TT_SUCCESS;
 }
 
-// tt_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
+// The reads an element of a filter gradient sums: at most one per batch and output position.
+template <typename S>
+int64_t FilterGradTerms(const S& s) {
+  return static_cast<int64_t>(s.grad_output.n) * s.grad_output.h * s.grad_output.w;
+}
+
+// The int8 filter gradients' sums: GatherFilterGradSums of product(n, oy, ox, iy, ix, f, c), an int32
+// level times centered input, in the narrowest exact accumulator; each sum times both scales to sink.
+template <typename S, typename Sink, typename Product>
+void ExactFilterGradSums(const S& s, const ConvGeometry& geometry, const S8GradReader& grad, Sink&& sink,
+                         Product&& product) {
+  const float unit = grad.scale * s.quant.scale;
+  WithExactAccumulator(FilterGradTerms(s), kLargestLevel * kLargestCentered, [&](auto zero) {
+    using Sum = decltype(zero);
+    GatherFilterGradSums<Sum>(
+        geometry, s.grad_output.n, s.result, [&](Sum sum) { sink(SumToFloat(sum) * unit); },
+        [&](auto... index) { return static_cast<Sum>(product(index...)); });
+  });
+}
+
+// tt_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter. An int8
+// gradient's elements are exact integer sums of levels times centered inputs, times both scales.
 template <typename S, typename Grad, typename Sink>
 void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
   const ConvGeometry geometry = MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
-  GatherFilterGrad(geometry, s.grad_output.n, s.result, s.quant.scale, sink,
-                   [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
-                     const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
-                     return grad[Offset(s.grad_output, n, oy, ox, co)] * static_cast<float>(centered_input);
-                   });
+  if constexpr (ReadsS8<Grad>::value) {
+    ExactFilterGradSums(s, geometry, grad, sink,
+                        [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
+                          const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
+                          return grad.data[Offset(s.grad_output, n, oy, ox, co)] * centered_input;
+                        });
+  } else {
+    GatherFilterGrad(geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+                     [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t co, int32_t ci) {
+                       const int32_t centered_input = input[Offset(s.operand, n, iy, ix, ci)] - zero_point;
+                       return grad[Offset(s.grad_output, n, oy, ox, co)] * static_cast<float>(centered_input);
+                     });
+  }
 }
 
 // tt_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as RunConv2dInputGrad.
@@ -108,12 +159,27 @@ tt_status RunConv2dFilterGrad(const tt_conv_grad_params* params, const tt_quant_
   return TT_SUCCESS;
 }
 
-// tt_depthwise_conv2d_input_grad_s8: operand = filter [1, kh, kw, cin * m], result = grad_input.
+// tt_depthwise_conv2d_input_grad_s8: operand = filter [1, kh, kw, cin * m], result = grad_input. With
+// an int8 gradient and m = 1, channel c's one scale leaves the sum: an element is the exact integer
+// sum of levels times weights, times the gradient's and the channel's scales. With m > 1 the m
+// channels' scales stay inside it, summed in float32.
 template <typename S, typename Grad, typename Sink>
 void DepthwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter, Sink&& sink) {
   const int32_t multiplier = s.params.depth_multiplier;
   const ConvGeometry geometry = MakeConvGeometry(s.params.conv, s.result, s.operand, s.grad_output);
   const FilterScales scales(s.quant);
+  if constexpr (ReadsS8<Grad>::value) {
+    if (multiplier == 1) {
+      int32_t next = 0;  // The element emitted next; its channel is next % cin.
+      GatherInputGradSums<int32_t>(
+          geometry, s.result,
+          [&](int32_t sum) { sink(static_cast<float>(sum) * (grad.scale * scales[next++ % s.result.c])); },
+          [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t c) {
+            return grad.data[Offset(s.grad_output, n, oy, ox, c)] * filter[Offset(s.operand, 0, ky, kx, c)];
+          });
+      return;
+    }
+  }
   GatherInputGrad(geometry, s.result, sink, [&](int32_t n, int32_t oy, int32_t ox, int32_t ky, int32_t kx, int32_t ci) {
     const int32_t grad_row = Offset(s.grad_output, n, oy, ox, 0);
     const int32_t filter_tap = Offset(s.operand, 0, ky, kx, 0);
@@ -155,17 +221,27 @@ tt_status RunDepthwiseConv2dInputGrad(const tt_depthwise_conv_grad_params* param
 }
 
 // tt_depthwise_conv2d_filter_grad_s8: operand = forward input [n, ih, iw, cin], result = grad_filter.
+// An int8 gradient's elements are exact integer sums, as in Conv2dFilterGrad.
 template <typename S, typename Grad, typename Sink>
 void DepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink) {
   const int32_t multiplier = s.params.depth_multiplier;
   const ConvGeometry geometry = MakeConvGeometry(s.params.conv, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
-  GatherFilterGrad(
-      geometry, s.grad_output.n, s.result, s.quant.scale, sink,
-      [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
-        const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
-        return grad[Offset(s.grad_output, n, oy, ox, oc)] * static_cast<float>(centered_input);
-      });
+  if constexpr (ReadsS8<Grad>::value) {
+    ExactFilterGradSums(
+        s, geometry, grad, sink,
+        [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
+          const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
+          return grad.data[Offset(s.grad_output, n, oy, ox, oc)] * centered_input;
+        });
+  } else {
+    GatherFilterGrad(
+        geometry, s.grad_output.n, s.result, s.quant.scale, sink,
+        [&](int32_t n, int32_t oy, int32_t ox, int32_t iy, int32_t ix, int32_t /*filter_row, always 0*/, int32_t oc) {
+          const int32_t centered_input = input[Offset(s.operand, n, iy, ix, oc / multiplier)] - zero_point;
+          return grad[Offset(s.grad_output, n, oy, ox, oc)] * static_cast<float>(centered_input);
+        });
+  }
 }
 
 // tt_depthwise_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as
