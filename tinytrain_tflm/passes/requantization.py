@@ -22,6 +22,7 @@ import numpy as np
 
 from ..backend import schema
 from ..backend.schema import LOWERED, RESTORED, builtin_options
+from ..errors import TinyTrainError
 from ..frontend import ir
 
 
@@ -42,7 +43,10 @@ def requantization(graph: ir.Graph, op: ir.Op) -> np.ndarray:
     float32 scales as TFLite's PopulateConvolutionQuantizationParams computes them."""
     x, w, y = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
     channels = y.shape[-1]
-    filter_scales = np.broadcast_to(np.asarray(w.quantization.scale, np.float32), (channels,))
+    scales = np.asarray(w.quantization.scale, np.float32)
+    if scales.size not in (1, channels):
+        raise TinyTrainError(f"{op.kind} writing {y.name!r} has {scales.size} filter scales for {channels} output channels")
+    filter_scales = np.broadcast_to(scales, (channels,))
     input_scale, output_scale = float(np.float32(x.quantization.scale[0])), float(np.float32(y.quantization.scale[0]))
     pairs = [quantize_multiplier(input_scale * float(scale) / output_scale) for scale in filter_scales]
     return np.array(pairs, np.int32).T.copy()

@@ -275,6 +275,8 @@ def _activation_range(activation: int, tensor: ir.Tensor) -> tuple[int, int]:
         value = float(np.float32(real) / scale)
         return zero_point + int(np.sign(value) * np.floor(abs(value) + 0.5))  # roundf: halves away from zero
 
+    if activation not in _ACTIVATIONS:
+        raise TinyTrainError(f"the op writing {tensor.name!r} has fused activation {activation}, which int8 convs do not support")
     low, high = _ACTIVATIONS[activation]
     return (-128 if low is None else max(-128, quantize(low))), (127 if high is None else min(127, quantize(high)))
 
