@@ -16,6 +16,7 @@
 #include "../tt_types.h"
 #include "conv_grad_loops.h"
 #include "grad_io.h"
+#include "tt_math.h"
 
 namespace tinytrain_core {
 
@@ -52,15 +53,6 @@ inline float SumToFloat(int64_t sum) {
   return static_cast<float>(static_cast<int32_t>(sum >> 16)) * 65536.0f + static_cast<float>(static_cast<int32_t>(sum & 0xFFFF));
 }
 
-// 2^exponent for |exponent| <= 30, exactly, without ldexpf (a library call on Cortex-M).
-inline float PowerOfTwo(int32_t exponent) {
-  return exponent >= 0 ? static_cast<float>(1 << exponent) : 1.0f / static_cast<float>(1 << -exponent);
-}
-
-// x rounded to the nearest integer, halves away from 0 (x + 0.5 truncated: the same bits on every
-// IEEE float32 target, and no library call on the Cortex-M4F).
-inline int32_t RoundToInt(float x) { return static_cast<int32_t>(x + (x < 0.0f ? -0.5f : 0.5f)); }
-
 // The conv input gradient's levels rescaled to the largest filter scale, as int16-sized integers:
 // r(q, co) = (q * M[co] + 2^14) >> 15 (rounded half up), with the channel's integer multiplier
 // M[co] = RoundToInt(scale[co] * 2^(bits + 15) / max scale) <= 2^(bits + 22), so |r| <= 2^(bits + 7).
@@ -77,8 +69,8 @@ class RescaledLevels {
     int32_t bits = 16;
     for (int32_t capacity = 1; capacity < terms; capacity *= 2) --bits;
     bits = bits > 7 ? 7 : bits;
-    unit_ = (1.0f / largest) * PowerOfTwo(bits + 15);
-    value_unit_ = grad_scale * (largest * PowerOfTwo(-bits));
+    unit_ = (1.0f / largest) * tt_exp2i(bits + 15);
+    value_unit_ = grad_scale * (largest * tt_exp2i(-bits));
   }
   // Channel co's integer multiplier M[co].
   int32_t Multiplier(int32_t co) const { return RoundToInt(scales_[co] * unit_); }

@@ -23,6 +23,10 @@ inline float tt_exp2i(int32_t k) {
   return value;
 }
 
+// x rounded to the nearest integer, halves away from 0 (x + 0.5 truncated: the same bits on every
+// IEEE float32 target, and no library call on the Cortex-M4F).
+inline int32_t RoundToInt(float x) { return static_cast<int32_t>(x + (x < 0.0f ? -0.5f : 0.5f)); }
+
 // e^x. Below -87.3 (e^x under the smallest normal float) it returns 0; above 88.7, FLT_MAX's bound,
 // the caller's values never go (the loss takes exp of logit - max <= 0).
 inline float tt_expf(float x) {
@@ -31,7 +35,7 @@ inline float tt_expf(float x) {
   constexpr float kLog2e = 1.44269504f;
   constexpr float kLn2High = 0.693145751953125f;
   constexpr float kLn2Low = 1.42860677e-06f;
-  const float k = static_cast<float>(static_cast<int32_t>(x * kLog2e + (x < 0.0f ? -0.5f : 0.5f)));
+  const float k = static_cast<float>(RoundToInt(x * kLog2e));
   const float r = (x - k * kLn2High) - k * kLn2Low;
   // e^r by its Taylor series to r^7 / 7!: the first dropped term is below 2^-27 for |r| <= ln2 / 2.
   const float p =
