@@ -11,6 +11,8 @@ from conftest import require
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.options import Ablation, CompileOptions
 from tinytrain_tflm.backend import schema
 from tinytrain_tflm.firmware import device, sources_root
 from tinytrain_tflm.passes import tiling
@@ -207,3 +209,56 @@ def test_export_runs_the_stage_as_builtin_ops():
     exported = tt.Trainer(tt.compile(model, update="last", tiles=(2, 2))).export()
     assert [op.kind for op in tt.read_graph(exported).ops] == [op.kind for op in tt.read_graph(model).ops]
     assert _same_outputs(tt.Trainer(tt.compile(model, update="last")).export(), exported)
+
+
+# Every option stated: int8 gradients, 2x2 tiles over the stage through the residual ADD (9 ops), overlapping
+# buffers, no flash requantization, the classifier training, host kernels.
+STREAM_OPTIONS = {
+    "update": "last",
+    "gradient": "int8",
+    "tiles": (2, 2),
+    "overlap_buffers": True,
+    "flash_requantization": False,
+}
+
+
+def test_streamed_sample_trains_bit_identically_and_leaves_the_arena():
+    """compile(stream_input=True): the sample is no graph input and no arena tensor; the Trainer hands it to
+    the stage (the host's SetStreamedInput), and steps, predictions and the export equal the same model's
+    with its sample in the arena. The arena shrinks by at least the part of the sample it held alone."""
+    model = int8_model("mobilenet_v2_blocks")
+    plain = tt.compile(model, **STREAM_OPTIONS).bytes
+    streamed = tt.compile(model, stream_input=True, **STREAM_OPTIONS).bytes
+    graph, plain_graph = tt.read_graph(streamed), tt.read_graph(plain)
+    assert len(graph.inputs) == len(plain_graph.inputs) - 1
+    stage = next(op for op in graph.ops if op.kind == "TT_TILED_STAGE")
+    assert stage.inputs[0] == -1 and graph.tensors[stage.inputs[-1]].data.tolist() == [1, 16, 16, 3]
+    a, b = tt.Trainer(plain), tt.Trainer(streamed)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x, label = rng.uniform(-1, 1, a.input.shape[1:]).astype(np.float32), int(rng.integers(0, 5))
+        assert a.step(x, label) == b.step(x, label)
+        assert np.array_equal(a.predict(x), b.predict(x))
+    assert a.export() == b.export()
+    assert memory.estimate(graph).total < memory.estimate(plain_graph).total
+    assert tt.minimum_arena_size(streamed) < tt.minimum_arena_size(plain)
+
+
+def test_streamed_sample_errors():
+    """A missing or short source fails the invoke with TFLM's one-line message; stream_input without a
+    fused tiled stage is refused at compile time."""
+    model = int8_model("mobilenet_v2_blocks")
+    streamed = tt.compile(model, stream_input=True, **STREAM_OPTIONS).bytes
+    runner = tt.Interpreter(streamed, 4 << 20)
+    inputs = [np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.float32)]
+    runner.stream_sample(None)
+    with pytest.raises(tt.TFLMError, match="streams its sample: call tinytrain::SetStreamedInput"):
+        runner.run(inputs)
+    runner.stream_sample(np.zeros(16 * 16 * 3 - 1, np.int8))
+    with pytest.raises(tt.TFLMError, match=r"holds 767 bytes; the model's int8 sample \[1, 16, 16, 3\] needs 768"):
+        runner.run(inputs)
+    with pytest.raises(tt.TinyTrainError, match="stream_input streams the sample into the tiled first stage: it needs tiles"):
+        tt.compile(model, stream_input=True, **(STREAM_OPTIONS | {"tiles": None}))
+    per_tile = CompileOptions("last", memory=memory.MemoryOptions((2, 2), True, False, stream_input=True))
+    with pytest.raises(tt.TinyTrainError, match="stream_input needs the model's first stage tiled as one TT_TILED_STAGE"):
+        compile_with(model, per_tile, ablation=Ablation(fused_stage=False))

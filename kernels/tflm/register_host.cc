@@ -31,3 +31,11 @@ TT_EXPORT int32_t TinyTrainTiledStageScratch(const int32_t* description, int32_t
   int32_t bytes = 0;
   return tt_tiled_stage_get_buffer_size(&params, &input, &bytes) == TT_SUCCESS ? bytes : -1;
 }
+
+// The streamed sample of a model compiled with stream_input (tinytrain::SetStreamedInput): `image` (`bytes`
+// long) until the next call; null takes it away. The caller keeps the bytes alive while it invokes.
+TT_EXPORT void TinyTrainSetStreamedInput(const int8_t* image, int32_t bytes) {
+  static tinytrain::StreamedInput input;
+  input = tinytrain::StreamedInput{image, bytes, nullptr, nullptr};
+  tinytrain::SetStreamedInput(image == nullptr ? nullptr : &input);
+}
