@@ -11,10 +11,10 @@ from conftest import require
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
-from tinytrain_tflm.compiler import compile_with
-from tinytrain_tflm.options import Ablation, CompileOptions
 from tinytrain_tflm.backend import schema
+from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.firmware import device, sources_root
+from tinytrain_tflm.options import Ablation, CompileOptions
 from tinytrain_tflm.passes import tiling
 from tinytrain_tflm.plan import memory, tiled_stage
 from tinytrain_tflm.runtime import interpreter
