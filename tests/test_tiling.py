@@ -262,3 +262,38 @@ def test_streamed_sample_errors():
     per_tile = CompileOptions("last", memory=memory.MemoryOptions((2, 2), True, False, stream_input=True))
     with pytest.raises(tt.TinyTrainError, match="stream_input needs the model's first stage tiled as one TT_TILED_STAGE"):
         compile_with(model, per_tile, ablation=Ablation(fused_stage=False))
+
+
+def test_streamed_sample_through_a_row_reader():
+    """The firmware's other source, a row reader (a camera delivering rows): the stage asks it for each row
+    of each tile's patch, the outputs equal the image source's, and a reader's error stops the invoke.
+    Options: STREAM_OPTIONS (int8 gradients, 2x2 tiles, overlapping buffers, no flash requantization)."""
+    streamed = tt.compile(int8_model("mobilenet_v2_blocks"), stream_input=True, **STREAM_OPTIONS).bytes
+    runner = tt.Interpreter(streamed, 4 << 20)
+    inputs = [np.full(1, 2, np.int32), np.full(1, 3, np.int32), np.zeros(1, np.float32)]  # label 2, train
+    image = np.random.default_rng(2).integers(-128, 128, (16, 16, 3), dtype=np.int8)
+    runner.stream_sample(image)
+    expected = runner.run(inputs)
+    runner.reset()
+    asked = []
+    failing = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+    def read(_, row, col, cols, out):
+        asked.append((row, col, cols))
+        if failing:
+            return 1  # any status but TT_SUCCESS
+        ctypes.memmove(out, image[row, col : col + cols].tobytes(), cols * 3)
+        return 0
+
+    library = interpreter.load_plugin()
+    library.TinyTrainSetStreamedInput(None, 0, ctypes.cast(read, ctypes.c_void_p), None)
+    try:
+        outputs = runner.run(inputs)
+        assert all(np.array_equal(a, b) for a, b in zip(outputs, expected, strict=True))
+        assert {row for row, _, _ in asked} == set(range(16)) and len(asked) > 16  # halo rows asked again
+        failing.append(True)
+        with pytest.raises(tt.TFLMError, match="row reader"):
+            runner.run(inputs)
+    finally:
+        runner.stream_sample(None)

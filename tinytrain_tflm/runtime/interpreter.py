@@ -253,11 +253,11 @@ class Interpreter:
         each invoke."""
         self._streamed = None if sample is None else np.ascontiguousarray(sample, np.int8)  # read in place: kept alive
         library = load_plugin()
-        library.TinyTrainSetStreamedInput.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+        library.TinyTrainSetStreamedInput.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p]
         if self._streamed is None:
-            library.TinyTrainSetStreamedInput(None, 0)
+            library.TinyTrainSetStreamedInput(None, 0, None, None)
         else:
-            library.TinyTrainSetStreamedInput(self._streamed.ctypes.data, self._streamed.nbytes)
+            library.TinyTrainSetStreamedInput(self._streamed.ctypes.data, self._streamed.nbytes, None, None)
 
     def invoke(self) -> None:
         _call_tflm("invoke", self._interpreter.invoke)
