@@ -230,8 +230,8 @@ def main_table(
             if on_device:
                 streamed_m7 = device.minimum_arena(device.build_firmware(streamed, MEASURED_ON))
                 cells += [f"**{streamed_m7:,}**", f"{streamed_m7 / PAPER_BYTES:.2f}x"]
-            estimate = memory.estimate(tt.read_graph(streamed), memory.CORTEX_M)
-            details.append(f"  {name}, streamed: head {estimate.head:,} B (peak {peak(tt.read_graph(streamed))})")
+            streamed_head = memory.estimate(tt.read_graph(streamed), memory.CORTEX_M).head
+            details.append(f"  {name}, streamed: head {streamed_head:,} B (peak {peak(tt.read_graph(streamed))})")
         print("| " + " | ".join(cells) + " |", flush=True)
         parts = ", ".join(f"{kind} {size:,}" for kind, size in estimate.persistent.items() if size)
         counts = f"{len(graph.ops)} ops, {len(graph.tensors)} tensors"
