@@ -229,8 +229,10 @@ def _compile(args: argparse.Namespace) -> None:
             loss=args.loss,
         )
 
-    memory_options_given = scheme_file is not None or any(
-        getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile")
+    memory_options_given = (
+        scheme_file is not None
+        or args.stream_input
+        or any(getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile"))
     )
     if ram is not None and not memory_options_given:
         training = _fit_ram(build, device_target, ram)
