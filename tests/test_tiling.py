@@ -31,12 +31,13 @@ def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:
     return True
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4), (4, 1)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4), (4, 1), (8, 2)])
 @pytest.mark.parametrize("length", [5, 9])
 def test_tiled_stage_op_is_bit_identical(grid, length):
     # 5: VALID conv, conv, PAD, stride-2 depthwise, conv.  9: also the inverted residual block with its
     # ADD, whose skip input is needed over a smaller window than the expand conv reads. (4, 1): row bands,
-    # the last op writing straight into the output.
+    # the last op writing straight into the output. (8, 2): one output row per band, every band computing
+    # only the rows the one above did not.
     model = int8_model("mobilenet_v2_blocks")
     graph = tt.read_graph(model)
     tiled, _ = tiling.tile_first_stage(graph, grid, length=length)

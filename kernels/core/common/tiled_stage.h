@@ -8,7 +8,13 @@
  * readers, clipped to the tensor), the stage input's too, which each tile copies
  * into the scratch buffer first; a PAD's output holds no bytes of its own but
  * aliases its input's patch, shifted by the pad, so a conv reading it sees the
- * padding as out-of-patch zeros, as it sees its own padding. */
+ * padding as out-of-patch zeros, as it sees its own padding.
+ *
+ * Tiles run column strip by column strip, each strip's bands top to bottom. A band computes only the
+ * rows of each tensor the band above did not, and a patch keeps the rows it shares with the next band
+ * (a line buffer): a 3x3 conv's overlapping rows are computed once, and only the strips' columns are
+ * recomputed per tile. Columns depend on the strip alone and rows on the band alone, which lets
+ * tinytrain_tflm/plan/tiled_stage.py mirror the walk per axis. */
 #ifndef TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
 #define TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
 
