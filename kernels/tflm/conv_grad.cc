@@ -15,7 +15,7 @@ void* Conv2dInputGradOp::Init(TfLiteContext* context, const char* buffer, size_t
 }
 
 TfLiteStatus Conv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, InputGradInputs(node)));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareConvParams(context, kName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
@@ -32,6 +32,7 @@ TfLiteStatus Conv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node
                 static_cast<int>(grad_output.c), static_cast<int>(grad_input.c), static_cast<int>(filter.n),
                 static_cast<int>(filter.h), static_cast<int>(filter.w), static_cast<int>(filter.c));
   TT_ENSURE_OK(CheckConvGeometry(context, kName, data->params, grad_output, grad_input, filter));
+  TT_ENSURE_OK(PrepareFusedMask(context, node, kName, grad_input));
   return PrepareFilterQuant(context, kName, tensors.operand.get(), 0, grad_output.c, &data->quant);
 }
 

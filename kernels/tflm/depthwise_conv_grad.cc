@@ -42,7 +42,7 @@ void* DepthwiseConv2dInputGradOp::Init(TfLiteContext* context, const char* buffe
 }
 
 TfLiteStatus DepthwiseConv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, InputGradInputs(node)));
   auto* data = static_cast<OpData*>(node->user_data);
   TT_ENSURE_OK(PrepareDepthwiseParams(context, kName, data->options, &data->params));
   const LayerGradTensors tensors(context, node);
@@ -60,6 +60,7 @@ TfLiteStatus DepthwiseConv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteN
                 static_cast<int>(grad_output.c), static_cast<int>(filter.n), static_cast<int>(filter.h),
                 static_cast<int>(filter.w), static_cast<int>(filter.c));
   TT_ENSURE_OK(CheckConvGeometry(context, kName, data->params.conv, grad_output, grad_input, filter));
+  TT_ENSURE_OK(PrepareFusedMask(context, node, kName, grad_input));
   return PrepareFilterQuant(context, kName, tensors.operand.get(), 3, grad_output.c, &data->quant);
 }
 

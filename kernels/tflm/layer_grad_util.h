@@ -20,6 +20,12 @@ constexpr int kLayerGradOutput = kGradOpGradInput;  // followed by its scale inp
 constexpr int kLayerGradOperand = 2;
 constexpr int kLayerGradInputs = 4;                 // the control input last
 constexpr int kLayerGradResult = kGradOpGradOutput;  // followed by its scale output when int8
+// A conv or depthwise input-gradient op fused with the ReLU/ReLU6 backward of
+// the layer before (tinytrain_tflm/passes/fusion.py) also reads that layer's
+// 1-bit activation mask, just before the control input, and zeroes its result
+// where the mask is 0 once the result is written.
+constexpr int kLayerGradMask = 3;
+constexpr int kMaskedLayerGradInputs = kLayerGradInputs + 1;
 
 // Shapes of an op's three tensors as the core takes them: NHWC for conv and
 // depthwise, matrices (rows in n, columns in c) for fully connected.
@@ -92,17 +98,44 @@ inline LayerGradDims NhwcDims(const LayerGradTensors& tensors) {
                        DimsNHWC(tensors.result->dims)};
 }
 
+// The input count of an input-gradient op: with or without a fused mask.
+inline int InputGradInputs(const TfLiteNode* node) {
+  return node->inputs->size == kMaskedLayerGradInputs ? kMaskedLayerGradInputs : kLayerGradInputs;
+}
+
+// A fused mask (kLayerGradMask) must hold one bit per element of the result.
+inline TfLiteStatus PrepareFusedMask(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                                     const tt_dims& result) {
+  if (node->inputs->size != kMaskedLayerGradInputs) return kTfLiteOk;
+  TT_TEMP_TENSOR(mask, context, node->inputs->data[kLayerGradMask], op_name);
+  const int64_t count = static_cast<int64_t>(result.n) * result.h * result.w * result.c;
+  TT_ENSURE_MSG(context, count <= INT32_MAX, op_name, "grad_input has too many elements for a mask");
+  const int bytes = TT_ACTIVATION_MASK_BYTES(static_cast<int32_t>(count));
+  TT_ENSURE_MSG(context,
+                mask.get() != nullptr && mask->type == kTfLiteUInt8 && NumElements(mask->dims) == bytes, op_name,
+                "mask input %d must be uint8 [%d] (one bit per element of grad_input)", kLayerGradMask, bytes);
+  return kTfLiteOk;
+}
+
 // Eval of a conv or depthwise op: their core functions all take
-// (params, quant, grad_output, operand, result) in that order.
+// (params, quant, grad_output, operand, result) in that order. A fused mask
+// is applied in place to the written result: zeroing values keeps an int8
+// result's scale, so the levels are those of the unfused pair of ops.
 template <typename OpData>
 TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name) {
   const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<OpData>(context, node, op_name,
-                            [operand](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
-                              const LayerGradDims& dims = data.dims;
-                              return data.kernel(&data.params, &data.quant, &dims.grad_output, grad_output,
-                                                 &dims.operand, operand, &dims.result, result);
-                            });
+  const uint8_t* mask =
+      node->inputs->size == kMaskedLayerGradInputs ? EvalInput(context, node, kLayerGradMask)->data.uint8 : nullptr;
+  return EvalGradOp<OpData>(
+      context, node, op_name, [operand, mask](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
+        const LayerGradDims& dims = data.dims;
+        const tt_status status = data.kernel(&data.params, &data.quant, &dims.grad_output, grad_output, &dims.operand,
+                                             operand, &dims.result, result);
+        if (status != TT_SUCCESS || mask == nullptr) return status;
+        const tt_grad_in written{result->type, result->data, result->type == TT_GRAD_S8 ? *result->scale : 1.0f};
+        return tt_activation_grad_mask(dims.result.n * dims.result.h * dims.result.w * dims.result.c, mask, &written,
+                                       result);
+      });
 }
 
 // The forward input of a filter-gradient op: int8, per-tensor quantized.
