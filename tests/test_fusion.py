@@ -27,7 +27,8 @@ UNFUSED = Ablation(fuse_backward=False)
 
 def _options(gradient: str) -> CompileOptions:
     memory = MemoryOptions(tiles=None, overlap_buffers=True, flash_requantization=False)
-    return CompileOptions(update={"bias_last": 6}, gradient=gradient, activation_masks=True, optimizer=tt.SGD(lr=0.05), memory=memory)
+    optimizer = tt.SGD(lr=0.05)
+    return CompileOptions(update={"bias_last": 6}, gradient=gradient, activation_masks=True, optimizer=optimizer, memory=memory)
 
 
 def _pair(gradient: str) -> tuple[tt.TrainingModel, tt.TrainingModel]:
@@ -70,7 +71,9 @@ def test_a_mask_of_the_wrong_size_is_named():
     graph = tt.read_graph(_pair("int8")[0].bytes)
     op = _fused_ops(graph)[0]
     mask = graph.tensors[op.inputs[MASK_INPUT]]
-    op.inputs[MASK_INPUT] = graph.add_tensor(ir.Tensor("short", (mask.shape[0] - 1,), np.dtype(np.uint8), data=np.zeros(mask.shape[0] - 1, np.uint8)))
+    short = np.zeros(mask.shape[0] - 1, np.uint8)
+    op.inputs[MASK_INPUT] = graph.add_tensor(ir.Tensor("short", short.shape, short.dtype, data=short))
     graph.metadata.pop(memory.OFFLINE_PLAN)  # planned for the right mask
-    with pytest.raises(TinyTrainError, match=rf"mask input 3 must be uint8 \[{mask.shape[0]}\] \(one bit per element of grad_input\)"):
+    message = rf"mask input 3 must be uint8 \[{mask.shape[0]}\] \(one bit per element of grad_input\)"
+    with pytest.raises(TinyTrainError, match=message):
         tt.Trainer(tt.TrainingModel(emit.emit_model(graph)))
