@@ -96,6 +96,12 @@ CASES = [
         {"update": {"weights": {"1": 1}}, "ablation": Ablation(prune_backward=False)},
         "d436eb37366ccef6e763c7c6b52220e25f55a32bf8ecfd748734bceb1cf44d9c",
     ),
+    # Unfused, the same case keeps the bytes it had before tinytrain_tflm.passes.fusion existed.
+    (
+        "ds_cnn",
+        {"update": {"weights": {"1": 1}}, "ablation": Ablation(prune_backward=False, fuse_backward=False)},
+        "3a72fc159552e4981621c32214b4b0cdbaa5b47d00869f2d02f8722e158bce17",
+    ),
     (
         "ds_cnn",
         {"update": "all", "gradient": "int8", "ablation": Ablation(schedule_for_planner=False)},
