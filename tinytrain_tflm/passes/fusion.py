@@ -62,7 +62,9 @@ def _maskable_producer(graph: ir.Graph, op: ir.Op, producers: dict[int, ir.Op], 
 
 def _drop_tensors(graph: ir.Graph, dropped: set[int]) -> ir.Graph:
     """graph without the `dropped` tensors, which no op reads or writes any more; every tensor index
-    (ops, inputs, outputs, the training metadata's *_tensor fields) renumbered."""
+    (ops, inputs, outputs, the training metadata's *_tensor fields) renumbered. The dropped tensors are
+    autodiff's gradients, so only indices made after them move: no op option written before autodiff
+    (a tiled stage's) names one of those."""
     if not dropped:
         return graph
     kept = [t for t in range(len(graph.tensors)) if t not in dropped]
