@@ -130,7 +130,9 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
             float level = value * inv_scale;
             level = level > 127.0f ? 127.0f : level;
             level = level < -127.0f ? -127.0f : level;
-            data[i] = static_cast<int8_t>(lroundf(level));
+            // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7,
+            // M55) where lroundf is a library call.
+            data[i] = static_cast<int8_t>(roundf(level));
           },
           &next));
       return max_abs;
