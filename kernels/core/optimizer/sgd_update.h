@@ -53,28 +53,21 @@ inline float UniformUnit(uint32_t* state) {
   return static_cast<float>(NextRandom(state) >> 8) * (1.0f / 16777216.0f);
 }
 
-// Calls body(round) with the rounding functor for `rounding`, so the update loop is compiled once
-// per mode with no per-element branch. round(delta) takes a change in quanta and returns the integer
-// change as ParameterLimits<T>::Step, clamped to its kLargestStep. The stochastic generator runs on a
-// local copy of *rng_state, written back once the body returns: a parameter's int8 stores may alias
-// any memory, so a state in memory would be reloaded and stored for every element.
-template <typename T, typename Body>
-void WithRounding(int32_t rounding, uint32_t* rng_state, Body&& body) {
+// A change of `delta` quanta as an integer change under `rounding`, clamped to
+// ParameterLimits<T>::kLargestStep first. `state` is the stochastic mode's generator.
+template <typename T>
+inline typename ParameterLimits<T>::Step RoundStep(int32_t rounding, float delta, uint32_t* state) {
   using Step = typename ParameterLimits<T>::Step;
   constexpr float kLargest = ParameterLimits<T>::kLargestStep;
-  const auto bounded = [](float delta) { return fminf(fmaxf(delta, -kLargest), kLargest); };
-  if (rounding == TT_ROUND_TRUNCATE) {
-    body([&](float delta) { return static_cast<Step>(bounded(delta)); });  // conversion truncates toward zero
-  } else if (rounding == TT_ROUND_NEAREST) {
-    // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
-    body([&](float delta) { return static_cast<Step>(roundf(bounded(delta))); });
-  } else {
+  const float bounded = fminf(fmaxf(delta, -kLargest), kLargest);
+  if (rounding == TT_ROUND_STOCHASTIC) {
     // Up with probability equal to the fractional part: unbiased, so steps
     // smaller than one quantum still move the parameter on average.
-    uint32_t state = *rng_state;
-    body([&](float delta) { return static_cast<Step>(floorf(bounded(delta) + UniformUnit(&state))); });
-    *rng_state = state;
+    return static_cast<Step>(floorf(bounded + UniformUnit(state)));
   }
+  // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
+  if (rounding == TT_ROUND_NEAREST) return static_cast<Step>(roundf(bounded));
+  return static_cast<Step>(bounded);  // TT_ROUND_TRUNCATE: conversion truncates toward zero
 }
 
 // What an update depends on besides its data: run-time values in the generic
@@ -118,38 +111,44 @@ inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params,
 template <typename T, typename S, typename Grad>
 void SgdUpdate(const S& s, float learning_rate, uint32_t* rng_state, const Grad& g, float* momentum,
                tt_sgd_accumulator* accumulator, T* parameter) {
+  using Step = typename ParameterLimits<T>::Step;
+  constexpr Step lowest = ParameterLimits<T>::kLowest;
+  constexpr Step highest = ParameterLimits<T>::kHighest;
+  // Everything the loop reads is copied into locals: a parameter's int8 stores may alias any memory,
+  // so values read through s, g or rng_state would be reloaded, and the generator stored, per element.
+  const int32_t rounding = s.params.rounding;
+  const bool stochastic = rounding == TT_ROUND_STOCHASTIC;
+  uint32_t state = stochastic ? *rng_state : 0;
+  const Grad grad = g;
+  const tt_sgd_dims dims = s.dims;
   const float beta = s.params.momentum;
-  float* sum = accumulator != nullptr ? accumulator->sum : nullptr;
+  float* const sum = accumulator != nullptr ? accumulator->sum : nullptr;
   const float samples = accumulator != nullptr ? static_cast<float>(accumulator->count + 1) : 1.0f;
-  WithRounding<T>(s.params.rounding, rng_state, [&](auto round) {
-    int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
-    for (int32_t outer = 0; outer < s.dims.outer; ++outer) {
-      for (int32_t c = 0; c < s.dims.channels_to_update; ++c) {
-        // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
-        // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
-        const float scale = s.scales[s.num_scales == 1 ? 0 : c];
-        const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
-        T* values = parameter + (outer * s.dims.channels + c) * s.dims.inner;
-        for (int32_t inner = 0; inner < s.dims.inner; ++inner, ++i) {
-          float velocity = g[i];
-          if (sum != nullptr) {
-            velocity = (sum[i] + velocity) / samples;
-            sum[i] = 0.0f;
-          }
-          if (momentum != nullptr) {
-            momentum[i] = beta * momentum[i] + velocity;
-            velocity = momentum[i];
-          }
-          // In ParameterLimits<T>::Step, q + delta cannot overflow before the saturation.
-          const auto updated = values[inner] + round(-factor * velocity);
-          using Step = typename ParameterLimits<T>::Step;
-          constexpr Step lowest = ParameterLimits<T>::kLowest;
-          constexpr Step highest = ParameterLimits<T>::kHighest;
-          values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
+  int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
+  for (int32_t outer = 0; outer < dims.outer; ++outer) {
+    for (int32_t c = 0; c < dims.channels_to_update; ++c) {
+      // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
+      // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
+      const float scale = s.scales[s.num_scales == 1 ? 0 : c];
+      const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
+      T* values = parameter + (outer * dims.channels + c) * dims.inner;
+      for (int32_t inner = 0; inner < dims.inner; ++inner, ++i) {
+        float velocity = grad[i];
+        if (sum != nullptr) {
+          velocity = (sum[i] + velocity) / samples;
+          sum[i] = 0.0f;
         }
+        if (momentum != nullptr) {
+          momentum[i] = beta * momentum[i] + velocity;
+          velocity = momentum[i];
+        }
+        // In Step, q + delta cannot overflow before the saturation.
+        const Step updated = values[inner] + RoundStep<T>(rounding, -factor * velocity, &state);
+        values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
       }
     }
-  });
+  }
+  if (stochastic) *rng_state = state;
   if (accumulator != nullptr) accumulator->count = 0;
 }
 
