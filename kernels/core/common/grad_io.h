@@ -131,8 +131,9 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
             float level = value * inv_scale;
             if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
             // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7,
-            // M55) where lroundf is a library call.
-            data[i] = static_cast<int8_t>(roundf(level));
+            // M55) where lroundf is a library call. Through int32: GCC narrows a float to int8 through
+            // the stack.
+            data[i] = static_cast<int8_t>(static_cast<int32_t>(roundf(level)));
           },
           &next));
       return max_abs;
