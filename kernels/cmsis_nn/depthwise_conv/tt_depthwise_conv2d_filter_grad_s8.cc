@@ -24,50 +24,6 @@ namespace cm = tinytrain_cmsis_nn;
 
 namespace {
 
-// The outputs [begin, end) along one axis whose tap k reads inside the input: a run, since the
-// position read grows with the output's.
-struct ReadRun {
-  int32_t begin;
-  int32_t end;
-};
-
-ReadRun ReadsOfTap(const core::ConvAxis& axis, int32_t k) {
-  const auto read = [&](int32_t o) { return o * axis.stride + k * axis.dilation - axis.pad; };
-  int32_t begin = 0;
-  while (begin < axis.out_size && read(begin) < 0) ++begin;
-  int32_t end = begin;
-  while (end < axis.out_size && read(end) < axis.in_size) ++end;
-  return ReadRun{begin, end};
-}
-
-// Adds level * (x - zero point) for four channels (one word of each) over `count` reads of a row
-// to sums[0..3]: two SXTB16 split a word into channels 0, 2 and 1, 3 as 16-bit halves, SSUB16
-// centres the inputs (|x - zero point| <= 255 fits), and each halfword MAC adds one channel's
-// product. Not inlined: in a function of its own the loop's 13 live values fit the registers,
-// where inlined into the gather they spill (25 instructions per read instead of 14, measured).
-__attribute__((noinline)) void AddFourChannelReads(const int8_t* levels, int32_t level_step, const int8_t* x,
-                                                   int32_t x_step, int32_t count, uint32_t zero_points,
-                                                   int32_t* sums) {
-  int32_t sum0 = sums[0], sum1 = sums[1], sum2 = sums[2], sum3 = sums[3];
-  const int8_t* const end = levels + count * level_step;
-  for (; levels != end; levels += level_step, x += x_step) {
-    uint32_t level_word, x_word;
-    memcpy(&level_word, levels, 4);
-    memcpy(&x_word, x, 4);
-    const uint32_t levels_even = cm::EvenBytes(level_word), levels_odd = cm::OddBytes(level_word);
-    const uint32_t centered_even = __ssub16(cm::EvenBytes(x_word), zero_points);
-    const uint32_t centered_odd = __ssub16(cm::OddBytes(x_word), zero_points);
-    sum0 = __smlabb(levels_even, centered_even, sum0);
-    sum2 = __smlatt(levels_even, centered_even, sum2);
-    sum1 = __smlabb(levels_odd, centered_odd, sum1);
-    sum3 = __smlatt(levels_odd, centered_odd, sum3);
-  }
-  sums[0] = sum0;
-  sums[1] = sum1;
-  sums[2] = sum2;
-  sums[3] = sum3;
-}
-
 // Multiplier 1, int8 gradient: filter element (ky, kx, c) is the exact int32 sum of
 // level[n, oy, ox, c] * (x[n, iy, ix, c] - zero point) over tap (ky, kx)'s reads inside the input,
 // times grad scale * input scale. Per tap, a block of four channels at a time (then single
@@ -80,27 +36,22 @@ void DepthwiseConv2dFilterGradS8Multiplier1(const S& s, const core::S8GradReader
   const tt_dims& out = s.grad_output;
   const tt_dims& in = s.operand;
   const int32_t zero_point = s.quant.zero_point;
-  const uint32_t zero_points = (static_cast<uint32_t>(zero_point) & 0xFFFFu) * 0x10001u;  // in both halves
   const float unit = grad.scale * s.quant.scale;
   const int32_t input_step = geometry.cols.stride * in.c;  // from one read of a row to the next
   for (int32_t ky = 0; ky < s.result.h; ++ky) {
     for (int32_t kx = 0; kx < s.result.w; ++kx) {
-      const ReadRun cols = ReadsOfTap(geometry.cols, kx);
-      const int32_t first_ix = cols.begin * geometry.cols.stride + kx * geometry.cols.dilation - geometry.cols.pad;
-      // body(levels, inputs, count) for every row of the tap's reads: count reads from those pointers.
+      // body(levels, inputs, count) for every row of the tap's reads, from channel c on.
       const auto for_each_row = [&](int32_t c, auto&& body) {
-        for (int32_t n = 0; n < out.n; ++n) {
-          geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
-            body(grad.data + core::Offset(out, n, oy, cols.begin, c), input + core::Offset(in, n, iy, first_ix, c),
-                 cols.end - cols.begin);
-          });
-        }
+        cm::ForEachTapReadRow(geometry, out, in, ky, kx, [&](int32_t grad_offset, int32_t input_offset, int32_t count) {
+          body(grad.data + grad_offset + c, input + input_offset + c, count);
+        });
       };
       int32_t c = 0;
       for (; c + 4 <= s.result.c; c += 4) {
         int32_t sums[4] = {0, 0, 0, 0};
         for_each_row(c, [&](const int8_t* levels, const int8_t* x, int32_t count) {
-          AddFourChannelReads(levels, out.c, x, input_step, count, zero_points, sums);
+          cm::AddFourLevelReads<cm::RowInputs::kPerChannel>(levels, out.c, x, input_step, count, zero_point,
+                                                            sums);
         });
         for (const int32_t sum : sums) sink(static_cast<float>(sum) * unit);
       }
