@@ -134,7 +134,7 @@ def print_profile(ops: dict[str, tuple[int, int]], total: int, invoke: str = "tr
     """An invoke's per-op table, largest first; the rest of the invoke is the interpreter's own work."""
     print(f"\n  | op ({invoke}) | calls | instructions | share of the {invoke} |\n  |---|---|---|---|")
     for name, (calls, count) in sorted(ops.items(), key=lambda item: -item[1][1]):
-        print(f"  | {name} | {calls} | {count / 1e6:,.2f} M | {100 * count / total:.1f}% |")
+        print(f"  | {name} | {calls} | {count:,} | {100 * count / total:.1f}% |")
     print()
 
 

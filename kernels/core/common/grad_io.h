@@ -125,12 +125,15 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
           [data, inv_scale, &max_abs](int32_t i, float value) {
             max_abs = LargerMagnitude(max_abs, value);
             // At a predicted scale a value can round past int8 (that pass is then redone); at the
-            // exact one, value * inv_scale may exceed 127 by a rounding error only. Comparisons, not
-            // fminf/fmaxf, which are library calls on the Cortex-M4F's FPv4.
+            // exact one, value * inv_scale may exceed 127 by a rounding error only. So one comparison
+            // of the magnitude, rarely true, clamps both sides (not fminf/fmaxf, which are library
+            // calls on the Cortex-M4F's FPv4).
             float level = value * inv_scale;
-            level = level > 127.0f ? 127.0f : level;
-            level = level < -127.0f ? -127.0f : level;
-            data[i] = static_cast<int8_t>(lroundf(level));
+            if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
+            // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7,
+            // M55) where lroundf is a library call. Through int32: GCC narrows a float to int8 through
+            // the stack.
+            data[i] = static_cast<int8_t>(static_cast<int32_t>(roundf(level)));
           },
           &next));
       return max_abs;
