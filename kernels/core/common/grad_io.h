@@ -89,8 +89,8 @@ inline float GradReference(const tt_grad_in& g) { return g.type == TT_GRAD_S8 ? 
 // Delayed scaling (tt_grad_out). The history's gain predicts this step's max|g| / reference: an
 // exponential moving average (weight kGainSmoothing on the newest step) of the gains of the steps
 // whose gradient was not all 0. At batch 1 each step's gain varies with its sample around a level
-// that drifts slowly, so the average predicts it better than the last step alone: on the digits
-// task the log2 spread of gain / prediction is 1/sqrt(2) of the last-step ratio's.
+// that drifts slowly, so the average predicts it better than the last step alone: over 300 digits
+// steps, 78% of the gains land in a one-bit window around it, 65% around the last step's.
 // The single pass quantizes at kHeadroom times the predicted maximum, and its levels stand when the
 // step's top level lands in [kLowestTopLevel, 127]: no value saturated, and the quantization step is
 // at most 127 / kLowestTopLevel (2.8, 1.5 bits) times the exact scale's. Otherwise a second pass
