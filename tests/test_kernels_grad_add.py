@@ -60,7 +60,8 @@ def test_int8_sum_scales_from_the_smoothed_gain(rng):
     """Delayed scaling (kernels/core/tt_types.h) with a scale tensor that keeps its history: the first step
     takes the exact scale; later ones quantize in one pass at sqrt(2) times the maximum the smoothed gain
     predicts, and keep those levels unless a value saturates or the top level falls under 44.5, when a second
-    pass takes the exact scale, counted; an all-0 step keeps its levels and leaves the gain as it was."""
+    pass takes the exact scale, counted; an all-0 step keeps its levels and leaves the gain as it was, and a
+    gradient that was all 0 in every step so far takes one pass (its gain is -0)."""
     shape = (3, 10)
     graph = ir.Graph()
     a, a_scale, b, b_scale, control_input = (
@@ -114,3 +115,12 @@ def test_int8_sum_scales_from_the_smoothed_gain(rng):
     interpreter.reset()
     history, _ = step(zero, 0.005)
     np.testing.assert_allclose(history, [0.005, 127, 1], rtol=1e-6)
+    # A first step whose sum is all 0 takes the two passes and marks the gain -0: from then on an all-0
+    # sum takes one pass, and the first one that is not takes the exact scale in a second pass.
+    interpreter.reset()
+    for passes in (1, 1):
+        history, top = step(-levels, 0.01)
+        np.testing.assert_array_equal(history, [1, 0, passes])
+        assert np.signbit(history[1]) and top == 0
+    history, top = step(zero, 0.01)
+    np.testing.assert_allclose(history, [0.01, 127, 2], rtol=1e-6)

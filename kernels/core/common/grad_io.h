@@ -95,7 +95,8 @@ inline float GradReference(const tt_grad_in& g) { return g.type == TT_GRAD_S8 ? 
 // step's top level lands in [kLowestTopLevel, 127]: no value saturated, and the quantization step is
 // at most 127 / kLowestTopLevel (2.8, 1.5 bits) times the exact scale's. Otherwise a second pass
 // quantizes at the exact scale, which the first one measured. A step whose values are all 0 has
-// exact levels (0) at any scale, so it never takes a second pass, and it leaves the gain as it was.
+// exact levels (0) at any scale, so it takes no second pass once the gradient has a history, and it
+// leaves the gain as it was.
 // Rescaling the stored levels in place instead of a second pass would not help: under-used levels
 // hold the coarser step's rounding whatever they are rescaled to, and saturated ones lost their value.
 constexpr float kHeadroom = 1.41421356f;
@@ -143,25 +144,38 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
     };
     tt_grad_history* history = out.history;
     const float predicted_scale = history != nullptr ? history->gain * reference * kHeadroom / 127.0f : 0.0f;
-    // A gain of 0 means there is no step to go by (after allocation or reset, or while every step's
-    // values were all 0): the first pass then only finds out whether the values are all 0, at scale 1,
-    // the scale an all-0 gradient is written with; if not, the second pass takes the exact scale, as
-    // every step did before delayed scaling. A compile-time estimate of the first scale instead would
-    // need representative data the compiler does not have.
     const bool predicted = isnormal(predicted_scale);
-    float scale = predicted ? predicted_scale : 1.0f;
-    const float max_abs = quantize(scale);
-    const float top_level = max_abs / scale;
-    const bool levels_stand = max_abs == 0.0f || (predicted && top_level >= kLowestTopLevel && top_level < 127.5f);
+    // A gain of +0 means there is no step to go by (after allocation or reset): a first pass finds
+    // max|g|, a second quantizes at the exact scale, as every step did before delayed scaling. A
+    // compile-time estimate of the first scale instead would need representative data the compiler
+    // does not have. A gain of -0 means every step so far had all-0 values (a layer whose gradient
+    // is always 0): the first pass quantizes at scale 1, the scale of an all-0 gradient, and only
+    // a step that is not all 0 takes a second pass.
+    const bool all_zero_so_far = history != nullptr && signbit(history->gain);
+    float max_abs = 0.0f;
+    float scale = 1.0f;
+    bool levels_stand = false;
+    if (predicted || all_zero_so_far) {
+      scale = predicted ? predicted_scale : 1.0f;
+      max_abs = quantize(scale);
+      const float top_level = max_abs / scale;
+      levels_stand = max_abs == 0.0f || (predicted && top_level >= kLowestTopLevel && top_level < 127.5f);
+    } else {
+      produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }, &next));
+    }
     if (!levels_stand) {
-      scale = max_abs / 127.0f;
+      scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
       quantize(scale);
       if (history != nullptr) history->second_passes += 1.0f;
     }
     *out.scale = scale;
-    if (history != nullptr && max_abs > 0.0f) {
+    if (history != nullptr) {
       const float gain = max_abs / reference;
-      history->gain = predicted ? history->gain + kGainSmoothing * (gain - history->gain) : gain;
+      if (max_abs > 0.0f) {
+        history->gain = predicted ? history->gain + kGainSmoothing * (gain - history->gain) : gain;
+      } else if (!predicted) {
+        history->gain = -0.0f;
+      }
     }
   }
 }
