@@ -41,17 +41,17 @@ CASES = [
         "0fbec5a57a7981eb8b658c980746c600d9db940ceb09a086d68f2d8ec62b046b",
     ),
     # "auto" finds a grid that beats the untiled first stage here once the stage is one TT_TILED_STAGE op
-    # (per-tile copies of its ops cost more than they saved); weighing work within 512 B of the smallest
-    # estimate, it takes 4x4 tiles over 5 ops (was 8x8 over 9: 8,312 B measured, now 6,808 B)
+    # (per-tile copies of its ops cost more than they saved). With MAX_EXTRA_WORK it takes 2x2 tiles over 4
+    # ops (8,104 B measured on the host): 4x4 over 5 (6,808 B) adds 42% to this small model's forward work.
     (
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": "auto"},
-        "4b85d9566566885830c7eed1e14294273ca6ef68ba07fc30595593dcd8a2cd3b",
+        "ae0608ab7fcb0dc5a361aa6b14d7391ff08a4840392e2a50afde44243e2eeffe",
     ),
-    (
+    (  # the stage's bands keep rows for the next band: its scratch plan changed
         "mobilenet_v2_blocks",
         {"update": "last", "tiles": (2, 3), "gradient": "int8"},
-        "b2c1b3346dced2fa6b1fdad5bebb860c9ccae696bc2d4a5c69c87e6e8cb7e38c",
+        "19ad5e5236c8b8a678556e04d5fb3a0abfea8a0e0749c9ac884fce559e832173",
     ),
     # The per-tile copies: the bytes the (2, 3) case had before TT_TILED_STAGE existed
     (
@@ -131,7 +131,7 @@ PARTIAL_CASES = [
     (
         "mobilenet_v2_blocks",
         {"update": {"weights": {"6": 0.5, "7": 0.5}}, "gradient": "int8", "tiles": (2, 2)},
-        "532e06f9bbdb99f65de20fedb9e2ca9be0cc22e507c07a6ae7b09b0be31ce849",  # the stage as TT_TILED_STAGE
+        "905686ce4c3453242fa5dd232e4071d80f59db5f23bad559772a36681c9bde2f",  # the stage as TT_TILED_STAGE
     ),
     (
         "mobilenet_v2_blocks",

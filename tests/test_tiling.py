@@ -11,6 +11,7 @@ from conftest import require
 from models import int8_model, mobilenet_v2_035_128
 
 import tinytrain_tflm as tt
+from tinytrain_tflm import target as targets
 from tinytrain_tflm.backend import schema
 from tinytrain_tflm.firmware import device, sources_root
 from tinytrain_tflm.passes import tiling
@@ -30,12 +31,13 @@ def _same_outputs(original: bytes, tiled: bytes, samples: int = 3) -> bool:
     return True
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4), (4, 1)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (3, 2), (4, 4), (4, 1), (8, 2)])
 @pytest.mark.parametrize("length", [5, 9])
 def test_tiled_stage_op_is_bit_identical(grid, length):
     # 5: VALID conv, conv, PAD, stride-2 depthwise, conv.  9: also the inverted residual block with its
     # ADD, whose skip input is needed over a smaller window than the expand conv reads. (4, 1): row bands,
-    # the last op writing straight into the output.
+    # the last op writing straight into the output. (8, 2): one output row per band, every band computing
+    # only the rows the one above did not.
     model = int8_model("mobilenet_v2_blocks")
     graph = tt.read_graph(model)
     tiled, _ = tiling.tile_first_stage(graph, grid, length=length)
@@ -119,7 +121,7 @@ def test_scratch_plan_counts_the_cmsis_nn_convs(cmsis_nn_stage_scratch):
     """On a Cortex-M4/M7 the stage's convs are CMSIS-NN's, called per output row: the mirror adds what those
     calls ask for after the patches (the 3x3 stem's im2col), as the kernel does, and refuses what it refuses."""
     cases = [(int8_model("mobilenet_v2_blocks"), length, grid) for length in (5, 9) for grid in ((1, 1), (3, 2), (4, 1), (9, 1))]
-    cases += [(mobilenet_v2_035_128(), 6, grid) for grid in ((4, 4), (16, 8), (16, 16))]
+    cases += [(mobilenet_v2_035_128(), 6, grid) for grid in ((4, 4), (16, 8), (16, 16), (32, 8))]
     grown = 0
     for model, length, grid in cases:
         graph = tt.read_graph(model)
@@ -178,22 +180,35 @@ def test_auto_grid_beats_the_untiled_estimate_or_declines():
     assert tiling.tile_auto(small, fused=False) is None
 
 
-def test_auto_grid_takes_the_least_work_among_the_smallest(monkeypatch):
-    """Finer tiles recompute more halo: among the grids whose estimate is within SPEED_SLACK_BYTES of the
-    smallest, tile_auto takes the one whose convs do the fewest multiply-accumulates; with no slack, the
-    smallest estimate. Compile options as tile_auto's default: TFLM-planned, no flash requantization."""
-    graph = tt.read_graph(int8_model("ds_cnn"))
-    choices = {None: (tiling._estimate(graph, tiling.TFLM_PLANNED), tiling.forward_work(graph))}
-    for grid in tiling.GRIDS + tiling.FINE_GRIDS:
-        tiled = tiling.tile_first_stage(graph, grid)[0]
-        choices[grid] = (tiling._estimate(tiled, tiling.TFLM_PLANNED), tiling.forward_work(tiled))
-    smallest = min(size for size, _ in choices.values())
-    chosen = tiling.choose_tiles(graph)
-    near = [work for size, work in choices.values() if size <= smallest + tiling.SPEED_SLACK_BYTES]
-    assert choices[chosen][0] <= smallest + tiling.SPEED_SLACK_BYTES and choices[chosen][1] == min(near)
-    monkeypatch.setattr(tiling, "SPEED_SLACK_BYTES", 0)
-    smallest_only = tiling.choose_tiles(graph)
-    assert choices[smallest_only][0] == smallest and choices[smallest_only][1] > choices[chosen][1]
+def _auto_rule_holds(graph, trained, options) -> None:
+    """tile_auto's choice against every candidate's estimate and work: at most MAX_EXTRA_WORK above the
+    untiled graph's work, within SPEED_SLACK_BYTES of the smallest estimate so bounded, the least work there."""
+    untiled = tiling.forward_work(graph)
+    choices = {None: (tiling._estimate(graph, options), untiled)}
+    ops = len(graph.ops)
+    for grid, tiled, _ in tiling.candidate_tilings(graph, trained):
+        choices[(grid, ops - len(tiled.ops))] = (tiling._estimate(tiled, options), tiling.forward_work(tiled))
+    allowed = {key: value for key, value in choices.items() if value[1] <= untiled * (1 + tiling.MAX_EXTRA_WORK)}
+    smallest = min(size for size, _ in allowed.values())
+    near = [work for size, work in allowed.values() if size <= smallest + tiling.SPEED_SLACK_BYTES]
+    best = tiling.tile_auto(graph, trained, options)
+    chosen = None if best is None else (best[0], ops - len(best[1].ops))
+    assert chosen in allowed and allowed[chosen][1] == min(near), (chosen, allowed)
+    # the bound decides: a grid it excludes estimates smaller
+    assert min(size for size, _ in choices.values()) < smallest
+
+
+def test_auto_grid_bounds_the_work_then_takes_the_smallest(monkeypatch):
+    """MobileNetV2-w0.35 128x128 planned for the Cortex-M7 with CMSIS-NN, overlapping buffers on and flash
+    requantization off, op 14 training (stages of up to 13 ops): the 13-op stage in 16x16 tiles estimates
+    smallest but recomputes more than MAX_EXTRA_WORK; auto keeps to the bound. Three grids keep it short."""
+    graph = tt.read_graph(mobilenet_v2_035_128())
+    graph.metadata[targets.TARGET_METADATA] = targets.target("cortex-m7", "cmsis-nn").metadata()
+    options = memory.MemoryOptions(tiles="auto", overlap_buffers=True, flash_requantization=False)
+    monkeypatch.setattr(tiling, "GRIDS", ((4, 4),))
+    monkeypatch.setattr(tiling, "FINE_GRIDS", ((16, 16),))
+    monkeypatch.setattr(tiling, "BAND_STRIPS", (4,))
+    _auto_rule_holds(graph, {graph.ops[13].inputs[1]}, options)
 
 
 def test_a_trained_layer_in_the_stage_is_refused():

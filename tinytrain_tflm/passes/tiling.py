@@ -30,6 +30,7 @@ passes through them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 
 import numpy as np
@@ -233,14 +234,19 @@ def tile_first_stage(
             raise TinyTrainError(f"op 0 ({first.kind}) is in the tiled first stage but trains; train later layers or don't tile")
         raise TinyTrainError("model has no first stage to tile: it must start with CONV_2D / DEPTHWISE_CONV_2D on its input")
     if length is None:
-        # Past 1/8 of the input's resolution activations are small: tiling there only repeats ops.
-        source = graph.tensors[graph.inputs[0]].shape
-        large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
-        candidates = (_tiled(graph, tiles, k, fused) for k in large or lengths[:1])
+        candidates = (_tiled(graph, tiles, k, fused) for k in _large_lengths(graph, lengths))
         return min(candidates, key=lambda tiled: _estimate(tiled[0], memory_options))
     if length not in lengths:
         raise TinyTrainError(f"the first stage cannot hold {length} ops; possible lengths: {lengths}")
     return _tiled(graph, tiles, length, fused)
+
+
+def _large_lengths(graph: ir.Graph, lengths: list[int]) -> list[int]:
+    """The stage lengths worth tiling: past 1/8 of the input's resolution activations are small, and tiling
+    there only repeats ops."""
+    source = graph.tensors[graph.inputs[0]].shape
+    large = [k for k in lengths if _pixels(graph.tensors[graph.ops[k - 1].outputs[0]].shape) * 64 >= _pixels(source)]
+    return large or lengths[:1]
 
 
 def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
@@ -426,21 +432,38 @@ GRIDS = ((2, 2), (2, 3), (3, 2), (3, 3), (4, 4))
 # Finer grids cost TT_TILED_STAGE only halo recomputation, not memory: its scratch shrinks with the tile.
 # Row bands are kept for stages whose width is small.
 FINE_GRIDS = ((8, 8), (16, 8), (8, 16), (16, 12), (12, 16), (16, 16), (8, 1), (16, 1))
-# Estimates this close to the smallest count as as small: among them tile_auto takes the least work. A
-# finer grid recomputes more halo (16x16 tiles double the work of MobileNetV2's first stage) for bytes that
-# often do not matter, once the arena peaks outside the stage.
+# Column strips of one output row per band (tile_auto makes these grids per stage length): TT_TILED_STAGE
+# computes every row once (a band keeps the rows it shares with the next), so thin bands cost no halo and
+# give the smallest patches; only the strips' columns are recomputed.
+BAND_STRIPS = (4, 8, 12, 16)
+# What one call of a stage conv costs beyond its multiply-accumulates (CMSIS-NN's per-call setup, the tile
+# walk, the patch copies), in multiply-accumulates: about 2,600 Cortex-M7 instructions, at about 5.5
+# instructions per multiply-accumulate (MobileNetV2-w0.35's 6-op stage with CMSIS-NN: 32x12 tiles cost
+# 3.0 M instructions more than 16x12, with the same multiply-accumulates and 192 x 6 more calls).
+STAGE_CALL_WORK = 500
+# tile_auto's speed bound: a grid may add at most this share of the untiled graph's forward work (about
+# 10% of an inference's instructions, the forward pass being mostly convs). Recomputed halos cost every
+# training step, as every inference: picked for its bytes alone, MobileNetV2-w0.35's 13-op stage in 16x16
+# tiles (more than half the forward work again) took the step from 187 M to 393 M instructions on the
+# Cortex-M7. Within the bound the bytes decide, which is what tiles="auto" is asked for.
+MAX_EXTRA_WORK = 0.10
+# Estimates this close to the smallest allowed count as as small: among them tile_auto takes the least
+# work (bytes that often do not matter, once the arena peaks outside the stage).
 SPEED_SLACK_BYTES = 512
 
 
 def forward_work(graph: ir.Graph) -> int:
-    """Multiply-accumulates of the graph's convs, a TT_TILED_STAGE's over every tile with its halos: what
-    a grid costs in speed."""
+    """Multiply-accumulates of the graph's convs, a TT_TILED_STAGE's as its kernel computes them (the
+    columns' halos recomputed) plus STAGE_CALL_WORK per conv call: what a grid costs in speed."""
     work = 0
     for op in graph.ops:
         if op.kind == schema_generated.TILED_STAGE:
             options = schema.decode_blob("TILED_STAGE", op.custom_options)
             grid = (options["tiles_h"], options["tiles_w"])
-            work += stage_plan.stage_work(graph.tensors[op.inputs[1]].data, graph.tensors[op.inputs[0]].shape, grid)
+            description = graph.tensors[op.inputs[1]].data
+            work += stage_plan.stage_work(description, graph.tensors[op.inputs[0]].shape, grid)
+            convs = np.isin(description[:, stage_plan.COLUMN["kind"]], stage_plan.CONVS).sum()
+            work += int(convs) * grid[0] * grid[1] * STAGE_CALL_WORK
         elif op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             taps = graph.tensors[op.inputs[1]].shape  # [out, h, w, in], or [1, h, w, out] for a depthwise conv
             depth = 1 if op.kind == "DEPTHWISE_CONV_2D" else taps[3]
@@ -448,19 +471,41 @@ def forward_work(graph: ir.Graph) -> int:
     return work
 
 
+def _band_grids(graph: ir.Graph, lengths: list[int]):
+    """(grid, tiled graph, renumbering) of every BAND_STRIPS grid one TT_TILED_STAGE op can run, per stage
+    length: one band per output row."""
+    for length in lengths:
+        _, height, width, _ = graph.tensors[graph.ops[length - 1].outputs[0]].shape
+        for strips in (s for s in BAND_STRIPS if s <= width):
+            fused = _fused(graph, (height, strips), length)
+            if fused is not None:
+                yield ((height, strips), *fused.compact())
+
+
+def candidate_tilings(graph: ir.Graph, trained: set[int] | None = None, fused: bool = True):
+    """Every (grid, tiled graph, tensor renumbering) tile_auto weighs: GRIDS at every stage length worth
+    tiling, and where one TT_TILED_STAGE op runs the stage FINE_GRIDS and the BAND_STRIPS grids too."""
+    large = _large_lengths(graph, stage_lengths(graph, trained))
+    tilings = ((grid, *_tiled(graph, grid, length, fused)) for grid in GRIDS + (FINE_GRIDS if fused else ()) for length in large)
+    return itertools.chain(tilings, _band_grids(graph, large) if fused else ())
+
+
 def tile_auto(
     graph: ir.Graph, trained: set[int] | None = None, memory_options: MemoryOptions = TFLM_PLANNED, fused: bool = True
 ) -> tuple[tuple[int, int], ir.Graph, dict[int, int]] | None:
-    """(grid, tiled graph, tensor renumbering) of the grid and stage length with the least work
-    (forward_work) among those whose estimated arena is within SPEED_SLACK_BYTES of the smallest, or None
-    when the untiled graph is one of them (per-tile copies of the stage repeat its ops, whose kernel data
-    and bookkeeping cost memory too; a TT_TILED_STAGE op costs its scratch buffer)."""
+    """(grid, tiled graph, tensor renumbering) of the grid and stage length with the smallest estimated
+    arena among those adding at most MAX_EXTRA_WORK to the untiled forward work (forward_work), the least
+    work among those within SPEED_SLACK_BYTES of it; None when that is the untiled graph (per-tile copies of
+    the stage repeat its ops, whose kernel data and bookkeeping cost memory too; a TT_TILED_STAGE op costs
+    its scratch buffer). Memory first, but never at a stage that slows every step by much (MAX_EXTRA_WORK)."""
     if not stage_lengths(graph, trained):
         return None
-    choices = [(_estimate(graph, memory_options), forward_work(graph), None)]
-    for grid in GRIDS + (FINE_GRIDS if fused else ()):
-        tiled = tile_first_stage(graph, grid, trained, memory_options=memory_options, fused=fused)
-        choices.append((_estimate(tiled[0], memory_options), forward_work(tiled[0]), (grid, *tiled)))
+    untiled = forward_work(graph)
+    choices = [(_estimate(graph, memory_options), untiled, None)]
+    for tiling in candidate_tilings(graph, trained, fused):
+        work = forward_work(tiling[1])
+        if work <= untiled * (1 + MAX_EXTRA_WORK):  # (the estimate is the slow part: only for these)
+            choices.append((_estimate(tiling[1], memory_options), work, tiling))
     smallest = min(size for size, _, _ in choices)
     near = [choice for choice in choices if choice[0] <= smallest + SPEED_SLACK_BYTES]
     return min(near, key=lambda choice: (choice[1], choice[0]))[2]

@@ -3,7 +3,9 @@
 The op runs a frozen first stage of convs patch by patch (tinytrain_tflm.passes.tiling). Per tile it needs each
 stage tensor over a window (the hull over the tensor's readers, clipped), and copies the input's first; the
 patches of one tile share one
-buffer by lifetime, each sized for its largest tile, and every tile reuses it. The memory plan reserves that
+buffer by lifetime, each sized for its largest tile, and every tile reuses it. Tiles run column strip by
+column strip, each strip's bands top to bottom, and an op computes only the rows of its patch the band above
+did not (_band's computed): a patch sharing rows with the band above lives for the whole band. The memory plan reserves that
 buffer while the op runs, so it must be the kernel's number to the byte: tests/test_tiling.py checks this
 mirror against the kernel library's own TinyTrainTiledStageScratch.
 """
@@ -43,37 +45,82 @@ def _sources(row: np.ndarray) -> list[int]:
     return [int(row[COLUMN["input"]]), int(row[COLUMN["input2"]])][:count]
 
 
-def _need(
-    description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], ty: int, tx: int, with_have: bool = False
-):
-    """need of one tile: need[t] = (rows, cols) of stage tensor t (0 the input, k + 1 op k's output), and with
-    `with_have` (need, have), have[t] the patch its bytes hold (a PAD's output: its input's, shifted); None where
-    the kernel refuses the stage (a tensor no later op reads, a conv patch starting before its window)."""
-    n = len(description)
-    sizes = [tuple(input_shape[1:3])] + [(int(r[COLUMN["height"]]), int(r[COLUMN["width"]])) for r in description]
-    need: list[tuple[tuple[int, int], tuple[int, int]] | None] = [None] * (n + 1)
-    need[n] = (tile_span(sizes[n][0], tiles[0], ty), tile_span(sizes[n][1], tiles[1], tx))
-    for k in range(n - 1, -1, -1):
-        if need[k + 1] is None or any(b <= a for a, b in need[k + 1]):
-            return None
-        for source in _sources(description[k]):
-            t = source + 1
-            spans = [_window(description[k], axis, need[k + 1][axis]) for axis in (0, 1)]
-            spans = [(max(0, a), min(sizes[t][axis], b)) for axis, (a, b) in enumerate(spans)]
-            old = need[t]
-            hull = spans if old is None else [(min(o[0], s[0]), max(o[1], s[1])) for o, s in zip(old, spans, strict=True)]
-            need[t] = tuple(hull)
+def _sizes(description: np.ndarray, input_shape: tuple[int, ...], axis: int) -> list[int]:
+    return [input_shape[1 + axis]] + [int(r[COLUMN["height" if axis == 0 else "width"]]) for r in description]
+
+
+def _have(description: np.ndarray, need: list[tuple[int, int]], axis: int) -> list[tuple[int, int]]:
+    """Where each tensor's bytes lie along the axis: its need, or for a PAD's output its input's, shifted."""
     have = [need[0]]  # the input's patch is copied into the scratch buffer
-    for k, row in enumerate(description):
+    for row in description:
         source = have[int(row[COLUMN["input"]]) + 1]
         if row[COLUMN["kind"]] == generated.STAGE_OP_PAD:
-            pads = (int(row[COLUMN["pad_top"]]), int(row[COLUMN["pad_left"]]))
-            have.append(tuple((a + p, b + p) for (a, b), p in zip(source, pads, strict=True)))
-            continue
-        have.append(need[k + 1])
-        if row[COLUMN["kind"]] in CONVS and any(source[axis][0] < _window(row, axis, need[k + 1][axis])[0] for axis in (0, 1)):
+            pad = int(row[COLUMN["pad_top" if axis == 0 else "pad_left"]])
+            have.append((source[0] + pad, source[1] + pad))
+        else:
+            have.append(need[len(have)])
+    return have
+
+
+def _strip(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], tx: int):
+    """(need, have) columns of every stage tensor (0 the input, k + 1 op k's output) in column strip tx (the
+    kernel's Need: a tile's columns depend on its strip alone), or None where the kernel refuses the stage (a
+    tensor no later op reads, a conv patch starting left of its window)."""
+    n, sizes = len(description), _sizes(description, input_shape, 1)
+    need = [(0, 0)] * (n + 1)
+    need[n] = tile_span(sizes[n], tiles[1], tx)
+    for k in range(n - 1, -1, -1):
+        if need[k + 1][1] <= need[k + 1][0]:
             return None
-    return (need, have) if with_have else need
+        for source in _sources(description[k]):
+            a, b = _window(description[k], 1, need[k + 1])
+            window, old = (max(0, a), min(sizes[source + 1], b)), need[source + 1]
+            need[source + 1] = window if old[1] <= old[0] else (min(old[0], window[0]), max(old[1], window[1]))
+    have = _have(description, need, 1)
+    for k, row in enumerate(description):
+        if row[COLUMN["kind"]] in CONVS and have[int(row[COLUMN["input"]]) + 1][0] < _window(row, 1, need[k + 1])[0]:
+            return None
+    return need, have
+
+
+def _band(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int], ty: int, previous):
+    """(need, have, computed) rows of every stage tensor in band ty (the kernel's Need), computed[t] the rows
+    of need this band computes: past the rows of `previous` (the band above's need, None for the first band),
+    which its patch keeps; None where the kernel refuses the stage (the first band needs none of a tensor)."""
+    n, sizes = len(description), _sizes(description, input_shape, 0)
+    need = [(0, 0)] * (n + 1)
+    computed = [(0, 0)] * (n + 1)
+    need[n] = tile_span(sizes[n], tiles[0], ty)
+    for k in range(n - 1, -1, -1):
+        rows = computed[k + 1] = need[k + 1]  # a PAD's output is its input's patch: its rows come with it
+        if previous is None and rows[1] <= rows[0]:
+            return None
+        above = previous[k + 1] if previous is not None else (0, 0)
+        if description[k][COLUMN["kind"]] != generated.STAGE_OP_PAD and rows[1] > rows[0] and above[0] <= rows[0] < above[1]:
+            computed[k + 1] = (above[1], rows[1])
+        if computed[k + 1][1] <= computed[k + 1][0]:
+            continue
+        for source in _sources(description[k]):
+            a, b = _window(description[k], 0, computed[k + 1])
+            window, old = (max(0, a), min(sizes[source + 1], b)), need[source + 1]
+            if window[1] > window[0]:
+                need[source + 1] = window if old[1] <= old[0] else (min(old[0], window[0]), max(old[1], window[1]))
+    computed[0] = need[0]
+    return need, _have(description, need, 0), computed
+
+
+def _tiles(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]):
+    """(bands, strips): _band of every band, top to bottom (each after the one above), and _strip of every
+    strip; None where the kernel refuses the tiling. A tile is a band and a strip: the kernel runs them
+    strip by strip, bands top to bottom."""
+    strips = [_strip(description, input_shape, tiles, tx) for tx in range(tiles[1])]
+    bands, previous = [], None
+    for ty in range(tiles[0]):
+        bands.append(_band(description, input_shape, tiles, ty, previous))
+        if bands[-1] is None:
+            return None
+        previous = bands[-1][0]
+    return None if None in strips else (bands, strips)
 
 
 # CMSIS-NN's MVE depthwise kernel takes input channels in blocks of this many (its CH_IN_BLOCK_MVE), and
@@ -132,31 +179,38 @@ def _one_by_n_bytes(row: np.ndarray, input_hwc: tuple[int, int, int], output_w: 
     return max(kernel_w * channels + left_bytes, (kernel_w - 1) * channels + right_bytes)
 
 
-def _tile_conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], need, have, convs: str) -> int:
-    """The most scratch one CMSIS-NN call of the stage's convs may ask for on this tile (the kernel's
-    TileConvScratch): each conv runs over its input's patch (have) for its output's (need), the patch's
-    border as padding, in one call or one per output row (kernels/cmsis_nn/common/conv_rows.h)."""
+def _conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], bands, strips, convs: str) -> int:
+    """The most scratch one CMSIS-NN call of the stage's convs may ask for on any tile (the kernel's
+    TileConvScratch): each conv runs over its input's patch (have, from the first row its computed rows'
+    window reads) for its computed rows, the patch's border as padding, in one call or one per output row
+    (kernels/cmsis_nn/common/conv_rows.h). A call's rows come from its band, its columns from its strip."""
     channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
     most = 0
     for k, row in enumerate(description):
         if row[COLUMN["kind"]] not in CONVS:
             continue
         t = int(row[COLUMN["input"]]) + 1
-        (in_r0, in_r1), (in_c0, in_c1) = have[t]
-        out_rows, out_cols = need[k + 1]
-        pad_top = in_r0 - _window(row, 0, out_rows)[0]
-        pad_left = in_c0 - _window(row, 1, out_cols)[0]
         stride, dilation, kernel = (int(row[COLUMN[name]]) for name in ("stride_h", "dilation_h", "kernel_h"))
         span = dilation * (kernel - 1) + 1
-        calls = [(in_r1 - in_r0, pad_top)]  # the whole patch in one call, when its output misses its input
-        for oy in range(out_rows[1] - out_rows[0]):
-            top = oy * stride - pad_top
-            first, stop = max(top, 0), min(top + span, in_r1 - in_r0)
-            calls.append((1, span) if stop <= first else (stop - first, first - top))
-        output_wc = (out_cols[1] - out_cols[0], channels[k + 1])
+        calls = set()  # (input rows, top pad) of every call
+        for _, have, computed in bands:
+            out_rows = computed[k + 1]
+            if out_rows[1] <= out_rows[0]:
+                continue
+            window = _window(row, 0, out_rows)[0]
+            in_r0, in_r1 = max(have[t][0], window), have[t][1]
+            pad_top = in_r0 - window
+            calls.add((in_r1 - in_r0, pad_top))  # the whole patch in one call, when its output misses its input
+            for oy in range(out_rows[1] - out_rows[0]):
+                top = oy * stride - pad_top
+                first, stop = max(top, 0), min(top + span, in_r1 - in_r0)
+                calls.add((1, span) if stop <= first else (stop - first, first - top))
+        columns = {(have[t][1] - have[t][0], need[k + 1][1] - need[k + 1][0], have[t][0] - _window(row, 1, need[k + 1])[0])
+                   for need, have in strips}  # fmt: skip
         for rows, row_pad in calls:
-            size = _row_scratch(row, (rows, in_c1 - in_c0, channels[t]), output_wc, (row_pad, pad_left), convs)
-            most = max(most, size)
+            for width, out_width, pad_left in columns:
+                size = _row_scratch(row, (rows, width, channels[t]), (out_width, channels[k + 1]), (row_pad, pad_left), convs)
+                most = max(most, size)
     return most
 
 
@@ -199,19 +253,16 @@ def scratch_bytes(
     if not _well_formed(description, input_shape, tiles):
         return None
     n = len(description)
-    size = [0] * (n + 1)
-    conv_bytes = 0
-    for ty in range(tiles[0]):
-        for tx in range(tiles[1]):
-            need, have = _need(description, input_shape, tiles, ty, tx, with_have=True) or (None, None)
-            if need is None:
-                return None
-            for t in range(n + 1):
-                (r0, r1), (c0, c1) = need[t]
-                channels = input_shape[3] if t == 0 else int(description[t - 1][COLUMN["channels"]])
-                size[t] = max(size[t], (r1 - r0) * (c1 - c0) * channels)
-            if convs is not None:
-                conv_bytes = max(conv_bytes, _tile_conv_scratch(description, input_shape, need, have, convs))
+    walked = _tiles(description, input_shape, tiles)
+    if walked is None:
+        return None
+    bands, strips = walked
+    channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
+    most_rows = [max(band[0][t][1] - band[0][t][0] for band in bands) for t in range(n + 1)]
+    most_cols = [max(strip[0][t][1] - strip[0][t][0] for strip in strips) for t in range(n + 1)]
+    size = [most_rows[t] * most_cols[t] * channels[t] for t in range(n + 1)]
+    carried = [any(band[2][t][0] > band[0][t][0] for band in bands) for t in range(n + 1)]
+    conv_bytes = _conv_scratch(description, input_shape, bands, strips, convs) if convs is not None else 0
     root = list(range(n + 1))
     last = [0] * (n + 1)
     for k, row in enumerate(description):
@@ -219,16 +270,17 @@ def scratch_bytes(
             root[k + 1] = root[int(row[COLUMN["input"]]) + 1]
         for source in _sources(row):
             last[root[source + 1]] = k
+    last = [n if carried[t] else last[t] for t in range(n + 1)]  # kept for the band below
     offset = [-1] * (n + 1)
     total = 0
     for t in range(n + 1):
         if root[t] != t or (t == n and tiles[1] == 1):
             continue
-        length, at, moved = -(-size[t] // 4) * 4, 0, True
+        length, at, moved, first = -(-size[t] // 4) * 4, 0, True, -1 if carried[t] else t - 1
         while moved:  # past every earlier patch alive with this one that it would overlap
             moved = False
             for u in range(t):
-                if offset[u] >= 0 and last[u] >= t - 1 and at < offset[u] + size[u] and offset[u] < at + length:
+                if offset[u] >= 0 and last[u] >= first and at < offset[u] + size[u] and offset[u] < at + length:
                     at, moved = -(-(offset[u] + size[u]) // 4) * 4, True
         offset[t] = at
         total = max(total, at + length)
@@ -236,22 +288,21 @@ def scratch_bytes(
 
 
 def stage_work(description: np.ndarray, input_shape: tuple[int, ...], tiles: tuple[int, int]) -> int | None:
-    """Multiply-accumulates of the stage's convs over every tile, halos recomputed included (what finer
-    tiles cost in speed), or None where the kernel refuses the tiling."""
+    """Multiply-accumulates of the stage's convs over every tile as the kernel computes them (the columns'
+    halos recomputed, the rows' computed once: _band), or None where the kernel refuses the tiling."""
     if not _well_formed(description, input_shape, tiles):
         return None
+    walked = _tiles(description, input_shape, tiles)
+    if walked is None:
+        return None
+    bands, strips = walked
     channels = [input_shape[3]] + [int(row[COLUMN["channels"]]) for row in description]
     work = 0
-    for ty in range(tiles[0]):
-        for tx in range(tiles[1]):
-            need = _need(description, input_shape, tiles, ty, tx)
-            if need is None:
-                return None
-            for k, row in enumerate(description):
-                if row[COLUMN["kind"]] not in CONVS:
-                    continue
-                (r0, r1), (c0, c1) = need[k + 1]
-                depth = 1 if row[COLUMN["kind"]] == generated.STAGE_OP_DEPTHWISE else channels[int(row[COLUMN["input"]]) + 1]
-                taps = int(row[COLUMN["kernel_h"]]) * int(row[COLUMN["kernel_w"]]) * depth
-                work += (r1 - r0) * (c1 - c0) * channels[k + 1] * taps
+    for k, row in enumerate(description):
+        if row[COLUMN["kind"]] not in CONVS:
+            continue
+        rows = sum(max(r1 - r0, 0) for (r0, r1) in (band[2][k + 1] for band in bands))
+        cols = sum(c1 - c0 for (c0, c1) in (strip[0][k + 1] for strip in strips))
+        depth = 1 if row[COLUMN["kind"]] == generated.STAGE_OP_DEPTHWISE else channels[int(row[COLUMN["input"]]) + 1]
+        work += rows * cols * channels[k + 1] * int(row[COLUMN["kernel_h"]]) * int(row[COLUMN["kernel_w"]]) * depth
     return work

@@ -8,7 +8,13 @@
  * readers, clipped to the tensor), the stage input's too, which each tile copies
  * into the scratch buffer first; a PAD's output holds no bytes of its own but
  * aliases its input's patch, shifted by the pad, so a conv reading it sees the
- * padding as out-of-patch zeros, as it sees its own padding. */
+ * padding as out-of-patch zeros, as it sees its own padding.
+ *
+ * Tiles run column strip by column strip, each strip's bands top to bottom. A band computes only the
+ * rows of each tensor the band above did not, and a patch keeps the rows it shares with the next band
+ * (a line buffer): a 3x3 conv's overlapping rows are computed once, and only the strips' columns are
+ * recomputed per tile. Columns depend on the strip alone and rows on the band alone, which lets
+ * tinytrain_tflm/plan/tiled_stage.py mirror the walk per axis. */
 #ifndef TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
 #define TINYTRAIN_KERNELS_CORE_COMMON_TILED_STAGE_H_
 
@@ -95,6 +101,7 @@ struct StageTile {
   tt_dims dims[TT_STAGE_MAX_OPS + 1];
   Span need_rows[TT_STAGE_MAX_OPS + 1], need_cols[TT_STAGE_MAX_OPS + 1];
   Span have_rows[TT_STAGE_MAX_OPS + 1], have_cols[TT_STAGE_MAX_OPS + 1];
+  Span computed[TT_STAGE_MAX_OPS + 1];  // the rows of need this band computes (see Need)
   int32_t root[TT_STAGE_MAX_OPS + 1];  // the tensor whose bytes it is (itself but for PAD outputs)
 };
 
@@ -178,8 +185,13 @@ inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input
 }
 
 // Fills the tile's spans; false where the stage cannot run in tiles (a tensor no later op reads, or a conv
-// whose patch starts before its window).
-inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int32_t ty, int32_t tx, StageTile* tile) {
+// whose patch starts left of its window). `previous` is the need rows of the band above in the same column
+// strip, null for a strip's first band: bands run top to bottom, and an op computes only the rows of its
+// output the band above did not (computed), which the patch keeps (Layout). Its inputs are needed over the
+// window of those rows only, so a 3x3 conv's overlapping rows are computed once: no row of halo is
+// recomputed, only columns.
+inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int32_t ty, int32_t tx,
+                 const Span* previous, StageTile* tile) {
   const int32_t n = params.num_ops;
   tile->dims[0] = input;
   for (int32_t t = 0; t <= n; ++t) {
@@ -193,22 +205,30 @@ inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int3
   tile->need_rows[n] = TileSpan(tile->dims[n].h, params.tiles_h, ty);
   tile->need_cols[n] = TileSpan(tile->dims[n].w, params.tiles_w, tx);
   for (int32_t k = n - 1; k >= 0; --k) {
-    if (tile->need_rows[k + 1].length() <= 0 || tile->need_cols[k + 1].length() <= 0) return false;
+    const Span need = tile->need_rows[k + 1];
+    if (tile->need_cols[k + 1].length() <= 0 || (previous == nullptr && need.length() <= 0)) {
+      return false;  // no op reads it
+    }
     const StageOp op = StageOpAt(params, k);
+    tile->computed[k + 1] = need;  // a PAD's output is its input's patch: its rows come with it
+    const Span above = previous != nullptr ? previous[k + 1] : Span{0, 0};
+    if (op.kind != TT_STAGE_OP_PAD && need.length() > 0 && above.start <= need.start && above.stop > need.start) {
+      tile->computed[k + 1] = Span{above.stop, need.stop};
+    }
+    // Columns and rows apart: a tile's columns depend on its strip alone, its rows on its band alone.
     int32_t sources[2];
     for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) {
       const int32_t t = sources[i] + 1;
-      const Span rows = Clip(Window(op, true, tile->need_rows[k + 1]), tile->dims[t].h);
       const Span cols = Clip(Window(op, false, tile->need_cols[k + 1]), tile->dims[t].w);
-      if (tile->need_rows[t].length() > 0) {  // read by a later op too: the hull of both windows
-        tile->need_rows[t] = Hull(tile->need_rows[t], rows);
-        tile->need_cols[t] = Hull(tile->need_cols[t], cols);
-      } else {
-        tile->need_rows[t] = rows;
-        tile->need_cols[t] = cols;
-      }
+      // read by a later op too: the hull of both windows
+      tile->need_cols[t] = tile->need_cols[t].length() > 0 ? Hull(tile->need_cols[t], cols) : cols;
+      if (tile->computed[k + 1].length() <= 0) continue;
+      const Span rows = Clip(Window(op, true, tile->computed[k + 1]), tile->dims[t].h);
+      if (rows.length() <= 0) continue;
+      tile->need_rows[t] = tile->need_rows[t].length() > 0 ? Hull(tile->need_rows[t], rows) : rows;
     }
   }
+  tile->computed[0] = tile->need_rows[0];
   tile->root[0] = 0;  // the input's patch is copied into the scratch buffer, as the other patches are written there
   tile->have_rows[0] = tile->need_rows[0];
   tile->have_cols[0] = tile->need_cols[0];
@@ -225,27 +245,31 @@ inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int3
     tile->root[k + 1] = k + 1;
     tile->have_rows[k + 1] = tile->need_rows[k + 1];
     tile->have_cols[k + 1] = tile->need_cols[k + 1];
-    if (IsConv(op) && (tile->have_rows[t].start < Window(op, true, tile->need_rows[k + 1]).start ||
-                       tile->have_cols[t].start < Window(op, false, tile->need_cols[k + 1]).start)) {
-      return false;
+    if (IsConv(op) && tile->have_cols[t].start < Window(op, false, tile->need_cols[k + 1]).start) {
+      return false;  // (rows: the conv reads its patch from its window's first row on, see PatchArgs)
     }
   }
   return true;
 }
 
-// A conv op's arguments over its patch of one tile; the pads are the window's rows and columns before the
-// input's patch (zeros: the op's own padding or a PAD's).
+// A conv op's arguments over output rows `rows` of its patch of one tile; the input starts at row
+// *input_row of its patch, the pads are the window's rows and columns before it (zeros: the op's own
+// padding or a PAD's).
 struct ConvPatchArgs {
   tt_conv_params params;
   tt_dims input, filter, output;
 };
 
-inline ConvPatchArgs PatchArgs(const StageOp& op, const StageTile& tile, int32_t k) {
+inline ConvPatchArgs PatchArgs(const StageOp& op, const StageTile& tile, int32_t k, Span rows, int32_t* input_row) {
   const int32_t t = op.input + 1;
-  ConvPatchArgs args{op.conv, {1, tile.have_rows[t].length(), tile.have_cols[t].length(), tile.dims[t].c},
+  const Span have = tile.have_rows[t];
+  const int32_t window = Window(op, true, rows).start;
+  const int32_t first = window > have.start ? window : have.start;
+  *input_row = first - have.start;
+  ConvPatchArgs args{op.conv, {1, have.stop - first, tile.have_cols[t].length(), tile.dims[t].c},
                      {op.channels, op.kernel_h, op.kernel_w, tile.dims[t].c},
-                     {1, tile.need_rows[k + 1].length(), tile.need_cols[k + 1].length(), op.channels}};
-  args.params.conv.pad_top = tile.have_rows[t].start - Window(op, true, tile.need_rows[k + 1]).start;
+                     {1, rows.length(), tile.need_cols[k + 1].length(), op.channels}};
+  args.params.conv.pad_top = first - window;
   args.params.conv.pad_left = tile.have_cols[t].start - Window(op, false, tile.need_cols[k + 1]).start;
   if (op.kind == TT_STAGE_OP_DEPTHWISE) args.filter = tt_dims{1, op.kernel_h, op.kernel_w, op.channels};
   return args;
@@ -258,7 +282,10 @@ inline bool TileConvScratch(const tt_tiled_stage_params& params, const StageTile
   for (int32_t k = 0; k < params.num_ops; ++k) {
     const StageOp op = StageOpAt(params, k);
     if (!IsConv(op)) continue;
-    const ConvPatchArgs a = PatchArgs(op, tile, k);
+    const Span rows = tile.computed[k + 1];
+    if (rows.length() <= 0) continue;
+    int32_t input_row = 0;
+    const ConvPatchArgs a = PatchArgs(op, tile, k, rows, &input_row);
     const int32_t size = op.kind == TT_STAGE_OP_DEPTHWISE
                              ? tt_depthwise_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output)
                              : tt_conv2d_s8_get_buffer_size(&a.params, &a.input, &a.filter, &a.output);
@@ -270,22 +297,32 @@ inline bool TileConvScratch(const tt_tiled_stage_params& params, const StageTile
 
 // Where each tensor's patch lies in the scratch buffer (offset[t], -1 for none: PAD outputs, and the output
 // of the last op when it writes into the stage output), the patches' size, and (in the same pass over the
-// tiles) the most scratch a conv asks for on any tile.
-// Patches are sized for their largest tile and placed first fit by lifetime within a tile.
+// tiles) the most scratch a conv asks for on any tile. Tiles run column strip by column strip, each strip's
+// bands top to bottom (see Need).
+// Patches are sized for their largest tile and placed first fit by lifetime within a tile. A patch whose rows
+// overlap the previous band's (carried) lives for the whole band: its shared rows wait for the next band.
+// The input's patch is copied afresh per band instead (a copy costs less than the bytes kept).
 inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, int32_t* offset, int32_t* bytes,
                    int32_t* conv_bytes) {
   const int32_t n = params.num_ops;
   int32_t size[TT_STAGE_MAX_OPS + 1] = {0};
   int32_t last[TT_STAGE_MAX_OPS + 1] = {0};
+  bool carried[TT_STAGE_MAX_OPS + 1] = {false};
+  Span previous[TT_STAGE_MAX_OPS + 1];
   StageTile tile;
   *conv_bytes = 0;
-  for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
-    for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
-      if (!Need(params, input, ty, tx, &tile) || !TileConvScratch(params, tile, conv_bytes)) return false;
+  for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
+    for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
+      if (!Need(params, input, ty, tx, ty > 0 ? previous : nullptr, &tile) ||
+          !TileConvScratch(params, tile, conv_bytes)) {
+        return false;
+      }
       for (int32_t t = 0; t <= n; ++t) {
         const int64_t patch = int64_t{tile.need_rows[t].length()} * tile.need_cols[t].length() * tile.dims[t].c;
         if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
         size[t] = patch > size[t] ? static_cast<int32_t>(patch) : size[t];
+        carried[t] = carried[t] || tile.computed[t].start > tile.need_rows[t].start;
+        previous[t] = tile.need_rows[t];
       }
     }
   }
@@ -297,12 +334,13 @@ inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, in
     int32_t sources[2];
     for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) last[tile.root[sources[i] + 1]] = k;
   }
+  for (int32_t t = 0; t <= n; ++t) last[t] = carried[t] ? n : last[t];
   *bytes = 0;
   for (int32_t t = 0; t <= n; ++t) {
     const bool stored = tile.root[t] == t && !(t == n && params.tiles_w == 1);
     offset[t] = -1;
     if (!stored) continue;
-    const int32_t first = t - 1, length = (size[t] + 3) / 4 * 4;
+    const int32_t first = carried[t] ? -1 : t - 1, length = (size[t] + 3) / 4 * 4;
     int32_t at = 0;
     for (bool moved = true; moved;) {  // past every earlier patch alive with this one that it would overlap
       moved = false;

@@ -8,10 +8,10 @@ namespace core = tinytrain_core;
 
 namespace {
 
-// TFLite's int8 ADD of two patches over `rows` x `cols`, each read where its patch (have) holds them.
+// TFLite's int8 ADD of two patches over `rows` x the tile's columns, each read where its patch (have) holds them.
 void AddPatch(const core::StageOp& op, const core::StageTile& tile, const int8_t* const* data, int32_t k,
-              int8_t* out) {
-  const core::Span rows = tile.need_rows[k + 1], cols = tile.need_cols[k + 1];
+              core::Span rows, int8_t* out) {
+  const core::Span cols = tile.need_cols[k + 1];
   const int32_t channels = op.channels;
   const int32_t a = op.input + 1, b = op.input2 + 1;
   for (int32_t y = rows.start; y < rows.stop; ++y) {
@@ -32,11 +32,12 @@ void AddPatch(const core::StageOp& op, const core::StageTile& tile, const int8_t
   }
 }
 
-// Conv op k over its tile patch, reading its input's patch, with the convs' scratch `ctx`.
+// Conv op k over output rows `rows` of its tile patch, reading its input's patch, with the convs' scratch `ctx`.
 tt_status ConvPatch(const tt_context* ctx, const core::StageOp& op, const tt_stage_weights& weights,
-                    const core::StageTile& tile, const int8_t* const* data, int32_t k, int8_t* out) {
-  const core::ConvPatchArgs a = core::PatchArgs(op, tile, k);
-  const int8_t* input = data[op.input + 1];
+                    const core::StageTile& tile, const int8_t* const* data, int32_t k, core::Span rows, int8_t* out) {
+  int32_t input_row = 0;
+  const core::ConvPatchArgs a = core::PatchArgs(op, tile, k, rows, &input_row);
+  const int8_t* input = data[op.input + 1] + input_row * a.input.w * a.input.c;
   if (op.kind == TT_STAGE_OP_DEPTHWISE) {
     return tt_depthwise_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias,
                                   &weights.requant, &a.output, out);
@@ -72,10 +73,11 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
   }
   const int32_t row_bytes = output_dims->w * output_dims->c;
   core::StageTile tile;
+  core::Span previous[TT_STAGE_MAX_OPS + 1];  // the need rows of the band above, in this column strip
   const int8_t* data[TT_STAGE_MAX_OPS + 1];
-  for (int32_t ty = 0; ty < params->tiles_h; ++ty) {
-    for (int32_t tx = 0; tx < params->tiles_w; ++tx) {
-      core::Need(*params, *input_dims, ty, tx, &tile);  // succeeded for every tile in Layout
+  for (int32_t tx = 0; tx < params->tiles_w; ++tx) {
+    for (int32_t ty = 0; ty < params->tiles_h; ++ty) {
+      core::Need(*params, *input_dims, ty, tx, ty > 0 ? previous : nullptr, &tile);  // succeeded in Layout
       const int32_t patch_row = tile.need_cols[0].length() * input_dims->c;
       for (int32_t y = tile.need_rows[0].start; y < tile.need_rows[0].stop; ++y) {
         memcpy(scratch + offset[0] + (y - tile.need_rows[0].start) * patch_row,
@@ -90,14 +92,24 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
           continue;
         }
         const bool direct = offset[t] < 0;  // the last op's row band, straight into the output
-        int8_t* out = direct ? output + tile.need_rows[t].start * row_bytes : scratch + offset[t];
+        const core::Span need = tile.need_rows[t];
+        const int32_t patch_row_bytes = direct ? row_bytes : tile.need_cols[t].length() * op.channels;
+        int8_t* patch = direct ? output + need.start * row_bytes : scratch + offset[t];
+        const core::Span rows = tile.computed[t];
+        const int32_t kept = (rows.start < need.stop ? rows.start : need.stop) - need.start;
+        if (kept > 0) {  // rows the band above computed (see core::Need): to the patch's top
+          memmove(patch, patch + (need.start - previous[t].start) * patch_row_bytes,
+                  static_cast<size_t>(kept * patch_row_bytes));
+        }
+        data[t] = patch;
+        if (rows.length() <= 0) continue;
+        int8_t* out = patch + (rows.start - need.start) * patch_row_bytes;
         if (op.kind == TT_STAGE_OP_ADD) {
-          AddPatch(op, tile, data, k, out);
+          AddPatch(op, tile, data, k, rows, out);
         } else {
-          const tt_status status = ConvPatch(&conv_ctx, op, weights[k], tile, data, k, out);
+          const tt_status status = ConvPatch(&conv_ctx, op, weights[k], tile, data, k, rows, out);
           if (status != TT_SUCCESS) return status;
         }
-        data[t] = out;
       }
       if (offset[n] >= 0) {  // a 2-D tile: its rows into the output
         const int32_t tile_row = tile.need_cols[n].length() * output_dims->c;
@@ -106,6 +118,7 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
                  scratch + offset[n] + y * tile_row, static_cast<size_t>(tile_row));
         }
       }
+      for (int32_t t = 0; t <= n; ++t) previous[t] = tile.need_rows[t];
     }
   }
   return TT_SUCCESS;
