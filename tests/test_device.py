@@ -28,6 +28,7 @@ from tinytrain_tflm.backend.schema_generated import CONTROL_ACCUMULATE, CONTROL_
 from tinytrain_tflm.errors import TinyTrainError
 from tinytrain_tflm.firmware import c_array, device
 from tinytrain_tflm.frontend.convert import keras_to_int8
+from tinytrain_tflm.passes.fusion import MASK_INPUT
 from tinytrain_tflm.plan import memory
 from tinytrain_tflm.target import of_model, target
 from tinytrain_tflm.tools import tasks
@@ -188,6 +189,16 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
     options = {"update": update, "tiles": None, "flash_requantization": flash_requantization, "target": name}
     model, samples, labels = _blocks(options, rng)
     _check_bit_identical(model, name, "cmsis-nn", samples, labels)
+
+
+def test_fused_relu_backward_trains_bit_identically_under_cmsis_nn(rng):
+    """The biases of the last 6 layers training, so each ReLU backward reads its activation's mask and is
+    fused into the input gradient feeding it (tinytrain_tflm.passes.fusion); untiled, flash requantization."""
+    options = {"update": {"bias_last": 6}, "tiles": None, "flash_requantization": True, "target": "cortex-m7"}
+    model, samples, labels = _blocks(options, rng)
+    graph = tt.read_graph(model)
+    assert any(op.kind.endswith("CONV_2D_INPUT_GRAD") and len(op.inputs) == MASK_INPUT + 2 for op in graph.ops)
+    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 
 def test_tiled_stage_trains_bit_identically_under_cmsis_nn(rng):

@@ -25,7 +25,7 @@ from .backend import emit, schema, schema_generated
 from .errors import TinyTrainError
 from .frontend import edges, ir, read
 from .options import EVERY_SAVING, Ablation, CompileOptions, MemoryOptions
-from .passes import loss, partial, requantization, schedule, tiling
+from .passes import fusion, loss, partial, requantization, schedule, tiling
 from .passes.autodiff import BackwardBuilder, Grad, build_backward
 from .passes.autodiff.masks import use_activation_masks
 from .passes.optimizer import SGD
@@ -194,6 +194,8 @@ def compile_with(
         ops += [graph.ops[position], *masks.get(position, [])]
     graph.ops = ops + [loss_op] + b.ops
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
+    if ablation.fuse_backward:
+        graph = fusion.fuse_backward(graph)
     if ablation.schedule_for_planner and ablation.immediate_updates:  # deferred updates measure an engine that does not reorder
         graph = schedule.schedule_backward(graph, len(ops) + 1, memory_options)
     if memory_options.flash_requantization:

@@ -33,13 +33,15 @@ class Ablation:
     (tinytrain_tflm.passes.partial). prune_backward: False computes the gradient of every activation.
     schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.passes.schedule; deferred
     updates never reorder). fused_stage: False emits a tiled first stage as per-tile copies of its ops
-    instead of one TT_TILED_STAGE op (tinytrain_tflm.passes.tiling)."""
+    instead of one TT_TILED_STAGE op (tinytrain_tflm.passes.tiling). fuse_backward: False keeps
+    autodiff's backward ops unfused (tinytrain_tflm.passes.fusion)."""
 
     immediate_updates: bool = True
     split_partial: bool = True
     prune_backward: bool = True
     schedule_for_planner: bool = True
     fused_stage: bool = True
+    fuse_backward: bool = True
 
 
 EVERY_SAVING = Ablation()  # what compile() emits

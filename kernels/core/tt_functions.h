@@ -298,6 +298,10 @@ tt_status tt_activation_grad_s8(const tt_activation_params* params, int32_t coun
  * As tt_activation_grad_s8, reading the pass pattern from the mask written by
  * tt_activation_mask_s8 instead of the activation.
  *
+ * grad_input may be grad_output itself (an input-gradient op fused with the
+ * mask, tinytrain_tflm/passes/fusion.py): each element is read before it is
+ * written.
+ *
  * @param[in]  count       number of elements, >= 1
  * @param[in]  mask        uint8 [TT_ACTIVATION_MASK_BYTES(count)]
  * @param[in]  grad_output [count]

@@ -11,15 +11,12 @@
 namespace tinytrain {
 namespace {
 
-// Conv params plus the depth multiplier, range-checked; the input and filter
-// gradient options share the field names.
-template <typename Options>
-TfLiteStatus PrepareDepthwiseParams(TfLiteContext* context, const char* op_name, const Options& options,
-                                    tt_depthwise_conv_grad_params* params) {
-  TT_ENSURE_OK(PrepareConvParams(context, op_name, options, &params->conv));
-  TT_ENSURE_MSG(context, options.depth_multiplier >= 1, op_name, "depth_multiplier must be >= 1, got %d",
-                static_cast<int>(options.depth_multiplier));
-  params->depth_multiplier = options.depth_multiplier;
+// Conv params plus the depth multiplier, range-checked.
+TfLiteStatus CheckDepthwiseParams(TfLiteContext* context, const char* op_name,
+                                  const tt_depthwise_conv_grad_params& params) {
+  TT_ENSURE_OK(CheckConvParams(context, op_name, params.conv));
+  TT_ENSURE_MSG(context, params.depth_multiplier >= 1, op_name, "depth_multiplier must be >= 1, got %d",
+                static_cast<int>(params.depth_multiplier));
   return kTfLiteOk;
 }
 
@@ -38,55 +35,56 @@ TfLiteStatus CheckDepthwiseChannels(TfLiteContext* context, const char* op_name,
 // Input gradient: operand = filter [1, kh, kw, cin * m], result = grad_input [n, ih, iw, cin].
 
 void* DepthwiseConv2dInputGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_input_grad);
+  return InitConvGrad<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_input_grad);
 }
 
 TfLiteStatus DepthwiseConv2dInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
-  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
+  TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, InputGradInputs(node)));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareDepthwiseParams(context, kName, data->options, &data->params));
+  TT_ENSURE_OK(CheckDepthwiseParams(context, kName, data->params));
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(context, kName, tensors,
                            {{"grad_output", 4, "[n, oh, ow, cin * m]"},
                             {"filter", 4, "[1, kh, kw, cin * m]"},
                             {"grad_input", 4, "[n, ih, iw, cin]"}}));
-  data->dims = NhwcDims(tensors);
-  const tt_dims& grad_output = data->dims.grad_output;
-  const tt_dims& filter = data->dims.operand;
-  const tt_dims& grad_input = data->dims.result;
+  const LayerGradDims dims = DimsOf<NhwcDims>(tensors);
+  const tt_dims& grad_output = dims.grad_output;
+  const tt_dims& filter = dims.operand;
+  const tt_dims& grad_input = dims.result;
   TT_ENSURE_OK(CheckDepthwiseChannels(context, kName, grad_output, grad_input, data->params.depth_multiplier));
   TT_ENSURE_MSG(context, filter.n == 1 && filter.c == grad_output.c, kName,
                 "filter must be [1, kh, kw, %d] for grad_output, got [%d, %d, %d, %d]",
                 static_cast<int>(grad_output.c), static_cast<int>(filter.n), static_cast<int>(filter.h),
                 static_cast<int>(filter.w), static_cast<int>(filter.c));
   TT_ENSURE_OK(CheckConvGeometry(context, kName, data->params.conv, grad_output, grad_input, filter));
+  TT_ENSURE_OK(PrepareFusedMask(context, node, kName, grad_input));
   return PrepareFilterQuant(context, kName, tensors.operand.get(), 3, grad_output.c, &data->quant);
 }
 
 TfLiteStatus DepthwiseConv2dInputGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConvGrad<OpData>(context, node, kName);
+  return EvalLayerGrad<DepthwiseConv2dInputGradOp>(context, node);
 }
 
 // Filter gradient: operand = forward input [n, ih, iw, cin], result = grad_filter [1, kh, kw, c_update].
 
 void* DepthwiseConv2dFilterGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_filter_grad);
+  return InitConvGrad<OpData>(context, buffer, length, tt_parse_depthwise_conv_2d_filter_grad);
 }
 
 TfLiteStatus DepthwiseConv2dFilterGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_ENSURE_OK(PrepareGradOp<OpData>(context, node, kName, kLayerGradInputs));
   auto* data = static_cast<OpData*>(node->user_data);
-  TT_ENSURE_OK(PrepareDepthwiseParams(context, kName, data->options, &data->params));
+  TT_ENSURE_OK(CheckDepthwiseParams(context, kName, data->params));
   const LayerGradTensors tensors(context, node);
   TT_ENSURE_OK(CheckShapes(context, kName, tensors,
                            {{"grad_output", 4, "[n, oh, ow, cin * m]"},
                             {"input", 4, "[n, ih, iw, cin]"},
                             {"grad_filter", 4, "[1, kh, kw, c_update]"}}));
   TT_ENSURE_OK(PrepareInputQuant(context, kName, tensors.operand.get(), &data->quant));
-  data->dims = NhwcDims(tensors);
-  const tt_dims& grad_output = data->dims.grad_output;
-  const tt_dims& input = data->dims.operand;
-  const tt_dims& grad_filter = data->dims.result;
+  const LayerGradDims dims = DimsOf<NhwcDims>(tensors);
+  const tt_dims& grad_output = dims.grad_output;
+  const tt_dims& input = dims.operand;
+  const tt_dims& grad_filter = dims.result;
   TT_ENSURE_OK(CheckDepthwiseChannels(context, kName, grad_output, input, data->params.depth_multiplier));
   TT_ENSURE_MSG(context, grad_filter.n == 1 && grad_filter.c <= grad_output.c, kName,
                 "grad_filter must be [1, kh, kw, c_update] with c_update 1 to %d (grad_output's channels), "
@@ -97,7 +95,7 @@ TfLiteStatus DepthwiseConv2dFilterGradOp::Prepare(TfLiteContext* context, TfLite
 }
 
 TfLiteStatus DepthwiseConv2dFilterGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
-  return EvalConvGrad<OpData>(context, node, kName);
+  return EvalLayerGrad<DepthwiseConv2dFilterGradOp>(context, node);
 }
 
 const TFLMRegistration* Register_DEPTHWISE_CONV_2D_INPUT_GRAD() {

@@ -11,8 +11,12 @@
 namespace tinytrain {
 namespace {
 
-// A matrix as the core takes it: rows in n, columns in c.
-tt_dims Matrix(int rows, int columns) { return tt_dims{rows, 1, 1, columns}; }
+// The options have no fields: parsing checks the blob, nothing is kept.
+template <typename OpData, typename Options>
+void* InitFullyConnectedGrad(TfLiteContext* context, const char* buffer, size_t length,
+                             tt_status (*parse)(const uint8_t*, size_t, Options*)) {
+  return InitKeeping<OpData>(context, buffer, length, parse, [](const Options&, OpData&) {});
+}
 
 // The forward input of FULLY_CONNECTED may have any rank: TFLite flattens it
 // to [n, in], n being grad_output's rows.
@@ -29,7 +33,7 @@ TfLiteStatus CheckFlattenedInput(TfLiteContext* context, const char* op_name, co
 // Input gradient: operand = filter [out, in], result = grad_input (n * in elements).
 
 void* FullyConnectedInputGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<OpData>(context, buffer, length, tt_parse_fully_connected_input_grad);
+  return InitFullyConnectedGrad<OpData>(context, buffer, length, tt_parse_fully_connected_input_grad);
 }
 
 TfLiteStatus FullyConnectedInputGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
@@ -45,24 +49,17 @@ TfLiteStatus FullyConnectedInputGradOp::Prepare(TfLiteContext* context, TfLiteNo
   TT_ENSURE_MSG(context, tensors.operand->dims->data[0] == outputs, kName,
                 "filter has %d rows but grad_output has %d columns", tensors.operand->dims->data[0], outputs);
   TT_ENSURE_OK(CheckFlattenedInput(context, kName, tensors.result.get(), "grad_input", batch, inputs));
-  data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(outputs, inputs), Matrix(batch, inputs)};
   return PrepareFilterQuant(context, kName, tensors.operand.get(), 0, outputs, &data->quant);
 }
 
 TfLiteStatus FullyConnectedInputGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
-  const int8_t* filter = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<OpData>(
-      context, node, kName,
-      [filter](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_input) {
-        return data.kernel(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
-                                                filter, &data.dims.result, grad_input);
-      });
+  return EvalLayerGrad<FullyConnectedInputGradOp>(context, node);
 }
 
 // Filter gradient: operand = forward input (n * in elements), result = grad_filter [c_update, in].
 
 void* FullyConnectedFilterGradOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  return InitWithOptions<OpData>(context, buffer, length, tt_parse_fully_connected_filter_grad);
+  return InitFullyConnectedGrad<OpData>(context, buffer, length, tt_parse_fully_connected_filter_grad);
 }
 
 TfLiteStatus FullyConnectedFilterGradOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
@@ -81,18 +78,11 @@ TfLiteStatus FullyConnectedFilterGradOp::Prepare(TfLiteContext* context, TfLiteN
                 "grad_filter updates %d rows; it must update 1 to %d (grad_output's columns)", channels_to_update,
                 outputs);
   TT_ENSURE_OK(CheckFlattenedInput(context, kName, tensors.operand.get(), "input", batch, inputs));
-  data->dims = LayerGradDims{Matrix(batch, outputs), Matrix(batch, inputs), Matrix(channels_to_update, inputs)};
   return kTfLiteOk;
 }
 
 TfLiteStatus FullyConnectedFilterGradOp::Eval(TfLiteContext* context, TfLiteNode* node) {
-  const int8_t* input = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<OpData>(
-      context, node, kName,
-      [input](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* grad_filter) {
-        return data.kernel(&data.quant, &data.dims.grad_output, grad_output, &data.dims.operand,
-                                                 input, &data.dims.result, grad_filter);
-      });
+  return EvalLayerGrad<FullyConnectedFilterGradOp>(context, node);
 }
 
 const TFLMRegistration* Register_FULLY_CONNECTED_INPUT_GRAD() {

@@ -203,16 +203,27 @@ inline constexpr TFLMRegistration RegisterOp(void* (*init)(TfLiteContext* contex
 #endif
 }
 
-// Init of every op: persistent OpData with the options parsed once. Init
-// cannot report, so the parse status is kept for CheckOpData in Prepare.
-// OpData needs members `tt_status options_status` and `Options options`.
+// Init of every op: persistent OpData with the options parsed once, of which
+// keep(options, data) copies what the op needs. Init cannot report, so the
+// parse status is kept for CheckOpData in Prepare, and what keep copies is
+// checked there. OpData needs a member `tt_status options_status`.
+template <typename OpData, typename Options, typename Keep>
+void* InitKeeping(TfLiteContext* context, const char* buffer, size_t length,
+                  tt_status (*parse)(const uint8_t*, size_t, Options*), Keep keep) {
+  auto* data = static_cast<OpData*>(context->AllocatePersistentBuffer(context, sizeof(OpData)));
+  if (data == nullptr) return nullptr;
+  Options options{};
+  data->options_status = parse(reinterpret_cast<const uint8_t*>(buffer), length, &options);
+  keep(options, *data);
+  return data;
+}
+
+// InitKeeping of the whole options, into a member `Options options`.
 template <typename OpData, typename Options>
 void* InitWithOptions(TfLiteContext* context, const char* buffer, size_t length,
                       tt_status (*parse)(const uint8_t*, size_t, Options*)) {
-  auto* data = static_cast<OpData*>(context->AllocatePersistentBuffer(context, sizeof(OpData)));
-  if (data == nullptr) return nullptr;
-  data->options_status = parse(reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
-  return data;
+  return InitKeeping<OpData>(context, buffer, length, parse,
+                             [](const Options& options, OpData& data) { data.options = options; });
 }
 
 // First check of every Prepare: the op data exists, its options parsed and every operand passes CheckNodeTensors.

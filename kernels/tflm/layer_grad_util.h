@@ -20,6 +20,12 @@ constexpr int kLayerGradOutput = kGradOpGradInput;  // followed by its scale inp
 constexpr int kLayerGradOperand = 2;
 constexpr int kLayerGradInputs = 4;                 // the control input last
 constexpr int kLayerGradResult = kGradOpGradOutput;  // followed by its scale output when int8
+// A conv or depthwise input-gradient op fused with the ReLU/ReLU6 backward of
+// the layer before (tinytrain_tflm/passes/fusion.py) also reads that layer's
+// 1-bit activation mask, just before the control input, and zeroes its result
+// where the mask is 0 once the result is written.
+constexpr int kLayerGradMask = 3;
+constexpr int kMaskedLayerGradInputs = kLayerGradInputs + 1;
 
 // Shapes of an op's three tensors as the core takes them: NHWC for conv and
 // depthwise, matrices (rows in n, columns in c) for fully connected.
@@ -29,21 +35,25 @@ struct LayerGradDims {
   tt_dims result;   // grad_input or grad_filter
 };
 
+// How an op derives its LayerGradDims from its tensors' shapes (grad_output,
+// operand, result), in Prepare from the temporary tensors and in Eval from the
+// eval tensors: shapes are not kept in the op data.
+using LayerGradDimsOf = LayerGradDims (*)(const TfLiteIntArray* grad_output, const TfLiteIntArray* operand,
+                                          const TfLiteIntArray* result);
+
 // What Prepare records for Eval, in every op here.
-template <typename Options, typename Quant, typename Kernel>
+template <typename Quant, typename Kernel>
 struct LayerGradOpData {
   tt_status options_status;  // Of parsing the options in Init.
-  Options options;
-  tt_grad_type grad_type;  // Representation of every gradient operand.
-  Quant quant;             // Filter scales (in the model flatbuffer) or the forward input's quantization.
-  LayerGradDims dims;
-  Kernel kernel;  // The core function Eval calls: generic or generated (specializable_ops.h).
+  tt_grad_type grad_type;    // Representation of every gradient operand.
+  Quant quant;               // Filter scales (in the model flatbuffer) or the forward input's quantization.
+  Kernel kernel;             // The core function Eval calls: generic or generated (specializable_ops.h).
 };
 
 // Conv and depthwise ops also keep their geometry.
-template <typename Options, typename Quant, typename Params, typename Kernel>
-struct ConvGradOpData : LayerGradOpData<Options, Quant, Kernel> {
-  Params params;  // From the options, range-checked.
+template <typename Quant, typename Params, typename Kernel>
+struct ConvGradOpData : LayerGradOpData<Quant, Kernel> {
+  Params params;  // Their options, kept by InitConvGrad; range-checked in Prepare.
 };
 
 // An op's three tensors for the length of one Prepare.
@@ -87,22 +97,84 @@ inline TfLiteStatus CheckShapes(TfLiteContext* context, const char* op_name, con
   return kTfLiteOk;
 }
 
-inline LayerGradDims NhwcDims(const LayerGradTensors& tensors) {
-  return LayerGradDims{DimsNHWC(tensors.grad_output->dims), DimsNHWC(tensors.operand->dims),
-                       DimsNHWC(tensors.result->dims)};
+// The LayerGradDimsOf of conv and depthwise ops.
+inline LayerGradDims NhwcDims(const TfLiteIntArray* grad_output, const TfLiteIntArray* operand,
+                              const TfLiteIntArray* result) {
+  return LayerGradDims{DimsNHWC(grad_output), DimsNHWC(operand), DimsNHWC(result)};
 }
 
-// Eval of a conv or depthwise op: their core functions all take
-// (params, quant, grad_output, operand, result) in that order.
-template <typename OpData>
-TfLiteStatus EvalConvGrad(TfLiteContext* context, TfLiteNode* node, const char* op_name) {
-  const int8_t* operand = EvalInput(context, node, kLayerGradOperand)->data.int8;
-  return EvalGradOp<OpData>(context, node, op_name,
-                            [operand](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
-                              const LayerGradDims& dims = data.dims;
-                              return data.kernel(&data.params, &data.quant, &dims.grad_output, grad_output,
-                                                 &dims.operand, operand, &dims.result, result);
-                            });
+// A matrix as the core takes it: rows in n, columns in c.
+inline tt_dims Matrix(int rows, int columns) { return tt_dims{rows, 1, 1, columns}; }
+
+// The LayerGradDimsOf of TT_FULLY_CONNECTED_INPUT_GRAD: grad_output [n, out],
+// filter [out, in], grad_input (n * in elements, any rank).
+inline LayerGradDims FullyConnectedInputGradDims(const TfLiteIntArray* grad_output, const TfLiteIntArray* filter,
+                                                 const TfLiteIntArray*) {
+  const int batch = grad_output->data[0], outputs = grad_output->data[1], inputs = filter->data[1];
+  return LayerGradDims{Matrix(batch, outputs), Matrix(outputs, inputs), Matrix(batch, inputs)};
+}
+
+// The LayerGradDimsOf of TT_FULLY_CONNECTED_FILTER_GRAD: grad_output [n, out],
+// input (n * in elements, any rank), grad_filter [c_update, in].
+inline LayerGradDims FullyConnectedFilterGradDims(const TfLiteIntArray* grad_output, const TfLiteIntArray*,
+                                                  const TfLiteIntArray* grad_filter) {
+  const int batch = grad_output->data[0], outputs = grad_output->data[1];
+  const int channels_to_update = grad_filter->data[0], inputs = grad_filter->data[1];
+  return LayerGradDims{Matrix(batch, outputs), Matrix(batch, inputs), Matrix(channels_to_update, inputs)};
+}
+
+template <LayerGradDimsOf kDimsOf>
+LayerGradDims DimsOf(const LayerGradTensors& tensors) {
+  return kDimsOf(tensors.grad_output->dims, tensors.operand->dims, tensors.result->dims);
+}
+
+// The input count of an input-gradient op: with or without a fused mask.
+inline int InputGradInputs(const TfLiteNode* node) {
+  return node->inputs->size == kMaskedLayerGradInputs ? kMaskedLayerGradInputs : kLayerGradInputs;
+}
+
+// A fused mask (kLayerGradMask) must hold one bit per element of the result.
+inline TfLiteStatus PrepareFusedMask(TfLiteContext* context, const TfLiteNode* node, const char* op_name,
+                                     const tt_dims& result) {
+  if (node->inputs->size != kMaskedLayerGradInputs) return kTfLiteOk;
+  TT_TEMP_TENSOR(mask, context, node->inputs->data[kLayerGradMask], op_name);
+  const int64_t count = static_cast<int64_t>(result.n) * result.h * result.w * result.c;
+  TT_ENSURE_MSG(context, count <= INT32_MAX, op_name, "grad_input has too many elements for a mask");
+  const int bytes = TT_ACTIVATION_MASK_BYTES(static_cast<int32_t>(count));
+  TT_ENSURE_MSG(context,
+                mask.get() != nullptr && mask->type == kTfLiteUInt8 && NumElements(mask->dims) == bytes, op_name,
+                "mask input %d must be uint8 [%d] (one bit per element of grad_input)", kLayerGradMask, bytes);
+  return kTfLiteOk;
+}
+
+// Eval of any of the six ops (an op struct of specializable_ops.h). The core
+// functions take (params, quant, grad_output, operand, result) in that order,
+// fully connected ones no params. A fused mask is applied in place to the
+// written result: zeroing values keeps an int8 result's scale, so the levels
+// are those of the unfused pair of ops.
+template <typename Op>
+TfLiteStatus EvalLayerGrad(TfLiteContext* context, TfLiteNode* node) {
+  using OpData = typename Op::OpData;
+  const TfLiteEvalTensor* operand = EvalInput(context, node, kLayerGradOperand);
+  const LayerGradDims dims = Op::kDimsOf(EvalInput(context, node, kLayerGradOutput)->dims, operand->dims,
+                                         EvalOutput(context, node, kLayerGradResult)->dims);
+  const uint8_t* mask =
+      node->inputs->size == kMaskedLayerGradInputs ? EvalInput(context, node, kLayerGradMask)->data.uint8 : nullptr;
+  return EvalGradOp<OpData>(
+      context, node, Op::kName, [&](const OpData& data, const tt_grad_in* grad_output, tt_grad_out* result) {
+        tt_status status;
+        if constexpr (Op::kHasParams) {
+          status = data.kernel(&data.params, &data.quant, &dims.grad_output, grad_output, &dims.operand,
+                               operand->data.int8, &dims.result, result);
+        } else {
+          status = data.kernel(&data.quant, &dims.grad_output, grad_output, &dims.operand, operand->data.int8,
+                               &dims.result, result);
+        }
+        if (status != TT_SUCCESS || mask == nullptr) return status;
+        const tt_grad_in written{result->type, result->data, result->type == TT_GRAD_S8 ? *result->scale : 1.0f};
+        return tt_activation_grad_mask(dims.result.n * dims.result.h * dims.result.w * dims.result.c, mask, &written,
+                                       result);
+      });
 }
 
 // The forward input of a filter-gradient op: int8, per-tensor quantized.
@@ -142,20 +214,35 @@ inline TfLiteStatus PrepareFilterQuant(TfLiteContext* context, const char* op_na
   return kTfLiteOk;
 }
 
-// Strides, dilations and pads of conv and depthwise options (their structs
-// share these field names), range-checked.
+// Init of a conv or depthwise op, which keeps its options as its params.
 template <typename Options>
-TfLiteStatus PrepareConvParams(TfLiteContext* context, const char* op_name, const Options& options,
-                               tt_conv_grad_params* params) {
-  TT_ENSURE_MSG(context, options.stride_h >= 1 && options.stride_w >= 1, op_name, "strides must be >= 1, got %d, %d",
-                static_cast<int>(options.stride_h), static_cast<int>(options.stride_w));
-  TT_ENSURE_MSG(context, options.dilation_h >= 1 && options.dilation_w >= 1, op_name,
-                "dilations must be >= 1, got %d, %d", static_cast<int>(options.dilation_h),
-                static_cast<int>(options.dilation_w));
-  TT_ENSURE_MSG(context, options.pad_top >= 0 && options.pad_left >= 0, op_name, "pads must be >= 0, got %d, %d",
-                static_cast<int>(options.pad_top), static_cast<int>(options.pad_left));
+void ParamsFromOptions(const Options& options, tt_conv_grad_params* params) {
   *params = tt_conv_grad_params{options.stride_h,   options.stride_w, options.dilation_h,
                                 options.dilation_w, options.pad_top,  options.pad_left};
+}
+
+template <typename Options>
+void ParamsFromOptions(const Options& options, tt_depthwise_conv_grad_params* params) {
+  ParamsFromOptions(options, &params->conv);
+  params->depth_multiplier = options.depth_multiplier;
+}
+
+template <typename OpData, typename Options>
+void* InitConvGrad(TfLiteContext* context, const char* buffer, size_t length,
+                   tt_status (*parse)(const uint8_t*, size_t, Options*)) {
+  return InitKeeping<OpData>(context, buffer, length, parse,
+                             [](const Options& options, OpData& data) { ParamsFromOptions(options, &data.params); });
+}
+
+// Strides, dilations and pads range-checked.
+inline TfLiteStatus CheckConvParams(TfLiteContext* context, const char* op_name, const tt_conv_grad_params& params) {
+  TT_ENSURE_MSG(context, params.stride_h >= 1 && params.stride_w >= 1, op_name, "strides must be >= 1, got %d, %d",
+                static_cast<int>(params.stride_h), static_cast<int>(params.stride_w));
+  TT_ENSURE_MSG(context, params.dilation_h >= 1 && params.dilation_w >= 1, op_name,
+                "dilations must be >= 1, got %d, %d", static_cast<int>(params.dilation_h),
+                static_cast<int>(params.dilation_w));
+  TT_ENSURE_MSG(context, params.pad_top >= 0 && params.pad_left >= 0, op_name, "pads must be >= 0, got %d, %d",
+                static_cast<int>(params.pad_top), static_cast<int>(params.pad_left));
   return kTfLiteOk;
 }
 

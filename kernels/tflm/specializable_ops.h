@@ -7,7 +7,7 @@
 //            variant for ops with several core functions (SGD, ...);
 //   kName, kGeneric (the generic core function);
 //   Init, Prepare (every check; leaves `kernel` unset), Eval, kReset (or null);
-//   Matches<Spec>(data): whether a generated spec was made for these shapes,
+//   Matches<Spec>(context, node, data): whether a generated spec was made for these shapes,
 //            quantization, options and gradient representation.
 // The generic registration (Register_<NAME>) sets kGeneric after Prepare;
 // a generated one picks from its table of specializations (PrepareSpecialized),
@@ -73,72 +73,80 @@ using ResetFunction = void (*)(TfLiteContext* context, void* buffer);
   static TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node)
 
 // What the six layer-gradient op structs share: their OpData
-// (layer_grad_util.h), generic kernel and matching against a spec of
-// core/common/layer_grad_kernels.h. Fully connected ops keep no params: their
-// specs' are kFullyConnectedAsConv.
-template <typename OpDataType, typename KernelType, KernelType kGenericKernel, bool kHasParams>
+// (layer_grad_util.h), generic kernel, how shapes become the core's dims, and
+// matching against a spec of core/common/layer_grad_kernels.h. Fully connected
+// ops keep no params: their specs' are kFullyConnectedAsConv.
+template <typename OpDataType, typename KernelType, KernelType kGenericKernel, bool kWithParams,
+          LayerGradDimsOf kDimsOfShapes>
 struct LayerGradOp {
   using OpData = OpDataType;
   using Kernel = KernelType;
   static constexpr Kernel kGeneric = kGenericKernel;
   static constexpr ResetFunction kReset = nullptr;
+  static constexpr bool kHasParams = kWithParams;
+  static constexpr LayerGradDimsOf kDimsOf = kDimsOfShapes;
+  // The shapes are read from the node's tensors (Prepare has checked them), not from OpData.
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext* context, const TfLiteNode* node, const OpData& data) {
     if constexpr (kHasParams) {
       if (!Same(data.params, Spec::params)) return false;
     }
-    return data.grad_type == Spec::grad_type && Same(data.quant, Spec::quant) &&
-           Same(data.dims.grad_output, Spec::grad_output) && Same(data.dims.operand, Spec::operand) &&
-           Same(data.dims.result, Spec::result);
+    if (data.grad_type != Spec::grad_type || !Same(data.quant, Spec::quant)) return false;
+    const LayerGradTensors tensors(context, node);
+    if (tensors.grad_output.get() == nullptr || tensors.operand.get() == nullptr || tensors.result.get() == nullptr) {
+      return false;
+    }
+    const LayerGradDims dims = DimsOf<kDimsOf>(tensors);
+    return Same(dims.grad_output, Spec::grad_output) && Same(dims.operand, Spec::operand) &&
+           Same(dims.result, Spec::result);
   }
 };
 
 // A conv or depthwise gradient op over core function `kernel`.
-template <typename Options, typename Quant, typename Params, typename Kernel, Kernel kernel>
-using ConvGradOp = LayerGradOp<ConvGradOpData<Options, Quant, Params, Kernel>, Kernel, kernel, true>;
+template <typename Quant, typename Params, typename Kernel, Kernel kernel>
+using ConvGradOp = LayerGradOp<ConvGradOpData<Quant, Params, Kernel>, Kernel, kernel, true, NhwcDims>;
 
-// A fully connected gradient op over core function `kernel`.
-template <typename Options, typename Quant, typename Kernel, Kernel kernel>
-using FullyConnectedGradOp = LayerGradOp<LayerGradOpData<Options, Quant, Kernel>, Kernel, kernel, false>;
+// A fully connected gradient op over core function `kernel`, with its dims.
+template <typename Quant, typename Kernel, Kernel kernel, LayerGradDimsOf kDimsOf>
+using FullyConnectedGradOp = LayerGradOp<LayerGradOpData<Quant, Kernel>, Kernel, kernel, false, kDimsOf>;
 
 struct Conv2dInputGradOp
-    : ConvGradOp<tt_conv_2d_input_grad_options, tt_filter_quant_params, tt_conv_grad_params,
-                 decltype(&tt_conv2d_input_grad_s8), tt_conv2d_input_grad_s8> {
+    : ConvGradOp<tt_filter_quant_params, tt_conv_grad_params, decltype(&tt_conv2d_input_grad_s8),
+                 tt_conv2d_input_grad_s8> {
   static constexpr const char* kName = "TT_CONV_2D_INPUT_GRAD";
   TT_OP_FUNCTIONS;
 };
 
 struct Conv2dFilterGradOp
-    : ConvGradOp<tt_conv_2d_filter_grad_options, tt_quant_params, tt_conv_grad_params,
-                 decltype(&tt_conv2d_filter_grad_s8), tt_conv2d_filter_grad_s8> {
+    : ConvGradOp<tt_quant_params, tt_conv_grad_params, decltype(&tt_conv2d_filter_grad_s8), tt_conv2d_filter_grad_s8> {
   static constexpr const char* kName = "TT_CONV_2D_FILTER_GRAD";
   TT_OP_FUNCTIONS;
 };
 
 struct DepthwiseConv2dInputGradOp
-    : ConvGradOp<tt_depthwise_conv_2d_input_grad_options, tt_filter_quant_params, tt_depthwise_conv_grad_params,
-                 decltype(&tt_depthwise_conv2d_input_grad_s8), tt_depthwise_conv2d_input_grad_s8> {
+    : ConvGradOp<tt_filter_quant_params, tt_depthwise_conv_grad_params, decltype(&tt_depthwise_conv2d_input_grad_s8),
+                 tt_depthwise_conv2d_input_grad_s8> {
   static constexpr const char* kName = "TT_DEPTHWISE_CONV_2D_INPUT_GRAD";
   TT_OP_FUNCTIONS;
 };
 
 struct DepthwiseConv2dFilterGradOp
-    : ConvGradOp<tt_depthwise_conv_2d_filter_grad_options, tt_quant_params, tt_depthwise_conv_grad_params,
-                 decltype(&tt_depthwise_conv2d_filter_grad_s8), tt_depthwise_conv2d_filter_grad_s8> {
+    : ConvGradOp<tt_quant_params, tt_depthwise_conv_grad_params, decltype(&tt_depthwise_conv2d_filter_grad_s8),
+                 tt_depthwise_conv2d_filter_grad_s8> {
   static constexpr const char* kName = "TT_DEPTHWISE_CONV_2D_FILTER_GRAD";
   TT_OP_FUNCTIONS;
 };
 
 struct FullyConnectedInputGradOp
-    : FullyConnectedGradOp<tt_fully_connected_input_grad_options, tt_filter_quant_params,
-                           decltype(&tt_fully_connected_input_grad_s8), tt_fully_connected_input_grad_s8> {
+    : FullyConnectedGradOp<tt_filter_quant_params, decltype(&tt_fully_connected_input_grad_s8),
+                           tt_fully_connected_input_grad_s8, FullyConnectedInputGradDims> {
   static constexpr const char* kName = "TT_FULLY_CONNECTED_INPUT_GRAD";
   TT_OP_FUNCTIONS;
 };
 
 struct FullyConnectedFilterGradOp
-    : FullyConnectedGradOp<tt_fully_connected_filter_grad_options, tt_quant_params,
-                           decltype(&tt_fully_connected_filter_grad_s8), tt_fully_connected_filter_grad_s8> {
+    : FullyConnectedGradOp<tt_quant_params, decltype(&tt_fully_connected_filter_grad_s8),
+                           tt_fully_connected_filter_grad_s8, FullyConnectedFilterGradDims> {
   static constexpr const char* kName = "TT_FULLY_CONNECTED_FILTER_GRAD";
   TT_OP_FUNCTIONS;
 };
@@ -156,7 +164,7 @@ struct BiasGradOp {
   static constexpr const char* kName = "TT_BIAS_GRAD";
   static constexpr Kernel kGeneric = tt_bias_grad;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && Same(data.grad_dims, Spec::grad_output) &&
            data.channels_to_update == Spec::channels_to_update;
   }
@@ -181,7 +189,7 @@ struct PoolGradOp {
   static constexpr Kernel kGeneric = kGenericKernel;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && Same(data.params, Spec::params) &&
            Same(data.grad_output_dims, Spec::grad_output) && Same(data.grad_input_dims, Spec::grad_input);
   }
@@ -212,7 +220,7 @@ struct MeanGradOp {
   static constexpr Kernel kGeneric = tt_mean_grad;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && Same(data.grad_input_dims, Spec::grad_input);
   }
   TT_OP_FUNCTIONS;
@@ -225,7 +233,7 @@ struct SoftmaxCrossEntropyOp {
   static constexpr Kernel kGeneric = {tt_softmax_cross_entropy_s8, tt_softmax_cross_entropy_qgrad_s8};
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.quantized_grad == Spec::quantized_grad &&
            data.params.label_smoothing == Spec::params.label_smoothing && Same(data.logits_quant, Spec::logits_quant) &&
            Same(data.logits_dims, Spec::logits);
@@ -246,7 +254,7 @@ struct ActivationMaskOp {
   static constexpr Kernel kGeneric = tt_activation_mask_s8;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return Same(data.params, Spec::params) && data.count == Spec::count;
   }
   TT_OP_FUNCTIONS;
@@ -271,7 +279,7 @@ struct ActivationGradOp {
   static constexpr Kernel kGeneric = {tt_activation_grad_s8, tt_activation_grad_mask};
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && data.activation_is_mask == Spec::activation_is_mask &&
            Same(data.params, Spec::params) && data.count == Spec::count;
   }
@@ -292,7 +300,7 @@ struct UnaryGradOp {
   static constexpr Kernel kGeneric = tt_unary_grad_s8;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && data.params.function == Spec::params.function &&
            data.params.alpha == Spec::params.alpha && Same(data.params.saved, Spec::params.saved) &&
            data.count == Spec::count;
@@ -316,7 +324,7 @@ struct MulGradOp {
   static constexpr Kernel kGeneric = tt_mul_grad_s8;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && Same(data.other_quant, Spec::other_quant) &&
            Same(data.grad_output_dims, Spec::grad_output) && Same(data.other_dims, Spec::other) &&
            Same(data.grad_input_dims, Spec::grad_input);
@@ -337,7 +345,7 @@ struct GradAddOp {
   static constexpr Kernel kGeneric = tt_grad_add;
   static constexpr ResetFunction kReset = nullptr;
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && data.count == Spec::count;
   }
   TT_OP_FUNCTIONS;
@@ -365,7 +373,7 @@ struct SgdOp {
   static constexpr const char* kName = "TT_SGD";
   static constexpr Kernel kGeneric = {tt_sgd_update_s8, tt_sgd_update_s32};
   template <typename Spec>
-  static bool Matches(const OpData& data) {
+  static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
     return data.grad_type == Spec::grad_type && data.parameter_is_int8 == Spec::parameter_is_int8 &&
            Same(data.params, Spec::params) && Same(data.dims, Spec::dims) && data.num_scales == Spec::num_scales &&
            SameScales(data.scales, Spec::scales, data.num_scales);
@@ -403,7 +411,7 @@ const TFLMRegistration* RegisterGeneric() {
 // One kernel generated for one set of shapes, quantization and options.
 template <typename Op>
 struct Specialization {
-  bool (*matches)(const typename Op::OpData& data);
+  bool (*matches)(TfLiteContext* context, const TfLiteNode* node, const typename Op::OpData& data);
   typename Op::Kernel kernel;
 };
 
@@ -416,7 +424,7 @@ TfLiteStatus PrepareSpecialized(TfLiteContext* context, TfLiteNode* node,
   TT_ENSURE_OK(Op::Prepare(context, node));
   auto* data = static_cast<typename Op::OpData*>(node->user_data);
   for (const Specialization<Op>& specialization : table) {
-    if (specialization.matches(*data)) {
+    if (specialization.matches(context, node, *data)) {
       data->kernel = specialization.kernel;
       return kTfLiteOk;
     }

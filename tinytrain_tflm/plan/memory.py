@@ -410,12 +410,14 @@ KERNEL_DATA = {
     schema_generated.GRAD_ADD: (56, 0),
     schema_generated.AVERAGE_POOL_2D_GRAD: (96, 0),
     schema_generated.MAX_POOL_2D_GRAD: (104, 0),
-    schema_generated.CONV_2D_FILTER_GRAD: (152, 0),
-    schema_generated.DEPTHWISE_CONV_2D_FILTER_GRAD: (152, 0),
-    schema_generated.FULLY_CONNECTED_FILTER_GRAD: (88, 0),
-    schema_generated.CONV_2D_INPUT_GRAD: (120, 0),  # filter scales are read from the model, not copied
-    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (136, 0),
-    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (120, 0),
+    # The six layer-gradient ops keep neither their options (beside their params) nor their shapes
+    # (read from the tensors): their bases fell by their OpData's shrinkage in 16-byte units.
+    schema_generated.CONV_2D_FILTER_GRAD: (72, 0),
+    schema_generated.DEPTHWISE_CONV_2D_FILTER_GRAD: (72, 0),
+    schema_generated.FULLY_CONNECTED_FILTER_GRAD: (40, 0),
+    schema_generated.CONV_2D_INPUT_GRAD: (56, 0),  # filter scales are read from the model, not copied
+    schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD: (56, 0),
+    schema_generated.FULLY_CONNECTED_INPUT_GRAD: (56, 0),
     schema_generated.SGD: (96, 0),
     schema_generated.CONV_2D: (48, 0),  # requantization read from the model; options parsed in Prepare, shapes in Eval
     schema_generated.DEPTHWISE_CONV_2D: (48, 0),
