@@ -13,9 +13,14 @@ Not a test: prints a table. Per model, update scheme, target and kernel set:
 
 QEMU runs with -icount shift=3: its virtual clock advances 8 ns per instruction, and the harness reads
 SysTick (25 MHz, one tick per 5 instructions) around each Invoke(). These are instruction counts, not
-cycles: QEMU models no pipeline, caches or wait states. Weights are random: neither memory nor
-instructions depend on them. Needs the cross tools and TFLM's sources (see tinytrain_tflm/firmware/device.py;
-`make test` sets TINYTRAIN_THIRD_PARTY and TINYTRAIN_BUILD_DIR).
+cycles: QEMU models no pipeline, caches or wait states. Weights are random: memory does not depend on
+them, and instructions only through the int8 gradients' second passes (delayed scaling: a step writes a
+gradient in one pass unless the scale its history predicts missed). Keras' random MobileNetV2 is extreme
+there: its activations vanish (the int8 feature map before the pooling has scale 8e-9 and one level), so
+every gradient below the classifier is 0 and takes one pass; a trained model's gradients are not, and
+miss now and then (the second-pass column says how often on these samples). Needs the cross tools and
+TFLM's sources (see tinytrain_tflm/firmware/device.py; `make test` sets TINYTRAIN_THIRD_PARTY and
+TINYTRAIN_BUILD_DIR).
 
 With --profile, each row is followed by the training step's instructions per op (the harness's
 per-op counter: tinytrain's custom ops by name, TFLM's builtins by theirs), largest first. With
@@ -29,6 +34,9 @@ stock TFLM + CMSIS-NN inference of the unmodified model, our predict and train s
 share in forward, backward and update from the per-op profile: forward is what the predict invoke's ops
 take (the same forward ops), update the TT_SGD ops, backward the rest of the step's ops (the loss and
 every gradient op). Shares are of the step's per-op total, which leaves out the interpreter's own work.
+Beside the second step (profiled), the mean of steps 2 to STEPS (each on its own random sample) and the
+share of int8 gradient writes in those steps that took a second pass, counted by the host Trainer on the
+same model and samples (bit-identical to the device).
 
 --defaults prints issue 13's table: MobileNetV2-w0.35 128x128 with MIT's 99kb scheme on the emulated
 Cortex-M7 with CMSIS-NN, compiled with compile's defaults and with each memory default turned off: the
@@ -71,6 +79,9 @@ from tinytrain_tflm.target import target  # noqa: E402
 
 # The unmodified MobileNetV2 needs more than 256 KB (its stock inference is the speed reference only).
 STOCK_ARENA_REGION = 1 << 20
+# Training steps of the speed and defaults tables, each on its own random sample: the second is profiled,
+# and steps 2 to STEPS give the mean and the second-pass rate (int8 gradients' delayed scaling).
+STEPS = 5
 
 
 def schemes(source: bytes) -> list[tuple[str, dict]]:
@@ -93,30 +104,45 @@ class Settings:
 
 
 def measure(model: bytes, device_target, samples: np.ndarray, settings: Settings = Settings()) -> dict:
-    """Flash, and the instructions of a predict, two training steps on different samples (the second with
-    its per-op counts) and a second predict. The first step after allocation finds each int8 gradient's
-    scale in two passes; later ones quantize in one pass at the scale the last step predicts, unless it
-    misses (kernels/core/common/grad_io.h): the second step is what training costs per step."""
+    """Flash, and the instructions of a predict, one training step per sample (sample k with label k + 1; at
+    least two samples) and a second predict; the per-op counts are the second step's. The first step after
+    allocation finds each int8 gradient's scale in two passes; later ones quantize in one pass at the scale
+    the gradient's history predicts, unless it misses (kernels/core/common/grad_io.h), so "step" (the
+    second) and "mean step" (steps 2 to the last) are what training costs per step."""
     firmware = device.build_firmware(model, device_target, settings.reference_core)
     graph = tt.read_graph(model)
     sample = sample_tensor(graph, training_metadata(graph))  # a streamed sample is no graph input
-    quantized, other = (sample.quantization.quantize(samples[i : i + 1], sample.dtype) for i in (0, 1))
+    quantized = [sample.quantization.quantize(samples[i : i + 1], sample.dtype) for i in range(len(samples))]
     train = CONTROL_BACKWARD | CONTROL_UPDATE
-    invokes = [(0, [0], quantized), (train, [1], quantized), (train, [2], other), (0, [0], quantized)]
+    steps = [(train, [k + 1], x) for k, x in enumerate(quantized)]
+    invokes = [(0, [0], quantized[0]), *steps, (0, [0], quantized[0])]
     run = device.run(firmware, device_target.ram_bytes, invokes, profile=settings.profile)
     if run.error:
         raise SystemExit(f"{device_target.label}: {run.error}")
-    predict, first_step, step, again = run.invokes
+    predict, first_step, *later, again = run.invokes
     return {
         "flash": firmware.flash_bytes,
         "predict": predict.instructions,
         "first step": first_step.instructions,
-        "step": step.instructions,
-        "step ops": step.ops,
+        "step": later[0].instructions,
+        "mean step": float(np.mean([step.instructions for step in later])),
+        "step ops": later[0].ops,
         "predict ops": predict.ops,
         "predict again": again.instructions,
         "firmware": firmware,
     }
+
+
+def second_pass_rate(model: bytes, samples: np.ndarray) -> float:
+    """The share of int8 gradient writes that took a second pass in steps 2 to the last of measure()'s
+    training steps, counted by the host Trainer on the same model and samples: its steps are bit-identical
+    to the device's (tests/test_device.py), its second-pass counters too."""
+    trainer = tt.Trainer(model)
+    trainer.step(samples[0], 1)
+    first, histories = trainer.second_passes()
+    for k in range(1, len(samples)):
+        trainer.step(samples[k], k + 1)
+    return (trainer.second_passes()[0] - first) / max(1, histories * (len(samples) - 1))
 
 
 def stock_inference(source: bytes, device_target, samples: np.ndarray, profile: bool = False) -> int:
@@ -125,7 +151,7 @@ def stock_inference(source: bytes, device_target, samples: np.ndarray, profile: 
     untouched = {"tiles": None, "flash_requantization": False, "overlap_buffers": False}
     model = tt.compile(source, update="last", target=device_target, **untouched).bytes
     region = dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION)
-    figures = measure(model, region, samples, Settings(profile=profile, arena=False))
+    figures = measure(model, region, samples[:2], Settings(profile=profile, arena=False))
     if profile:
         print_profile(figures["predict ops"], figures["predict"], "stock inference")
     return figures["predict again"]
@@ -135,7 +161,7 @@ def print_profile(ops: dict[str, tuple[int, int]], total: int, invoke: str = "tr
     """An invoke's per-op table, largest first; the rest of the invoke is the interpreter's own work."""
     print(f"\n  | op ({invoke}) | calls | instructions | share of the {invoke} |\n  |---|---|---|---|")
     for name, (calls, count) in sorted(ops.items(), key=lambda item: -item[1][1]):
-        print(f"  | {name} | {calls} | {count / 1e6:,.2f} M | {100 * count / total:.1f}% |")
+        print(f"  | {name} | {calls} | {count:,} | {100 * count / total:.1f}% |")
     print()
 
 
@@ -240,13 +266,14 @@ def speed_table(name: str = "cortex-m7", profile: bool = False, wanted: list[str
     device_target = dataclasses.replace(target(name, "cmsis-nn"), ram_bytes=STOCK_ARENA_REGION)
     columns = ["model", "scheme", "stock TFLM + CMSIS-NN inference", "our predict", "our train step"]
     columns += ["step / stock inference", "forward", "backward", "update"]
+    columns += [f"mean of steps 2-{STEPS}", "mean / stock", f"second passes, steps 2-{STEPS}"]
     print(f"\nSpeed on {device_target.label}, instructions (QEMU -icount), int8 gradients")
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
     for title, source, rows in speed_models():
         graph = tt.read_graph(source)
         shape = graph.tensors[graph.inputs[0]].shape
-        samples = np.random.default_rng(0).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
+        samples = np.random.default_rng(0).uniform(-1, 1, (STEPS, *shape[1:])).astype(np.float32)
         rows = [(label, options) for label, options in rows if not wanted or any(w in f"{title}: {label}" for w in wanted)]
         if not rows:
             continue
@@ -260,7 +287,8 @@ def speed_table(name: str = "cortex-m7", profile: bool = False, wanted: list[str
                 f"| {title} | {label} | {stock / 1e6:,.2f} M | {figures['predict'] / 1e6:,.2f} M "
                 f"| {figures['step'] / 1e6:,.2f} M | {figures['step'] / stock:.2f} | "
                 + " | ".join(f"{100 * share:.0f}%" for share in shares)
-                + " |",
+                + f" | {figures['mean step'] / 1e6:,.2f} M | {figures['mean step'] / stock:.2f} "
+                f"| {100 * second_pass_rate(model, samples):.0f}% |",
                 flush=True,
             )
             if profile:
@@ -286,9 +314,10 @@ def defaults_table(name: str = "cortex-m7") -> None:
     source = mobilenet_v2_035_128()
     scheme = mit_scheme("99kb", len(conv_like_layers(tt.read_graph(source))))
     shape = tt.read_graph(source).tensors[tt.read_graph(source).inputs[0]].shape
-    samples = np.random.default_rng(0).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
+    samples = np.random.default_rng(0).uniform(-1, 1, (STEPS, *shape[1:])).astype(np.float32)
     region = dataclasses.replace(device_target, ram_bytes=STOCK_ARENA_REGION)
     columns = ["compiled with", "arena measured", "vs defaults", "predict", "train step", "vs defaults"]
+    columns += [f"mean of steps 2-{STEPS}", f"second passes, steps 2-{STEPS}"]
     print(f"\nMobileNetV2-w0.35 128x128, MIT 99kb, on {device_target.label} (instructions, QEMU -icount)")
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
@@ -302,7 +331,8 @@ def defaults_table(name: str = "cortex-m7") -> None:
         print(
             f"| {label} | {arena:,} B | {100 * (arena - first[0]) / first[0]:+.1f}% "
             f"| {figures['predict'] / 1e6:,.2f} M | {figures['step'] / 1e6:,.2f} M "
-            f"| {100 * (figures['step'] - first[1]) / first[1]:+.1f}% |",
+            f"| {100 * (figures['step'] - first[1]) / first[1]:+.1f}% | {figures['mean step'] / 1e6:,.2f} M "
+            f"| {100 * second_pass_rate(model, samples):.0f}% |",
             flush=True,
         )
         print_profile(figures["step ops"], figures["step"])

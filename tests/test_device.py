@@ -149,11 +149,13 @@ def test_profiled_run_counts_every_op_of_an_invoke(digits):
     assert step.ops["TT_CONV_2D_FILTER_GRAD"][1] > predict.ops["TT_CONV_2D_FILTER_GRAD"][1]  # skipped when predicting
 
 
-@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
-def test_ds_cnn_trains_bit_identically_on_device(rng, kernels):
-    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training, float32 gradients;
-    with cmsis-nn, through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too."""
-    options = {"gradient": "float32", "tiles": None, "flash_requantization": False}
+@pytest.mark.parametrize("kernels, gradient", [("reference", "float32"), ("cmsis-nn", "float32"), ("cmsis-nn", "int8")])
+def test_ds_cnn_trains_bit_identically_on_device(rng, kernels, gradient):
+    """A keyword-spotting DS-CNN (conv, depthwise, average pool), every layer training; with cmsis-nn,
+    through tinytrain's Cortex-M gradient kernels (kernels/cmsis_nn) too, with float32 gradients and
+    with int8 ones (the int8 writer, the depthwise filter gradient's halfword MACs). No tiling, no flash
+    requantization."""
+    options = {"gradient": gradient, "tiles": None, "flash_requantization": False}
     model = tt.compile(int8_model("ds_cnn"), update="all", target=target("cortex-m7", kernels), **options).bytes
     graph = tt.read_graph(model)
     shape = graph.tensors[graph.inputs[0]].shape

@@ -56,10 +56,12 @@ def test_grad_add_prepare_rejects(b_shape, b_mode, sum_shape, message):
         Interpreter(model, 16 * 1024)
 
 
-def test_int8_sum_scales_from_the_last_steps_gain(rng):
+def test_int8_sum_scales_from_the_smoothed_gain(rng):
     """Delayed scaling (kernels/core/tt_types.h) with a scale tensor that keeps its history: the first step
-    takes the exact scale, a step whose gain holds takes sqrt(2) times the predicted one in a single pass,
-    and a step whose values would saturate takes the exact scale in a second pass, counted."""
+    takes the exact scale; later ones quantize in one pass at sqrt(2) times the maximum the smoothed gain
+    predicts, and keep those levels unless a value saturates or the top level falls under 44.5, when a second
+    pass takes the exact scale, counted; an all-0 step keeps its levels and leaves the gain as it was, and a
+    gradient that was all 0 in every step so far takes one pass (its gain is -0)."""
     shape = (3, 10)
     graph = ir.Graph()
     a, a_scale, b, b_scale, control_input = (
@@ -74,10 +76,10 @@ def test_int8_sum_scales_from_the_last_steps_gain(rng):
     levels.flat[0] = 127
     zero = np.zeros(shape, np.int8)
 
-    def step(b_levels, s):
-        feed = [levels, np.array([s], np.float32), b_levels, np.array([s], np.float32)]
+    def step(b_levels, s, a_levels=levels):
+        feed = [a_levels, np.array([s], np.float32), b_levels, np.array([s], np.float32)]
         (got,) = interpreter.run([*feed, control(schema_generated.CONTROL_BACKWARD)])
-        want = (levels.astype(np.float64) + b_levels) * np.float32(s)
+        want = (a_levels.astype(np.float64) + b_levels) * np.float32(s)
         history = interpreter.tensor(scale)
         assert np.abs(got * np.float64(history[0]) - want).max() <= history[0] * (0.5 + 1e-5)
         return history, np.abs(got).max()
@@ -90,11 +92,35 @@ def test_int8_sum_scales_from_the_last_steps_gain(rng):
     history, top = step(zero, 0.005)
     np.testing.assert_allclose(history, [0.005 * np.sqrt(2), 127, 1], rtol=1e-6)
     assert top == 90
-    # The gain doubles: at the predicted scale the sum would saturate, so a second pass takes the exact one.
+    # The gain doubles: at the predicted scale the sum would saturate, so a second pass takes the exact one;
+    # the gain moves a quarter of the way to 254.
     history, top = step(levels, 0.01)
-    np.testing.assert_allclose(history, [0.02, 254, 2], rtol=1e-6)
+    np.testing.assert_allclose(history, [0.02, 127 + (254 - 127) / 4, 2], rtol=1e-6)
+    assert top == 127
+    # An all-0 sum: its levels are exact at the predicted scale, no second pass, the gain stays.
+    predicted = 158.75 * 0.01 * np.sqrt(2) / 127
+    history, top = step(-levels, 0.01)
+    np.testing.assert_allclose(history, [predicted, 158.75, 2], rtol=1e-6)
+    assert top == 0
+    # The gain falls to 88: the top level, 50, is under 64 but not under 44.5, so the one pass stands.
+    under_used = np.clip(levels, -88, 88)
+    history, top = step(zero, 0.01, under_used)
+    np.testing.assert_allclose(history, [predicted, 158.75 + (88 - 158.75) / 4, 2], rtol=1e-6)
+    assert top == 50
+    # The gain falls to 40: top level 32, more than 1.5 bits unused, so a second pass takes the exact scale.
+    history, top = step(zero, 0.01, np.clip(levels, -40, 40))
+    np.testing.assert_allclose(history, [0.4 / 127, 141.0625 + (40 - 141.0625) / 4, 3], rtol=1e-6)
     assert top == 127
     # Reset zeroes the history: the next step is a first step again.
     interpreter.reset()
     history, _ = step(zero, 0.005)
     np.testing.assert_allclose(history, [0.005, 127, 1], rtol=1e-6)
+    # A first step whose sum is all 0 takes the two passes and marks the gain -0: from then on an all-0
+    # sum takes one pass, and the first one that is not takes the exact scale in a second pass.
+    interpreter.reset()
+    for passes in (1, 1):
+        history, top = step(-levels, 0.01)
+        np.testing.assert_array_equal(history, [1, 0, passes])
+        assert np.signbit(history[1]) and top == 0
+    history, top = step(zero, 0.01)
+    np.testing.assert_allclose(history, [0.01, 127, 2], rtol=1e-6)

@@ -72,7 +72,9 @@ typedef struct {
  * next, kept in a variable tensor (zeroed by TFLM at allocation and reset).
  */
 typedef struct {
-  /** max|g| / reference of the last step (see tt_grad_out); 0 before the first step. */
+  /** The predicted max|g| / reference (see tt_grad_out): a moving average over the
+   * steps whose values were not all 0, a quarter on the newest; +0 before the first
+   * step, -0 while every step had all-0 values. */
   float gain;
   /** Steps that took a second pass over the values: a count, exact below 2^24. */
   float second_passes;
@@ -81,16 +83,20 @@ typedef struct {
 /**
  * A gradient a kernel writes. For S8 the kernel picks the scale, stores it in
  * *scale and writes values in [-127, 127] rounded to nearest:
- * - with no history, or one whose gain is 0 (the first step, or the last one's
- *   values were all 0): scale max|g| / 127 (1 when every value is 0), found by
- *   a first pass over the values, then a second pass quantizes;
+ * - with no history, or one whose gain is +0 (the first step after allocation
+ *   or reset): a first pass finds max|g|, a second quantizes at max|g| / 127
+ *   (scale 1 when every value is 0);
+ * - with a gain of -0 (every step so far had all-0 values): one pass at scale
+ *   1; a second at max|g| / 127 if a value was not 0;
  * - with a history whose gain is > 0: one pass at scale
  *   sqrt(2) * gain * reference / 127, reference being the scale of the
  *   gradient the kernel reads (1 when it reads float32 or none). The levels
- *   stand if the largest one is in [64, 127]; otherwise (a value saturated, or
- *   more than one bit of resolution went unused) a second pass quantizes at
- *   max|g| / 127.
- * In both cases the step's max|g| / reference becomes the history's gain.
+ *   stand if the largest one is in [45, 127] or every value is 0; otherwise (a
+ *   value saturated, or more than 1.5 bits of resolution went unused) a second
+ *   pass quantizes at max|g| / 127.
+ * A step whose values were not all 0 moves the history's gain a quarter of the
+ * way to its max|g| / reference (all the way from +0 or -0); an all-0 step
+ * leaves it, or makes it -0 from +0.
  */
 typedef struct {
   tt_grad_type type;

@@ -454,6 +454,15 @@ class Trainer:
             return {p.name: self.graph.tensors[p.source].data.copy() for p in self.parameters}
         return {p.name: self._interpreter.tensor(p.variable) for p in self.parameters}
 
+    def second_passes(self) -> tuple[int, int]:
+        """(second passes, int8 gradients that keep a scale history) since creation or reset: each backward
+        invoke writes every such gradient once, in one pass at the scale its history predicts, or in two when
+        the prediction missed or there was none yet (delayed scaling, kernels/core/common/grad_io.h)."""
+        histories = sorted(ir.scale_histories(self.graph))
+        if not self._interpreter.invoked:
+            return 0, len(histories)
+        return int(sum(self._interpreter.tensor(h)[2] for h in histories)), len(histories)
+
     def reset(self) -> None:
         """Back to the model's starting point: its weights, its momentum (zero unless the model was saved with
         some), its rounding streams and no accumulated gradients (TFLM zeroes variables and resets the ops,

@@ -105,6 +105,28 @@ void GatherFilterGradBlocks(const tinytrain_core::ConvGeometry& geometry, int32_
                                    add_reads);
 }
 
+// The reads of filter tap (ky, kx) inside the input, row by row: for every batch n and output row oy
+// whose tap row ky reads an input row iy, row(grad_offset, input_offset, count), the NHWC offsets
+// (channel 0) of the first of that row's `count` reads: outputs ox, ox + 1, ... reading inputs ix,
+// ix + stride, .... They are one run per row, as the column read grows with the output's.
+template <typename Row>
+void ForEachTapReadRow(const tinytrain_core::ConvGeometry& geometry, const tt_dims& grad_output, const tt_dims& input,
+                       int32_t ky, int32_t kx, Row&& row) {
+  const tinytrain_core::ConvAxis& cols = geometry.cols;
+  const auto read = [&](int32_t ox) { return ox * cols.stride + kx * cols.dilation - cols.pad; };
+  int32_t first = 0;
+  while (first < cols.out_size && read(first) < 0) ++first;
+  int32_t end = first;
+  while (end < cols.out_size && read(end) < cols.in_size) ++end;
+  if (first == end) return;
+  for (int32_t n = 0; n < grad_output.n; ++n) {
+    geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
+      row(tinytrain_core::Offset(grad_output, n, oy, first, 0), tinytrain_core::Offset(input, n, iy, read(first), 0),
+          end - first);
+    });
+  }
+}
+
 }  // namespace tinytrain_cmsis_nn
 
 #endif  // TINYTRAIN_KERNELS_CMSIS_NN_COMMON_CHANNEL_BLOCKS_H_

@@ -111,35 +111,45 @@ void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, con
 }
 
 // An int8 filter gradient with fewer than 4 input channels (a network's first conv), where a block of
-// input channels would hold one: blocks of filters instead, whose levels are one contiguous run of a
-// gradient row, each element stored at its index. The same exact int32 sums as the reference.
+// input channels would hold one: per tap and input channel, blocks of 4 filters (then single ones),
+// whose levels are one word of a gradient row, each row's run of reads walked with two pointers and
+// each element stored at its index. The same exact int32 sums as the reference.
 template <typename S, typename Sink>
 void FilterBlockedS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& sink) {
   const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
   const int32_t zero_point = s.quant.zero_point;
   const float unit = grad.scale * s.quant.scale;
   const tt_dims& grad_filter = s.result;
+  const tt_dims& out = s.grad_output;
+  const int32_t input_step = geometry.cols.stride * s.operand.c;  // from one read of a row to the next
   for (int32_t ky = 0; ky < grad_filter.h; ++ky) {
     for (int32_t kx = 0; kx < grad_filter.w; ++kx) {
       for (int32_t c = 0; c < grad_filter.c; ++c) {
-        cm::ForEachChannelBlock(grad_filter.n, [&](auto width, int32_t f0) {
-          constexpr int32_t kWidth = decltype(width)::value;
-          int32_t sum[kWidth] = {};
-          for (int32_t n = 0; n < s.grad_output.n; ++n) {
-            geometry.rows.ForEachReadOfTap(ky, [&](int32_t oy, int32_t iy) {
-              geometry.cols.ForEachReadOfTap(kx, [&](int32_t ox, int32_t ix) {
-                const int32_t centered_input = input[core::Offset(s.operand, n, iy, ix, c)] - zero_point;
-                const int8_t* levels = grad.data + core::Offset(s.grad_output, n, oy, ox, f0);
-#pragma GCC unroll 8
-                for (int32_t j = 0; j < kWidth; ++j) sum[j] += levels[j] * centered_input;
-              });
-            });
-          }
-#pragma GCC unroll 8
-          for (int32_t j = 0; j < kWidth; ++j) {
-            sink.Put(core::Offset(grad_filter, f0 + j, ky, kx, c), static_cast<float>(sum[j]) * unit);
-          }
-        });
+        // body(levels, inputs, count) for every row of the tap's reads, from filter f on.
+        const auto for_each_row = [&](int32_t f, auto&& body) {
+          cm::ForEachTapReadRow(geometry, out, s.operand, ky, kx,
+                                [&](int32_t grad_offset, int32_t input_offset, int32_t count) {
+                                  body(grad.data + grad_offset + f, input + input_offset + c, count);
+                                });
+        };
+        const auto store = [&](int32_t f, int32_t sum) {
+          sink.Put(core::Offset(grad_filter, f, ky, kx, c), static_cast<float>(sum) * unit);
+        };
+        int32_t f = 0;
+        for (; f + 4 <= grad_filter.n; f += 4) {
+          int32_t sums[4] = {0, 0, 0, 0};
+          for_each_row(f, [&](const int8_t* levels, const int8_t* x, int32_t count) {
+            cm::AddFourLevelReads<cm::RowInputs::kShared>(levels, out.c, x, input_step, count, zero_point, sums);
+          });
+          for (int32_t j = 0; j < 4; ++j) store(f + j, sums[j]);
+        }
+        for (; f < grad_filter.n; ++f) {
+          int32_t sum = 0;
+          for_each_row(f, [&](const int8_t* levels, const int8_t* x, int32_t count) {
+            for (int32_t i = 0; i < count; ++i, levels += out.c, x += input_step) sum += *levels * (*x - zero_point);
+          });
+          store(f, sum);
+        }
       }
     }
   }

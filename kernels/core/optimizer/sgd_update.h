@@ -12,10 +12,31 @@
 
 namespace tinytrain_core {
 
-// Changes beyond 2^32 quanta saturate every parameter type alike; clamping to
-// it first also keeps the float-to-int64 conversion defined (and maps NaN to
-// a bound instead of undefined behaviour).
-constexpr float kLargestStep = 4294967296.0f;
+// The saturation range of each parameter type, and the largest change in quanta an update computes
+// exactly: a larger one saturates every parameter of the type alike, so changes are clamped to it
+// first (which also keeps the float-to-integer conversion defined, and maps NaN to a bound instead of
+// undefined behaviour). Step is the integer type that holds q + such a change.
+template <typename T>
+struct ParameterLimits;
+
+template <>
+struct ParameterLimits<int8_t> {
+  // -127, not -128: int8 weights are symmetric, as TFLite quantizes them.
+  static constexpr int64_t kLowest = -127;
+  static constexpr int64_t kHighest = 127;
+  // 256 quanta take any int8 value (-128 included) past either bound. Within int32, the FPU converts
+  // the change: a float-to-int64 conversion is a library call on a 32-bit MCU.
+  static constexpr float kLargestStep = 256.0f;
+  using Step = int32_t;
+};
+
+template <>
+struct ParameterLimits<int32_t> {
+  static constexpr int64_t kLowest = INT32_MIN;
+  static constexpr int64_t kHighest = INT32_MAX;
+  static constexpr float kLargestStep = 4294967296.0f;  // 2^32
+  using Step = int64_t;
+};
 
 // xorshift32 (Marsaglia 2003): period 2^32 - 1 over nonzero states.
 inline uint32_t NextRandom(uint32_t* state) {
@@ -32,40 +53,22 @@ inline float UniformUnit(uint32_t* state) {
   return static_cast<float>(NextRandom(state) >> 8) * (1.0f / 16777216.0f);
 }
 
-// Calls body(round) with the rounding functor for `rounding`, so the update
-// loop is compiled once per mode with no per-element branch. round(delta)
-// takes a change in quanta and returns the integer change.
-template <typename Body>
-void WithRounding(int32_t rounding, uint32_t* rng_state, Body&& body) {
-  const auto bounded = [](float delta) { return fminf(fmaxf(delta, -kLargestStep), kLargestStep); };
-  if (rounding == TT_ROUND_TRUNCATE) {
-    body([&](float delta) { return static_cast<int64_t>(bounded(delta)); });  // conversion truncates toward zero
-  } else if (rounding == TT_ROUND_NEAREST) {
-    // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
-    body([&](float delta) { return static_cast<int64_t>(roundf(bounded(delta))); });
-  } else {
+// A change of `delta` quanta as an integer change under `rounding`, clamped to
+// ParameterLimits<T>::kLargestStep first. `state` is the stochastic mode's generator.
+template <typename T>
+inline typename ParameterLimits<T>::Step RoundStep(int32_t rounding, float delta, uint32_t* state) {
+  using Step = typename ParameterLimits<T>::Step;
+  constexpr float kLargest = ParameterLimits<T>::kLargestStep;
+  const float bounded = fminf(fmaxf(delta, -kLargest), kLargest);
+  if (rounding == TT_ROUND_STOCHASTIC) {
     // Up with probability equal to the fractional part: unbiased, so steps
     // smaller than one quantum still move the parameter on average.
-    body([&](float delta) { return static_cast<int64_t>(floorf(bounded(delta) + UniformUnit(rng_state))); });
+    return static_cast<Step>(floorf(bounded + UniformUnit(state)));
   }
+  // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
+  if (rounding == TT_ROUND_NEAREST) return static_cast<Step>(roundf(bounded));
+  return static_cast<Step>(bounded);  // TT_ROUND_TRUNCATE: conversion truncates toward zero
 }
-
-// The saturation range of each parameter type.
-template <typename T>
-struct ParameterLimits;
-
-template <>
-struct ParameterLimits<int8_t> {
-  // -127, not -128: int8 weights are symmetric, as TFLite quantizes them.
-  static constexpr int64_t kLowest = -127;
-  static constexpr int64_t kHighest = 127;
-};
-
-template <>
-struct ParameterLimits<int32_t> {
-  static constexpr int64_t kLowest = INT32_MIN;
-  static constexpr int64_t kHighest = INT32_MAX;
-};
 
 // What an update depends on besides its data: run-time values in the generic
 // functions; a kernel generated for one model (tinytrain_tflm/firmware/codegen.py)
@@ -108,37 +111,44 @@ inline bool ValidSgdArgs(const uint32_t* rng_state, const tt_sgd_params* params,
 template <typename T, typename S, typename Grad>
 void SgdUpdate(const S& s, float learning_rate, uint32_t* rng_state, const Grad& g, float* momentum,
                tt_sgd_accumulator* accumulator, T* parameter) {
+  using Step = typename ParameterLimits<T>::Step;
+  constexpr Step lowest = ParameterLimits<T>::kLowest;
+  constexpr Step highest = ParameterLimits<T>::kHighest;
+  // Everything the loop reads is copied into locals: a parameter's int8 stores may alias any memory,
+  // so values read through s, g or rng_state would be reloaded, and the generator stored, per element.
+  const int32_t rounding = s.params.rounding;
+  const bool stochastic = rounding == TT_ROUND_STOCHASTIC;
+  uint32_t state = stochastic ? *rng_state : 0;
+  const Grad grad = g;
+  const tt_sgd_dims dims = s.dims;
   const float beta = s.params.momentum;
-  float* sum = accumulator != nullptr ? accumulator->sum : nullptr;
+  float* const sum = accumulator != nullptr ? accumulator->sum : nullptr;
   const float samples = accumulator != nullptr ? static_cast<float>(accumulator->count + 1) : 1.0f;
-  WithRounding(s.params.rounding, rng_state, [&](auto round) {
-    int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
-    for (int32_t outer = 0; outer < s.dims.outer; ++outer) {
-      for (int32_t c = 0; c < s.dims.channels_to_update; ++c) {
-        // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
-        // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
-        const float scale = s.scales[s.num_scales == 1 ? 0 : c];
-        const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
-        T* values = parameter + (outer * s.dims.channels + c) * s.dims.inner;
-        for (int32_t inner = 0; inner < s.dims.inner; ++inner, ++i) {
-          float velocity = g[i];
-          if (sum != nullptr) {
-            velocity = (sum[i] + velocity) / samples;
-            sum[i] = 0.0f;
-          }
-          if (momentum != nullptr) {
-            momentum[i] = beta * momentum[i] + velocity;
-            velocity = momentum[i];
-          }
-          // int64: q + delta cannot overflow before the saturation.
-          const int64_t updated = static_cast<int64_t>(values[inner]) + round(-factor * velocity);
-          constexpr int64_t lowest = ParameterLimits<T>::kLowest;
-          constexpr int64_t highest = ParameterLimits<T>::kHighest;
-          values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
+  int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
+  for (int32_t outer = 0; outer < dims.outer; ++outer) {
+    for (int32_t c = 0; c < dims.channels_to_update; ++c) {
+      // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
+      // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
+      const float scale = s.scales[s.num_scales == 1 ? 0 : c];
+      const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
+      T* values = parameter + (outer * dims.channels + c) * dims.inner;
+      for (int32_t inner = 0; inner < dims.inner; ++inner, ++i) {
+        float velocity = grad[i];
+        if (sum != nullptr) {
+          velocity = (sum[i] + velocity) / samples;
+          sum[i] = 0.0f;
         }
+        if (momentum != nullptr) {
+          momentum[i] = beta * momentum[i] + velocity;
+          velocity = momentum[i];
+        }
+        // In Step, q + delta cannot overflow before the saturation.
+        const Step updated = values[inner] + RoundStep<T>(rounding, -factor * velocity, &state);
+        values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
       }
     }
-  });
+  }
+  if (stochastic) *rng_state = state;
   if (accumulator != nullptr) accumulator->count = 0;
 }
 

@@ -30,8 +30,9 @@ template <typename S, typename Grad, typename Sink>
 void AvgPoolGrad(const S& s, const Grad& grad, Sink&& sink) {
   // Each window's output is the mean of its in-bounds elements, so each of them
   // receives 1 / count of the window's gradient.
-  const auto share = [](int32_t, int32_t, int32_t, int32_t, Span rows, Span cols) {
-    return 1.0f / static_cast<float>(rows.size() * cols.size());
+  const auto share = [](int32_t, int32_t, int32_t, Span rows, Span cols) {
+    const float window_share = 1.0f / static_cast<float>(rows.size() * cols.size());
+    return [window_share](int32_t) { return window_share; };
   };
   GatherPoolGrad(s.params, s.grad_output, grad, s.grad_input, sink, share);
 }
@@ -43,21 +44,23 @@ void MaxPoolGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& sink)
   // A window's gradient goes entirely to its first maximum in row-major order.
   // The argmax is recomputed rather than stored: no scratch memory, at the cost
   // of scanning each window once per element it contains.
-  const auto routes_here = [&](int32_t n, int32_t iy, int32_t ix, int32_t c, Span rows, Span cols) {
-    int32_t best_y = rows.begin;
-    int32_t best_x = cols.begin;
-    int8_t best = input[((n * in.h + best_y) * in.w + best_x) * in.c + c];
-    for (int32_t y = rows.begin; y < rows.end; ++y) {
-      for (int32_t x = cols.begin; x < cols.end; ++x) {
-        const int8_t value = input[((n * in.h + y) * in.w + x) * in.c + c];
-        if (value > best) {  // Strictly greater: a tie keeps the first maximum.
-          best = value;
-          best_y = y;
-          best_x = x;
+  const auto routes_here = [&](int32_t n, int32_t iy, int32_t ix, Span rows, Span cols) {
+    return [&, n, iy, ix, rows, cols](int32_t c) {
+      int32_t best_y = rows.begin;
+      int32_t best_x = cols.begin;
+      int8_t best = input[((n * in.h + best_y) * in.w + best_x) * in.c + c];
+      for (int32_t y = rows.begin; y < rows.end; ++y) {
+        for (int32_t x = cols.begin; x < cols.end; ++x) {
+          const int8_t value = input[((n * in.h + y) * in.w + x) * in.c + c];
+          if (value > best) {  // Strictly greater: a tie keeps the first maximum.
+            best = value;
+            best_y = y;
+            best_x = x;
+          }
         }
       }
-    }
-    return best_y == iy && best_x == ix ? 1.0f : 0.0f;
+      return best_y == iy && best_x == ix ? 1.0f : 0.0f;
+    };
   };
   GatherPoolGrad(s.params, s.grad_output, grad, in, sink, routes_here);
 }

@@ -44,11 +44,16 @@ inline bool ValidPoolArgs(const tt_pool_params* p, const tt_dims* out, const tt_
          (out->w - 1) * p->stride_w - p->pad_left < in->w;
 }
 
+// Channels gathered together: the window geometry and weight are worked out once per window for this
+// many channels instead of once per element.
+constexpr int32_t kPoolChannelBlock = 8;
+
 // Gather form of a pooling backward. For every input element (n, iy, ix, c) in
 // NHWC order it calls sink() with
 //   sum over windows (oy, ox) containing (iy, ix) of
-//     weight(n, iy, ix, c, rows, cols) * grad_output[n, oy, ox, c]
-// where rows and cols are the window's in-bounds spans.
+//     weight(n, iy, ix, rows, cols)(c) * grad_output[n, oy, ox, c]
+// where rows and cols are the window's in-bounds spans: weight returns the window's
+// weight per channel. Each channel's terms are added in window order.
 template <typename Grad, typename Sink, typename Weight>
 void GatherPoolGrad(const tt_pool_params& p, const tt_dims& out, const Grad& grad_output, const tt_dims& in,
                     Sink&& sink, Weight&& weight) {
@@ -57,16 +62,21 @@ void GatherPoolGrad(const tt_pool_params& p, const tt_dims& out, const Grad& gra
       const Span window_rows = WindowsContaining(iy, p.stride_h, p.pad_top, p.filter_h, out.h);
       for (int32_t ix = 0; ix < in.w; ++ix) {
         const Span window_cols = WindowsContaining(ix, p.stride_w, p.pad_left, p.filter_w, out.w);
-        for (int32_t c = 0; c < in.c; ++c) {
-          float sum = 0.0f;
+        for (int32_t first = 0; first < in.c; first += kPoolChannelBlock) {
+          const int32_t block = in.c - first < kPoolChannelBlock ? in.c - first : kPoolChannelBlock;
+          float sums[kPoolChannelBlock] = {};
           for (int32_t oy = window_rows.begin; oy < window_rows.end; ++oy) {
             const Span rows = WindowSpan(oy, p.stride_h, p.pad_top, p.filter_h, in.h);
             for (int32_t ox = window_cols.begin; ox < window_cols.end; ++ox) {
               const Span cols = WindowSpan(ox, p.stride_w, p.pad_left, p.filter_w, in.w);
-              sum += weight(n, iy, ix, c, rows, cols) * grad_output[((n * out.h + oy) * out.w + ox) * out.c + c];
+              const auto channel_weight = weight(n, iy, ix, rows, cols);
+              const int32_t base = ((n * out.h + oy) * out.w + ox) * out.c + first;
+              for (int32_t k = 0; k < block; ++k) {
+                sums[k] += channel_weight(first + k) * grad_output[base + k];
+              }
             }
           }
-          sink(sum);
+          for (int32_t k = 0; k < block; ++k) sink(sums[k]);
         }
       }
     }
