@@ -73,7 +73,8 @@ from tinytrain_tflm.backend import schema  # noqa: E402
 from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE, SGD, TILED_STAGE  # noqa: E402
 from tinytrain_tflm.firmware import device  # noqa: E402
 from tinytrain_tflm.passes.scheme import conv_like_layers  # noqa: E402
-from tinytrain_tflm.plan import memory
+from tinytrain_tflm.plan import memory  # noqa: E402
+from tinytrain_tflm.runtime.trainer import sample_tensor, training_metadata  # noqa: E402
 from tinytrain_tflm.target import target  # noqa: E402
 
 # The unmodified MobileNetV2 needs more than 256 KB (its stock inference is the speed reference only).
@@ -110,7 +111,7 @@ def measure(model: bytes, device_target, samples: np.ndarray, settings: Settings
     second) and "mean step" (steps 2 to the last) are what training costs per step."""
     firmware = device.build_firmware(model, device_target, settings.reference_core)
     graph = tt.read_graph(model)
-    sample = graph.tensors[graph.inputs[0]]
+    sample = sample_tensor(graph, training_metadata(graph))  # a streamed sample is no graph input
     quantized = [sample.quantization.quantize(samples[i : i + 1], sample.dtype) for i in range(len(samples))]
     train = CONTROL_BACKWARD | CONTROL_UPDATE
     steps = [(train, [k + 1], x) for k, x in enumerate(quantized)]
@@ -232,6 +233,7 @@ def speed_models() -> list[tuple[str, bytes, list[tuple[str, dict]]]]:
         ),
     ]
     flash = {"flash_requantization": True}
+    streamed = {**flash, "stream_input": True}
     return [
         (
             title,
@@ -239,7 +241,11 @@ def speed_models() -> list[tuple[str, bytes, list[tuple[str, dict]]]]:
             [
                 row
                 for label, options in rows
-                for row in ((label, options), (f"{label}, flash requantization", {**options, **flash}))
+                for row in (
+                    (label, options),
+                    (f"{label}, flash requantization", {**options, **flash}),
+                    *([(f"{label}, flash requantization, streamed sample", {**options, **streamed})] if options["tiles"] else []),
+                )
             ],
         )
         for title, model, rows in models

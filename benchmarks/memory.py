@@ -180,9 +180,12 @@ def peak(graph) -> str:
     return f"{pass_name}, {graph.ops[scope - 1].kind}: {named}"
 
 
-def main_table(title: str, source: bytes, on_device: bool, full: bool = True, only: set[str] | None = None) -> None:
+def main_table(
+    title: str, source: bytes, on_device: bool, full: bool = True, only: set[str] | None = None, stream: bool = False
+) -> None:
     """MIT's five schemes measured, next to the paper's 141 KB; `full` adds the last layer and every bias
-    as rows, and the defaults and TFLM's reference kernels as columns; `only` keeps the rows it names."""
+    as rows, and the defaults and TFLM's reference kernels as columns; `only` keeps the rows it names;
+    `stream` adds the same options with the sample streamed into the tiled stage (stream_input=True) as columns."""
     layers = len(conv_like_layers(tt.read_graph(source)))
     rows = [(name, mit_scheme(name, layers)) for name in MIT_SCHEMES]
     if full:
@@ -195,6 +198,8 @@ def main_table(title: str, source: bytes, on_device: bool, full: bool = True, on
     columns = ["scheme", *(["defaults: x86 / 32-bit projected"] if full else []), "x86", "32-bit projected", MIT_COUNT]
     if on_device:
         columns += ["Cortex-M7 CMSIS-NN", *(["Cortex-M7 reference"] if full else []), "CMSIS-NN / paper"]
+    if stream:
+        columns += ["streamed: x86", "32-bit projected", *(["Cortex-M7 CMSIS-NN", "CMSIS-NN / paper"] if on_device else [])]
     print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|", flush=True)
     details = []
     for name, update in rows:
@@ -218,6 +223,15 @@ def main_table(title: str, source: bytes, on_device: bool, full: bool = True, on
                 reference_model = tt.compile(source, update=update, target=reference_target, **BEST_OPTIONS).bytes
                 cells.append(f"{device.minimum_arena(device.build_firmware(reference_model, reference_target)):,}")
             cells.append(f"{cmsis / PAPER_BYTES:.2f}x")
+        if stream:
+            streamed = tt.compile(source, update=update, target=MEASURED_ON, stream_input=True, **BEST_OPTIONS).bytes
+            streamed_x86 = tt.minimum_arena_size(streamed)
+            cells += [f"{streamed_x86:,}", f"{memory.project_32bit(streamed_x86, tt.read_graph(streamed)):,}"]
+            if on_device:
+                streamed_m7 = device.minimum_arena(device.build_firmware(streamed, MEASURED_ON))
+                cells += [f"**{streamed_m7:,}**", f"{streamed_m7 / PAPER_BYTES:.2f}x"]
+            streamed_head = memory.estimate(tt.read_graph(streamed), memory.CORTEX_M).head
+            details.append(f"  {name}, streamed: head {streamed_head:,} B (peak {peak(tt.read_graph(streamed))})")
         print("| " + " | ".join(cells) + " |", flush=True)
         parts = ", ".join(f"{kind} {size:,}" for kind, size in estimate.persistent.items() if size)
         counts = f"{len(graph.ops)} ops, {len(graph.tensors)} tensors"
@@ -297,14 +311,20 @@ def main() -> None:
     parser.add_argument("--main-only", action="store_true", help="MIT's schemes only, not the detailed tables")
     parser.add_argument("--device", action="store_true", help="measure the main table on the emulated Cortex-M7 too")
     parser.add_argument("--only", help="comma-separated rows of the main table to measure (49kb, ..., last layer)")
+    parser.add_argument(
+        "--stream-input", action="store_true", help="add columns with the sample streamed into the tiled stage (stream_input)"
+    )
     args = parser.parse_args()
     if args.device:
         device.check_tools()
     source = mobilenet_v2_035_128()
     only = None if args.only is None else set(args.only.split(","))
-    main_table("MobileNetV2-w0.35 (Keras), 128x128, 10 classes", source, args.device, only=only)
+    stream = args.stream_input
+    main_table("MobileNetV2-w0.35 (Keras), 128x128, 10 classes", source, args.device, only=only, stream=stream)
     nomix = mobilenet_v2_035_128_nomix()
-    main_table("MobileNetV2-w0.35 as MIT trains it (no feature-mix conv)", nomix, args.device, full=False, only=only)
+    main_table(
+        "MobileNetV2-w0.35 as MIT trains it (no feature-mix conv)", nomix, args.device, full=False, only=only, stream=stream
+    )
     if args.main_only:
         return
     benchmark("MobileNetV2-w0.35, 128x128, 10 classes", source, args.quick)

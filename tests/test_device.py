@@ -214,6 +214,23 @@ def test_tiled_stage_trains_bit_identically_under_cmsis_nn(rng):
     _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 
+def test_streamed_sample_trains_bit_identically_under_cmsis_nn(rng):
+    """The sample streamed into the tiled stage (compile(stream_input=True): no sample tensor, the harness's
+    buffer outside the arena registered with tinytrain::SetStreamedInput) trains on the M7 with CMSIS-NN bit
+    for bit as the same model with its sample in the arena does on the host. Options: int8 gradients, 2x2
+    tiles over the stage through the residual ADD, no flash requantization, overlapping buffers, classifier."""
+    options = {"update": "last", "tiles": (2, 2), "flash_requantization": False, "target": "cortex-m7"}
+    model, samples, labels = _blocks(options, rng)
+    streamed = tt.compile(int8_model("mobilenet_v2_blocks"), gradient="int8", stream_input=True, **options).bytes
+    assert len(tt.read_graph(streamed).inputs) == 3  # label, control, learning rate: no sample
+    invokes = _invokes(model, samples, labels)
+    run = device.run(device.build_firmware(streamed, target("cortex-m7", "cmsis-nn")), ARENA, invokes)
+    assert run.error is None, run.error
+    for i, (on_device, (loss, logits)) in enumerate(zip(run.invokes, _host(model, invokes), strict=True)):
+        assert on_device.logits.tobytes() == logits.tobytes(), i
+        assert np.isnan(on_device.loss) if i >= STEPS else on_device.loss.tobytes() == loss.tobytes(), i
+
+
 def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
     """Why the CMSIS-NN targets keep CONV_2D's output apart from its input: the same model planned with the
     reference kernels' rules (a 1x1 conv writing over its dying input) trains wrongly under CMSIS-NN. If this

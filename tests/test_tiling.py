@@ -13,7 +13,9 @@ from models import int8_model, mobilenet_v2_035_128
 import tinytrain_tflm as tt
 from tinytrain_tflm import target as targets
 from tinytrain_tflm.backend import schema
+from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.firmware import device, sources_root
+from tinytrain_tflm.options import Ablation, CompileOptions
 from tinytrain_tflm.passes import tiling
 from tinytrain_tflm.plan import memory, tiled_stage
 from tinytrain_tflm.runtime import interpreter
@@ -222,3 +224,91 @@ def test_export_runs_the_stage_as_builtin_ops():
     exported = tt.Trainer(tt.compile(model, update="last", tiles=(2, 2))).export()
     assert [op.kind for op in tt.read_graph(exported).ops] == [op.kind for op in tt.read_graph(model).ops]
     assert _same_outputs(tt.Trainer(tt.compile(model, update="last")).export(), exported)
+
+
+# Every option stated: int8 gradients, 2x2 tiles over the stage through the residual ADD (9 ops), overlapping
+# buffers, no flash requantization, the classifier training, host kernels.
+STREAM_OPTIONS = {
+    "update": "last",
+    "gradient": "int8",
+    "tiles": (2, 2),
+    "overlap_buffers": True,
+    "flash_requantization": False,
+}
+
+
+def test_streamed_sample_trains_bit_identically_and_leaves_the_arena():
+    """compile(stream_input=True): the sample is no graph input and no arena tensor; the Trainer hands it to
+    the stage (the host's SetStreamedInput), and steps, predictions and the export equal the same model's
+    with its sample in the arena. The arena shrinks by at least the part of the sample it held alone."""
+    model = int8_model("mobilenet_v2_blocks")
+    plain = tt.compile(model, **STREAM_OPTIONS).bytes
+    streamed = tt.compile(model, stream_input=True, **STREAM_OPTIONS).bytes
+    graph, plain_graph = tt.read_graph(streamed), tt.read_graph(plain)
+    assert len(graph.inputs) == len(plain_graph.inputs) - 1
+    stage = next(op for op in graph.ops if op.kind == "TT_TILED_STAGE")
+    assert stage.inputs[0] == -1 and graph.tensors[stage.inputs[-1]].data.tolist() == [1, 16, 16, 3]
+    a, b = tt.Trainer(plain), tt.Trainer(streamed)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x, label = rng.uniform(-1, 1, a.input.shape[1:]).astype(np.float32), int(rng.integers(0, 5))
+        assert a.step(x, label) == b.step(x, label)
+        assert np.array_equal(a.predict(x), b.predict(x))
+    assert a.export() == b.export()
+    assert memory.estimate(graph).total < memory.estimate(plain_graph).total
+    assert tt.minimum_arena_size(streamed) < tt.minimum_arena_size(plain)
+
+
+def test_streamed_sample_errors():
+    """A missing or short source fails the invoke with TFLM's one-line message; stream_input without a
+    fused tiled stage is refused at compile time."""
+    model = int8_model("mobilenet_v2_blocks")
+    streamed = tt.compile(model, stream_input=True, **STREAM_OPTIONS).bytes
+    runner = tt.Interpreter(streamed, 4 << 20)
+    inputs = [np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.float32)]
+    runner.stream_sample(None)
+    with pytest.raises(tt.TFLMError, match="streams its sample: call tinytrain::SetStreamedInput"):
+        runner.run(inputs)
+    runner.stream_sample(np.zeros(16 * 16 * 3 - 1, np.int8))
+    with pytest.raises(tt.TFLMError, match=r"holds 767 bytes; the model's int8 sample \[1, 16, 16, 3\] needs 768"):
+        runner.run(inputs)
+    with pytest.raises(tt.TinyTrainError, match="stream_input streams the sample into the tiled first stage: it needs tiles"):
+        tt.compile(model, stream_input=True, **(STREAM_OPTIONS | {"tiles": None}))
+    per_tile = CompileOptions("last", memory=memory.MemoryOptions((2, 2), True, False, stream_input=True))
+    with pytest.raises(tt.TinyTrainError, match="stream_input needs the model's first stage tiled as one TT_TILED_STAGE"):
+        compile_with(model, per_tile, ablation=Ablation(fused_stage=False))
+
+
+def test_streamed_sample_through_a_row_reader():
+    """The firmware's other source, a row reader (a camera delivering rows): the stage asks it for each row
+    of each tile's patch, the outputs equal the image source's, and a reader's error stops the invoke.
+    Options: STREAM_OPTIONS (int8 gradients, 2x2 tiles, overlapping buffers, no flash requantization)."""
+    streamed = tt.compile(int8_model("mobilenet_v2_blocks"), stream_input=True, **STREAM_OPTIONS).bytes
+    runner = tt.Interpreter(streamed, 4 << 20)
+    inputs = [np.full(1, 2, np.int32), np.full(1, 3, np.int32), np.zeros(1, np.float32)]  # label 2, train
+    image = np.random.default_rng(2).integers(-128, 128, (16, 16, 3), dtype=np.int8)
+    runner.stream_sample(image)
+    expected = runner.run(inputs)
+    runner.reset()
+    asked = []
+    failing = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+    def read(_, row, col, cols, out):
+        asked.append((row, col, cols))
+        if failing:
+            return 1  # any status but TT_SUCCESS
+        ctypes.memmove(out, image[row, col : col + cols].tobytes(), cols * 3)
+        return 0
+
+    library = interpreter.load_plugin()
+    library.TinyTrainSetStreamedInput(None, 0, ctypes.cast(read, ctypes.c_void_p), None)
+    try:
+        outputs = runner.run(inputs)
+        assert all(np.array_equal(a, b) for a, b in zip(outputs, expected, strict=True))
+        assert {row for row, _, _ in asked} == set(range(16)) and len(asked) > 16  # halo rows asked again
+        failing.append(True)
+        with pytest.raises(tt.TFLMError, match="row reader"):
+            runner.run(inputs)
+    finally:
+        runner.stream_sample(None)

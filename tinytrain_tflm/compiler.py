@@ -109,6 +109,7 @@ def compile(
     tiles: tuple[int, int] | str | None = _DEFAULTS.memory.tiles,
     overlap_buffers: bool = _DEFAULTS.memory.overlap_buffers,
     flash_requantization: bool = _DEFAULTS.memory.flash_requantization,
+    stream_input: bool = _DEFAULTS.memory.stream_input,
     target: str | targets.Target = "host",
     loss: str = _DEFAULTS.loss,
 ) -> TrainingModel:
@@ -131,6 +132,10 @@ def compile(
     TT_DEPTHWISE_CONV_2D, which read each channel's requantization from the model
     (tinytrain_tflm.passes.requantization) instead of keeping 8 bytes per output channel
     in the arena; bit-identical, but slower on a device than an optimized TFLM kernel.
+    stream_input: the sample is no tensor of the arena: the tiled first stage reads the rows each tile
+    needs from a source the firmware registers before every invoke (tinytrain::SetStreamedInput: a
+    constant or flash image, or a row reader such as a camera's; tinytrain_tflm.passes.tiling.stream_input).
+    Needs tiles. A sample held whole in RAM outside the arena still counts as the device's RAM.
     target: the device the model is for (tinytrain_tflm.target: "host", "cortex-m7", ...,
     or a Target with other kernels). Its kernels decide which ops may overlap buffers;
     the model's TARGET_METADATA records it for plan, export and the firmware tools.
@@ -138,7 +143,7 @@ def compile(
     head) or "mean_squared_error" (regression, autoencoders); see tinytrain_tflm.passes.loss.attach_loss.
     To measure what a saving saves, compile_with() takes an Ablation.
     """
-    memory_options = MemoryOptions(tiles, overlap_buffers, flash_requantization)
+    memory_options = MemoryOptions(tiles, overlap_buffers, flash_requantization, stream_input)
     options = CompileOptions(update, optimizer or SGD(), gradient, label_smoothing, activation_masks, memory_options, loss)
     return compile_with(model, options, targets.target(target))
 
@@ -159,6 +164,8 @@ def compile_with(
     if ablation.split_partial:
         graph, trainable = partial.split_partial_layers(graph, trainable)
     tiled = None
+    if memory_options.stream_input and memory_options.tiles is None:
+        raise TinyTrainError("stream_input streams the sample into the tiled first stage: it needs tiles ('auto' or a grid)")
     if memory_options.tiles == "auto":
         best = tiling.tile_auto(graph, set(trainable), memory_options, ablation.fused_stage)
         tiled = None if best is None else best[1:]
@@ -171,6 +178,8 @@ def compile_with(
     gradient = options.gradient
     graph = loss.attach_loss(graph, options.label_smoothing, gradient, control=True, loss=options.loss)
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[loss.TRAINING_METADATA])
+    if memory_options.stream_input:
+        graph = tiling.stream_input(graph)  # the sample keeps its tensor index: the metadata still names it
     loss_op = graph.ops[-1]
     forward = list(range(len(graph.ops) - 1))
     trainable, pairs = _move_to_variables(graph, forward, trainable)

@@ -34,6 +34,22 @@ constexpr uint32_t kPatience = 10;         // ... for this many steps in a row r
 constexpr uint32_t kMaxCheckpointEntries = 128;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 
 alignas(16) uint8_t g_arena[train_model::kArenaSize];
+// A model compiled with --stream-input (kStreamsSample) has no sample input: its tiled first stage reads the
+// sample from tinytrain::SetStreamedInput during Invoke(). Here that is this buffer beside the arena, which
+// still costs its RAM; a device can point at a camera frame or flash instead, or give a row reader.
+alignas(16) int8_t g_streamed_sample[train_model::kStreamsSample ? train_model::kSampleValues : 1];
+const tinytrain::StreamedInput kStreamedSample{g_streamed_sample, sizeof(g_streamed_sample), nullptr, nullptr};
+
+// Where a sample goes: the sample input's bytes, or the streamed sample's buffer.
+int8_t* SampleBytes(tflite::MicroInterpreter& interpreter, size_t* bytes) {
+  if (train_model::kStreamsSample) {
+    *bytes = sizeof(g_streamed_sample);
+    return g_streamed_sample;
+  }
+  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  *bytes = sample->bytes;
+  return sample->data.int8;
+}
 
 // A well-mixed 32-bit hash: the value of class `label`'s pattern at element `i`, with no table to store.
 uint32_t Mix(uint32_t x) {
@@ -62,11 +78,12 @@ class Random {
 
 // Writes one noisy sample of class `label` into the sample input and the label into every label slot.
 void SetSample(tflite::MicroInterpreter& interpreter, int label, Random& random) {
-  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
-  for (size_t i = 0; i < sample->bytes; ++i) {
+  size_t bytes = 0;
+  int8_t* sample = SampleBytes(interpreter, &bytes);
+  for (size_t i = 0; i < bytes; ++i) {
     const int pattern = static_cast<int>(Mix(static_cast<uint32_t>(label) * 65599U + i) % 201U) - 100;
     const int value = pattern + random.Below(2 * kNoise + 1) - kNoise;
-    sample->data.int8[i] = static_cast<int8_t>(value < -128 ? -128 : (value > 127 ? 127 : value));
+    sample[i] = static_cast<int8_t>(value < -128 ? -128 : (value > 127 ? 127 : value));
   }
   TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
   for (size_t i = 0; i < labels->bytes / sizeof(int32_t); ++i) labels->data.i32[i] = label;
@@ -114,9 +131,10 @@ struct Field {
 
 // One training step on the sample in the inputs, guarded; false on a failure.
 bool GuardedStep(tinytrain::TrainingInterpreter& interpreter, Field& field, int step, float* loss_sum) {
-  const TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  size_t bytes = 0;
+  const int8_t* sample = SampleBytes(interpreter, &bytes);
   const TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
-  if (tt_sample_check_s8(sample->data.int8, sample->bytes, labels->data.i32, labels->bytes / sizeof(int32_t),
+  if (tt_sample_check_s8(sample, bytes, labels->data.i32, labels->bytes / sizeof(int32_t),
                          train_model::kNumClasses, &field.refused) != TT_SAMPLE_OK) {
     return true;  // a label out of range or a sample clipped everywhere: counted, never trained on
   }
@@ -158,7 +176,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "error: AllocateTensors failed with a %u-byte arena\n", train_model::kArenaSize);
     return 1;
   }
-  if (interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
+  if (train_model::kStreamsSample) tinytrain::SetStreamedInput(&kStreamedSample);
+  if (!train_model::kStreamsSample && interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
     fprintf(stderr, "error: this example feeds int8 samples; the model's input has another type\n");
     return 1;
   }

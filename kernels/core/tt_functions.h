@@ -680,6 +680,28 @@ tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, const tt_stage_
                             int32_t scratch_bytes, const tt_dims* input_dims, const int8_t* input,
                             const tt_dims* output_dims, int8_t* output);
 
+/**
+ * Fills `out` with columns [col, col + cols) of row `row` of a streamed stage
+ * input ([1, ih, iw, cin] int8, row-major), cols * cin bytes: the firmware's
+ * source of an image that is not in the arena (a camera, flash, a file).
+ * Returns TT_SUCCESS, or any other status to stop the stage.
+ */
+typedef tt_status (*tt_stage_row_reader)(void* context, int32_t row, int32_t col, int32_t cols, int8_t* out);
+
+/**
+ * tt_tiled_stage_s8 with its input read through `read` instead of from
+ * memory: each tile asks for the input rows and columns it needs, straight
+ * into its input patch in the scratch buffer (halo rows are asked for again
+ * by the tiles that share them). The stage holds no whole copy of the input.
+ *
+ * @param[in]  read     called once per input row of each tile's patch
+ * @param[in]  context  passed to `read`
+ * @return TT_SUCCESS, `read`'s status when it fails, or TT_ARG_ERROR
+ */
+tt_status tt_tiled_stage_read_s8(const tt_tiled_stage_params* params, const tt_stage_weights* weights,
+                                 int8_t* scratch, int32_t scratch_bytes, const tt_dims* input_dims,
+                                 tt_stage_row_reader read, void* context, const tt_dims* output_dims, int8_t* output);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -31,3 +31,12 @@ TT_EXPORT int32_t TinyTrainTiledStageScratch(const int32_t* description, int32_t
   int32_t bytes = 0;
   return tt_tiled_stage_get_buffer_size(&params, &input, &bytes) == TT_SUCCESS ? bytes : -1;
 }
+
+// The streamed sample of a model compiled with stream_input (tinytrain::SetStreamedInput): `image` (`bytes`
+// long), or with `image` null a row reader, until the next call; both null take it away. The caller keeps
+// them alive while it invokes.
+TT_EXPORT void TinyTrainSetStreamedInput(const int8_t* image, int32_t bytes, tt_stage_row_reader read, void* context) {
+  static tinytrain::StreamedInput input;
+  input = tinytrain::StreamedInput{image, bytes, read, context};
+  tinytrain::SetStreamedInput(image == nullptr && read == nullptr ? nullptr : &input);
+}

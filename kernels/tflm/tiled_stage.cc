@@ -1,7 +1,9 @@
 // TFLM glue of TT_TILED_STAGE over tt_tiled_stage_s8: a frozen first stage of
 // convolutions run patch by patch in one scratch buffer that TFLM plans with
 // the tensors (requested in Prepare), instead of a copy of every stage op per
-// tile with a node, tensors and kernel data each.
+// tile with a node, tensors and kernel data each. A streamed stage (input 0
+// omitted, a last input describing the sample) reads its input from the
+// firmware's SetStreamedInput source instead of an arena tensor.
 #include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "kernel_util.h"
@@ -21,7 +23,11 @@ struct OpData {
   tt_tiled_stage_options options;
   int scratch_index;  // -1: the stage needs no scratch
   int32_t scratch_bytes;
+  tt_dims input;  // the stage input's shape
+  bool streamed;  // read from the SetStreamedInput source
 };
+
+const StreamedInput* g_streamed_input = nullptr;
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   return InitWithOptions<OpData>(context, buffer, length, tt_parse_tiled_stage);
@@ -75,15 +81,26 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   const tt_tiled_stage_options& options = data->options;
   TT_ENSURE_MSG(context, options.num_ops >= 1 && options.num_ops <= TT_STAGE_MAX_OPS, kName,
                 "num_ops must be 1 to %d, got %d", TT_STAGE_MAX_OPS, static_cast<int>(options.num_ops));
-  TT_ENSURE_OK(CheckIoCounts(context, node, kName, kFirstWeight + 3 * options.num_ops, 1, 1));
-  TT_TEMP_TENSOR(input, context, node->inputs->data[kInput], kName);
+  data->streamed = node->inputs->size > kInput && node->inputs->data[kInput] < 0;
+  const int sample = kFirstWeight + 3 * options.num_ops;  // a streamed stage's sample description
+  TT_ENSURE_OK(CheckIoCounts(context, node, kName, sample + (data->streamed ? 1 : 0), 1, 1));
+  TT_TEMP_TENSOR(input, context, node->inputs->data[data->streamed ? sample : kInput], kName);
   TT_TEMP_TENSOR(description, context, node->inputs->data[kDescription], kName);
   TT_TEMP_TENSOR(output, context, node->outputs->data[kOutput], kName);
   TT_ENSURE_MSG(context, input.get() != nullptr && description.get() != nullptr, kName,
                 "input and description must be present");
-  TT_ENSURE_MSG(context, input->type == kTfLiteInt8 && output->type == kTfLiteInt8 && input->dims->size == 4 &&
-                             output->dims->size == 4 && input->dims->data[0] == 1 && output->dims->data[0] == 1,
-                kName, "input and output must be int8 [1, h, w, c]");
+  if (data->streamed) {  // a constant int32 [4] holding the sample's shape, quantized as the sample
+    TT_ENSURE_MSG(context, IsConstantTensor(input.get()) && input->type == kTfLiteInt32 && input->dims->size == 1 &&
+                               input->dims->data[0] == 4 && input->data.i32[0] == 1,
+                  kName, "a streamed stage's last input must be a constant int32 [4]: the sample's shape [1, h, w, c]");
+    data->input = tt_dims{1, input->data.i32[1], input->data.i32[2], input->data.i32[3]};
+  } else {
+    TT_ENSURE_MSG(context, input->type == kTfLiteInt8 && input->dims->size == 4 && input->dims->data[0] == 1, kName,
+                  "input must be int8 [1, h, w, c]");
+    data->input = DimsNHWC(input->dims);
+  }
+  TT_ENSURE_MSG(context, output->type == kTfLiteInt8 && output->dims->size == 4 && output->dims->data[0] == 1, kName,
+                "output must be int8 [1, h, w, c]");
   TT_ENSURE_MSG(context, IsPerTensorQuantized(input.get()) && IsPerTensorQuantized(output.get()), kName,
                 "input and output need per-tensor quantization");
   TT_ENSURE_MSG(context, IsConstantTensor(description.get()) && description->type == kTfLiteInt32 &&
@@ -91,7 +108,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                              description->dims->data[1] == TT_STAGE_ROW_FIELDS,
                 kName, "description must be a constant int32 [%d, %d]", static_cast<int>(options.num_ops),
                 TT_STAGE_ROW_FIELDS);
-  const tt_dims in = DimsNHWC(input->dims), out = DimsNHWC(output->dims);
+  const tt_dims in = data->input, out = DimsNHWC(output->dims);
   const tt_tiled_stage_params params{description->data.i32, options.num_ops, options.tiles_h, options.tiles_w};
   TT_ENSURE_STATUS(context, tt_tiled_stage_get_buffer_size(&params, &in, &data->scratch_bytes), kName,
                    "description (an op's kind, inputs, shape, geometry or quantization, or a tiling the stage cannot run)");
@@ -126,7 +143,6 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const auto& data = *static_cast<const OpData*>(node->user_data);
-  const TfLiteEvalTensor* input = EvalInput(context, node, kInput);
   TfLiteEvalTensor* output = EvalOutput(context, node, kOutput);
   const tt_tiled_stage_params params{EvalInput(context, node, kDescription)->data.i32, data.options.num_ops,
                                      data.options.tiles_h, data.options.tiles_w};
@@ -145,15 +161,40 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       data.scratch_index < 0 ? nullptr : static_cast<int8_t*>(context->GetScratchBuffer(context, data.scratch_index));
   TT_ENSURE_MSG(context, scratch != nullptr || data.scratch_bytes == 0, kName, "TFLM gave no scratch buffer (index %d)",
                 data.scratch_index);
-  const tt_dims in = DimsNHWC(input->dims), out = DimsNHWC(output->dims);
+  const tt_dims in = data.input, out = DimsNHWC(output->dims);
+  if (!data.streamed) {
+    TT_ENSURE_STATUS(context,
+                     tt_tiled_stage_s8(&params, weights, scratch, data.scratch_bytes, &in,
+                                       EvalInput(context, node, kInput)->data.int8, &out, output->data.int8),
+                     kName, "eval");
+    return kTfLiteOk;
+  }
+  const StreamedInput* source = g_streamed_input;
+  TT_ENSURE_MSG(context, source != nullptr && (source->image != nullptr || source->read != nullptr), kName,
+                "the model streams its sample: call tinytrain::SetStreamedInput with the image or a row reader "
+                "before Invoke");
+  if (source->image != nullptr) {
+    const int64_t sample_bytes = int64_t{in.h} * in.w * in.c;
+    TT_ENSURE_MSG(context, source->bytes >= sample_bytes, kName,
+                  "the streamed sample holds %d bytes; the model's int8 sample [1, %d, %d, %d] needs %d",
+                  static_cast<int>(source->bytes), static_cast<int>(in.h), static_cast<int>(in.w),
+                  static_cast<int>(in.c), static_cast<int>(sample_bytes));
+    TT_ENSURE_STATUS(context,
+                     tt_tiled_stage_s8(&params, weights, scratch, data.scratch_bytes, &in, source->image, &out,
+                                       output->data.int8),
+                     kName, "eval");
+    return kTfLiteOk;
+  }
   TT_ENSURE_STATUS(context,
-                   tt_tiled_stage_s8(&params, weights, scratch, data.scratch_bytes, &in, input->data.int8, &out,
-                                     output->data.int8),
-                   kName, "eval");
+                   tt_tiled_stage_read_s8(&params, weights, scratch, data.scratch_bytes, &in, source->read,
+                                          source->context, &out, output->data.int8),
+                   kName, "eval (or the streamed sample's row reader)");
   return kTfLiteOk;
 }
 
 }  // namespace
+
+void SetStreamedInput(const StreamedInput* input) { g_streamed_input = input; }
 
 const TFLMRegistration* Register_TILED_STAGE() {
   static const TFLMRegistration registration = RegisterOp(Init, Prepare, Eval);

@@ -750,9 +750,10 @@ BLOBS = {
         ],
         "id": 23,
         "inputs": [
-            "input: int8 [1, ih, iw, cin], the stage input",
+            "input: int8 [1, ih, iw, cin], the stage input; -1 for a streamed stage, which reads its input from the firmware (tinytrain::SetStreamedInput) and has one more input, last",
             "description: int32 [num_ops, STAGE_ROW_FIELDS], constant: one row per stage op, in order: kind (STAGE_OP_*), input, second input (ADD; else -1), where -1 is the stage input and k the output of stage op k, output height, width and channels, kernel height and width, strides (h, w), dilations (h, w), pad before (top, left: TFLite's for a conv, the PAD's rows and columns), depth multiplier, input offset (minus the zero point), output offset, activation min and max, then for ADD its second input's offset, left shift, and the multiplier and shift of the first input, the second input and the output, as TFLite's ADD computes them in Prepare (0 otherwise), and last, for export only (the kernel ignores them), the builtin op's TFLite padding and fused activation and its output's scale as float32 bits",
-            "filter, bias, requantization of each stage op in turn: as TT_CONV_2D's (or TT_DEPTHWISE_CONV_2D's) inputs 1-3 for a conv, -1 three times for PAD and ADD"
+            "filter, bias, requantization of each stage op in turn: as TT_CONV_2D's (or TT_DEPTHWISE_CONV_2D's) inputs 1-3 for a conv, -1 three times for PAD and ADD",
+            "sample (a streamed stage only): int32 [4], constant: the streamed input's shape [1, ih, iw, cin], with its quantization"
         ],
         "kind": "op",
         "outputs": [

@@ -18,9 +18,9 @@ from ..backend import schema_generated
 from ..errors import TinyTrainError
 from ..frontend import read
 from ..passes.loss import TRAINING_METADATA
-from ..plan import memory
+from ..plan import memory, tiled_stage
 from ..runtime import interpreter
-from ..runtime.trainer import compiled_learning_rate, training_metadata
+from ..runtime.trainer import compiled_learning_rate, sample_tensor, training_metadata
 
 # TFLM reads the model in place; 16 bytes satisfies every alignment its flatbuffer accessors and kernels assume.
 MODEL_ALIGNMENT = 16
@@ -123,7 +123,9 @@ def c_array_files(model: bytes, source: Path, name: str, arena: ArenaSize, origi
     graph = read.read_graph(model)
     metadata = training_metadata(graph)
     device_target = targets.of_model(graph)
-    inputs = {role: _position(graph.inputs, metadata[f"{role}_tensor"], role, "input") for role in ("input", "label", "control")}
+    streams = tiled_stage.streamed_sample(graph) is not None
+    roles = ("label", "control") if streams else ("input", "label", "control")
+    inputs = {"input": -1} | {role: _position(graph.inputs, metadata[f"{role}_tensor"], role, "input") for role in roles}
     outputs = {role: _position(graph.outputs, metadata[f"{role}_tensor"], role, "output") for role in ("loss", "logits")}
     learning_rate = compiled_learning_rate(graph) or 0.0
     updates = [op for op in graph.ops if op.kind == schema_generated.SGD]
@@ -162,6 +164,11 @@ constexpr unsigned int kArenaSize = ({platform_bytes} + {ArenaSize.headroom(aren
 // Write the sample, the label and the control word before every Invoke(): the arena plan reuses
 // input bytes once they are read (a tiled first stage frees its input's rows as it goes). After a
 // prediction (control 0) the loss output holds NaN: no loss was computed.
+// kStreamsSample (compile --stream-input): the sample is no input (kSampleInput is -1) and no arena
+// tensor. The tiled first stage reads it during Invoke() from tinytrain::SetStreamedInput
+// (kernels/tflm/tinytrain_ops.h), set before every Invoke(): kSampleValues int8 values (flash, a
+// constant, a camera's frame buffer; RAM outside the arena still counts as RAM) or a row reader.
+constexpr bool kStreamsSample = {"true" if streams else "false"};
 constexpr int kSampleInput = {inputs["input"]};
 constexpr int kLabelInput = {inputs["label"]};
 constexpr int kControlInput = {inputs["control"]};
@@ -185,7 +192,7 @@ constexpr int kLossTensor = {metadata["loss_tensor"]};
 constexpr int kLogitsTensor = {metadata["logits_tensor"]};
 constexpr int kNumClasses = {metadata["num_classes"]};
 // Values in one sample (the sample input's elements): what a firmware's sample buffers hold.
-constexpr unsigned int kSampleValues = {math.prod(graph.tensors[metadata["input_tensor"]].shape)};
+constexpr unsigned int kSampleValues = {math.prod(sample_tensor(graph, metadata).shape)};
 // The loss (TT_LOSS_* in tt_schema_generated.h), which says what the label input holds:
 // {LABEL_INPUTS[metadata["loss"]]}.
 constexpr int kLoss = {metadata["loss"]};

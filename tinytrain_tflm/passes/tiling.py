@@ -253,6 +253,8 @@ def _estimate(graph: ir.Graph, memory_options: MemoryOptions) -> int:
     """Estimated arena of the graph with the compiler's later memory passes: overlapping buffers, convs
     reading their requantization from the model."""
     lowered = requantization.lower(graph) if memory_options.flash_requantization else graph
+    if memory_options.stream_input and streamable(lowered):
+        lowered = stream_input(lowered)
     return estimate(lowered, options=memory_options).total
 
 
@@ -363,13 +365,52 @@ def _fused(graph: ir.Graph, tiles: tuple[int, int], length: int) -> ir.Graph | N
     return g
 
 
+def streamable(graph: ir.Graph) -> bool:
+    """Whether the graph's first op is a TT_TILED_STAGE reading the graph's first input, which stream_input
+    can then stream."""
+    first = graph.ops[0] if graph.ops else None
+    return (
+        first is not None
+        and first.kind == schema_generated.TILED_STAGE
+        and bool(graph.inputs)
+        and first.inputs[0] == graph.inputs[0]
+    )
+
+
+def stream_input(graph: ir.Graph) -> ir.Graph:
+    """The graph with its sample streamed into its tiled first stage (compile(stream_input=True)): the
+    TT_TILED_STAGE op reads the sample from the firmware (tinytrain::SetStreamedInput: a constant or flash
+    image, or a row reader) a few rows per tile, instead of from an arena tensor. The sample tensor keeps its
+    index, name and quantization but becomes a constant int32 [4] holding its shape: the stage's last input,
+    no longer a graph input. Nothing else may read the sample (the stage is frozen, so no gradient does)."""
+    if not streamable(graph):
+        raise TinyTrainError(
+            "stream_input needs the model's first stage tiled as one TT_TILED_STAGE op reading the sample "
+            "(compile with tiles, e.g. tiles='auto', and the fused stage)"
+        )
+    stage, sample = graph.ops[0], graph.inputs[0]
+    if sample in graph.outputs or any(sample in op.inputs for op in graph.ops[1:]):
+        raise TinyTrainError("stream_input: an op after the tiled first stage reads the sample, so it must stay in the arena")
+    g = dataclasses.replace(graph, tensors=list(graph.tensors), ops=list(graph.ops), inputs=graph.inputs[1:])
+    x = g.tensors[sample]
+    g.tensors[sample] = ir.Tensor(x.name, (4,), np.dtype(np.int32), x.quantization, data=np.array(x.shape, np.int32))
+    g.ops[0] = dataclasses.replace(stage, inputs=[-1, *stage.inputs[1:], sample])
+    return g
+
+
 def restore_stage(graph: ir.Graph, op: ir.Op) -> list[ir.Op]:
     """The builtin ops a TT_TILED_STAGE op runs, with new tensors between them (from its description's
     export columns: each op's padding, activation and output scale); any other op alone. For exported
-    inference models, which stock TFLM runs."""
+    inference models, which stock TFLM runs. A streamed stage's sample becomes an int8 tensor again, at the
+    index of its shape constant (graph.tensors is changed in place)."""
     if op.kind != schema_generated.TILED_STAGE:
         return [op]
     description = graph.tensors[op.inputs[1]].data
+    if op.inputs[0] < 0:
+        sample = graph.tensors[op.inputs[-1]]
+        shape = stage_plan.input_shape(graph, op)
+        graph.tensors[op.inputs[-1]] = ir.Tensor(sample.name, shape, np.dtype(np.int8), sample.quantization)
+        op = dataclasses.replace(op, inputs=[op.inputs[-1], *op.inputs[1:-1]])
     tensors = [op.inputs[0]]  # stage tensor k + 1: the output of stage op k
     ops = []
     for k, values in enumerate(description):
@@ -461,7 +502,7 @@ def forward_work(graph: ir.Graph) -> int:
             options = schema.decode_blob("TILED_STAGE", op.custom_options)
             grid = (options["tiles_h"], options["tiles_w"])
             description = graph.tensors[op.inputs[1]].data
-            work += stage_plan.stage_work(description, graph.tensors[op.inputs[0]].shape, grid)
+            work += stage_plan.stage_work(description, stage_plan.input_shape(graph, op), grid)
             convs = np.isin(description[:, stage_plan.COLUMN["kind"]], stage_plan.CONVS).sum()
             work += int(convs) * grid[0] * grid[1] * STAGE_CALL_WORK
         elif op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):

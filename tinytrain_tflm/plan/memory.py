@@ -60,6 +60,8 @@ class MemoryOptions:
     tiles: tuple[int, int] | str | None = "auto"
     overlap_buffers: bool = True
     flash_requantization: bool = True
+    # The sample is not an arena tensor: the tiled stage reads it from the firmware (passes.tiling.stream_input).
+    stream_input: bool = False
 
 
 @dataclasses.dataclass
@@ -132,7 +134,7 @@ def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
     if op.kind != schema_generated.TILED_STAGE:
         return 0
     options = schema.decode_blob("TILED_STAGE", op.custom_options)
-    description, shape = graph.tensors[op.inputs[1]].data, graph.tensors[op.inputs[0]].shape
+    description, shape = graph.tensors[op.inputs[1]].data, tiled_stage.input_shape(graph, op)
     device = target.of_model(graph)
     convs = ("mve" if device.mve else "dsp") if device.kernels == "cmsis-nn" else None
     size = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]), convs)

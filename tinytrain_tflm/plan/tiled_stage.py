@@ -27,6 +27,22 @@ COLUMN = {name: i for i, name in enumerate(FIELDS)}
 CONVS = (generated.STAGE_OP_CONV, generated.STAGE_OP_DEPTHWISE)
 
 
+def input_shape(graph, op) -> tuple[int, ...]:
+    """The shape of a TT_TILED_STAGE op's input: its input tensor's, or for a streamed stage (input 0 omitted,
+    tinytrain_tflm.passes.tiling.stream_input) the sample's, held by its last input."""
+    if op.inputs[0] >= 0:
+        return graph.tensors[op.inputs[0]].shape
+    return tuple(int(size) for size in graph.tensors[op.inputs[-1]].data)
+
+
+def streamed_sample(graph) -> int | None:
+    """The tensor standing for the sample of a model whose tiled stage streams it (its shape constant), or None."""
+    for op in graph.ops:
+        if op.kind == generated.TILED_STAGE and op.inputs[0] < 0:
+            return op.inputs[-1]
+    return None
+
+
 def tile_span(size: int, parts: int, tile: int) -> tuple[int, int]:
     """Tile `tile` of `parts` along an axis of `size`: edges at round(t * size / parts), halves up."""
     return tuple((2 * t * size + parts) // (2 * parts) for t in (tile, tile + 1))

@@ -37,7 +37,7 @@ from ..capture import capture_fds
 from ..errors import TFLMError, TinyTrainError
 from ..frontend import read, verify
 from ..passes import loss
-from ..plan import memory
+from ..plan import memory, tiled_stage
 
 PINNED_TFLM_VERSION = "0.dev20261002031052"
 # What that wheel reports as tflite_micro.__version__: the pip version and TFLM's commit.
@@ -247,6 +247,18 @@ class Interpreter:
         details, _ = _call_tflm(f"reading tensor {index}", lambda: self._interpreter.GetTensor(index, 0))
         return np.array(details["tensor_data"], copy=True)
 
+    def stream_sample(self, sample: np.ndarray | None) -> None:
+        """The sample the next invokes of a model compiled with stream_input read (its int8 bytes), or None
+        for none: the host's tinytrain::SetStreamedInput. One source per process, so a caller sets it before
+        each invoke."""
+        self._streamed = None if sample is None else np.ascontiguousarray(sample, np.int8)  # read in place: kept alive
+        library = load_plugin()
+        library.TinyTrainSetStreamedInput.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p]
+        if self._streamed is None:
+            library.TinyTrainSetStreamedInput(None, 0, None, None)
+        else:
+            library.TinyTrainSetStreamedInput(self._streamed.ctypes.data, self._streamed.nbytes, None, None)
+
     def invoke(self) -> None:
         _call_tflm("invoke", self._interpreter.invoke)
         self.invoked = True
@@ -288,6 +300,13 @@ def zero_inputs(model: bytes) -> list[np.ndarray]:
     return inputs
 
 
+def streamed_sample_shape(model: bytes) -> tuple[int, ...] | None:
+    """The sample shape of a model whose tiled stage streams its sample (compile(stream_input=True)), else None."""
+    graph = read.read_graph(model)
+    sample = tiled_stage.streamed_sample(graph)
+    return None if sample is None else tuple(int(size) for size in graph.tensors[sample].data)
+
+
 def _probe_inputs(model: bytes) -> list[np.ndarray]:
     """zero_inputs, but a training model's control input asks for a training step, so a probe runs
     every backward op and optimizer update, not only the forward pass."""
@@ -321,6 +340,7 @@ def _run_in_child(
     """Builds the interpreter and invokes it once (a training step for a training model) in a forked
     child: _FITS, _FAILED (TFLM refused), _CRASHED (a signal) or _HUNG (killed after PROBE_TIMEOUT_SECONDS)."""
     inputs = _probe_inputs(model) if inputs is None else inputs
+    streamed = streamed_sample_shape(model)
     pid = os.fork()
     if pid == 0:  # child: never returns
         # No garbage collection in the child: objects of other threads' extension modules (TensorFlow's,
@@ -335,6 +355,8 @@ def _run_in_child(
             interpreter = Interpreter(
                 model, arena_size, preserve_all_tensors, crash_guard=False, kernel_library=kernel_library, check_model=check_model
             )
+            if streamed is not None:
+                interpreter.stream_sample(np.zeros(streamed, np.int8))
             interpreter.run(inputs)
             status = 0
         finally:

@@ -18,7 +18,7 @@ from ..frontend import edges, ir, read
 from ..passes import loss, optimizer, partial, requantization, tiling
 from ..passes.optimizer import MAX_LEARNING_RATE
 from ..passes.scheme import conv_like_layers
-from ..plan import memory
+from ..plan import memory, tiled_stage
 from .interpreter import MAX_ARENA_BYTES, Interpreter
 
 
@@ -206,13 +206,20 @@ def training_metadata(graph: ir.Graph) -> dict:
         index = metadata[role]
         if not (0 <= index < count or (role in heads and index == -1)):
             raise TinyTrainError(f"training metadata names tensor {index} as {role}; the model has {count} tensors")
-    inputs = [metadata[role] for role in ("input_tensor", "label_tensor", "control_tensor")]
-    if graph.inputs[:3] != inputs or len(graph.inputs) != 4:
+    # A streamed sample (compile(stream_input=True)) is no graph input: the tiled stage reads it.
+    streamed = tiled_stage.streamed_sample(graph)
+    if streamed is not None and streamed != metadata["input_tensor"]:
         raise TinyTrainError(
-            f"training metadata names inputs {inputs} (sample, label, control) and a learning rate follows; "
-            f"the model's are {graph.inputs} (compiled by an older tinytrain_tflm? compile it again)"
+            f"training metadata names tensor {metadata['input_tensor']} as the sample; the stage streams {streamed}"
         )
-    rate = graph.tensors[graph.inputs[3]]
+    roles = ("label_tensor", "control_tensor") if streamed is not None else ("input_tensor", "label_tensor", "control_tensor")
+    inputs = [metadata[role] for role in roles]
+    if graph.inputs[:-1] != inputs or len(graph.inputs) != len(inputs) + 1:
+        raise TinyTrainError(
+            f"training metadata names inputs {inputs} ({', '.join(role.split('_')[0] for role in roles)}) and a learning "
+            f"rate follows; the model's are {graph.inputs} (compiled by an older tinytrain_tflm? compile it again)"
+        )
+    rate = graph.tensors[graph.inputs[-1]]
     if rate.dtype != np.float32 or rate.shape != (1,) or not rate.is_variable:
         raise TinyTrainError(f"the model's last input {rate.name!r} must be the float32 [1] learning-rate variable")
     if metadata["loss"] not in _LOSS_OPS:
@@ -259,6 +266,14 @@ def training_metadata(graph: ir.Graph) -> dict:
     return metadata
 
 
+def sample_tensor(graph: ir.Graph, metadata: dict) -> ir.Tensor:
+    """The training model's sample tensor; for a streamed sample, the int8 tensor its shape constant stands for."""
+    sample = graph.tensors[metadata["input_tensor"]]
+    if tiled_stage.streamed_sample(graph) is None:
+        return sample
+    return ir.Tensor(sample.name, tuple(int(size) for size in sample.data), np.dtype(np.int8), sample.quantization)
+
+
 class Trainer:
     """Runs a training model in TFLM: one invoke per step, predict or gradient query.
 
@@ -274,7 +289,8 @@ class Trainer:
         self.metadata = training_metadata(self.graph)
         self.parameters, self._momentum_sources = _parameters(self.graph)
         self._updates = 0  # update invokes since creation or the last reset: how far the rounding streams moved
-        self.input = self.graph.tensors[self.metadata["input_tensor"]]
+        self.streams_sample = tiled_stage.streamed_sample(self.graph) is not None
+        self.input = sample_tensor(self.graph, self.metadata)
         # Every tensor gets its own memory with preserve_all_tensors: size the arena for all of them.
         live = sum(t.data is None and int(np.prod(t.shape, dtype=object)) * t.dtype.itemsize for t in self.graph.tensors)
         arena = 2 * live + 256 * len(self.graph.tensors) + (1 << 20)
@@ -365,6 +381,8 @@ class Trainer:
     def _run(self, x: np.ndarray, label, control: int, learning_rate: float | None = None) -> list[np.ndarray]:
         rate = self._learning_rate if learning_rate is None else learning_rate
         inputs = [self._sample(x), self._labels(label, control), np.array([control], np.int32)]
+        if self.streams_sample:
+            self._interpreter.stream_sample(inputs.pop(0))
         outputs = self._interpreter.run([*inputs, np.array([rate or 0.0], np.float32)])  # 0: the compiled rate
         self._updates += bool(control & schema_generated.CONTROL_UPDATE)  # applied updates: what a save counts
         return outputs

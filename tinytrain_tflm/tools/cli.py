@@ -224,12 +224,15 @@ def _compile(args: argparse.Namespace) -> None:
             tiles=_tiles(tile),
             overlap_buffers=not args.no_overlap,
             flash_requantization=flash,
+            stream_input=args.stream_input,
             target=device_target,
             loss=args.loss,
         )
 
-    memory_options_given = scheme_file is not None or any(
-        getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile")
+    memory_options_given = (
+        scheme_file is not None
+        or args.stream_input
+        or any(getattr(args, name) is not None for name in ("gradient", "flash_requantization", "tile"))
     )
     if ram is not None and not memory_options_given:
         training = _fit_ram(build, device_target, ram)
@@ -718,6 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="let TFLM plan the arena: no output written over its input (for kernels that do not produce rows in order)",
     )
     compile_.add_argument("--flash-requantization", action=argparse.BooleanOptionalAction, help=FLASH_HELP)
+    compile_.add_argument(
+        "--stream-input",
+        action="store_true",
+        help="the sample is no arena tensor: the tiled first stage reads its rows from the firmware's "
+        "tinytrain::SetStreamedInput (needs --tile; README, Memory)",
+    )
     _add_target_arguments(
         compile_, "the device the model is for: its kernels decide which ops may overlap buffers (default host)"
     )

@@ -46,14 +46,36 @@ tt_status ConvPatch(const tt_context* ctx, const core::StageOp& op, const tt_sta
                       &a.output, out);
 }
 
+struct Image {
+  const int8_t* data;
+  const tt_dims* dims;
+};
+
+// The reader of an input in memory: a row's columns copied out of it.
+tt_status ReadFromMemory(void* context, int32_t row, int32_t col, int32_t cols, int8_t* out) {
+  const Image& image = *static_cast<const Image*>(context);
+  memcpy(out, image.data + (row * image.dims->w + col) * image.dims->c, static_cast<size_t>(cols * image.dims->c));
+  return TT_SUCCESS;
+}
+
 }  // namespace
 
 extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, const tt_stage_weights* weights,
                                        int8_t* scratch, int32_t scratch_bytes, const tt_dims* input_dims,
                                        const int8_t* input, const tt_dims* output_dims, int8_t* output) {
+  if (input == nullptr || input_dims == nullptr) return TT_ARG_ERROR;
+  Image image{input, input_dims};
+  return tt_tiled_stage_read_s8(params, weights, scratch, scratch_bytes, input_dims, ReadFromMemory, &image,
+                                output_dims, output);
+}
+
+extern "C" tt_status tt_tiled_stage_read_s8(const tt_tiled_stage_params* params, const tt_stage_weights* weights,
+                                            int8_t* scratch, int32_t scratch_bytes, const tt_dims* input_dims,
+                                            tt_stage_row_reader read, void* context, const tt_dims* output_dims,
+                                            int8_t* output) {
   int32_t offset[TT_STAGE_MAX_OPS + 1];
   int32_t needed = 0, conv_at = 0, conv_bytes = 0;
-  if (!core::ValidStage(params, input_dims) || weights == nullptr || input == nullptr || output == nullptr ||
+  if (!core::ValidStage(params, input_dims) || weights == nullptr || read == nullptr || output == nullptr ||
       output_dims == nullptr || !core::StageScratch(*params, *input_dims, offset, &conv_at, &conv_bytes, &needed) ||
       scratch_bytes < needed || (needed > 0 && scratch == nullptr)) {
     return TT_ARG_ERROR;
@@ -80,8 +102,9 @@ extern "C" tt_status tt_tiled_stage_s8(const tt_tiled_stage_params* params, cons
       core::Need(*params, *input_dims, ty, tx, ty > 0 ? previous : nullptr, &tile);  // succeeded in Layout
       const int32_t patch_row = tile.need_cols[0].length() * input_dims->c;
       for (int32_t y = tile.need_rows[0].start; y < tile.need_rows[0].stop; ++y) {
-        memcpy(scratch + offset[0] + (y - tile.need_rows[0].start) * patch_row,
-               input + (y * input_dims->w + tile.need_cols[0].start) * input_dims->c, static_cast<size_t>(patch_row));
+        const tt_status status = read(context, y, tile.need_cols[0].start, tile.need_cols[0].length(),
+                                      scratch + offset[0] + (y - tile.need_rows[0].start) * patch_row);
+        if (status != TT_SUCCESS) return status;
       }
       data[0] = scratch + offset[0];
       for (int32_t k = 0; k < n; ++k) {

@@ -39,7 +39,9 @@
 //   guard SKIPPED_LABELS SKIPPED_SATURATED ROLLBACKS   with guard=: the totals, after the script
 //   error MESSAGE                                      then exit code 1
 // The sample is written before every invoke, as the firmware contract asks (a tiled model's first
-// stage reuses its input's bytes).
+// stage reuses its input's bytes). A model compiled with a streamed sample (train_model::kStreamsSample)
+// has no sample tensor: the harness keeps the sample in a static buffer in RAM, outside the arena, and
+// registers it with tinytrain::SetStreamedInput (a firmware reading a camera or flash needs no such buffer).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,22 @@ constexpr uint32_t kSemihostingGetCommandLine = 0x15;
 constexpr uint8_t kCanary = 0x5A;
 
 alignas(16) __attribute__((section(".arena"))) uint8_t g_arena[kArenaCapacity];
+
+// A streamed sample's bytes (static data, not the arena region): what tinytrain::SetStreamedInput points to.
+alignas(16) int8_t g_streamed_sample[train_model::kStreamsSample ? train_model::kSampleValues : 1];
+const tinytrain::StreamedInput kStreamedSample{g_streamed_sample, sizeof(g_streamed_sample), nullptr, nullptr};
+
+// Where the harness writes each invoke's sample: the sample input tensor, or the streamed sample's buffer.
+struct SampleBytes {
+  int8_t* data;
+  size_t bytes;
+};
+
+SampleBytes Sample(tflite::MicroInterpreter& interpreter) {
+  if (train_model::kStreamsSample) return SampleBytes{g_streamed_sample, sizeof(g_streamed_sample)};
+  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  return SampleBytes{sample->data.int8, sample->bytes};
+}
 
 int Fail(const char* message, const char* detail = "") {
   printf("error %s%s\n", message, detail);
@@ -198,9 +216,9 @@ Checkpoint g_checkpoint;
 // A predict invoke on a zero sample: after AllocateTensors or Reset, TT_INIT_VARIABLES copies the pretrained
 // values into the variables on the first invoke, and a restore must come after that.
 int InitializeVariables(tflite::MicroInterpreter& interpreter) {
-  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  const SampleBytes sample = Sample(interpreter);
   TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
-  memset(sample->data.raw, 0, sample->bytes);
+  memset(sample.data, 0, sample.bytes);
   memset(labels->data.raw, 0, labels->bytes);
   interpreter.input(train_model::kControlInput)->data.i32[0] = 0;  // predict: no update
   return interpreter.Invoke() == kTfLiteOk ? 0 : Fail("the invoke that initializes the variables failed");
@@ -302,14 +320,14 @@ int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile
   uint32_t header[4];
   if (!ReadWords(script, header, 4) || memcmp(header, "TTS1", 4) != 0) return Fail("not a harness script: ", path);
   const uint32_t invokes = header[1], sample_bytes = header[2], label_count = header[3];
-  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  const SampleBytes sample = Sample(interpreter);
   TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
-  if (sample_bytes != sample->bytes) return Fail("script's sample size differs from the model's input");
+  if (sample_bytes != sample.bytes) return Fail("script's sample size differs from the model's input");
   if (label_count * sizeof(int32_t) != labels->bytes) return Fail("script's label count differs from the model's");
   for (uint32_t i = 0; i < invokes; ++i) {
     int32_t control = 0;
     if (!ReadWords(script, &control, 1) || !ReadWords(script, labels->data.i32, label_count) ||
-        fread(sample->data.raw, 1, sample_bytes, script) != sample_bytes) {
+        fread(sample.data, 1, sample_bytes, script) != sample_bytes) {
       return Fail("script ends early: ", path);
     }
     if (control == kScriptLearningRate) {
@@ -324,7 +342,7 @@ int RunScript(tflite::MicroInterpreter& interpreter, const char* path, OpProfile
     }
     const bool training = (control & TT_CONTROL_UPDATE) != 0;
     if (guard != nullptr && training) {
-      const tt_sample_verdict verdict = tt_sample_check_s8(sample->data.int8, sample_bytes, labels->data.i32, label_count,
+      const tt_sample_verdict verdict = tt_sample_check_s8(sample.data, sample_bytes, labels->data.i32, label_count,
                                                            guard->label_classes, &guard->refused);
       if (verdict != TT_SAMPLE_OK) {
         printf("skipped %lu %s\n", static_cast<unsigned long>(i), verdict == TT_SAMPLE_BAD_LABEL ? "label" : "saturated");
@@ -404,7 +422,9 @@ int main() {
   tinytrain::TrainingInterpreter interpreter(tflite::GetModel(train_model::kData), resolver, g_arena, arena_bytes,
                                             nullptr, profile);
   if (interpreter.AllocateTensors() != kTfLiteOk) return Fail("AllocateTensors failed");
-  if (guarded != nullptr && interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
+  if (train_model::kStreamsSample) tinytrain::SetStreamedInput(&kStreamedSample);
+  if (guarded != nullptr && !train_model::kStreamsSample &&
+      interpreter.input(train_model::kSampleInput)->type != kTfLiteInt8) {
     return Fail("guard= checks int8 samples; this model's sample is not int8");
   }
   printf("arena_used %lu\n", static_cast<unsigned long>(interpreter.arena_used_bytes()));
