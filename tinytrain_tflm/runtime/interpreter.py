@@ -300,9 +300,10 @@ def zero_inputs(model: bytes) -> list[np.ndarray]:
     return inputs
 
 
-def streamed_sample_shape(model: bytes) -> tuple[int, ...] | None:
-    """The sample shape of a model whose tiled stage streams its sample (compile(stream_input=True)), else None."""
-    graph = read.read_graph(model)
+def streamed_sample_shape(model: bytes, check_model: bool = True) -> tuple[int, ...] | None:
+    """The sample shape of a model whose tiled stage streams its sample (compile(stream_input=True)), else
+    None. check_model=False reads a model the verifier would refuse, as Interpreter(check_model=False) runs it."""
+    graph = read.read_graph(model, check=check_model)
     sample = tiled_stage.streamed_sample(graph)
     return None if sample is None else tuple(int(size) for size in graph.tensors[sample].data)
 
@@ -340,7 +341,7 @@ def _run_in_child(
     """Builds the interpreter and invokes it once (a training step for a training model) in a forked
     child: _FITS, _FAILED (TFLM refused), _CRASHED (a signal) or _HUNG (killed after PROBE_TIMEOUT_SECONDS)."""
     inputs = _probe_inputs(model) if inputs is None else inputs
-    streamed = streamed_sample_shape(model)
+    streamed = streamed_sample_shape(model, check_model)
     pid = os.fork()
     if pid == 0:  # child: never returns
         # No garbage collection in the child: objects of other threads' extension modules (TensorFlow's,
