@@ -300,6 +300,9 @@ def zero_inputs(model: bytes) -> list[np.ndarray]:
     return inputs
 
 
+# Cached: minimum_arena_size probes one model a few dozen times, and reading a MobileNet-sized graph
+# for each probe would repeat the same parse and verification.
+@functools.lru_cache(maxsize=2)
 def streamed_sample_shape(model: bytes, check_model: bool = True) -> tuple[int, ...] | None:
     """The sample shape of a model whose tiled stage streams its sample (compile(stream_input=True)), else
     None. check_model=False reads a model the verifier would refuse, as Interpreter(check_model=False) runs it."""
@@ -341,7 +344,7 @@ def _run_in_child(
     """Builds the interpreter and invokes it once (a training step for a training model) in a forked
     child: _FITS, _FAILED (TFLM refused), _CRASHED (a signal) or _HUNG (killed after PROBE_TIMEOUT_SECONDS)."""
     inputs = _probe_inputs(model) if inputs is None else inputs
-    streamed = streamed_sample_shape(model, check_model)
+    streamed = streamed_sample_shape(bytes(model), check_model)
     pid = os.fork()
     if pid == 0:  # child: never returns
         # No garbage collection in the child: objects of other threads' extension modules (TensorFlow's,
