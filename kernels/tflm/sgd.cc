@@ -102,7 +102,19 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
                 channels, axis);
 
   TT_TEMP_TENSOR(grad, context, node->inputs->data[kGrad], kOpName);
-  const int channels_to_update = SameShapeExcept(grad->dims, parameter_dims, axis) ? grad->dims->data[axis] : 0;
+  // A grad of higher rank than an int32 [channels] bias is the layer's output gradient, which the
+  // update sums per channel (a fused bias gradient): it must end in the bias's channels.
+  const TfLiteIntArray* grad_dims = grad->dims;
+  const bool sums_channels = !data->parameter_is_int8 && rank == 1 && grad_dims->size > 1;
+  data->summed_rows = 0;
+  if (sums_channels) {
+    TT_ENSURE_MSG(context, grad_dims->size <= 4 && grad_dims->data[grad_dims->size - 1] == channels, kOpName,
+                  "a bias's grad of rank %d must be its layer's output gradient: rank 2 to 4, last dimension %d",
+                  grad_dims->size, channels);
+    data->summed_rows = Product(grad_dims, 0, grad_dims->size - 1);
+    grad_dims = parameter_dims;  // the bias gradient it stands for: every channel
+  }
+  const int channels_to_update = SameShapeExcept(grad_dims, parameter_dims, axis) ? grad_dims->data[axis] : 0;
   TT_ENSURE_MSG(context, channels_to_update >= 1 && channels_to_update <= channels, kOpName,
                 "grad must have the parameter's shape except along quantized_dimension %d, where it needs 1 to %d "
                 "entries",
@@ -114,7 +126,7 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (data->params.momentum > 0.0f) {
     TT_ENSURE_MSG(context,
                   momentum.get() != nullptr && momentum->type == kTfLiteFloat32 && momentum->is_variable &&
-                      SameShapeExcept(momentum->dims, grad->dims, -1),
+                      SameShapeExcept(momentum->dims, grad_dims, -1),
                   kOpName, "momentum %g needs a float32 variable momentum input of grad's shape",
                   static_cast<double>(data->params.momentum));
   } else {
@@ -124,8 +136,11 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_TEMP_TENSOR(accumulator, context, node->inputs->data[kAccumulator], kOpName);
   TT_ENSURE_MSG(context,
                 accumulator.get() == nullptr || (accumulator->type == kTfLiteFloat32 && accumulator->is_variable &&
-                                                 SameShapeExcept(accumulator->dims, grad->dims, -1)),
+                                                 SameShapeExcept(accumulator->dims, grad_dims, -1)),
                 kOpName, "the accumulator input must be -1 or a float32 variable of grad's shape");
+  TT_ENSURE_MSG(context, accumulator.get() == nullptr || !sums_channels, kOpName,
+                "a bias updated from its layer's output gradient takes no accumulator (the accumulator input must be "
+                "-1)");
 
   // TFLM points a tensor's scales into the model flatbuffer (flatbuffer_utils.cc, little-endian
   // targets), which outlives the interpreter: keep the pointer, copy nothing.
@@ -164,6 +179,14 @@ TfLiteStatus SgdOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
   tt_sgd_accumulator sum{accumulator != nullptr ? accumulator->data.f : nullptr, data->accumulated};
   tt_sgd_accumulator* batch = accumulator != nullptr ? &sum : nullptr;
+  if (data->summed_rows > 0) {
+    const tt_dims grad_dims{1, 1, data->summed_rows, data->dims.channels};
+    TT_ENSURE_STATUS(context,
+                     tt_sgd_update_channel_sums_s32(&data->rng_state, &params, data->num_scales, data->scales, &grad_dims,
+                                                    &grad, momentum, parameter->data.i32),
+                     kOpName, "eval");
+    return kTfLiteOk;
+  }
   const tt_status status =
       data->parameter_is_int8
           ? data->kernel.int8(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,
