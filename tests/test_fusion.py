@@ -38,6 +38,16 @@ def _pair(gradient: str) -> tuple[tt.TrainingModel, tt.TrainingModel]:
     return compile_with(model, options), compile_with(model, options, ablation=UNFUSED)
 
 
+def _assert_trains_identically(fused: tt.TrainingModel, unfused: tt.TrainingModel) -> None:
+    """Three steps on random samples: equal losses, then bit-identical weights."""
+    a, b = tt.Trainer(fused), tt.Trainer(unfused)
+    for seed in range(3):
+        x = np.random.default_rng(seed).integers(-128, 128, a.input.shape, dtype=np.int8)
+        assert a.step(x, seed % 5) == b.step(x, seed % 5)
+    for name, weight in b.weights().items():
+        np.testing.assert_array_equal(a.weights()[name], weight, err_msg=name)
+
+
 def _fused_ops(graph: tt.Graph) -> list[tt.Op]:
     return [op for op in graph.ops if op.kind in INPUT_GRADS and len(op.inputs) == MASK_INPUT + 2]
 
@@ -61,12 +71,7 @@ def test_each_mask_moves_into_the_input_gradient_that_feeds_it():
 def test_fused_training_is_bit_identical_and_smaller(gradient):
     fused, unfused = _pair(gradient)
     assert tt.minimum_arena_size(fused.bytes) < tt.minimum_arena_size(unfused.bytes)
-    a, b = tt.Trainer(fused), tt.Trainer(unfused)
-    for seed in range(3):
-        x = np.random.default_rng(seed).integers(-128, 128, a.input.shape, dtype=np.int8)
-        assert a.step(x, seed % 5) == b.step(x, seed % 5)
-    for name, weight in b.weights().items():
-        np.testing.assert_array_equal(a.weights()[name], weight, err_msg=name)
+    _assert_trains_identically(fused, unfused)
 
 
 def test_a_mask_of_the_wrong_size_is_named():
@@ -93,9 +98,4 @@ def test_each_bias_gradient_is_summed_inside_its_update(gradient):
     assert len(unfused_graph.tensors) - len(fused_graph.tensors) == bias_grads * (2 if gradient == "int8" else 1)
     assert tt.minimum_arena_size(fused.bytes) < tt.minimum_arena_size(unfused.bytes)
     if gradient == "float32":  # the same float32 sums: the same bits
-        a, b = tt.Trainer(fused), tt.Trainer(unfused)
-        for seed in range(3):
-            x = np.random.default_rng(seed).integers(-128, 128, a.input.shape, dtype=np.int8)
-            assert a.step(x, seed % 5) == b.step(x, seed % 5)
-        for name, weight in b.weights().items():
-            np.testing.assert_array_equal(a.weights()[name], weight, err_msg=name)
+        _assert_trains_identically(fused, unfused)
