@@ -195,11 +195,13 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
 
 def test_fused_relu_backward_trains_bit_identically_under_cmsis_nn(rng):
     """The biases of the last 6 layers training, so each ReLU backward reads its activation's mask and is
-    fused into the input gradient feeding it (tinytrain_tflm.passes.fusion); untiled, flash requantization."""
+    fused into the input gradient feeding it, and each bias update sums its layer's output gradient itself
+    (tinytrain_tflm.passes.fusion); int8 gradients, untiled, flash requantization."""
     options = {"update": {"bias_last": 6}, "tiles": None, "flash_requantization": True, "target": "cortex-m7"}
     model, samples, labels = _blocks(options, rng)
     graph = tt.read_graph(model)
     assert any(op.kind.endswith("CONV_2D_INPUT_GRAD") and len(op.inputs) == MASK_INPUT + 2 for op in graph.ops)
+    assert not any(op.kind == "TT_BIAS_GRAD" for op in graph.ops)
     _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 
