@@ -19,8 +19,9 @@ constexpr int kControl = 4;
 constexpr int kLearningRate = 5;
 constexpr int kAccumulator = 6;
 
-TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
-  const tt_sgd_options& o = data->options;
+// Checks what Init kept of the options (params and seed).
+TfLiteStatus PrepareOptions(TfLiteContext* context, const OpData* data) {
+  const tt_sgd_params& o = data->params;
   // Written so that NaN fails too.
   TT_ENSURE_MSG(context, o.learning_rate > 0.0f && o.learning_rate <= FLT_MAX, kOpName,
                 "learning_rate must be > 0, got %g", static_cast<double>(o.learning_rate));
@@ -31,8 +32,7 @@ TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
                 o.rounding == TT_ROUND_TRUNCATE || o.rounding == TT_ROUND_NEAREST || o.rounding == TT_ROUND_STOCHASTIC,
                 kOpName, "rounding must be ROUND_TRUNCATE (%d), ROUND_NEAREST (%d) or ROUND_STOCHASTIC (%d), got %d",
                 TT_ROUND_TRUNCATE, TT_ROUND_NEAREST, TT_ROUND_STOCHASTIC, static_cast<int>(o.rounding));
-  TT_ENSURE_MSG(context, o.seed != 0, kOpName, "seed must be nonzero (xorshift32 stays at 0)");
-  data->params = tt_sgd_params{o.learning_rate, o.momentum, o.qas, o.rounding};
+  TT_ENSURE_MSG(context, data->seed != 0, kOpName, "seed must be nonzero (xorshift32 stays at 0)");
   return kTfLiteOk;
 }
 
@@ -54,14 +54,17 @@ int Product(const TfLiteIntArray* dims, int begin, int end) {
 }  // namespace
 
 void* SgdOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  auto* data = static_cast<OpData*>(InitWithOptions<OpData>(context, buffer, length, tt_parse_sgd));
-  if (data != nullptr) data->rng_state = static_cast<uint32_t>(data->options.seed);
-  return data;
+  // Only params and the seed are kept: the options' other fields are params.
+  return InitKeeping<OpData>(context, buffer, length, tt_parse_sgd, [](const tt_sgd_options& o, OpData& data) {
+    data.params = tt_sgd_params{o.learning_rate, o.momentum, o.qas, o.rounding};
+    data.seed = static_cast<uint32_t>(o.seed);
+    data.rng_state = data.seed;
+  });
 }
 
 void SgdOp::Reset(TfLiteContext*, void* buffer) {
   auto* data = static_cast<OpData*>(buffer);
-  data->rng_state = static_cast<uint32_t>(data->options.seed);
+  data->rng_state = data->seed;
   data->accumulated = 0;  // TFLM zeroes the accumulator variables too
 }
 

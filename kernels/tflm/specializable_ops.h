@@ -359,8 +359,8 @@ struct SgdOp {
   };
   struct OpData {
     tt_status options_status;
-    tt_sgd_options options;
-    tt_sgd_params params;
+    tt_sgd_params params;  // The options but the seed.
+    uint32_t seed;         // Stochastic rounding's, nonzero: rng_state after Init and reset().
     tt_grad_type grad_type;
     tt_sgd_dims dims;
     const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
