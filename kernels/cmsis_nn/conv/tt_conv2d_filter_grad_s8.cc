@@ -62,6 +62,16 @@ void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, con
     for (int32_t p = 0; p < pixels; ++p) sum += grad.data[p * out_channels + f];
     return sum;
   };
+  if (pixels == 1) {
+    // One pixel (a fully connected layer at batch 1): each element is a single product, stored as
+    // it is computed, with no blocks to gather (they cost more than the product).
+    for (int32_t f = 0; f < filters; ++f) {
+      const int32_t level = grad.data[f];
+      for (int32_t c = 0; c < in_channels; ++c) store(f, c, level * input[c], level);
+    }
+    shared_sink.Resume(sink);
+    return;
+  }
   int32_t f = 0;
   for (; f + 4 <= filters; f += 4) {
     const int32_t level_sums[4] = {level_sum(f), level_sum(f + 1), level_sum(f + 2), level_sum(f + 3)};
