@@ -119,10 +119,11 @@ BUILDERS = {
 
 
 def _on_disk(name: str, build: Callable[[], bytes]) -> bytes:
-    """build()'s model, kept under build/models/ keyed by this file, the converter and TensorFlow's version:
-    the test workers of a run (and later runs) convert it once. A lock makes a second worker wait for the
-    first's file instead of converting it again."""
-    sources = [Path(__file__).read_bytes(), Path(convert.__file__).read_bytes(), metadata.version("tensorflow").encode()]
+    """build()'s model, kept under build/models/ keyed by this file, the converter and the versions of
+    TensorFlow, Keras and NumPy: the test workers of a run (and later runs) convert it once. A lock makes a
+    second worker wait for the first's file instead of converting it again."""
+    versions = [metadata.version(package).encode() for package in ("tensorflow", "keras", "numpy")]
+    sources = [Path(__file__).read_bytes(), Path(convert.__file__).read_bytes(), *versions]
     key = hashlib.sha256(b"\0".join(sources)).hexdigest()[:16]
     folder = Path(__file__).resolve().parent.parent / "build" / "models"
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,11 @@ def _calibrate_batch_norms(keras, model, samples: np.ndarray) -> None:
 
 @functools.cache
 def int8_model(name: str, seed: int = 0) -> bytes:
-    """The named model with seeded random weights, converted to int8 (cached per test session)."""
+    """The named model with seeded random weights, converted to int8 (once, on disk)."""
+    return _on_disk(f"{name}-{seed}", functools.partial(_convert, name, seed))
+
+
+def _convert(name: str, seed: int) -> bytes:
     _keras().utils.set_random_seed(seed)
     model = BUILDERS[name]()
     samples = np.random.default_rng(seed).uniform(-1, 1, (64, *model.input_shape[1:])).astype(np.float32)
