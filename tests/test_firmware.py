@@ -336,7 +336,7 @@ def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_pat
     the stored sample in place (tinytrain::SetStreamedInput). Labelled samples come over Serial (each class
     brightest in its own channel, which global pooling keeps); two epochs train in the sketch's order. The mean
     losses it prints are the host Trainer's on the same int8 samples, to that TFLM's CMSIS-NN rounding of the
-    builtin ops (as test_cpp_example_trains_inside_arduino_tflm)."""
+    builtin ops."""
     library = tmp_path / "TinyTrain"
     assert _cli("arduino-library", str(streamed_training_model), "-o", str(library)).returncode == 0
     assert "constexpr bool kStreamsSample = true;" in (library / "examples/TrainOnDevice/train_model.h").read_text()
@@ -373,7 +373,9 @@ def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_pat
 
     train = [i for i in range(count) if i % 5 != 4]  # the sketch holds out every 5th; random() is 0 there
     host = [np.mean([trainer.step(samples[i], int(labels[i])) for i in train]) for _ in range(epochs)]
-    assert len(printed) == epochs and np.allclose(printed, host, rtol=0, atol=0.01), (printed, host)
+    # That TFLM's CMSIS-NN builtins (PAD, ADD, MEAN, FC) put the sketch 0.0009 above the host here; the stage
+    # reading the first sample every step (a stale source) moves the host's losses by about 0.007 and 0.010.
+    assert len(printed) == epochs and np.allclose(printed, host, rtol=0, atol=0.002), (printed, host)
     assert host[-1] < host[0]  # it learns: the samples, not a stale or missing source, reach the stage
 
 
