@@ -208,13 +208,12 @@ void setup() {
       return;
     }
   }
-  g_interpreter = &interpreter;
   g_capacity = min(kMaxSamples, static_cast<int>(kSampleStoreBytes / kSampleBytes));
   if (g_capacity == 0) {
     Serial.println("error: one sample is larger than the sample store (raise kSampleStoreBytes)");
-    g_interpreter = nullptr;
     return;
   }
+  g_interpreter = &interpreter;
   Serial.print("TinyTrain ready: arena ");
   Serial.print(static_cast<unsigned long>(interpreter.arena_used_bytes()));
   Serial.print(" of ");
