@@ -199,7 +199,8 @@ def test_fused_relu_backward_and_tiled_stage_train_bit_identically_under_cmsis_n
       the rows it shares with the next; its scratch buffer placed by TFLM around the offline plan, as the
       memory plan predicts);
     - the biases of the last 6 layers training, so each ReLU backward reads its activation's mask and is
-      fused into the input gradient feeding it (tinytrain_tflm.passes.fusion).
+      fused into the input gradient feeding it, and each bias update sums its layer's output gradient
+      itself (tinytrain_tflm.passes.fusion).
     Options: int8 gradients, flash requantization (the streamed case below runs a stage without it),
     overlapping buffers."""
     options = {"update": {"bias_last": 6}, "tiles": (4, 2), "flash_requantization": True, "target": "cortex-m7"}
@@ -207,6 +208,7 @@ def test_fused_relu_backward_and_tiled_stage_train_bit_identically_under_cmsis_n
     graph = tt.read_graph(model)
     assert [op.kind for op in graph.ops].count("TT_TILED_STAGE") == 1
     assert any(op.kind.endswith("CONV_2D_INPUT_GRAD") and len(op.inputs) == MASK_INPUT + 2 for op in graph.ops)
+    assert not any(op.kind == "TT_BIAS_GRAD" for op in graph.ops)
     _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 

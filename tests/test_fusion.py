@@ -1,4 +1,5 @@
-"""Backward fusions (tinytrain_tflm.passes.fusion): fewer ops and tensors, the same training bits.
+"""Backward fusions (tinytrain_tflm.passes.fusion): fewer ops and tensors, the same training bits (with
+float32 gradients for the bias fusion, whose int8 update steps with the exact sum).
 
 Every case states its compile options: activation masks on (the fusion needs them), untiled, no
 flash requantization (neither touches the backward ops), gradients as parametrized, and the biases of
@@ -23,6 +24,7 @@ from tinytrain_tflm.plan import memory
 
 INPUT_GRADS = (names.CONV_2D_INPUT_GRAD, names.DEPTHWISE_CONV_2D_INPUT_GRAD)
 UNFUSED = Ablation(fuse_backward=False)
+BIAS_GRADS_UNFUSED = Ablation(fuse_bias_updates=False)
 
 
 def _options(gradient: str) -> CompileOptions:
@@ -34,6 +36,16 @@ def _options(gradient: str) -> CompileOptions:
 def _pair(gradient: str) -> tuple[tt.TrainingModel, tt.TrainingModel]:
     model, options = int8_model("mobilenet_v2_blocks"), _options(gradient)
     return compile_with(model, options), compile_with(model, options, ablation=UNFUSED)
+
+
+def _assert_trains_identically(fused: tt.TrainingModel, unfused: tt.TrainingModel) -> None:
+    """Three steps on random samples: equal losses, then bit-identical weights."""
+    a, b = tt.Trainer(fused), tt.Trainer(unfused)
+    for seed in range(3):
+        x = np.random.default_rng(seed).integers(-128, 128, a.input.shape, dtype=np.int8)
+        assert a.step(x, seed % 5) == b.step(x, seed % 5)
+    for name, weight in b.weights().items():
+        np.testing.assert_array_equal(a.weights()[name], weight, err_msg=name)
 
 
 def _fused_ops(graph: tt.Graph) -> list[tt.Op]:
@@ -59,12 +71,7 @@ def test_each_mask_moves_into_the_input_gradient_that_feeds_it():
 def test_fused_training_is_bit_identical_and_smaller(gradient):
     fused, unfused = _pair(gradient)
     assert tt.minimum_arena_size(fused.bytes) < tt.minimum_arena_size(unfused.bytes)
-    a, b = tt.Trainer(fused), tt.Trainer(unfused)
-    for seed in range(3):
-        x = np.random.default_rng(seed).integers(-128, 128, a.input.shape, dtype=np.int8)
-        assert a.step(x, seed % 5) == b.step(x, seed % 5)
-    for name, weight in b.weights().items():
-        np.testing.assert_array_equal(a.weights()[name], weight, err_msg=name)
+    _assert_trains_identically(fused, unfused)
 
 
 def test_a_mask_of_the_wrong_size_is_named():
@@ -77,3 +84,18 @@ def test_a_mask_of_the_wrong_size_is_named():
     message = rf"mask input 3 must be uint8 \[{mask.shape[0]}\] \(one bit per element of grad_input\)"
     with pytest.raises(TinyTrainError, match=message):
         tt.Trainer(tt.TrainingModel(emit.emit_model(graph)))
+
+
+@pytest.mark.parametrize("gradient", ["int8", "float32"])
+def test_each_bias_gradient_is_summed_inside_its_update(gradient):
+    model, options = int8_model("mobilenet_v2_blocks"), _options(gradient)
+    fused, unfused = compile_with(model, options), compile_with(model, options, ablation=BIAS_GRADS_UNFUSED)
+    fused_graph, unfused_graph = tt.read_graph(fused.bytes), tt.read_graph(unfused.bytes)
+    bias_grads = sum(op.kind == names.BIAS_GRAD for op in unfused_graph.ops)
+    assert bias_grads == 6 and not any(op.kind == names.BIAS_GRAD for op in fused_graph.ops)
+    # One op and its gradient (and an int8 gradient's scale) fewer per bias.
+    assert len(unfused_graph.ops) - len(fused_graph.ops) == bias_grads
+    assert len(unfused_graph.tensors) - len(fused_graph.tensors) == bias_grads * (2 if gradient == "int8" else 1)
+    assert tt.minimum_arena_size(fused.bytes) < tt.minimum_arena_size(unfused.bytes)
+    if gradient == "float32":  # the same float32 sums: the same bits
+        _assert_trains_identically(fused, unfused)

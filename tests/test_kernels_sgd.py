@@ -77,14 +77,17 @@ class SgdModel:
 LEARNING_RATE = ir.Tensor("learning_rate", (1,), np.dtype(np.float32), is_variable=True)
 
 
-def sgd_model(case: Case, mode: str, options: bytes, momentum: bool = False, accumulator: bool = False) -> SgdModel:
+def sgd_model(
+    case: Case, mode: str, options: bytes, momentum: bool = False, accumulator: bool = False, grad_shape=None
+) -> SgdModel:
     """TT_INIT_VARIABLES(source -> parameter), then TT_SGD(parameter, grad, momentum, control, learning rate).
-    Graph inputs: the gradient (and its scale in int8 mode), control, then the learning rate."""
+    Graph inputs: the gradient (and its scale in int8 mode), control, then the learning rate. grad_shape: that
+    of the grad input, if not case.grad_shape (a bias's layer output gradient)."""
     graph = ir.Graph()
     source = ir.Tensor("source", case.initial.shape, case.initial.dtype, case.quantization, case.initial)
     parameter = ir.Tensor("parameter", case.initial.shape, case.initial.dtype, case.quantization, is_variable=True)
     p_source, p = graph.add_tensor(source), graph.add_tensor(parameter)
-    grad = [-1 if t is None else graph.add_tensor(t) for t in grad_tensors("grad", case.grad_shape, mode)]
+    grad = [-1 if t is None else graph.add_tensor(t) for t in grad_tensors("grad", grad_shape or case.grad_shape, mode)]
     m = graph.add_tensor(ir.Tensor("momentum", case.grad_shape, np.dtype(np.float32), is_variable=True)) if momentum else -1
     a = graph.add_tensor(ir.Tensor("accumulator", case.grad_shape, np.dtype(np.float32), is_variable=True)) if accumulator else -1
     c, rate = graph.add_tensor(CONTROL), graph.add_tensor(LEARNING_RATE)
@@ -166,6 +169,34 @@ def test_sgd_matches_numpy_exactly(rng, layout, rounding, qas, mode):
     untouched = [slice(None)] * case.initial.ndim
     untouched[case.axis] = slice(case.grad_shape[case.axis], None)
     np.testing.assert_array_equal(parameter[tuple(untouched)], case.initial[tuple(untouched)])
+
+
+def channel_sums(real: np.ndarray, mode: str) -> np.ndarray:
+    """A bias gradient from its layer's output gradient, as tt_bias_grad forms it: int8 levels summed exactly,
+    then times the scale; float32 values summed row by row in float32."""
+    rows = real.reshape(-1, real.shape[-1])
+    if mode == "int8":
+        scale = np.float32(np.abs(rows).max() / np.float32(127))  # grad_values' scale, recovered from its levels
+        levels = np.round(rows / scale).astype(np.int64)
+        return (levels.sum(axis=0).astype(np.float32) * scale).astype(np.float32)
+    sums = np.zeros(rows.shape[1], np.float32)
+    for row in rows:
+        sums = sums + row
+    return sums
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("output_grad_shape", [(1, 2, 3, 6), (2, 6)])
+def test_a_bias_steps_with_the_channel_sums_of_its_layer_output_gradient(rng, output_grad_shape, mode):
+    """The fused bias update (tinytrain_tflm.passes.fusion): the grad input is the layer's output gradient and
+    TT_SGD sums it per channel as TT_BIAS_GRAD would, with momentum over two steps."""
+    case = bias_case(rng, 6, 6)
+    model = sgd_model(case, mode, sgd_options(0.2, momentum=0.5), momentum=True, grad_shape=output_grad_shape)
+    feeds, reals = zip(*(grad_values(rng, output_grad_shape, mode) for _ in range(2)), strict=True)
+    parameter = train(model, list(feeds)).tensor(model.parameter)
+    want = reference_sgd(case, [channel_sums(r, mode) for r in reals], 0.2, momentum=0.5)
+    np.testing.assert_array_equal(parameter, want)
+    assert np.count_nonzero(parameter != case.initial) >= 4  # steps of quanta
 
 
 @pytest.mark.parametrize("rounding", [TRUNCATE, NEAREST, STOCHASTIC])
@@ -297,6 +328,7 @@ def per_channel(scales: list[float], axis: int = 0) -> ir.Quantization:
 
 
 FILTER = ir.Tensor("w", (4, 3), np.dtype(np.int8), per_channel([0.01] * 4), is_variable=True)
+BIAS = ir.Tensor("b", (4,), np.dtype(np.int32), per_channel([1e-4] * 4), is_variable=True)
 
 
 def sgd_only_model(
@@ -378,6 +410,14 @@ def momentum_tensor(shape=(4, 3), is_variable=True) -> ir.Tensor:
         (
             sgd_only_model(accumulator_input=momentum_tensor(is_variable=False)),
             "the accumulator input must be -1 or a float32 variable of grad's shape",
+        ),
+        (
+            sgd_only_model(BIAS, grad_shape=(1, 2, 5)),
+            "a bias's grad of rank 3 must be its layer's output gradient: rank 2 to 4, last dimension 4",
+        ),
+        (
+            sgd_only_model(BIAS, grad_shape=(1, 4), accumulator_input=momentum_tensor((4,))),
+            "a bias updated from its layer's output gradient takes no accumulator",
         ),
     ],
 )

@@ -222,6 +222,8 @@ def compile_with(
     graph.outputs = graph.outputs[:2]  # loss, logits: gradients stay internal and their memory is reused
     if ablation.fuse_backward:
         graph = fusion.fuse_backward(graph)
+    if ablation.fuse_bias_updates and ablation.immediate_updates:  # a deferred one would keep each output gradient
+        graph = fusion.fuse_bias_updates(graph)
     if ablation.schedule_for_planner and ablation.immediate_updates:  # deferred updates measure an engine that does not reorder
         graph = schedule.schedule_backward(graph, len(ops) + 1, memory_options)
     if memory_options.flash_requantization:

@@ -34,7 +34,9 @@ class Ablation:
     schedule_for_planner: False keeps autodiff's backward order (tinytrain_tflm.passes.schedule; deferred
     updates never reorder). fused_stage: False emits a tiled first stage as per-tile copies of its ops
     instead of one TT_TILED_STAGE op (tinytrain_tflm.passes.tiling). fuse_backward: False keeps
-    autodiff's backward ops unfused (tinytrain_tflm.passes.fusion)."""
+    autodiff's backward ops unfused (tinytrain_tflm.passes.fusion). fuse_bias_updates: False keeps each
+    bias gradient an op and a tensor of its own (tinytrain_tflm.passes.fusion; with int8 gradients the
+    fused update reads the exact sum, so the bits differ)."""
 
     immediate_updates: bool = True
     split_partial: bool = True
@@ -42,6 +44,7 @@ class Ablation:
     schedule_for_planner: bool = True
     fused_stage: bool = True
     fuse_backward: bool = True
+    fuse_bias_updates: bool = True
 
 
 EVERY_SAVING = Ablation()  # what compile() emits

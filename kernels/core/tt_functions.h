@@ -547,6 +547,23 @@ tt_status tt_sgd_update_s32(uint32_t* rng_state, const tt_sgd_params* params, in
                             tt_sgd_accumulator* accumulator, int32_t* parameter);
 
 /**
+ * As tt_sgd_update_s32 on an int32 bias [channels], every channel updated, with the bias gradient
+ * formed where it is read: g_c is channel c of the layer's output gradient summed over its rows,
+ * exactly as tt_bias_grad sums it (an int8 gradient's levels as integers, times its scale), but
+ * never stored, so no bias-gradient tensor exists. No accumulator: a mini-batch sums its samples'
+ * bias gradients through tt_bias_grad and tt_sgd_update_s32.
+ *
+ * @param[in]     grad_dims   the output gradient's shape: rows = n * h * w, channels = c
+ * @param[in]     grad_output [rows, channels]
+ * @param[in,out] momentum    float32 [channels] iff params->momentum > 0, else NULL
+ * @param[in,out] parameter   int32 [channels]
+ * @return TT_SUCCESS, or TT_ARG_ERROR with nothing written
+ */
+tt_status tt_sgd_update_channel_sums_s32(uint32_t* rng_state, const tt_sgd_params* params, int32_t num_scales,
+                                         const float* scales, const tt_dims* grad_dims, const tt_grad_in* grad_output,
+                                         float* momentum, int32_t* parameter);
+
+/**
  * Everything a forward int8 convolution needs besides its tensors: the
  * geometry, the zero points as TFLite's kernels apply them, and the clamp of
  * the fused activation. The per-channel requantization is an argument of its

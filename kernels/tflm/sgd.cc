@@ -19,8 +19,9 @@ constexpr int kControl = 4;
 constexpr int kLearningRate = 5;
 constexpr int kAccumulator = 6;
 
-TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
-  const tt_sgd_options& o = data->options;
+// Checks what Init kept of the options (params and seed).
+TfLiteStatus PrepareOptions(TfLiteContext* context, const OpData* data) {
+  const tt_sgd_params& o = data->params;
   // Written so that NaN fails too.
   TT_ENSURE_MSG(context, o.learning_rate > 0.0f && o.learning_rate <= FLT_MAX, kOpName,
                 "learning_rate must be > 0, got %g", static_cast<double>(o.learning_rate));
@@ -31,8 +32,7 @@ TfLiteStatus PrepareOptions(TfLiteContext* context, OpData* data) {
                 o.rounding == TT_ROUND_TRUNCATE || o.rounding == TT_ROUND_NEAREST || o.rounding == TT_ROUND_STOCHASTIC,
                 kOpName, "rounding must be ROUND_TRUNCATE (%d), ROUND_NEAREST (%d) or ROUND_STOCHASTIC (%d), got %d",
                 TT_ROUND_TRUNCATE, TT_ROUND_NEAREST, TT_ROUND_STOCHASTIC, static_cast<int>(o.rounding));
-  TT_ENSURE_MSG(context, o.seed != 0, kOpName, "seed must be nonzero (xorshift32 stays at 0)");
-  data->params = tt_sgd_params{o.learning_rate, o.momentum, o.qas, o.rounding};
+  TT_ENSURE_MSG(context, data->seed != 0, kOpName, "seed must be nonzero (xorshift32 stays at 0)");
   return kTfLiteOk;
 }
 
@@ -54,14 +54,17 @@ int Product(const TfLiteIntArray* dims, int begin, int end) {
 }  // namespace
 
 void* SgdOp::Init(TfLiteContext* context, const char* buffer, size_t length) {
-  auto* data = static_cast<OpData*>(InitWithOptions<OpData>(context, buffer, length, tt_parse_sgd));
-  if (data != nullptr) data->rng_state = static_cast<uint32_t>(data->options.seed);
-  return data;
+  // Only params and the seed are kept: the options' other fields are params.
+  return InitKeeping<OpData>(context, buffer, length, tt_parse_sgd, [](const tt_sgd_options& o, OpData& data) {
+    data.params = tt_sgd_params{o.learning_rate, o.momentum, o.qas, o.rounding};
+    data.seed = static_cast<uint32_t>(o.seed);
+    data.rng_state = data.seed;
+  });
 }
 
 void SgdOp::Reset(TfLiteContext*, void* buffer) {
   auto* data = static_cast<OpData*>(buffer);
-  data->rng_state = static_cast<uint32_t>(data->options.seed);
+  data->rng_state = data->seed;
   data->accumulated = 0;  // TFLM zeroes the accumulator variables too
 }
 
@@ -102,7 +105,19 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
                 channels, axis);
 
   TT_TEMP_TENSOR(grad, context, node->inputs->data[kGrad], kOpName);
-  const int channels_to_update = SameShapeExcept(grad->dims, parameter_dims, axis) ? grad->dims->data[axis] : 0;
+  // A grad of higher rank than an int32 [channels] bias is the layer's output gradient, which the
+  // update sums per channel (a fused bias gradient): it must end in the bias's channels.
+  const TfLiteIntArray* grad_dims = grad->dims;
+  const bool sums_channels = !data->parameter_is_int8 && rank == 1 && grad_dims->size > 1;
+  data->summed_rows = 0;
+  if (sums_channels) {
+    TT_ENSURE_MSG(context, grad_dims->size <= 4 && grad_dims->data[grad_dims->size - 1] == channels, kOpName,
+                  "a bias's grad of rank %d must be its layer's output gradient: rank 2 to 4, last dimension %d",
+                  grad_dims->size, channels);
+    data->summed_rows = Product(grad_dims, 0, grad_dims->size - 1);
+    grad_dims = parameter_dims;  // the bias gradient it stands for: every channel
+  }
+  const int channels_to_update = SameShapeExcept(grad_dims, parameter_dims, axis) ? grad_dims->data[axis] : 0;
   TT_ENSURE_MSG(context, channels_to_update >= 1 && channels_to_update <= channels, kOpName,
                 "grad must have the parameter's shape except along quantized_dimension %d, where it needs 1 to %d "
                 "entries",
@@ -114,7 +129,7 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (data->params.momentum > 0.0f) {
     TT_ENSURE_MSG(context,
                   momentum.get() != nullptr && momentum->type == kTfLiteFloat32 && momentum->is_variable &&
-                      SameShapeExcept(momentum->dims, grad->dims, -1),
+                      SameShapeExcept(momentum->dims, grad_dims, -1),
                   kOpName, "momentum %g needs a float32 variable momentum input of grad's shape",
                   static_cast<double>(data->params.momentum));
   } else {
@@ -124,8 +139,11 @@ TfLiteStatus SgdOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
   TT_TEMP_TENSOR(accumulator, context, node->inputs->data[kAccumulator], kOpName);
   TT_ENSURE_MSG(context,
                 accumulator.get() == nullptr || (accumulator->type == kTfLiteFloat32 && accumulator->is_variable &&
-                                                 SameShapeExcept(accumulator->dims, grad->dims, -1)),
+                                                 SameShapeExcept(accumulator->dims, grad_dims, -1)),
                 kOpName, "the accumulator input must be -1 or a float32 variable of grad's shape");
+  TT_ENSURE_MSG(context, accumulator.get() == nullptr || !sums_channels, kOpName,
+                "a bias updated from its layer's output gradient takes no accumulator (the accumulator input must be "
+                "-1)");
 
   // TFLM points a tensor's scales into the model flatbuffer (flatbuffer_utils.cc, little-endian
   // targets), which outlives the interpreter: keep the pointer, copy nothing.
@@ -164,6 +182,14 @@ TfLiteStatus SgdOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   TfLiteEvalTensor* parameter = EvalInput(context, node, kParameter);
   tt_sgd_accumulator sum{accumulator != nullptr ? accumulator->data.f : nullptr, data->accumulated};
   tt_sgd_accumulator* batch = accumulator != nullptr ? &sum : nullptr;
+  if (data->summed_rows > 0) {
+    const tt_dims grad_dims{1, 1, data->summed_rows, data->dims.channels};
+    TT_ENSURE_STATUS(context,
+                     tt_sgd_update_channel_sums_s32(&data->rng_state, &params, data->num_scales, data->scales, &grad_dims,
+                                                    &grad, momentum, parameter->data.i32),
+                     kOpName, "eval");
+    return kTfLiteOk;
+  }
   const tt_status status =
       data->parameter_is_int8
           ? data->kernel.int8(&data->rng_state, &params, data->num_scales, data->scales, &data->dims, &grad,

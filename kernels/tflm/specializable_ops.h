@@ -359,8 +359,8 @@ struct SgdOp {
   };
   struct OpData {
     tt_status options_status;
-    tt_sgd_options options;
-    tt_sgd_params params;
+    tt_sgd_params params;  // The options but the seed.
+    uint32_t seed;         // Stochastic rounding's, nonzero: rng_state after Init and reset().
     tt_grad_type grad_type;
     tt_sgd_dims dims;
     const float* scales;     // The parameter's quantization scales, in the model flatbuffer.
@@ -368,12 +368,19 @@ struct SgdOp {
     uint32_t rng_state;      // Stochastic rounding's xorshift32 state; the seed after Init and reset().
     int32_t accumulated;     // Samples in the accumulator since the last update; 0 after Init and reset().
     bool parameter_is_int8;  // An int8 weight, else an int32 bias.
+    // 0, or the rows of the layer output gradient [rows, channels] that an int32 bias's grad input is
+    // (a fused TT_BIAS_GRAD, tinytrain_tflm.passes.fusion): Eval then sums it per channel and updates
+    // with tt_sgd_update_channel_sums_s32, never `kernel`.
+    int32_t summed_rows;
     Kernel kernel;
   };
   static constexpr const char* kName = "TT_SGD";
   static constexpr Kernel kGeneric = {tt_sgd_update_s8, tt_sgd_update_s32};
+  // A bias update that sums its layer's output gradient never runs the kernel: any spec will do, so a
+  // generated build needs none for it (codegen makes none).
   template <typename Spec>
   static bool Matches(TfLiteContext*, const TfLiteNode*, const OpData& data) {
+    if (data.summed_rows > 0) return true;
     return data.grad_type == Spec::grad_type && data.parameter_is_int8 == Spec::parameter_is_int8 &&
            Same(data.params, Spec::params) && Same(data.dims, Spec::dims) && data.num_scales == Spec::num_scales &&
            SameScales(data.scales, Spec::scales, data.num_scales);

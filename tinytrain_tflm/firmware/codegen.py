@@ -249,8 +249,10 @@ def _loss_spec(b: _SpecBuilder) -> Spec:
     return Spec(members, variant="int8_grad" if quantized_grad else "float_grad")
 
 
-def _sgd_spec(b: _SpecBuilder) -> Spec:
+def _sgd_spec(b: _SpecBuilder) -> Spec | None:
     parameter, grad = b.tensor(0), b.tensor(1)
+    if len(grad.shape) != len(parameter.shape):  # a bias summed from its layer's output gradient: no specialization
+        return None
     axis = b.quantization(0).axis
     shape = parameter.shape
     scales = tuple(float(s) for s in b.quantization(0).scale)
@@ -274,7 +276,7 @@ class _OpKind:
 
     struct: str  # its op struct in kernels/tflm/specializable_ops.h, and the stem of spec names
     blob: str  # its options blob in the schema
-    spec: Callable[[_SpecBuilder], Spec]
+    spec: Callable[[_SpecBuilder], Spec | None]  # None: the generic kernel runs this op
     header: str  # the core header holding the kernel's body
     # variant -> (generic core function, its parameters with the unused ones unnamed, body over spec S)
     functions: dict[str, tuple[str, str, str]]
@@ -536,7 +538,7 @@ def _kernels(graph: ir.Graph) -> list[Kernel]:
             spec = kind.spec(_SpecBuilder(graph, op, kind.blob))
         except (IndexError, ValueError) as error:  # an op edited out of the shape the compiler emits
             raise TinyTrainError(f"op {position} ({op.kind}) does not have the operands its kernel reads: {error}") from None
-        if (op.kind, spec) in seen:
+        if spec is None or (op.kind, spec) in seen:
             continue
         index = sum(k.op == op.kind for k in kernels)
         snake = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.struct).lower()

@@ -12,6 +12,14 @@ pass folds a pattern into one op where a kernel does the work of both, with the 
   those of the two ops. One op, its kernel data and one gradient (and its scale tensor) fewer per
   fused activation. Only the mask form is fused: an ACTIVATION_GRAD that reads the int8 output
   (activation_masks=False, or an output read by another backward op) stays as it is.
+- Bias gradient into its update. TT_BIAS_GRAD sums the layer's output gradient per channel into a
+  bias-sized gradient that only the bias's TT_SGD reads. The TT_SGD reads the output gradient
+  instead and sums each channel as it updates it (tt_sgd_update_channel_sums_s32), so the op, its
+  kernel data, the gradient and, if int8, its scale tensor and history are gone. A float32 sum is
+  the same; an int8 update now steps with the exact sum instead of the sum quantized to int8 levels,
+  so int8 training bits differ from the unfused graph's (the rounding noise does not: the updates keep
+  their order and seeds). Fused only where the update steps every channel of the bias and has no
+  accumulator: a mini-batch accumulates bias gradients, not output gradients.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from .loss import TRAINING_METADATA
 
 MASKABLE_INPUT_GRADS = (schema_generated.CONV_2D_INPUT_GRAD, schema_generated.DEPTHWISE_CONV_2D_INPUT_GRAD)
 MASK_INPUT = 3  # of a fused input-gradient op; the control input stays last
+SGD_GRAD, SGD_ACCUMULATOR = 1, 6  # TT_SGD's inputs (kernels/tflm/sgd.cc)
 
 
 def fuse_backward(graph: ir.Graph) -> ir.Graph:
@@ -45,6 +54,45 @@ def fuse_backward(graph: ir.Graph) -> ir.Graph:
         op.inputs = [renamed.get(t, t) for t in op.inputs]
     graph.ops = ops
     return _drop_tensors(graph, set(renamed))
+
+
+def fuse_bias_updates(graph: ir.Graph) -> ir.Graph:
+    """graph with each bias gradient summed inside its update (above), and the tensors it leaves unread dropped."""
+    readers: dict[int, list[ir.Op]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            if t >= 0:
+                readers.setdefault(t, []).append(op)
+    dropped: set[int] = set()
+    ops = []
+    for op in graph.ops:
+        update = _summable_update(graph, op, readers)
+        if update is None:
+            ops.append(op)
+            continue
+        update.inputs[SGD_GRAD : SGD_GRAD + 2] = op.inputs[:2]  # the output gradient and its scale (or -1)
+        dropped.update(op.outputs)
+    graph.ops = ops
+    return _drop_tensors(graph, dropped)
+
+
+def _summable_update(graph: ir.Graph, op: ir.Op, readers: dict[int, list[ir.Op]]) -> ir.Op | None:
+    """The TT_SGD that is the only reader of `op`'s result if `op` is a TT_BIAS_GRAD whose whole bias
+    it steps without an accumulator, else None."""
+    if op.kind != schema_generated.BIAS_GRAD:
+        return None
+    users = {id(user): user for t in op.outputs for user in readers.get(t, [])}
+    if len(users) != 1 or set(op.outputs) & set(graph.outputs):
+        return None
+    (update,) = users.values()
+    gradient = list(op.outputs)  # data, then the scale of an int8 gradient
+    if update.kind != schema_generated.SGD or update.inputs[SGD_ACCUMULATOR] >= 0:
+        return None
+    if update.inputs[SGD_GRAD : SGD_GRAD + len(gradient)] != gradient or any(len(readers[t]) != 1 for t in gradient):
+        return None
+    if graph.tensors[gradient[0]].shape != graph.tensors[update.inputs[0]].shape:  # a part of the channels
+        return None
+    return update
 
 
 def _maskable_producer(graph: ir.Graph, op: ir.Op, producers: dict[int, ir.Op], readers: Counter) -> ir.Op | None:

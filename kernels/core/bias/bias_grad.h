@@ -16,28 +16,40 @@ struct BiasGradShape {
   int32_t channels_to_update;  // in [1, c]
 };
 
-// An int8 gradient's sums are exact integer sums of its levels, times its scale.
+// Channel c of a [rows, channels] gradient summed over its rows. An int8 gradient's sum is the exact
+// integer sum of its levels, times its scale; a float32 one is summed in row order.
+template <typename Grad>
+float ChannelSum(const Grad& grad, int32_t rows, int32_t channels, int32_t c) {
+  if constexpr (ReadsS8<Grad>::value) {
+    float sum = 0.0f;
+    WithExactAccumulator(rows, kLargestLevel, [&](auto zero) {
+      decltype(zero) levels = 0;
+      for (int32_t row = 0; row < rows; ++row) levels += grad.data[row * channels + c];
+      sum = SumToFloat(levels) * grad.scale;
+    });
+    return sum;
+  } else {
+    float sum = 0.0f;
+    for (int32_t row = 0; row < rows; ++row) sum += grad[row * channels + c];
+    return sum;
+  }
+}
+
 template <typename S, typename Grad, typename Sink>
 void BiasGrad(const S& s, const Grad& grad, Sink&& sink) {
   const int32_t rows = s.grad_output.n * s.grad_output.h * s.grad_output.w;
-  const int32_t channels = s.grad_output.c;
-  if constexpr (ReadsS8<Grad>::value) {
-    WithExactAccumulator(rows, kLargestLevel, [&](auto zero) {
-      using Sum = decltype(zero);
-      for (int32_t c = 0; c < s.channels_to_update; ++c) {
-        Sum sum = 0;
-        for (int32_t row = 0; row < rows; ++row) sum += grad.data[row * channels + c];
-        sink(SumToFloat(sum) * grad.scale);
-      }
-    });
-  } else {
-    for (int32_t c = 0; c < s.channels_to_update; ++c) {
-      float sum = 0.0f;
-      for (int32_t row = 0; row < rows; ++row) sum += grad[row * channels + c];
-      sink(sum);
-    }
-  }
+  for (int32_t c = 0; c < s.channels_to_update; ++c) sink(ChannelSum(grad, rows, s.grad_output.c, c));
 }
+
+// A reader whose element c is ChannelSum(grad, ..., c): a bias gradient computed where it is read, so
+// an update reads the layer's output gradient and no bias-gradient tensor exists.
+template <typename Grad>
+struct ChannelSumReader {
+  Grad grad;
+  int32_t rows;
+  int32_t channels;
+  float operator[](int32_t c) const { return ChannelSum(grad, rows, channels, c); }
+};
 
 }  // namespace tinytrain_core
 
