@@ -97,9 +97,11 @@ extern "C" tt_status tt_tiled_stage_read_s8(const tt_tiled_stage_params* params,
   core::StageTile tile;
   core::Span previous[TT_STAGE_MAX_OPS + 1];  // the need rows of the band above, in this column strip
   const int8_t* data[TT_STAGE_MAX_OPS + 1];
+  core::StageShapes(*params, *input_dims, &tile);
   for (int32_t tx = 0; tx < params->tiles_w; ++tx) {
+    core::NeedCols(*params, tx, &tile);  // succeeded in Layout, as every band's NeedRows
     for (int32_t ty = 0; ty < params->tiles_h; ++ty) {
-      core::Need(*params, *input_dims, ty, tx, ty > 0 ? previous : nullptr, &tile);  // succeeded in Layout
+      core::NeedRows(*params, ty, ty > 0 ? previous : nullptr, &tile);
       const int32_t patch_row = tile.need_cols[0].length() * input_dims->c;
       for (int32_t y = tile.need_rows[0].start; y < tile.need_rows[0].stop; ++y) {
         const tt_status status = read(context, y, tile.need_cols[0].start, tile.need_cols[0].length(),
