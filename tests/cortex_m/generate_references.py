@@ -84,6 +84,7 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ),
     ("fully_connected", "batch3", FcSpec(3, 10, 7, 7)),
     ("fully_connected", "per_tensor_partial", FcSpec(2, 12, 5, 3, False)),
+    ("fully_connected", "batch1", FcSpec(1, 9, 6, 6)),
 ]
 
 # (op, case name, geometry, fused clamp (low, high) of the int8 output, bias, largest requantization shift):

@@ -308,7 +308,7 @@ _ACTIVATION_FROM_OUTPUT = "core::ActivationGradAs<S::grad_type>(S{}, y, *grad_ou
 _ACTIVATION_FROM_MASK_PARAMS = "int32_t, const uint8_t* mask, const tt_grad_in* grad_output, tt_grad_out* grad_input"
 _ACTIVATION_FROM_MASK = "core::ActivationGradMaskAs<S::grad_type>(S{}, mask, *grad_output, *grad_input);"
 _GRAD_ADD = (
-    "core::WriteGradAs<S::grad_type>(*sum, [&](auto sink) { "
+    "core::WriteGradAs<S::grad_type>(*sum, [&](auto& sink) { "
     "core::GradAdd(S{}, core::ReadGradAs<S::grad_type>(*a), core::ReadGradAs<S::grad_type>(*b), sink); }, "
     "core::GradAddReference(*a, *b));"
 )
@@ -329,7 +329,7 @@ def _single_grad_kind(
 ) -> _OpKind:
     """A single-gradient backward op whose core function reads grad_output and writes grad_input;
     `body` is the call of the core body over spec S, the gradient reader `grad` and writer `sink`."""
-    call = f"{_GRADS}(*grad_output, *grad_input, [&](auto grad, auto sink) {{ core::{body}; }});"
+    call = f"{_GRADS}(*grad_output, *grad_input, [&](auto grad, auto& sink) {{ core::{body}; }});"
     return _OpKind(struct, blob, spec, header, {"": (function, parameters, call)})
 
 
@@ -340,7 +340,7 @@ def _layer_kind(struct: str, spec: Callable[[_SpecBuilder], Spec], function: str
     params = "tt_depthwise_conv_grad_params" if struct.startswith("Depthwise") else "tt_conv_grad_params"
     template = _FC_PARAMETERS if struct.startswith("FullyConnected") else _LAYER_PARAMS
     parameters = template.format(params=params, quant=quant, operand=operand, result=result)
-    call = f"{_GRADS}(*grad_output, *{result}, [&](auto grad, auto sink) {{ core::{body}(S{{}}, grad, {operand}, sink); }});"
+    call = f"{_GRADS}(*grad_output, *{result}, [&](auto grad, auto& sink) {{ core::{body}(S{{}}, grad, {operand}, sink); }});"
     blob = re.sub(r"(?<!^)(?=[A-Z])", "_", struct).upper().replace("2D", "_2D")
     return _OpKind(struct, blob, spec, "core/common/layer_grad_kernels.h", {"": (function, parameters, call)})
 
@@ -476,7 +476,7 @@ OP_KINDS = {
                 "": (
                     "tt_bias_grad",
                     "const tt_dims*, const tt_grad_in* grad_output, int32_t, tt_grad_out* grad_bias",
-                    f"{_GRADS}(*grad_output, *grad_bias, [&](auto grad, auto sink) {{ core::BiasGrad(S{{}}, grad, sink); }});",
+                    f"{_GRADS}(*grad_output, *grad_bias, [&](auto grad, auto& sink) {{ core::BiasGrad(S{{}}, grad, sink); }});",
                 )
             },
         ),

@@ -40,7 +40,8 @@ bool IsPointwise(const S& s) {
 // sum(level), exactly. Filters f, f + 2 (then f + 1, f + 3) times four input channels take the halfword
 // MACs of AddFourChannels: one word load gives four filters' levels, SXTB16 two of them as factors.
 template <typename S, typename Sink>
-void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& sink) {
+void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& shared_sink) {
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
   const int32_t pixels = s.grad_output.n * s.grad_output.h * s.grad_output.w;
   const int32_t out_channels = s.grad_output.c;
   const int32_t in_channels = s.result.c;
@@ -61,6 +62,16 @@ void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, con
     for (int32_t p = 0; p < pixels; ++p) sum += grad.data[p * out_channels + f];
     return sum;
   };
+  if (pixels == 1) {
+    // One pixel (a fully connected layer at batch 1): each element is a single product, stored as
+    // it is computed, with no blocks to gather (they cost more than the product).
+    for (int32_t f = 0; f < filters; ++f) {
+      const int32_t level = grad.data[f];
+      for (int32_t c = 0; c < in_channels; ++c) store(f, c, level * input[c], level);
+    }
+    shared_sink.Resume(sink);
+    return;
+  }
   int32_t f = 0;
   for (; f + 4 <= filters; f += 4) {
     const int32_t level_sums[4] = {level_sum(f), level_sum(f + 1), level_sum(f + 2), level_sum(f + 3)};
@@ -108,6 +119,7 @@ void PointwiseS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, con
     const int32_t levels = level_sum(f);
     for (int32_t c = 0; c < in_channels; ++c) store(f, c, channel_sum(f, c), levels);
   }
+  shared_sink.Resume(sink);
 }
 
 // An int8 filter gradient with fewer than 4 input channels (a network's first conv), where a block of

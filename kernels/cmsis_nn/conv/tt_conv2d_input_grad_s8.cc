@@ -195,7 +195,8 @@ void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::R
 
 // The int8 input gradient of a pointwise convolution, two pixels at a time.
 template <typename S, typename Sink>
-void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& sink) {
+void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& shared_sink) {
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
   const int32_t out_channels = s.grad_output.c;
   const core::RescaledLevels rescaled(core::FilterScales(s.quant), out_channels, core::InputGradTerms(s), grad.scale);
   int32_t multipliers[kRescaledChunk];
@@ -204,6 +205,7 @@ void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, cons
   for (int32_t p = 0; p < pixels; p += 2) {
     PointwiseS8Pixels(s, grad, rescaled, multipliers, filter, p, p + 1 < pixels, sink);
   }
+  shared_sink.Resume(sink);
 }
 
 }  // namespace

@@ -10,6 +10,6 @@ extern "C" tt_status tt_unary_grad_s8(const tt_unary_params* params, int32_t cou
   }
   const tinytrain_core::UnaryGradShape shape{*params, count};
   tinytrain_core::WithGrads(*grad_output, *grad_input,
-                            [&](auto grad, auto sink) { tinytrain_core::UnaryGrad(shape, saved, grad, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::UnaryGrad(shape, saved, grad, sink); });
   return TT_SUCCESS;
 }

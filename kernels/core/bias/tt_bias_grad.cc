@@ -12,6 +12,6 @@ extern "C" tt_status tt_bias_grad(const tt_dims* grad_dims, const tt_grad_in* gr
 
   const tinytrain_core::BiasGradShape shape{*grad_dims, channels_to_update};
   tinytrain_core::WithGrads(*grad_output, *grad_bias,
-                            [&](auto grad, auto sink) { tinytrain_core::BiasGrad(shape, grad, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::BiasGrad(shape, grad, sink); });
   return TT_SUCCESS;
 }

@@ -60,24 +60,68 @@ void WithGradReader(const tt_grad_in& g, Body&& body) {
 
 // What a kernel writes a gradient through: sink(value) stores the next element in output order;
 // sink.Put(index, value) stores element `index`, for a kernel that produces elements out of order.
-// A kernel stores each element exactly once per pass, in one way or the other. Copies share the
-// position, so a sink may be passed by value.
+// A kernel stores each element exactly once per pass, in one way or the other.
+// The sink holds its state by value (the position, the output pointer and, for int8, 1/scale and the
+// running max|g|), so that a loop can keep it in registers: an int8 store may alias any memory, and
+// state reached through a pointer was reloaded and stored again around every element (about half of
+// the writer's instructions). So kernels take a sink by reference and never copy it (the copy
+// constructor is deleted: a copy would write from its own position and keep its own max|g|). A
+// kernel function the compiler may not inline works on LocalCopy() and hands it back with
+// Resume(): the copy is the function's local, whose address nothing takes.
 template <typename Store>
 class GradSink {
  public:
-  GradSink(Store store, int32_t* next) : store_(store), next_(next) {}
-  void operator()(float value) const { store_((*next_)++, value); }
-  void Put(int32_t index, float value) const { store_(index, value); }
+  explicit GradSink(Store store) : store_(store) {}
+  GradSink(const GradSink&) = delete;
+  GradSink& operator=(const GradSink&) = delete;
+  void operator()(float value) { store_(next_++, value); }
+  void Put(int32_t index, float value) { store_(index, value); }
+  GradSink LocalCopy() const { return GradSink(store_, next_); }
+  void Resume(const GradSink& local) {
+    store_ = local.store_;
+    next_ = local.next_;
+  }
+  const Store& store() const { return store_; }
 
  private:
+  GradSink(Store store, int32_t next) : store_(store), next_(next) {}
   Store store_;
-  int32_t* next_;
+  int32_t next_ = 0;
 };
 
-template <typename Store>
-GradSink<Store> MakeGradSink(Store store, int32_t* next) {
-  return GradSink<Store>(store, next);
+// max(max_abs, |value|) by a comparison: fmaxf is a library call on the Cortex-M4F's FPv4.
+inline float LargerMagnitude(float max_abs, float value) {
+  const float magnitude = fabsf(value);
+  return magnitude > max_abs ? magnitude : max_abs;
 }
+
+// The stores of GradSink: float32 values, int8 levels at one scale, or only the max|g|.
+struct F32Store {
+  float* data;
+  void operator()(int32_t i, float value) const { data[i] = value; }
+};
+
+struct S8Store {
+  int8_t* data;
+  float inv_scale;
+  float max_abs;
+  void operator()(int32_t i, float value) {
+    max_abs = LargerMagnitude(max_abs, value);
+    // At a predicted scale a value can round past int8 (that pass is then redone); at the exact one,
+    // value * inv_scale may exceed 127 by a rounding error only. So one comparison of the magnitude,
+    // rarely true, clamps both sides (not fminf/fmaxf, which are library calls on the Cortex-M4F's FPv4).
+    float level = value * inv_scale;
+    if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
+    // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7, M55)
+    // where lroundf is a library call. Through int32: GCC narrows a float to int8 through the stack.
+    data[i] = static_cast<int8_t>(static_cast<int32_t>(roundf(level)));
+  }
+};
+
+struct MaxStore {
+  float max_abs;
+  void operator()(int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }
+};
 
 // The scale a written gradient is measured against (tt_grad_out): that of the gradient g the kernel
 // reads, 1 when it is float32. Every backward op is linear in the gradient it reads, so
@@ -103,12 +147,6 @@ constexpr float kHeadroom = 1.41421356f;
 constexpr float kLowestTopLevel = 44.5f;
 constexpr float kGainSmoothing = 0.25f;
 
-// max(max_abs, |value|) by a comparison: fmaxf is a library call on the Cortex-M4F's FPv4.
-inline float LargerMagnitude(float max_abs, float value) {
-  const float magnitude = fabsf(value);
-  return magnitude > max_abs ? magnitude : max_abs;
-}
-
 // Writes a gradient of representation kType described in gather form:
 // produce(sink) stores every output element once through sink (GradSink).
 // S8 output takes its scale as tt_grad_out describes (reference: GradReference
@@ -117,33 +155,16 @@ inline float LargerMagnitude(float max_abs, float value) {
 // compute as an MCU wants. Delayed scaling saves that pass in most steps.
 template <tt_grad_type kType, typename Produce>
 void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.0f) {
-  int32_t next = 0;
   if constexpr (kType == TT_GRAD_F32) {
-    float* data = static_cast<float*>(out.data);
-    produce(MakeGradSink([data](int32_t i, float value) { data[i] = value; }, &next));
+    GradSink<F32Store> sink(F32Store{static_cast<float*>(out.data)});
+    produce(sink);
   } else {
     int8_t* data = static_cast<int8_t*>(out.data);
     // One pass storing the levels at `scale`; returns the step's max|g|.
     auto quantize = [&](float scale) {
-      const float inv_scale = 1.0f / scale;
-      float max_abs = 0.0f;
-      next = 0;
-      produce(MakeGradSink(
-          [data, inv_scale, &max_abs](int32_t i, float value) {
-            max_abs = LargerMagnitude(max_abs, value);
-            // At a predicted scale a value can round past int8 (that pass is then redone); at the
-            // exact one, value * inv_scale may exceed 127 by a rounding error only. So one comparison
-            // of the magnitude, rarely true, clamps both sides (not fminf/fmaxf, which are library
-            // calls on the Cortex-M4F's FPv4).
-            float level = value * inv_scale;
-            if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
-            // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7,
-            // M55) where lroundf is a library call. Through int32: GCC narrows a float to int8 through
-            // the stack.
-            data[i] = static_cast<int8_t>(static_cast<int32_t>(roundf(level)));
-          },
-          &next));
-      return max_abs;
+      GradSink<S8Store> sink(S8Store{data, 1.0f / scale, 0.0f});
+      produce(sink);
+      return sink.store().max_abs;
     };
     tt_grad_history* history = out.history;
     const float predicted_scale = history != nullptr ? history->gain * reference * kHeadroom / 127.0f : 0.0f;
@@ -164,7 +185,9 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
       const float top_level = max_abs / scale;
       levels_stand = max_abs == 0.0f || (predicted && top_level >= kLowestTopLevel && top_level < 127.5f);
     } else {
-      produce(MakeGradSink([&max_abs](int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }, &next));
+      GradSink<MaxStore> sink(MaxStore{0.0f});
+      produce(sink);
+      max_abs = sink.store().max_abs;
     }
     if (!levels_stand) {
       scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
@@ -197,14 +220,14 @@ void WriteGrad(const tt_grad_out& out, Produce&& produce, float reference = 1.0f
 // both representations fixed at compile time, as a generated kernel has them.
 template <tt_grad_type kIn, tt_grad_type kOut, typename Body>
 void WithGradsAs(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
-  WriteGradAs<kOut>(out, [&](auto sink) { body(ReadGradAs<kIn>(in), sink); }, GradReference(in));
+  WriteGradAs<kOut>(out, [&](auto& sink) { body(ReadGradAs<kIn>(in), sink); }, GradReference(in));
 }
 
 // The same with both representations chosen at run time (the generic kernels).
 template <typename Body>
 void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
   WithGradReader(in, [&](auto reader) {
-    WriteGrad(out, [&](auto sink) { body(reader, sink); }, GradReference(in));
+    WriteGrad(out, [&](auto& sink) { body(reader, sink); }, GradReference(in));
   });
 }
 

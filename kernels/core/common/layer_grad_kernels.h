@@ -91,7 +91,7 @@ tt_status RunConv2dInputGrad(const tt_conv_grad_params* params, const tt_filter_
   }
   const LayerGradShape<tt_conv_grad_params, tt_filter_quant_params> shape{*params, *filter_quant, output_shape,
                                                                           filter_shape, input_shape};
-  WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { body(shape, grad, filter, sink); });
+  WithGrads(*grad_output, *grad_input, [&](auto grad, auto& sink) { body(shape, grad, filter, sink); });
   return TT_SUCCESS;
 }
 
@@ -155,7 +155,7 @@ tt_status RunConv2dFilterGrad(const tt_conv_grad_params* params, const tt_quant_
   }
   const LayerGradShape<tt_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape, input_shape,
                                                                    grad_filter_shape};
-  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto sink) { body(shape, grad, input, sink); });
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto& sink) { body(shape, grad, input, sink); });
   return TT_SUCCESS;
 }
 
@@ -216,7 +216,7 @@ tt_status RunDepthwiseConv2dInputGrad(const tt_depthwise_conv_grad_params* param
   }
   const LayerGradShape<tt_depthwise_conv_grad_params, tt_filter_quant_params> shape{*params, *filter_quant, output_shape,
                                                                                     filter_shape, input_shape};
-  WithGrads(*grad_output, *grad_input, [&](auto grad, auto sink) { body(shape, grad, filter, sink); });
+  WithGrads(*grad_output, *grad_input, [&](auto grad, auto& sink) { body(shape, grad, filter, sink); });
   return TT_SUCCESS;
 }
 
@@ -267,7 +267,7 @@ tt_status RunDepthwiseConv2dFilterGrad(const tt_depthwise_conv_grad_params* para
   }
   const LayerGradShape<tt_depthwise_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape,
                                                                              input_shape, grad_filter_shape};
-  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto sink) { body(shape, grad, input, sink); });
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto& sink) { body(shape, grad, input, sink); });
   return TT_SUCCESS;
 }
 

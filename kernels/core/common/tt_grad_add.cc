@@ -11,7 +11,7 @@ extern "C" tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_gr
   tinytrain_core::WithGradReader(*a, [&](auto a_values) {
     tinytrain_core::WithGradReader(*b, [&](auto b_values) {
       tinytrain_core::WriteGrad(
-          *sum, [&](auto sink) { tinytrain_core::GradAdd(shape, a_values, b_values, sink); }, reference);
+          *sum, [&](auto& sink) { tinytrain_core::GradAdd(shape, a_values, b_values, sink); }, reference);
     });
   });
   return TT_SUCCESS;

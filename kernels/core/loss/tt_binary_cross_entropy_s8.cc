@@ -36,7 +36,7 @@ extern "C" tt_status tt_binary_cross_entropy_s8(const tt_quant_params* logits_qu
   for (int32_t i = 0; i < batch; ++i) sum += logit(i).Loss(labels[i]);
   *loss = sum / static_cast<float>(batch);
   const float inv_batch = 1.0f / static_cast<float>(batch);
-  tinytrain_core::WriteGrad(*grad, [&](auto sink) {
+  tinytrain_core::WriteGrad(*grad, [&](auto& sink) {
     for (int32_t i = 0; i < batch; ++i) {
       const float gradient = (logit(i).Sigmoid() - static_cast<float>(labels[i])) * inv_batch;
       sink(tinytrain_core::UnlessPushedOut(logits[i], gradient));

@@ -18,7 +18,7 @@ extern "C" tt_status tt_mean_squared_error_s8(const tt_quant_params* output_quan
   for (int32_t i = 0; i < count; ++i) sum += difference(i) * difference(i);
   const float inv_count = 1.0f / static_cast<float>(count);
   *loss = sum * inv_count;
-  tinytrain_core::WriteGrad(*grad, [&](auto sink) {
+  tinytrain_core::WriteGrad(*grad, [&](auto& sink) {
     for (int32_t i = 0; i < count; ++i) sink(tinytrain_core::UnlessPushedOut(output[i], 2.0f * difference(i) * inv_count));
   });
   return TT_SUCCESS;

@@ -21,6 +21,6 @@ extern "C" tt_status tt_mul_grad_s8(const tt_quant_params* other_quant, const tt
   }
   const tinytrain_core::MulGradShape shape{*other_quant, *grad_output_dims, *other_dims, *grad_input_dims};
   tinytrain_core::WithGrads(*grad_output, *grad_input,
-                            [&](auto grad, auto sink) { tinytrain_core::MulGrad(shape, grad, other, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::MulGrad(shape, grad, other, sink); });
   return TT_SUCCESS;
 }

@@ -56,7 +56,8 @@ constexpr int32_t kPoolChannelBlock = 8;
 // weight per channel. Each channel's terms are added in window order.
 template <typename Grad, typename Sink, typename Weight>
 void GatherPoolGrad(const tt_pool_params& p, const tt_dims& out, const Grad& grad_output, const tt_dims& in,
-                    Sink&& sink, Weight&& weight) {
+                    Sink&& shared_sink, Weight&& weight) {
+  auto sink = shared_sink.LocalCopy();  // GradSink: its state in registers
   for (int32_t n = 0; n < in.n; ++n) {
     for (int32_t iy = 0; iy < in.h; ++iy) {
       const Span window_rows = WindowsContaining(iy, p.stride_h, p.pad_top, p.filter_h, out.h);
@@ -81,6 +82,7 @@ void GatherPoolGrad(const tt_pool_params& p, const tt_dims& out, const Grad& gra
       }
     }
   }
+  shared_sink.Resume(sink);
 }
 
 }  // namespace tinytrain_core

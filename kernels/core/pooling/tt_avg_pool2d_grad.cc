@@ -12,6 +12,6 @@ extern "C" tt_status tt_avg_pool2d_grad(const tt_pool_params* params, const tt_d
   }
   const tinytrain_core::PoolGradShape shape{*params, *grad_output_dims, *grad_input_dims};
   tinytrain_core::WithGrads(*grad_output, *grad_input,
-                            [&](auto grad, auto sink) { tinytrain_core::AvgPoolGrad(shape, grad, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::AvgPoolGrad(shape, grad, sink); });
   return TT_SUCCESS;
 }

@@ -12,6 +12,6 @@ extern "C" tt_status tt_max_pool2d_grad_s8(const tt_pool_params* params, const t
   }
   const tinytrain_core::PoolGradShape shape{*params, *grad_output_dims, *input_dims};
   tinytrain_core::WithGrads(*grad_output, *grad_input,
-                            [&](auto grad, auto sink) { tinytrain_core::MaxPoolGrad(shape, grad, input, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::MaxPoolGrad(shape, grad, input, sink); });
   return TT_SUCCESS;
 }

@@ -12,6 +12,6 @@ extern "C" tt_status tt_mean_grad(const tt_dims* grad_input_dims, const tt_grad_
   if (in.n < 1 || in.h < 1 || in.w < 1 || in.c < 1) return TT_ARG_ERROR;
   const tinytrain_core::MeanGradShape shape{in};
   tinytrain_core::WithGrads(*grad_output, *grad_input,
-                            [&](auto grad, auto sink) { tinytrain_core::MeanGrad(shape, grad, sink); });
+                            [&](auto grad, auto& sink) { tinytrain_core::MeanGrad(shape, grad, sink); });
   return TT_SUCCESS;
 }
