@@ -8,6 +8,22 @@
 
 namespace cm = tinytrain_cmsis_nn;
 
+tt_status tinytrain_core::DepthwiseConv2dS8(const tt_context* ctx, const tt_conv_params& params,
+                                            const tt_dims& input_dims, const int8_t* input, const tt_dims& filter_dims,
+                                            const int8_t* filter, const int32_t* bias,
+                                            const tt_requantization& requant, const tt_dims& output_dims,
+                                            int8_t* output) {
+  const cm::RowOperands op = cm::MakeRowOperands(ctx, requant, filter_dims, output_dims);
+  return cm::ForEachRow(params, input_dims, input, filter_dims.h, output_dims, output,
+                        [&](const cm::ConvRow& row, const int8_t* x, int8_t* y) {
+                          const cmsis_nn_dw_conv_params conv = cm::DepthwiseRowParams(params, row);
+                          const cmsis_nn_dims rows = cm::RowInputDims(input_dims, row);
+                          const cmsis_nn_dims outputs = cm::RowOutputDims(output_dims, row);
+                          return arm_depthwise_conv_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
+                                                               filter, &op.bias, bias, &outputs, y);
+                        });
+}
+
 extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* params,
                                             const tt_dims* input_dims, const int8_t* input, const tt_dims* filter_dims,
                                             const int8_t* filter, const int32_t* bias, const tt_requantization* requant,
@@ -16,13 +32,6 @@ extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv
                                             output)) {
     return TT_ARG_ERROR;
   }
-  const cm::RowOperands op = cm::MakeRowOperands(ctx, *requant, *filter_dims, *output_dims);
-  return cm::ForEachRow(*params, *input_dims, input, filter_dims->h, *output_dims, output,
-                        [&](const cm::ConvRow& row, const int8_t* x, int8_t* y) {
-                          const cmsis_nn_dw_conv_params conv = cm::DepthwiseRowParams(*params, row);
-                          const cmsis_nn_dims rows = cm::RowInputDims(*input_dims, row);
-                          const cmsis_nn_dims outputs = cm::RowOutputDims(*output_dims, row);
-                          return arm_depthwise_conv_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
-                                                               filter, &op.bias, bias, &outputs, y);
-                        });
+  return tinytrain_core::DepthwiseConv2dS8(ctx, *params, *input_dims, input, *filter_dims, filter, bias, *requant,
+                                           *output_dims, output);
 }

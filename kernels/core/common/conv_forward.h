@@ -80,6 +80,18 @@ inline bool ValidDepthwiseConv2d(const tt_conv_params* params, const tt_dims* in
          output_dims->c == input_dims->c * params->depth_multiplier;
 }
 
+// tt_conv2d_s8 and tt_depthwise_conv2d_s8 past their argument checks (ValidConv2d, ValidDepthwiseConv2d), for a
+// caller that made them once for many calls: a tiled stage checks its description and the requantization once
+// per Eval and each tile's conv geometry in Layout, then calls its convs per tile, where a requantization
+// check alone walks every channel. Defined beside each public function (the portable core's, or its Cortex-M
+// version's in kernels/cmsis_nn, which replaces the file).
+tt_status Conv2dS8(const tt_context* ctx, const tt_conv_params& params, const tt_dims& input_dims, const int8_t* input,
+                   const tt_dims& filter_dims, const int8_t* filter, const int32_t* bias,
+                   const tt_requantization& requant, const tt_dims& output_dims, int8_t* output);
+tt_status DepthwiseConv2dS8(const tt_context* ctx, const tt_conv_params& params, const tt_dims& input_dims,
+                            const int8_t* input, const tt_dims& filter_dims, const int8_t* filter, const int32_t* bias,
+                            const tt_requantization& requant, const tt_dims& output_dims, int8_t* output);
+
 // What the portable forward convolutions' *_get_buffer_size return: no scratch (0), or -1 for invalid geometry.
 inline int32_t PortableScratchBytes(const tt_conv_params* params, const tt_dims* input_dims, const tt_dims* filter_dims,
                                     const tt_dims* output_dims) {

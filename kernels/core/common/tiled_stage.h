@@ -3,7 +3,7 @@
  * scratch size Prepare requests is the one Eval uses.
  *
  * Tensors of a stage are numbered 0 for the stage input and k + 1 for the
- * output of stage op k. For one tile, Need() walks the ops backwards and gives
+ * output of stage op k. For one tile, NeedRows() and NeedCols() walk the ops backwards and give
  * each tensor the rows and columns that tile needs of it (the hull over its
  * readers, clipped to the tensor), the stage input's too, which each tile copies
  * into the scratch buffer first; a PAD's output holds no bytes of its own but
@@ -184,66 +184,84 @@ inline bool ValidStage(const tt_tiled_stage_params* params, const tt_dims* input
          input->c <= kMaxExtent;
 }
 
-// Fills the tile's spans; false where the stage cannot run in tiles (a tensor no later op reads, or a conv
-// whose patch starts left of its window). `previous` is the need rows of the band above in the same column
-// strip, null for a strip's first band: bands run top to bottom, and an op computes only the rows of its
-// output the band above did not (computed), which the patch keeps (Layout). Its inputs are needed over the
-// window of those rows only, so a 3x3 conv's overlapping rows are computed once: no row of halo is
-// recomputed, only columns.
-inline bool Need(const tt_tiled_stage_params& params, const tt_dims& input, int32_t ty, int32_t tx,
-                 const Span* previous, StageTile* tile) {
-  const int32_t n = params.num_ops;
+// The tile's shapes and which tensor's bytes each one's are (itself but for PAD outputs, its input's).
+inline void StageShapes(const tt_tiled_stage_params& params, const tt_dims& input, StageTile* tile) {
   tile->dims[0] = input;
-  for (int32_t t = 0; t <= n; ++t) {
-    tile->need_rows[t] = Span{0, 0};
-    tile->need_cols[t] = Span{0, 0};
-  }
-  for (int32_t k = 0; k < n; ++k) {
+  tile->root[0] = 0;  // the input's patch is copied into the scratch buffer, as the other patches are written there
+  for (int32_t k = 0; k < params.num_ops; ++k) {
     const StageOp op = StageOpAt(params, k);
     tile->dims[k + 1] = tt_dims{input.n, op.height, op.width, op.channels};
+    tile->root[k + 1] = op.kind == TT_STAGE_OP_PAD ? tile->root[op.input + 1] : k + 1;
   }
+}
+
+// The rows of band ty (need_rows, computed, have_rows), given the tile's shapes (StageShapes); false where a
+// tensor no later op reads has no rows in a strip's first band. `previous` is the need rows of the band above
+// in the same column strip, null for a strip's first band: bands run top to bottom, and an op computes only
+// the rows of its output the band above did not (computed), which the patch keeps (Layout). Its inputs are
+// needed over the window of those rows only, so a 3x3 conv's overlapping rows are computed once: no row of
+// halo is recomputed, only columns. Rows depend on the band alone, columns on the strip alone (NeedCols).
+inline bool NeedRows(const tt_tiled_stage_params& params, int32_t ty, const Span* previous, StageTile* tile) {
+  const int32_t n = params.num_ops;
+  for (int32_t t = 0; t <= n; ++t) tile->need_rows[t] = Span{0, 0};
   tile->need_rows[n] = TileSpan(tile->dims[n].h, params.tiles_h, ty);
-  tile->need_cols[n] = TileSpan(tile->dims[n].w, params.tiles_w, tx);
   for (int32_t k = n - 1; k >= 0; --k) {
     const Span need = tile->need_rows[k + 1];
-    if (tile->need_cols[k + 1].length() <= 0 || (previous == nullptr && need.length() <= 0)) {
-      return false;  // no op reads it
-    }
+    if (previous == nullptr && need.length() <= 0) return false;  // no op reads it
     const StageOp op = StageOpAt(params, k);
     tile->computed[k + 1] = need;  // a PAD's output is its input's patch: its rows come with it
     const Span above = previous != nullptr ? previous[k + 1] : Span{0, 0};
     if (op.kind != TT_STAGE_OP_PAD && need.length() > 0 && above.start <= need.start && above.stop > need.start) {
       tile->computed[k + 1] = Span{above.stop, need.stop};
     }
-    // Columns and rows apart: a tile's columns depend on its strip alone, its rows on its band alone.
+    if (tile->computed[k + 1].length() <= 0) continue;
     int32_t sources[2];
     for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) {
       const int32_t t = sources[i] + 1;
-      const Span cols = Clip(Window(op, false, tile->need_cols[k + 1]), tile->dims[t].w);
-      // read by a later op too: the hull of both windows
-      tile->need_cols[t] = tile->need_cols[t].length() > 0 ? Hull(tile->need_cols[t], cols) : cols;
-      if (tile->computed[k + 1].length() <= 0) continue;
       const Span rows = Clip(Window(op, true, tile->computed[k + 1]), tile->dims[t].h);
       if (rows.length() <= 0) continue;
       tile->need_rows[t] = tile->need_rows[t].length() > 0 ? Hull(tile->need_rows[t], rows) : rows;
     }
   }
   tile->computed[0] = tile->need_rows[0];
-  tile->root[0] = 0;  // the input's patch is copied into the scratch buffer, as the other patches are written there
   tile->have_rows[0] = tile->need_rows[0];
+  for (int32_t k = 0; k < n; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    const Span have = tile->have_rows[op.input + 1];
+    const int32_t shift = op.kind == TT_STAGE_OP_PAD ? op.conv.conv.pad_top : 0;
+    tile->have_rows[k + 1] = op.kind == TT_STAGE_OP_PAD ? Span{have.start + shift, have.stop + shift}
+                                                        : tile->need_rows[k + 1];
+  }
+  return true;
+}
+
+// The columns of strip tx (need_cols, have_cols), given the tile's shapes; false where a tensor no later op
+// reads has no columns, or a conv's patch starts left of its window. A tensor two ops read is needed over
+// the hull of both windows, whether or not the reader computes rows in a band, so that columns depend on
+// the strip alone.
+inline bool NeedCols(const tt_tiled_stage_params& params, int32_t tx, StageTile* tile) {
+  const int32_t n = params.num_ops;
+  for (int32_t t = 0; t <= n; ++t) tile->need_cols[t] = Span{0, 0};
+  tile->need_cols[n] = TileSpan(tile->dims[n].w, params.tiles_w, tx);
+  for (int32_t k = n - 1; k >= 0; --k) {
+    if (tile->need_cols[k + 1].length() <= 0) return false;  // no op reads it
+    const StageOp op = StageOpAt(params, k);
+    int32_t sources[2];
+    for (int32_t i = 0, count = Sources(op, sources); i < count; ++i) {
+      const int32_t t = sources[i] + 1;
+      const Span cols = Clip(Window(op, false, tile->need_cols[k + 1]), tile->dims[t].w);
+      tile->need_cols[t] = tile->need_cols[t].length() > 0 ? Hull(tile->need_cols[t], cols) : cols;
+    }
+  }
   tile->have_cols[0] = tile->need_cols[0];
   for (int32_t k = 0; k < n; ++k) {
     const StageOp op = StageOpAt(params, k);
     const int32_t t = op.input + 1;
     if (op.kind == TT_STAGE_OP_PAD) {
-      const tt_conv_grad_params& pad = op.conv.conv;
-      tile->root[k + 1] = tile->root[t];
-      tile->have_rows[k + 1] = Span{tile->have_rows[t].start + pad.pad_top, tile->have_rows[t].stop + pad.pad_top};
-      tile->have_cols[k + 1] = Span{tile->have_cols[t].start + pad.pad_left, tile->have_cols[t].stop + pad.pad_left};
+      const int32_t shift = op.conv.conv.pad_left;
+      tile->have_cols[k + 1] = Span{tile->have_cols[t].start + shift, tile->have_cols[t].stop + shift};
       continue;
     }
-    tile->root[k + 1] = k + 1;
-    tile->have_rows[k + 1] = tile->need_rows[k + 1];
     tile->have_cols[k + 1] = tile->need_cols[k + 1];
     if (IsConv(op) && tile->have_cols[t].start < Window(op, false, tile->need_cols[k + 1]).start) {
       return false;  // (rows: the conv reads its patch from its window's first row on, see PatchArgs)
@@ -295,10 +313,45 @@ inline bool TileConvScratch(const tt_tiled_stage_params& params, const StageTile
   return true;
 }
 
+// What a conv's CMSIS-NN or portable scratch depends on along one axis of a tile (see PatchArgs): its input
+// patch's extent from the window on, its output extent, and the pad before. Tiles whose convs agree on both
+// axes ask for the same scratch.
+struct AxisCall {
+  int32_t input, output, pad;
+  bool operator==(const AxisCall& other) const {
+    return input == other.input && output == other.output && pad == other.pad;
+  }
+};
+
+// Per stage op, its conv's AxisCall along rows (a band's) or columns (a strip's); {0, 0, 0} for an op that
+// is no conv or computes no rows in the band. True when they equal `last`, which they then replace.
+inline bool SameCalls(const tt_tiled_stage_params& params, const StageTile& tile, bool rows, AxisCall* last) {
+  bool same = true;
+  for (int32_t k = 0; k < params.num_ops; ++k) {
+    const StageOp op = StageOpAt(params, k);
+    AxisCall call{0, 0, 0};
+    const int32_t t = op.input + 1;
+    if (IsConv(op) && rows && tile.computed[k + 1].length() > 0) {
+      const int32_t window = Window(op, true, tile.computed[k + 1]).start;
+      const int32_t first = window > tile.have_rows[t].start ? window : tile.have_rows[t].start;
+      call = AxisCall{tile.have_rows[t].stop - first, tile.computed[k + 1].length(), first - window};
+    } else if (IsConv(op) && !rows) {
+      call = AxisCall{tile.have_cols[t].length(), tile.need_cols[k + 1].length(),
+                      tile.have_cols[t].start - Window(op, false, tile.need_cols[k + 1]).start};
+    }
+    same = same && call == last[k];
+    last[k] = call;
+  }
+  return same;
+}
+
 // Where each tensor's patch lies in the scratch buffer (offset[t], -1 for none: PAD outputs, and the output
-// of the last op when it writes into the stage output), the patches' size, and (in the same pass over the
-// tiles) the most scratch a conv asks for on any tile. Tiles run column strip by column strip, each strip's
-// bands top to bottom (see Need).
+// of the last op when it writes into the stage output), the patches' size, and the most scratch a conv asks
+// for on any tile. Tiles run column strip by column strip, each strip's bands top to bottom (see NeedRows).
+// Rows depend on the band alone and columns on the strip alone, so a patch's largest tile is its most rows by
+// its most columns, and the convs' scratch is asked for once per band whose convs' rows differ from the band
+// above's, with each strip whose convs' columns differ from the strip before's: one pass over the bands and
+// one over the strips per such band, not one per tile (Eval runs this too).
 // Patches are sized for their largest tile and placed first fit by lifetime within a tile. A patch whose rows
 // overlap the previous band's (carried) lives for the whole band: its shared rows wait for the next band.
 // The input's patch is copied afresh per band instead (a copy costs less than the bytes kept).
@@ -306,25 +359,39 @@ inline bool Layout(const tt_tiled_stage_params& params, const tt_dims& input, in
                    int32_t* conv_bytes) {
   const int32_t n = params.num_ops;
   int32_t size[TT_STAGE_MAX_OPS + 1] = {0};
+  int32_t most_rows[TT_STAGE_MAX_OPS + 1] = {0};
+  int32_t most_cols[TT_STAGE_MAX_OPS + 1] = {0};
   int32_t last[TT_STAGE_MAX_OPS + 1] = {0};
   bool carried[TT_STAGE_MAX_OPS + 1] = {false};
   Span previous[TT_STAGE_MAX_OPS + 1];
+  AxisCall band_calls[TT_STAGE_MAX_OPS] = {}, strip_calls[TT_STAGE_MAX_OPS] = {};
   StageTile tile;
-  *conv_bytes = 0;
+  StageShapes(params, input, &tile);
   for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
-    for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
-      if (!Need(params, input, ty, tx, ty > 0 ? previous : nullptr, &tile) ||
-          !TileConvScratch(params, tile, conv_bytes)) {
-        return false;
-      }
-      for (int32_t t = 0; t <= n; ++t) {
-        const int64_t patch = int64_t{tile.need_rows[t].length()} * tile.need_cols[t].length() * tile.dims[t].c;
-        if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
-        size[t] = patch > size[t] ? static_cast<int32_t>(patch) : size[t];
-        carried[t] = carried[t] || tile.computed[t].start > tile.need_rows[t].start;
-        previous[t] = tile.need_rows[t];
-      }
+    if (!NeedCols(params, tx, &tile)) return false;
+    for (int32_t t = 0; t <= n; ++t) {
+      most_cols[t] = tile.need_cols[t].length() > most_cols[t] ? tile.need_cols[t].length() : most_cols[t];
     }
+  }
+  *conv_bytes = 0;
+  for (int32_t ty = 0; ty < params.tiles_h; ++ty) {
+    if (!NeedRows(params, ty, ty > 0 ? previous : nullptr, &tile)) return false;
+    for (int32_t t = 0; t <= n; ++t) {
+      most_rows[t] = tile.need_rows[t].length() > most_rows[t] ? tile.need_rows[t].length() : most_rows[t];
+      carried[t] = carried[t] || tile.computed[t].start > tile.need_rows[t].start;
+      previous[t] = tile.need_rows[t];
+    }
+    if (SameCalls(params, tile, true, band_calls) && ty > 0) continue;
+    for (int32_t tx = 0; tx < params.tiles_w; ++tx) {
+      NeedCols(params, tx, &tile);  // succeeded above
+      if (SameCalls(params, tile, false, strip_calls) && tx > 0) continue;
+      if (!TileConvScratch(params, tile, conv_bytes)) return false;
+    }
+  }
+  for (int32_t t = 0; t <= n; ++t) {
+    const int64_t patch = int64_t{most_rows[t]} * most_cols[t] * tile.dims[t].c;
+    if (patch > INT32_MAX / 2) return false;  // no buffer of 1 GB: and the sums below stay in range
+    size[t] = static_cast<int32_t>(patch);
   }
   int64_t sum = 0;
   for (int32_t t = 0; t <= n; ++t) sum += size[t] + 3;

@@ -4,21 +4,26 @@
 namespace core = tinytrain_core;
 
 // ctx unused: these loops need no scratch.
-extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context*, const tt_conv_params* params,
+tt_status core::DepthwiseConv2dS8(const tt_context*, const tt_conv_params& params, const tt_dims& in,
+                                  const int8_t* input, const tt_dims& taps, const int8_t* filter, const int32_t* bias,
+                                  const tt_requantization& requant, const tt_dims& output_dims, int8_t* output) {
+  const int32_t offset = params.input_offset;
+  const int32_t multiplier = params.depth_multiplier;
+  core::ConvForward(params, in, taps, bias, requant, output_dims, output,
+                    [&](int32_t n, int32_t iy, int32_t ix, int32_t ky, int32_t kx, int32_t oc) {
+                      const int32_t x = input[core::Offset(in, n, iy, ix, oc / multiplier)];
+                      return filter[core::Offset(taps, 0, ky, kx, oc)] * (x + offset);
+                    });
+  return TT_SUCCESS;
+}
+
+extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* params,
                                             const tt_dims* input_dims, const int8_t* input, const tt_dims* filter_dims,
                                             const int8_t* filter, const int32_t* bias, const tt_requantization* requant,
                                             const tt_dims* output_dims, int8_t* output) {
   if (!core::ValidDepthwiseConv2d(params, input_dims, input, filter_dims, filter, requant, output_dims, output)) {
     return TT_ARG_ERROR;
   }
-  const tt_dims& in = *input_dims;
-  const tt_dims& taps = *filter_dims;
-  const int32_t offset = params->input_offset;
-  const int32_t multiplier = params->depth_multiplier;
-  core::ConvForward(*params, in, taps, bias, *requant, *output_dims, output,
-                    [&](int32_t n, int32_t iy, int32_t ix, int32_t ky, int32_t kx, int32_t oc) {
-                      const int32_t x = input[core::Offset(in, n, iy, ix, oc / multiplier)];
-                      return filter[core::Offset(taps, 0, ky, kx, oc)] * (x + offset);
-                    });
-  return TT_SUCCESS;
+  return core::DepthwiseConv2dS8(ctx, *params, *input_dims, input, *filter_dims, filter, bias, *requant,
+                                 *output_dims, output);
 }

@@ -32,18 +32,19 @@ void AddPatch(const core::StageOp& op, const core::StageTile& tile, const int8_t
   }
 }
 
-// Conv op k over output rows `rows` of its tile patch, reading its input's patch, with the convs' scratch `ctx`.
+// Conv op k over output rows `rows` of its tile patch, reading its input's patch, with the convs' scratch `ctx`:
+// tt_conv2d_s8 or tt_depthwise_conv2d_s8 past the checks Eval and Layout made.
 tt_status ConvPatch(const tt_context* ctx, const core::StageOp& op, const tt_stage_weights& weights,
                     const core::StageTile& tile, const int8_t* const* data, int32_t k, core::Span rows, int8_t* out) {
   int32_t input_row = 0;
   const core::ConvPatchArgs a = core::PatchArgs(op, tile, k, rows, &input_row);
   const int8_t* input = data[op.input + 1] + input_row * a.input.w * a.input.c;
-  if (op.kind == TT_STAGE_OP_DEPTHWISE) {
-    return tt_depthwise_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias,
-                                  &weights.requant, &a.output, out);
+  if (op.kind == TT_STAGE_OP_DEPTHWISE) {  // checked once per Eval and geometry (see core::Conv2dS8)
+    return core::DepthwiseConv2dS8(ctx, a.params, a.input, input, a.filter, weights.filter, weights.bias,
+                                   weights.requant, a.output, out);
   }
-  return tt_conv2d_s8(ctx, &a.params, &a.input, input, &a.filter, weights.filter, weights.bias, &weights.requant,
-                      &a.output, out);
+  return core::Conv2dS8(ctx, a.params, a.input, input, a.filter, weights.filter, weights.bias, weights.requant,
+                        a.output, out);
 }
 
 struct Image {
@@ -97,9 +98,11 @@ extern "C" tt_status tt_tiled_stage_read_s8(const tt_tiled_stage_params* params,
   core::StageTile tile;
   core::Span previous[TT_STAGE_MAX_OPS + 1];  // the need rows of the band above, in this column strip
   const int8_t* data[TT_STAGE_MAX_OPS + 1];
+  core::StageShapes(*params, *input_dims, &tile);
   for (int32_t tx = 0; tx < params->tiles_w; ++tx) {
+    core::NeedCols(*params, tx, &tile);  // succeeded in Layout, as every band's NeedRows
     for (int32_t ty = 0; ty < params->tiles_h; ++ty) {
-      core::Need(*params, *input_dims, ty, tx, ty > 0 ? previous : nullptr, &tile);  // succeeded in Layout
+      core::NeedRows(*params, ty, ty > 0 ? previous : nullptr, &tile);
       const int32_t patch_row = tile.need_cols[0].length() * input_dims->c;
       for (int32_t y = tile.need_rows[0].start; y < tile.need_rows[0].stop; ++y) {
         const tt_status status = read(context, y, tile.need_cols[0].start, tile.need_cols[0].length(),
