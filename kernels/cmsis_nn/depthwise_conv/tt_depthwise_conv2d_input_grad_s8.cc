@@ -49,22 +49,15 @@ struct AxisReader {
 // of its own the loop's values fit the registers.
 __attribute__((noinline)) void SumFourChannelTaps(const ReaderTap* tap, const ReaderTap* end, int32_t c,
                                                   int32_t* sums) {
-  int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+  cm::FourSums four{0, 0, 0, 0};
   for (; tap != end; ++tap) {
     uint32_t level_word, weight_word;
     memcpy(&level_word, tap->levels + c, 4);
     memcpy(&weight_word, tap->weights + c, 4);
-    const uint32_t levels_even = cm::EvenBytes(level_word), weights_even = cm::EvenBytes(weight_word);
-    const uint32_t levels_odd = cm::OddBytes(level_word), weights_odd = cm::OddBytes(weight_word);
-    sum0 = __smlabb(levels_even, weights_even, sum0);
-    sum2 = __smlatt(levels_even, weights_even, sum2);
-    sum1 = __smlabb(levels_odd, weights_odd, sum1);
-    sum3 = __smlatt(levels_odd, weights_odd, sum3);
+    four.AddProducts(cm::EvenBytes(level_word), cm::OddBytes(level_word), cm::EvenBytes(weight_word),
+                     cm::OddBytes(weight_word));
   }
-  sums[0] = sum0;
-  sums[1] = sum1;
-  sums[2] = sum2;
-  sums[3] = sum3;
+  four.Store(sums);
 }
 
 // The int8 input gradient with multiplier 1 and a kernel of at most kMaxKernelSide a side, element
