@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import os
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from tinytrain_tflm.frontend import convert  # noqa: E402
 from tinytrain_tflm.frontend.convert import keras_to_int8  # noqa: E402
 
 
@@ -112,10 +118,33 @@ BUILDERS = {
 }
 
 
+def _on_disk(name: str, build: Callable[[], bytes]) -> bytes:
+    """build()'s model, kept under build/models/ keyed by this file, the converter and the versions of
+    TensorFlow, Keras and NumPy: the test workers of a run (and later runs) convert it once. A lock makes a
+    second worker wait for the first's file instead of converting it again."""
+    versions = [metadata.version(package).encode() for package in ("tensorflow", "keras", "numpy")]
+    sources = [Path(__file__).read_bytes(), Path(convert.__file__).read_bytes(), *versions]
+    key = hashlib.sha256(b"\0".join(sources)).hexdigest()[:16]
+    folder = Path(__file__).resolve().parent.parent / "build" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{key}.tflite"
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            partial = path.with_suffix(f".{os.getpid()}")
+            partial.write_bytes(build())
+            partial.replace(path)
+    return path.read_bytes()
+
+
 @functools.cache
 def mobilenet_v2_035_128() -> bytes:
     """Keras' MobileNetV2, width 0.35, 128x128, 10 classes, random weights, int8: the paper's memory and
-    speed benchmark."""
+    speed benchmark (converted once, on disk: about 30 s of Keras)."""
+    return _on_disk("mobilenet_v2_035_128", _convert_mobilenet_v2_035_128)
+
+
+def _convert_mobilenet_v2_035_128() -> bytes:
     keras = _keras()
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(
@@ -141,7 +170,11 @@ def _calibrate_batch_norms(keras, model, samples: np.ndarray) -> None:
 
 @functools.cache
 def int8_model(name: str, seed: int = 0) -> bytes:
-    """The named model with seeded random weights, converted to int8 (cached per test session)."""
+    """The named model with seeded random weights, converted to int8 (once, on disk)."""
+    return _on_disk(f"{name}-{seed}", functools.partial(_convert, name, seed))
+
+
+def _convert(name: str, seed: int) -> bytes:
     _keras().utils.set_random_seed(seed)
     model = BUILDERS[name]()
     samples = np.random.default_rng(seed).uniform(-1, 1, (64, *model.input_shape[1:])).astype(np.float32)

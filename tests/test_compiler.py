@@ -7,6 +7,7 @@ import pytest
 from models import int8_model
 
 import tinytrain_tflm as tt
+from tinytrain_tflm.backend import schema
 from tinytrain_tflm.backend import schema_generated as names
 from tinytrain_tflm.compiler import compile_with
 from tinytrain_tflm.frontend.convert import keras_to_int8
@@ -206,3 +207,19 @@ def test_backward_order_for_the_planner_lowers_the_arena_and_trains_identically(
         x = np.random.default_rng(seed).integers(-128, 128, (1, 16, 16, 3), dtype=np.int8)
         assert a.step(x, seed) == b.step(x, seed)
     assert all(np.array_equal(a.weights()[k], b.weights()[k]) for k in b.weights())
+
+
+def test_a_parameters_rounding_seed_is_its_own():
+    """Each TT_SGD's stochastic-rounding seed follows its parameter, not the order updates are emitted in:
+    a parameter trained under two schemes (other parameters training before it, or not) gets the same
+    seed, and every parameter its own. Options: the default optimizer (stochastic rounding, seed 1)."""
+    model = int8_model("ds_cnn")
+
+    def seeds(update) -> dict[str, int]:
+        graph, ops = _ops(tt.compile(model, update=update))
+        sgd = [op for op in ops if op.kind == names.SGD]
+        return {graph.tensors[op.inputs[0]].name: schema.decode_blob("SGD", op.custom_options)["seed"] for op in sgd}
+
+    every, biases = seeds("all"), seeds({"bias_last": 3})
+    assert len(set(every.values())) == len(every) == 12
+    assert len(biases) == 3 and all(every[name] == seed for name, seed in biases.items())

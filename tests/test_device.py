@@ -193,24 +193,20 @@ def test_inverted_residual_trains_bit_identically_under_cmsis_nn(rng, name, upda
     _check_bit_identical(model, name, "cmsis-nn", samples, labels)
 
 
-def test_fused_relu_backward_trains_bit_identically_under_cmsis_nn(rng):
-    """The biases of the last 6 layers training, so each ReLU backward reads its activation's mask and is
-    fused into the input gradient feeding it (tinytrain_tflm.passes.fusion); untiled, flash requantization."""
-    options = {"update": {"bias_last": 6}, "tiles": None, "flash_requantization": True, "target": "cortex-m7"}
-    model, samples, labels = _blocks(options, rng)
-    graph = tt.read_graph(model)
-    assert any(op.kind.endswith("CONV_2D_INPUT_GRAD") and len(op.inputs) == MASK_INPUT + 2 for op in graph.ops)
-    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
-
-
-def test_tiled_stage_trains_bit_identically_under_cmsis_nn(rng):
-    """The first stage as one TT_TILED_STAGE op in 4x2 tiles (2 column strips of 4 bands, each band keeping
-    the rows it shares with the next; its scratch buffer placed by TFLM around the offline plan, as the memory
-    plan predicts), the classifier training."""
-    options = {"update": "last", "tiles": (4, 2), "flash_requantization": False, "target": "cortex-m7"}
+def test_fused_relu_backward_and_tiled_stage_train_bit_identically_under_cmsis_nn(rng):
+    """Two graph rewrites in one firmware (one harness build and run on the M7 for both):
+    - the first stage as one TT_TILED_STAGE op in 4x2 tiles (2 column strips of 4 bands, each band keeping
+      the rows it shares with the next; its scratch buffer placed by TFLM around the offline plan, as the
+      memory plan predicts);
+    - the biases of the last 6 layers training, so each ReLU backward reads its activation's mask and is
+      fused into the input gradient feeding it (tinytrain_tflm.passes.fusion).
+    Options: int8 gradients, flash requantization (the streamed case below runs a stage without it),
+    overlapping buffers."""
+    options = {"update": {"bias_last": 6}, "tiles": (4, 2), "flash_requantization": True, "target": "cortex-m7"}
     model, samples, labels = _blocks(options, rng)
     graph = tt.read_graph(model)
     assert [op.kind for op in graph.ops].count("TT_TILED_STAGE") == 1
+    assert any(op.kind.endswith("CONV_2D_INPUT_GRAD") and len(op.inputs) == MASK_INPUT + 2 for op in graph.ops)
     _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, labels)
 
 

@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
          train_model::kLossOutput, train_model::kLogitsOutput, train_model::kSampleTensor,
          train_model::kLabelTensor, train_model::kControlTensor, train_model::kLossTensor,
          train_model::kLogitsTensor, train_model::kNumClasses, train_model::kNumBuiltinOps);
-  printf("%d %.9g %d\n", train_model::kLearningRateInput, static_cast<double>(train_model::kLearningRate),
-         train_model::kAccumulates ? 1 : 0);
+  printf("%d %.9g %d %.9g %d\n", train_model::kLearningRateInput, static_cast<double>(train_model::kLearningRate),
+         train_model::kAccumulates ? 1 : 0, static_cast<double>(train_model::kSampleScale), train_model::kSampleZeroPoint);
 #define PRINT_NAME(OP) printf("%s\n", #OP);
   TRAIN_MODEL_FOR_EACH_BUILTIN(PRINT_NAME)
   return 0;
@@ -78,6 +78,17 @@ def conv_training_model(tmp_path_factory) -> Path:
     firmware must run beyond the one-layer classifier."""
     path = tmp_path_factory.mktemp("firmware_conv") / "train.tflite"
     tt.compile(int8_model("mobilenet_v2_blocks"), update="all", gradient="int8", flash_requantization=True).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def streamed_training_model(tmp_path_factory) -> Path:
+    """The inverted residual block with its sample streamed (--stream-input): the classifier trains (update
+    last), int8 gradients, the conv, PAD and depthwise in a 2x2-tiled first stage that reads the sample from
+    the firmware, flash requantization, overlapping buffers."""
+    path = tmp_path_factory.mktemp("firmware_streamed") / "train.tflite"
+    options = {"update": "last", "gradient": "int8", "tiles": (2, 2), "flash_requantization": True, "overlap_buffers": True}
+    tt.compile(int8_model("mobilenet_v2_blocks"), stream_input=True, **options).save(path)
     return path
 
 
@@ -118,9 +129,11 @@ def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
         graph.outputs[logits],
     ]
     assert classes == 3 and num_builtins == 1 and [b for b in builtins if b] == ["FullyConnected"]
-    rate_input, rate, accumulates = rate_line.split()
+    rate_input, rate, accumulates, sample_scale, sample_zero_point = rate_line.split()
     assert graph.tensors[graph.inputs[int(rate_input)]].name == "tinytrain/learning_rate"
     assert np.float32(float(rate)) == np.float32(0.01) and accumulates == "0"  # compile()'s default SGD
+    quantization = graph.tensors[graph.inputs[sample]].quantization
+    assert np.float32(float(sample_scale)) == quantization.scale[0] and int(sample_zero_point) == quantization.zero_point[0]
 
 
 def test_export_writes_both_outputs_and_never_its_input(training_model, tmp_path):
@@ -310,11 +323,60 @@ def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path, arduin
     the glue's legacy registration path, reset through free included. The build tree is kept under
     build/ so a rerun compiles that TFLM only once."""
     project = REPO / "tests/arduino_host"
-    options = [f"-DARDUINO_TFLM_SRC={arduino_tflm_src}"]
+    options = [f"-DARDUINO_TFLM_SRC={arduino_tflm_src}", "-DARDUINO_LIBRARY="]  # the example alone, not the sketch
     training_model = request.getfixturevalue(model)
     run = _build_and_train(project, REPO / "build/arduino-host", training_model, tmp_path, options)
     # That TFLM's builtin ops (PAD, ADD, MEAN, FULLY_CONNECTED) are CMSIS-NN's and round differently.
     _check_example_run(model, training_model, run, tolerance=0.01)
+
+
+def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_path, arduino_tflm_src, rng):
+    """The TrainOnDevice sketch of an assembled library, on x86 against the Arduino library's TFLM
+    (tests/arduino_host/sketch_host.cc: Serial on stdin and stdout), for a model whose tiled first stage reads
+    the stored sample in place (tinytrain::SetStreamedInput). Labelled samples come over Serial (each class
+    brightest in its own channel, which global pooling keeps); two epochs train in the sketch's order. The mean
+    losses it prints are the host Trainer's on the same int8 samples, to that TFLM's CMSIS-NN rounding of the
+    builtin ops."""
+    library = tmp_path / "TinyTrain"
+    assert _cli("arduino-library", str(streamed_training_model), "-o", str(library)).returncode == 0
+    assert "constexpr bool kStreamsSample = true;" in (library / "examples/TrainOnDevice/train_model.h").read_text()
+    build = REPO / "build/arduino-host"  # the Arduino TFLM compiled once for the example's tests above
+    configure = ["cmake", "-S", str(REPO / "tests/arduino_host"), "-B", str(build), f"-DARDUINO_TFLM_SRC={arduino_tflm_src}"]
+    subprocess.run([*configure, f"-DARDUINO_LIBRARY={library}", "-DTRAINING_MODEL_SOURCE="], check=True, capture_output=True)
+    jobs = str(os.cpu_count() or 1)
+    subprocess.run(["cmake", "--build", str(build), "-j", jobs, "--target", "tinytrain_sketch"], check=True, capture_output=True)
+
+    trainer = tt.Trainer(streamed_training_model.read_bytes())
+    count, classes, epochs = 10, 3, 2
+    labels = np.arange(count) % classes
+    shape = trainer.input.shape[1:]
+    values = rng.integers(-100, -60, (count, *shape))
+    values[np.arange(count), ..., labels] += 150
+    samples = values.astype(np.int8)
+    quantization = trainer.input.quantization
+    real = quantization.dequantize(samples).astype(np.float32)
+    lines = [
+        f"sample {label} " + " ".join(f"{v:.9g}" for v in sample.ravel()) for sample, label in zip(real, labels, strict=True)
+    ]
+    run = subprocess.run(
+        [str(build / "tinytrain_sketch")],
+        input="\n".join([*lines, f"train {epochs}", ""]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"room for {16 * 1024 // samples[0].size} samples" in run.stdout
+    assert f"samples stored: {count}" in run.stdout and "error" not in run.stdout
+    print(run.stdout, file=sys.stderr)
+    printed = [float(v) for v in re.findall(r"epoch \d+: mean loss ([0-9.]+)", run.stdout)]
+
+    train = [i for i in range(count) if i % 5 != 4]  # the sketch holds out every 5th; random() is 0 there
+    host = [np.mean([trainer.step(samples[i], int(labels[i])) for i in train]) for _ in range(epochs)]
+    # That TFLM's CMSIS-NN builtins (PAD, ADD, MEAN, FC) put the sketch 0.0009 above the host here; the stage
+    # reading the first sample every step (a stale source) moves the host's losses by about 0.007 and 0.010.
+    assert len(printed) == epochs and np.allclose(printed, host, rtol=0, atol=0.002), (printed, host)
+    assert host[-1] < host[0]  # it learns: the samples, not a stale or missing source, reach the stage
 
 
 # The host build's entry point, its view of the wheel's resolver, and its ABI header.

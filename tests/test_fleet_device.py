@@ -5,6 +5,7 @@ corrupt download must be refused by the device; and two such devices must comple
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,15 +29,12 @@ SCHEME = {"bias_last": 2, "weights": {"1": 0.5, "2": 1}}
 EPOCHS, SEED = 2, 7
 
 
-@pytest.fixture(scope="module")
-def fleet_device(tmp_path_factory) -> tuple[Path, bytes]:
-    """The device program built for a training model (--no-overlap: see fleet_device.cc), and that model.
-    The build tree stays in build/cpp-fleet, so a rerun compiles only the model and the program."""
+def _build_device(model: bytes, directory: Path) -> Path:
+    """The device program built for `model`, copied into `directory`. The build tree stays in build/cpp-fleet,
+    so a rerun, or a build for another model, compiles only the model and the program."""
     sources = require(device.locate_sources)
     libraries = device.build_tflm(HOST, sources)
-    model = tt.compile((REPO / "tests" / "data" / "small_cnn.tflite").read_bytes(), update=SCHEME, overlap_buffers=False)
-    directory = tmp_path_factory.mktemp("fleet_device")
-    (directory / "train.tflite").write_bytes(model.bytes)
+    (directory / "train.tflite").write_bytes(model)
     assert cli(["export", str(directory / "train.tflite"), "--c-array", str(directory / "train_model.cc")]) == 0
     build = REPO / "build" / "cpp-fleet"
     configure = [
@@ -54,7 +52,31 @@ def fleet_device(tmp_path_factory) -> tuple[Path, bytes]:
     subprocess.run(
         ["cmake", "--build", str(build), "-j", "2", "--target", "tinytrain_fleet_device"], check=True, capture_output=True
     )
-    return build / "tinytrain_fleet_device", model.bytes
+    return Path(shutil.copy2(build / "tinytrain_fleet_device", directory))
+
+
+@pytest.fixture(scope="module")
+def fleet_device(tmp_path_factory) -> tuple[Path, bytes]:
+    """The device program built for a training model (--no-overlap: see fleet_device.cc), and that model."""
+    model = tt.compile((REPO / "tests" / "data" / "small_cnn.tflite").read_bytes(), update=SCHEME, overlap_buffers=False)
+    return _build_device(model.bytes, tmp_path_factory.mktemp("fleet_device")), model.bytes
+
+
+@pytest.fixture(scope="module")
+def streamed_fleet_device(tmp_path_factory) -> tuple[Path, bytes]:
+    """The device program built for the same scheme compiled with a streamed sample (--stream-input): int8
+    gradients, 2x2 tiles of the first conv, flash requantization, --no-overlap. The program points the stage
+    at each sample where it loaded it (tinytrain::SetStreamedInput)."""
+    model = tt.compile(
+        (REPO / "tests" / "data" / "small_cnn.tflite").read_bytes(),
+        update=SCHEME,
+        gradient="int8",
+        tiles=(2, 2),
+        stream_input=True,
+        flash_requantization=True,
+        overlap_buffers=False,
+    )
+    return _build_device(model.bytes, tmp_path_factory.mktemp("streamed_fleet_device")), model.bytes
 
 
 def xorshift32(state: int) -> int:
@@ -75,8 +97,9 @@ def device_order(count: int, epochs: int, seed: int) -> list[int]:
     return visits
 
 
-def test_device_upload_is_bit_identical_to_the_host_trainer(fleet_device, rng):
-    program, model = fleet_device
+@pytest.mark.parametrize("program_and_model", ["fleet_device", "streamed_fleet_device"])
+def test_device_upload_is_bit_identical_to_the_host_trainer(program_and_model, request, rng):
+    program, model = request.getfixturevalue(program_and_model)
     base = tt.Trainer(model)
     specs = payload.specs(base)
     x = rng.uniform(0, 1, (20, *base.input.shape[1:])).astype(np.float32)

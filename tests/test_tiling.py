@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +278,14 @@ def test_streamed_sample_errors():
     per_tile = CompileOptions("last", memory=memory.MemoryOptions((2, 2), True, False, stream_input=True))
     with pytest.raises(tt.TinyTrainError, match="stream_input needs the model's first stage tiled as one TT_TILED_STAGE"):
         compile_with(model, per_tile, ablation=Ablation(fused_stage=False))
+    # tiles "auto" with nothing to stream: a first layer that trains, or a stage not worth tiling (small_cnn).
+    small = (Path(__file__).parent / "data" / "small_cnn.tflite").read_bytes()
+    with pytest.raises(tt.TinyTrainError, match="needs a frozen first stage to tile and this model has none: its first layer"):
+        tt.compile(model, stream_input=True, **(STREAM_OPTIONS | {"update": "all", "tiles": "auto"}))
+    with pytest.raises(tt.TinyTrainError, match=r"'auto' leaves this model's first stage untiled .* e\.g\. --tile 2x2"):
+        tt.compile(small, stream_input=True, **(STREAM_OPTIONS | {"tiles": "auto"}))
+    with pytest.raises(tt.TinyTrainError, match=r"tiles takes 'auto', None or a grid \(rows, cols\), got '2x2'"):
+        tt.compile(small, **(STREAM_OPTIONS | {"tiles": "2x2"}))
 
 
 def test_streamed_sample_through_a_row_reader():

@@ -58,6 +58,19 @@ class TrainingModel:
         return cls(data)
 
 
+def _untiled_stream_reason(graph: ir.Graph, trainable: set[int]) -> str:
+    """Why stream_input cannot stream a model that tiles 'auto' leaves untiled."""
+    if not tiling.stage_lengths(graph, trainable):
+        return (
+            "stream_input needs a frozen first stage to tile and this model has none: its first layer trains, "
+            "or it does not start with CONV_2D / DEPTHWISE_CONV_2D on its input"
+        )
+    return (
+        "stream_input: tiles 'auto' leaves this model's first stage untiled (tiling it saves too little or costs too "
+        "much work); give a grid to stream anyway, e.g. --tile 2x2 (tiles=(2, 2))"
+    )
+
+
 def _check_int8(graph: ir.Graph) -> None:
     for position, op in enumerate(graph.ops):
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and graph.tensors[op.inputs[1]].dtype != np.int8:
@@ -166,9 +179,13 @@ def compile_with(
     tiled = None
     if memory_options.stream_input and memory_options.tiles is None:
         raise TinyTrainError("stream_input streams the sample into the tiled first stage: it needs tiles ('auto' or a grid)")
+    if isinstance(memory_options.tiles, str) and memory_options.tiles != "auto":
+        raise TinyTrainError(f"tiles takes 'auto', None or a grid (rows, cols), got {memory_options.tiles!r}")
     if memory_options.tiles == "auto":
         best = tiling.tile_auto(graph, set(trainable), memory_options, ablation.fused_stage)
         tiled = None if best is None else best[1:]
+        if tiled is None and memory_options.stream_input:
+            raise TinyTrainError(_untiled_stream_reason(graph, set(trainable)))
     elif memory_options.tiles is not None:
         grid, fused = tuple(memory_options.tiles), ablation.fused_stage
         tiled = tiling.tile_first_stage(graph, grid, set(trainable), memory_options=memory_options, fused=fused)

@@ -7,8 +7,10 @@
 //
 // LAYOUT (text): the trained tensor count, then per tensor "index type outer channels trained inner"
 // (tinytrain_tflm.fleet.payload.TensorSpec); their scales are read from the model. SAMPLES.bin: u32
-// count, then per sample the int8 input bytes and an int32 label (little-endian). Exit code 3: the
-// global values were rejected (the message names why) and nothing was trained.
+// count, then per sample the int8 input bytes (train_model::kSampleValues) and an int32 label
+// (little-endian). Exit code 3: the global values were rejected (the message names why) and nothing was
+// trained. A model compiled with --stream-input (kStreamsSample) has no sample input: its tiled first
+// stage reads each sample in place, where it was loaded, through tinytrain::SetStreamedInput.
 //
 // The trained variables' addresses come from MicroInterpreter::GetTensor, which TFLM serves only with
 // preserve_all_tensors, so this host program runs the interpreter that way, in a larger arena than a
@@ -34,6 +36,9 @@ constexpr size_t kArenaBytes = 4u << 20;  // every tensor preserved
 constexpr size_t kMaxBlobBytes = 1u << 20;
 
 alignas(16) uint8_t g_arena[kArenaBytes];
+// The source a streamed model's tiled first stage reads its sample from; the zero sample of the first invoke.
+tinytrain::StreamedInput g_streamed{nullptr, static_cast<int32_t>(train_model::kSampleValues), nullptr, nullptr};
+const int8_t kZeroSample[train_model::kSampleValues] = {};
 uint8_t g_blob[kMaxBlobBytes];
 tt_fleet_tensor g_tensors[kMaxTensors];
 float g_scales[kMaxScales];
@@ -87,6 +92,16 @@ bool ReadLayout(const char* path, const tflite::Model* model, tflite::MicroInter
   return true;
 }
 
+// The sample the next Invoke() trains on: copied into the sample input, or, streamed, read from `values`.
+void SetSample(tflite::MicroInterpreter& interpreter, const int8_t* values) {
+  if (train_model::kStreamsSample) {
+    g_streamed.image = values;
+    tinytrain::SetStreamedInput(&g_streamed);
+  } else {
+    memcpy(interpreter.input(train_model::kSampleInput)->data.int8, values, train_model::kSampleValues);
+  }
+}
+
 uint32_t Next(uint32_t* state) {  // xorshift32
   *state ^= *state << 13;
   *state ^= *state >> 17;
@@ -112,12 +127,14 @@ int main(int argc, char** argv) {
     return Fail("AllocateTensors failed (a model compiled without --no-overlap carries a memory plan, which "
                 "preserve_all_tensors cannot follow)");
   }
-  TfLiteTensor* sample = interpreter.input(train_model::kSampleInput);
+  if (!train_model::kStreamsSample && interpreter.input(train_model::kSampleInput)->bytes != train_model::kSampleValues) {
+    return Fail("this program feeds int8 samples; the model's input has another type");
+  }
   TfLiteTensor* labels = interpreter.input(train_model::kLabelInput);
   int32_t* control = interpreter.input(train_model::kControlInput)->data.i32;
   // The first invoke runs TT_INIT_VARIABLES, which copies the pretrained values into the variables
   // once: the global values must be written after it.
-  memset(sample->data.int8, 0, sample->bytes);
+  SetSample(interpreter, kZeroSample);
   memset(labels->data.i32, 0, labels->bytes);
   *control = 0;
   if (interpreter.Invoke() != kTfLiteOk) return Fail("the first (predict) invoke failed");
@@ -136,7 +153,7 @@ int main(int argc, char** argv) {
   FILE* f = fopen(argv[3], "rb");
   uint32_t count = 0;
   if (f == nullptr || fread(&count, sizeof(count), 1, f) != 1 || count == 0) return Fail("cannot read ", argv[3]);
-  const size_t record = sample->bytes + sizeof(int32_t);
+  const size_t record = train_model::kSampleValues + sizeof(int32_t);
   uint8_t* samples = static_cast<uint8_t*>(malloc(record * count));  // host program: the samples are the gateway's
   if (samples == nullptr || fread(samples, record, count, f) != count) return Fail("truncated samples in ", argv[3]);
   fclose(f);
@@ -154,9 +171,9 @@ int main(int argc, char** argv) {
     }
     for (uint32_t k = 0; k < count; ++k) {
       const uint8_t* s = samples + static_cast<size_t>(order[k]) * record;
-      memcpy(sample->data.int8, s, sample->bytes);
+      SetSample(interpreter, reinterpret_cast<const int8_t*>(s));
       int32_t label;
-      memcpy(&label, s + sample->bytes, sizeof(label));
+      memcpy(&label, s + train_model::kSampleValues, sizeof(label));
       for (size_t n = 0; n < labels->bytes / sizeof(int32_t); ++n) labels->data.i32[n] = label;
       *control = TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE;  // inputs are rewritten before every invoke
       if (interpreter.Invoke() != kTfLiteOk) return Fail("a training step failed");

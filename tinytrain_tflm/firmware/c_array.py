@@ -128,6 +128,10 @@ def c_array_files(model: bytes, source: Path, name: str, arena: ArenaSize, origi
     inputs = {"input": -1} | {role: _position(graph.inputs, metadata[f"{role}_tensor"], role, "input") for role in roles}
     outputs = {role: _position(graph.outputs, metadata[f"{role}_tensor"], role, "output") for role in ("loss", "logits")}
     learning_rate = compiled_learning_rate(graph) or 0.0
+    sample = sample_tensor(graph, metadata)
+    sample_scale, sample_zero_point = (
+        (float(sample.quantization.scale[0]), int(sample.quantization.zero_point[0])) if sample.quantization else (0.0, 0)
+    )
     updates = [op for op in graph.ops if op.kind == schema_generated.SGD]
     accumulates = bool(updates) and all(op.inputs[6] >= 0 for op in updates)
     builtins = sorted({resolver_suffix(op.kind) for op in graph.ops if not op.custom})
@@ -192,7 +196,11 @@ constexpr int kLossTensor = {metadata["loss_tensor"]};
 constexpr int kLogitsTensor = {metadata["logits_tensor"]};
 constexpr int kNumClasses = {metadata["num_classes"]};
 // Values in one sample (the sample input's elements): what a firmware's sample buffers hold.
-constexpr unsigned int kSampleValues = {math.prod(sample_tensor(graph, metadata).shape)};
+constexpr unsigned int kSampleValues = {math.prod(sample.shape)};
+// The sample's quantization, real = kSampleScale * (q - kSampleZeroPoint): how a firmware turns its
+// readings (or a camera's pixels) into the int8 values it writes or streams.
+constexpr float kSampleScale = {sample_scale!r}f;
+constexpr int kSampleZeroPoint = {sample_zero_point};
 // The loss (TT_LOSS_* in tt_schema_generated.h), which says what the label input holds:
 // {LABEL_INPUTS[metadata["loss"]]}.
 constexpr int kLoss = {metadata["loss"]};

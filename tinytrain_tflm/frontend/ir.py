@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -79,9 +80,11 @@ class Graph:
         self.tensors.append(tensor)
         return len(self.tensors) - 1
 
-    def compact(self) -> tuple[Graph, dict[int, int]]:
-        """This graph without the tensors no op, input or output refers to, and the map old index -> new index."""
-        used = sorted({t for op in self.ops for t in op.inputs + op.outputs if t >= 0} | set(self.inputs) | set(self.outputs))
+    def compact(self, keep: Iterable[int] = ()) -> tuple[Graph, dict[int, int]]:
+        """This graph without the tensors no op, input or output refers to (nor `keep` names: tensors only
+        metadata refers to), and the map old index -> new index."""
+        referred = {t for op in self.ops for t in op.inputs + op.outputs if t >= 0}
+        used = sorted(referred | set(self.inputs) | set(self.outputs) | set(keep))
         renumber = {old: new for new, old in enumerate(used)}
         ops = [
             dataclasses.replace(op, inputs=[renumber.get(t, -1) for t in op.inputs], outputs=[renumber[t] for t in op.outputs])

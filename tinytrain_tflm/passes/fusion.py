@@ -61,25 +61,16 @@ def _maskable_producer(graph: ir.Graph, op: ir.Op, producers: dict[int, ir.Op], 
 
 
 def _drop_tensors(graph: ir.Graph, dropped: set[int]) -> ir.Graph:
-    """graph without the `dropped` tensors, which no op reads or writes any more; every tensor index
-    (ops, inputs, outputs, the training metadata's *_tensor fields) renumbered. The dropped tensors are
-    autodiff's gradients, so only indices made after them move: no op option written before autodiff
-    (a tiled stage's) names one of those."""
+    """graph without the `dropped` tensors, which no op reads or writes any more: Graph.compact(), keeping
+    the tensors only the training metadata names (a streamed sample, a dropped SOFTMAX's output), whose
+    *_tensor fields it renumbers with compact's map. compact() drops every unreferenced tensor, and after
+    autodiff those are the `dropped` ones alone. They are autodiff's gradients, so only indices made after
+    them move: no op option written before autodiff (a tiled stage's) names one of those."""
     if not dropped:
         return graph
-    kept = [t for t in range(len(graph.tensors)) if t not in dropped]
-    renumber = {old: new for new, old in enumerate(kept)}
-
-    def new(t: int) -> int:
-        return renumber[t] if t >= 0 else t
-
-    for op in graph.ops:
-        op.inputs = [new(t) for t in op.inputs]
-        op.outputs = [new(t) for t in op.outputs]
-    graph.tensors = [graph.tensors[t] for t in kept]
-    graph.inputs = [new(t) for t in graph.inputs]
-    graph.outputs = [new(t) for t in graph.outputs]
     metadata = schema.decode_blob("TRAINING_METADATA", graph.metadata[TRAINING_METADATA])
-    metadata = {k: new(v) if k.endswith("_tensor") else v for k, v in metadata.items()}
+    named = [v for k, v in metadata.items() if k.endswith("_tensor") and v >= 0]
+    graph, renumber = graph.compact(keep=named)
+    metadata = {k: renumber[v] if k.endswith("_tensor") and v >= 0 else v for k, v in metadata.items()}
     graph.metadata[TRAINING_METADATA] = schema.encode_blob("TRAINING_METADATA", **metadata)
     return graph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import numpy as np
 
@@ -66,8 +67,12 @@ class SGD:
 
         momentum = state("momentum") if self.momentum > 0 else -1
         accumulator = state("accumulator") if self.accumulate else -1
-        # One generator per parameter, each with its own seed, so streams differ.
-        seed = (self.seed + 7919 * len([op for op in b.ops if op.kind == schema_generated.SGD])) % (2**31 - 1) or 1
+        # One generator per parameter, each with its own seed, so streams differ. The seed follows the
+        # parameter's name (its source tensor's, which every pass keeps), not the order updates are emitted
+        # in: a pass that reorders them keeps the bits. Two parameters named alike would share a stream
+        # (TFLite's converter names tensors uniquely).
+        name = b.graph.tensors[parameter].name.encode()
+        seed = (self.seed + 7919 * zlib.crc32(name)) % (2**31 - 1) or 1
         options = schema.encode_blob(
             "SGD", learning_rate=self.lr, momentum=self.momentum, qas=int(self.qas), rounding=ROUNDINGS[self.rounding], seed=seed
         )

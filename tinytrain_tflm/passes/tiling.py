@@ -226,7 +226,10 @@ def tile_first_stage(
     stage ops even where one TT_TILED_STAGE op could run them. The stage holds no op reading a tensor in
     `trained`. By default its length is the one of stage_lengths whose tiled graph has the smallest
     estimated arena (of the model as compile() will emit it: see _estimate): deeper stages cut more
-    activation memory but repeat more ops and halo pixels."""
+    activation memory but repeat more ops and halo pixels. Bytes alone, without tile_auto's speed bound
+    (MAX_EXTRA_WORK): a grid given explicitly is a request for memory, and the bound would hand it the
+    shortest stage on the very models (MobileNetV2's 16x16 over 13 ops) where the caller sized the grid
+    for a deep one; tiles="auto", which also picks the grid, is where speed weighs in."""
     lengths = stage_lengths(graph, trained)
     if not lengths:
         first = graph.ops[0] if graph.ops else None
