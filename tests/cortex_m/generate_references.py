@@ -77,6 +77,11 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 3), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
+    # kernels/cmsis_nn's int8 depthwise input gradient with multiplier 1 lists each pixel's reading taps
+    # (kernels up to 5x5) and sums 4 channels a word, then single ones: 6 channels at stride 2 take
+    # both; a 3x9 kernel takes its per-tap gather instead.
+    ("depthwise", "stride2_5x5_listed_taps", ConvGeometry(1, (7, 6), 6, (5, 5), 1, (2, 2), (1, 1), "SAME", 6)),
+    ("depthwise", "kernel_3x9_tap_gather", ConvGeometry(1, (5, 10), 5, (3, 9), 1, (1, 1), (1, 1), "SAME", 5)),
     (
         "depthwise",
         "stride2_multiplier2_per_tensor_partial",

@@ -70,6 +70,25 @@ inline void AddFourChannels(const int8_t* row, int32_t stride, int32_t count, Fa
   }
 }
 
+// One int32 sum per channel of a four-channel word. AddProducts adds each channel's product of its
+// 16-bit halves in a and b, as EvenBytes and OddBytes split words (channels 0, 2 in the even
+// halves, 1, 3 in the odd ones): one halfword MAC per channel.
+struct FourSums {
+  int32_t sum0, sum1, sum2, sum3;
+  void AddProducts(uint32_t a_even, uint32_t a_odd, uint32_t b_even, uint32_t b_odd) {
+    sum0 = __smlabb(a_even, b_even, sum0);
+    sum2 = __smlatt(a_even, b_even, sum2);
+    sum1 = __smlabb(a_odd, b_odd, sum1);
+    sum3 = __smlatt(a_odd, b_odd, sum3);
+  }
+  void Store(int32_t* sums) const {
+    sums[0] = sum0;
+    sums[1] = sum1;
+    sums[2] = sum2;
+    sums[3] = sum3;
+  }
+};
+
 // The input for the filter gradients' row loops (AddFourLevelReads): each of the four channels its own
 // input (a depthwise filter: one word of inputs), or one input for all four (a conv's input channel
 // against four filters).
@@ -85,7 +104,7 @@ template <RowInputs kInputs>
 __attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t level_step, const int8_t* x,
                                                  int32_t x_step, int32_t count, int32_t zero_point, int32_t* sums) {
   const uint32_t zero_points = (static_cast<uint32_t>(zero_point) & 0xFFFFu) * 0x10001u;  // in both halves
-  int32_t sum0 = sums[0], sum1 = sums[1], sum2 = sums[2], sum3 = sums[3];
+  FourSums four{sums[0], sums[1], sums[2], sums[3]};
   const int8_t* const end = levels + count * level_step;
   for (; levels != end; levels += level_step, x += x_step) {
     uint32_t level_word;
@@ -101,15 +120,9 @@ __attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t l
       const uint32_t centered = static_cast<uint32_t>(*x - zero_point) & 0xFFFFu;
       inputs_even = inputs_odd = centered | (centered << 16);
     }
-    sum0 = __smlabb(levels_even, inputs_even, sum0);
-    sum2 = __smlatt(levels_even, inputs_even, sum2);
-    sum1 = __smlabb(levels_odd, inputs_odd, sum1);
-    sum3 = __smlatt(levels_odd, inputs_odd, sum3);
+    four.AddProducts(levels_even, levels_odd, inputs_even, inputs_odd);
   }
-  sums[0] = sum0;
-  sums[1] = sum1;
-  sums[2] = sum2;
-  sums[3] = sum3;
+  four.Store(sums);
 }
 
 }  // namespace tinytrain_cmsis_nn

@@ -8,18 +8,104 @@
 // by the gradient's and the channel's scales. This
 // version adds the same products in the same order for a block of input channels at once: the
 // tap's geometry is worked out once for the block, and with multiplier 1 (MobileNets) the block's
-// gradients, scales and weights are contiguous runs.
+// gradients, scales and weights are contiguous runs. An int8 gradient with multiplier 1 lists each
+// input pixel's reading taps once, then sums every channel over that list with halfword MACs.
 #include <stdint.h>
+#include <string.h>
+
+#include <type_traits>
 
 #include "../../core/common/conv_grad_loops.h"
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
 namespace cm = tinytrain_cmsis_nn;
 
 namespace {
+
+// A tap reading one input pixel: its output pixel's gradient levels and its filter tap's weights,
+// both at channel 0 (NHWC, so channel c is at + c in each).
+struct ReaderTap {
+  const int8_t* levels;
+  const int8_t* weights;
+};
+
+// An input pixel's reading taps, rows and columns are listed on the stack for kernels of at most
+// kMaxKernelSide x kMaxKernelSide (280 bytes); larger kernels take the per-tap gather.
+constexpr int32_t kMaxKernelSide = 5;
+
+// A reader along one axis: its offsets (NHWC, channel 0) in the gradient and in the filter.
+struct AxisReader {
+  int32_t grad;
+  int32_t filter;
+};
+
+// sums[j] = the sum over taps [tap, end) of levels[c + j] * weights[c + j], j < 4: one word of four
+// levels and one of four weights per tap, SXTB16 splitting each into channels 0, 2 and 1, 3 as
+// 16-bit halves, and one halfword MAC per channel. Not inlined, like AddFourLevelReads: in a function
+// of its own the loop's values fit the registers.
+__attribute__((noinline)) void SumFourChannelTaps(const ReaderTap* tap, const ReaderTap* end, int32_t c,
+                                                  int32_t* sums) {
+  cm::FourSums four{0, 0, 0, 0};
+  for (; tap != end; ++tap) {
+    uint32_t level_word, weight_word;
+    memcpy(&level_word, tap->levels + c, 4);
+    memcpy(&weight_word, tap->weights + c, 4);
+    four.AddProducts(cm::EvenBytes(level_word), cm::OddBytes(level_word), cm::EvenBytes(weight_word),
+                     cm::OddBytes(weight_word));
+  }
+  four.Store(sums);
+}
+
+// The int8 input gradient with multiplier 1 and a kernel of at most kMaxKernelSide a side, element
+// by element in the reference's order: per input pixel the reading taps' pointers are listed once
+// for all channels, from the reading rows (once per input row) and columns, then each
+// channel's exact int32 sum over them is scaled as the reference scales it.
+template <typename S, typename Sink>
+void ListedTapsS8DepthwiseInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter,
+                                    Sink& shared_sink) {
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
+  const core::FilterScales scales(s.quant);
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params.conv, s.result, s.operand, s.grad_output);
+  const int32_t channels = s.result.c;
+  const auto emit = [&](int32_t c, int32_t sum) { sink(static_cast<float>(sum) * (grad.scale * scales[c])); };
+  const int32_t filter_row = s.operand.w * channels;
+  AxisReader rows[kMaxKernelSide], cols[kMaxKernelSide];
+  ReaderTap taps[kMaxKernelSide * kMaxKernelSide];
+  for (int32_t n = 0; n < s.result.n; ++n) {
+    for (int32_t iy = 0; iy < s.result.h; ++iy) {
+      AxisReader* rows_end = rows;
+      geometry.rows.ForEachReaderOf(iy, [&](int32_t ky, int32_t oy) {
+        *rows_end++ = {core::Offset(s.grad_output, n, oy, 0, 0), ky * filter_row};
+      });
+      for (int32_t ix = 0; ix < s.result.w; ++ix) {
+        AxisReader* cols_end = cols;
+        geometry.cols.ForEachReaderOf(ix, [&](int32_t kx, int32_t ox) { *cols_end++ = {ox * channels, kx * channels}; });
+        ReaderTap* end = taps;
+        for (const AxisReader* row = rows; row != rows_end; ++row) {
+          for (const AxisReader* col = cols; col != cols_end; ++col) {
+            *end++ = {grad.data + row->grad + col->grad, filter + row->filter + col->filter};
+          }
+        }
+        int32_t c = 0;
+        for (; c + 4 <= channels; c += 4) {
+          int32_t sums[4];
+          SumFourChannelTaps(taps, end, c, sums);
+          for (int32_t j = 0; j < 4; ++j) emit(c + j, sums[j]);
+        }
+        for (; c < channels; ++c) {
+          int32_t sum = 0;
+          for (const ReaderTap* tap = taps; tap != end; ++tap) sum += tap->levels[c] * tap->weights[c];
+          emit(c, sum);
+        }
+      }
+    }
+  }
+  shared_sink.Resume(sink);
+}
 
 // core::DepthwiseConv2dInputGrad's elements, in its order, a block of input channels at a time.
 // kMultiplier is the depth multiplier when known at compile time (1), else 0: read it from s.
@@ -68,6 +154,13 @@ extern "C" tt_status tt_depthwise_conv2d_input_grad_s8(const tt_depthwise_conv_g
   return core::RunDepthwiseConv2dInputGrad(
       params, filter_quant, grad_output_dims, grad_output, filter_dims, filter, grad_input_dims, grad_input,
       [](const auto& shape, const auto& grad, const int8_t* weights, auto& sink) {
+        if constexpr (core::ReadsS8<std::decay_t<decltype(grad)>>::value) {
+          if (shape.params.depth_multiplier == 1 && shape.operand.h <= kMaxKernelSide &&
+              shape.operand.w <= kMaxKernelSide) {
+            ListedTapsS8DepthwiseInputGrad(shape, grad, weights, sink);
+            return;
+          }
+        }
         if (shape.params.depth_multiplier == 1) {
           BlockedDepthwiseConv2dInputGrad<1>(shape, grad, weights, sink);
         } else {
