@@ -164,7 +164,7 @@ def test_the_export_of_a_tiled_model_has_the_source_layers(name, grid, scheme):
     # The same scheme trains the same layers of the export, tiled or not, from the trained weights.
     for tiles in (grid, None):
         again = tt.Trainer(tt.compile(exported, update=scheme, tiles=tiles))
-        shapes = lambda t: [(p.name, t.graph.tensors[p.grad].shape) for p in t.parameters]  # noqa: E731
+        shapes = lambda t: [(p.name, p.trained_shape) for p in t.parameters]  # noqa: E731
         assert shapes(again) == shapes(trainer)
         assert all(np.array_equal(again.weights()[k], v) for k, v in trainer.weights().items())
 

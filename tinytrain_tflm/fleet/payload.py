@@ -97,7 +97,7 @@ def specs(trainer: Trainer) -> list[TensorSpec]:
         if tensor.dtype not in _TYPE_IDS or tensor.quantization is None:
             raise TinyTrainError(f"trained tensor {tensor.name!r} is {tensor.dtype.name}: fleet updates carry int8, int32")
         axis = tensor.quantization.axis
-        trained = trainer.graph.tensors[parameter.grad].shape[axis]
+        trained = parameter.trained_shape[axis]
         scales = np.asarray(tensor.quantization.scale, np.float32).ravel()
         scales = scales if scales.size == 1 else scales[:trained]
         result.append(TensorSpec(parameter.variable, tensor.name, tuple(tensor.shape), tensor.dtype, axis, trained, scales))

@@ -31,6 +31,10 @@ class Parameter:
     variable: int  # RAM copy the forward pass reads and TT_SGD updates
     grad: int  # gradient tensor TT_SGD reads ([c_update, ...] for a partial update)
     grad_scale: int  # its scale tensor (int8 gradients), or -1
+    # A bias whose TT_SGD reads its layer's output gradient as grad and sums it per channel
+    # (passes/fusion.fuse_bias_updates): the kernel takes a grad of higher rank than the bias so.
+    summed_in_update: bool
+    trained_shape: tuple[int, ...]  # the trained part's shape: grad's, or the bias's when summed_in_update
 
 
 def _merge_split_parts(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -181,7 +185,9 @@ def _parameters(graph: ir.Graph) -> tuple[list[Parameter], dict[int, int]]:
         if variable not in grads:
             raise TinyTrainError(f"trainable variable {variable} ({v.name!r}) has no TT_SGD updating it")
         grad, scale = grads[variable]
-        parameters.append(Parameter(s.name, source, variable, grad, scale))
+        grad_shape = tuple(graph.tensors[grad].shape)
+        summed = len(grad_shape) > len(v.shape)
+        parameters.append(Parameter(s.name, source, variable, grad, scale, summed, tuple(v.shape) if summed else grad_shape))
     return parameters, momentum_sources
 
 
@@ -440,6 +446,8 @@ class Trainer:
             grad = self._interpreter.tensor(parameter.grad).astype(np.float64)
             if parameter.grad_scale >= 0:
                 grad *= self._interpreter.tensor(parameter.grad_scale)[0]
+            if parameter.summed_in_update:
+                grad = grad.reshape(-1, grad.shape[-1]).sum(axis=0)
             gradients[parameter.name] = grad
         return ParameterValues(_merge_split_parts(gradients), self.layers)
 

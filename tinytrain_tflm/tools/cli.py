@@ -240,7 +240,7 @@ def _compile(args: argparse.Namespace) -> None:
         training = build(gradient, flash, tile)
     _write_output(args.output, training.bytes, [args.model])
     trainer = Trainer(training)
-    trained = sum(int(np.prod(trainer.graph.tensors[p.grad].shape)) for p in trainer.parameters)
+    trained = sum(int(np.prod(p.trained_shape)) for p in trainer.parameters)
     tensors = len(trainer.parameters)
     print(f"wrote {args.output}: {len(training.bytes):,} bytes, {tensors} trainable tensors, {trained:,} trained values")
     if ram is not None and memory_options_given:
