@@ -514,11 +514,12 @@ class Trainer:
                 source = graph.add_tensor(ir.Tensor(f"{variable.name}/saved", variable.shape, variable.dtype, data=values))
                 init.inputs += [source, momentum]
         init.custom_options = schema.encode_blob("INIT_VARIABLES", num_pairs=len(init.inputs) // 2)
+        trained_shapes = {p.variable: p.trained_shape for p in self.parameters}
         for op in graph.ops:
             if op.kind == schema_generated.SGD:
                 options = schema.decode_blob("SGD", op.custom_options)
                 if options["rounding"] == schema_generated.ROUND_STOCHASTIC:
-                    draws = self._updates * int(np.prod(graph.tensors[op.inputs[1]].shape))
+                    draws = self._updates * int(np.prod(trained_shapes[op.inputs[0]]))
                     state = optimizer.advance_seed(options["seed"] & 0xFFFFFFFF, draws)  # the kernel's uint32
                     options["seed"] = state - (state >> 31 << 32)  # the option's int32 of those bits
                     op.custom_options = schema.encode_blob("SGD", **options)
