@@ -119,15 +119,16 @@ def test_contributions_skip_exactly_the_parts_over_budget(digits):
     from tinytrain_tflm.tools.search import with_classifier
 
     _, model, search_task = digits
-    # Measured with the classifier and the search's options (int8 gradients, tiles auto, flash requantization):
-    # any part of layer 0, 8,640 B; of layer 1, 8,784 B; biases of all three, 9,160 B.
-    search = SchemeSearch(model, search_task, 8_712, steps=5)
+    # Measured with the classifier and the search's options (int8 gradients, tiles auto, flash requantization,
+    # biases summed in their updates): any part of layer 0, 8,304 B; of layer 1, 8,448 B; biases of all three,
+    # 8,264 B. Between layers 0 and 1, every bias depth fits and layer 1's parts do not.
+    search = SchemeSearch(model, search_task, 8_376, steps=5)
     bias_gains, weight_gains = search.contributions()
     parts = [(layer, ratio) for layer in search.candidates for ratio in tt.passes.scheme.RATIOS]
     fitting = {p for p in parts if search.fits(with_classifier({"weights": {str(p[0]): p[1]}}, search.layers))}
     assert set(weight_gains) == fitting and 0 < len(fitting) < len(parts)
-    assert all(search.fits(with_classifier({"bias_last": depth}, search.layers)) for depth in bias_gains)
-    assert search.layers not in bias_gains
+    depths = {d for d in (2, 4, 8, 12, 16, 22, search.layers) if 1 < d <= search.layers}
+    assert set(bias_gains) - {1} == {d for d in depths if search.fits(with_classifier({"bias_last": d}, search.layers))}
 
 
 def test_sizing_needs_no_task(digits):
