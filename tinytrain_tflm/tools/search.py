@@ -182,6 +182,10 @@ class SchemeSearch:
             trainer.step(self.task.train_x[i], int(self.task.train_y[i]))
         return trainer.accuracy(self.task.val_x, self.task.val_y)
 
+    def bias_depths(self) -> list[int]:
+        """The depths of last-layer biases whose gain contributions() measures (depth 1 comes with the classifier)."""
+        return sorted({k for k in (2, 4, 8, 12, 16, 22, self.layers) if 1 < k <= self.layers})
+
     def contributions(self) -> tuple[dict[int, float], dict[tuple[int, float], float]]:
         """Gain of each part over the classifier alone. A part that does not fit the budget even
         alone is skipped (no scheme holding it could fit): on a large model most deep, wide
@@ -198,9 +202,8 @@ class SchemeSearch:
             self.progress(f"contribution: + {label}: {value:+.3f}")
             return value
 
-        depths = sorted({k for k in (2, 4, 8, 12, 16, 22, self.layers) if 1 < k <= self.layers})
         bias_gains = {1: 0.0}
-        for depth in depths:
+        for depth in self.bias_depths():
             if (value := gain({"bias_last": depth}, f"biases of the last {depth} layers")) is not None:
                 bias_gains[depth] = value
         weight_gains = {}
