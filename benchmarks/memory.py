@@ -181,11 +181,18 @@ def peak(graph) -> str:
 
 
 def main_table(
-    title: str, source: bytes, on_device: bool, full: bool = True, only: set[str] | None = None, stream: bool = False
+    title: str,
+    source: bytes,
+    on_device: bool,
+    full: bool = True,
+    only: set[str] | None = None,
+    stream: bool = False,
+    stream_tiles: tuple[int, int] | str = "auto",
 ) -> None:
     """MIT's five schemes measured, next to the paper's 141 KB; `full` adds the last layer and every bias
     as rows, and the defaults and TFLM's reference kernels as columns; `only` keeps the rows it names;
-    `stream` adds the same options with the sample streamed into the tiled stage (stream_input=True) as columns."""
+    `stream` adds the same options with the sample streamed into the tiled stage (stream_input=True) as columns,
+    its first stage tiled `stream_tiles`."""
     layers = len(conv_like_layers(tt.read_graph(source)))
     rows = [(name, mit_scheme(name, layers)) for name in MIT_SCHEMES]
     if full:
@@ -199,7 +206,12 @@ def main_table(
     if on_device:
         columns += ["Cortex-M7 CMSIS-NN", *(["Cortex-M7 reference"] if full else []), "CMSIS-NN / paper"]
     if stream:
-        columns += ["streamed: x86", "32-bit projected", *(["Cortex-M7 CMSIS-NN", "CMSIS-NN / paper"] if on_device else [])]
+        grid = "" if stream_tiles == "auto" else f", tiles {stream_tiles[0]}x{stream_tiles[1]}"
+        columns += [
+            f"streamed{grid}: x86",
+            "32-bit projected",
+            *(["Cortex-M7 CMSIS-NN", "CMSIS-NN / paper"] if on_device else []),
+        ]
     print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|", flush=True)
     details = []
     for name, update in rows:
@@ -224,7 +236,8 @@ def main_table(
                 cells.append(f"{device.minimum_arena(device.build_firmware(reference_model, reference_target)):,}")
             cells.append(f"{cmsis / PAPER_BYTES:.2f}x")
         if stream:
-            streamed = tt.compile(source, update=update, target=MEASURED_ON, stream_input=True, **BEST_OPTIONS).bytes
+            streaming = {**BEST_OPTIONS, "tiles": stream_tiles}
+            streamed = tt.compile(source, update=update, target=MEASURED_ON, stream_input=True, **streaming).bytes
             streamed_x86 = tt.minimum_arena_size(streamed)
             cells += [f"{streamed_x86:,}", f"{memory.project_32bit(streamed_x86, tt.read_graph(streamed)):,}"]
             if on_device:
@@ -314,17 +327,22 @@ def main() -> None:
     parser.add_argument(
         "--stream-input", action="store_true", help="add columns with the sample streamed into the tiled stage (stream_input)"
     )
+    parser.add_argument(
+        "--stream-tiles",
+        default="auto",
+        help="the streamed columns' first-stage grid, HxW (e.g. 16x4: a deeper stage that costs forward work; default auto)",
+    )
     args = parser.parse_args()
+    stream_tiles = "auto" if args.stream_tiles == "auto" else tuple(int(part) for part in args.stream_tiles.split("x"))
     if args.device:
         device.check_tools()
     source = mobilenet_v2_035_128()
     only = None if args.only is None else set(args.only.split(","))
     stream = args.stream_input
-    main_table("MobileNetV2-w0.35 (Keras), 128x128, 10 classes", source, args.device, only=only, stream=stream)
+    table = {"only": only, "stream": stream, "stream_tiles": stream_tiles}
+    main_table("MobileNetV2-w0.35 (Keras), 128x128, 10 classes", source, args.device, **table)
     nomix = mobilenet_v2_035_128_nomix()
-    main_table(
-        "MobileNetV2-w0.35 as MIT trains it (no feature-mix conv)", nomix, args.device, full=False, only=only, stream=stream
-    )
+    main_table("MobileNetV2-w0.35 as MIT trains it (no feature-mix conv)", nomix, args.device, full=False, **table)
     if args.main_only:
         return
     benchmark("MobileNetV2-w0.35, 128x128, 10 classes", source, args.quick)

@@ -79,6 +79,22 @@ def test_tflm_follows_the_plan_and_it_saves_memory():
     assert tt.minimum_arena_size(overlapped) < tt.minimum_arena_size(plain)
 
 
+def test_the_plan_takes_the_tie_order_with_the_smaller_head(monkeypatch):
+    # An inverted residual block trained whole, int8 gradients, untiled, flash requantization (as one case of
+    # the bit-identity test above, which runs this plan): TFLM's order for buffers of equal size (reverse
+    # tensor order) leaves a gap at the peak, tensor order does not, and the offline plan may take either.
+    source = int8_model("mobilenet_v2_blocks")
+    model = tt.compile(source, update="all", gradient="int8", tiles=None, flash_requantization=True).bytes
+    graph = tt.read_graph(model)
+    head = memory.plan_memory(graph).head
+    interpreter = tt.Interpreter(model, 1 << 20)
+    interpreter.run(runtime.zero_inputs(model))
+    assert interpreter.arena_report().head == head
+    place = memory.place
+    monkeypatch.setattr(memory, "place", lambda groups, overlaps=(), fixed=(), tflm_ties=True: place(groups, overlaps, fixed))
+    assert head < memory.plan_memory(graph, MemoryOptions(tiles=None, overlap_buffers=True)).head
+
+
 def test_a_shift_below_the_rule_corrupts_and_is_caught(monkeypatch):
     source = int8_model("mobilenet_v2_blocks")
     reference = _device_run(tt.compile(source, update="last", overlap_buffers=False, **BUILTIN_UNTILED).bytes, steps=2)

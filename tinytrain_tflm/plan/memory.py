@@ -162,7 +162,9 @@ def planned_buffers(graph: ir.Graph) -> list[Buffer]:
     return buffers
 
 
-def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixed: list[Buffer] = ()) -> None:
+def place(
+    groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixed: list[Buffer] = (), tflm_ties: bool = True
+) -> None:
     """Sets every buffer's offset as TFLM's GreedyMemoryPlanner does, extended to overlapping buffers.
 
     Groups go largest first (by their largest buffer). TFLM fills its sort array from the end, then
@@ -172,7 +174,9 @@ def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixe
     input it overlaps (tinytrain_tflm.plan.overlap), and that a buffer's bands free their bytes when they
     die. A group is a chain of such overlaps, placed from its last output back to its first input,
     so each input can settle over the output placed before it; a lone buffer is a group of one.
-    `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM."""
+    `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM. `tflm_ties`
+    False puts groups of equal size in tensor order instead: an offline plan may lay buffers out in any
+    order, and TFLM's tie order can leave a gap at the peak that the other does not."""
     total = sum(len(b.parts()) for b in fixed) + sum(len(b.parts()) for group in groups for b in group)
     firsts, lasts, starts, ends = (np.empty(total, np.int64) for _ in range(4))
     count = 0
@@ -202,7 +206,7 @@ def place(groups: list[list[Buffer]], overlaps: list[overlap.Overlap] = (), fixe
 
     for buffer in fixed:
         add(buffer)
-    for group in sorted(reversed(groups), key=lambda group: -max(buffer.size for buffer in group)):
+    for group in sorted(reversed(groups) if tflm_ties else groups, key=lambda group: -max(buffer.size for buffer in group)):
         for buffer in reversed(group):
             parts = [collisions(buffer, *part) for part in buffer.parts()]
             offset = 0
@@ -327,7 +331,13 @@ def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None) -> Memory
             greedy, greedy_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
             overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
             _set_sliced_bands(graph, buffers)
-            place(_chains(buffers, overlaps), overlaps)
+            chains = _chains(buffers, overlaps)
+            place(chains, overlaps)
+            tflm_order, tflm_order_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
+            place(chains, overlaps, tflm_ties=False)  # the offline plan may take either tie order: the smaller head
+            if _head(buffers) >= tflm_order_head:
+                for buffer in buffers:
+                    buffer.offset = tflm_order[buffer.tensor]
             if _head(buffers) >= greedy_head:
                 for buffer in buffers:
                     buffer.offset, buffer.bands = greedy[buffer.tensor], ()
