@@ -117,7 +117,7 @@ POOL_CASES = [
 BIAS_CASES = [("conv_partial", (2, 3, 3, 6), 4), ("fully_connected", (3, 1, 1, 5), 5)]
 
 # (name, count, lower_q, upper_q): ReLU at zero point -5, ReLU6 with its upper clamp at 90.
-ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90)]
+ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90), ("none_inside", 11, 126, 127)]
 
 # (name, batch, classes, logits scale, label smoothing, with saturated logits)
 LOSS_CASES = [
