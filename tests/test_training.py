@@ -162,7 +162,8 @@ def test_int8_gradients_mostly_take_one_pass(transfer):
     """Delayed scaling (kernels/core/common/grad_io.h) on the digits task: the first step writes every int8
     gradient in two passes (no history yet); over the next 100 steps the smoothed gain predicts the scale well
     enough that fewer than 15% of the writes take a second pass (2% measured with gains against the exact
-    incoming scale, 7% against its written scale, 28% with the last step's gain alone and a one-bit window).
+    incoming scale; 7% against its written scale and 28% with the last step's gain alone and a one-bit window,
+    both measured with six histories, before the bias fusion).
     Trainer.second_passes() counts them, and reset() zeroes the count. The four int8 gradients with a history:
     the classifier's input and filter gradients, conv 2's output and filter gradients (the biases' gradients are
     summed in their update, so they have none)."""
