@@ -180,11 +180,7 @@ void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::R
       const int32_t count = out_channels - first < kRescaledChunk ? out_channels - first : kRescaledChunk;
       if (!one_chunk) rescale(first, count);
       const int8_t* rows = filter + first * in_channels + group;
-      int32_t j = 0;
-      for (; j + 2 <= width; j += 2) {
-        cm::AddPairedRows<2>(rows + j, in_channels, count, factors, sums + j * cm::kPairedFactors);
-      }
-      if (j < width) cm::AddPairedRows<1>(rows + j, in_channels, count, factors, sums + j * cm::kPairedFactors);
+      cm::AddPairedRows(rows, in_channels, count, width, factors, sums);
     }
     for (int32_t j = 0; j < width; ++j) {
       const int32_t* channel = sums + (j / 2) * 2 * cm::kPairedFactors + (j % 2) * cm::kPairedFactors;
