@@ -1,6 +1,6 @@
-/* Internal to kernels/cmsis_nn: the int8 x int16 inner loop of its pointwise int8-gradient kernels,
- * on the DSP extension's SXTB16 and halfword MACs (SMLABB, SMLATB, SMLABT, SMLATT). Integer sums are
- * exact, so these loops give the reference's (kernels/core) sums in any order. */
+/* Internal to kernels/cmsis_nn: the int8 x int16 inner loops of its int8-gradient kernels, on the DSP
+ * extension's SXTB16, halfword MACs (SMLABB, SMLATB, SMLABT, SMLATT) and dual MAC (SMLAD). Integer sums
+ * are exact, so these loops give the reference's (kernels/core) sums in any order. */
 #ifndef TINYTRAIN_KERNELS_CMSIS_NN_COMMON_HALFWORD_MACS_H_
 #define TINYTRAIN_KERNELS_CMSIS_NN_COMMON_HALFWORD_MACS_H_
 

@@ -3,9 +3,10 @@
 //
 // An int8 gradient: the reference sums, per input-gradient element, rescaled levels r times weights
 // in int32 (core/common/s8_grad_sums.h), exactly, so any order gives its bits. A pointwise
-// convolution (most of a MobileNet's backward) rescales two pixels' levels into int16 once, then
-// sums with the DSP extension's halfword MACs: per output channel, four input channels of both
-// pixels in 8 MACs on one 32-bit weight load (AddFourChannels). Other
+// convolution (most of a MobileNet's backward) rescales 4 pixels' levels into int16 once, two output
+// channels' to a word, then sums with the DSP extension's dual MAC SMLAD: per pair of output
+// channels (filter rows), two input channels of both rows from 2 halfword loads, times the 4
+// pixels' level pairs, in 8 SMLAD for 16 products (AddPairedRows). Other
 // convolutions rescale a tap's levels per block of input channels and use plain integer MACs.
 //
 // A float32 gradient: bit-identical to kernels/core by construction. The reference sums, per input-gradient element,
