@@ -120,7 +120,7 @@ POOL_CASES = [
 BIAS_CASES = [("conv_partial", (2, 3, 3, 6), 4), ("fully_connected", (3, 1, 1, 5), 5)]
 
 # (name, count, lower_q, upper_q): ReLU at zero point -5, ReLU6 with its upper clamp at 90.
-ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90)]
+ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90), ("none_inside", 11, 126, 127)]
 
 # (name, batch, classes, logits scale, label smoothing, with saturated logits)
 LOSS_CASES = [
@@ -813,6 +813,25 @@ def add_crc_cases(header: Header, rng: np.random.Generator) -> None:
         header.case("CrcCase", f'{{"crc32/{case_name}", {array}, {len(data)}, {zlib.crc32(data)}u}}')
 
 
+def add_top_level_cases(header: Header, rng: np.random.Generator) -> None:
+    """tt_grad_top_level: max |level|, over word-sized blocks and a tail, from an unaligned start."""
+    levels = rng.integers(-90, 100, 43).astype(np.int8)  # the top on the positive side
+    negative = levels.copy()
+    negative[41] = -128  # the tail of a 41-level run from index 1 (10 words, then 1); |-128| is 128
+    cases = [
+        ("positive_top_unaligned", levels, 1, 41),
+        ("minus_128_in_tail", negative, 1, 41),
+        ("negative_top_in_a_word", -levels, 0, 43),
+        ("all_zero", np.zeros(9, np.int8), 0, 9),
+        ("tail_only", levels, 2, 3),
+        ("empty", levels, 0, 0),
+    ]
+    for case_name, values, start, count in cases:
+        array = header.array(f"top_level_{case_name}", values)
+        top = int(np.max(np.abs(values[start : start + count].astype(np.int32)), initial=0))
+        header.case("TopLevelCase", f'{{"grad_top_level/{case_name}", {array} + {start}, {count}, {top}}}')
+
+
 def fleet_blob(tensor: int, s32: bool, scales: np.ndarray, values: np.ndarray, round_: int, samples: int) -> bytes:
     """An update blob for one tensor, from the layout kernels/core/fleet/tt_fleet_update.h documents."""
     data = values.astype("<i4" if s32 else "i1").tobytes()
@@ -886,6 +905,7 @@ CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_mul_cases,
     add_element_loss_cases,
     add_fleet_cases,
+    add_top_level_cases,
 ]
 
 
