@@ -65,16 +65,19 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ("conv", "valid_stride2_per_tensor_partial", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 3, False)),
     ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 2)),
     ("conv", "pointwise", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6)),
-    # 13 and 12 input channels: kernels/cmsis_nn sums input channels in blocks of 8, then 4, then 1, and
-    # pointwise input gradients two pixels at a time (15 pixels: an odd one at the end).
+    # 13 and 12 input channels: kernels/cmsis_nn sums input channels in blocks of 8, then 4, then 1; its
+    # pointwise int8 input gradient sums 4 pixels (15: a last block of 3), 2 input channels (13: a lone
+    # last one) and 2 output channels (11: a lone last one) at a time.
     ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
     # One input channel (a first layer): kernels/cmsis_nn blocks an int8 filter gradient over filters, 8 + 1.
     ("conv", "first_layer_filter_blocks", ConvGeometry(1, (6, 5), 1, (5, 3), 9, (2, 2), (1, 1), "SAME", 9)),
-    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 256 output channels at a time
-    # (260: two chunks) and sums 128 input channels at a time (133: two groups).
-    ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 3), 5, (1, 1), 260, (1, 1), (1, 1), "VALID", 3)),
-    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 3), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
+    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 128 output channels at a time
+    # (261: three chunks, the last an odd 5, so a lone row), sums 128 input channels at a time (133: two
+    # groups, the last an odd 5, so a lone channel), and takes pixels 4 at a time (5 and 2 pixels: last
+    # blocks of 1 and 2; 15 above: 3).
+    ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 5), 5, (1, 1), 261, (1, 1), (1, 1), "VALID", 3)),
+    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 2), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     # kernels/cmsis_nn's int8 depthwise input gradient with multiplier 1 lists each pixel's reading taps
