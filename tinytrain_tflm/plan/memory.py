@@ -380,7 +380,10 @@ def check_offline_plan(graph: ir.Graph) -> None:
         if found < -1 or (found >= 0 and found + tensor_bytes(graph.tensors[index]) > head):
             raise TinyTrainError(f"{what}, outside the planned {head}-byte head; recompile the model")
         if found != wanted:
-            raise TinyTrainError(f"{what}, where the planner puts it at {wanted}: the plan was altered; recompile the model")
+            raise TinyTrainError(
+                f"{what}, where this version's planner puts it at {wanted}: the plan was altered, or the model was "
+                "compiled by another version of tinytrain-tflm; recompile the model"
+            )
 
 
 def offline_plan(graph: ir.Graph) -> bytes:
