@@ -243,15 +243,16 @@ def test_cmsis_nn_1x1_conv_breaks_overlapping_buffers(rng):
 @pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
 def test_projection_bounds_the_device_minimum(digits, kernels):
     """Where plan cannot measure on the board it projects the x86 measurement to 32 bits. The projection
-    keeps x86's kernel data, so it errs high (measured: +3% to +5% with TFLM's reference kernels); under
-    CMSIS-NN the kernels' scratch buffers, which it leaves out, can make it low (-1.1% on this model's
-    classifier-only scheme). A header built on it must still never undersize the arena."""
+    keeps x86's kernel data, so it errs high (measured: +3.0% and +3.4% with TFLM's reference kernels), and
+    makes room for the largest CMSIS-NN convolution scratch, which the x86 runtime does not ask for (without
+    it, -2.3% on this model's classifier-only scheme; with it, +4.4%). A header built on it must never
+    undersize the arena."""
     model, _ = digits
     for options in ({"update": "all", "gradient": "int8"}, {"update": "last"}):
         training = tt.compile(model, target=target("cortex-m7", kernels), **options).bytes
         measured = device.minimum_arena(device.build_firmware(training, target("cortex-m7", kernels)))
         projected = memory.project_32bit(tt.minimum_arena_size(training), tt.read_graph(training))
-        assert -0.02 * measured <= projected - measured <= 0.05 * measured, (options, projected, measured)
+        assert 0 <= projected - measured <= 0.05 * measured, (options, projected, measured)
         assert projected + c_array.ArenaSize.headroom(projected) >= measured
 
 

@@ -26,7 +26,7 @@ from .. import target
 from ..backend import schema, schema_generated
 from ..errors import TinyTrainError
 from ..frontend import ir
-from . import overlap, tiled_stage
+from . import geometry, overlap, tiled_stage
 
 ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment()
 
@@ -534,9 +534,40 @@ def estimate(graph: ir.Graph, bookkeeping: Bookkeeping = X86_64, options: Memory
     return MemoryEstimate(planned, persistent, plan.head, planning - io_records)
 
 
+FORWARD_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", schema_generated.CONV_2D, schema_generated.DEPTHWISE_CONV_2D)
+
+
+def target_conv_scratch(graph: ir.Graph) -> int:
+    """The largest scratch buffer the model's target asks for in one forward convolution, beyond what the
+    pinned x86 wheel's kernels (TFLM's reference convolutions, tinytrain's portable core) ask for: CMSIS-NN's
+    im2col and depthwise buffers, in a builtin or tinytrain convolution (for a whole op, which bounds its
+    per-row calls) or among a tiled stage's patches. Each lives only while its op runs, so this bounds what
+    they add to the arena the x86 runtime measures."""
+    device = target.of_model(graph)
+    if device.kernels != "cmsis-nn":
+        return 0
+    convs = "mve" if device.mve else "dsp"
+    most = 0
+    for op in graph.ops:
+        if op.kind in FORWARD_CONVS:
+            x, y = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+            windows = (geometry.window(graph, op, 1), geometry.window(graph, op, 2))
+            depthwise = op.kind in ("DEPTHWISE_CONV_2D", schema_generated.DEPTHWISE_CONV_2D)
+            most = max(most, tiled_stage.conv_call_scratch(depthwise, windows, x[1:], (y[2], y[3]), convs))
+        elif op.kind == schema_generated.TILED_STAGE:
+            options = schema.decode_blob("TILED_STAGE", op.custom_options)
+            description, shape = graph.tensors[op.inputs[1]].data, tiled_stage.input_shape(graph, op)
+            patches = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]))
+            most = max(most, scratch_bytes(graph, op) - patches)
+    return most
+
+
 def project_32bit(measured_x86: int, graph: ir.Graph) -> int:
-    """A measured x86-64 arena with TFLM's bookkeeping resized for 4-byte pointers."""
-    return measured_x86 + estimate(graph, CORTEX_M).total - estimate(graph, X86_64).total
+    """A measured x86-64 arena with TFLM's bookkeeping resized for 4-byte pointers, and room for the
+    target's convolution scratch that the x86 runtime does not ask for (target_conv_scratch): an upper
+    bound on that part, so the projection errs high rather than low."""
+    bookkeeping = estimate(graph, CORTEX_M).total - estimate(graph, X86_64).total
+    return measured_x86 + bookkeeping + target_conv_scratch(graph)
 
 
 def plot(graph: ir.Graph, path: str, title: str = "") -> None:

@@ -152,38 +152,43 @@ def _im2col_bytes(taps: int, convs: str) -> int:
     return 4 * (-(-taps // 4) * 4) if convs == "dsp" else 64 * -(-taps // 16)
 
 
-def _row_scratch(
-    row: np.ndarray, input_hwc: tuple[int, int, int], output_wc: tuple[int, int], pads: tuple[int, int], convs: str
+def conv_call_scratch(
+    depthwise: bool,
+    windows: tuple[tuple[int, int, int, int], tuple[int, int, int, int]],
+    input_hwc: tuple[int, int, int],
+    output_wc: tuple[int, int],
+    convs: str,
 ) -> int:
-    """What CMSIS-NN asks for one call of a stage conv (kernels/cmsis_nn/.../*_get_buffer_size.cc, CMSIS-NN's
-    *_get_buffer_size), built with GCC: its input rows `input_hwc`, output (width, channels), pads (top, left)."""
-    kernel_h, kernel_w = int(row[COLUMN["kernel_h"]]), int(row[COLUMN["kernel_w"]])
-    dilated = int(row[COLUMN["dilation_h"]]) != 1 or int(row[COLUMN["dilation_w"]]) != 1
+    """What CMSIS-NN asks for one call of a convolution (kernels/cmsis_nn/.../*_get_buffer_size.cc, CMSIS-NN's
+    *_get_buffer_size), built with GCC: `windows` (kernel, stride, dilation, pad before) along rows and
+    columns (as geometry.window gives them), its input rows `input_hwc` and its output (width, channels)."""
+    (kernel_h, _, dilation_h, pad_top), (kernel_w, stride_w, dilation_w, pad_left) = windows
+    dilated = dilation_h != 1 or dilation_w != 1
+    unpadded = pad_top == pad_left == 0
     rows, _, channels = input_hwc
     out_channels = output_wc[1]
-    if row[COLUMN["kind"]] == generated.STAGE_OP_CONV:
-        if kernel_h == kernel_w == 1 and pads == (0, 0) and not dilated:
+    if not depthwise:
+        if kernel_h == kernel_w == 1 and unpadded and not dilated:
             return 0  # the 1x1 paths: no buffer with GCC
         return _im2col_bytes(kernel_h * kernel_w * channels, convs)
     if convs == "mve" and channels == 1 and out_channels > _MVE_ONE_CHANNEL_AS_CONV:
         # run as a conv of `out_channels` filters over the one channel, whose filter it transposes first
         transposed = out_channels * kernel_h * kernel_w
-        if kernel_h == kernel_w == 1 and pads == (0, 0) and not dilated:
+        if kernel_h == kernel_w == 1 and unpadded and not dilated:
             return transposed
-        if rows == 1 and kernel_h == 1 and int(row[COLUMN["dilation_w"]]) == 1 and int(row[COLUMN["stride_w"]]) % 4 == 0:
-            return transposed + _one_by_n_bytes(row, input_hwc, output_wc[0], pads[1])
+        if rows == 1 and kernel_h == 1 and dilation_w == 1 and stride_w % 4 == 0:
+            return transposed + _one_by_n_bytes(kernel_w, stride_w, input_hwc, output_wc[0], pad_left)
         return transposed + _im2col_bytes(kernel_h * kernel_w, convs)
     if channels != out_channels or dilated:
         return 0  # arm_depthwise_conv_s8: no buffer
     if convs == "dsp":
-        return 0 if kernel_h == kernel_w == 3 and max(pads) <= 1 else 2 * channels * kernel_h * kernel_w
+        return 0 if kernel_h == kernel_w == 3 and max(pad_top, pad_left) <= 1 else 2 * channels * kernel_h * kernel_w
     return 4 * _MVE_CHANNEL_BLOCK * kernel_h * kernel_w
 
 
-def _one_by_n_bytes(row: np.ndarray, input_hwc: tuple[int, int, int], output_w: int, pad_left: int) -> int:
+def _one_by_n_bytes(kernel_w: int, stride: int, input_hwc: tuple[int, int, int], output_w: int, pad_left: int) -> int:
     """arm_convolve_1_x_n_s8's MVE buffer, for a one-channel input row (the depthwise-as-conv case above)."""
     _, width, channels = input_hwc
-    kernel_w, stride = int(row[COLUMN["kernel_w"]]), int(row[COLUMN["stride_w"]])
     total_pad = (output_w - 1) * stride + kernel_w - width
     odd = total_pad % 2
     right = max(1, (pad_left + odd + stride - 1) // stride) if pad_left + odd else 0
@@ -207,6 +212,8 @@ def _conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], bands, 
             continue
         t = int(row[COLUMN["input"]]) + 1
         stride, dilation, kernel = (int(row[COLUMN[name]]) for name in ("stride_h", "dilation_h", "kernel_h"))
+        columns_window = tuple(int(row[COLUMN[name]]) for name in ("kernel_w", "stride_w", "dilation_w"))
+        depthwise = row[COLUMN["kind"]] == generated.STAGE_OP_DEPTHWISE
         span = dilation * (kernel - 1) + 1
         calls = set()  # (input rows, top pad) of every call
         for _, have, computed in bands:
@@ -225,7 +232,8 @@ def _conv_scratch(description: np.ndarray, input_shape: tuple[int, ...], bands, 
                    for need, have in strips}  # fmt: skip
         for rows, row_pad in calls:
             for width, out_width, pad_left in columns:
-                size = _row_scratch(row, (rows, width, channels[t]), (out_width, channels[k + 1]), (row_pad, pad_left), convs)
+                windows = ((kernel, stride, dilation, row_pad), (*columns_window, pad_left))
+                size = conv_call_scratch(depthwise, windows, (rows, width, channels[t]), (out_width, channels[k + 1]), convs)
                 most = max(most, size)
     return most
 
