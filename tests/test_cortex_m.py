@@ -151,14 +151,17 @@ def test_kernel_test_passes_on_emulated_cortex_m(host_results, target, program):
     assert all(count.isdigit() and int(count) > 0 for _, _, count in results.values())
 
 
-# The families kernels/cmsis_nn replaces (fully connected gradients run the conv ones).
+# The families kernels/cmsis_nn replaces (fully connected gradients run the conv ones; grad_top_level is
+# the glue's measure of an int8 gradient's largest level, common/tt_grad_top_level.cc).
 OPTIMIZED_FAMILIES = (
+    "activation_grad_from_output",
     "conv_input_grad",
     "conv_filter_grad",
     "depthwise_input_grad",
     "depthwise_filter_grad",
     "fully_connected_input_grad",
     "fully_connected_filter_grad",
+    "grad_top_level",
 )
 
 

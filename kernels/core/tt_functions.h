@@ -324,6 +324,16 @@ tt_status tt_activation_grad_mask(int32_t count, const uint8_t* mask, const tt_g
  */
 tt_status tt_grad_add(int32_t count, const tt_grad_in* a, const tt_grad_in* b, tt_grad_out* sum);
 
+/**
+ * The largest magnitude among int8 gradient levels: tt_grad_in's top_level,
+ * which the glue measures on every int8 gradient a backward op reads.
+ *
+ * @param[in] count  number of levels, >= 0
+ * @param[in] levels [count]
+ * @return max |levels[i]|, in [0, 128]; 0 when count is 0
+ */
+int32_t tt_grad_top_level(int32_t count, const int8_t* levels);
+
 /** Which element-wise activation function tt_unary_grad_s8 differentiates, and its saved tensor. */
 typedef struct {
   int32_t function;      /**< TT_UNARY_LOGISTIC, TT_UNARY_TANH, TT_UNARY_HARD_SWISH or TT_UNARY_LEAKY_RELU. */

@@ -65,6 +65,9 @@ typedef struct {
   tt_grad_type type;
   const void* data;
   float scale; /**< S8 only, > 0. */
+  /** S8 only: max |data[i]| (tt_grad_top_level) when the caller measured it, 0 when not: the
+   * reference of the gradient a kernel writes from this one (see tt_grad_out). */
+  int32_t top_level;
 } tt_grad_in;
 
 /**
@@ -89,8 +92,9 @@ typedef struct {
  * - with a gain of -0 (every step so far had all-0 values): one pass at scale
  *   1; a second at max|g| / 127 if a value was not 0;
  * - with a history whose gain is > 0: one pass at scale
- *   sqrt(2) * gain * reference / 127, reference being the scale of the
- *   gradient the kernel reads (1 when it reads float32 or none). The levels
+ *   sqrt(2) * gain * reference / 127, reference being the exact scale of the
+ *   gradient the kernel reads: scale * top_level / 127 when its top_level is
+ *   given, else its scale (1 when it reads float32 or none). The levels
  *   stand if the largest one is in [45, 127] or every value is 0; otherwise (a
  *   value saturated, or more than 1.5 bits of resolution went unused) a second
  *   pass quantizes at max|g| / 127.

@@ -44,9 +44,9 @@ TfLiteStatus GradAddOp::Prepare(TfLiteContext* context, TfLiteNode* node) {
 TfLiteStatus GradAddOp::Eval(TfLiteContext* context, TfLiteNode* node) {
   if (!ControlBitSet(context, node, kControl, TT_CONTROL_BACKWARD)) return kTfLiteOk;
   const auto* data = static_cast<const OpData*>(node->user_data);
-  const tt_grad_in a = EvalGradInput(context, node, kA, data->grad_type);
-  const tt_grad_in b = EvalGradInput(context, node, kB, data->grad_type);
   tt_grad_out sum = EvalGradOutput(context, node, kSum, data->grad_type);
+  const tt_grad_in a = EvalGradInputToWrite(context, node, kA, sum);
+  const tt_grad_in b = EvalGradInputToWrite(context, node, kB, sum);
   TT_ENSURE_STATUS(context, data->kernel(data->count, &a, &b, &sum), kName, "eval");
   return kTfLiteOk;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/tt_functions.h"
 #include "../core/tt_schema_generated.h"
 #include "../core/tt_types.h"
 #include "tflm_api.h"
@@ -310,8 +311,9 @@ inline TfLiteStatus PrepareControl(TfLiteContext* context, const TfLiteNode* nod
 inline tt_grad_in EvalGradInput(const TfLiteContext* context, const TfLiteNode* node, int data_input,
                                 tt_grad_type type) {
   const float scale = type == TT_GRAD_S8 ? EvalInput(context, node, data_input + 1)->data.f[0] : 1.0f;
-  return tt_grad_in{type, EvalInput(context, node, data_input)->data.data, scale};
+  return tt_grad_in{type, EvalInput(context, node, data_input)->data.data, scale, 0};
 }
+
 
 inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode* node, int data_output,
                                   tt_grad_type type) {
@@ -323,6 +325,19 @@ inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode
                                  ? reinterpret_cast<tt_grad_history*>(scale->data.f + kScaleElements)
                                  : nullptr;
   return tt_grad_out{type, data, scale->data.f, history};
+}
+
+// EvalGradInput for an op that writes `written` from this gradient: when `written` keeps a history,
+// an int8 input's top level is measured, the reference of its delayed scaling (tt_grad_in). A pass
+// over int8 levels, far cheaper than the second pass of a writer whose prediction it would throw off.
+inline tt_grad_in EvalGradInputToWrite(const TfLiteContext* context, const TfLiteNode* node, int data_input,
+                                       const tt_grad_out& written) {
+  tt_grad_in gradient = EvalGradInput(context, node, data_input, written.type);
+  if (written.type == TT_GRAD_S8 && written.history != nullptr) {
+    const TfLiteEvalTensor* levels = EvalInput(context, node, data_input);
+    gradient.top_level = tt_grad_top_level(NumElements(levels->dims), levels->data.int8);
+  }
+  return gradient;
 }
 
 // Whether this invoke asked for `bit` (TT_CONTROL_BACKWARD or TT_CONTROL_UPDATE).
@@ -362,8 +377,8 @@ TfLiteStatus EvalGradOp(TfLiteContext* context, TfLiteNode* node, const char* op
   // Prepare checked the input count, so the control input is the last one.
   if (!ControlBitSet(context, node, node->inputs->size - 1, TT_CONTROL_BACKWARD)) return kTfLiteOk;
   const auto& data = *static_cast<const OpData*>(node->user_data);
-  const tt_grad_in gradient_in = EvalGradInput(context, node, kGradOpGradInput, data.grad_type);
   tt_grad_out gradient_out = EvalGradOutput(context, node, kGradOpGradOutput, data.grad_type);
+  const tt_grad_in gradient_in = EvalGradInputToWrite(context, node, kGradOpGradInput, gradient_out);
   TT_ENSURE_STATUS(context, core(data, &gradient_in, &gradient_out), op_name, "eval");
   return kTfLiteOk;
 }

@@ -171,7 +171,7 @@ TfLiteStatus EvalLayerGrad(TfLiteContext* context, TfLiteNode* node) {
                                &dims.result, result);
         }
         if (status != TT_SUCCESS || mask == nullptr) return status;
-        const tt_grad_in written{result->type, result->data, result->type == TT_GRAD_S8 ? *result->scale : 1.0f};
+        const tt_grad_in written{result->type, result->data, result->type == TT_GRAD_S8 ? *result->scale : 1.0f, 0};
         return tt_activation_grad_mask(dims.result.n * dims.result.h * dims.result.w * dims.result.c, mask, &written,
                                        result);
       });

@@ -198,6 +198,14 @@ struct CrcCase {
   uint32_t crc;
 };
 
+// tt_grad_top_level; the result must match exactly.
+struct TopLevelCase {
+  const char* name;
+  const int8_t* levels;
+  int32_t count;
+  int32_t top_level;
+};
+
 // The fleet update API on one trained tensor: tt_fleet_update_write of the initial values must give
 // `upload` byte for byte; tt_fleet_update_apply of `blob` must return `status` and leave `expected`
 // (the initial values when it rejects the blob).

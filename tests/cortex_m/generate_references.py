@@ -67,16 +67,19 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     ("conv", "valid_stride2_per_tensor_partial", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 3, False)),
     ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 2)),
     ("conv", "pointwise", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6)),
-    # 13 and 12 input channels: kernels/cmsis_nn sums input channels in blocks of 8, then 4, then 1, and
-    # pointwise input gradients two pixels at a time (15 pixels: an odd one at the end).
+    # 13 and 12 input channels: kernels/cmsis_nn sums input channels in blocks of 8, then 4, then 1; its
+    # pointwise int8 input gradient sums 4 pixels (15: a last block of 3), 2 input channels (13: a lone
+    # last one) and 2 output channels (11: a lone last one) at a time.
     ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
     # One input channel (a first layer): kernels/cmsis_nn blocks an int8 filter gradient over filters, 8 + 1.
     ("conv", "first_layer_filter_blocks", ConvGeometry(1, (6, 5), 1, (5, 3), 9, (2, 2), (1, 1), "SAME", 9)),
-    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 256 output channels at a time
-    # (260: two chunks) and sums 128 input channels at a time (133: two groups).
-    ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 3), 5, (1, 1), 260, (1, 1), (1, 1), "VALID", 3)),
-    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 3), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
+    # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 128 output channels at a time
+    # (261: three chunks, the last an odd 5, so a lone row), sums 128 input channels at a time (133: two
+    # groups, the last an odd 5, so a lone channel), and takes pixels 4 at a time (5 and 2 pixels: last
+    # blocks of 1 and 2; 15 above: 3).
+    ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 5), 5, (1, 1), 261, (1, 1), (1, 1), "VALID", 3)),
+    ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 2), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     # kernels/cmsis_nn's int8 depthwise input gradient with multiplier 1 lists each pixel's reading taps
@@ -119,7 +122,7 @@ POOL_CASES = [
 BIAS_CASES = [("conv_partial", (2, 3, 3, 6), 4), ("fully_connected", (3, 1, 1, 5), 5)]
 
 # (name, count, lower_q, upper_q): ReLU at zero point -5, ReLU6 with its upper clamp at 90.
-ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90)]
+ACTIVATION_CASES = [("relu", 37, -5, 128), ("relu6", 64, -5, 90), ("none_inside", 11, 126, 127)]
 
 # (name, batch, classes, logits scale, label smoothing, with saturated logits)
 LOSS_CASES = [
@@ -819,6 +822,25 @@ def add_crc_cases(header: Header, rng: np.random.Generator) -> None:
         header.case("CrcCase", f'{{"crc32/{case_name}", {array}, {len(data)}, {zlib.crc32(data)}u}}')
 
 
+def add_top_level_cases(header: Header, rng: np.random.Generator) -> None:
+    """tt_grad_top_level: max |level|, over word-sized blocks and a tail, from an unaligned start."""
+    levels = rng.integers(-90, 100, 43).astype(np.int8)  # the top on the positive side
+    negative = levels.copy()
+    negative[41] = -128  # the tail of a 41-level run from index 1 (10 words, then 1); |-128| is 128
+    cases = [
+        ("positive_top_unaligned", levels, 1, 41),
+        ("minus_128_in_tail", negative, 1, 41),
+        ("negative_top_in_a_word", -levels, 0, 43),
+        ("all_zero", np.zeros(9, np.int8), 0, 9),
+        ("tail_only", levels, 2, 3),
+        ("empty", levels, 0, 0),
+    ]
+    for case_name, values, start, count in cases:
+        array = header.array(f"top_level_{case_name}", values)
+        top = int(np.max(np.abs(values[start : start + count].astype(np.int32)), initial=0))
+        header.case("TopLevelCase", f'{{"grad_top_level/{case_name}", {array} + {start}, {count}, {top}}}')
+
+
 def fleet_blob(tensor: int, s32: bool, scales: np.ndarray, values: np.ndarray, round_: int, samples: int) -> bytes:
     """An update blob for one tensor, from the layout kernels/core/fleet/tt_fleet_update.h documents."""
     data = values.astype("<i4" if s32 else "i1").tobytes()
@@ -892,6 +914,7 @@ CASE_WRITERS: list[Callable[[Header, np.random.Generator], None]] = [
     add_mul_cases,
     add_element_loss_cases,
     add_fleet_cases,
+    add_top_level_cases,
 ]
 
 

@@ -95,8 +95,8 @@ void CaseReport::Mismatch(const char* format, ...) {
 double D(float x) { return static_cast<double>(x); }  // printf takes doubles
 
 tt_grad_in GradIn(const GradOperand& g) {
-  if (g.type == TT_GRAD_S8) return tt_grad_in{TT_GRAD_S8, g.s8, g.scale};
-  return tt_grad_in{TT_GRAD_F32, g.f32, 0.0f};
+  if (g.type == TT_GRAD_S8) return tt_grad_in{TT_GRAD_S8, g.s8, g.scale, 0};
+  return tt_grad_in{TT_GRAD_F32, g.f32, 0.0f, 0};
 }
 
 tt_grad_out GradOut(tt_grad_type type) {
@@ -371,6 +371,21 @@ bool RunCrc(const CrcCase& c) {
   return report.Finish();
 }
 
+bool RunTopLevel(const TopLevelCase& c) {
+  CaseReport report(c.name);
+  int32_t top_level = -1;
+  report.ExpectStatus(report.Measure([&] {
+    top_level = tt_grad_top_level(c.count, c.levels);
+    return TT_SUCCESS;
+  }),
+                      TT_SUCCESS);
+  report.Digest(&top_level, sizeof(top_level));
+  if (top_level != c.top_level) {
+    report.Mismatch("top level %ld, want %ld", static_cast<long>(top_level), static_cast<long>(c.top_level));
+  }
+  return report.Finish();
+}
+
 uint8_t g_blob[512];  // the fleet cases' uploads
 
 bool RunFleet(const FleetCase& c) {
@@ -449,6 +464,7 @@ int main() {
   RunAll(kMulGradCases, RunMulGrad, passed, failed);
   RunAll(kElementLossCases, RunElementLoss, passed, failed);
   RunAll(kFleetCases, RunFleet, passed, failed);
+  RunAll(kTopLevelCases, RunTopLevel, passed, failed);
   printf("SUMMARY %d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

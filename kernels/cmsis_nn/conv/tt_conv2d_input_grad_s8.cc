@@ -3,9 +3,10 @@
 //
 // An int8 gradient: the reference sums, per input-gradient element, rescaled levels r times weights
 // in int32 (core/common/s8_grad_sums.h), exactly, so any order gives its bits. A pointwise
-// convolution (most of a MobileNet's backward) rescales two pixels' levels into int16 once, then
-// sums with the DSP extension's halfword MACs: per output channel, four input channels of both
-// pixels in 8 MACs on one 32-bit weight load (AddFourChannels). Other
+// convolution (most of a MobileNet's backward) rescales 4 pixels' levels into int16 once, two output
+// channels' to a word, then sums with the DSP extension's dual MAC SMLAD: per pair of output
+// channels (filter rows), two input channels of both rows from 2 halfword loads, times the 4
+// pixels' level pairs, in 8 SMLAD for 16 products (AddPairedRows). Other
 // convolutions rescale a tap's levels per block of input channels and use plain integer MACs.
 //
 // A float32 gradient: bit-identical to kernels/core by construction. The reference sums, per input-gradient element,
@@ -129,71 +130,67 @@ void PointwiseConv2dInputGrad(const S& s, const Grad& grad, const int8_t* filter
 }
 
 // Output channels whose multipliers and rescaled levels a pointwise int8 input gradient keeps on the
-// stack: 4 B each for both, 2 KB of the firmware's 16 KB stack. More output channels are rescaled a
-// chunk at a time.
-constexpr int32_t kRescaledChunk = 256;
+// stack: 512 B of multipliers and 1 KB of level pairs of the firmware's 16 KB stack. More output channels
+// are rescaled a chunk at a time. Even, so that a chunk's rows pair up.
+constexpr int32_t kRescaledChunk = 128;
 
-// Input channels whose two pixels' sums a pointwise int8 input gradient keeps on the stack (1 KB)
-// while it goes through the output channels a chunk at a time: the levels of a chunk are rescaled
-// once per group of this many input channels.
+// Input channels whose sums (kPairedFactors pixels each) a pointwise int8 input gradient keeps on the
+// stack (2 KB) while it goes through the output channels a chunk at a time: the levels of a chunk are
+// rescaled once per group of this many input channels. Even, so that only a last group has a lone channel.
 constexpr int32_t kSummedChannels = 128;
 
-// The int8 input gradient of pixels p and p + 1 (p alone when `pair` is false) of a pointwise
+// The int8 input gradient of pixels [p, p + valid), valid <= kPairedFactors, of a pointwise
 // convolution, each element stored at its index: Value(sum over co of r(level[p][co], co) * w[co][c]),
-// core::Conv2dInputGrad's sums. multipliers[co] is RescaledLevels::Multiplier(co) when every output
-// channel fits one chunk; otherwise it is filled here, chunk by chunk.
+// core::Conv2dInputGrad's sums. The sums run over output channels (the filter's rows) in pairs,
+// AddPairedRows' dual MACs: per pair of output channels, each pixel's two rescaled levels are one word
+// (missing pixels' levels 0, their sums not stored). multipliers[co] is RescaledLevels::Multiplier(co)
+// when every output channel fits one chunk; otherwise it is filled here, chunk by chunk.
 template <typename S, typename Sink>
 void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::RescaledLevels& rescaled,
-                       int32_t* multipliers, const int8_t* filter, int32_t p, bool pair, Sink& sink) {
+                       int32_t* multipliers, const int8_t* filter, int32_t p, int32_t valid, Sink& sink) {
   const int32_t in_channels = s.result.c;
   const int32_t out_channels = s.grad_output.c;
   const bool one_chunk = out_channels <= kRescaledChunk;
-  uint32_t levels[kRescaledChunk];
+  uint32_t factors[kRescaledChunk / 2 * cm::kPairedFactors];
   auto rescale = [&](int32_t first, int32_t count) {
-    const int8_t* level = grad.data + p * out_channels + first;
-    for (int32_t i = 0; i < count; ++i) {
-      if (!one_chunk) multipliers[i] = rescaled.Multiplier(first + i);
-      const int32_t second = pair ? core::RescaledLevels::Rescale(level[out_channels + i], multipliers[i]) : 0;
-      levels[i] = static_cast<uint16_t>(core::RescaledLevels::Rescale(level[i], multipliers[i])) |
-                  (static_cast<uint32_t>(second) << 16);
+    if (!one_chunk) {
+      for (int32_t i = 0; i < count; ++i) multipliers[i] = rescaled.Multiplier(first + i);
+    }
+    for (int32_t q = 0; q < cm::kPairedFactors; ++q) {
+      const int8_t* level = grad.data + (p + q) * out_channels + first;
+      uint32_t* pairs = factors + q;
+      for (int32_t i = 0; i < count; i += 2, pairs += cm::kPairedFactors) {
+        if (q >= valid) {
+          *pairs = 0;
+          continue;
+        }
+        const int32_t low = core::RescaledLevels::Rescale(level[i], multipliers[i]);
+        const int32_t high = i + 1 < count ? core::RescaledLevels::Rescale(level[i + 1], multipliers[i + 1]) : 0;
+        *pairs = static_cast<uint16_t>(low) | (static_cast<uint32_t>(high) << 16);
+      }
     }
   };
   if (one_chunk) rescale(0, out_channels);
-  // The group's sums: first pixel, then second, per input channel of the group.
-  int32_t first_sums[kSummedChannels];
-  int32_t second_sums[kSummedChannels];
+  // The group's sums: per pair of input channels, the first channel's kPairedFactors pixels, then the second's.
+  int32_t sums[kSummedChannels * cm::kPairedFactors];
   for (int32_t group = 0; group < in_channels; group += kSummedChannels) {
     const int32_t width = in_channels - group < kSummedChannels ? in_channels - group : kSummedChannels;
-    for (int32_t j = 0; j < width; ++j) first_sums[j] = second_sums[j] = 0;
+    const int32_t summed = (width + 1) / 2 * 2 * cm::kPairedFactors;
+    for (int32_t j = 0; j < summed; ++j) sums[j] = 0;
     for (int32_t first = 0; first < out_channels; first += kRescaledChunk) {
       const int32_t count = out_channels - first < kRescaledChunk ? out_channels - first : kRescaledChunk;
       if (!one_chunk) rescale(first, count);
       const int8_t* rows = filter + first * in_channels + group;
-      int32_t j = 0;
-      for (; j + 4 <= width; j += 4) {
-        cm::FourChannelSums sums;
-        sums.c0 = first_sums[j], sums.c1 = first_sums[j + 1], sums.c2 = first_sums[j + 2], sums.c3 = first_sums[j + 3];
-        sums.d0 = second_sums[j], sums.d1 = second_sums[j + 1], sums.d2 = second_sums[j + 2], sums.d3 = second_sums[j + 3];
-        cm::AddFourChannels(rows + j, in_channels, count, [&](int32_t i) { return levels[i]; }, sums);
-        first_sums[j] = sums.c0, first_sums[j + 1] = sums.c1, first_sums[j + 2] = sums.c2, first_sums[j + 3] = sums.c3;
-        second_sums[j] = sums.d0, second_sums[j + 1] = sums.d1, second_sums[j + 2] = sums.d2, second_sums[j + 3] = sums.d3;
-      }
-      for (; j < width; ++j) {  // The last input channels one at a time.
-        const int8_t* weight = rows + j;
-        for (int32_t i = 0; i < count; ++i, weight += in_channels) {
-          first_sums[j] = __smlabb(*weight, levels[i], first_sums[j]);
-          second_sums[j] = __smlabt(*weight, levels[i], second_sums[j]);
-        }
-      }
+      cm::AddPairedRows(rows, in_channels, count, width, factors, sums);
     }
     for (int32_t j = 0; j < width; ++j) {
-      sink.Put(p * in_channels + group + j, rescaled.Value(first_sums[j]));
-      if (pair) sink.Put((p + 1) * in_channels + group + j, rescaled.Value(second_sums[j]));
+      const int32_t* channel = sums + (j / 2) * 2 * cm::kPairedFactors + (j % 2) * cm::kPairedFactors;
+      for (int32_t q = 0; q < valid; ++q) sink.Put((p + q) * in_channels + group + j, rescaled.Value(channel[q]));
     }
   }
 }
 
-// The int8 input gradient of a pointwise convolution, two pixels at a time.
+// The int8 input gradient of a pointwise convolution, kPairedFactors pixels at a time.
 template <typename S, typename Sink>
 void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& shared_sink) {
   Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
@@ -202,8 +199,9 @@ void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, cons
   int32_t multipliers[kRescaledChunk];
   for (int32_t co = 0; co < out_channels && co < kRescaledChunk; ++co) multipliers[co] = rescaled.Multiplier(co);
   const int32_t pixels = s.result.n * s.result.h * s.result.w;
-  for (int32_t p = 0; p < pixels; p += 2) {
-    PointwiseS8Pixels(s, grad, rescaled, multipliers, filter, p, p + 1 < pixels, sink);
+  for (int32_t p = 0; p < pixels; p += cm::kPairedFactors) {
+    const int32_t valid = pixels - p < cm::kPairedFactors ? pixels - p : cm::kPairedFactors;
+    PointwiseS8Pixels(s, grad, rescaled, multipliers, filter, p, valid, sink);
   }
   shared_sink.Resume(sink);
 }

@@ -123,12 +123,19 @@ struct MaxStore {
   void operator()(int32_t, float value) { max_abs = LargerMagnitude(max_abs, value); }
 };
 
-// The scale a written gradient is measured against (tt_grad_out): that of the gradient g the kernel
-// reads, 1 when it is float32. Every backward op is linear in the gradient it reads, so
-// max|written| / reference depends on the step's activations and the direction of the incoming
-// gradient, not on its size: at batch 1 that size follows the sample's loss and changes from one
-// step to the next far more than the ratio does.
-inline float GradReference(const tt_grad_in& g) { return g.type == TT_GRAD_S8 ? g.scale : 1.0f; }
+// The scale a written gradient is measured against (tt_grad_out): the exact scale of the gradient g
+// the kernel reads (max|g| / 127), 1 when it is float32. Every backward op is linear in the gradient
+// it reads, so max|written| / reference depends on the step's activations and the direction of the
+// incoming gradient, not on its size: at batch 1 that size follows the sample's loss and changes from
+// one step to the next far more than the ratio does. An int8 g's own scale is that exact scale only
+// when its writer took a second pass: levels that stood at a predicted scale top out anywhere in
+// [44.5, 127] (about 90 typically, 127 after a second pass), so a gain measured against g.scale took
+// that spread on too, and one gradient's miss moved the gains of the writers downstream of it.
+// g.top_level, when the caller measured it, takes it out.
+inline float GradReference(const tt_grad_in& g) {
+  if (g.type != TT_GRAD_S8) return 1.0f;
+  return g.top_level > 0 ? g.scale * (static_cast<float>(g.top_level) * (1.0f / 127.0f)) : g.scale;
+}
 
 // Delayed scaling (tt_grad_out). The history's gain predicts this step's max|g| / reference: an
 // exponential moving average (weight kGainSmoothing on the newest step) of the gains of the steps

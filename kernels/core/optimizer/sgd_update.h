@@ -53,22 +53,38 @@ inline float UniformUnit(uint32_t* state) {
   return static_cast<float>(NextRandom(state) >> 8) * (1.0f / 16777216.0f);
 }
 
+// A change of `delta` quanta clamped to ParameterLimits<T>::kLargestStep.
+template <typename T>
+inline float BoundedStep(float delta) {
+  constexpr float kLargest = ParameterLimits<T>::kLargestStep;
+  return fminf(fmaxf(delta, -kLargest), kLargest);
+}
+
+// A change of `bounded` quanta (BoundedStep) rounded stochastically: up with probability equal to
+// the fractional part, so unbiased, and steps smaller than one quantum still move the parameter on
+// average. `state` is the generator.
+template <typename T>
+inline typename ParameterLimits<T>::Step StochasticStep(float bounded, uint32_t* state) {
+  return static_cast<typename ParameterLimits<T>::Step>(floorf(bounded + UniformUnit(state)));
+}
+
 // A change of `delta` quanta as an integer change under `rounding`, clamped to
 // ParameterLimits<T>::kLargestStep first. `state` is the stochastic mode's generator.
 template <typename T>
 inline typename ParameterLimits<T>::Step RoundStep(int32_t rounding, float delta, uint32_t* state) {
   using Step = typename ParameterLimits<T>::Step;
-  constexpr float kLargest = ParameterLimits<T>::kLargestStep;
-  const float bounded = fminf(fmaxf(delta, -kLargest), kLargest);
-  if (rounding == TT_ROUND_STOCHASTIC) {
-    // Up with probability equal to the fractional part: unbiased, so steps
-    // smaller than one quantum still move the parameter on average.
-    return static_cast<Step>(floorf(bounded + UniformUnit(state)));
-  }
+  const float bounded = BoundedStep<T>(delta);
+  if (rounding == TT_ROUND_STOCHASTIC) return StochasticStep<T>(bounded, state);
   // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
   if (rounding == TT_ROUND_NEAREST) return static_cast<Step>(roundf(bounded));
   return static_cast<Step>(bounded);  // TT_ROUND_TRUNCATE: conversion truncates toward zero
 }
+
+// A flag as a type, for a loop instantiated with and without a case.
+template <bool kValue>
+struct BoolConstant {
+  static constexpr bool value = kValue;
+};
 
 // What an update depends on besides its data: run-time values in the generic
 // functions; a kernel generated for one model (tinytrain_tflm/firmware/codegen.py)
@@ -124,29 +140,46 @@ void SgdUpdate(const S& s, float learning_rate, uint32_t* rng_state, const Grad&
   const float beta = s.params.momentum;
   float* const sum = accumulator != nullptr ? accumulator->sum : nullptr;
   const float samples = accumulator != nullptr ? static_cast<float>(accumulator->count + 1) : 1.0f;
-  int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
-  for (int32_t outer = 0; outer < dims.outer; ++outer) {
-    for (int32_t c = 0; c < dims.channels_to_update; ++c) {
-      // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
-      // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
-      const float scale = s.scales[s.num_scales == 1 ? 0 : c];
-      const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
-      T* values = parameter + (outer * dims.channels + c) * dims.inner;
-      for (int32_t inner = 0; inner < dims.inner; ++inner, ++i) {
-        float velocity = grad[i];
-        if (sum != nullptr) {
-          velocity = (sum[i] + velocity) / samples;
-          sum[i] = 0.0f;
+  // The usual update (stochastic rounding, no momentum, no mini-batch) gets a loop of its own, with
+  // no per-element tests of the others: the same operations in the same order, so the same bits.
+  const bool plain_stochastic = stochastic && sum == nullptr && momentum == nullptr;
+  auto update = [&](auto plain) {
+    constexpr bool kPlain = decltype(plain)::value;
+    int32_t i = 0;  // Index into grad and momentum, which hold only the updated channels.
+    for (int32_t outer = 0; outer < dims.outer; ++outer) {
+      for (int32_t c = 0; c < dims.channels_to_update; ++c) {
+        // The integer step per unit of real gradient: lr / s with QAS (float SGD's step in real
+        // units), lr * s without. Recomputed per channel rather than stored: no persistent array.
+        const float scale = s.scales[s.num_scales == 1 ? 0 : c];
+        const float factor = s.params.qas ? learning_rate / scale : learning_rate * scale;
+        T* values = parameter + (outer * dims.channels + c) * dims.inner;
+        for (int32_t inner = 0; inner < dims.inner; ++inner, ++i) {
+          float velocity = grad[i];
+          Step step;
+          if constexpr (kPlain) {
+            step = StochasticStep<T>(BoundedStep<T>(-factor * velocity), &state);
+          } else {
+            if (sum != nullptr) {
+              velocity = (sum[i] + velocity) / samples;
+              sum[i] = 0.0f;
+            }
+            if (momentum != nullptr) {
+              momentum[i] = beta * momentum[i] + velocity;
+              velocity = momentum[i];
+            }
+            step = RoundStep<T>(rounding, -factor * velocity, &state);
+          }
+          // In Step, q + delta cannot overflow before the saturation.
+          const Step updated = values[inner] + step;
+          values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
         }
-        if (momentum != nullptr) {
-          momentum[i] = beta * momentum[i] + velocity;
-          velocity = momentum[i];
-        }
-        // In Step, q + delta cannot overflow before the saturation.
-        const Step updated = values[inner] + RoundStep<T>(rounding, -factor * velocity, &state);
-        values[inner] = static_cast<T>(updated < lowest ? lowest : updated > highest ? highest : updated);
       }
     }
+  };
+  if (plain_stochastic) {
+    update(BoolConstant<true>{});
+  } else {
+    update(BoolConstant<false>{});
   }
   if (stochastic) *rng_state = state;
   if (accumulator != nullptr) accumulator->count = 0;
