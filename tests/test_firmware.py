@@ -29,7 +29,7 @@ from test_cli import _classifier, _cli
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.firmware import c_array, device
+from tinytrain_tflm.firmware import arduino_tflm, c_array, device
 from tinytrain_tflm.plan import memory
 from tinytrain_tflm.runtime.trainer import compiled_learning_rate
 from tinytrain_tflm.target import HOST
@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
          train_model::kLossOutput, train_model::kLogitsOutput, train_model::kSampleTensor,
          train_model::kLabelTensor, train_model::kControlTensor, train_model::kLossTensor,
          train_model::kLogitsTensor, train_model::kNumClasses, train_model::kNumBuiltinOps);
-  printf("%d %.9g %d %.9g %d\n", train_model::kLearningRateInput, static_cast<double>(train_model::kLearningRate),
-         train_model::kAccumulates ? 1 : 0, static_cast<double>(train_model::kSampleScale), train_model::kSampleZeroPoint);
+  printf("%d %.9g %d %.9g %d %u %u\n", train_model::kLearningRateInput, static_cast<double>(train_model::kLearningRate),
+         train_model::kAccumulates ? 1 : 0, static_cast<double>(train_model::kSampleScale), train_model::kSampleZeroPoint,
+         train_model::kArduinoArenaBytes, train_model::kArduinoArenaSize);
 #define PRINT_NAME(OP) printf("%s\n", #OP);
   TRAIN_MODEL_FOR_EACH_BUILTIN(PRINT_NAME)
   return 0;
@@ -129,7 +130,10 @@ def test_c_array_round_trips_through_the_compiler(training_model, tmp_path):
         graph.outputs[logits],
     ]
     assert classes == 3 and num_builtins == 1 and [b for b in builtins if b] == ["FullyConnected"]
-    rate_input, rate, accumulates, sample_scale, sample_zero_point = rate_line.split()
+    rate_input, rate, accumulates, sample_scale, sample_zero_point, arduino, arduino_size = rate_line.split()
+    # Without --arduino-tflm the Arduino library's need is the estimate, with the same headroom.
+    assert int(arduino) == c_array.arduino_estimate(graph, measured) > measured
+    assert int(arduino_size) == -(-(int(arduino) + c_array.ArenaSize.headroom(int(arduino))) // 16) * 16
     assert graph.tensors[graph.inputs[int(rate_input)]].name == "tinytrain/learning_rate"
     assert np.float32(float(rate)) == np.float32(0.01) and accumulates == "0"  # compile()'s default SGD
     quantization = graph.tensors[graph.inputs[sample]].quantization
@@ -183,6 +187,13 @@ def tflm_libraries(tflm_sources) -> list[Path]:
 @pytest.fixture(scope="module")
 def arduino_tflm_src() -> Path:
     return require(device.locate_arduino_tflm)
+
+
+@pytest.fixture(scope="module")
+def arduino_tflm_library(arduino_tflm_src) -> Path:
+    """That library's TFLM for x86, as `export --arduino-tflm` builds it to measure the arena: tests/arduino_host
+    links this one (ARDUINO_TFLM_LIBRARY) instead of compiling its own."""
+    return arduino_tflm.build_library(arduino_tflm_src)
 
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -267,15 +278,22 @@ def _example_losses_on_host(model: bytes, steps: int = 300, report_every: int = 
     return [float(np.mean(losses[i : i + report_every])) for i in range(0, steps, report_every)]
 
 
-def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str]) -> dict:
-    """Configures and builds `project` (examples/cpp or a harness around it) with the exported model, runs
-    300 training steps, and returns what it printed: the mean losses and the accuracies."""
+def _build_example(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str], *export: str) -> Path:
+    """Configures and builds `project` (examples/cpp or a harness around it) with the model exported with `export`'s
+    options; returns the program."""
     source = tmp_path / "train_model.cc"
-    assert _cli("export", str(training_model), "--c-array", str(source)).returncode == 0
+    assert _cli("export", str(training_model), "--c-array", str(source), *export).returncode == 0
     configure = ["cmake", "-S", str(project), "-B", str(build), f"-DTRAINING_MODEL_SOURCE={source}", *options]
     subprocess.run(configure, check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
-    run = subprocess.run([str(build / "tinytrain_example"), "300"], capture_output=True, text=True, timeout=600)
+    return build / "tinytrain_example"
+
+
+def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str], *export: str) -> dict:
+    """Builds `project` (_build_example), runs 300 training steps, and returns what it printed: the mean losses and
+    the accuracies."""
+    program = _build_example(project, build, training_model, tmp_path, options, *export)
+    run = subprocess.run([str(program), "300"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     print(run.stdout, file=sys.stderr)
     losses = [float(v) for v in re.findall(r"mean loss ([0-9.]+)", run.stdout)]
@@ -317,20 +335,59 @@ def test_cpp_example_trains_inside_real_tflm(model, request, tmp_path, tflm_sour
     _check_example_run(model, training_model, run, tolerance=6e-5)
 
 
+def _arduino_host_options(src: Path, library: Path) -> list[str]:
+    """tests/arduino_host against that TFLM's sources (headers) and `library` (its x86 build)."""
+    return [f"-DARDUINO_TFLM_SRC={src}", f"-DARDUINO_TFLM_LIBRARY={library}"]
+
+
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
-def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path, arduino_tflm_src):
+def test_cpp_example_trains_inside_arduino_tflm(model, request, tmp_path, arduino_tflm_src, arduino_tflm_library):
     """examples/cpp on x86 against the Arduino library's TFLM (pre-TFLMRegistration, CMSIS-NN kernels):
-    the glue's legacy registration path, reset through free included. The build tree is kept under
-    build/ so a rerun compiles that TFLM only once."""
+    the glue's legacy registration path, reset through free included, in the arena measured for that TFLM
+    (export --arduino-tflm). The build tree is kept under build/ so a rerun compiles only the model."""
     project = REPO / "tests/arduino_host"
-    options = [f"-DARDUINO_TFLM_SRC={arduino_tflm_src}", "-DARDUINO_LIBRARY="]  # the example alone, not the sketch
+    options = [*_arduino_host_options(arduino_tflm_src, arduino_tflm_library), "-DARDUINO_LIBRARY="]  # not the sketch
     training_model = request.getfixturevalue(model)
-    run = _build_and_train(project, REPO / "build/arduino-host", training_model, tmp_path, options)
+    run = _build_and_train(project, REPO / "build/arduino-host", training_model, tmp_path, options, "--arduino-tflm")
     # That TFLM's builtin ops (PAD, ADD, MEAN, FULLY_CONNECTED) are CMSIS-NN's and round differently.
     _check_example_run(model, training_model, run, tolerance=0.01)
 
 
-def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_path, arduino_tflm_src, rng):
+def test_arduino_arena_is_that_tflms_exact_need_and_an_arena_below_it_fails_cleanly(
+    streamed_training_model, tmp_path, arduino_tflm_src, arduino_tflm_library
+):
+    """kArduinoArenaBytes (export --arduino-tflm) for the streamed model (2x2-tiled first stage, int8 gradients,
+    flash requantization, overlapping buffers): that TFLM's AllocateTensors succeeds in exactly that many bytes
+    and not one fewer (where it crashes: the probe counts the crash), more than the pinned TFLM's kArenaBytes64,
+    and within the estimate export writes without the flag. examples/cpp against that TFLM refuses an arena one
+    byte under the need with one line before TFLM sees it, and trains at the need."""
+    model = streamed_training_model.read_bytes()
+    options = [*_arduino_host_options(arduino_tflm_src, arduino_tflm_library), "-DARDUINO_LIBRARY="]
+    program = _build_example(REPO / "tests/arduino_host", REPO / "build/arduino-host", streamed_training_model, tmp_path,
+                             options, "--arduino-tflm")  # fmt: skip
+    header = (tmp_path / "train_model.h").read_text()
+    assert "kArduinoArenaBytes:\n// the exact minimum of its AllocateTensors, measured by bisection" in header
+    need, need_64bit = (int(re.search(rf"constexpr unsigned int {name} = (\d+);", header)[1])
+                        for name in ("kArduinoArenaBytes", "kArenaBytes64"))  # fmt: skip
+    probe = arduino_tflm.build_probe(model, arduino_tflm_src)
+    assert arduino_tflm.fits(probe, need) and not arduino_tflm.fits(probe, need - 1)
+    below = subprocess.run([str(probe), str(need - 1)], capture_output=True, text=True, timeout=60)
+    assert below.returncode != 0 and "Failed to allocate temp memory" in below.stderr  # Prepare's temporary tensors
+    assert need > need_64bit and c_array.arduino_estimate(tt.read_graph(model), need_64bit) >= need
+
+    # 100 steps: the example saves its first checkpoint at step 100, and its last act restores one.
+    refused = subprocess.run([str(program), "100", str(need - 1)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stdout == ""
+    size = (need + c_array.ArenaSize.headroom(need) + 15) // 16 * 16  # kArduinoArenaSize, the example's arena
+    assert refused.stderr.splitlines() == [
+        f"error: an arena of {need - 1} bytes is outside what this TFLM needs and this program has ({need} to {size} bytes)"
+    ]
+    trained = subprocess.run([str(program), "100", str(need)], capture_output=True, text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    assert f"arena {need} bytes (header: {size})" in trained.stdout and "accuracy after restore" in trained.stdout
+
+
+def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_path, arduino_tflm_src, arduino_tflm_library, rng):
     """The TrainOnDevice sketch of an assembled library, on x86 against the Arduino library's TFLM
     (tests/arduino_host/sketch_host.cc: Serial on stdin and stdout), for a model whose tiled first stage reads
     the stored sample in place (tinytrain::SetStreamedInput). Labelled samples come over Serial (each class
@@ -341,7 +398,8 @@ def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_pat
     assert _cli("arduino-library", str(streamed_training_model), "-o", str(library)).returncode == 0
     assert "constexpr bool kStreamsSample = true;" in (library / "examples/TrainOnDevice/train_model.h").read_text()
     build = REPO / "build/arduino-host"  # the Arduino TFLM compiled once for the example's tests above
-    configure = ["cmake", "-S", str(REPO / "tests/arduino_host"), "-B", str(build), f"-DARDUINO_TFLM_SRC={arduino_tflm_src}"]
+    options = _arduino_host_options(arduino_tflm_src, arduino_tflm_library)
+    configure = ["cmake", "-S", str(REPO / "tests/arduino_host"), "-B", str(build), *options]
     subprocess.run([*configure, f"-DARDUINO_LIBRARY={library}", "-DTRAINING_MODEL_SOURCE="], check=True, capture_output=True)
     jobs = str(os.cpu_count() or 1)
     subprocess.run(["cmake", "--build", str(build), "-j", jobs, "--target", "tinytrain_sketch"], check=True, capture_output=True)
@@ -367,6 +425,9 @@ def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_pat
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"room for {16 * 1024 // samples[0].size} samples" in run.stdout
+    header = (library / "examples/TrainOnDevice/train_model.h").read_text()
+    need = int(re.search(r"constexpr unsigned int kArduinoArenaBytes = (\d+);", header)[1])  # measured: the default
+    assert f"of {(need + c_array.ArenaSize.headroom(need) + 15) // 16 * 16} bytes used" in run.stdout
     assert f"samples stored: {count}" in run.stdout and "error" not in run.stdout
     print(run.stdout, file=sys.stderr)
     printed = [float(v) for v in re.findall(r"epoch \d+: mean loss ([0-9.]+)", run.stdout)]

@@ -9,7 +9,8 @@
 // would: every sample checked before training (tt_sample_check_s8), the state checkpointed every
 // kSaveEvery steps (kernels/core/checkpoint, two slots), and a divergence rolled back to the last
 // checkpoint (tt_divergence_guard_step). At the end it restores that checkpoint over the pretrained
-// weights, as a reboot would. Usage: tinytrain_example [STEPS]
+// weights, as a reboot would. Usage: tinytrain_example [STEPS [ARENA_BYTES]] (ARENA_BYTES: give TFLM only that
+// much of the arena, to check a smaller one).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,16 @@ constexpr float kLossBound = 100.0f;       // the divergence guard: a loss above
 constexpr uint32_t kPatience = 10;         // ... for this many steps in a row rolls back
 constexpr uint32_t kMaxCheckpointEntries = 128;  // 3 per TT_SGD, 1 per int8 gradient (CheckpointTensors)
 
-alignas(16) uint8_t g_arena[train_model::kArenaSize];
+#if defined(TINYTRAIN_LEGACY_TFLM_REGISTRATION)
+// The Arduino_TensorFlowLite library's TFLM (tinytrain_ops.h tells it by its registration struct) needs more while
+// the ops prepare, and crashes in AllocateTensors below that need instead of failing (train_model.h says why).
+constexpr unsigned int kArenaBytes = train_model::kArduinoArenaSize;
+constexpr unsigned int kArenaNeed = train_model::kArduinoArenaBytes;
+#else
+constexpr unsigned int kArenaBytes = train_model::kArenaSize;
+constexpr unsigned int kArenaNeed = sizeof(void*) == 8 ? train_model::kArenaBytes64 : train_model::kArenaBytes32;
+#endif
+alignas(16) uint8_t g_arena[kArenaBytes];
 // A model compiled with --stream-input (kStreamsSample) has no sample input: its tiled first stage reads the
 // sample from tinytrain::SetStreamedInput during Invoke(). Here that is this buffer beside the arena, which
 // still costs its RAM; a device can point at a camera frame or flash instead, or give a row reader.
@@ -170,10 +180,17 @@ int main(int argc, char** argv) {
     fprintf(stderr, "error: cannot register tinytrain's ops\n");
     return 1;
   }
+  const unsigned long arena_bytes = argc > 2 ? strtoul(argv[2], nullptr, 10) : sizeof(g_arena);
+  if (arena_bytes > sizeof(g_arena) || arena_bytes < kArenaNeed) {
+    // Checked before TFLM sees the arena: below the need, a TFLM may crash instead of failing AllocateTensors.
+    fprintf(stderr, "error: an arena of %lu bytes is outside what this TFLM needs and this program has (%u to %u bytes)\n",
+            arena_bytes, kArenaNeed, kArenaBytes);
+    return 1;
+  }
   // A MicroInterpreter that also hands out the variables and op state a checkpoint holds.
-  tinytrain::TrainingInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
+  tinytrain::TrainingInterpreter interpreter(model, resolver, g_arena, arena_bytes);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
-    fprintf(stderr, "error: AllocateTensors failed with a %u-byte arena\n", train_model::kArenaSize);
+    fprintf(stderr, "error: AllocateTensors failed with a %lu-byte arena\n", arena_bytes);
     return 1;
   }
   if (train_model::kStreamsSample) tinytrain::SetStreamedInput(&kStreamedSample);
@@ -181,7 +198,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "error: this example feeds int8 samples; the model's input has another type\n");
     return 1;
   }
-  printf("model %u bytes, arena %u bytes (header), %u used\n", train_model::kSize, train_model::kArenaSize,
+  printf("model %u bytes, arena %lu bytes (header: %u), %u used\n", train_model::kSize, arena_bytes, kArenaBytes,
          static_cast<unsigned>(interpreter.arena_used_bytes()));
 
   float accuracy = 0.0f;

@@ -15,7 +15,9 @@ bound on recursive summation with a margin for the factors, plus half an ulp for
 reference as float32. Reading an int8 gradient, the layer kernels sum integers (exact, so well within
 that bound), except that the conv input gradient first rescales the levels to the largest filter
 scale in 2^bits steps (kernels/core/common/s8_grad_sums.h): each term may be off by half a step
-times its weight, rescaling_bound(). Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
+times its weight, rescaling_bound(). Every layer case that reads an int8 gradient also writes a float32
+one (case name s8_to_f32): an int8 output keeps only steps of max|value| / 127, which hide a sum off by one
+product, a float32 output does not. Integer outputs (masks, SGD updates, copied int8 levels) must match exactly.
 The loss functions use the core's own exp and log (kernels/core/common/tt_math.h, within 1.2 and 2.2
 ulp): softmax_cross_entropy() doubles their bound. Being plain float32 arithmetic, they give the same
 bits on every target, so their outputs too must be bit-identical to the host build's.
@@ -385,20 +387,27 @@ def add_layer_cases(header: Header, rng: np.random.Generator) -> None:
             filter_array = header.array(f"{base}_filter", levels)
             scale_array = header.array(f"{base}_filter_scales", scales)
             input_array = header.array(f"{base}_input", x_levels)
-            header.case(
-                "LayerGradCase",
-                f'{{"{op}_input_grad/{case_name}/{kind}", LayerGradKernel::k{kernel_name}Input, {geometry}, '
-                f"{dims(grad_output_shape)}, {operand}, {dims(filter_shape)}, {filter_array}, "
-                f"{{{scale_array}, {scales.size}}}, {{0.0f, 0}}, {dims(input_shape)}, "
-                f"{expected_grad(header, base + '_input_grad', kind, gx, input_bound)}}}",
-            )
-            header.case(
-                "LayerGradCase",
-                f'{{"{op}_filter_grad/{case_name}/{kind}", LayerGradKernel::k{kernel_name}Filter, {geometry}, '
-                f"{dims(grad_output_shape)}, {operand}, {dims(input_shape)}, {input_array}, "
-                f"{{nullptr, 0}}, {{{f32(x_scale)}, {x_zero_point}}}, {dims(grad_filter_shape)}, "
-                f"{expected_grad(header, base + '_filter_grad', kind, gw, summation_bound(gw, gw_abs, filter_terms))}}}",
-            )
+            # An int8 gradient is also read into a float32 one (s8_to_f32): its exact int32 sums then reach the
+            # output within float32 rounding, so a sum off by one product fails the check. An int8 output rounds
+            # them to steps of max|value| / 127, far coarser, and neither its check nor its digest sees that.
+            for out_kind in GRAD_TYPES if kind == "s8" else (kind,):
+                name = kind if out_kind == kind else f"{kind}_to_{out_kind}"
+                out_base = f"{op}_{case_name}_{name}"
+                header.case(
+                    "LayerGradCase",
+                    f'{{"{op}_input_grad/{case_name}/{name}", LayerGradKernel::k{kernel_name}Input, {geometry}, '
+                    f"{dims(grad_output_shape)}, {operand}, {dims(filter_shape)}, {filter_array}, "
+                    f"{{{scale_array}, {scales.size}}}, {{0.0f, 0}}, {dims(input_shape)}, "
+                    f"{expected_grad(header, out_base + '_input_grad', out_kind, gx, input_bound)}}}",
+                )
+                filter_bound = summation_bound(gw, gw_abs, filter_terms)
+                header.case(
+                    "LayerGradCase",
+                    f'{{"{op}_filter_grad/{case_name}/{name}", LayerGradKernel::k{kernel_name}Filter, {geometry}, '
+                    f"{dims(grad_output_shape)}, {operand}, {dims(input_shape)}, {input_array}, "
+                    f"{{nullptr, 0}}, {{{f32(x_scale)}, {x_zero_point}}}, {dims(grad_filter_shape)}, "
+                    f"{expected_grad(header, out_base + '_filter_grad', out_kind, gw, filter_bound)}}}",
+                )
 
 
 def round_half_away(value: Fraction) -> int:

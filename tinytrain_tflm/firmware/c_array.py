@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import target as targets
 from ..backend import schema_generated
 from ..errors import TinyTrainError
-from ..frontend import read
+from ..frontend import ir, read
 from ..passes.loss import TRAINING_METADATA
 from ..plan import memory, tiled_stage
 from ..runtime import interpreter
@@ -46,6 +46,8 @@ class ArenaSize:
     bytes_32bit: int
     method: str  # "measured" or "estimated": the 64-bit figure
     method_32bit: str = ""  # how the 32-bit figure was obtained, in words
+    bytes_arduino: int = 0  # what the Arduino_TensorFlowLite library's TFLM needs (see arduino_tflm)
+    method_arduino: str = ""  # how that figure was obtained, in words
 
     @staticmethod
     def headroom(size: int) -> int:
@@ -54,23 +56,60 @@ class ArenaSize:
         return -(-(1024 + size // 32) // MODEL_ALIGNMENT) * MODEL_ALIGNMENT
 
 
-def arena_size(model: bytes, method: str = "measured", device_target: targets.Target | None = None) -> ArenaSize:
+def arena_size(
+    model: bytes, method: str = "measured", device_target: targets.Target | None = None, arduino: bool = False
+) -> ArenaSize:
     """`measured`: the exact minimum found by bisection in the TFLM x86-64 runtime, and for 32 bits the
     minimum bisected on the emulated board of `device_target` (default: the model's own target) when
     that is a Cortex-M target and its tools and TFLM's sources are there, else the projection (which
-    leaves out optimized kernels' scratch buffers). `estimated`: the memory planner's estimate for both
-    pointer sizes, without running anything."""
+    leaves out optimized kernels' scratch buffers); with `arduino`, also the Arduino library's need,
+    bisected on the host (arduino_tflm), else estimated. `estimated`: the memory planner's estimate for
+    both pointer sizes, without running anything."""
     graph = read.read_graph(model)
     if method == "estimated":
-        estimates = (memory.estimate(graph, bookkeeping).total for bookkeeping in (memory.X86_64, memory.CORTEX_M))
-        return ArenaSize(*estimates, method, "the memory planner's estimate for 4-byte pointers (nothing was run)")
+        x86, cortex_m = (memory.estimate(graph, bookkeeping).total for bookkeeping in (memory.X86_64, memory.CORTEX_M))
+        arduino_figure = arduino_estimate(graph, x86), f"estimated, {ARDUINO_ESTIMATE} (nothing was run)"
+        how_32bit = "the memory planner's estimate for 4-byte pointers (nothing was run)"
+        return ArenaSize(x86, cortex_m, method, how_32bit, *arduino_figure)
     if method != "measured":
         raise TinyTrainError(f'arena size method must be "measured" or "estimated", got {method!r}')
     measured = interpreter.minimum_arena_size(model)
+    if arduino:
+        arduino_figure = arduino_minimum(model, graph, measured)
+    else:
+        arduino_figure = arduino_estimate(graph, measured), f"estimated, {ARDUINO_ESTIMATE} (export --arduino-tflm measures it)"
     bytes_32bit, how = device_minimum(model, device_target or targets.of_model(graph))
     if bytes_32bit is None:
-        return ArenaSize(measured, memory.project_32bit(measured, graph), method, f"projected from x86-64 ({how})")
-    return ArenaSize(measured, bytes_32bit, method, how)
+        projected = memory.project_32bit(measured, graph)
+        return ArenaSize(measured, projected, method, f"projected from x86-64 ({how})", *arduino_figure)
+    return ArenaSize(measured, bytes_32bit, method, how, *arduino_figure)
+
+
+# The Arduino library's TFLM holds a temporary TfLiteTensor (112 B on x86-64, aligned) for each tensor an op reads
+# in Prepare, at most all of its inputs and outputs, on top of what the pinned TFLM needs.
+ARDUINO_TENSOR_BYTES = 128
+ARDUINO_ESTIMATE = f"the x86-64 figure plus {ARDUINO_TENSOR_BYTES} B per tensor of the op with the most, and 1 KiB"
+
+
+def arduino_estimate(graph: ir.Graph, bytes_64bit: int) -> int:
+    """An estimate of the Arduino library's need without running its TFLM: `bytes_64bit` plus Prepare's temporary
+    tensors for the op with the most inputs and outputs, plus 1 KiB for that TFLM's other bookkeeping."""
+    tensors = max((len({t for t in (*op.inputs, *op.outputs) if t >= 0}) for op in graph.ops), default=0)
+    return bytes_64bit + ARDUINO_TENSOR_BYTES * tensors + 1024
+
+
+def arduino_minimum(model: bytes, graph: ir.Graph, bytes_64bit: int) -> tuple[int, str]:
+    """(the Arduino library's need measured by bisection on the host, how), or the estimate when that library's
+    sources or a host compiler are missing."""
+    from . import arduino_tflm, device
+
+    try:
+        src = device.locate_arduino_tflm()
+        return arduino_tflm.minimum_arena(model, src, bytes_64bit), (
+            "the exact minimum of its AllocateTensors, measured by bisection on x86-64\n// (tinytrain_tflm.firmware.arduino_tflm)"
+        )
+    except TinyTrainError as error:
+        return arduino_estimate(graph, bytes_64bit), f"estimated, {ARDUINO_ESTIMATE}; not measured: {error}"
 
 
 def device_minimum(model: bytes, device_target: targets.Target) -> tuple[int | None, str]:
@@ -162,6 +201,14 @@ constexpr char kTargetKernels[] = "{device_target.kernels}";
 constexpr unsigned int kArenaBytes64 = {arena.bytes_64bit};
 constexpr unsigned int kArenaBytes32 = {arena.bytes_32bit};
 constexpr unsigned int kArenaSize = ({platform_bytes} + {ArenaSize.headroom(arena.bytes_64bit)} + 15) / 16 * 16;
+// The Arduino_TensorFlowLite library (February 2023 release, which the sketch builds against) has an older TFLM
+// that needs more while the ops prepare: each tensor a kernel reads in Prepare holds a temporary TfLiteTensor
+// until that op is prepared. Below kArduinoArenaBytes its AllocateTensors crashes instead of failing, so check
+// an arena against it before AllocateTensors (the sketch and examples/cpp do). kArduinoArenaBytes:
+// {arena.method_arduino}. A 32-bit board needs no more, unless CMSIS-NN's DSP kernels ask for scratch:
+// kArduinoArenaSize, the arena to give, adds the same headroom as kArenaSize.
+constexpr unsigned int kArduinoArenaBytes = {arena.bytes_arduino};
+constexpr unsigned int kArduinoArenaSize = ({arena.bytes_arduino} + {ArenaSize.headroom(arena.bytes_arduino)} + 15) / 16 * 16;
 
 // Positions for MicroInterpreter::input(i) and output(i). Control word: 0 predicts,
 // TT_CONTROL_BACKWARD (1) computes gradients, TT_CONTROL_BACKWARD | TT_CONTROL_UPDATE (3) trains.

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -419,6 +419,17 @@ class Firmware:
     flash_bytes: int  # code, constants and the model: what the device's flash holds
 
 
+def model_array(model: bytes, out: Path, origin: str) -> Path:
+    """out/train_model.cc and .h, the model's C array for a program that takes its arena size at run time
+    (written once per build folder); returns the source."""
+    source = out / "train_model.cc"
+    if not source.is_file():
+        text, header = c_array.c_array_files(model, source, "train_model", c_array.ArenaSize(0, 0, "estimated"), origin)
+        source.with_suffix(".h").write_text(header)
+        source.write_text(text)
+    return source
+
+
 def build_firmware(model: bytes, target: Target, reference_core: bool = False) -> Firmware:
     """The harness linked with TFLM, tinytrain's kernels and `model`'s C array, for an emulated target
     (`reference_core`: see build_kernels)."""
@@ -445,12 +456,7 @@ def build_firmware(model: bytes, target: Target, reference_core: bool = False) -
     out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}{core}-{_key(toolchain.cxx, *flags)}"
     with _building(out):
         flags.append(f"-I{out}")  # train_model.h
-        source = out / "train_model.cc"
-        if not source.is_file():
-            arena = c_array.ArenaSize(0, 0, "estimated")  # the harness takes its arena size at run time
-            text, header = c_array.c_array_files(model, source, "train_model", arena, "device harness")
-            source.with_suffix(".h").write_text(header)
-            source.write_text(text)
+        source = model_array(model, out, "device harness")
         units = [
             (source, out / "train_model.o", [toolchain.cxx, *flags]),
             (kernels / "cortex_m/harness/train_harness.cc", out / "train_harness.o", [toolchain.cxx, *flags]),
@@ -641,10 +647,16 @@ def minimum_arena(fw: Firmware) -> int:
     high = fw.target.ram_bytes
     if not fits(fw, high):
         raise TinyTrainError(f"the model does not fit the {high}-byte arena region on {fw.target.label}: {run(fw, high).error}")
+    return smallest_fitting(lambda size: fits(fw, size), high)
+
+
+def smallest_fitting(fits: Callable[[int], bool], high: int) -> int:
+    """The smallest arena size in 1..`high` that `fits`, by bisection: `high` fits, and so does every size
+    above one that fits."""
     low = 0  # known not to fit
     while high - low > 1:
         middle = (low + high) // 2
-        if fits(fw, middle):
+        if fits(middle):
             high = middle
         else:
             low = middle

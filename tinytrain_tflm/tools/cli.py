@@ -642,10 +642,11 @@ def _export(args: argparse.Namespace) -> None:
         origin = f"export {Path(args.model).name} --c-array {source.name}"
         graph = read.read_graph(model)
         training_metadata(graph)  # a model that is not a training model fails here, before the measuring
-        arena = c_array.arena_size(model, args.arena, _device_target(args, graph))
+        arena = c_array.arena_size(model, args.arena, _device_target(args, graph), arduino=args.arduino_tflm)
         text, header_text = c_array.c_array_files(model, source, name, arena, origin)
         if arena.method == "measured" and not arena.method_32bit.startswith("measured"):
             print(f"note: kArenaBytes32 is {arena.method_32bit}", file=sys.stderr)
+        _note_arduino_estimate(arena, args.arduino_tflm)
         _write_output(str(header), header_text.encode(), inputs)
         _write_output(str(source), text.encode(), inputs)
         print(f"wrote {source} and {header.name}: the training model ({len(model):,} bytes) as {name}::kData")
@@ -653,6 +654,12 @@ def _export(args: argparse.Namespace) -> None:
         exported = Trainer(model).export()
         _write_output(args.output, exported, inputs)
         print(f"wrote {args.output}: {len(exported):,} bytes, an inference model for stock TFLM")
+
+
+def _note_arduino_estimate(arena: c_array.ArenaSize, asked: bool) -> None:
+    """Says on stderr when a measurement of the Arduino library's need was asked for and could not run."""
+    if asked and arena.method == "measured" and not arena.method_arduino.startswith("measured"):
+        print(f"note: kArduinoArenaBytes is {arena.method_arduino}", file=sys.stderr)
 
 
 def _arduino_library(args: argparse.Namespace) -> None:
@@ -664,7 +671,9 @@ def _arduino_library(args: argparse.Namespace) -> None:
     arduino.check_destination(output, args.name, args.force)
     model = _read_model(args.model)
     origin = f"arduino-library {Path(args.model).name}"
-    files = arduino.assemble(model, output, c_array.arena_size(model, args.arena), origin, args.name, args.force)
+    arena = c_array.arena_size(model, args.arena, arduino=True)
+    files = arduino.assemble(model, output, arena, origin, args.name, args.force)
+    _note_arduino_estimate(arena, True)
     print(f"wrote {args.output}: the {args.name} Arduino library, {len(files)} files (sketch: examples/{arduino.SKETCH})")
 
 
@@ -822,6 +831,12 @@ def build_parser() -> argparse.ArgumentParser:
     arena_help = "arena size in the header: measured in TFLM by bisection (default) or the planner's estimate"
     export.add_argument("--arena", choices=("measured", "estimated"), default="measured", help=arena_help)
     _add_target_arguments(export, "measure kArenaBytes32 on this target's emulated board (default: the model's target)")
+    export.add_argument(
+        "--arduino-tflm",
+        action="store_true",
+        help="also measure kArduinoArenaBytes, the Arduino_TensorFlowLite library's need, by building its TFLM on this "
+        "host (ARDUINO_TFLM_SRC); without it that figure is an estimate. arduino-library always measures it",
+    )
     export.set_defaults(run=_export)
     generate = commands.add_parser(
         "codegen", help="generate the kernels and op resolver setup a firmware needs for a training model"

@@ -35,12 +35,12 @@ constexpr int kHoldOutEvery = 5;
 constexpr int kLineBytes = 32 + 16 * static_cast<int>(train_model::kSampleValues);
 constexpr int kSampleBytes = static_cast<int>(train_model::kSampleValues);  // int8 samples: one byte a value
 
-// The Arduino_TensorFlowLite release (February 2023) needs more arena than kArenaSize while the ops prepare:
-// each tensor a kernel reads in Prepare takes 112 B of it until that op is prepared, and a tiled first stage
-// reads many. Measured on x86: the streamed inverted-residual test model needs 8,049 to 8,304 B there,
-// against its kArenaSize of 8,048 B; below its need, that TFLM crashes in AllocateTensors instead of failing.
-constexpr unsigned int kPrepareMarginBytes = 1024;
-alignas(16) uint8_t g_arena[train_model::kArenaSize + kPrepareMarginBytes];
+// The arena for this library's TFLM: kArduinoArenaSize, not kArenaSize. That older TFLM needs more while the ops
+// prepare (train_model.h says why), and below kArduinoArenaBytes it crashes in AllocateTensors instead of failing;
+// the build stops on a smaller arena. Shrink it only down to kArduinoArenaBytes.
+alignas(16) uint8_t g_arena[train_model::kArduinoArenaSize];
+static_assert(sizeof(g_arena) >= train_model::kArduinoArenaBytes,
+              "the arena is below train_model::kArduinoArenaBytes, where this TFLM crashes in AllocateTensors");
 int8_t g_samples[kSampleStoreBytes];
 uint8_t g_labels[kMaxSamples];
 int g_num_samples = 0;
