@@ -395,8 +395,10 @@ def test_arduino_sketch_trains_a_streamed_model(streamed_training_model, tmp_pat
     losses it prints are the host Trainer's on the same int8 samples, to that TFLM's CMSIS-NN rounding of the
     builtin ops."""
     library = tmp_path / "TinyTrain"
-    assert _cli("arduino-library", str(streamed_training_model), "-o", str(library)).returncode == 0
-    assert "constexpr bool kStreamsSample = true;" in (library / "examples/TrainOnDevice/train_model.h").read_text()
+    assembled = _cli("arduino-library", str(streamed_training_model), "-o", str(library))
+    assert assembled.returncode == 0 and "note: kArduinoArenaBytes" not in assembled.stderr, assembled.stderr
+    header = (library / "examples/TrainOnDevice/train_model.h").read_text()
+    assert "constexpr bool kStreamsSample = true;" in header and "measured by bisection" in header
     build = REPO / "build/arduino-host"  # the Arduino TFLM compiled once for the example's tests above
     options = _arduino_host_options(arduino_tflm_src, arduino_tflm_library)
     configure = ["cmake", "-S", str(REPO / "tests/arduino_host"), "-B", str(build), *options]

@@ -658,7 +658,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _note_arduino_estimate(arena: c_array.ArenaSize, asked: bool) -> None:
     """Says on stderr when a measurement of the Arduino library's need was asked for and could not run."""
-    if asked and arena.method == "measured" and not arena.method_arduino.startswith("measured"):
+    if asked and arena.method == "measured" and arena.method_arduino.startswith("estimated"):
         print(f"note: kArduinoArenaBytes is {arena.method_arduino}", file=sys.stderr)
 
 
