@@ -133,10 +133,19 @@ def scratch_bytes(graph: ir.Graph, op: ir.Op) -> int:
         return sum(_aligned(size) for size in requests)
     if op.kind != schema_generated.TILED_STAGE:
         return 0
+    return _stage_scratch(graph, op, _cmsis_nn_convs(graph))
+
+
+def _cmsis_nn_convs(graph: ir.Graph) -> str | None:
+    """The CMSIS-NN conv paths the model's target runs ("dsp" or "mve"), None where its kernels are not CMSIS-NN."""
+    device = target.of_model(graph)
+    return ("mve" if device.mve else "dsp") if device.kernels == "cmsis-nn" else None
+
+
+def _stage_scratch(graph: ir.Graph, op: ir.Op, convs: str | None) -> int:
+    """A TT_TILED_STAGE op's scratch when its convs run on `convs` (tiled_stage.scratch_bytes)."""
     options = schema.decode_blob("TILED_STAGE", op.custom_options)
     description, shape = graph.tensors[op.inputs[1]].data, tiled_stage.input_shape(graph, op)
-    device = target.of_model(graph)
-    convs = ("mve" if device.mve else "dsp") if device.kernels == "cmsis-nn" else None
     size = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]), convs)
     if size is None:
         raise TinyTrainError(f"{op.kind}: its kernel cannot run this stage in {options['tiles_h']}x{options['tiles_w']} tiles")
@@ -556,10 +565,9 @@ def target_conv_scratch(graph: ir.Graph) -> int:
     im2col and depthwise buffers, in a builtin or tinytrain convolution (for a whole op, which bounds its
     per-row calls) or among a tiled stage's patches. Each lives only while its op runs, so this bounds what
     they add to the arena the x86 runtime measures."""
-    device = target.of_model(graph)
-    if device.kernels != "cmsis-nn":
+    convs = _cmsis_nn_convs(graph)
+    if convs is None:
         return 0
-    convs = "mve" if device.mve else "dsp"
     most = 0
     for op in graph.ops:
         if op.kind in FORWARD_CONVS:
@@ -568,10 +576,7 @@ def target_conv_scratch(graph: ir.Graph) -> int:
             depthwise = op.kind in ("DEPTHWISE_CONV_2D", schema_generated.DEPTHWISE_CONV_2D)
             most = max(most, tiled_stage.conv_call_scratch(depthwise, windows, x[1:], (y[2], y[3]), convs))
         elif op.kind == schema_generated.TILED_STAGE:
-            options = schema.decode_blob("TILED_STAGE", op.custom_options)
-            description, shape = graph.tensors[op.inputs[1]].data, tiled_stage.input_shape(graph, op)
-            patches = tiled_stage.scratch_bytes(description, shape, (options["tiles_h"], options["tiles_w"]))
-            most = max(most, scratch_bytes(graph, op) - patches)
+            most = max(most, _stage_scratch(graph, op, convs) - _stage_scratch(graph, op, None))
     return most
 
 
