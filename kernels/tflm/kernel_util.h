@@ -314,7 +314,6 @@ inline tt_grad_in EvalGradInput(const TfLiteContext* context, const TfLiteNode* 
   return tt_grad_in{type, EvalInput(context, node, data_input)->data.data, scale, 0};
 }
 
-
 inline tt_grad_out EvalGradOutput(const TfLiteContext* context, const TfLiteNode* node, int data_output,
                                   tt_grad_type type) {
   void* data = EvalOutput(context, node, data_output)->data.data;
