@@ -201,3 +201,24 @@ def test_each_target_keeps_the_outputs_its_kernels_would_corrupt_apart():
     assert target("cortex-m55").no_overlap == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
     assert not overlapped["cortex-m55"] & target("cortex-m55").no_overlap, overlapped["cortex-m55"]
     assert overlapped["cortex-m55"], "the M55 still overlaps the other ops' outputs"
+
+
+def test_cmsis_nn_1x1_convs_overlap_only_where_that_saves_bytes():
+    """Under CMSIS-NN a 1x1 TT_CONV_2D over an input it overlaps runs one call per output row, each summing
+    every filter row again: the offline plan for a CMSIS-NN target drops such overlaps where its head stays
+    at most that of the plan with every overlap, and keeps them for the reference kernels (no cost there)."""
+
+    def pointwise_overlaps(graph, plan):
+        scopes = {scope for scope, _, _ in plan.shared}
+        ops = [graph.ops[scope - 1] for scope in scopes]
+        return [op for op in ops if op.kind == schema_generated.CONV_2D and graph.tensors[op.inputs[1]].shape[1:3] == (1, 1)]
+
+    source = int8_model("mobilenet_v2_blocks")
+    options = {"update": "last", "gradient": "int8", "tiles": None, "flash_requantization": True}
+    every_overlap = MemoryOptions(tiles=None, overlap_buffers=True)
+    for name, dropped in (("cortex-m7", True), ("host", False)):
+        graph = tt.read_graph(tt.compile(source, target=name, **options).bytes)
+        planned, with_every = memory.plan_memory(graph), memory.plan_memory(graph, every_overlap)
+        assert pointwise_overlaps(graph, with_every), name  # the blocks' projections may overlap their inputs
+        assert planned.head <= with_every.head, name
+        assert (not pointwise_overlaps(graph, planned)) == dropped, name

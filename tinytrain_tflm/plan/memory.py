@@ -320,11 +320,13 @@ def _shared_bytes(graph: ir.Graph, plan: MemoryPlan) -> None:
                     plan.shared.append((scope, out.category, common))
 
 
-def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None) -> MemoryPlan:
+def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None, fewer_split_calls: bool = False) -> MemoryPlan:
     """The head as TFLM lays it out. With `options`, the plan compile() gives a graph it emits with them:
     outputs placed over the inputs they may overwrite (tinytrain_tflm.plan.overlap) if
     options.overlap_buffers, else TFLM's own greedy plan. Without, the plan of the model as it is: its
-    offline plan if it has one (TFLM places any tensor the plan leaves out around it), else TFLM's."""
+    offline plan if it has one (TFLM places any tensor the plan leaves out around it), else TFLM's.
+    `fewer_split_calls` then also drops the overlaps that slow their op and save no byte of the head
+    (_drop_split_calls): the offline plan's choice, after the estimates, whose heads it keeps."""
     buffers = planned_buffers(graph)
     if options is None and OFFLINE_PLAN in graph.metadata:
         offsets = _read_offline_plan(graph)
@@ -340,19 +342,63 @@ def plan_memory(graph: ir.Graph, options: MemoryOptions | None = None) -> Memory
             greedy, greedy_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
             overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
             _set_sliced_bands(graph, buffers)
-            chains = _chains(buffers, overlaps)
-            place(chains, overlaps)
-            tflm_order, tflm_order_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
-            place(chains, overlaps, tflm_ties=False)  # the offline plan may take either tie order: the smaller head
-            if _head(buffers) >= tflm_order_head:
-                for buffer in buffers:
-                    buffer.offset = tflm_order[buffer.tensor]
+            head = _place_overlapping(buffers, overlaps)
+            if fewer_split_calls:
+                _drop_split_calls(graph, buffers, overlaps, head)
             if _head(buffers) >= greedy_head:
                 for buffer in buffers:
                     buffer.offset, buffer.bands = greedy[buffer.tensor], ()
     plan = MemoryPlan(buffers, _head(buffers), len(graph.ops))
     _shared_bytes(graph, plan)
     return plan
+
+
+def _place_overlapping(buffers: list[Buffer], overlaps: list[overlap.Overlap]) -> int:
+    """Places the buffers with these overlaps in the tie order that gives the smaller head (the offline plan
+    may take either), and returns that head."""
+    chains = _chains(buffers, overlaps)
+    place(chains, overlaps)
+    tflm_order, tflm_order_head = {b.tensor: b.offset for b in buffers}, _head(buffers)
+    place(chains, overlaps, tflm_ties=False)
+    if _head(buffers) >= tflm_order_head:
+        for buffer in buffers:
+            buffer.offset = tflm_order[buffer.tensor]
+    return _head(buffers)
+
+
+def _splits_calls(graph: ir.Graph, output: int) -> bool:
+    """Whether the op writing `output` runs slower over an input it overlaps: TT_CONV_2D with a 1x1 filter
+    under CMSIS-NN, which then calls CMSIS-NN's 1x1 path once per output row (or band of rows) instead of
+    once per image, and each call sums every filter row again (kernels/cmsis_nn/common/conv_rows.h): on
+    MobileNetV2-w0.35's last 1x1 conv (112 to 1280 channels, 4x4 pixels) that is about a third more."""
+    op = next(op for op in graph.ops if output in op.outputs)
+    return op.kind == schema_generated.CONV_2D and graph.tensors[op.inputs[1]].shape[1:3] == (1, 1)
+
+
+def _drop_split_calls(graph: ir.Graph, buffers: list[Buffer], overlaps: list[overlap.Overlap], head: int) -> None:
+    """Places the buffers without the overlaps that split their op's calls (_splits_calls) where the head
+    stays at most `head` (the placement with every overlap, which the buffers hold): first without all of
+    them, else without those at scopes whose live bytes, the overlap's shared bytes added back, stay below
+    the head; else as they are. Far from the peak (MobileNetV2's last blocks) an overlap saves no byte."""
+    if target.of_model(graph).kernels != "cmsis-nn":
+        return
+    split = [o for o in overlaps if _splits_calls(graph, o.output)]
+    if not split:
+        return
+    placed = {b.tensor: b.offset for b in buffers}
+    plan = MemoryPlan(buffers, head, len(graph.ops))
+    _shared_bytes(graph, plan)
+    live = sum(plan.live_bytes().values())
+    by_tensor = {b.tensor: b for b in buffers}
+    shared = np.zeros(len(live), np.int64)
+    for scope, _, size in plan.shared:
+        shared[scope] += size
+    below = [o for o in split if live[by_tensor[o.output].first] + shared[by_tensor[o.output].first] < head]
+    for dropped in (split, below):
+        if dropped and _place_overlapping(buffers, [o for o in overlaps if o not in dropped]) <= head:
+            return
+    for buffer in buffers:
+        buffer.offset = placed[buffer.tensor]
 
 
 def _head(buffers: list[Buffer]) -> int:
@@ -399,7 +445,7 @@ def offline_plan(graph: ir.Graph) -> bytes:
     """The model's head planned with overlapping buffers, as TFLM's OfflineMemoryAllocation metadata
     (format version 0, one subgraph, one offset per tensor, -1 for tensors TFLM does not plan)."""
     offsets = np.full(len(graph.tensors), -1, np.int64)
-    for buffer in plan_memory(graph, MemoryOptions(tiles=None, overlap_buffers=True)).buffers:
+    for buffer in plan_memory(graph, MemoryOptions(tiles=None, overlap_buffers=True), fewer_split_calls=True).buffers:
         if buffer.tensor < len(graph.tensors):  # TFLM places scratch buffers itself, in the gaps this plan leaves
             offsets[buffer.tensor] = buffer.offset
     return np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
