@@ -369,8 +369,8 @@ def _place_overlapping(buffers: list[Buffer], overlaps: list[overlap.Overlap]) -
 def _splits_calls(graph: ir.Graph, output: int) -> bool:
     """Whether the op writing `output` runs slower over an input it overlaps: TT_CONV_2D with a 1x1 filter
     under CMSIS-NN, which then calls CMSIS-NN's 1x1 path once per output row (or band of rows) instead of
-    once per image, and each call sums every filter row again (kernels/cmsis_nn/common/conv_rows.h): on
-    MobileNetV2-w0.35's last 1x1 conv (112 to 1280 channels, 4x4 pixels) that is about a third more."""
+    once per image, and each call sums every filter row again (kernels/cmsis_nn/common/conv_rows.h): a pass
+    over the whole filter per extra call, which on a 4x4 or 8x8 image is a large share of the conv's work."""
     op = next(op for op in graph.ops if output in op.outputs)
     return op.kind == schema_generated.CONV_2D and graph.tensors[op.inputs[1]].shape[1:3] == (1, 1)
 
