@@ -58,7 +58,7 @@ test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
 test: setup cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
-	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile \
+	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder \
 	  $(if $(SKIP_SANITIZED),$(addprefix --ignore=,$(SANITIZED_FILES)) $(addprefix --deselect=,$(SANITIZED_CASES)))
 
 # The kernel, loss and training tests, and every crafted model run straight in TFLM, with the kernel
@@ -76,7 +76,7 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$(c++ -print-file-name=libasan.so) $$(c++ -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TINYTRAIN_KERNEL_LIBRARY=$(CURDIR)/$(SANITIZE_BUILD)/kernels/_tinytrain_kernels.so \
-	  PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(SANITIZED_FILES) $(SANITIZED_CASES)
+	  PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder $(SANITIZED_FILES) $(SANITIZED_CASES)
 
 clean:
 	rm -rf $(VENV) build
