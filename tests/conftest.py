@@ -129,13 +129,17 @@ def control(bits: int) -> np.ndarray:
 LONGEST_FILES = (
     "test_device.py",
     "test_firmware.py",
+    "test_search.py",
+    "test_cortex_m.py",
     "test_codegen.py",
     "test_checkpoint.py",
     "test_fuzz.py",
-    "test_cortex_m.py",
-    "test_transfer.py",
+    "test_memory.py",
     "test_fleet_device.py",
     "test_training.py",
+    "test_reliability.py",
+    "test_partial.py",
+    "test_workflow.py",
 )
 
 
