@@ -61,12 +61,12 @@ test: setup cortex-m-tools
 	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder \
 	  $(if $(SKIP_SANITIZED),$(addprefix --ignore=,$(SANITIZED_FILES)) $(addprefix --deselect=,$(SANITIZED_CASES)))
 
-# The kernel, loss and training tests, and every crafted model run straight in TFLM, with the kernel
+# The kernel, loss, optimizer and training tests, and every crafted model run straight in TFLM, with the kernel
 # library built with AddressSanitizer and UndefinedBehaviorSanitizer, loaded into the wheel's Python
 # process (LD_PRELOAD puts the sanitizer runtimes first; subprocesses inherit it). Any finding aborts
 # the run. Leak detection is off: CPython and the wheel keep allocations alive until exit by design.
 SANITIZE_BUILD := build/sanitize
-SANITIZED_FILES := $(sort $(wildcard tests/test_kernels_*.py)) tests/test_loss_op.py tests/test_training.py
+SANITIZED_FILES := $(sort $(wildcard tests/test_kernels_*.py)) tests/test_loss_op.py tests/test_optimizer.py tests/test_training.py
 SANITIZED_CASES := tests/test_reliability.py::test_kernels_refuse_crafted_models_in_prepare
 SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 sanitize: $(STAMP)

@@ -140,6 +140,10 @@ LONGEST_FILES = (
     "test_reliability.py",
     "test_partial.py",
     "test_workflow.py",
+    "test_compiler.py",
+    "test_fleet.py",
+    "test_tiling.py",
+    "test_optimizer.py",
 )
 
 
