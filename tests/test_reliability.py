@@ -262,7 +262,7 @@ def _at_current_layout(model: bytes) -> bytes:
     the model's last input) and no accumulator (-1). Without them every TT_SGD would stop at its input count
     before the op aimed at reached its own Prepare."""
     parsed = copy.deepcopy(read.parse_flatbuffer(model))
-    updates = {i for i, code in enumerate(parsed.operatorCodes) if read._text(code.customCode) == schema_generated.SGD}
+    updates = {i for i, code in enumerate(parsed.operatorCodes) if read.as_text(code.customCode) == schema_generated.SGD}
     subgraph = parsed.subgraphs[0]
     rate = tfl.TensorT()
     rate.name, rate.shape, rate.type, rate.isVariable = "learning_rate", np.array([1], np.int32), tfl.TensorType.FLOAT32, True
