@@ -198,7 +198,7 @@ def _io(model, rng) -> str | None:
 
 
 def _metadata_buffer(model: tfl.ModelT, name: str) -> tfl.BufferT | None:
-    entry = next((m for m in model.metadata or [] if read._text(m.name) == name), None)
+    entry = next((m for m in model.metadata or [] if read.as_text(m.name) == name), None)
     if entry is None or not 0 <= entry.buffer < len(model.buffers):
         return None
     return model.buffers[entry.buffer]
@@ -227,13 +227,13 @@ def _custom_options(model, rng) -> str | None:
         op
         for op in model.subgraphs[0].operators
         if 0 <= op.opcodeIndex < len(codes)
-        and read._text(codes[op.opcodeIndex].customCode) in BLOB_OF_OP
+        and read.as_text(codes[op.opcodeIndex].customCode) in BLOB_OF_OP
         and op.customOptions is not None  # an empty options blob reads back as none: nothing to mutate
     ]
     op = _pick(rng, ops)
     if op is None:
         return None
-    kind = read._text(codes[op.opcodeIndex].customCode)
+    kind = read.as_text(codes[op.opcodeIndex].customCode)
     blob = _reencoded(BLOB_OF_OP[kind], bytes(np.array(op.customOptions, np.uint8)), rng)
     if blob is None:
         return None

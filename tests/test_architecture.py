@@ -63,3 +63,28 @@ def test_every_import_goes_down_the_pipeline():
             if ORDER.index(imported) > ORDER.index(stage):
                 upward.append(f"{path.relative_to(PACKAGE)} ({stage}) imports {imported}")
     assert not upward
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Where a module reaches into another of the package's modules for a private name: `from .x import _y`,
+    or `x._y` where `x` was imported from the package."""
+    tree = ast.parse(path.read_text())
+    modules, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"line {node.lineno}: from {'.' * node.level}{node.module or ''} import {alias.name}")
+                modules.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            if node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_modules_use_each_other_only_by_public_names():
+    """A helper two modules need is public in one of them (firmware.build for device and arduino_tflm), so
+    renaming a module's private helper never breaks another module."""
+    private = [f"{path.relative_to(PACKAGE)} {use}" for path in sorted(PACKAGE.rglob("*.py")) for use in _private_uses(path)]
+    assert not private

@@ -29,7 +29,7 @@ from test_cli import _classifier, _cli
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend.schema_generated import CONTROL_BACKWARD, CONTROL_UPDATE
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.firmware import arduino_tflm, c_array, device
+from tinytrain_tflm.firmware import arduino_tflm, build, c_array, device
 from tinytrain_tflm.plan import memory
 from tinytrain_tflm.runtime.trainer import compiled_learning_rate
 from tinytrain_tflm.target import HOST
@@ -565,4 +565,4 @@ def test_arduino_library_glue_and_sketch_compile(tflm, request, training_model, 
 def test_a_failed_build_reports_the_line_that_names_the_cause(stderr, expected):
     """Not collect2's closing line, which every link failure ends with and which names no cause."""
     failed = subprocess.CompletedProcess(["arm-none-eabi-g++"], 1, "", stderr)
-    assert device._first_error(failed) == expected
+    assert build.first_error(failed) == expected

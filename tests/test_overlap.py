@@ -105,6 +105,10 @@ def test_a_shift_below_the_rule_corrupts_and_is_caught(monkeypatch):
     assert _overlapping_pairs(corrupted) > 0
     outputs = _device_run(corrupted, steps=2)
     assert any(not np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
+    # With the rule back, the runtime's check of the model's plan refuses it, naming a depthwise conv.
+    monkeypatch.undo()
+    with pytest.raises(tt.TinyTrainError, match=r"of op \d+ \(DEPTHWISE_CONV_2D\) over its input .* only from \d+ bytes below"):
+        memory.check_offline_plan(tt.read_graph(corrupted))
 
 
 def test_inference_model_with_an_offline_plan():

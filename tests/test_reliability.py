@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -16,12 +17,15 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 import pytest
+from models import int8_model
+from test_overlap import _device_run
 from tflite_micro.tensorflow.lite.python import schema_py_generated as tfl
 
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import emit, schema_generated
 from tinytrain_tflm.frontend import read
 from tinytrain_tflm.plan import memory
+from tinytrain_tflm.runtime import interpreter as runtime
 from tinytrain_tflm.runtime.trainer import Trainer
 from tinytrain_tflm.tools import cli
 
@@ -75,10 +79,11 @@ def training_model(tmp_path_factory) -> Path:
 
 
 def _with_plan(model: bytes, change) -> bytes:
+    """`model` with its offline plan's offsets changed by `change(graph, offsets)`, which returns the new blob."""
     graph = read.read_graph(model)
     blob = graph.metadata[memory.OFFLINE_PLAN]
     header, offsets = np.frombuffer(blob[:12], "<i4"), np.frombuffer(blob[12:], "<i4").copy()
-    graph.metadata[memory.OFFLINE_PLAN] = change(header, offsets)
+    graph.metadata[memory.OFFLINE_PLAN] = header.tobytes() + change(graph, offsets).tobytes()
     return emit.emit_model(graph)
 
 
@@ -86,53 +91,137 @@ def _planned(offsets: np.ndarray) -> np.ndarray:
     return np.flatnonzero(offsets >= 0)
 
 
-def _shuffled(header, offsets):
-    planned = _planned(offsets)
-    offsets[planned] = offsets[np.roll(planned, 1)]
-    return (header.tobytes()) + offsets.tobytes()
+def _arena_bytes(tensor) -> int:
+    """A tensor's bytes rounded up to TFLM's 16-byte arena alignment."""
+    return -(-int(np.prod(tensor.shape)) * tensor.dtype.itemsize // 16) * 16
 
 
-def _all_at_zero(header, offsets):  # every planned tensor over every other: live ones overlap
+def _unshared(graph, offsets, tensors=None):
+    """Every tensor the plan places laid end to end, in the order of `tensors` (by default tensor order): no two
+    share a byte, so the plan is valid whatever their lifetimes; its head is their total size."""
+    position = 0
+    for tensor in _planned(offsets) if tensors is None else tensors:
+        offsets[tensor] = position
+        position += _arena_bytes(graph.tensors[tensor])
+    return offsets
+
+
+def _reversed_unshared(graph, offsets):
+    return _unshared(graph, offsets, _planned(offsets)[::-1])
+
+
+def _padded(graph, offsets):  # the compiled plan 64 bytes up: the same layout, the same overlaps
+    offsets[_planned(offsets)] += 64
+    return offsets
+
+
+def _all_at_zero(graph, offsets):  # every planned tensor over every other: live ones overlap
     offsets[_planned(offsets)] = 0
-    return header.tobytes() + offsets.tobytes()
+    return offsets
 
 
-def _negative(header, offsets):
+def _too_small(graph, offsets):
+    """The sample gets 16 bytes too few: the label input, live beside it from the start, takes its last 16."""
+    sample, label = graph.inputs[:2]
+    order = [sample, label, *(t for t in _planned(offsets) if t not in (sample, label))]
+    offsets = _unshared(graph, offsets, order)
+    offsets[order[1:]] -= 16
+    return offsets
+
+
+def _past_the_arena(graph, offsets):  # the last offset an int32 holds: its end would wrap in TFLM's int arithmetic
+    offsets[_planned(offsets)[-1]] = 2**31 - 16
+    return offsets
+
+
+def _negative(graph, offsets):
     offsets[_planned(offsets)[-1]] = -512
-    return header.tobytes() + offsets.tobytes()
+    return offsets
 
 
-def _truncated(header, offsets):
-    return (header.tobytes() + offsets.tobytes())[:-4]
+def _misaligned(graph, offsets):
+    offsets[_planned(offsets)[-1]] += 8
+    return offsets
 
 
-def _emptied(header, offsets):
-    return b""
+def _unplanned(graph, offsets):
+    offsets[_planned(offsets)[0]] = -1
+    return offsets
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (_shuffled, "the plan was altered"),
-        (_all_at_zero, "the plan was altered"),
-        (_negative, "outside the planned"),
-        (_truncated, "malformed OfflineMemoryAllocation"),
-        (_emptied, "malformed OfflineMemoryAllocation"),
-    ],
-)
-def test_altered_offline_plans_are_refused(training_model, tmp_path, change, message):
+def _constant_placed(graph, offsets):
+    offsets[next(t for t, tensor in enumerate(graph.tensors) if tensor.data is not None)] = 0
+    return offsets
+
+
+def _truncated(graph, offsets):
+    return offsets[:-1]
+
+
+def _emptied(graph, offsets):  # the header alone
+    return offsets[:0]
+
+
+ALTERED_PLANS = {
+    _all_at_zero: "over its input|on shared bytes, while both are live",  # whichever pair comes first
+    _too_small: "on shared bytes, while both are live before the first op",
+    _past_the_arena: "where the head's buffers end even laid out unshared",
+    _negative: "before the arena",
+    _misaligned: "not a multiple of TFLM's 16-byte alignment",
+    _unplanned: "unplanned, but it needs",
+    _constant_placed: "its entry must be -1",
+    _truncated: "malformed OfflineMemoryAllocation",
+    _emptied: "malformed OfflineMemoryAllocation",
+}
+
+
+@pytest.mark.parametrize("change", ALTERED_PLANS, ids=[change.__name__.strip("_") for change in ALTERED_PLANS])
+def test_altered_offline_plans_are_refused(training_model, change):
     model = _with_plan(training_model.read_bytes(), change)
     assert model != training_model.read_bytes()
-    with pytest.raises(tt.TinyTrainError, match=message):
+    message = ALTERED_PLANS[change]
+    with pytest.raises(tt.TinyTrainError, match=message) as refused:
         memory.check_offline_plan(read.read_graph(model))
-    assert message in _trainer_error(model)
+    assert "\n" not in str(refused.value) and "recompile the model" in str(refused.value)
+    assert re.search(message, _trainer_error(model))
+
+
+def test_too_small_a_room_names_both_tensors(training_model):
+    graph = read.read_graph(training_model.read_bytes())
+    sample, label = graph.inputs[:2]
+    with pytest.raises(tt.TinyTrainError) as refused:
+        memory.check_offline_plan(read.read_graph(_with_plan(training_model.read_bytes(), _too_small)))
+    assert f"tensor {sample} ({graph.tensors[sample].name!r}" in str(refused.value)
+    assert f"tensor {label} ({graph.tensors[label].name!r}" in str(refused.value)
+
+
+@pytest.mark.parametrize("change", [_all_at_zero, _truncated])
+def test_every_tool_refuses_an_altered_plan_in_one_line(training_model, tmp_path, change):
     path = tmp_path / "altered.tflite"
-    path.write_bytes(model)
+    path.write_bytes(_with_plan(training_model.read_bytes(), change))
     for args in (("plan", str(path)), ("arena", str(path)), ("export", str(path), "--c-array", str(tmp_path / "m.cc"))):
         result = _cli(*args)
-        _one_line_error(result, message)
+        assert re.search(ALTERED_PLANS[change], _one_line_error(result))
         assert "arena" not in result.stdout  # no arena reported for a model whose plan is invalid
     assert not (tmp_path / "m.cc").exists()
+
+
+@pytest.mark.parametrize("change", [_reversed_unshared, _padded], ids=["reversed_unshared", "padded"])
+def test_a_valid_plan_other_than_the_planners_trains_the_same(change):
+    """A model keeps working when the planner changes: any plan that is safe for its graph loads, TFLM follows
+    it (its head is that plan's), and every loss and logit of a device-like run is the same as with the plan
+    the compiler wrote. The model trains every layer with the overlapping buffers of an inverted residual block."""
+    compiled = tt.compile(int8_model("mobilenet_v2_blocks"), update="all", tiles=None).bytes
+    model = _with_plan(compiled, change)
+    graph = read.read_graph(model)
+    memory.check_offline_plan(graph)
+    head = memory.plan_memory(graph).head
+    assert head != memory.plan_memory(read.read_graph(compiled)).head
+    interpreter = tt.Interpreter(model, 1 << 20)
+    interpreter.run(runtime.zero_inputs(model))
+    assert interpreter.arena_report().head == head
+    for ours, reference in zip(_device_run(model), _device_run(compiled), strict=True):
+        np.testing.assert_array_equal(ours, reference)
 
 
 def test_the_compiled_plan_passes(training_model):
@@ -262,7 +351,7 @@ def _at_current_layout(model: bytes) -> bytes:
     the model's last input) and no accumulator (-1). Without them every TT_SGD would stop at its input count
     before the op aimed at reached its own Prepare."""
     parsed = copy.deepcopy(read.parse_flatbuffer(model))
-    updates = {i for i, code in enumerate(parsed.operatorCodes) if read._text(code.customCode) == schema_generated.SGD}
+    updates = {i for i, code in enumerate(parsed.operatorCodes) if read.as_text(code.customCode) == schema_generated.SGD}
     subgraph = parsed.subgraphs[0]
     rate = tfl.TensorT()
     rate.name, rate.shape, rate.type, rate.isVariable = "learning_rate", np.array([1], np.int32), tfl.TensorType.FLOAT32, True

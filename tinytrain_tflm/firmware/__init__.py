@@ -1,5 +1,6 @@
 """What goes onto a device: the model as a C array (c_array), kernels generated for one model (codegen),
-the Arduino library (arduino), and firmware for emulated Cortex-M boards (device)."""
+the Arduino library (arduino), and firmware for emulated Cortex-M boards (device), compiled through one build
+cache (build) that the host build of the Arduino library's TFLM (arduino_tflm) shares."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import TinyTrainError
-from . import device
+from . import build, device
 
 # What the Arduino IDE's build of that library defines (no TF_LITE_STATIC_MEMORY: its TfLiteTensor is the full one).
 FLAGS = ("-O2", "-w", "-DARDUINO", "-MMD", "-ffunction-sections", "-fdata-sections")
@@ -41,26 +41,26 @@ def build_library(src: Path) -> Path:
     """That library's TFLM and CMSIS-NN (portable C on x86) as one static library, compiled once per source tree
     into the build cache. tests/arduino_host links this one too."""
     flags = [*FLAGS, *header_flags(src)]
-    out = device.build_dir() / "arduino-tflm" / device._key(src, *flags)
+    out = build.build_dir() / "arduino-tflm" / build.content_key(src, *flags)
     sources = sorted(p for p in (src / "tensorflow").rglob("*.cpp") if p.name not in EXCLUDED)
-    units = device._units(sources, src, out, ["c++", *CXX_FLAGS, *flags], [])
-    units += device._units(sorted((src / "third_party/cmsis_nn/Source").rglob("*.c")), src, out, [], ["cc", *flags])
-    with device._building(out):
-        device._compile(units, "the Arduino_TensorFlowLite library's TFLM for the host")
-        return device._archive(out / "libarduino_tflm.a", [unit[1] for unit in units], device._Toolchain("c++", "cc", "ar", ()))
+    units = build.units(sources, src, out, ["c++", *CXX_FLAGS, *flags], [])
+    units += build.units(sorted((src / "third_party/cmsis_nn/Source").rglob("*.c")), src, out, [], ["cc", *flags])
+    with build.building(out):
+        build.compile_units(units, "the Arduino_TensorFlowLite library's TFLM for the host")
+        return build.archive(out / "libarduino_tflm.a", [unit[1] for unit in units], build.HOST)
 
 
 def build_kernels(src: Path) -> Path:
     """tinytrain's kernels (the portable core and the glue, as the assembled Arduino library holds them) against
     that library's headers."""
-    kernels = device._kernel_sources()
+    kernels = build.kernel_sources()
     flags = [*FLAGS, *CXX_FLAGS, f"-I{kernels}", f"-I{kernels / 'core'}", *header_flags(src)]
-    out = device.build_dir() / "tinytrain" / f"arduino-host-{device._key(kernels, *flags)}"
+    out = build.build_dir() / "tinytrain" / f"arduino-host-{build.content_key(kernels, *flags)}"
     glue = [f for f in kernels.glob("tflm/*.cc") if f.name not in ("register_host.cc", "host_resolver.cc")]
-    units = device._units([*device.core_sources(kernels, "reference"), *sorted(glue)], kernels, out, ["c++", *flags], [])
-    with device._building(out):
-        device._compile(units, "tinytrain's kernels for the Arduino library's TFLM")
-        return device._archive(out / "libtinytrain.a", [unit[1] for unit in units], device._Toolchain("c++", "cc", "ar", ()))
+    units = build.units([*build.core_sources(kernels, "reference"), *sorted(glue)], kernels, out, ["c++", *flags], [])
+    with build.building(out):
+        build.compile_units(units, "tinytrain's kernels for the Arduino library's TFLM")
+        return build.archive(out / "libtinytrain.a", [unit[1] for unit in units], build.HOST)
 
 
 def build_probe(model: bytes, src: Path) -> Path:
@@ -68,18 +68,18 @@ def build_probe(model: bytes, src: Path) -> Path:
     if shutil.which("c++") is None or shutil.which("cc") is None:
         raise TinyTrainError("measuring the Arduino library's arena needs a host C and C++ compiler (c++, cc)")
     libraries = [build_kernels(src), build_library(src)]
-    kernels = device._kernel_sources()
-    out = device.build_dir() / "arduino-probe" / f"{hashlib.sha256(model).hexdigest()[:16]}-{device._key(*libraries)}"
+    kernels = build.kernel_sources()
+    out = build.build_dir() / "arduino-probe" / f"{hashlib.sha256(model).hexdigest()[:16]}-{build.content_key(*libraries)}"
     flags = ["c++", *FLAGS, *CXX_FLAGS, f"-I{kernels.parent}", f"-I{out}", *header_flags(src)]
-    with device._building(out):
+    with build.building(out):
         source = device.model_array(model, out, "arena probe")
         units = [(source, out / "train_model.o", flags), (kernels / "arduino_probe/arena_probe.cc", out / "arena_probe.o", flags)]
-        device._compile(units, "the Arduino arena probe")
+        build.compile_units(units, "the Arduino arena probe")
         probe = out / "arena_probe"
         link = ["c++", *(str(unit[1]) for unit in units), *map(str, libraries), "-lm", "-o", str(probe)]
         result = subprocess.run(link, capture_output=True, text=True)
         if result.returncode != 0:
-            raise TinyTrainError(f"linking the Arduino arena probe failed: {device._first_error(result)}")
+            raise TinyTrainError(f"linking the Arduino arena probe failed: {build.first_error(result)}")
     return probe
 
 

@@ -17,20 +17,16 @@ run compiles only the model and the harness.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import math
 import os
 import shutil
 import struct
 import subprocess
-import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +34,7 @@ import numpy as np
 from ..errors import TinyTrainError
 from ..frontend import read
 from ..target import Target
-from . import c_array, sources_root
+from . import build, c_array
 
 TOOL_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
 TFLM_ARCHIVES = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy", "cmsis-nn", "cmsis6", "cortex-dfp")
@@ -122,10 +118,6 @@ class Sources:
         ]
 
 
-def build_dir() -> Path:
-    return Path(os.environ.get("TINYTRAIN_BUILD_DIR") or Path.home() / ".cache" / "tinytrain-tflm")
-
-
 def missing_tools() -> list[str]:
     """The cross tools a device build and run need that are not installed."""
     missing = [tool for tool in ("arm-none-eabi-g++", "arm-none-eabi-size", "qemu-system-arm") if shutil.which(tool) is None]
@@ -145,7 +137,7 @@ def check_tools() -> None:
 
 def locate_sources() -> Sources:
     """The user's TFLM tree (TFLM_ROOT, ...), else the pinned bundle (TINYTRAIN_THIRD_PARTY), unpacked
-    under build_dir() once; an error naming both when neither is there."""
+    under build.build_dir() once; an error naming both when neither is there."""
     root = os.environ.get("TFLM_ROOT")
     if root:
         tflm = Path(root)
@@ -194,11 +186,11 @@ def _bundle(what: str, user_variable: str) -> Path:
 
 
 def _unpack_bundle(bundle: Path, names: Sequence[str]) -> Path:
-    """build_dir()/third_party/<digest of SHA256SUMS>, holding the named archives of `bundle`, each checked
+    """build.build_dir()/third_party/<digest of SHA256SUMS>, holding the named archives of `bundle`, each checked
     against SHA256SUMS and unpacked once. Each is unpacked beside its folder and then renamed into place, so
     a folder that is there is whole, and concurrent runs do not see each other's half-written files."""
     sums = (bundle / "SHA256SUMS").read_bytes()
-    destination = build_dir() / "third_party" / hashlib.sha256(sums).hexdigest()[:16]
+    destination = build.build_dir() / "third_party" / hashlib.sha256(sums).hexdigest()[:16]
     expected = dict(reversed(line.split()) for line in sums.decode().splitlines() if line.strip())
     destination.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -222,89 +214,10 @@ def _unpack_bundle(bundle: Path, names: Sequence[str]) -> Path:
     return destination
 
 
-# -- compiling ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Toolchain:
-    cxx: str
-    cc: str
-    ar: str
-    flags: tuple[str, ...]  # the core's flags, every file
-
-    @staticmethod
-    def of(target: Target) -> _Toolchain:
-        if target.emulated:
-            return _Toolchain("arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-ar", target.cpu_flags)
-        return _Toolchain("c++", "cc", "ar", ())
-
+# -- compiling (through tinytrain_tflm.firmware.build) ---------------------------------------
 
 COMMON_FLAGS = ("-ffunction-sections", "-fdata-sections", "-DTF_LITE_STATIC_MEMORY", "-MMD")
 CXX_FLAGS = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics")
-
-
-def _up_to_date(obj: Path) -> bool:
-    """The object exists and is newer than every file its dependency list (-MMD) names."""
-    depfile = obj.with_suffix(".d")
-    if not obj.is_file() or not depfile.is_file():
-        return False
-    built = obj.stat().st_mtime
-    names = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
-    return all(Path(name).is_file() and Path(name).stat().st_mtime <= built for name in names)
-
-
-def _compile(units: Sequence[tuple[Path, Path, list[str]]], what: str) -> None:
-    """Compiles (source, object, command) units that are out of date, as many at once as there are
-    cores, with progress on stderr; a failure is one line naming the file and the compiler's first error."""
-    stale = [unit for unit in units if not _up_to_date(unit[1])]
-    if not stale:
-        return
-
-    launcher = [ccache] if (ccache := shutil.which("ccache")) else []  # rebuilds of a fresh tree hit its cache
-
-    def run(unit: tuple[Path, Path, list[str]]) -> tuple[Path, subprocess.CompletedProcess]:
-        source, obj, command = unit
-        obj.parent.mkdir(parents=True, exist_ok=True)
-        return source, subprocess.run([*launcher, *command, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
-
-    print(f"tinytrain: compiling {what}: {len(stale)} files", file=sys.stderr, flush=True)
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for done, (source, result) in enumerate(pool.map(run, stale), 1):
-            if result.returncode != 0:
-                raise TinyTrainError(f"compiling {source} for {what} failed: {_first_error(result)}")
-            if done % 20 == 0:
-                print(f"tinytrain: compiling {what}: {done}/{len(stale)}", file=sys.stderr, flush=True)
-
-
-# What a failed compiler or linker run says went wrong, most telling first. collect2's closing "ld returned 1
-# exit status" also contains "error", but it never names the cause, which the linker printed above it.
-_ERROR_MARKERS = ("error:", "undefined reference", "multiple definition", "overflow", "error")
-
-
-def _first_error(result: subprocess.CompletedProcess) -> str:
-    """The line of a failed compiler or linker run that says what went wrong (a region overflow among them)."""
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("collect2")]
-    for marker in _ERROR_MARKERS:
-        found = next((line for line in lines if marker in line), None)
-        if found is not None:
-            return found
-    return lines[0] if lines else f"exit code {result.returncode}"
-
-
-def _archive(library: Path, objects: list[Path], toolchain: _Toolchain) -> Path:
-    if library.is_file() and all(obj.stat().st_mtime <= library.stat().st_mtime for obj in objects):
-        return library
-    library.unlink(missing_ok=True)
-    subprocess.run([toolchain.ar, "rcs", str(library), *map(str, objects)], check=True)
-    return library
-
-
-def _units(sources: list[Path], root: Path, out: Path, command: list[str], c_command: list[str]) -> list:
-    units = []
-    for source in sources:
-        obj = out / source.relative_to(root).with_suffix(".o")
-        units.append((source, obj, c_command if source.suffix == ".c" else command))
-    return units
 
 
 def _tflm_framework_sources(sources: Sources) -> list[Path]:
@@ -330,68 +243,38 @@ def _tflm_kernel_sources(sources: Sources, kernels: str) -> list[Path]:
     ]
 
 
-@contextlib.contextmanager
-def _building(folder: Path) -> Iterator[Path]:
-    """Holds an exclusive lock on folder/.lock while the caller compiles into `folder`, so processes sharing a
-    build cache (parallel test workers, two shells, two worktrees) never write the same files at once, while
-    builds into other folders (another model's harness, another core's TFLM) go on beside them. The caller
-    checks what is up to date only once it holds the lock, so the second finds the first's work done."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield folder
-
-
-def _key(*parts: object) -> str:
-    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12]
-
-
 def build_tflm(target: Target, sources: Sources) -> list[Path]:
     """TFLM for the target: its kernels (libtflm_kernels.a, per kernel set, CMSIS-NN included) and its
     framework (libtflm_framework.a, per core), each compiled once per (sources, flags)."""
-    toolchain = _Toolchain.of(target)
+    toolchain = build.Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, "-O2", "-w", *sources.header_flags("-I")]
-    core_dir = build_dir() / "tflm" / f"{target.name}-{_key(sources.tflm, toolchain.cxx, *flags)}"
-    framework = _units(
+    core_dir = build.build_dir() / "tflm" / f"{target.name}-{build.content_key(sources.tflm, toolchain.cxx, *flags)}"
+    framework = build.units(
         _tflm_framework_sources(sources), sources.tflm, core_dir / "framework", [toolchain.cxx, *CXX_FLAGS, *flags], []
     )
-    with _building(core_dir / "framework"):
-        _compile(framework, f"TFLM's framework for {target.name}")
-        framework_library = _archive(core_dir / "libtflm_framework.a", [unit[1] for unit in framework], toolchain)
+    with build.building(core_dir / "framework"):
+        build.compile_units(framework, f"TFLM's framework for {target.name}")
+        framework_library = build.archive(core_dir / "libtflm_framework.a", [unit[1] for unit in framework], toolchain)
     if target.kernels == "cmsis-nn":
         flags += sources.cmsis_flags(target)
     kernel_dir = core_dir / target.kernels
-    kernels = _units(
+    kernels = build.units(
         _tflm_kernel_sources(sources, target.kernels), sources.tflm, kernel_dir, [toolchain.cxx, *CXX_FLAGS, *flags], []
     )
     if target.kernels == "cmsis-nn":
         cmsis = (p for p in (sources.cmsis_nn / "Source").rglob("*.c") if not p.name.endswith(("_f16.c", "_f32.c", "_flt.c")))
-        kernels += _units(sorted(cmsis), sources.cmsis_nn, kernel_dir / "cmsis-nn", [], [toolchain.cc, "-std=c11", *flags])
-    with _building(kernel_dir):
-        _compile(kernels, f"TFLM's kernels for {target.label}")
-        return [_archive(kernel_dir / "libtflm_kernels.a", [unit[1] for unit in kernels], toolchain), framework_library]
-
-
-def _kernel_sources() -> Path:
-    """kernels/ with the core, its Cortex-M versions (cmsis_nn/), the glue, the board support and the harness."""
-    return sources_root("kernels/cortex_m/harness") / "kernels"
-
-
-def core_sources(kernels: Path, kernel_set: str) -> list[Path]:
-    """The kernel core's sources for a kernel set: for cmsis-nn, kernels/cmsis_nn/<family>/<file> replaces
-    kernels/core/<family>/<file> (TFLM's way with its optimized kernels); the reference set is the core."""
-    core = {path.relative_to(kernels / "core"): path for path in kernels.glob("core/*/*.cc")}
-    if kernel_set == "cmsis-nn":
-        core |= {path.relative_to(kernels / "cmsis_nn"): path for path in kernels.glob("cmsis_nn/*/*.cc")}
-    return sorted(core.values())
+        kernels += build.units(sorted(cmsis), sources.cmsis_nn, kernel_dir / "cmsis-nn", [], [toolchain.cc, "-std=c11", *flags])
+    with build.building(kernel_dir):
+        build.compile_units(kernels, f"TFLM's kernels for {target.label}")
+        return [build.archive(kernel_dir / "libtflm_kernels.a", [unit[1] for unit in kernels], toolchain), framework_library]
 
 
 def build_kernels(target: Target, sources: Sources, reference_core: bool = False) -> Path:
     """tinytrain's kernels (core and glue) in firmware mode, against the TFLM tree's headers; with
     `reference_core`, the portable core whatever the kernel set (what kernels/cmsis_nn saves is measured
     against it)."""
-    toolchain = _Toolchain.of(target)
-    kernels = _kernel_sources()
+    toolchain = build.Toolchain.of(target)
+    kernels = build.kernel_sources()
     # -ffp-contract=off: no fused multiply-adds, which the FPU has and x86-64 does not use, so every float the
     # kernels compute rounds as on the host (delayed gradient scaling turned a 1-ulp difference into another level).
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
@@ -400,14 +283,14 @@ def build_kernels(target: Target, sources: Sources, reference_core: bool = False
     kernel_set = "reference" if reference_core else target.kernels
     if kernel_set == "cmsis-nn":  # its forward convolutions call CMSIS-NN (built with TFLM's kernels)
         flags += sources.cmsis_flags(target)
-    key = _key(kernels, sources.tflm, toolchain.cxx, *flags)
-    out = build_dir() / "tinytrain" / f"{target.name}-{kernel_set}-{key}"
+    key = build.content_key(kernels, sources.tflm, toolchain.cxx, *flags)
+    out = build.build_dir() / "tinytrain" / f"{target.name}-{kernel_set}-{key}"
     glue = [f for f in kernels.glob("tflm/*.cc") if f.name not in ("register_host.cc", "host_resolver.cc")]
-    files = [*core_sources(kernels, kernel_set), *sorted(glue)]
-    units = _units(files, kernels, out, [toolchain.cxx, *flags], [])
-    with _building(out):
-        _compile(units, f"tinytrain's kernels for {target.name}")
-        return _archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
+    files = [*build.core_sources(kernels, kernel_set), *sorted(glue)]
+    units = build.units(files, kernels, out, [toolchain.cxx, *flags], [])
+    with build.building(out):
+        build.compile_units(units, f"tinytrain's kernels for {target.name}")
+        return build.archive(out / "libtinytrain.a", [unit[1] for unit in units], toolchain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,17 +327,18 @@ def build_firmware(model: bytes, target: Target, reference_core: bool = False) -
         )
     sources = locate_sources()
     libraries = [build_kernels(target, sources, reference_core), *build_tflm(target, sources)]
-    kernels = _kernel_sources()
+    kernels = build.kernel_sources()
     board = kernels / "cortex_m" / "board"
-    toolchain = _Toolchain.of(target)
+    toolchain = build.Toolchain.of(target)
     flags = [*toolchain.flags, *COMMON_FLAGS, *CXX_FLAGS, "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels.parent}",
              f"-I{kernels / 'tflm'}", f"-I{board}", *sources.header_flags("-isystem"),
              "-DTINYTRAIN_REAL_TFLM", f'-DTT_TEST_TARGET="{target.name} (QEMU {target.board.qemu_machine})"',
              f"-DTT_CPU_CLOCK_HZ={target.board.clock_hz}", f"-DTT_ARENA_CAPACITY={target.ram_bytes}"]  # fmt: skip
     digest = hashlib.sha256(model).hexdigest()[:16]
     core = "-reference-core" if reference_core else ""
-    out = build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}{core}-{_key(toolchain.cxx, *flags)}"
-    with _building(out):
+    key = build.content_key(toolchain.cxx, *flags)
+    out = build.build_dir() / "firmware" / f"{digest}-{target.name}-{target.kernels}{core}-{key}"
+    with build.building(out):
         flags.append(f"-I{out}")  # train_model.h
         source = model_array(model, out, "device harness")
         units = [
@@ -463,7 +347,7 @@ def build_firmware(model: bytes, target: Target, reference_core: bool = False) -
             (board / "startup.cc", out / "startup.o", [toolchain.cxx, *flags]),
             (board / "target_platform.cc", out / "target_platform.o", [toolchain.cxx, *flags]),
         ]
-        _compile(units, f"the harness for {target.label}")
+        build.compile_units(units, f"the harness for {target.label}")
         elf = out / "harness.elf"
         # nano.specs: newlib-nano; rdimon.specs: semihosting I/O; -nostartfiles: board/startup.cc is the runtime.
         # -L: the board's linker script includes sections.ld from there.
@@ -484,7 +368,7 @@ def build_firmware(model: bytes, target: Target, reference_core: bool = False) -
         ]
         result = subprocess.run(link, capture_output=True, text=True)
         if result.returncode != 0:
-            raise TinyTrainError(f"linking the harness for {target.label} failed: {_first_error(result)}")
+            raise TinyTrainError(f"linking the harness for {target.label} failed: {build.first_error(result)}")
         return Firmware(elf, target, _flash_bytes(elf))
 
 

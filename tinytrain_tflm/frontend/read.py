@@ -30,7 +30,8 @@ TENSOR_TYPE_NAMES = {v: k for k, v in vars(tfl.TensorType).items() if not k.star
 BUILTIN_NAMES = {v: k for k, v in vars(tfl.BuiltinOperator).items() if not k.startswith("_")}
 
 
-def _text(value: bytes | str | None) -> str:
+def as_text(value: bytes | str | None) -> str:
+    """A flatbuffer string field as text: the unpacked model gives bytes, or None where the field is absent."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
 
 
@@ -67,7 +68,7 @@ def _check_indices(model: tfl.ModelT) -> None:
     for metadata in model.metadata or []:
         if not 0 <= metadata.buffer < len(buffers):
             raise TinyTrainError(
-                f"malformed TFLite model: metadata {_text(metadata.name)!r} names missing buffer {metadata.buffer}"
+                f"malformed TFLite model: metadata {as_text(metadata.name)!r} names missing buffer {metadata.buffer}"
             )
     for s, subgraph in enumerate(model.subgraphs):
         # TFLM dereferences these vectors without a null check.
@@ -76,7 +77,7 @@ def _check_indices(model: tfl.ModelT) -> None:
             raise TinyTrainError(f"malformed TFLite model: subgraph {s} has no {' / '.join(missing)}")
         tensors = subgraph.tensors
         for t, tensor in enumerate(tensors):
-            where = f"subgraph {s} tensor {t} ({_text(tensor.name)!r})"
+            where = f"subgraph {s} tensor {t} ({as_text(tensor.name)!r})"
             if not 0 <= tensor.buffer < len(buffers):
                 raise TinyTrainError(f"malformed TFLite model: {where} names missing buffer {tensor.buffer}")
             data = buffers[tensor.buffer].data
@@ -117,7 +118,7 @@ def op_kind(code: tfl.OperatorCodeT) -> tuple[str, bool]:
     """(name, is_custom) of an operator code."""
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     if builtin == tfl.BuiltinOperator.CUSTOM:
-        return _text(code.customCode), True
+        return as_text(code.customCode), True
     return BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), False
 
 
@@ -126,21 +127,21 @@ def read_graph(data: bytes, check: bool = True) -> ir.Graph:
     tinytrain_tflm.frontend.verify's checks, for callers that hand TFLM a model unverified on purpose."""
     model = parse_flatbuffer(data)
     subgraph = model.subgraphs[0]
-    graph = ir.Graph(description=_text(model.description))
+    graph = ir.Graph(description=as_text(model.description))
     for metadata in model.metadata or []:
         buffer = model.buffers[metadata.buffer].data
-        graph.metadata[_text(metadata.name)] = bytes(buffer) if buffer is not None else b""
+        graph.metadata[as_text(metadata.name)] = bytes(buffer) if buffer is not None else b""
     for t, tensor in enumerate(subgraph.tensors or []):
         if tensor.type not in DTYPES:
             name = TENSOR_TYPE_NAMES.get(tensor.type, str(tensor.type))
-            raise TinyTrainError(f"tensor {t} ({_text(tensor.name)!r}) has type {name}, which TFLM training does not support")
+            raise TinyTrainError(f"tensor {t} ({as_text(tensor.name)!r}) has type {name}, which TFLM training does not support")
         buffer = model.buffers[tensor.buffer].data
         shape = _shape(tensor)
         value = None
         if buffer is not None and len(buffer):
             value = np.frombuffer(bytes(buffer), DTYPES[tensor.type]).reshape(shape).copy()
         graph.tensors.append(
-            ir.Tensor(_text(tensor.name), shape, DTYPES[tensor.type], _quantization(tensor), value, bool(tensor.isVariable))
+            ir.Tensor(as_text(tensor.name), shape, DTYPES[tensor.type], _quantization(tensor), value, bool(tensor.isVariable))
         )
     for op in subgraph.operators or []:
         kind, custom = op_kind(model.operatorCodes[op.opcodeIndex])

@@ -412,10 +412,16 @@ def _read_offline_plan(graph: ir.Graph) -> np.ndarray:
 
 
 def check_offline_plan(graph: ir.Graph) -> None:
-    """Refuses an offline plan TFLM must not follow: truncated, for another tensor count, with an offset
-    that is negative (other than -1, unplanned) or past the head, or different from the plan this
-    package computes for the graph (shuffled or overlapping offsets give wrong results in TFLM,
-    silently). Does nothing for a model without one."""
+    """Refuses an offline plan TFLM must not follow (TFLM trusts it to the byte: a wrong one gives wrong
+    results silently, or writes outside the arena). Any plan that is safe for the graph is accepted, not only
+    the one this version's planner writes, so a model keeps working across planner changes. Safe means:
+    well formed (version 0, one subgraph, one offset per tensor); an offset for exactly the tensors TFLM
+    plans in the head (-1 for constants, variables, empty and unused tensors); each offset a multiple of
+    TFLM's alignment, its tensor inside the arena (from 0 to the bytes the head's buffers, scratch included,
+    take unshared: no plan needs more); and no two tensors live at the same time sharing a byte, except an
+    op's output over the input it may overwrite (plan.overlap: starting at least its shift below that input)
+    and the bands of a tiled stage's input its slices have freed. The first violation is a one-line error
+    naming the tensors. Does nothing for a model without a plan."""
     blob = graph.metadata.get(OFFLINE_PLAN)
     if blob is None:
         return
@@ -426,19 +432,88 @@ def check_offline_plan(graph: ir.Graph) -> None:
             f"malformed {OFFLINE_PLAN} metadata: {len(blob)} bytes for {count} tensors "
             f"(expected {4 * (3 + count)}, version 0, one subgraph); recompile the model"
         )
-    offsets = values[3:]
-    expected = np.frombuffer(offline_plan(graph), "<i4")[3:]
-    head = max((int(o) + tensor_bytes(graph.tensors[t]) for t, o in enumerate(expected) if o >= 0), default=0)
-    for index, (found, wanted) in enumerate(zip(offsets, expected, strict=True)):
-        found, wanted = int(found), int(wanted)  # Python integers: an offset near 2^31 must not wrap
-        what = f"{OFFLINE_PLAN} metadata places tensor {index} ({graph.tensors[index].name!r}) at offset {found}"
-        if found < -1 or (found >= 0 and found + tensor_bytes(graph.tensors[index]) > head):
-            raise TinyTrainError(f"{what}, outside the planned {head}-byte head; recompile the model")
-        if found != wanted:
+    everything = planned_buffers(graph)
+    # A plan leaves TFLM room for the scratch buffers (it places them itself), and no plan needs more than all
+    # the buffers laid end to end: the planner puts each at 0 or at most at the end of one placed before it.
+    arena = sum(b.size for b in everything)
+    buffers = [b for b in everything if b.tensor < count]
+    needed = {b.tensor: b for b in buffers}
+    for index, offset in enumerate(int(o) for o in values[3:]):  # Python integers: an offset near 2^31 must not wrap
+        tensor = f"tensor {index} ({graph.tensors[index].name!r})"
+        at = f"{OFFLINE_PLAN} metadata places {tensor} at offset {offset}"
+        buffer = needed.get(index)
+        if buffer is None:
+            if offset != -1:
+                raise TinyTrainError(f"{at}, but TFLM keeps it out of the head (a constant, a variable, empty or unused): "
+                                     "its entry must be -1; recompile the model")  # fmt: skip
+        elif offset == -1:
             raise TinyTrainError(
-                f"{what}, where this version's planner puts it at {wanted}: the plan was altered, or the model was "
-                "compiled by another version of tinytrain-tflm; recompile the model"
+                f"{OFFLINE_PLAN} metadata leaves {tensor} unplanned, but it needs {buffer.size} bytes of the head; "
+                "recompile the model"
             )
+        elif offset < 0:
+            raise TinyTrainError(f"{at}, before the arena; recompile the model")
+        elif offset % ALIGNMENT:
+            raise TinyTrainError(f"{at}, not a multiple of TFLM's {ALIGNMENT}-byte alignment; recompile the model")
+        elif offset + buffer.size > arena:
+            raise TinyTrainError(
+                f"{at}: its {buffer.size} bytes end past byte {arena}, where the head's buffers end even laid out "
+                "unshared; recompile the model"
+            )
+        else:
+            buffer.offset = offset
+    _set_sliced_bands(graph, buffers)
+    conflict = _first_conflict(graph, buffers)
+    if conflict:
+        raise TinyTrainError(f"{OFFLINE_PLAN} metadata {conflict}; recompile the model")
+
+
+def _first_conflict(graph: ir.Graph, buffers: list[Buffer]) -> str | None:
+    """What the first pair of `buffers` (by tensor index) that share a byte while both are live does wrong, or
+    None: allowed only for an op's output over the input it overwrites, from at least its shift below it."""
+    overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
+    shifts = {(o.output, o.input): _aligned(o.shift) for o in overlaps}
+    parts = [
+        (k, b.first, last, b.offset + start, b.offset + start + size)
+        for k, b in enumerate(buffers)
+        for start, size, last in b.parts()
+    ]
+    owner, firsts, lasts, starts, ends = np.array(parts, np.int64).reshape(-1, 5).T
+    for part in range(len(parts)):
+        later = slice(part + 1, None)
+        clash = (
+            (owner[later] != owner[part])
+            & (firsts[later] <= lasts[part])
+            & (firsts[part] <= lasts[later])
+            & (starts[later] < ends[part])
+            & (starts[part] < ends[later])
+        )
+        for other in np.flatnonzero(clash) + part + 1:
+            a, b = buffers[owner[part]], buffers[owner[other]]
+            found = _conflict(graph, a, b, shifts)
+            if found:
+                return found
+    return None
+
+
+def _conflict(graph: ir.Graph, a: Buffer, b: Buffer, shifts: dict[tuple[int, int], int]) -> str | None:
+    """Why `a` and `b`, live together and sharing bytes, may not (None if `a` is an op's output over its input
+    `b` from far enough below, or the other way round)."""
+
+    def name(buffer: Buffer) -> str:
+        return f"tensor {buffer.tensor} ({graph.tensors[buffer.tensor].name!r}, {buffer.size} B at offset {buffer.offset})"
+
+    for output, given in ((a, b), (b, a)):
+        shift = shifts.get((output.tensor, given.tensor))
+        if shift is not None:
+            if output.offset + shift <= given.offset:
+                return None
+            index = next(k for k, op in enumerate(graph.ops) if op.outputs[:1] == [output.tensor] and given.tensor in op.inputs)
+            return (f"places the output {name(output)} of op {index} ({graph.ops[index].kind}) over its input "
+                    f"{name(given)}: the op may overwrite that input only from {shift} bytes below it")  # fmt: skip
+    scope = max(a.first, b.first)  # the first scope both are live at: 0 before the first op, op i at i + 1
+    when = f"at op {scope - 1} ({graph.ops[scope - 1].kind})" if scope else "before the first op"
+    return f"places {name(a)} and {name(b)} on shared bytes, while both are live {when}"
 
 
 def offline_plan(graph: ir.Graph) -> bytes:

@@ -317,7 +317,7 @@ def _probe_inputs(model: bytes) -> list[np.ndarray]:
     inputs = zero_inputs(model)
     parsed = read.parse_flatbuffer(model)
     subgraph = parsed.subgraphs[0]
-    blobs = {read._text(m.name): parsed.buffers[m.buffer].data for m in parsed.metadata or []}
+    blobs = {read.as_text(m.name): parsed.buffers[m.buffer].data for m in parsed.metadata or []}
     try:
         control = schema.decode_blob("TRAINING_METADATA", bytes(blobs[loss.TRAINING_METADATA]))["control_tensor"]
     except (KeyError, TypeError, TinyTrainError):  # not a training model, or metadata the kernels never read

@@ -83,8 +83,8 @@ inline bool ValidDepthwiseConv2d(const tt_conv_params* params, const tt_dims* in
 // tt_conv2d_s8 and tt_depthwise_conv2d_s8 past their argument checks (ValidConv2d, ValidDepthwiseConv2d), for a
 // caller that made them once for many calls: a tiled stage checks its description and the requantization once
 // per Eval and each tile's conv geometry in Layout, then calls its convs per tile, where a requantization
-// check alone walks every channel. Defined beside each public function (the portable core's, or its Cortex-M
-// version's in kernels/cmsis_nn, which replaces the file).
+// check alone walks every channel. Defined in conv2d_s8.cc and depthwise_conv2d_s8.cc, the portable core's or,
+// replacing those files in the cmsis-nn kernel set, kernels/cmsis_nn's (the one place the kernel is chosen).
 tt_status Conv2dS8(const tt_context* ctx, const tt_conv_params& params, const tt_dims& input_dims, const int8_t* input,
                    const tt_dims& filter_dims, const int8_t* filter, const int32_t* bias,
                    const tt_requantization& requant, const tt_dims& output_dims, int8_t* output);

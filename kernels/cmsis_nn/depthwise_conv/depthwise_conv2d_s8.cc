@@ -1,4 +1,4 @@
-// tt_depthwise_conv2d_s8 for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device):
+// tt_depthwise_conv2d_s8's kernel for Cortex-M (the cmsis-nn kernel set of tinytrain_tflm.firmware.device):
 // arm_depthwise_conv_wrapper_s8, one call per output row (or per image), with the model's per-channel multipliers and
 // shifts (see ../common/conv_rows.h for why per row and why the results equal the portable core's).
 #include "../../core/common/conv_forward.h"
@@ -22,16 +22,4 @@ tt_status tinytrain_core::DepthwiseConv2dS8(const tt_context* ctx, const tt_conv
                           return arm_depthwise_conv_wrapper_s8(&op.context, &conv, &op.quant, &rows, x, &op.filter,
                                                                filter, &op.bias, bias, &outputs, y);
                         });
-}
-
-extern "C" tt_status tt_depthwise_conv2d_s8(const tt_context* ctx, const tt_conv_params* params,
-                                            const tt_dims* input_dims, const int8_t* input, const tt_dims* filter_dims,
-                                            const int8_t* filter, const int32_t* bias, const tt_requantization* requant,
-                                            const tt_dims* output_dims, int8_t* output) {
-  if (!tinytrain_core::ValidDepthwiseConv2d(params, input_dims, input, filter_dims, filter, requant, output_dims,
-                                            output)) {
-    return TT_ARG_ERROR;
-  }
-  return tinytrain_core::DepthwiseConv2dS8(ctx, *params, *input_dims, input, *filter_dims, filter, bias, *requant,
-                                           *output_dims, output);
 }
