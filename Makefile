@@ -58,15 +58,15 @@ test: export TINYTRAIN_BUILD_DIR ?= $(CURDIR)/build/firmware
 test: setup cortex-m-tools
 	$(VENV)/bin/ruff check tinytrain_tflm tests examples schema benchmarks kernels
 	$(VENV)/bin/ruff format --check tinytrain_tflm tests examples schema benchmarks kernels
-	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile \
+	PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder \
 	  $(if $(SKIP_SANITIZED),$(addprefix --ignore=,$(SANITIZED_FILES)) $(addprefix --deselect=,$(SANITIZED_CASES)))
 
-# The kernel, loss and training tests, and every crafted model run straight in TFLM, with the kernel
+# The kernel, loss, optimizer and training tests, and every crafted model run straight in TFLM, with the kernel
 # library built with AddressSanitizer and UndefinedBehaviorSanitizer, loaded into the wheel's Python
 # process (LD_PRELOAD puts the sanitizer runtimes first; subprocesses inherit it). Any finding aborts
 # the run. Leak detection is off: CPython and the wheel keep allocations alive until exit by design.
 SANITIZE_BUILD := build/sanitize
-SANITIZED_FILES := $(sort $(wildcard tests/test_kernels_*.py)) tests/test_loss_op.py tests/test_training.py
+SANITIZED_FILES := $(sort $(wildcard tests/test_kernels_*.py)) tests/test_loss_op.py tests/test_optimizer.py tests/test_training.py
 SANITIZED_CASES := tests/test_reliability.py::test_kernels_refuse_crafted_models_in_prepare
 SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 sanitize: $(STAMP)
@@ -76,7 +76,7 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$(c++ -print-file-name=libasan.so) $$(c++ -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TINYTRAIN_KERNEL_LIBRARY=$(CURDIR)/$(SANITIZE_BUILD)/kernels/_tinytrain_kernels.so \
-	  PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(SANITIZED_FILES) $(SANITIZED_CASES)
+	  PYTHONSAFEPATH=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder $(SANITIZED_FILES) $(SANITIZED_CASES)
 
 clean:
 	rm -rf $(VENV) build

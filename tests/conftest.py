@@ -1,5 +1,5 @@
-"""Shared helpers: one-op loss models built directly in the IR, the NumPy reference, and the rule for
-tests that need the cross tools or TFLM's sources."""
+"""Shared helpers: one-op loss models built directly in the IR, the NumPy reference, the rule for
+tests that need the cross tools or TFLM's sources, and the order the test files are handed to workers in."""
 
 from __future__ import annotations
 
@@ -119,6 +119,37 @@ CONTROL = ir.Tensor("control", (1,), np.dtype(np.int32))
 
 def control(bits: int) -> np.ndarray:
     return np.array([bits], np.int32)
+
+
+# The test files that keep one worker busiest, longest first (the README's test section says how to measure).
+# `make test` and `make sanitize` hand whole files to the xdist workers in collection order
+# (--dist loadfile --no-loadscope-reorder); starting with these, the short files fill the gaps at the end.
+# xdist's own order (most tests first) left the long files with few tests (the fuzz run, the device and
+# firmware builds) for last, with the other worker idle while one of them ran.
+LONGEST_FILES = (
+    "test_device.py",
+    "test_firmware.py",
+    "test_search.py",
+    "test_cortex_m.py",
+    "test_codegen.py",
+    "test_checkpoint.py",
+    "test_fuzz.py",
+    "test_memory.py",
+    "test_fleet_device.py",
+    "test_training.py",
+    "test_reliability.py",
+    "test_partial.py",
+    "test_workflow.py",
+    "test_compiler.py",
+    "test_fleet.py",
+    "test_tiling.py",
+    "test_optimizer.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FILES)))  # stable: each file's own order kept
 
 
 @pytest.fixture
