@@ -9,8 +9,12 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import CONTROL, grad_tensors
 from layer_grad import (
     ARENA,
+    BACKWARD,
+    INPUT_SCALE,
+    INPUT_ZERO_POINT,
     assert_grad_close,
     grad_feed,
     input_tensor,
@@ -24,7 +28,8 @@ from layer_grad import (
 )
 
 from tinytrain_tflm import Interpreter, TFLMError
-from tinytrain_tflm.backend import schema, schema_generated
+from tinytrain_tflm.backend import emit, schema, schema_generated
+from tinytrain_tflm.frontend import ir
 
 INPUT_GRAD = schema_generated.FULLY_CONNECTED_INPUT_GRAD
 FILTER_GRAD = schema_generated.FULLY_CONNECTED_FILTER_GRAD
@@ -90,6 +95,37 @@ def test_filter_grad_matches_tensorflow(rng, case, mode):
     w = rng.normal(0, 1, (case.outputs, case.inputs))  # the op does not read w; the reference needs a point
     _, want = tf_grads(matmul, x, w, gz)
     assert_grad_close(run_filter_grad(model, feed, x_q, mode), want[: case.update], mode)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_int8_filter_grad_at_batch_1_takes_one_pass_at_the_exact_scale(rng, batch):
+    """At batch 1 the filter gradient is an outer product, so its max|g| is known before the pass
+    (Conv2dFilterGradMaxAbs, kernels/core/common/layer_grad_kernels.h): every step writes in one pass at
+    max|g| / 127, even when the input's range jumps and the history's gain mispredicts. At batch 2 delayed
+    scaling runs as usual: the first step takes two passes, and a step whose range jumps takes a second one."""
+    outputs, inputs = 4, 6
+    graph = ir.Graph()
+    grad_output, grad_scale, x, control_input = (
+        graph.add_tensor(t)
+        for t in [*grad_tensors("grad_output", (batch, outputs), "int8"), input_tensor((batch, inputs)), CONTROL]
+    )
+    grad = graph.add_tensor(ir.Tensor("grad", (outputs, inputs), np.dtype(np.int8)))
+    scale = graph.add_tensor(ir.Tensor("grad_scale", ir.GRAD_SCALE_WITH_HISTORY, np.dtype(np.float32), is_variable=True))
+    graph.inputs, graph.outputs = [grad_output, grad_scale, x, control_input], [grad]
+    options = schema.encode_blob("FULLY_CONNECTED_FILTER_GRAD")
+    graph.ops.append(ir.Op(FILTER_GRAD, graph.inputs, [grad, scale], custom=True, custom_options=options))
+    interpreter = Interpreter(emit.emit_model(graph), ARENA, preserve_all_tensors=True)
+    for input_range in (100, 100, 10, 120):
+        levels = rng.integers(-127, 128, (batch, outputs)).astype(np.int8)
+        x_q = rng.integers(-input_range, input_range, (batch, inputs)).astype(np.int8)
+        (got,) = interpreter.run([levels, np.array([0.01], np.float32), x_q, BACKWARD])
+        want = np.float32(0.01) * levels.T.astype(np.float64) @ (INPUT_SCALE * (x_q.astype(np.float64) - INPUT_ZERO_POINT))
+        history = interpreter.tensor(scale)
+        if batch == 1:
+            np.testing.assert_allclose(history[0], np.abs(want).max() / 127, rtol=1e-6)
+        np.testing.assert_allclose(got * np.float64(history[0]), want, atol=history[0] * (0.5 + 1e-5))
+        second_passes = history[2]
+    assert second_passes == 0 if batch == 1 else second_passes >= 2
 
 
 # Prepare failures: a float32 model with a [2, 6] input and 4 outputs, with one thing broken.

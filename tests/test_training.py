@@ -98,10 +98,12 @@ def test_uint8_output_gets_a_hint(transfer):
 
 def test_int8_gradients_mostly_take_one_pass(transfer):
     """Delayed scaling (kernels/core/common/grad_io.h) on the digits task: the first step writes every int8
-    gradient in two passes (no history yet); over the next 100 steps the smoothed gain predicts the scale well
-    enough that fewer than 15% of the writes take a second pass (2% measured with gains against the exact
-    incoming scale; 7% against its written scale and 28% with the last step's gain alone and a one-bit window,
-    both measured with six histories, before the bias fusion).
+    gradient in two passes (no history yet) but the classifier's filter gradient, whose max|g| is known before
+    its one pass at batch 1 (an outer product: Conv2dFilterGradMaxAbs in kernels/core/common/layer_grad_kernels.h);
+    over the next 100 steps the smoothed gain predicts the scale well enough that fewer than 15% of the writes
+    take a second pass (2% measured with gains against the exact incoming scale; 7% against its written scale
+    and 28% with the last step's gain alone and a one-bit window, both measured with six histories, before the
+    bias fusion).
     Trainer.second_passes() counts them, and reset() zeroes the count. The four int8 gradients with a history:
     the classifier's input and filter gradients, conv 2's output and filter gradients (the biases' gradients are
     summed in their update, so they have none)."""
@@ -111,10 +113,11 @@ def test_int8_gradients_mostly_take_one_pass(transfer):
     trainer = tt.Trainer(tt.compile(int8, update=update, optimizer=tt.SGD(lr=0.005), **options))
     assert trainer.second_passes() == (0, 4)
     trainer.step(task.train_x[0], int(task.train_y[0]))
-    assert trainer.second_passes() == (4, 4)
+    first_step = 3
+    assert trainer.second_passes() == (first_step, 4)
     for i in range(1, 101):
         trainer.step(task.train_x[i], int(task.train_y[i]))
     second, histories = trainer.second_passes()
-    assert (second - histories) / (100 * histories) < 0.15
+    assert (second - first_step) / (100 * histories) < 0.15
     trainer.reset()
     assert trainer.second_passes() == (0, 4)

@@ -98,6 +98,9 @@ typedef struct {
  *   stand if the largest one is in [45, 127] or every value is 0; otherwise (a
  *   value saturated, or more than 1.5 bits of resolution went unused) a second
  *   pass quantizes at max|g| / 127.
+ * - a kernel that knows max|g| before writing (the filter gradient of a
+ *   pointwise layer over one pixel, a fully connected one at batch 1: an outer
+ *   product) writes in one pass at max|g| / 127, whatever the history.
  * A step whose values were not all 0 moves the history's gain a quarter of the
  * way to its max|g| / reference (all the way from +0 or -0); an all-0 step
  * leaves it, or makes it -0 from +0.

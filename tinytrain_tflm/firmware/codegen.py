@@ -342,7 +342,12 @@ def _layer_kind(struct: str, spec: Callable[[_SpecBuilder], Spec], function: str
     params = "tt_depthwise_conv_grad_params" if struct.startswith("Depthwise") else "tt_conv_grad_params"
     template = _FC_PARAMETERS if struct.startswith("FullyConnected") else _LAYER_PARAMS
     parameters = template.format(params=params, quant=quant, operand=operand, result=result)
-    call = f"{_GRADS}(*grad_output, *{result}, [&](auto grad, auto& sink) {{ core::{body}(S{{}}, grad, {operand}, sink); }});"
+    # Conv2dFilterGrad's writes know max|g| before the pass in some shapes (as the generic function's do).
+    known_max = f", core::{body}MaxAbs(S{{}}, *grad_output, {operand})" if body == "Conv2dFilterGrad" else ""
+    call = (
+        f"{_GRADS}(*grad_output, *{result}, [&](auto grad, auto& sink) {{ core::{body}(S{{}}, grad, {operand}, sink); }}"
+        f"{known_max});"
+    )
     blob = re.sub(r"(?<!^)(?=[A-Z])", "_", struct).upper().replace("2D", "_2D")
     return _OpKind(struct, blob, spec, "core/common/layer_grad_kernels.h", {"": (function, parameters, call)})
 

@@ -27,14 +27,6 @@ namespace {
 // Pixels whose level pairs a pointwise int8 filter gradient gathers on the stack: 1 KB.
 constexpr int32_t kPairedPixels = 256;
 
-// Whether output pixel p reads input pixel p alone, through the filter's only tap.
-template <typename S>
-bool IsPointwise(const S& s) {
-  return s.result.h == 1 && s.result.w == 1 && s.params.stride_h == 1 && s.params.stride_w == 1 &&
-         s.params.pad_top == 0 && s.params.pad_left == 0 && s.grad_output.h == s.operand.h &&
-         s.grad_output.w == s.operand.w;
-}
-
 // The int8 filter gradient of a pointwise convolution: gw[f][c] = sum over pixels p of
 // level[p][f] * (x[p][c] - zero point), a matrix product summed as sum(level * x) - zero point *
 // sum(level), exactly. Filters f, f + 2 (then f + 1, f + 3) times four input channels take the halfword
@@ -179,7 +171,7 @@ void BlockedConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, 
       core::Conv2dFilterGrad(s, grad, input, sink);
       return;
     }
-    if (IsPointwise(s)) {
+    if (core::IsPointwiseFilterGrad(s)) {
       PointwiseS8Conv2dFilterGrad(s, grad, input, sink);
       return;
     }

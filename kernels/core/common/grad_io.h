@@ -154,14 +154,21 @@ constexpr float kHeadroom = 1.41421356f;
 constexpr float kLowestTopLevel = 44.5f;
 constexpr float kGainSmoothing = 0.25f;
 
+// The known_max_abs of a writer that cannot tell max|g| before its pass (WriteGradAs).
+constexpr float kUnknownMaxAbs = -1.0f;
+
 // Writes a gradient of representation kType described in gather form:
 // produce(sink) stores every output element once through sink (GradSink).
 // S8 output takes its scale as tt_grad_out describes (reference: GradReference
 // of the gradient read). No float scratch buffer of the output's size is ever
 // needed: a pass that finds the scale is paid in compute instead, memory over
-// compute as an MCU wants. Delayed scaling saves that pass in most steps.
+// compute as an MCU wants. Delayed scaling saves that pass in most steps, and
+// a writer that knows max|g| exactly before the pass (known_max_abs >= 0, the
+// value its sink will find) needs neither: one pass at the exact scale stores
+// the levels a second pass would.
 template <tt_grad_type kType, typename Produce>
-void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.0f) {
+void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.0f,
+                 float known_max_abs = kUnknownMaxAbs) {
   if constexpr (kType == TT_GRAD_F32) {
     GradSink<F32Store> sink(F32Store{static_cast<float*>(out.data)});
     produce(sink);
@@ -186,7 +193,12 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
     float max_abs = 0.0f;
     float scale = 1.0f;
     bool levels_stand = false;
-    if (predicted || all_zero_so_far) {
+    if (known_max_abs >= 0.0f) {
+      max_abs = known_max_abs;
+      scale = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
+      quantize(scale);
+      levels_stand = true;
+    } else if (predicted || all_zero_so_far) {
       scale = predicted ? predicted_scale : 1.0f;
       max_abs = quantize(scale);
       const float top_level = max_abs / scale;
@@ -215,26 +227,27 @@ void WriteGradAs(const tt_grad_out& out, Produce&& produce, float reference = 1.
 
 // WriteGradAs for out's representation, chosen at run time.
 template <typename Produce>
-void WriteGrad(const tt_grad_out& out, Produce&& produce, float reference = 1.0f) {
+void WriteGrad(const tt_grad_out& out, Produce&& produce, float reference = 1.0f,
+               float known_max_abs = kUnknownMaxAbs) {
   if (out.type == TT_GRAD_F32) {
     WriteGradAs<TT_GRAD_F32>(out, produce, reference);
   } else {
-    WriteGradAs<TT_GRAD_S8>(out, produce, reference);
+    WriteGradAs<TT_GRAD_S8>(out, produce, reference, known_max_abs);
   }
 }
 
 // A kernel reading one gradient and writing another: body(reader, sink) with
 // both representations fixed at compile time, as a generated kernel has them.
 template <tt_grad_type kIn, tt_grad_type kOut, typename Body>
-void WithGradsAs(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
-  WriteGradAs<kOut>(out, [&](auto& sink) { body(ReadGradAs<kIn>(in), sink); }, GradReference(in));
+void WithGradsAs(const tt_grad_in& in, const tt_grad_out& out, Body&& body, float known_max_abs = kUnknownMaxAbs) {
+  WriteGradAs<kOut>(out, [&](auto& sink) { body(ReadGradAs<kIn>(in), sink); }, GradReference(in), known_max_abs);
 }
 
 // The same with both representations chosen at run time (the generic kernels).
 template <typename Body>
-void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body) {
+void WithGrads(const tt_grad_in& in, const tt_grad_out& out, Body&& body, float known_max_abs = kUnknownMaxAbs) {
   WithGradReader(in, [&](auto reader) {
-    WriteGrad(out, [&](auto& sink) { body(reader, sink); }, GradReference(in));
+    WriteGrad(out, [&](auto& sink) { body(reader, sink); }, GradReference(in), known_max_abs);
   });
 }
 

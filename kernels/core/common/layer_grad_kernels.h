@@ -136,6 +136,39 @@ void Conv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink&& 
   }
 }
 
+// Whether output pixel p reads input pixel p alone, through the filter's only tap (a filter gradient's
+// shape: operand = forward input).
+template <typename S>
+bool IsPointwiseFilterGrad(const S& s) {
+  return s.result.h == 1 && s.result.w == 1 && s.params.stride_h == 1 && s.params.stride_w == 1 &&
+         s.params.pad_top == 0 && s.params.pad_left == 0 && s.grad_output.h == s.operand.h &&
+         s.grad_output.w == s.operand.w;
+}
+
+// The known_max_abs (grad_io.h) of Conv2dFilterGrad's int8 gradient. A pointwise layer over one pixel
+// (a fully connected one at batch 1) has one product per element, level[f] * (x[c] - zero point): every
+// pair of a level and an input is an element, so max|g| is the largest level (of the updated filters)
+// times the largest centered input, times both scales, as the kernel's sink finds it (products of
+// magnitude below 2^24 convert to float exactly). Then a step needs one pass whatever the history
+// predicts. Unknown for any other shape, and for float32 gradients.
+template <typename S>
+float Conv2dFilterGradMaxAbs(const S& s, const tt_grad_in& grad, const int8_t* input) {
+  if (grad.type != TT_GRAD_S8 || s.grad_output.n * s.grad_output.h * s.grad_output.w != 1 ||
+      !IsPointwiseFilterGrad(s)) {
+    return kUnknownMaxAbs;
+  }
+  int32_t highest = input[0];
+  int32_t lowest = input[0];
+  for (int32_t c = 1; c < s.result.c; ++c) {
+    highest = input[c] > highest ? input[c] : highest;
+    lowest = input[c] < lowest ? input[c] : lowest;
+  }
+  const int32_t zero_point = s.quant.zero_point;
+  const int32_t top_centered = highest - zero_point > zero_point - lowest ? highest - zero_point : zero_point - lowest;
+  const int32_t top_level = tt_grad_top_level(s.result.n, static_cast<const int8_t*>(grad.data));
+  return static_cast<float>(top_level * top_centered) * (grad.scale * s.quant.scale);
+}
+
 // tt_conv2d_filter_grad_s8's argument checks, then body(shape, grad, input, sink), as RunConv2dInputGrad.
 template <typename Body>
 tt_status RunConv2dFilterGrad(const tt_conv_grad_params* params, const tt_quant_params* input_quant,
@@ -155,7 +188,8 @@ tt_status RunConv2dFilterGrad(const tt_conv_grad_params* params, const tt_quant_
   }
   const LayerGradShape<tt_conv_grad_params, tt_quant_params> shape{*params, *input_quant, output_shape, input_shape,
                                                                    grad_filter_shape};
-  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto& sink) { body(shape, grad, input, sink); });
+  WithGrads(*grad_output, *grad_filter, [&](auto grad, auto& sink) { body(shape, grad, input, sink); },
+            Conv2dFilterGradMaxAbs(shape, *grad_output, input));
   return TT_SUCCESS;
 }
 
