@@ -386,14 +386,10 @@ def _drop_split_calls(graph: ir.Graph, buffers: list[Buffer], overlaps: list[ove
     if not split:
         return
     placed = {b.tensor: b.offset for b in buffers}
-    plan = MemoryPlan(buffers, head, len(graph.ops))
-    _shared_bytes(graph, plan)
-    live = sum(plan.live_bytes().values())
-    by_tensor = {b.tensor: b for b in buffers}
-    shared = np.zeros(len(live), np.int64)
-    for scope, _, size in plan.shared:
-        shared[scope] += size
-    below = [o for o in split if live[by_tensor[o.output].first] + shared[by_tensor[o.output].first] < head]
+    # The bytes live at each scope with no two buffers sharing any: a plan with no shared bytes recorded.
+    unshared = sum(MemoryPlan(buffers, head, len(graph.ops)).live_bytes().values())
+    first = {b.tensor: b.first for b in buffers}
+    below = [o for o in split if unshared[first[o.output]] < head]
     for dropped in (split, below):
         if dropped and _place_overlapping(buffers, [o for o in overlaps if o not in dropped]) <= head:
             return
