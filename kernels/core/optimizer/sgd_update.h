@@ -83,12 +83,23 @@ inline float BoundedStep(float delta) {
   return fminf(fmaxf(delta, -kLargest), kLargest);
 }
 
+// An integral float within ParameterLimits<T>::kLargestStep as Step. For int64 (int32 biases) one
+// int32 conversion (VCVT) wherever the value fits it, as nearly every change of a bias does: a
+// float-to-int64 conversion is a library call on a 32-bit MCU. Both truncate toward zero.
+template <typename Step>
+inline Step ToStep(float value) {
+  if constexpr (sizeof(Step) > sizeof(int32_t)) {
+    if (fabsf(value) < 2147483648.0f) return static_cast<int32_t>(value);
+  }
+  return static_cast<Step>(value);
+}
+
 // A change of `bounded` quanta (BoundedStep) rounded stochastically: up with probability equal to
 // the fractional part, so unbiased, and steps smaller than one quantum still move the parameter on
 // average. `state` is the generator.
 template <typename T>
 inline typename ParameterLimits<T>::Step StochasticStep(float bounded, uint32_t* state) {
-  return static_cast<typename ParameterLimits<T>::Step>(floorf(bounded + UniformUnit(state)));
+  return ToStep<typename ParameterLimits<T>::Step>(floorf(bounded + UniformUnit(state)));
 }
 
 // A change of `delta` quanta as an integer change under `rounding`, clamped to
@@ -99,8 +110,8 @@ inline typename ParameterLimits<T>::Step RoundStep(int32_t rounding, float delta
   const float bounded = BoundedStep<T>(delta);
   if (rounding == TT_ROUND_STOCHASTIC) return StochasticStep<T>(bounded, state);
   // roundf, not lroundf: the same ties away from zero, without a 32-bit long overflowing on an MCU.
-  if (rounding == TT_ROUND_NEAREST) return static_cast<Step>(roundf(bounded));
-  return static_cast<Step>(bounded);  // TT_ROUND_TRUNCATE: conversion truncates toward zero
+  if (rounding == TT_ROUND_NEAREST) return ToStep<Step>(roundf(bounded));
+  return ToStep<Step>(bounded);  // TT_ROUND_TRUNCATE: conversion truncates toward zero
 }
 
 // The change of a channel's int8 weights per level of an int8 gradient, k quanta, as the fixed-point
