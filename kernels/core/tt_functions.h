@@ -526,7 +526,7 @@ tt_status tt_sgd_accumulate(const tt_sgd_dims* dims, const tt_grad_in* grad, flo
  * without (s_c = scales[c], or scales[0] when num_scales is 1):
  *   with an accumulator g = (sum + g) / (count + 1), the mean over the mini-batch, and sum = 0;
  *   v = g, or with momentum m = momentum * m + g and v = m;
- *   q = saturate(q + round(-f_c * v)) to [-127, 127], the change clamped to +-256 first;
+ *   q = saturate(q + round(-f_c * v)) to [-127, 127], the change clamped to +-256 (int32: +-2^32) first;
  * round is ROUND_STOCHASTIC's floor(x + u) with u = (r >> 8) * 2^-24, r the next number of the generator.
  * Float arithmetic is single precision in exactly this order. One case runs in fixed point instead: with
  * an int8 gradient (levels l at scale s_g), ROUND_STOCHASTIC, no momentum and no accumulator, the change

@@ -155,7 +155,9 @@ inline int32_t AddLevelStep(int32_t q, int32_t scaled_level, int32_t multiplier,
 template <typename Body>
 inline void ForEachOfChannel(const tt_sgd_dims& dims, int32_t c, Body&& body) {
   if (dims.inner == 1) {  // one loop (a depthwise filter's channel): GCC keeps a loop of one iteration
-    for (int32_t outer = 0; outer < dims.outer; ++outer) body(outer * dims.channels_to_update + c, outer * dims.channels + c);
+    for (int32_t outer = 0; outer < dims.outer; ++outer) {
+      body(outer * dims.channels_to_update + c, outer * dims.channels + c);
+    }
     return;
   }
   for (int32_t outer = 0; outer < dims.outer; ++outer) {
