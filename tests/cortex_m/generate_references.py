@@ -119,6 +119,10 @@ FORWARD_CASES: list[tuple[str, str, ConvGeometry, tuple[int, int], bool, int]] =
 POOL_CASES = [
     ("avg", "same_3x3_stride2", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
     ("avg", "valid_2x2", (2, 4, 6, 2), (2, 2), (2, 2), "VALID"),
+    # Windows that do not overlap, which kernels/cmsis_nn computes once per window: partial ones at the edges of
+    # SAME padding, and elements in no window (stride 3 > filter 2).
+    ("avg", "same_2x2_partial_edges", (1, 5, 3, 4), (2, 2), (2, 2), "SAME"),
+    ("avg", "valid_2x2_stride3_gaps", (1, 5, 5, 2), (2, 2), (3, 3), "VALID"),
     ("max", "same_3x3_stride2_ties", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
     ("max", "overlapping_3x3_stride1", (2, 5, 5, 2), (3, 3), (1, 1), "VALID"),
     ("mean", "global", (2, 4, 3, 5), None, None, None),
