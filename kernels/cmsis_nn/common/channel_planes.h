@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "../../core/tt_types.h"
-#include "halfword_macs.h"
 
 namespace tinytrain_cmsis_nn {
 
