@@ -91,16 +91,16 @@ __attribute__((always_inline)) inline void AddDepths(const int8_t* x, const int8
   }
 }
 
-// The output of kFilters filters (from w, `depth` bytes apart) for `pixels` pixels of `depth` channels, to
-// output[p * filters + f]: two pixels at a time, the bias plus AddDepths, requantized as CMSIS-NN's
-// (arm_nn_requantize), offset and clamped. Not inlined, and without GCC's first scheduling pass, which hoists the
-// next channels' loads and so spills the sums: that way the channel loop's values fit the registers (83
-// instructions per 64 products, objdump), the pixel loop's state being reloaded once per pixel pair.
+// The outputs of kFilters filters (from w, `depth` bytes apart) for `pixels` pixels of `depth` channels, to
+// out[p * filters + f]: two pixels at a time, the bias plus AddDepths, requantized as CMSIS-NN's
+// (arm_nn_requantize), offset and clamped.
 template <int32_t kFilters>
-__attribute__((noinline, optimize("no-schedule-insns"))) void PointwiseFilters(
-    const tt_conv_params& params, const int8_t* input, int32_t pixels, int32_t depth, const int8_t* w,
-    const int32_t* bias, const int32_t* multiplier, const int32_t* shift, int32_t filters, int8_t* output) {
-  const uint32_t offsets = (static_cast<uint32_t>(params.input_offset) & 0xFFFFu) * 0x10001u;  // in both halves
+__attribute__((always_inline)) inline void PointwiseFilters(const tt_conv_params& params, const int8_t* input,
+                                                            int32_t pixels, int32_t depth, const int8_t* w,
+                                                            const int32_t* bias, const int32_t* multiplier,
+                                                            const int32_t* shift, int32_t filters, int8_t* out) {
+  const int32_t input_offset = params.input_offset;
+  const uint32_t offsets = (static_cast<uint32_t>(input_offset) & 0xFFFFu) * 0x10001u;  // in both halves
   // Copied out of the arguments: the int8 stores below could alias them, and would reload them per output.
   int32_t start[kFilters], mult[kFilters], exponent[kFilters];
 #pragma GCC unroll 2
@@ -110,14 +110,13 @@ __attribute__((noinline, optimize("no-schedule-insns"))) void PointwiseFilters(
     exponent[f] = shift[f];
   }
   const int32_t output_offset = params.output_offset, low = params.activation_min, high = params.activation_max;
-  const int32_t input_offset = params.input_offset;
-  const auto emit = [&](const int32_t* sums, int8_t* out) {
+  const auto emit = [&](const int32_t* sums, int8_t* to) {
 #pragma GCC unroll 2
     for (int32_t f = 0; f < kFilters; ++f) {
       int32_t value = arm_nn_requantize(sums[f], mult[f], exponent[f]) + output_offset;
       value = value < low ? low : value;
       value = value > high ? high : value;
-      out[f] = static_cast<int8_t>(value);
+      to[f] = static_cast<int8_t>(value);
     }
   };
   int32_t p = 0;
@@ -126,23 +125,25 @@ __attribute__((noinline, optimize("no-schedule-insns"))) void PointwiseFilters(
 #pragma GCC unroll 4
     for (int32_t i = 0; i < 2 * kFilters; ++i) sums[i] = start[i % kFilters];
     AddDepths<2, kFilters>(input + p * depth, w, depth, offsets, input_offset, sums);
-    emit(sums, output + p * filters);
-    emit(sums + kFilters, output + (p + 1) * filters);
+    emit(sums, out + p * filters);
+    emit(sums + kFilters, out + (p + 1) * filters);
   }
   if (p < pixels) {
     int32_t sums[kFilters];
 #pragma GCC unroll 2
     for (int32_t i = 0; i < kFilters; ++i) sums[i] = start[i];
     AddDepths<1, kFilters>(input + p * depth, w, depth, offsets, input_offset, sums);
-    emit(sums, output + p * filters);
+    emit(sums, out + p * filters);
   }
 }
 
 // A 1x1, stride-1, unpadded convolution over `pixels` pixels of `depth` channels: two filters by two pixels at a
-// time, then the odd pixel and filter.
-void PointwiseConv(const tt_conv_params& params, const int8_t* input, int32_t pixels, int32_t depth,
-                   const int8_t* filter, const int32_t* bias, const tt_requantization& requant, int32_t filters,
-                   int8_t* output) {
+// time, then the odd pixel and filter. Not inlined, and without GCC's first scheduling pass, which hoists the next
+// channels' loads and so spills the sums: that way the channel loop's values fit the registers (83 instructions
+// per 64 products, objdump), the outer loops' state being reloaded once per pixel pair.
+__attribute__((noinline, optimize("no-schedule-insns"))) void PointwiseConv(
+    const tt_conv_params& params, const int8_t* input, int32_t pixels, int32_t depth, const int8_t* filter,
+    const int32_t* bias, const tt_requantization& requant, int32_t filters, int8_t* output) {
   int32_t f = 0;
   for (; f + 2 <= filters; f += 2) {
     PointwiseFilters<2>(params, input, pixels, depth, filter + f * depth, bias == nullptr ? nullptr : bias + f,
