@@ -3,6 +3,8 @@ core-level files for a Cortex-M7 with arm-none-eabi-g++ (shared by tests/test_co
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import shutil
 import subprocess
 import sys
@@ -39,12 +41,24 @@ def _cmake() -> str:
     return found
 
 
+def package_build_tree() -> Path | None:
+    """The package's own build tree for this Python (pyproject.toml's build-dir, build/<wheel tag>), if `make setup`
+    left one: the installed plugin's core and glue, compiled there, which generated plugins can link
+    (kernels/CMakeLists.txt, TINYTRAIN_HOST_BUILD)."""
+    found = sorted(REPO.glob(f"build/cp{sys.version_info.major}{sys.version_info.minor}-*/tinytrain_host_targets.cmake"))
+    return found[0].parent if found else None
+
+
 def build_host_libraries(directories: list[Path], build_dir: Path) -> list[Path]:
-    """One plugin library per codegen output directory, built as the project's own plugin is (Release)."""
+    """One plugin library per codegen output directory, built as the project's own plugin is (Release), over the
+    package build's core and glue where there is one (package_build_tree), else compiling them too."""
     cmake = _cmake()
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     dirs = ";".join(str(d.resolve()) for d in directories)
+    package_build = package_build_tree()
     configure = [cmake, "-S", str(REPO), "-B", str(build_dir), *generator, "-DCMAKE_BUILD_TYPE=Release"]
+    if package_build is not None:
+        configure.append(f"-DTINYTRAIN_HOST_BUILD={package_build}")
     subprocess.run([*configure, f"-DTINYTRAIN_GENERATED_DIRS={dirs}"], check=True, capture_output=True)
     targets = [f"tinytrain_generated_{i}" for i in range(len(directories))]
     subprocess.run([cmake, "--build", str(build_dir), "--target", *targets, "-j", "2"], check=True, capture_output=True)
@@ -52,11 +66,14 @@ def build_host_libraries(directories: list[Path], build_dir: Path) -> list[Path]
 
 
 def compile_for_cortex_m7(sources: list[Path], include_dirs: list[Path], output_dir: Path) -> list[Path]:
-    """Object files of `sources` for a Cortex-M7; raises CalledProcessError with the compiler's output."""
-    objects = []
-    for source in sources:
+    """Object files of `sources` for a Cortex-M7, as many compiled at once as there are cores; raises
+    CalledProcessError with the compiler's output."""
+    includes = [f"-I{d}" for d in include_dirs]
+
+    def compile_one(source: Path) -> Path:
         obj = output_dir / (source.parent.name + "_" + source.stem + ".o")
-        includes = [f"-I{d}" for d in include_dirs]
         subprocess.run([ARM_CXX, *CORTEX_M7_FLAGS, *includes, "-c", str(source), "-o", str(obj)], check=True, capture_output=True)
-        objects.append(obj)
-    return objects
+        return obj
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(compile_one, sources))

@@ -278,15 +278,16 @@ def _example_losses_on_host(model: bytes, steps: int = 300, report_every: int = 
     return [float(np.mean(losses[i : i + report_every])) for i in range(0, steps, report_every)]
 
 
-def _build_example(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str], *export: str) -> Path:
-    """Configures and builds `project` (examples/cpp or a harness around it) with the model exported with `export`'s
-    options; returns the program."""
+def _build_example(project: Path, tree: Path, training_model: Path, tmp_path: Path, options: list[str], *export: str) -> Path:
+    """Configures and builds `project` (examples/cpp or a harness around it) in the build tree `tree` with the model
+    exported with `export`'s options; returns the program, copied into `tmp_path`."""
     source = tmp_path / "train_model.cc"
     assert _cli("export", str(training_model), "--c-array", str(source), *export).returncode == 0
-    configure = ["cmake", "-S", str(project), "-B", str(build), f"-DTRAINING_MODEL_SOURCE={source}", *options]
-    subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
-    return build / "tinytrain_example"
+    configure = ["cmake", "-S", str(project), "-B", str(tree), f"-DTRAINING_MODEL_SOURCE={source}", *options]
+    with build.building(tree):  # test_fleet_device builds examples/cpp's tree for its own model too
+        subprocess.run(configure, check=True, capture_output=True)
+        subprocess.run(["cmake", "--build", str(tree), "-j", str(os.cpu_count() or 1)], check=True, capture_output=True)
+        return Path(shutil.copy2(tree / "tinytrain_example", tmp_path))
 
 
 def _build_and_train(project: Path, build: Path, training_model: Path, tmp_path: Path, options: list[str], *export: str) -> dict:

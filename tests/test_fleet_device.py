@@ -16,7 +16,7 @@ from conftest import require
 import tinytrain_tflm as tt
 from tinytrain_tflm.cli import main as cli
 from tinytrain_tflm.errors import TinyTrainError
-from tinytrain_tflm.firmware import device
+from tinytrain_tflm.firmware import build, device
 from tinytrain_tflm.target import HOST
 
 pytest.importorskip("flwr")
@@ -30,29 +30,31 @@ EPOCHS, SEED = 2, 7
 
 
 def _build_device(model: bytes, directory: Path) -> Path:
-    """The device program built for `model`, copied into `directory`. The build tree stays in build/cpp-fleet,
-    so a rerun, or a build for another model, compiles only the model and the program."""
+    """The device program built for `model`, copied into `directory`. The build tree is test_firmware's
+    build/cpp-example (the same project and TFLM), so tinytrain's kernels compile once for both, and a rerun,
+    or a build for another model, compiles only the model and the program."""
     sources = require(device.locate_sources)
     libraries = device.build_tflm(HOST, sources)
     (directory / "train.tflite").write_bytes(model)
     assert cli(["export", str(directory / "train.tflite"), "--c-array", str(directory / "train_model.cc")]) == 0
-    build = REPO / "build" / "cpp-fleet"
+    tree = REPO / "build" / "cpp-example"
     configure = [
         "cmake",
         "-S",
         str(REPO / "examples" / "cpp"),
         "-B",
-        str(build),
+        str(tree),
         f"-DTRAINING_MODEL_SOURCE={directory / 'train_model.cc'}",
         f"-DTFLM_ROOT={sources.tflm}",
         f"-DTFLM_INCLUDE_DIRS={';'.join(map(str, sources.include_dirs))}",
         f"-DTFLM_LIBRARY={';'.join(map(str, libraries))}",
     ]
-    subprocess.run(configure, check=True, capture_output=True)
-    subprocess.run(
-        ["cmake", "--build", str(build), "-j", "2", "--target", "tinytrain_fleet_device"], check=True, capture_output=True
-    )
-    return Path(shutil.copy2(build / "tinytrain_fleet_device", directory))
+    with build.building(tree):  # test_firmware may be building it for its own model
+        subprocess.run(configure, check=True, capture_output=True)
+        subprocess.run(
+            ["cmake", "--build", str(tree), "-j", "2", "--target", "tinytrain_fleet_device"], check=True, capture_output=True
+        )
+        return Path(shutil.copy2(tree / "tinytrain_fleet_device", directory))
 
 
 @pytest.fixture(scope="module")

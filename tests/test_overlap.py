@@ -13,6 +13,7 @@ from models import int8_model, mobilenet_v2_035_128
 import tinytrain_tflm as tt
 from tinytrain_tflm.backend import schema_generated
 from tinytrain_tflm.compiler import compile_with
+from tinytrain_tflm.frontend import ir
 from tinytrain_tflm.options import Ablation, CompileOptions, MemoryOptions
 from tinytrain_tflm.plan import memory, overlap
 from tinytrain_tflm.runtime import interpreter as runtime
@@ -109,6 +110,68 @@ def test_a_shift_below_the_rule_corrupts_and_is_caught(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(tt.TinyTrainError, match=r"of op \d+ \(DEPTHWISE_CONV_2D\) over its input .* only from \d+ bytes below"):
         memory.check_offline_plan(tt.read_graph(corrupted))
+
+
+def _reshape_graph(rng: np.random.Generator) -> tuple[ir.Graph, dict[str, int]]:
+    """A float graph (found by a search over random ones) where the second RESHAPE's exact alias is blocked:
+    placed first, its output `r2` goes after `doubled` and `y`, live with it; its input `r1` cannot go
+    there, where `x` still lives when `r1` is created."""
+    graph = ir.Graph()
+    f32 = np.dtype(np.float32)
+
+    def tensor(name, shape, data=None):
+        return graph.add_tensor(ir.Tensor(name, shape, np.dtype(f32 if data is None else data.dtype), data=data))
+
+    t = {"x": tensor("x", (12,)), "c": tensor("c", (8,), rng.normal(size=8).astype(np.float32))}
+    t["sum"] = tensor("sum", (8,))
+    t["r1"] = tensor("r1", (8, 1))
+    t["doubled"] = tensor("doubled", (12,))
+    t["r2"] = tensor("r2", (8,))
+    t["y"] = tensor("y", (8,))
+    graph.ops = [
+        ir.Op("ADD", [t["c"], t["c"]], [t["sum"]]),
+        ir.Op("RESHAPE", [t["sum"], tensor("shape1", (2,), np.array([8, 1], np.int32))], [t["r1"]]),
+        ir.Op("ADD", [t["x"], t["x"]], [t["doubled"]]),
+        ir.Op("RESHAPE", [t["r1"], tensor("shape2", (1,), np.array([8], np.int32))], [t["r2"]]),
+        ir.Op("ADD", [t["r2"], t["r2"]], [t["y"]]),
+    ]
+    graph.inputs, graph.outputs = [t["x"]], [t["doubled"], t["y"]]
+    return graph, t
+
+
+def test_a_reshape_shares_its_input_exactly_or_not_at_all():
+    # TFLM's RESHAPE memcpy's its input unless the output is that input, and a copy between overlapping bytes
+    # is undefined: a backward-copying memcpy corrupts it. So no plan may put a RESHAPE's output partly over
+    # its input, and the runtime refuses one that does (an older planner's, where the exact alias was blocked).
+    rng = np.random.default_rng(0)
+    graph, t = _reshape_graph(rng)
+    graph.metadata[memory.OFFLINE_PLAN] = memory.offline_plan(graph)
+    offsets = np.frombuffer(graph.metadata[memory.OFFLINE_PLAN], "<i4")[3:]
+    for op in graph.ops[1::2]:
+        (before, after), size = offsets[[op.inputs[0], op.outputs[0]]], memory.tensor_bytes(graph.tensors[op.inputs[0]])
+        assert before == after or abs(int(before) - int(after)) >= size, (before, after)
+
+    def run(plan: dict[str, int] | None = None) -> list[np.ndarray]:
+        """The graph's outputs in TFLM, with its offline plan replaced by `plan` (tensor name -> offset)."""
+        if plan is not None:
+            offsets = np.full(len(graph.tensors), -1, np.int32)
+            offsets[[t[name] for name in plan]] = list(plan.values())
+            graph.metadata[memory.OFFLINE_PLAN] = np.concatenate([[0, 1, len(graph.tensors)], offsets]).astype("<i4").tobytes()
+        return tt.Interpreter(tt.emit_model(graph), 1 << 16).run([x])
+
+    x = rng.normal(size=12).astype(np.float32)
+    c = graph.tensors[t["c"]].data
+    doubled, y = run()
+    np.testing.assert_array_equal(doubled, x + x)
+    np.testing.assert_array_equal(y, (c + c) + (c + c))
+    # The older planner's plan put r2 16 bytes below r1. Moved onto r1, the same layout is safe: TFLM follows it.
+    older = {"x": 48, "sum": 0, "r1": 96, "doubled": 0, "r2": 80, "y": 48}
+    for ours, reference in zip(run({**older, "r2": 96}), (doubled, y), strict=True):
+        np.testing.assert_array_equal(ours, reference)
+    refusal = r"output tensor \d+ \('r2'.* of op 3 \(RESHAPE\) partly over its input tensor \d+ \('r1'"
+    with pytest.raises(tt.TinyTrainError, match=refusal) as refused:
+        run(older)
+    assert "\n" not in str(refused.value) and "only at the same offset" in str(refused.value)
 
 
 def test_inference_model_with_an_offline_plan():

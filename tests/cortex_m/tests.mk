@@ -63,11 +63,22 @@ TARGET_NAME_m7 := cortex-m7
 TARGET_NAME_m55 := cortex-m55
 $(foreach target,$(CORTEX_M_TARGETS),$(eval $(call cortex_m_test_rules,$(target))))
 
-# The host build: the same test and core sources, the host compiler, the core's host warnings.
-$(CORTEX_M_BUILD)/host/kernel_test: $(CORTEX_M_TEST_DIR)/kernel_test.cc $(CORTEX_M_TEST_DIR)/host_platform.cc $(CORE_SOURCES) \
-    $(CORTEX_M_TEST_HEADERS) $(wildcard kernels/core/*.h kernels/core/*/*.h)
+# The host build: the same test and core sources, the host compiler, the core's host warnings; an object
+# per source, so that make -j compiles them side by side.
+HOST_CORE_OBJECTS := $(patsubst kernels/core/%.cc,$(CORTEX_M_BUILD)/host/core/%.o,$(CORE_SOURCES))
+HOST_TEST_OBJECTS := $(CORTEX_M_BUILD)/host/test/kernel_test.o $(CORTEX_M_BUILD)/host/test/host_platform.o
+-include $(HOST_CORE_OBJECTS:.o=.d) $(HOST_TEST_OBJECTS:.o=.d)
+
+$(CORTEX_M_BUILD)/host/core/%.o: kernels/core/%.cc
 	@mkdir -p $(@D)
-	$(HOST_CXX) $(filter-out -MMD -MP,$(CORTEX_M_CXXFLAGS)) $(CORTEX_M_TEST_INCLUDES) $(filter %.cc,$^) -o $@
+	$(HOST_CXX) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) -c $< -o $@
+
+$(CORTEX_M_BUILD)/host/test/%.o: $(CORTEX_M_TEST_DIR)/%.cc $(CORTEX_M_TEST_HEADERS)
+	@mkdir -p $(@D)
+	$(HOST_CXX) $(CORTEX_M_CXXFLAGS) $(CORTEX_M_TEST_INCLUDES) -c $< -o $@
+
+$(CORTEX_M_BUILD)/host/kernel_test: $(HOST_TEST_OBJECTS) $(HOST_CORE_OBJECTS)
+	$(HOST_CXX) $^ -o $@
 
 .PHONY: cortex-m-test-programs cortex-m-test
 cortex-m-test-programs: $(CORTEX_M_BUILD)/host/kernel_test \

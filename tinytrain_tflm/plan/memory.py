@@ -180,38 +180,52 @@ def place(
     bubble-sorts (stably), so groups of equal size go in reverse tensor order; that tie order changes
     the layout. Each buffer goes to the lowest offset where it misses every placed buffer live at the
     same time (TFLM's first fit), except that an op's output may lie `shift` or more bytes below an
-    input it overlaps (tinytrain_tflm.plan.overlap), and that a buffer's bands free their bytes when they
-    die. A group is a chain of such overlaps, placed from its last output back to its first input,
-    so each input can settle over the output placed before it; a lone buffer is a group of one.
+    input it overlaps (tinytrain_tflm.plan.overlap), or for an exact overlap (RESHAPE) exactly on it,
+    and that a buffer's bands free their bytes when they die. A group is a chain of such overlaps,
+    placed from its last output back to its first input, so each input can settle over the output
+    placed before it; a lone buffer is a group of one.
     `fixed` buffers (an offline plan's) keep their offsets and are placed first, as in TFLM. `tflm_ties`
     False puts groups of equal size in tensor order instead: an offline plan may lay buffers out in any
     order, and TFLM's tie order can leave a gap at the peak that the other does not."""
     total = sum(len(b.parts()) for b in fixed) + sum(len(b.parts()) for group in groups for b in group)
     firsts, lasts, starts, ends = (np.empty(total, np.int64) for _ in range(4))
     count = 0
-    index: dict[int, int] = {}  # tensor -> its first part's row in the arrays
-    over = {o.output: (o.input, _aligned(o.shift)) for o in overlaps}  # output -> (input it may overlap, shift)
-    under = {o.input: (o.output, _aligned(o.shift)) for o in overlaps}  # input -> (output that may overlap it, shift)
+    rows: dict[int, slice] = {}  # tensor -> its parts' rows in the arrays
+    offsets: dict[int, int] = {}  # tensor -> its placed offset
+    over = {o.output: o for o in overlaps}  # output -> its overlap with the input it may overlap
+    under = {o.input: o for o in overlaps}  # input -> its overlap with the output that may overlap it
 
     def add(buffer: Buffer) -> None:
         nonlocal count
-        index[buffer.tensor] = count
+        rows[buffer.tensor] = slice(count, count + len(buffer.parts()))
+        offsets[buffer.tensor] = buffer.offset
         for start, size, last in buffer.parts():
             firsts[count], lasts[count] = buffer.first, last
             starts[count], ends[count] = buffer.offset + start, buffer.offset + start + size
             count += 1
 
-    def collisions(buffer: Buffer, start: int, size: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(live, low, high) over the placed parts: a part of `buffer` at offset o collides where low < o < high."""
+    def collisions(buffer: Buffer, start: int, size: int, last: int) -> tuple[np.ndarray, ...]:
+        """(live, low, high, alias) over the placed parts: a part of `buffer` at offset o collides where
+        low < o < high, unless `buffer` goes at the part's alias (-1: none), the offset of a buffer it may
+        share exactly."""
         live = (firsts[:count] <= last) & (lasts[:count] >= buffer.first)
         low, high = starts[:count] - size, ends[:count].copy()
-        if buffer.tensor in over and over[buffer.tensor][0] in index:  # may start `shift` below its input
-            other, shift = over[buffer.tensor]
-            low[index[other]] = max(low[index[other]], starts[index[other]] - shift)
-        if buffer.tensor in under and under[buffer.tensor][0] in index:  # its output may start `shift` below it
-            other, shift = under[buffer.tensor]
-            high[index[other]] = min(high[index[other]], starts[index[other]] + shift)
-        return live, low - start, high - start
+        alias = np.full(count, -1, np.int64)
+        given = over.get(buffer.tensor)
+        if given is not None and given.input in rows:
+            if given.exact:  # on its input or clear of it
+                alias[rows[given.input]] = offsets[given.input]
+            else:  # may start `shift` below its input
+                first = rows[given.input].start
+                low[first] = max(low[first], starts[first] - _aligned(given.shift))
+        taken = under.get(buffer.tensor)
+        if taken is not None and taken.output in rows:
+            if taken.exact:  # under its output or clear of it
+                alias[rows[taken.output]] = offsets[taken.output]
+            else:  # its output may start `shift` below it
+                first = rows[taken.output].start
+                high[first] = min(high[first], starts[first] + _aligned(taken.shift))
+        return live, low - start, high - start, alias
 
     for buffer in fixed:
         add(buffer)
@@ -220,8 +234,11 @@ def place(
             parts = [collisions(buffer, *part) for part in buffer.parts()]
             offset = 0
             while True:  # every feasible offset above this one clears each current collision: jump past all
-                hits = [(live & (low < offset) & (offset < high), high) for live, low, high in parts]
-                needed = max((int(high[hit].max()) for hit, high in hits if hit.any()), default=offset)
+                needed = offset
+                for live, low, high, alias in parts:
+                    hit = live & (low < offset) & (offset < high) & (alias != offset)
+                    if hit.any():  # past the part, or up to the alias of a buffer still above
+                        needed = max(needed, int(np.where(offset < alias, np.minimum(alias, high), high)[hit].max()))
                 if needed == offset:
                     break
                 offset = needed
@@ -415,9 +432,10 @@ def check_offline_plan(graph: ir.Graph) -> None:
     plans in the head (-1 for constants, variables, empty and unused tensors); each offset a multiple of
     TFLM's alignment, its tensor inside the arena (from 0 to the bytes the head's buffers, scratch included,
     take unshared: no plan needs more); and no two tensors live at the same time sharing a byte, except an
-    op's output over the input it may overwrite (plan.overlap: starting at least its shift below that input)
-    and the bands of a tiled stage's input its slices have freed. The first violation is a one-line error
-    naming the tensors. Does nothing for a model without a plan."""
+    op's output over the input it may overwrite (plan.overlap: starting at least its shift below that input;
+    a RESHAPE's exactly on it, never partly, where TFLM's kernel would memcpy between overlapping bytes, as
+    an older planner could place it) and the bands of a tiled stage's input its slices have freed. The
+    first violation is a one-line error naming the tensors. Does nothing for a model without a plan."""
     blob = graph.metadata.get(OFFLINE_PLAN)
     if blob is None:
         return
@@ -467,8 +485,7 @@ def check_offline_plan(graph: ir.Graph) -> None:
 def _first_conflict(graph: ir.Graph, buffers: list[Buffer]) -> str | None:
     """What the first pair of `buffers` (by tensor index) that share a byte while both are live does wrong, or
     None: allowed only for an op's output over the input it overwrites, from at least its shift below it."""
-    overlaps = overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})
-    shifts = {(o.output, o.input): _aligned(o.shift) for o in overlaps}
+    overlaps = {(o.output, o.input): o for o in overlap.find_overlaps(graph, {b.tensor: b.last for b in buffers})}
     parts = [
         (k, b.first, last, b.offset + start, b.offset + start + size)
         for k, b in enumerate(buffers)
@@ -486,27 +503,30 @@ def _first_conflict(graph: ir.Graph, buffers: list[Buffer]) -> str | None:
         )
         for other in np.flatnonzero(clash) + part + 1:
             a, b = buffers[owner[part]], buffers[owner[other]]
-            found = _conflict(graph, a, b, shifts)
+            found = _conflict(graph, a, b, overlaps)
             if found:
                 return found
     return None
 
 
-def _conflict(graph: ir.Graph, a: Buffer, b: Buffer, shifts: dict[tuple[int, int], int]) -> str | None:
+def _conflict(graph: ir.Graph, a: Buffer, b: Buffer, overlaps: dict[tuple[int, int], overlap.Overlap]) -> str | None:
     """Why `a` and `b`, live together and sharing bytes, may not (None if `a` is an op's output over its input
-    `b` from far enough below, or the other way round)."""
+    `b` from far enough below, or exactly on it for an exact overlap, or the other way round)."""
 
     def name(buffer: Buffer) -> str:
         return f"tensor {buffer.tensor} ({graph.tensors[buffer.tensor].name!r}, {buffer.size} B at offset {buffer.offset})"
 
     for output, given in ((a, b), (b, a)):
-        shift = shifts.get((output.tensor, given.tensor))
-        if shift is not None:
-            if output.offset + shift <= given.offset:
+        allowed = overlaps.get((output.tensor, given.tensor))
+        if allowed is not None:
+            shift = _aligned(allowed.shift)
+            if (output.offset == given.offset) if allowed.exact else (output.offset + shift <= given.offset):
                 return None
             index = next(k for k, op in enumerate(graph.ops) if op.outputs[:1] == [output.tensor] and given.tensor in op.inputs)
-            return (f"places the output {name(output)} of op {index} ({graph.ops[index].kind}) over its input "
-                    f"{name(given)}: the op may overwrite that input only from {shift} bytes below it")  # fmt: skip
+            over = f"places the output {name(output)} of op {index} ({graph.ops[index].kind})"
+            if allowed.exact:  # its kernel copies unless the two are one, and a copy between overlapping bytes is undefined
+                return f"{over} partly over its input {name(given)}: the op may share that input's bytes only at the same offset"
+            return f"{over} over its input {name(given)}: the op may overwrite that input only from {shift} bytes below it"
     scope = max(a.first, b.first)  # the first scope both are live at: 0 before the first op, op i at i + 1
     when = f"at op {scope - 1} ({graph.ops[scope - 1].kind})" if scope else "before the first op"
     return f"places {name(a)} and {name(b)} on shared bytes, while both are live {when}"

@@ -16,12 +16,15 @@ no output row >= r reads. It holds however a kernel orders the work inside a
 row, and for kernels that compute a few pixels at a time across a row
 boundary, since such a chunk reads all it needs before it writes. Element-wise
 ops (out[i] from in[i] only) may write over an input of the same shape and type
-in place (shift 0), and TFLM's RESHAPE copies nothing when its output is its input.
+in place (shift 0). RESHAPE may share its input's bytes only exactly (same offset):
+TFLM's kernel then copies nothing, but memcpy's whenever the two differ, and a
+copy between overlapping ranges is undefined (a backward-copying memcpy would
+corrupt it).
 
 Only an input whose lifetime ends at the op qualifies, and never a graph
 output, and no op whose kernel on the model's target breaks the rule (the
 target's `no_overlap`). tinytrain_tflm.plan.memory places an output at least `shift` below such an
-input where that is the lowest free spot, and writes the plan into the model
+input (RESHAPE's exactly on it) where that is the lowest free spot, and writes the plan into the model
 (OfflineMemoryAllocation metadata), which TFLM then follows to the byte."""
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Overlap:
     input: int
     output: int
     shift: int  # bytes the output starts below the input, at least (the planner aligns it)
+    exact: bool = False  # the output may share the input's bytes only at the input's own offset (RESHAPE)
 
 
 def _bytes(tensor: ir.Tensor) -> int:
@@ -71,21 +75,22 @@ def _rows_shift(graph: ir.Graph, op: ir.Op) -> int | None:
     return shift
 
 
-def _candidates(graph: ir.Graph, op: ir.Op, no_overlap: frozenset[str]) -> list[tuple[int, int]]:
-    """(input, shift) pairs op's output may overlap, before lifetimes are considered."""
+def _candidates(graph: ir.Graph, op: ir.Op, no_overlap: frozenset[str]) -> list[Overlap]:
+    """The overlaps op's output may have with its inputs, before lifetimes are considered."""
     if not op.outputs or (op.custom and op.kind not in ELEMENT_WISE + WINDOWED):  # other tinytrain ops: unknown order
         return []
     if not op.custom and op.kind in no_overlap:
         return []
-    out = graph.tensors[op.outputs[0]]
+    output = op.outputs[0]
+    out = graph.tensors[output]
     if op.kind in WINDOWED:
         shift = _rows_shift(graph, op)
-        return [] if shift is None else [(op.inputs[0], shift)]
+        return [] if shift is None else [Overlap(op.inputs[0], output, shift)]
     if op.kind in ELEMENT_WISE:
         same = [t for t in op.inputs if t >= 0 and graph.tensors[t].shape == out.shape]
-        return [(t, 0) for t in same if graph.tensors[t].dtype == out.dtype]
+        return [Overlap(t, output, 0) for t in same if graph.tensors[t].dtype == out.dtype]
     if op.kind == "RESHAPE":  # TFLM's kernel skips the copy when input and output share their bytes
-        return [(op.inputs[0], 0)]
+        return [Overlap(op.inputs[0], output, 0, exact=True)]
     return []
 
 
@@ -100,11 +105,10 @@ def find_overlaps(graph: ir.Graph, last_use: dict[int, int]) -> list[Overlap]:
         if output not in last_use or output in graph.outputs:
             continue
         dying = [
-            (t, shift)
-            for t, shift in _candidates(graph, op, no_overlap)
-            if last_use.get(t) == scope and t not in graph.outputs and op.inputs.count(t) == 1
+            o
+            for o in _candidates(graph, op, no_overlap)
+            if last_use.get(o.input) == scope and o.input not in graph.outputs and op.inputs.count(o.input) == 1
         ]
         if dying:
-            tensor, shift = max(dying, key=lambda pair: _bytes(graph.tensors[pair[0]]))
-            found.append(Overlap(tensor, output, shift))
+            found.append(max(dying, key=lambda o: _bytes(graph.tensors[o.input])))
     return found
