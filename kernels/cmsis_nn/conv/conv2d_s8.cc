@@ -17,7 +17,7 @@
 
 namespace cm = tinytrain_cmsis_nn;
 
-#if !defined(ARM_MATH_MVEI)  // Helium's matrix products take precomputed filter sums: CMSIS-NN's path is kept
+#if !defined(ARM_MATH_MVEI)  // DSP-extension code: with Helium, CMSIS-NN's MVE paths are kept
 namespace {
 
 // Bytes 1 and 3 sign-extended into the halves, each plus its half of `offsets` (SXTAB16 with the rotation, which
