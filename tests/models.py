@@ -70,6 +70,18 @@ def small_cnn(classes: int = 3):
     return keras.Model(inputs, layers.Dense(classes)(x))
 
 
+def pointwise_odd_shapes(classes: int = 3):
+    """1x1 convs over shapes that no even blocking covers: 5x3 pixels (an odd count, rows of 3), 23 input
+    channels (16 + 4 + 3), then 7 and 5 filters."""
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input((5, 3, 23))
+    x = layers.Conv2D(7, 1, activation="relu6")(inputs)
+    x = layers.Conv2D(5, 1)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes)(x))
+
+
 def _hard_swish(x):
     """x relu6(x + 3) / 6, which the converter fuses into one HARD_SWISH op."""
     import tensorflow as tf
@@ -115,6 +127,7 @@ BUILDERS = {
     "small_cnn": small_cnn,
     "mobilenet_v3_block": mobilenet_v3_block,
     "conv1d_time_series": conv1d_time_series,
+    "pointwise_odd_shapes": pointwise_odd_shapes,
 }
 
 

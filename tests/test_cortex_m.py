@@ -155,6 +155,7 @@ def test_kernel_test_passes_on_emulated_cortex_m(host_results, target, program):
 # the glue's measure of an int8 gradient's largest level, common/tt_grad_top_level.cc).
 OPTIMIZED_FAMILIES = (
     "activation_grad_from_output",
+    "avg_pool_grad",
     "conv_input_grad",
     "conv_filter_grad",
     "depthwise_input_grad",

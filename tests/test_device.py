@@ -163,6 +163,18 @@ def test_ds_cnn_trains_bit_identically_on_device(rng, kernels, gradient):
     _check_bit_identical(model, "cortex-m7", kernels, samples, rng.integers(0, 4, STEPS + 2))
 
 
+def test_pointwise_convs_of_odd_shapes_run_bit_identically_under_cmsis_nn(rng):
+    """tinytrain's 1x1 TT_CONV_2D on the M7 (kernels/cmsis_nn/conv/conv2d_s8.cc's own pointwise kernel, the
+    input offset in its pixels' halfwords) against the host's reference kernels, where its blocking has
+    leftovers: an odd pixel count per call, 23 channels (a 16-channel step, a 4-channel one, 3 alone), odd
+    filter counts. Flash requantization (the convs are tinytrain's), only the classifier training."""
+    options = {"update": "last", "tiles": None, "flash_requantization": True, "target": "cortex-m7"}
+    model = tt.compile(int8_model("pointwise_odd_shapes"), gradient="int8", **options).bytes
+    assert [op.kind for op in tt.read_graph(model).ops].count("TT_CONV_2D") == 2
+    samples = rng.uniform(-1, 1, (STEPS + 2, 5, 3, 23)).astype(np.float32)
+    _check_bit_identical(model, "cortex-m7", "cmsis-nn", samples, rng.integers(0, 3, STEPS + 2))
+
+
 def _blocks(options: dict, rng) -> tuple[bytes, np.ndarray, np.ndarray]:
     """MobileNetV2 blocks (1x1 and depthwise convs, PAD, residual ADD, MEAN) compiled with `options`,
     with random samples and labels."""

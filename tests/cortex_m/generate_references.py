@@ -72,8 +72,11 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     # last one) and 2 output channels (11: a lone last one) at a time.
     ("conv", "pointwise_channel_blocks_odd_pixels", ConvGeometry(1, (3, 5), 13, (1, 1), 11, (1, 1), (1, 1), "VALID", 11)),
     ("conv", "same_3x3_stride2_channel_blocks", ConvGeometry(1, (5, 6), 12, (3, 3), 7, (2, 2), (1, 1), "SAME", 5)),
-    # One input channel (a first layer): kernels/cmsis_nn blocks an int8 filter gradient over filters, 8 + 1.
+    # One input channel (a first layer): kernels/cmsis_nn sums an int8 filter gradient as dot products over the
+    # output pixels, four filters at a time (9: a last block of 1); with levels past its 1 KB (144 pixels of 4
+    # filters), in blocks of filters per tap instead.
     ("conv", "first_layer_filter_blocks", ConvGeometry(1, (6, 5), 1, (5, 3), 9, (2, 2), (1, 1), "SAME", 9)),
+    ("conv", "first_layer_large_output", ConvGeometry(1, (12, 12), 2, (3, 3), 4, (1, 1), (1, 1), "SAME", 4)),
     # kernels/cmsis_nn's pointwise int8 input gradient rescales levels for 128 output channels at a time
     # (261: three chunks, the last an odd 5, so a lone row), sums 128 input channels at a time (133: two
     # groups, the last an odd 5, so a lone channel), and takes pixels 4 at a time (5 and 2 pixels: last
@@ -87,6 +90,9 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     # both; a 3x9 kernel takes its per-tap gather instead.
     ("depthwise", "stride2_5x5_listed_taps", ConvGeometry(1, (7, 6), 6, (5, 5), 1, (2, 2), (1, 1), "SAME", 6)),
     ("depthwise", "kernel_3x9_tap_gather", ConvGeometry(1, (5, 10), 5, (3, 9), 1, (1, 1), (1, 1), "SAME", 5)),
+    # Stride 1, multiplier 1, int8: kernels/cmsis_nn sums channel planes with dual MACs (SAME 3x3 above; VALID 5x5
+    # here, whose filter gradient sums a row of taps one tap at a time), over two images, two of three channels updated.
+    ("depthwise", "stride1_valid_5x5_planes", ConvGeometry(2, (7, 6), 3, (5, 5), 1, (1, 1), (1, 1), "VALID", 2)),
     (
         "depthwise",
         "stride2_multiplier2_per_tensor_partial",
@@ -113,6 +119,10 @@ FORWARD_CASES: list[tuple[str, str, ConvGeometry, tuple[int, int], bool, int]] =
 POOL_CASES = [
     ("avg", "same_3x3_stride2", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
     ("avg", "valid_2x2", (2, 4, 6, 2), (2, 2), (2, 2), "VALID"),
+    # Windows that do not overlap, which kernels/cmsis_nn computes once per window: partial ones at the edges of
+    # SAME padding, and elements in no window (stride 3 > filter 2).
+    ("avg", "same_2x2_partial_edges", (1, 5, 3, 4), (2, 2), (2, 2), "SAME"),
+    ("avg", "valid_2x2_stride3_gaps", (1, 5, 5, 2), (2, 2), (3, 3), "VALID"),
     ("max", "same_3x3_stride2_ties", (1, 7, 6, 3), (3, 3), (2, 2), "SAME"),
     ("max", "overlapping_3x3_stride1", (2, 5, 5, 2), (3, 3), (1, 1), "VALID"),
     ("mean", "global", (2, 4, 3, 5), None, None, None),

@@ -17,6 +17,7 @@
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/channel_planes.h"
 #include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
@@ -159,6 +160,104 @@ void FilterBlockedS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad,
   }
 }
 
+// The stack buffers of TapPlanesS8Conv2dFilterGrad: the gradient's levels as halfword pairs (1 KB),
+// one tap's inputs (1 KB) and the filter gradient's sums (1 KB). Larger layers take
+// FilterBlockedS8Conv2dFilterGrad.
+constexpr int32_t kLevelPairWords = 256;
+constexpr int32_t kTapHalfwords = 512;
+constexpr int32_t kTapPlaneSums = 256;
+
+// Filters whose sums AddFourFilterDots keeps in registers.
+constexpr int32_t kDotFilters = 4;
+
+// sums[f] += the sum over pixel pairs q < pairs of the SMLAD of inputs' pair q and the level pair at
+// levels + q * step + 2 * f, f < 4: per pair of pixels, one word of inputs and four of levels (one per
+// filter) for 8 products. Not inlined: alone, its sums and pointers fit the registers.
+__attribute__((noinline)) void AddFourFilterDots(const int16_t* inputs, const int16_t* levels, int32_t pairs,
+                                                 int32_t step, int32_t* sums) {
+  int32_t s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+  const int16_t* const end = inputs + 2 * pairs;
+  for (; inputs != end; inputs += 2, levels += step) {
+    const uint32_t pair = cm::HalfwordPair(inputs);
+    s0 = __smlad(pair, cm::HalfwordPair(levels), s0);
+    s1 = __smlad(pair, cm::HalfwordPair(levels + 2), s1);
+    s2 = __smlad(pair, cm::HalfwordPair(levels + 4), s2);
+    s3 = __smlad(pair, cm::HalfwordPair(levels + 6), s3);
+  }
+  sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
+}
+
+// The filters TapPlanesS8Conv2dFilterGrad sums, a whole number of AddFourFilterDots blocks.
+template <typename S>
+int32_t DotFilters(const S& s) {
+  return (s.result.n + kDotFilters - 1) / kDotFilters * kDotFilters;
+}
+
+// Whether TapPlanesS8Conv2dFilterGrad's buffers hold the layer.
+template <typename S>
+bool TakesTapPlanes(const S& s) {
+  const int32_t pairs = (s.grad_output.n * s.grad_output.h * s.grad_output.w + 1) / 2;
+  return pairs * DotFilters(s) <= kLevelPairWords && 2 * pairs <= kTapHalfwords &&
+         DotFilters(s) * s.result.h * s.result.w * s.result.c <= kTapPlaneSums;
+}
+
+// An int8 filter gradient with fewer than 4 input channels (a network's first conv) as dot products
+// over the output pixels of every image: filter element (f, ky, kx, c) sums level[p][f] times the
+// centered input tap (ky, kx) of pixel p reads in channel c (0 where it reads padding). The levels are
+// laid out once as pixel pairs, the filters of a pair side by side; each tap's inputs are gathered once
+// into a run of halfwords, then AddFourFilterDots sums four filters at a time with SMLAD. The same
+// exact int32 sums as the reference, stored in its order.
+template <typename S, typename Sink>
+void TapPlanesS8Conv2dFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& shared_sink) {
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
+  const core::ConvGeometry geometry = core::MakeConvGeometry(s.params, s.operand, s.result, s.grad_output);
+  const tt_dims& out = s.grad_output;
+  const tt_dims& in = s.operand;
+  const tt_dims& grad_filter = s.result;
+  const int32_t pixels = out.n * out.h * out.w;  // every image's: the sums run over them all
+  const int32_t pairs = (pixels + 1) / 2;
+  const int32_t filters = DotFilters(s);
+  const int32_t zero_point = s.quant.zero_point;
+  const int32_t elements = filters * grad_filter.h * grad_filter.w * grad_filter.c;
+  int16_t levels[2 * kLevelPairWords];
+  int16_t taps[kTapHalfwords];
+  int32_t sums[kTapPlaneSums];  // element (f, tap) at tap * filters + f: AddFourFilterDots' four side by side
+  for (int32_t i = 0; i < elements; ++i) sums[i] = 0;
+  // Level (p, f) at levels[(p / 2 * filters + f) * 2 + p % 2]: a pixel pair's levels of a filter are one
+  // word. Levels past the pixels or the filters stay 0.
+  memset(levels, 0, sizeof(int16_t) * 2 * pairs * filters);
+  for (int32_t p = 0; p < pixels; ++p) {
+    const int8_t* from = grad.data + p * out.c;
+    int16_t* to = levels + p / 2 * 2 * filters + p % 2;
+    for (int32_t f = 0; f < grad_filter.n; ++f) to[2 * f] = from[f];
+  }
+  const int32_t input_step = s.params.stride_w * in.c;  // from one read of a row to the next
+  for (int32_t ky = 0; ky < grad_filter.h; ++ky) {
+    for (int32_t kx = 0; kx < grad_filter.w; ++kx) {
+      for (int32_t c = 0; c < grad_filter.c; ++c) {
+        const int32_t tap = (ky * grad_filter.w + kx) * grad_filter.c + c;
+        // The centered inputs tap (ky, kx) reads in channel c, pixel by pixel (0 for padding), a run per
+        // row; an odd pixel count's last pair has a second input of 0.
+        memset(taps, 0, sizeof(int16_t) * 2 * pairs);
+        cm::ForEachTapReadRow(geometry, out, in, ky, kx, [&](int32_t grad_offset, int32_t input_offset, int32_t count) {
+          const int8_t* x = input + input_offset + c;
+          int16_t* to = taps + grad_offset / out.c;
+          for (int32_t i = 0; i < count; ++i, x += input_step) to[i] = static_cast<int16_t>(*x - zero_point);
+        });
+        for (int32_t f = 0; f < filters; f += kDotFilters) {
+          AddFourFilterDots(taps, levels + 2 * f, pairs, 2 * filters, sums + tap * filters + f);
+        }
+      }
+    }
+  }
+  const float unit = grad.scale * s.quant.scale;
+  const int32_t per_filter = grad_filter.h * grad_filter.w * grad_filter.c;
+  for (int32_t f = 0; f < grad_filter.n; ++f) {
+    for (int32_t t = 0; t < per_filter; ++t) sink(static_cast<float>(sums[t * filters + f]) * unit);
+  }
+  shared_sink.Resume(sink);
+}
+
 // core::Conv2dFilterGrad's elements, in its order, a block of input channels at a time.
 template <typename S, typename Grad, typename Sink>
 void BlockedConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, Sink& sink) {
@@ -173,6 +272,10 @@ void BlockedConv2dFilterGrad(const S& s, const Grad& grad, const int8_t* input, 
     }
     if (core::IsPointwiseFilterGrad(s)) {
       PointwiseS8Conv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    if (s.result.c < 4 && TakesTapPlanes(s)) {
+      TapPlanesS8Conv2dFilterGrad(s, grad, input, sink);
       return;
     }
     if (s.result.c < 4) {

@@ -190,6 +190,51 @@ void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::R
   }
 }
 
+// sums[j] += the sum over rows i < count of factors[i] * row_i[c + j], j < 4, where row_i = row + i *
+// stride: per row one word of four int8 values, SXTB16 splitting it into channels 0, 2 and 1, 3, and
+// one halfword MAC per channel with the row's 16-bit factor. Not inlined: alone, its sums and pointers
+// fit the registers.
+__attribute__((noinline)) void AddFourColumns(const int8_t* row, int32_t stride, int32_t count, const int32_t* factors,
+                                              int32_t* sums) {
+  int32_t s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+  const int32_t* const end = factors + count;
+  for (; factors != end; ++factors, row += stride) {
+    uint32_t word;
+    memcpy(&word, row, 4);
+    const uint32_t even = cm::EvenBytes(word), odd = cm::OddBytes(word);
+    const uint32_t factor = static_cast<uint32_t>(*factors);
+    s0 = __smlabb(even, factor, s0);
+    s2 = __smlatb(even, factor, s2);
+    s1 = __smlabb(odd, factor, s1);
+    s3 = __smlatb(odd, factor, s3);
+  }
+  sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
+}
+
+// The int8 input gradient of a pointwise convolution over one pixel (a fully connected layer at batch
+// 1), with at most kRescaledChunk output channels: element c is Value(sum over co of r(level[co], co) *
+// w[co][c]), the rows' rescaled levels computed once, then four input channels at a time
+// (AddFourColumns), where the four-pixel path would fill three quarters of its sums with nothing.
+template <typename S, typename Sink>
+void SinglePixelS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const core::RescaledLevels& rescaled,
+                                  const int32_t* multipliers, const int8_t* filter, Sink& sink) {
+  const int32_t in_channels = s.result.c;
+  const int32_t out_channels = s.grad_output.c;
+  int32_t factors[kRescaledChunk];
+  for (int32_t co = 0; co < out_channels; ++co) factors[co] = core::RescaledLevels::Rescale(grad.data[co], multipliers[co]);
+  int32_t c = 0;
+  for (; c + 4 <= in_channels; c += 4) {
+    int32_t sums[4] = {0, 0, 0, 0};
+    AddFourColumns(filter + c, in_channels, out_channels, factors, sums);
+    for (const int32_t sum : sums) sink(rescaled.Value(sum));
+  }
+  for (; c < in_channels; ++c) {
+    int32_t sum = 0;
+    for (int32_t co = 0; co < out_channels; ++co) sum += factors[co] * filter[co * in_channels + c];
+    sink(rescaled.Value(sum));
+  }
+}
+
 // The int8 input gradient of a pointwise convolution, kPairedFactors pixels at a time.
 template <typename S, typename Sink>
 void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& shared_sink) {
@@ -199,6 +244,11 @@ void PointwiseS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, cons
   int32_t multipliers[kRescaledChunk];
   for (int32_t co = 0; co < out_channels && co < kRescaledChunk; ++co) multipliers[co] = rescaled.Multiplier(co);
   const int32_t pixels = s.result.n * s.result.h * s.result.w;
+  if (pixels == 1 && out_channels <= kRescaledChunk) {
+    SinglePixelS8Conv2dInputGrad(s, grad, rescaled, multipliers, filter, sink);
+    shared_sink.Resume(sink);
+    return;
+  }
   for (int32_t p = 0; p < pixels; p += cm::kPairedFactors) {
     const int32_t valid = pixels - p < cm::kPairedFactors ? pixels - p : cm::kPairedFactors;
     PointwiseS8Pixels(s, grad, rescaled, multipliers, filter, p, valid, sink);

@@ -9,7 +9,8 @@
 // geometry is worked out once for the block, and with multiplier 1 (MobileNets) the block's
 // gradients and inputs are contiguous runs. With multiplier 1 and an int8 gradient, four channels'
 // levels and inputs are read as one word each and multiplied by halfword MACs, along a row's run of
-// reads with no per-read callback.
+// reads with no per-read callback; a stride-1 layer whose channel fits a plane (common/channel_planes.h)
+// sums a channel's taps from its planes with dual MACs.
 #include <stdint.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/channel_planes.h"
 #include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
@@ -66,6 +68,92 @@ void DepthwiseConv2dFilterGradS8Multiplier1(const S& s, const core::S8GradReader
   }
 }
 
+// The most taps a filter the plane path takes has (7x7): their sums are on the stack.
+constexpr int32_t kMostPlaneTaps = 49;
+
+// sums[k] += the sum over i < 2 * pairs of a[i] * b[i + k], for k < kTaps: per pair of a, one word
+// load, then per tap one word of b and an SMLAD adding both products. Not inlined: alone, its sums and
+// pointers fit the registers.
+template <int32_t kTaps>
+__attribute__((noinline)) void AddShiftedDots(const int16_t* a, const int16_t* b, int32_t pairs, int32_t* sums) {
+  int32_t acc[kTaps];
+#pragma GCC unroll 8
+  for (int32_t k = 0; k < kTaps; ++k) acc[k] = sums[k];
+  const int16_t* const end = a + 2 * pairs;
+  for (; a != end; a += 2, b += 2) {
+    const uint32_t pair = cm::HalfwordPair(a);
+#pragma GCC unroll 8
+    for (int32_t k = 0; k < kTaps; ++k) acc[k] = __smlad(pair, cm::HalfwordPair(b + k), acc[k]);
+  }
+#pragma GCC unroll 8
+  for (int32_t k = 0; k < kTaps; ++k) sums[k] = acc[k];
+}
+
+// The geometry of PlanesS8DepthwiseFilterGrad: a level plane of the output's rows, each `width`
+// halfwords (the output's columns, then zeros), and an input plane of the rows and columns its taps
+// read (the padding as zeros), with the same row width, so that tap (ky, kx) of the level at plane
+// index i reads the input plane at i + ky * width + kx, and a row's reads run on into the next row's
+// zeros. Then one sum per tap is a dot product of the two planes, shifted, over the whole image.
+struct FilterGradPlanes {
+  int32_t width;         // even, at least the output's width plus kw - 1
+  int32_t level_count;   // output rows * width
+  int32_t input_count;   // (output rows + kh - 1) * width, plus kw for the last tap's overreach
+};
+
+template <typename S>
+FilterGradPlanes MakeFilterGradPlanes(const S& s) {
+  const int32_t width = cm::PlaneWidth(s.grad_output.w + s.result.w - 1);
+  return {width, s.grad_output.h * width, (s.grad_output.h + s.result.h - 1) * width + s.result.w};
+}
+
+// Whether PlanesS8DepthwiseFilterGrad takes the layer: stride 1, no dilation, multiplier 1, and planes
+// and tap sums that fit the stack.
+template <typename S>
+bool TakesFilterGradPlanes(const S& s) {
+  const tt_conv_grad_params& conv = s.params.conv;
+  const FilterGradPlanes planes = MakeFilterGradPlanes(s);
+  return conv.stride_h == 1 && conv.stride_w == 1 && conv.dilation_h == 1 && conv.dilation_w == 1 &&
+         s.params.depth_multiplier == 1 && s.result.h * s.result.w <= kMostPlaneTaps &&
+         planes.level_count <= cm::kPlaneHalfwords && planes.input_count <= cm::kPlaneHalfwords;
+}
+
+// Multiplier 1, stride 1, int8 gradient: DepthwiseConv2dFilterGradS8Multiplier1's exact sums, a
+// channel at a time from its planes (FilterGradPlanes), each element stored at its index. A 3-wide
+// filter's row of taps shares each word of levels (AddShiftedDots<3>).
+template <typename S, typename Sink>
+void PlanesS8DepthwiseFilterGrad(const S& s, const core::S8GradReader& grad, const int8_t* input, Sink& shared_sink) {
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
+  const FilterGradPlanes planes = MakeFilterGradPlanes(s);
+  const tt_dims& out = s.grad_output;
+  const int32_t kernel_h = s.result.h, kernel_w = s.result.w, taps = kernel_h * kernel_w;
+  const int32_t pairs = planes.level_count / 2;
+  const float unit = grad.scale * s.quant.scale;
+  int16_t levels[cm::kPlaneHalfwords], inputs[cm::kPlaneHalfwords];
+  // The borders stay zero: every channel writes the same interior.
+  memset(levels, 0, sizeof(int16_t) * planes.level_count);
+  memset(inputs, 0, sizeof(int16_t) * planes.input_count);
+  for (int32_t c = 0; c < s.result.c; ++c) {
+    int32_t sums[kMostPlaneTaps];
+    for (int32_t t = 0; t < taps; ++t) sums[t] = 0;
+    for (int32_t n = 0; n < out.n; ++n) {
+      cm::FillChannelPlane(grad.data, out, n, c, 0, levels, out.h, planes.width, 0, 0);
+      cm::FillChannelPlane(input, s.operand, n, c, s.quant.zero_point, inputs, out.h + kernel_h - 1, planes.width,
+                           s.params.conv.pad_top, s.params.conv.pad_left);
+      for (int32_t ky = 0; ky < kernel_h; ++ky) {
+        const int16_t* row = inputs + ky * planes.width;
+        int32_t* row_sums = sums + ky * kernel_w;
+        if (kernel_w == 3) {
+          AddShiftedDots<3>(levels, row, pairs, row_sums);
+        } else {
+          for (int32_t kx = 0; kx < kernel_w; ++kx) AddShiftedDots<1>(levels, row + kx, pairs, row_sums + kx);
+        }
+      }
+    }
+    for (int32_t t = 0; t < taps; ++t) sink.Put(t * s.result.c + c, static_cast<float>(sums[t]) * unit);
+  }
+  shared_sink.Resume(sink);
+}
+
 // core::DepthwiseConv2dFilterGrad's elements, in its order, a block of output channels at a time.
 // kMultiplier is the depth multiplier when known at compile time (1), else 0: read it from s.
 template <int32_t kMultiplier, typename S, typename Grad, typename Sink>
@@ -77,6 +165,10 @@ void BlockedDepthwiseConv2dFilterGrad(const S& s, const Grad& grad, const int8_t
     // Exact int32 sums, as in tt_conv2d_filter_grad_s8's version.
     if (core::FilterGradTerms(s) * core::kLargestLevel * core::kLargestCentered > INT32_MAX) {
       core::DepthwiseConv2dFilterGrad(s, grad, input, sink);
+      return;
+    }
+    if (kMultiplier == 1 && TakesFilterGradPlanes(s)) {
+      PlanesS8DepthwiseFilterGrad(s, grad, input, sink);
       return;
     }
     if (kMultiplier == 1) {

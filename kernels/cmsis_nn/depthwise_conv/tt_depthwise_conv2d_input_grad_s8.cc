@@ -9,7 +9,9 @@
 // version adds the same products in the same order for a block of input channels at once: the
 // tap's geometry is worked out once for the block, and with multiplier 1 (MobileNets) the block's
 // gradients, scales and weights are contiguous runs. An int8 gradient with multiplier 1 lists each
-// input pixel's reading taps once, then sums every channel over that list with halfword MACs.
+// input pixel's reading taps once, then sums every channel over that list with halfword MACs; a
+// stride-1 layer with a 3x3 or 5x5 filter whose channel fits a plane (common/channel_planes.h) sums a
+// channel's taps from its level plane with dual MACs instead.
 #include <stdint.h>
 #include <string.h>
 
@@ -19,6 +21,7 @@
 #include "../../core/common/layer_grad_kernels.h"
 #include "../../core/tt_functions.h"
 #include "../common/channel_blocks.h"
+#include "../common/channel_planes.h"
 #include "../common/halfword_macs.h"
 
 namespace core = tinytrain_core;
@@ -107,6 +110,74 @@ void ListedTapsS8DepthwiseInputGrad(const S& s, const core::S8GradReader& grad, 
   shared_sink.Resume(sink);
 }
 
+// The level plane of PlanesS8DepthwiseInputGrad: the output's rows and columns with a border of
+// kernel - 1 - pad zeros above and left (the reads of padding below and right land in zeros too), so
+// that with the filter turned by 180 degrees, input pixel (iy, ix) is the dot product of the kernel with
+// the plane's window from (iy, ix): its row j reads kW consecutive halfwords, whole pairs of them
+// (the last pair's second weight 0 when kW is odd).
+template <int32_t kW>
+int32_t InputGradPlaneWidth(int32_t input_w) {
+  return cm::PlaneWidth(input_w + (kW + 1) / 2 * 2 - 1);
+}
+
+// Whether PlanesS8DepthwiseInputGrad<kH, kW> takes the layer: stride 1, no dilation, multiplier 1, a
+// kH x kW filter, and a plane that fits the stack.
+template <int32_t kH, int32_t kW, typename S>
+bool TakesInputGradPlanes(const S& s) {
+  const tt_conv_grad_params& conv = s.params.conv;
+  return conv.stride_h == 1 && conv.stride_w == 1 && conv.dilation_h == 1 && conv.dilation_w == 1 &&
+         s.params.depth_multiplier == 1 && s.operand.h == kH && s.operand.w == kW &&
+         (s.result.h + kH - 1) * InputGradPlaneWidth<kW>(s.result.w) <= cm::kPlaneHalfwords;
+}
+
+// Multiplier 1, stride 1, int8 gradient, a kH x kW filter: the exact sums of levels times weights, a
+// channel at a time from its level plane, each element stored at its index, scaled as the reference
+// scales it. The channel's turned weights are halfword pairs in registers; each pair of taps is one
+// word load and one SMLAD, with no bounds checks.
+template <int32_t kH, int32_t kW, typename S, typename Sink>
+void PlanesS8DepthwiseInputGrad(const S& s, const core::S8GradReader& grad, const int8_t* filter, Sink& shared_sink) {
+  constexpr int32_t kPairs = (kW + 1) / 2;
+  Sink sink = shared_sink.LocalCopy();  // GradSink: its state in registers
+  const core::FilterScales scales(s.quant);
+  const tt_dims& in = s.result;
+  const int32_t channels = in.c;
+  const int32_t width = InputGradPlaneWidth<kW>(in.w);
+  const int32_t rows = in.h + kH - 1;
+  int16_t levels[cm::kPlaneHalfwords];
+  memset(levels, 0, sizeof(int16_t) * rows * width);  // the border; every channel writes the same interior
+  for (int32_t c = 0; c < channels; ++c) {
+    // Row j, pair m: weights (kH - 1 - j, kW - 1 - 2m) and (kH - 1 - j, kW - 2 - 2m), 0 past the filter.
+    uint32_t weights[kH][kPairs];
+    auto weight = [&](int32_t j, int32_t i) -> uint32_t {
+      return i < kW ? static_cast<uint16_t>(filter[((kH - 1 - j) * kW + (kW - 1 - i)) * channels + c]) : 0u;
+    };
+#pragma GCC unroll 8
+    for (int32_t j = 0; j < kH; ++j) {
+#pragma GCC unroll 8
+      for (int32_t m = 0; m < kPairs; ++m) weights[j][m] = weight(j, 2 * m) | (weight(j, 2 * m + 1) << 16);
+    }
+    const float unit = grad.scale * scales[c];
+    for (int32_t n = 0; n < in.n; ++n) {
+      cm::FillChannelPlane(grad.data, s.grad_output, n, c, 0, levels, rows, width, kH - 1 - s.params.conv.pad_top,
+                           kW - 1 - s.params.conv.pad_left);
+      int32_t index = n * in.h * in.w * channels + c;
+      for (int32_t iy = 0; iy < in.h; ++iy) {
+        const int16_t* window = levels + iy * width;
+        for (int32_t ix = 0; ix < in.w; ++ix, ++window, index += channels) {
+          int32_t sum = 0;
+#pragma GCC unroll 8
+          for (int32_t j = 0; j < kH; ++j) {
+#pragma GCC unroll 8
+            for (int32_t m = 0; m < kPairs; ++m) sum = __smlad(cm::HalfwordPair(window + j * width + 2 * m), weights[j][m], sum);
+          }
+          sink.Put(index, static_cast<float>(sum) * unit);
+        }
+      }
+    }
+  }
+  shared_sink.Resume(sink);
+}
+
 // core::DepthwiseConv2dInputGrad's elements, in its order, a block of input channels at a time.
 // kMultiplier is the depth multiplier when known at compile time (1), else 0: read it from s.
 template <int32_t kMultiplier, typename S, typename Grad, typename Sink>
@@ -155,6 +226,14 @@ extern "C" tt_status tt_depthwise_conv2d_input_grad_s8(const tt_depthwise_conv_g
       params, filter_quant, grad_output_dims, grad_output, filter_dims, filter, grad_input_dims, grad_input,
       [](const auto& shape, const auto& grad, const int8_t* weights, auto& sink) {
         if constexpr (core::ReadsS8<std::decay_t<decltype(grad)>>::value) {
+          if (TakesInputGradPlanes<3, 3>(shape)) {
+            PlanesS8DepthwiseInputGrad<3, 3>(shape, grad, weights, sink);
+            return;
+          }
+          if (TakesInputGradPlanes<5, 5>(shape)) {
+            PlanesS8DepthwiseInputGrad<5, 5>(shape, grad, weights, sink);
+            return;
+          }
           if (shape.params.depth_multiplier == 1 && shape.operand.h <= kMaxKernelSide &&
               shape.operand.w <= kMaxKernelSide) {
             ListedTapsS8DepthwiseInputGrad(shape, grad, weights, sink);

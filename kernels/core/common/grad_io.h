@@ -89,10 +89,35 @@ class GradSink {
   int32_t next_ = 0;
 };
 
-// max(max_abs, |value|) by a comparison: fmaxf is a library call on the Cortex-M4F's FPv4.
+// Whether the FPU has VMAXNM and VMINNM (FPv5: the Cortex-M7's double-precision one, every ARMv8-M
+// one), which GCC emits for fmaxf and fminf: one instruction each, where a comparison takes four (the
+// compare, the flags' transfer, an IT and a move). On the Cortex-M4F's FPv4 they are library calls.
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M' && defined(__ARM_FP) && \
+    ((__ARM_FP & 8) != 0 || __ARM_ARCH >= 8)
+#define TT_FPU_HAS_MAXNM 1
+#else
+#define TT_FPU_HAS_MAXNM 0
+#endif
+
+// max(max_abs, |value|). Both forms give the same bits for every value a gradient holds (no NaN).
 inline float LargerMagnitude(float max_abs, float value) {
   const float magnitude = fabsf(value);
+#if TT_FPU_HAS_MAXNM
+  return fmaxf(max_abs, magnitude);
+#else
   return magnitude > max_abs ? magnitude : max_abs;
+#endif
+}
+
+// level limited to [-127, 127]. Where a comparison decides, one comparison of the magnitude, rarely
+// true, clamps both sides.
+inline float WithinLevels(float level) {
+#if TT_FPU_HAS_MAXNM
+  return fminf(fmaxf(level, -127.0f), 127.0f);
+#else
+  if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
+  return level;
+#endif
 }
 
 // The stores of GradSink: float32 values, int8 levels at one scale, or only the max|g|.
@@ -108,10 +133,8 @@ struct S8Store {
   void operator()(int32_t i, float value) {
     max_abs = LargerMagnitude(max_abs, value);
     // At a predicted scale a value can round past int8 (that pass is then redone); at the exact one,
-    // value * inv_scale may exceed 127 by a rounding error only. So one comparison of the magnitude,
-    // rarely true, clamps both sides (not fminf/fmaxf, which are library calls on the Cortex-M4F's FPv4).
-    float level = value * inv_scale;
-    if (fabsf(level) > 127.0f) level = level > 0.0f ? 127.0f : -127.0f;
+    // value * inv_scale may exceed 127 by a rounding error only.
+    const float level = WithinLevels(value * inv_scale);
     // roundf: lroundf's halves away from zero, and one VRINTA instruction on an FPv5 FPU (M7, M55)
     // where lroundf is a library call. Through int32: GCC narrows a float to int8 through the stack.
     data[i] = static_cast<int8_t>(static_cast<int32_t>(roundf(level)));
