@@ -37,25 +37,51 @@ struct FactorSteps {
   int32_t step;       // from factor k to factor k + 1 of a row
 };
 
-// For i < count: the int8 values at row + i * stride, up to kLanes consecutive channels (the lanes on in
-// `lanes`; the others load 0 and read no memory, a row's last channels), widened to int32, times row i's
-// factor k (FactorSteps), added to sums[k], k < kFactors: per row one VLDRB and kFactors VMLA (vector by
-// scalar), kLanes products each, where the DSP extension's halfword MACs take one instruction a product.
-template <int32_t kFactors, typename Factor>
-__attribute__((always_inline)) inline void AddScaledRows(const int8_t* row, int32_t stride, int32_t count,
-                                                         mve_pred16_t lanes, const Factor* factors, FactorSteps steps,
-                                                         int32x4_t* sums) {
-  auto add = [&](const int8_t* at, const Factor* factor) {
-    const int32x4_t values = vldrbq_z_s32(at, lanes);
+// For i < count: the int8 values at row + i * stride, kLanes consecutive channels (the lanes on in `lanes`
+// when kPredicated: the others load 0 and read no memory, a row's last channels), widened to int32, times
+// row i's factor k (FactorSteps), added to sums[k], k < kFactors: per row one VLDRB and kFactors VMLA
+// (vector by scalar), kLanes products each, where the DSP extension's halfword MACs take one instruction a
+// product. The sums stay in registers (GCC stored them on every row when the loop worked on sums itself).
+template <int32_t kFactors, bool kPredicated, typename Factor>
+__attribute__((always_inline)) inline void AddScaledRowsOf(const int8_t* row, int32_t stride, int32_t count,
+                                                           mve_pred16_t lanes, const Factor* factors,
+                                                           FactorSteps steps, int32x4_t* sums) {
+  int32x4_t acc[kFactors];
 #pragma GCC unroll 4
-    for (int32_t k = 0; k < kFactors; ++k) sums[k] = vmlaq_n_s32(sums[k], values, factor[k * steps.step]);
+  for (int32_t k = 0; k < kFactors; ++k) acc[k] = sums[k];
+  const int32_t step = steps.step, odd_row = steps.odd_row, pair_step = steps.pair_step;
+  auto add = [&](const int8_t* at, const Factor* factor) {
+    int32x4_t values;
+    if constexpr (kPredicated) {
+      values = vldrbq_z_s32(at, lanes);
+    } else {
+      values = vldrbq_s32(at);
+    }
+#pragma GCC unroll 4
+    for (int32_t k = 0; k < kFactors; ++k) acc[k] = vmlaq_n_s32(acc[k], values, factor[k * step]);
   };
   const int8_t* const end = row + count / 2 * 2 * stride;
-  for (; row != end; row += 2 * stride, factors += steps.pair_step) {
+  for (; row != end; row += 2 * stride, factors += pair_step) {
     add(row, factors);
-    add(row + stride, factors + steps.odd_row);
+    add(row + stride, factors + odd_row);
   }
   if (count % 2 != 0) add(row, factors);
+#pragma GCC unroll 4
+  for (int32_t k = 0; k < kFactors; ++k) sums[k] = acc[k];
+}
+
+// AddScaledRowsOf for channels [0, channels) of the rows (at most kLanes): a block of fewer than kLanes
+// channels predicated, a whole one not (a predicated load costs a VPST, and GCC rewrites the predicate
+// on every row).
+template <int32_t kFactors, typename Factor>
+__attribute__((always_inline)) inline void AddScaledRows(const int8_t* row, int32_t stride, int32_t count,
+                                                         int32_t channels, const Factor* factors, FactorSteps steps,
+                                                         int32x4_t* sums) {
+  if (channels >= kLanes) {
+    AddScaledRowsOf<kFactors, false>(row, stride, count, 0, factors, steps, sums);
+  } else {
+    AddScaledRowsOf<kFactors, true>(row, stride, count, vctp32q(static_cast<uint32_t>(channels)), factors, steps, sums);
+  }
 }
 #endif
 
@@ -129,13 +155,13 @@ __attribute__((noinline)) inline void AddPairedRows(const int8_t* row, int32_t s
   constexpr FactorSteps kHalves{2 * kPairedFactors, 1, 2};
   const uint32x4_t column_offsets = vidupq_n_u32(0, kPairedFactors);  // column j's sums, in words
   for (int32_t c = 0; c < columns; c += kLanes) {
-    const mve_pred16_t lanes = vctp32q(static_cast<uint32_t>(columns - c));
+    const mve_pred16_t lanes = vctp32q(static_cast<uint32_t>(columns - c));  // for the sums' gather and scatter
     int32x4_t vectors[kPairedFactors];
 #pragma GCC unroll 4
     for (int32_t q = 0; q < kPairedFactors; ++q) {
       vectors[q] = vldrwq_gather_shifted_offset_z_s32(sums + c * kPairedFactors + q, column_offsets, lanes);
     }
-    AddScaledRows<kPairedFactors>(row + c, stride, rows, lanes, halves, kHalves, vectors);
+    AddScaledRows<kPairedFactors>(row + c, stride, rows, columns - c, halves, kHalves, vectors);
 #pragma GCC unroll 4
     for (int32_t q = 0; q < kPairedFactors; ++q) {
       vstrwq_scatter_shifted_offset_p_s32(sums + c * kPairedFactors + q, column_offsets, vectors[q], lanes);

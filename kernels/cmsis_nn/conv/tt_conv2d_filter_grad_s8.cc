@@ -72,11 +72,10 @@ __attribute__((noinline)) void PointwiseS8Conv2dFilterGrad(const S& s, const cor
     const int8_t* const levels = grad.data + f;  // pixel p's level of filter f + k at levels[p * out_channels + k]
     const cm::FactorSteps steps{2 * out_channels, out_channels, 1};
     for (int32_t c = 0; c < in_channels; c += cm::kLanes) {
-      const mve_pred16_t lanes = vctp32q(static_cast<uint32_t>(in_channels - c));
+      const int32_t channels = in_channels - c < cm::kLanes ? in_channels - c : cm::kLanes;
       int32x4_t vectors[kFilters];
       for (int32_t k = 0; k < kFilters; ++k) vectors[k] = vdupq_n_s32(0);
-      cm::AddScaledRows<kFilters>(input + c, in_channels, pixels, lanes, levels, steps, vectors);
-      const int32_t channels = in_channels - c < cm::kLanes ? in_channels - c : cm::kLanes;
+      cm::AddScaledRows<kFilters>(input + c, in_channels, pixels, channels, levels, steps, vectors);
       for (int32_t k = 0; k < kFilters; ++k) {
         int32_t sums[cm::kLanes];
         vst1q_s32(sums, vectors[k]);

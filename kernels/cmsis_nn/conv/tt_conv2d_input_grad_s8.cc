@@ -228,12 +228,11 @@ void SinglePixelS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, co
 #if defined(ARM_MATH_MVEI)
   constexpr cm::FactorSteps kRowFactors{2, 1, 0};  // row co's one factor: factors[co]
   for (int32_t c = 0; c < in_channels; c += cm::kLanes) {
-    const mve_pred16_t lanes = vctp32q(static_cast<uint32_t>(in_channels - c));
+    const int32_t channels = in_channels - c < cm::kLanes ? in_channels - c : cm::kLanes;
     int32x4_t vector = vdupq_n_s32(0);
-    cm::AddScaledRows<1>(filter + c, in_channels, out_channels, lanes, factors, kRowFactors, &vector);
+    cm::AddScaledRows<1>(filter + c, in_channels, out_channels, channels, factors, kRowFactors, &vector);
     int32_t sums[cm::kLanes];
     vst1q_s32(sums, vector);
-    const int32_t channels = in_channels - c < cm::kLanes ? in_channels - c : cm::kLanes;
     for (int32_t j = 0; j < channels; ++j) sink(rescaled.Value(sums[j]));
   }
 #else
