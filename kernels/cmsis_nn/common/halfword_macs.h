@@ -177,7 +177,6 @@ inline const int8_t* AfterTwoRows(const int8_t* row, int32_t stride) {
   return row;
 }
 
-
 // Adds, for each of `rows` rows (int8 values at row + i * stride) and each factor q < 4, value[i][c]
 // times factor q of row i to sums[q] and value[i][c + 1] times it to sums[4 + q] (kChannels 2; with
 // kChannels 1 channel c alone, sums[4..7] then hold nothing of use). The factors come in row pairs:
@@ -235,7 +234,6 @@ __attribute__((noinline)) inline void AddPairedRows(const int8_t* row, int32_t s
   for (; c + 2 <= columns; c += 2) AddPairedRowsOf<2>(row + c, stride, rows, factors, sums + c * kPairedFactors);
   if (c < columns) AddPairedRowsOf<1>(row + c, stride, rows, factors, sums + c * kPairedFactors);
 }
-
 #endif
 
 // One int32 sum per channel of a four-channel word. AddProducts adds each channel's product of its

@@ -118,7 +118,6 @@ __attribute__((noinline)) void AddShiftedDots(const int16_t* a, const int16_t* b
 #pragma GCC unroll 8
   for (int32_t k = 0; k < kTaps; ++k) sums[k] = acc[k];
 }
-
 #endif
 
 // The geometry of PlanesS8DepthwiseFilterGrad: a level plane of the output's rows, each `width`
