@@ -3,7 +3,8 @@ float64), and the kernel test (tests/cortex_m) on emulated Cortex-M4F, Cortex-M7
 QEMU against NumPy references, bit-identical to the same test built for the host.
 
 Needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm; `make test` installs them
-when run as root. Without them the tests skip, except in CI (CI=true), where they fail.
+when run as root; and for the cmsis-nn kernel set's program, CMSIS-NN (the pinned bundle, TINYTRAIN_THIRD_PARTY,
+as for tinytrain_tflm.firmware.device). Without them the tests skip, except in CI (CI=true), where they fail.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def assert_all_pass(output: str, returncode: int) -> dict[str, tuple[str, str, s
 
 @pytest.fixture(scope="module")
 def programs() -> None:
-    make("cortex-m-test-programs")
+    # The cmsis-nn kernel set's forward convolutions call CMSIS-NN: the pinned bundle's, as the firmware builds.
+    sources = require(device.locate_sources)
+    make("cortex-m-test-programs", f"CMSIS_NN_ROOT={sources.cmsis_nn}")
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +155,12 @@ def test_kernel_test_passes_on_emulated_cortex_m(host_results, target, program):
 
 
 # The families kernels/cmsis_nn replaces (fully connected gradients run the conv ones; grad_top_level is
-# the glue's measure of an int8 gradient's largest level, common/tt_grad_top_level.cc).
+# the glue's measure of an int8 gradient's largest level, common/tt_grad_top_level.cc; the forward
+# convolutions call CMSIS-NN, or without Helium for a 1x1 stride-1 conv, our pointwise kernel).
 OPTIMIZED_FAMILIES = (
     "activation_grad_from_output",
+    "conv_forward",
+    "depthwise_forward",
     "avg_pool_grad",
     "conv_input_grad",
     "conv_filter_grad",

@@ -4,7 +4,8 @@
 #   make cortex-m    both libraries, the checks and the size table
 # Outputs: build/cortex-m/<target>/libtinytrain_core.a, target in $(CORTEX_M_TARGETS), and
 # libtinytrain_core_cmsis_nn.a beside it: the core with kernels/cmsis_nn's Cortex-M versions in place of
-# the reference files of the same path, as tinytrain_tflm.firmware.device builds the cmsis-nn kernel set.
+# the reference files of the same path, as tinytrain_tflm.firmware.device builds the cmsis-nn kernel set, and
+# libcmsis_nn.a, the CMSIS-NN its forward convolutions call (both need CMSIS_NN_ROOT, a CMSIS-NN tree).
 
 ARM_PREFIX ?= arm-none-eabi-
 CORTEX_M_BUILD := build/cortex-m
@@ -21,10 +22,11 @@ CORTEX_M_CXXFLAGS := -std=c++17 -O2 -ffp-contract=off -fno-exceptions -fno-rtti 
   -ffunction-sections -fdata-sections -Wall -Wextra -Werror -Wdouble-promotion -Wshadow -MMD -MP
 
 CORE_SOURCES := $(wildcard kernels/core/*/*.cc)
-# Less the ones calling CMSIS-NN (the forward convolutions): this library and the kernel test link no
-# CMSIS-NN; the firmware's whole training steps test those against the host (tests/test_device.py).
-OPTIMIZED_SOURCES := $(shell grep -L '"arm_nnfunctions.h"' $(wildcard kernels/cmsis_nn/*/*.cc))
+OPTIMIZED_SOURCES := $(wildcard kernels/cmsis_nn/*/*.cc)
 REPLACED_SOURCES := $(patsubst kernels/cmsis_nn/%,kernels/core/%,$(OPTIMIZED_SOURCES))
+# The forward convolutions call CMSIS-NN's convolutions (and its transpose): their 8- and 16-bit versions.
+CMSIS_NN_SOURCES = $(filter-out %_s4.c %_f16.c %_f32.c %_flt.c,$(wildcard $(addprefix $(CMSIS_NN_ROOT)/Source/,\
+  ConvolutionFunctions/*.c NNSupportFunctions/*.c TransposeFunctions/*.c)))
 
 # cortex_m_core_rules(target): objects and static library of the core for one target.
 define cortex_m_core_rules
@@ -39,9 +41,9 @@ $(CORTEX_M_BUILD)/$(1)/libtinytrain_core.a: $$(CORE_OBJECTS_$(1))
 	rm -f $$@
 	$(ARM_PREFIX)ar rcs $$@ $$^
 
-$(CORTEX_M_BUILD)/$(1)/cmsis_nn/%.o: kernels/cmsis_nn/%.cc | cortex-m-tools
+$(CORTEX_M_BUILD)/$(1)/cmsis_nn/%.o: kernels/cmsis_nn/%.cc | cortex-m-tools cmsis-nn-root
 	@mkdir -p $$(@D)
-	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) -c $$< -o $$@
+	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_CXXFLAGS) -isystem $(CMSIS_NN_ROOT)/Include -c $$< -o $$@
 
 OPTIMIZED_OBJECTS_$(1) := $(patsubst kernels/cmsis_nn/%.cc,$(CORTEX_M_BUILD)/$(1)/cmsis_nn/%.o,$(OPTIMIZED_SOURCES))
 -include $$(OPTIMIZED_OBJECTS_$(1):.o=.d)
@@ -50,10 +52,20 @@ $(CORTEX_M_BUILD)/$(1)/libtinytrain_core_cmsis_nn.a: $$(OPTIMIZED_OBJECTS_$(1)) 
     $(patsubst kernels/core/%.cc,$(CORTEX_M_BUILD)/$(1)/core/%.o,$(filter-out $(REPLACED_SOURCES),$(CORE_SOURCES)))
 	rm -f $$@
 	$(ARM_PREFIX)ar rcs $$@ $$^
+
+# CMSIS-NN with its own build's flags: C, -O2, its warnings not ours.
+$(CORTEX_M_BUILD)/$(1)/cmsis-nn/%.o: $(CMSIS_NN_ROOT)/Source/%.c | cortex-m-tools cmsis-nn-root
+	@mkdir -p $$(@D)
+	$(ARM_PREFIX)gcc $(CORTEX_M_CPU_$(1)) -std=c11 -O2 -w -ffunction-sections -fdata-sections \
+	  -I$(CMSIS_NN_ROOT)/Include -c $$< -o $$@
+
+$(CORTEX_M_BUILD)/$(1)/libcmsis_nn.a: $$(patsubst $(CMSIS_NN_ROOT)/Source/%.c,$(CORTEX_M_BUILD)/$(1)/cmsis-nn/%.o,$$(CMSIS_NN_SOURCES))
+	rm -f $$@
+	$(ARM_PREFIX)ar rcs $$@ $$^
 endef
 $(foreach target,$(CORTEX_M_TARGETS),$(eval $(call cortex_m_core_rules,$(target))))
 
-.PHONY: cortex-m cortex-m-tools
+.PHONY: cortex-m cortex-m-tools cmsis-nn-root
 
 cortex-m: $(foreach target,$(CORTEX_M_TARGETS),$(CORTEX_M_BUILD)/$(target)/libtinytrain_core.a)
 	$(PYTHON) kernels/cortex_m/core_report.py --tool-prefix $(ARM_PREFIX) \
@@ -76,3 +88,7 @@ cortex-m-tools:
 	else \
 	  echo "note: the Cortex-M build and tests need $(CORTEX_M_PACKAGES) (apt-get install, as root); their tests skip" >&2; \
 	fi
+
+cmsis-nn-root:
+	@test -f "$(CMSIS_NN_ROOT)/Include/arm_nnfunctions.h" || { echo "error: CMSIS_NN_ROOT='$(CMSIS_NN_ROOT)' is not \
+	a CMSIS-NN tree (no Include/arm_nnfunctions.h); tests/test_cortex_m.py passes the pinned bundle's" >&2; exit 1; }

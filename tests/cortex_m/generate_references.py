@@ -114,6 +114,18 @@ FORWARD_CASES: list[tuple[str, str, ConvGeometry, tuple[int, int], bool, int]] =
     ("conv", "valid_stride2_no_bias", ConvGeometry(2, (6, 5), 2, (3, 2), 5, (2, 2), (1, 1), "VALID", 5), (-128, 127), False, -5),
     ("conv", "same_dilated", ConvGeometry(1, (6, 6), 2, (3, 3), 3, (1, 1), (2, 2), "SAME", 3), (-128, 127), True, -7),
     ("conv", "pointwise_left_shift", ConvGeometry(1, (4, 4), 8, (1, 1), 6, (1, 1), (1, 1), "VALID", 6), (-128, 127), True, 2),
+    # kernels/cmsis_nn's pointwise kernel (1x1, stride 1, no Helium) takes two pixels by two filters, input channels
+    # 16, then 4, then 1 at a time: odd pixel counts (9, 15) and filter counts (7, 5) leave a lone pixel and
+    # filter, 23 = 16 + 4 + 3 and 39 = 2 * 16 + 4 + 3 channels every block size.
+    ("conv", "pointwise_odd_blocks", ConvGeometry(1, (3, 3), 23, (1, 1), 7, (1, 1), (1, 1), "VALID", 7), (-128, 127), True, -6),
+    (
+        "conv",
+        "pointwise_odd_blocks_no_bias",
+        ConvGeometry(1, (5, 3), 39, (1, 1), 5, (1, 1), (1, 1), "VALID", 5),
+        (-20, 100),
+        False,
+        -7,
+    ),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4), (-128, 127), True, -5),
     ("depthwise", "multiplier2_stride2", ConvGeometry(1, (7, 6), 3, (3, 3), 2, (2, 2), (1, 1), "SAME", 6), (-3, 127), True, -4),
 ]

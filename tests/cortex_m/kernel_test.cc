@@ -27,6 +27,8 @@ int32_t g_s32[kMaxResultElements];
 float g_momentum[kMaxResultElements];
 float g_scale;
 float g_loss;
+// The forward convolutions' scratch: none in the portable core, CMSIS-NN's in the cmsis-nn kernel set.
+alignas(8) int8_t g_scratch[8192];
 constexpr uint8_t kUnwritten = 0xA5;  // as float: -2.9e-16, a NaN-free value no case expects
 
 void FillUnwritten() {
@@ -189,9 +191,16 @@ bool RunLayerGrad(const LayerGradCase& c) {
 bool RunForwardConv(const ForwardConvCase& c) {
   CaseReport report(c.name);
   const tt_requantization requant{c.multiplier, c.shift};
+  const auto scratch_size = c.depthwise ? tt_depthwise_conv2d_s8_get_buffer_size : tt_conv2d_s8_get_buffer_size;
+  const tt_context scratch{g_scratch, scratch_size(&c.params, &c.input_dims, &c.filter_dims, &c.output_dims)};
+  if (scratch.size < 0 || scratch.size > static_cast<int32_t>(sizeof(g_scratch))) {
+    report.Mismatch("scratch of %ld bytes, the test has %u", static_cast<long>(scratch.size),
+                    static_cast<unsigned>(sizeof(g_scratch)));
+    return report.Finish();
+  }
   const tt_status status = report.Measure([&] {
     const auto kernel = c.depthwise ? tt_depthwise_conv2d_s8 : tt_conv2d_s8;
-    return kernel(nullptr, &c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
+    return kernel(&scratch, &c.params, &c.input_dims, c.input, &c.filter_dims, c.filter, c.bias, &requant, &c.output_dims, g_s8);
   });
   report.ExpectStatus(status, TT_SUCCESS);
   const int32_t count = c.output_dims.n * c.output_dims.h * c.output_dims.w * c.output_dims.c;

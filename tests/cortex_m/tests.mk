@@ -1,8 +1,9 @@
 # The kernel core test on emulated Cortex-M boards (and the same program on the host, whose output
 # digests the boards must reproduce). Included by the top-level Makefile:
-#   make cortex-m-test   builds the test for the host, Cortex-M4F, Cortex-M7 and Cortex-M55 and runs it
+#   make cortex-m-test CMSIS_NN_ROOT=<a CMSIS-NN tree>
+#                        builds the test for the host, Cortex-M4F, Cortex-M7 and Cortex-M55 and runs it
 #                        (QEMU mps2-an386, mps2-an500 and mps3-an547, semihosting, -icount for instruction
-#                        counts)
+#                        counts), on the Cortex-M boards a second time over the cmsis-nn kernel set
 # tests/test_cortex_m.py builds the programs through cortex-m-test-programs and checks their output.
 
 REFERENCE_PYTHON ?= $(VENV)/bin/python
@@ -52,9 +53,11 @@ $(CORTEX_M_BUILD)/$(1)/kernel_test.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) -T $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) \
 	  $$(filter %.o %.a,$$^) -o $$@
 
-# The same test over the core with kernels/cmsis_nn's versions (libtinytrain_core_cmsis_nn.a).
+# The same test over the core with kernels/cmsis_nn's versions (libtinytrain_core_cmsis_nn.a) and the CMSIS-NN
+# they call (libcmsis_nn.a, from CMSIS_NN_ROOT).
 $(CORTEX_M_BUILD)/$(1)/kernel_test_cmsis_nn.elf: $(addprefix $(CORTEX_M_BUILD)/$(1)/test/,startup.o target_platform.o kernel_test.o) \
-    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core_cmsis_nn.a $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) $(CORTEX_M_BOARD_DIR)/sections.ld
+    $(CORTEX_M_BUILD)/$(1)/libtinytrain_core_cmsis_nn.a $(CORTEX_M_BUILD)/$(1)/libcmsis_nn.a \
+    $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) $(CORTEX_M_BOARD_DIR)/sections.ld
 	$(ARM_PREFIX)g++ $(CORTEX_M_CPU_$(1)) $(CORTEX_M_LDFLAGS) -T $(CORTEX_M_BOARD_DIR)/$(CORTEX_M_LD_$(1)) \
 	  $$(filter %.o %.a,$$^) -o $$@
 endef
