@@ -260,6 +260,28 @@ struct FourSums {
 // against four filters).
 enum class RowInputs { kPerChannel, kShared };
 
+#if defined(ARM_MATH_MVEI)
+// Adds level * (x - zero point) for four channels over `count` reads along a row to sums[0..3], levels and
+// inputs advancing by level_step and x_step, on Helium: per read one VLDRB of the four levels widened to
+// int32 and a VMLA by the centred input (kShared), or a VLDRB of the four inputs, a VSUB of the zero point,
+// a VMUL and a VADD (kPerChannel: Helium has no integer multiply-accumulate of two vectors lane by lane),
+// where the DSP version takes SXTB16 splits and a halfword MAC per channel.
+template <RowInputs kInputs>
+__attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t level_step, const int8_t* x,
+                                                 int32_t x_step, int32_t count, int32_t zero_point, int32_t* sums) {
+  int32x4_t four = vldrwq_s32(sums);
+  const int8_t* const end = levels + count * level_step;
+  for (; levels != end; levels += level_step, x += x_step) {
+    const int32x4_t level = vldrbq_s32(levels);
+    if constexpr (kInputs == RowInputs::kPerChannel) {
+      four = vaddq_s32(four, vmulq_s32(level, vsubq_n_s32(vldrbq_s32(x), zero_point)));
+    } else {
+      four = vmlaq_n_s32(four, level, *x - zero_point);
+    }
+  }
+  vstrwq_s32(sums, four);
+}
+#else
 // Adds level * (x - zero point) for four channels (one word of levels) over `count` reads along a row
 // to sums[0..3], levels and inputs advancing by level_step and x_step: SXTB16 splits the levels into
 // channels 0, 2 and 1, 3 as 16-bit halves, the centred inputs (|x - zero point| <= 255) are paired
@@ -290,6 +312,8 @@ __attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t l
   }
   four.Store(sums);
 }
+
+#endif
 
 }  // namespace tinytrain_cmsis_nn
 
