@@ -1,6 +1,7 @@
-"""TT_SGD in TFLM against NumPy: the update rule (exact for truncation and rounding to nearest, in float32
-as the kernel computes), saturation, partial channel updates, momentum, stochastic rounding statistics,
-QAS against float SGD, the control bit and reset(). The parameter starts from a constant through
+"""TT_SGD in TFLM against NumPy: the update rule (exact for every rounding, in float32 or, for int8 weights
+stepped by int8 gradients with stochastic rounding, in fixed point as the kernel computes), saturation,
+partial channel updates, momentum, stochastic rounding statistics, QAS against float SGD, the control bit
+and reset(). The parameter starts from a constant through
 TT_INIT_VARIABLES, as in a training model."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import CONTROL, control, grad_tensors, grad_values
+from sgd_reference import sgd_step
 
 from tinytrain_tflm import Interpreter, TFLMError, emit_model
 from tinytrain_tflm.backend import schema, schema_generated
@@ -44,6 +46,11 @@ class Case:
         shape = [1] * len(self.grad_shape)
         shape[self.axis] = c_update
         return scales.astype(np.float32).reshape(shape)
+
+    def rows(self, array: np.ndarray) -> np.ndarray:
+        """The parameter or its gradient as [outer, channels, inner] along the quantized axis (tt_sgd_dims)."""
+        shape = array.shape
+        return array.reshape(int(np.prod(shape[: self.axis])), shape[self.axis], int(np.prod(shape[self.axis + 1 :])))
 
     def updated(self) -> tuple[slice, ...]:
         """Index of the updated channels in the parameter."""
@@ -199,12 +206,15 @@ def test_a_bias_steps_with_the_channel_sums_of_its_layer_output_gradient(rng, ou
     assert np.count_nonzero(parameter != case.initial) >= 4  # steps of quanta
 
 
+@pytest.mark.parametrize("mode", ["float32", "int8"])
 @pytest.mark.parametrize("rounding", [TRUNCATE, NEAREST, STOCHASTIC])
-def test_sgd_saturates_int8_at_127(rounding):
+def test_sgd_saturates_int8_at_127(rounding, mode):
     case = Case(np.array([[120, -120, 0, 127]], np.int8), np.array([0.01]), 0, (1, 4))
     gradient = np.array([[-1.0, 1.0, -100.0, 0.0]], np.float32)  # with lr 0.1 and QAS: +10, -10, +1000, 0 quanta
-    model = sgd_model(case, "float32", sgd_options(0.1, rounding=rounding))
-    parameter = train(model, [[gradient]]).tensor(model.parameter)
+    # As int8 levels at scale 1: 10 quanta per level, where +1000 passes the largest step (256) the kernel keeps.
+    feed = [gradient] if mode == "float32" else [gradient.astype(np.int8), np.array([1.0], np.float32)]
+    model = sgd_model(case, mode, sgd_options(0.1, rounding=rounding))
+    parameter = train(model, [feed]).tensor(model.parameter)
     np.testing.assert_array_equal(parameter, [[127, -127, 127, 127]])
 
 
@@ -266,6 +276,53 @@ def test_stochastic_rounding_moves_weights_by_a_fraction_of_a_quantum_on_average
     for c, delta in enumerate(deltas):
         p = delta - np.floor(delta)
         assert abs(mean_step[c] - delta) < 5 * np.sqrt(p * (1 - p) / n), (c, mean_step[c])
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_stochastic_sgd_matches_numpy_exactly(rng, layout, mode):
+    """Two stochastic steps against tests/sgd_reference.py, the kernel's generator included: in fixed point for
+    int8 weights with int8 gradients, in float32 otherwise. Four times the learning rates above: int8 weights
+    take up to about 2 quanta per gradient level, so both fixed-point forms (level_scale 1 and above) run."""
+    make_case, lr, _ = LAYOUTS[layout]
+    case, lr, seed = make_case(rng), 4 * lr, 12345
+    model = sgd_model(case, mode, sgd_options(lr, rounding=STOCHASTIC, seed=seed))
+    feeds, _ = gradient_steps(rng, case, mode, steps=2)
+    parameter = train(model, feeds).tensor(model.parameter)
+    want, state = case.rows(case.initial), seed
+    for feed in feeds:
+        grad_scale = float(feed[1][0]) if mode == "int8" else None
+        want, _, state = sgd_step(want, case.scales.astype(np.float32), case.rows(feed[0]), grad_scale, lr, 1, STOCHASTIC, state)
+    np.testing.assert_array_equal(parameter, want.reshape(case.initial.shape))
+    updated = case.updated()
+    assert np.count_nonzero(parameter[updated] != case.initial[updated]) > parameter[updated].size // 2
+
+
+def test_stochastic_rounding_of_int8_gradient_levels_is_unbiased():
+    """The fixed-point update (int8 weights, int8 gradients): every change is one of the two integers around
+    level * k quanta, k = -lr / s * grad scale, and their mean over 8,000 draws is level * k (exact, float64)
+    within 5 standard deviations. Channel 3's smaller weight scale makes k 1.5 there, the level_scale > 1 form."""
+    levels = np.array([127, -100, 1, 1], np.int8)
+    scales = np.array([0.01, 0.01, 0.01, 0.01 / 123])
+    lr, grad_scale, steps, elements = 0.5, 2.46e-4, 20, 400
+    case = Case(np.zeros((4, elements), np.int8), scales, 0, (4, elements))
+    feed = [np.repeat(levels[:, None], elements, axis=1), np.array([grad_scale], np.float32)]
+    model = sgd_model(case, "int8", sgd_options(lr, rounding=STOCHASTIC))
+    interpreter = Interpreter(model.model, ARENA, preserve_all_tensors=True)
+    exact = -lr / scales.astype(np.float32).astype(np.float64) * np.float64(np.float32(grad_scale)) * levels
+    assert np.all(np.abs(exact) < 2)  # 20 steps stay within int8 from 0
+    previous = case.initial.astype(np.int64)
+    for _ in range(steps):
+        train(model, [feed], interpreter=interpreter)
+        current = interpreter.tensor(model.parameter).astype(np.int64)
+        for c, delta in enumerate(exact):
+            assert set(np.unique(current[c] - previous[c])) <= {np.floor(delta), np.floor(delta) + 1}, c
+        previous = current
+    mean_step = (previous / steps).mean(axis=1)
+    n = steps * elements
+    for c, delta in enumerate(exact):
+        p = delta - np.floor(delta)
+        assert abs(mean_step[c] - delta) < 5 * np.sqrt(p * (1 - p) / n), (c, mean_step[c], delta)
 
 
 @pytest.mark.parametrize("rounding,moved", [(STOCHASTIC, True), (TRUNCATE, False), (NEAREST, False)])

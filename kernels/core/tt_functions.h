@@ -526,11 +526,18 @@ tt_status tt_sgd_accumulate(const tt_sgd_dims* dims, const tt_grad_in* grad, flo
  * without (s_c = scales[c], or scales[0] when num_scales is 1):
  *   with an accumulator g = (sum + g) / (count + 1), the mean over the mini-batch, and sum = 0;
  *   v = g, or with momentum m = momentum * m + g and v = m;
- *   q = saturate(q + round(-f_c * v)) to [-127, 127].
- * Float arithmetic is single precision in exactly this order.
+ *   q = saturate(q + round(-f_c * v)) to [-127, 127], the change clamped to +-256 (int32: +-2^32) first;
+ * round is ROUND_STOCHASTIC's floor(x + u) with u = (r >> 8) * 2^-24, r the next number of the generator.
+ * Float arithmetic is single precision in exactly this order. One case runs in fixed point instead: with
+ * an int8 gradient (levels l at scale s_g), ROUND_STOCHASTIC, no momentum and no accumulator, the change
+ * per level k = -f_c * s_g (float), clamped to +-256, is M * L / 2^32 with L the smallest power of two
+ * that keeps M = round(k * 2^32 / L) (ties away from zero) within int32, and
+ *   q = saturate(q + floor((l * L * M + r) / 2^32))
+ * in exact integer arithmetic: unbiased to |l| * L * 2^-33 quanta (L = 1 for |k| < 1/2).
  *
  * @param[in,out] rng_state    xorshift32 state of ROUND_STOCHASTIC, nonzero, advanced once per updated
- *                             element; not read with the other roundings (may then be NULL)
+ *                             element, channel by channel (c, then outer, then inner); not read with
+ *                             the other roundings (may then be NULL)
  * @param[in]     params       learning_rate > 0, qas, momentum and rounding
  * @param[in]     num_scales   1 (per-tensor) or >= channels_to_update (per-channel)
  * @param[in]     scales       the parameter's quantization scales, each > 0

@@ -6,8 +6,8 @@ away from zero, where the kernels use TFLite's fixed-point shifts.
 The cases are declared in the tables below (LAYER_CASES, POOL_CASES, ...); random operands come from a
 fixed seed. Gradients are computed in float64 as scatters over the forward op (each output position
 and tap adds its product where the forward op read), where the kernels gather: the same sums, computed
-another way. The SGD references redo the documented float32 arithmetic step by step, because the
-kernels promise exactly that arithmetic.
+another way. The SGD references (tests/sgd_reference.py) redo the documented float32 and fixed-point
+arithmetic step by step, because the kernels promise exactly that arithmetic.
 
 Tolerances. The kernels accumulate in float32. A float output element that sums k products (each of
 at most 3 rounded factors, plus a final scale) is allowed (k + 4) * 2^-24 * sum|terms|, the classic
@@ -44,10 +44,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the geometry the TFLM tests use
 from conv_geometry import ConvGeometry  # noqa: E402
+from sgd_reference import ROUND_NEAREST, ROUND_STOCHASTIC, ROUND_TRUNCATE, sgd_step  # noqa: E402
 
 EPS = 2.0**-24  # unit roundoff of float32
 SEED = 20261122
-ROUND_TRUNCATE, ROUND_NEAREST, ROUND_STOCHASTIC = 0, 1, 2  # tt_schema_generated.h
 UNARY_LOGISTIC, UNARY_TANH, UNARY_HARD_SWISH, UNARY_LEAKY_RELU = 0, 1, 2, 3  # tt_schema_generated.h
 GRAD_TYPES = ("f32", "s8")
 
@@ -181,6 +181,11 @@ SGD_CASES = [
     SgdSpec("s8_conv_truncate_qas", False, (1, 4, 18), 4, True, 10.0, 0.0, 1, ROUND_TRUNCATE, "f32"),
     SgdSpec("s8_fc_nearest_naive_partial", False, (1, 6, 5), 3, False, 5e4, 0.0, 0, ROUND_NEAREST, "s8"),
     SgdSpec("s8_depthwise_stochastic_momentum", False, (9, 6, 1), 3, True, 10.0, 0.9, 1, ROUND_STOCHASTIC, "f32"),
+    # Fixed point (int8 gradient levels, stochastic rounding, no momentum): steps of about 0.1 to 1 quantum
+    # per level, so that some channels take the level_scale > 1 form (|k| >= 1/2) and some weights saturate.
+    SgdSpec("s8_conv_stochastic_levels", False, (1, 4, 18), 4, True, 20.0, 0.0, 1, ROUND_STOCHASTIC, "s8"),
+    SgdSpec("s8_depthwise_stochastic_levels_partial", False, (9, 6, 1), 3, True, 40.0, 0.0, 1, ROUND_STOCHASTIC, "s8"),
+    SgdSpec("s8_fc_stochastic_partial", False, (1, 6, 5), 3, False, 10.0, 0.0, 1, ROUND_STOCHASTIC, "f32"),
     SgdSpec("s32_bias_nearest_partial", True, (1, 6, 1), 4, True, 0.2, 0.0, 1, ROUND_NEAREST, "s8"),
     SgdSpec("s32_bias_stochastic_momentum", True, (1, 8, 1), 8, True, 0.2, 0.5, 1, ROUND_STOCHASTIC, "f32"),
 ]
@@ -768,42 +773,6 @@ def add_element_loss_cases(header: Header, rng: np.random.Generator) -> None:
         )
 
 
-def xorshift32(state: int) -> int:
-    state ^= (state << 13) & 0xFFFFFFFF
-    state ^= state >> 17
-    state ^= (state << 5) & 0xFFFFFFFF
-    return state
-
-
-def sgd_step(spec: SgdSpec, scales, grad: Grad, momentum, parameter, rng_state: int):
-    """One SGD step with the float32 arithmetic tt_sgd_update_* documents, element by element."""
-    outer, channels, inner = spec.shape
-    low, high = (-(2**31), 2**31 - 1) if spec.s32 else (-127, 127)
-    lr, beta, largest = np.float32(spec.learning_rate), np.float32(spec.momentum), np.float32(2.0**32)
-    updated, momentum = parameter.astype(np.int64).reshape(spec.shape), None if momentum is None else momentum.copy()
-    values = grad.stored.astype(np.float32) * np.float32(grad.scale) if grad.kind == "s8" else grad.stored
-    values = values.reshape(outer, spec.update, inner)
-    for o in range(outer):
-        for c in range(spec.update):
-            scale = scales[c if scales.size > 1 else 0]
-            factor = lr / scale if spec.qas else lr * scale
-            for i in range(inner):
-                v = values[o, c, i]
-                if momentum is not None:
-                    momentum[o, c, i] = beta * momentum[o, c, i] + v
-                    v = momentum[o, c, i]
-                delta = min(max((-factor) * v, -largest), largest)
-                if spec.rounding == ROUND_TRUNCATE:
-                    step = int(np.trunc(np.float64(delta)))
-                elif spec.rounding == ROUND_NEAREST:
-                    step = int(np.sign(delta) * np.floor(np.abs(np.float64(delta)) + 0.5))
-                else:
-                    rng_state = xorshift32(rng_state)
-                    step = int(np.floor(delta + np.float32(rng_state >> 8) * np.float32(2.0**-24)))
-                updated[o, c, i] = min(max(updated[o, c, i] + step, low), high)
-    return updated.reshape(-1), momentum, rng_state
-
-
 def add_sgd_cases(header: Header, rng: np.random.Generator) -> None:
     for spec in SGD_CASES:
         outer, channels, inner = spec.shape
@@ -821,7 +790,18 @@ def add_sgd_cases(header: Header, rng: np.random.Generator) -> None:
             parameter.reshape(-1)[0] = 2**31 - 4
             momentum.reshape(-1)[0] = -0.05
         seed = 12345
-        expected, expected_momentum, final_state = sgd_step(spec, scales, grad, momentum, parameter, seed)
+        expected, expected_momentum, final_state = sgd_step(
+            parameter,
+            scales,
+            grad.stored,
+            grad.scale if spec.grad == "s8" else None,
+            spec.learning_rate,
+            spec.qas,
+            spec.rounding,
+            seed,
+            momentum,
+            spec.momentum,
+        )
         suffix = "s32" if spec.s32 else "s8"
         initial = header.array(f"{base}_parameter", parameter)
         want = header.array(f"{base}_expected", expected.astype(dtype))

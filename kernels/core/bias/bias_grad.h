@@ -24,7 +24,14 @@ float ChannelSum(const Grad& grad, int32_t rows, int32_t channels, int32_t c) {
     float sum = 0.0f;
     WithExactAccumulator(rows, kLargestLevel, [&](auto zero) {
       decltype(zero) levels = 0;
-      for (int32_t row = 0; row < rows; ++row) levels += grad.data[row * channels + c];
+      const int8_t* level = grad.data + c;
+      int32_t row = 0;
+      // Four rows a pass (an exact sum in any order): 11 instructions per 4 levels on a Cortex-M7, where
+      // a loop per level takes 6. A fused bias update sums every row of its layer's output gradient.
+      for (; row + 4 <= rows; row += 4, level += 4 * channels) {
+        levels += level[0] + level[channels] + level[2 * channels] + level[3 * channels];
+      }
+      for (; row < rows; ++row, level += channels) levels += *level;
       sum = SumToFloat(levels) * grad.scale;
     });
     return sum;
