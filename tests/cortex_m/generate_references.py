@@ -83,6 +83,9 @@ LAYER_CASES: list[tuple[str, str, ConvGeometry | FcSpec]] = [
     # blocks of 1 and 2; 15 above: 3).
     ("conv", "pointwise_rescaled_in_chunks", ConvGeometry(1, (1, 5), 5, (1, 1), 261, (1, 1), (1, 1), "VALID", 3)),
     ("conv", "pointwise_summed_in_groups", ConvGeometry(1, (1, 2), 133, (1, 1), 6, (1, 1), (1, 1), "VALID", 2)),
+    # With Helium (the M55), kernels/cmsis_nn's pointwise int8 gradients take 4 input channels a vector, a last
+    # block of fewer predicated: 7 leaves 3 lanes (13, 133 and the fully connected cases leave 1 or 2).
+    ("conv", "pointwise_three_lane_tail", ConvGeometry(1, (2, 3), 7, (1, 1), 6, (1, 1), (1, 1), "VALID", 6)),
     ("depthwise", "same_3x3", ConvGeometry(1, (5, 5), 4, (3, 3), 1, (1, 1), (1, 1), "SAME", 4)),
     ("depthwise", "same_3x3_channel_blocks", ConvGeometry(1, (5, 4), 13, (3, 3), 1, (1, 1), (1, 1), "SAME", 13)),
     # kernels/cmsis_nn's int8 depthwise input gradient with multiplier 1 lists each pixel's reading taps

@@ -1,6 +1,7 @@
 /* Internal to kernels/cmsis_nn: the int8 x int16 inner loops of its int8-gradient kernels, on the DSP
- * extension's SXTB16, halfword MACs (SMLABB, SMLATB, SMLABT, SMLATT) and dual MAC (SMLAD). Integer sums
- * are exact, so these loops give the reference's (kernels/core) sums in any order. */
+ * extension's SXTB16, halfword MACs (SMLABB, SMLATB, SMLABT, SMLATT) and dual MAC (SMLAD), and, where the
+ * core has Helium (MVE, the Cortex-M55), on its vector MACs (AddScaledRows). Integer sums are exact, so
+ * these loops give the reference's (kernels/core) sums in any order. */
 #ifndef TINYTRAIN_KERNELS_CMSIS_NN_COMMON_HALFWORD_MACS_H_
 #define TINYTRAIN_KERNELS_CMSIS_NN_COMMON_HALFWORD_MACS_H_
 
@@ -13,7 +14,76 @@
 #endif
 #include <arm_acle.h>
 
+// Helium's integer instructions: the macro CMSIS-NN's kernels test, set by the same rule here for the files
+// that include no CMSIS-NN header.
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(ARM_MATH_MVEI)
+#define ARM_MATH_MVEI 1
+#endif
+#if defined(ARM_MATH_MVEI)
+#include <arm_mve.h>
+#endif
+
 namespace tinytrain_cmsis_nn {
+
+#if defined(ARM_MATH_MVEI)
+// The int32 lanes of a Helium vector: AddScaledRows' channels per vector.
+constexpr int32_t kLanes = 4;
+
+// Where AddScaledRows finds row i's factor k: at factors[(i / 2) * pair_step + (i % 2) * odd_row + k * step].
+// Steps, not a function of i: GCC then walks one pointer over them (from i it recomputed each address).
+struct FactorSteps {
+  int32_t pair_step;  // from rows 2j, 2j + 1 to rows 2j + 2, 2j + 3
+  int32_t odd_row;    // from row 2j to row 2j + 1
+  int32_t step;       // from factor k to factor k + 1 of a row
+};
+
+// For i < count: the int8 values at row + i * stride, kLanes consecutive channels (the lanes on in `lanes`
+// when kPredicated: the others load 0 and read no memory, a row's last channels), widened to int32, times
+// row i's factor k (FactorSteps), added to sums[k], k < kFactors: per row one VLDRB and kFactors VMLA
+// (vector by scalar), kLanes products each, where the DSP extension's halfword MACs take one instruction a
+// product. The sums stay in registers (GCC stored them on every row when the loop worked on sums itself).
+template <int32_t kFactors, bool kPredicated, typename Factor>
+__attribute__((always_inline)) inline void AddScaledRowsOf(const int8_t* row, int32_t stride, int32_t count,
+                                                           mve_pred16_t lanes, const Factor* factors,
+                                                           FactorSteps steps, int32x4_t* sums) {
+  int32x4_t acc[kFactors];
+#pragma GCC unroll 4
+  for (int32_t k = 0; k < kFactors; ++k) acc[k] = sums[k];
+  const int32_t step = steps.step, odd_row = steps.odd_row, pair_step = steps.pair_step;
+  auto add = [&](const int8_t* at, const Factor* factor) {
+    int32x4_t values;
+    if constexpr (kPredicated) {
+      values = vldrbq_z_s32(at, lanes);
+    } else {
+      values = vldrbq_s32(at);
+    }
+#pragma GCC unroll 4
+    for (int32_t k = 0; k < kFactors; ++k) acc[k] = vmlaq_n_s32(acc[k], values, factor[k * step]);
+  };
+  const int8_t* const end = row + count / 2 * 2 * stride;
+  for (; row != end; row += 2 * stride, factors += pair_step) {
+    add(row, factors);
+    add(row + stride, factors + odd_row);
+  }
+  if (count % 2 != 0) add(row, factors);
+#pragma GCC unroll 4
+  for (int32_t k = 0; k < kFactors; ++k) sums[k] = acc[k];
+}
+
+// AddScaledRowsOf for channels [0, channels) of the rows (at most kLanes): a block of fewer than kLanes
+// channels predicated, a whole one not (a predicated load costs a VPST, and GCC rewrites the predicate
+// on every row).
+template <int32_t kFactors, typename Factor>
+__attribute__((always_inline)) inline void AddScaledRows(const int8_t* row, int32_t stride, int32_t count,
+                                                         int32_t channels, const Factor* factors, FactorSteps steps,
+                                                         int32x4_t* sums) {
+  if (channels >= kLanes) {
+    AddScaledRowsOf<kFactors, false>(row, stride, count, 0, factors, steps, sums);
+  } else {
+    AddScaledRowsOf<kFactors, true>(row, stride, count, vctp32q(static_cast<uint32_t>(channels)), factors, steps, sums);
+  }
+}
+#endif
 
 // SXTB16 of bytes >> 8 (bytes 1 and 3 sign-extended into the halves), the shift folded into the
 // instruction's rotation, which GCC does not do on its own.
@@ -70,6 +140,35 @@ inline void AddFourChannels(const int8_t* row, int32_t stride, int32_t count, Fa
   }
 }
 
+// Sums of four factors (pixels, filters) for two channels, as AddPairedRows adds them: sums[q] is
+// channel c's sum for factor q, sums[4 + q] channel c + 1's.
+constexpr int32_t kPairedFactors = 4;
+
+#if defined(ARM_MATH_MVEI)
+// AddPairedRows on Helium: kLanes columns at a time, one vector of sums per factor (AddScaledRows), the
+// factors read as the halfwords they are. The columns' sums go between sums' layout and the vectors by a
+// gather and a scatter per block of columns, not per row.
+__attribute__((noinline)) inline void AddPairedRows(const int8_t* row, int32_t stride, int32_t rows, int32_t columns,
+                                                    const uint32_t* factors, int32_t* sums) {
+  // Row i's factor q: the low (i even) or high (i odd) half of factors[(i / 2) * kPairedFactors + q].
+  const int16_t* const halves = reinterpret_cast<const int16_t*>(factors);
+  constexpr FactorSteps kHalves{2 * kPairedFactors, 1, 2};
+  const uint32x4_t column_offsets = vidupq_n_u32(0, kPairedFactors);  // column j's sums, in words
+  for (int32_t c = 0; c < columns; c += kLanes) {
+    const mve_pred16_t lanes = vctp32q(static_cast<uint32_t>(columns - c));  // for the sums' gather and scatter
+    int32x4_t vectors[kPairedFactors];
+#pragma GCC unroll 4
+    for (int32_t q = 0; q < kPairedFactors; ++q) {
+      vectors[q] = vldrwq_gather_shifted_offset_z_s32(sums + c * kPairedFactors + q, column_offsets, lanes);
+    }
+    AddScaledRows<kPairedFactors>(row + c, stride, rows, columns - c, halves, kHalves, vectors);
+#pragma GCC unroll 4
+    for (int32_t q = 0; q < kPairedFactors; ++q) {
+      vstrwq_scatter_shifted_offset_p_s32(sums + c * kPairedFactors + q, column_offsets, vectors[q], lanes);
+    }
+  }
+}
+#else
 // row + 2 * stride in one instruction (ADD with a shifted register), which GCC does not emit here on
 // its own: it keeps 2 * stride in a register of its own and spills loop state (AddPairedRows: 24
 // instructions per row pair instead of 21).
@@ -77,10 +176,6 @@ inline const int8_t* AfterTwoRows(const int8_t* row, int32_t stride) {
   __asm__("add %0, %0, %1, lsl #1" : "+r"(row) : "r"(stride));
   return row;
 }
-
-// Sums of four factors (pixels, filters) for two channels, as AddPairedRows adds them: sums[q] is
-// channel c's sum for factor q, sums[4 + q] channel c + 1's.
-constexpr int32_t kPairedFactors = 4;
 
 // Adds, for each of `rows` rows (int8 values at row + i * stride) and each factor q < 4, value[i][c]
 // times factor q of row i to sums[q] and value[i][c + 1] times it to sums[4 + q] (kChannels 2; with
@@ -139,6 +234,7 @@ __attribute__((noinline)) inline void AddPairedRows(const int8_t* row, int32_t s
   for (; c + 2 <= columns; c += 2) AddPairedRowsOf<2>(row + c, stride, rows, factors, sums + c * kPairedFactors);
   if (c < columns) AddPairedRowsOf<1>(row + c, stride, rows, factors, sums + c * kPairedFactors);
 }
+#endif
 
 // One int32 sum per channel of a four-channel word. AddProducts adds each channel's product of its
 // 16-bit halves in a and b, as EvenBytes and OddBytes split words (channels 0, 2 in the even
@@ -164,6 +260,28 @@ struct FourSums {
 // against four filters).
 enum class RowInputs { kPerChannel, kShared };
 
+#if defined(ARM_MATH_MVEI)
+// Adds level * (x - zero point) for four channels over `count` reads along a row to sums[0..3], levels and
+// inputs advancing by level_step and x_step, on Helium: per read one VLDRB of the four levels widened to
+// int32 and a VMLA by the centred input (kShared), or a VLDRB of the four inputs, a VSUB of the zero point,
+// a VMUL and a VADD (kPerChannel: Helium has no integer multiply-accumulate of two vectors lane by lane),
+// where the DSP version takes SXTB16 splits and a halfword MAC per channel.
+template <RowInputs kInputs>
+__attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t level_step, const int8_t* x,
+                                                 int32_t x_step, int32_t count, int32_t zero_point, int32_t* sums) {
+  int32x4_t four = vldrwq_s32(sums);
+  const int8_t* const end = levels + count * level_step;
+  for (; levels != end; levels += level_step, x += x_step) {
+    const int32x4_t level = vldrbq_s32(levels);
+    if constexpr (kInputs == RowInputs::kPerChannel) {
+      four = vaddq_s32(four, vmulq_s32(level, vsubq_n_s32(vldrbq_s32(x), zero_point)));
+    } else {
+      four = vmlaq_n_s32(four, level, *x - zero_point);
+    }
+  }
+  vstrwq_s32(sums, four);
+}
+#else
 // Adds level * (x - zero point) for four channels (one word of levels) over `count` reads along a row
 // to sums[0..3], levels and inputs advancing by level_step and x_step: SXTB16 splits the levels into
 // channels 0, 2 and 1, 3 as 16-bit halves, the centred inputs (|x - zero point| <= 255) are paired
@@ -194,6 +312,8 @@ __attribute__((noinline)) void AddFourLevelReads(const int8_t* levels, int32_t l
   }
   four.Store(sums);
 }
+
+#endif
 
 }  // namespace tinytrain_cmsis_nn
 

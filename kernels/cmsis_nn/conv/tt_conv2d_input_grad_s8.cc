@@ -190,6 +190,7 @@ void PointwiseS8Pixels(const S& s, const core::S8GradReader& grad, const core::R
   }
 }
 
+#if !defined(ARM_MATH_MVEI)
 // sums[j] += the sum over rows i < count of factors[i] * row_i[c + j], j < 4, where row_i = row + i *
 // stride: per row one word of four int8 values, SXTB16 splitting it into channels 0, 2 and 1, 3, and
 // one halfword MAC per channel with the row's 16-bit factor. Not inlined: alone, its sums and pointers
@@ -210,11 +211,13 @@ __attribute__((noinline)) void AddFourColumns(const int8_t* row, int32_t stride,
   }
   sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
 }
+#endif
 
 // The int8 input gradient of a pointwise convolution over one pixel (a fully connected layer at batch
 // 1), with at most kRescaledChunk output channels: element c is Value(sum over co of r(level[co], co) *
 // w[co][c]), the rows' rescaled levels computed once, then four input channels at a time
-// (AddFourColumns), where the four-pixel path would fill three quarters of its sums with nothing.
+// (AddFourColumns; with Helium, AddScaledRows, the last block's lanes predicated), where the four-pixel
+// path would fill three quarters of its sums with nothing.
 template <typename S, typename Sink>
 void SinglePixelS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, const core::RescaledLevels& rescaled,
                                   const int32_t* multipliers, const int8_t* filter, Sink& sink) {
@@ -222,6 +225,17 @@ void SinglePixelS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, co
   const int32_t out_channels = s.grad_output.c;
   int32_t factors[kRescaledChunk];
   for (int32_t co = 0; co < out_channels; ++co) factors[co] = core::RescaledLevels::Rescale(grad.data[co], multipliers[co]);
+#if defined(ARM_MATH_MVEI)
+  constexpr cm::FactorSteps kRowFactors{2, 1, 0};  // row co's one factor: factors[co]
+  for (int32_t c = 0; c < in_channels; c += cm::kLanes) {
+    const int32_t channels = in_channels - c < cm::kLanes ? in_channels - c : cm::kLanes;
+    int32x4_t vector = vdupq_n_s32(0);
+    cm::AddScaledRows<1>(filter + c, in_channels, out_channels, channels, factors, kRowFactors, &vector);
+    int32_t sums[cm::kLanes];
+    vst1q_s32(sums, vector);
+    for (int32_t j = 0; j < channels; ++j) sink(rescaled.Value(sums[j]));
+  }
+#else
   int32_t c = 0;
   for (; c + 4 <= in_channels; c += 4) {
     int32_t sums[4] = {0, 0, 0, 0};
@@ -233,6 +247,7 @@ void SinglePixelS8Conv2dInputGrad(const S& s, const core::S8GradReader& grad, co
     for (int32_t co = 0; co < out_channels; ++co) sum += factors[co] * filter[co * in_channels + c];
     sink(rescaled.Value(sum));
   }
+#endif
 }
 
 // The int8 input gradient of a pointwise convolution, kPairedFactors pixels at a time.

@@ -46,6 +46,17 @@ struct AxisReader {
   int32_t filter;
 };
 
+#if defined(ARM_MATH_MVEI)
+// sums[j] = the sum over taps [tap, end) of levels[c + j] * weights[c + j], j < 4, on Helium: per tap a
+// VLDRB of the four levels and one of the four weights, widened to int32, a VMUL and a VADD. Not
+// inlined, as the DSP version.
+__attribute__((noinline)) void SumFourChannelTaps(const ReaderTap* tap, const ReaderTap* end, int32_t c,
+                                                  int32_t* sums) {
+  int32x4_t four = vdupq_n_s32(0);
+  for (; tap != end; ++tap) four = vaddq_s32(four, vmulq_s32(vldrbq_s32(tap->levels + c), vldrbq_s32(tap->weights + c)));
+  vstrwq_s32(sums, four);
+}
+#else
 // sums[j] = the sum over taps [tap, end) of levels[c + j] * weights[c + j], j < 4: one word of four
 // levels and one of four weights per tap, SXTB16 splitting each into channels 0, 2 and 1, 3 as
 // 16-bit halves, and one halfword MAC per channel. Not inlined, like AddFourLevelReads: in a function
@@ -62,6 +73,7 @@ __attribute__((noinline)) void SumFourChannelTaps(const ReaderTap* tap, const Re
   }
   four.Store(sums);
 }
+#endif
 
 // The int8 input gradient with multiplier 1 and a kernel of at most kMaxKernelSide a side, element
 // by element in the reference's order: per input pixel the reading taps' pointers are listed once
