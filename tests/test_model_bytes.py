@@ -37,7 +37,10 @@ PINNED_DEFAULTS = {"gradient": "float32", "tiles": None, "flash_requantization":
 # op (tinytrain_tflm.passes.fusion): the prune_backward=False and split_partial=False ones. Every case that
 # trains a bias with immediate updates and no accumulator changed when its TT_BIAS_GRAD folded into the
 # bias's TT_SGD (the same pass); the fuse_bias_updates=False case keeps the unfused graph's bytes, which
-# were those of the first case.
+# were those of the first case. The activation_masks=False case changed its offline plan only, at the same
+# arena (15,128 B measured on x86), when a RESHAPE's output could no longer lie partly over its input: the
+# old plan put the flatten gradient's RESHAPE output 320 B below its input, which TFLM's kernel copies with
+# memcpy between overlapping bytes (tinytrain_tflm.plan.overlap).
 CASES = [
     (
         "mobilenet_v2_blocks",
@@ -118,7 +121,7 @@ CASES = [
     (
         "ds_cnn",
         {"update": "all", "activation_masks": False, "label_smoothing": 0.1},
-        "666d445928b34b0fa78b115d43d56ca8396b50c1b689202a77b777d7f8b11156",
+        "a20c287a428ac7d21e4315e048ddf558712d7ab4b5e9c56d4ccf15e62e23fa31",
     ),
     (
         "small_cnn",
